@@ -1,0 +1,278 @@
+#include "runtime/cgroup_v1.h"
+
+#include <algorithm>
+#include <set>
+
+#include "base/log.h"
+#include "base/scope_guard.h"
+
+namespace isobox::runtime {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kDefaultCpuShares = 1024;
+constexpr uint64_t kMinCpuShares = 2;
+
+std::vector<fs::path> UniquePaths(const std::map<std::string, fs::path>& by_controller,
+                                  const fs::path& relative) {
+  std::vector<fs::path> out;
+  for (const auto& [controller, root] : by_controller) {
+    fs::path dir = relative.empty() ? root : root / relative;
+    if (std::find(out.begin(), out.end(), dir) == out.end()) out.push_back(dir);
+  }
+  return out;
+}
+
+}  // namespace
+
+Status MakeGroupDirsV1(const std::vector<fs::path>& dirs, bool exist_ok) {
+  std::vector<fs::path> made;
+  ScopeGuard remove([&] {
+    for (const fs::path& dir : made) {
+      (void)cgroupfs::RemoveGroupTree(dir, std::chrono::steady_clock::now());
+    }
+  });
+  for (const fs::path& dir : dirs) {
+    std::error_code ec;
+    bool existed = fs::exists(dir, ec);
+    RETURN_IF_ERROR(cgroupfs::MakeGroupDir(dir, exist_ok));
+    if (!existed) made.push_back(dir);
+    // SECURITY: use_hierarchy=1 charges nested groups (user code below envd) to this
+    // group, so its memory limit bounds the whole sandbox; with 0 a child group would
+    // escape it. Only the memory hierarchy has the file; kernels >= 5.11 force 1.
+    RETURN_IF_ERROR(cgroupfs::WriteIfPresent(dir / "memory.use_hierarchy", "1"));
+  }
+  remove.Cancel();
+  return Ok();
+}
+
+CgroupV1::CgroupV1(const std::map<std::string, fs::path>& roots, fs::path relative)
+    : roots_(roots), relative_(std::move(relative)), dirs_(UniquePaths(roots_, relative_)) {}
+
+fs::path CgroupV1::Dir(const std::string& controller) const {
+  auto it = roots_.find(controller);
+  return it == roots_.end() ? fs::path() : it->second / relative_;
+}
+
+Status CgroupV1::SetMemoryLimit(uint64_t bytes) {
+  std::string value = bytes == 0 ? "-1" : std::to_string(bytes);
+  fs::path limit = Dir("memory") / "memory.limit_in_bytes";
+  fs::path memsw = Dir("memory") / "memory.memsw.limit_in_bytes";
+  std::error_code ec;
+  if (!fs::exists(memsw, ec)) {
+    // No swap accounting (swapaccount=0 or no CONFIG_MEMCG_SWAP): swap cannot be limited
+    // per group; the host's swap policy applies.
+    LOG_DEBUG("cgroup {}: no memory.memsw.limit_in_bytes (no swap accounting)", RelativePath());
+    return cgroupfs::WriteFile(limit, value);
+  }
+  // SECURITY: swap off: memory+swap is capped at the memory limit, so the sandbox cannot
+  // exceed it by swapping and push the host into swapping (I/O starvation, sandbox memory
+  // on the host's disk). The kernel keeps memsw >= limit: when the limit goes up, memsw
+  // must go up first (the limit write fails with EINVAL), when it goes down, limit first.
+  Status limit_first = cgroupfs::WriteFile(limit, value);
+  if (!limit_first && limit_first.error().sys_errno == EINVAL) {
+    RETURN_IF_ERROR(cgroupfs::WriteFile(memsw, value));
+    return cgroupfs::WriteFile(limit, value);
+  }
+  RETURN_IF_ERROR(limit_first);
+  return cgroupfs::WriteFile(memsw, value);
+}
+
+Status CgroupV1::SetCpuLimits(const CgroupLimits& limits) {
+  fs::path dir = Dir("cpu");
+  uint64_t quota = cgroupfs::CpuQuotaUsec(limits.cpu_millicores);
+  RETURN_IF_ERROR(
+      cgroupfs::WriteFile(dir / "cpu.cfs_period_us", std::to_string(cgroupfs::kCpuPeriodUsec)));
+  RETURN_IF_ERROR(
+      cgroupfs::WriteFile(dir / "cpu.cfs_quota_us", quota == 0 ? "-1" : std::to_string(quota)));
+  uint64_t shares = limits.cpu_weight == 0
+                        ? kDefaultCpuShares
+                        : std::max(kMinCpuShares, uint64_t{limits.cpu_weight} * 1024 / 100);
+  return cgroupfs::WriteFile(dir / "cpu.shares", std::to_string(shares));
+}
+
+Status CgroupV1::SetLimits(const CgroupLimits& limits) {
+  RETURN_IF_ERROR(cgroupfs::ValidateLimits(limits));
+  // SECURITY: pids.max bounds fork bombs; without it one sandbox exhausts the host's pid
+  // space and no process on the machine can fork.
+  RETURN_IF_ERROR(cgroupfs::WriteFile(
+      Dir("pids") / "pids.max", limits.pids_max == 0 ? "max" : std::to_string(limits.pids_max)));
+  RETURN_IF_ERROR(SetMemoryLimit(limits.memory_bytes));
+  return SetCpuLimits(limits);
+}
+
+Status CgroupV1::AddProcess(pid_t pid) {
+  if (pid <= 0) return MakeError(ErrorCode::kInvalidArgument, "invalid pid {}", pid);
+  // SECURITY: pids and memory first: if a later hierarchy fails the caller kills the
+  // process, and until then it is already bounded.
+  std::vector<fs::path> done;
+  for (const char* controller : {"pids", "memory", "freezer", "cpu", "cpuacct"}) {
+    fs::path dir = Dir(controller);
+    if (dir.empty() || std::find(done.begin(), done.end(), dir) != done.end()) continue;
+    done.push_back(dir);
+    RETURN_IF_ERROR(cgroupfs::WriteFile(dir / "cgroup.procs", std::to_string(pid)));
+  }
+  return Ok();
+}
+
+Result<UniqueFd> CgroupV1::OpenDirFd() {
+  return MakeError(ErrorCode::kUnimplemented,
+                   "cgroup {}: CLONE_INTO_CGROUP needs cgroup v2; use AddProcess", RelativePath());
+}
+
+Result<std::unique_ptr<Cgroup>> CgroupV1::CreateChild(std::string_view name) {
+  RETURN_IF_ERROR(cgroupfs::ValidateName(name));
+  RETURN_IF_ERROR(MakeGroupDirsV1(UniquePaths(roots_, relative_ / name), /*exist_ok=*/false));
+  return std::unique_ptr<Cgroup>(std::make_unique<CgroupV1>(roots_, relative_ / name));
+}
+
+Status CgroupV1::Freeze() {
+  fs::path state = Dir("freezer") / "freezer.state";
+  RETURN_IF_ERROR(cgroupfs::WriteFile(state, "FROZEN"));
+  // Reads FREEZING until every task (children groups included) has stopped.
+  auto deadline = std::chrono::steady_clock::now() + cgroupfs::kFreezeTimeout;
+  std::string last;
+  bool frozen = cgroupfs::PollUntil(deadline, [&] {
+    auto text = cgroupfs::ReadFile(state);
+    last = text ? text->substr(0, text->find('\n')) : text.error().message;
+    return last == "FROZEN";
+  });
+  if (!frozen) {
+    return MakeError(ErrorCode::kDeadlineExceeded, "freeze cgroup {}: still '{}' after {} ms",
+                     RelativePath(), last, cgroupfs::kFreezeTimeout.count());
+  }
+  return Ok();
+}
+
+Status CgroupV1::Thaw() { return cgroupfs::WriteFile(Dir("freezer") / "freezer.state", "THAWED"); }
+
+Status CgroupV1::KillAll() { return cgroupfs::KillAllByFreezing(*this); }
+
+Status CgroupV1::Destroy(std::chrono::milliseconds timeout) {
+  return cgroupfs::DestroyGroups(*this, dirs_, timeout);
+}
+
+Result<CgroupStats> CgroupV1::Stats() {
+  CgroupStats s;
+  fs::path memory = Dir("memory");
+  fs::path pids = Dir("pids");
+  auto stats = [&]() -> Status {
+    ASSIGN_OR_RETURN(s.memory_current, cgroupfs::ReadLimit(memory / "memory.usage_in_bytes"));
+    ASSIGN_OR_RETURN(s.memory_limit, cgroupfs::ReadLimit(memory / "memory.limit_in_bytes"));
+    ASSIGN_OR_RETURN(std::string stat, cgroupfs::ReadFile(memory / "memory.stat"));
+    s.memory_cache = cgroupfs::ParseKeyed(stat, "total_cache")
+                         .value_or(cgroupfs::ParseKeyed(stat, "cache").value_or(0));
+    if (fs::path cpuacct = Dir("cpuacct"); !cpuacct.empty()) {
+      ASSIGN_OR_RETURN(uint64_t usage_ns, cgroupfs::ReadLimit(cpuacct / "cpuacct.usage"));
+      s.cpu_usage_usec = usage_ns / 1000;
+    }
+    ASSIGN_OR_RETURN(s.pids_current, cgroupfs::ReadLimit(pids / "pids.current"));
+    ASSIGN_OR_RETURN(s.pids_max, cgroupfs::ReadLimit(pids / "pids.max"));
+    // v1 counts both events only in the group of the process concerned: sum the subtree.
+    ASSIGN_OR_RETURN(s.oom_kills,
+                     cgroupfs::SumKeyedRecursive(memory, "memory.oom_control", "oom_kill"));
+    ASSIGN_OR_RETURN(s.pids_max_events, cgroupfs::SumKeyedRecursive(pids, "pids.events", "max"));
+    return Ok();
+  }();
+  RETURN_IF_ERROR(WithContext(stats, fmt::format("stats of cgroup {}", RelativePath())));
+  return s;
+}
+
+std::vector<pid_t> CgroupV1::Pids() {
+  // The union over all hierarchies: a process attached to only some of them (a failed
+  // AddProcess) still belongs to the sandbox and must be killed with it.
+  std::vector<pid_t> pids;
+  for (const fs::path& dir : dirs_) cgroupfs::CollectPids(dir, pids);
+  return pids;
+}
+
+CgroupManagerV1::CgroupManagerV1(std::map<std::string, fs::path> roots, std::string parent)
+    : roots_(std::move(roots)), parent_(std::move(parent)) {}
+
+std::vector<fs::path> CgroupManagerV1::UniqueRoots() const { return UniquePaths(roots_, {}); }
+
+Status CgroupManagerV1::PrepareParent() {
+  fs::path relative;
+  for (const fs::path& component : parent_) {
+    relative /= component;
+    RETURN_IF_ERROR(MakeGroupDirsV1(UniquePaths(roots_, relative), /*exist_ok=*/true));
+  }
+  return Ok();
+}
+
+Result<std::unique_ptr<Cgroup>> CgroupManagerV1::Create(std::string_view name,
+                                                        const CgroupLimits& limits) {
+  RETURN_IF_ERROR(cgroupfs::ValidateName(name));
+  RETURN_IF_ERROR(cgroupfs::ValidateLimits(limits));
+  std::string context = fmt::format("create cgroup {}/{}", parent_.string(), name);
+  RETURN_IF_ERROR(WithContext(PrepareParent(), context));
+  auto cgroup = std::make_unique<CgroupV1>(roots_, parent_ / name);
+  RETURN_IF_ERROR(WithContext(MakeGroupDirsV1(cgroup->Dirs(), /*exist_ok=*/false), context));
+  ScopeGuard remove([&] {
+    for (const fs::path& dir : cgroup->Dirs()) {
+      (void)cgroupfs::RemoveGroupTree(dir, std::chrono::steady_clock::now());
+    }
+  });
+  // SECURITY: the limits are in place before the group is handed out, so before any
+  // process can be attached: no sandbox process ever runs, even briefly, without its
+  // pids and memory limits.
+  RETURN_IF_ERROR(WithContext(cgroup->SetLimits(limits), context));
+  remove.Cancel();
+  return std::unique_ptr<Cgroup>(std::move(cgroup));
+}
+
+Result<std::unique_ptr<Cgroup>> CgroupManagerV1::Open(std::string_view name) {
+  RETURN_IF_ERROR(cgroupfs::ValidateName(name));
+  auto cgroup = std::make_unique<CgroupV1>(roots_, parent_ / name);
+  size_t present = 0;
+  std::error_code ec;
+  for (const fs::path& dir : cgroup->Dirs()) present += fs::is_directory(dir, ec) ? 1 : 0;
+  if (present == 0) {
+    return MakeError(ErrorCode::kNotFound, "open cgroup {}: not found", cgroup->RelativePath());
+  }
+  if (present != cgroup->Dirs().size()) {
+    // Left half-created by a crash: returned so that it can be destroyed; AddProcess
+    // fails on the missing hierarchies.
+    LOG_WARN("cgroup {} exists in only {} of {} hierarchies", cgroup->RelativePath(), present,
+             cgroup->Dirs().size());
+  }
+  return std::unique_ptr<Cgroup>(std::move(cgroup));
+}
+
+std::vector<std::string> CgroupManagerV1::List() {
+  std::set<std::string> names;
+  for (const fs::path& root : UniqueRoots()) {
+    for (std::string& name : cgroupfs::ListGroups(root / parent_)) {
+      if (cgroupfs::ValidateName(name)) names.insert(std::move(name));
+    }
+  }
+  return {names.begin(), names.end()};
+}
+
+Result<std::unique_ptr<CgroupManager>> CgroupManager::ForV1(
+    std::map<std::string, fs::path> controller_roots, std::string parent) {
+  RETURN_IF_ERROR(cgroupfs::ValidateParent(parent));
+  for (const char* controller : {"memory", "pids", "cpu", "freezer"}) {
+    if (!controller_roots.count(controller)) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "cgroup v1: the {} controller is required but not given", controller);
+    }
+  }
+  for (auto it = controller_roots.begin(); it != controller_roots.end();) {
+    bool known = it->first == "memory" || it->first == "pids" || it->first == "cpu" ||
+                 it->first == "freezer" || it->first == "cpuacct";
+    // cpuset is deliberately not used: a new cpuset group has no cpus and refuses attaches.
+    it = known ? std::next(it) : controller_roots.erase(it);
+  }
+  for (const auto& [controller, root] : controller_roots) {
+    if (!cgroupfs::IsCgroupFs(root)) {
+      LOG_WARN("{} is not a cgroup filesystem: using it as a fake tree, no limits are enforced",
+               root.string());
+    }
+  }
+  return std::unique_ptr<CgroupManager>(
+      std::make_unique<CgroupManagerV1>(std::move(controller_roots), std::move(parent)));
+}
+
+}  // namespace isobox::runtime

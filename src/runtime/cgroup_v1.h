@@ -1,0 +1,70 @@
+// Cgroup over the legacy hierarchies (cgroup v1): the same relative directory in each of
+// the memory, pids, cpu, cpuacct (if mounted) and freezer hierarchies.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/cgroup.h"
+
+namespace isobox::runtime {
+
+class CgroupV1 final : public Cgroup {
+ public:
+  // `roots`: controller -> hierarchy root (as given to CgroupManager::ForV1);
+  // `relative`: the group below each root.
+  CgroupV1(const std::map<std::string, std::filesystem::path>& roots,
+           std::filesystem::path relative);
+
+  std::string RelativePath() const override { return relative_.string(); }
+  Status SetLimits(const CgroupLimits& limits) override;
+  Status AddProcess(pid_t pid) override;
+  Result<UniqueFd> OpenDirFd() override;
+  Result<std::unique_ptr<Cgroup>> CreateChild(std::string_view name) override;
+  Status Freeze() override;
+  Status Thaw() override;
+  Status KillAll() override;
+  Status Destroy(std::chrono::milliseconds timeout) override;
+  Result<CgroupStats> Stats() override;
+  std::vector<pid_t> Pids() override;
+
+  // Each distinct group directory once (cpu and cpuacct may share a hierarchy).
+  const std::vector<std::filesystem::path>& Dirs() const { return dirs_; }
+
+ private:
+  std::filesystem::path Dir(const std::string& controller) const;
+  Status SetMemoryLimit(uint64_t bytes);
+  Status SetCpuLimits(const CgroupLimits& limits);
+
+  std::map<std::string, std::filesystem::path> roots_;
+  std::filesystem::path relative_;
+  std::vector<std::filesystem::path> dirs_;
+};
+
+class CgroupManagerV1 final : public CgroupManager {
+ public:
+  CgroupManagerV1(std::map<std::string, std::filesystem::path> roots, std::string parent);
+
+  int Version() const override { return 1; }
+  Result<std::unique_ptr<Cgroup>> Create(std::string_view name,
+                                         const CgroupLimits& limits) override;
+  Result<std::unique_ptr<Cgroup>> Open(std::string_view name) override;
+  std::vector<std::string> List() override;
+
+ private:
+  // Creates the parent group(s) in every hierarchy.
+  Status PrepareParent();
+  // Each distinct hierarchy root once.
+  std::vector<std::filesystem::path> UniqueRoots() const;
+
+  std::map<std::string, std::filesystem::path> roots_;
+  std::filesystem::path parent_;
+};
+
+// mkdir of a group in every hierarchy given, with memory.use_hierarchy=1 in the memory
+// one; removes what it made if a later step fails.
+Status MakeGroupDirsV1(const std::vector<std::filesystem::path>& dirs, bool exist_ok);
+
+}  // namespace isobox::runtime

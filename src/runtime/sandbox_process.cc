@@ -1,0 +1,203 @@
+#include "runtime/sandbox_process.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <vector>
+
+#include "base/sys/syscalls.h"
+#include "base/unique_fd.h"
+#include "runtime/containment.h"
+#include "runtime/detached_mount.h"
+
+namespace isobox::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kSpawnTimeoutMs = 10000;
+
+struct Pipe {
+  UniqueFd read;
+  UniqueFd write;
+};
+
+Result<Pipe> MakePipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) < 0) return SysError("pipe2");
+  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+Status MakeDir(const fs::path& path, mode_t mode, uid_t owner) {
+  if (::mkdir(path.c_str(), mode) < 0 && errno != EEXIST)
+    return SysError("mkdir {}", path.string());
+  if (::chown(path.c_str(), owner, owner) < 0) return SysError("chown {}", path.string());
+  return Ok();
+}
+
+// The per-sandbox writable layers: upper dirs owned by sandbox root, work dirs by host root.
+Status PrepareStateDir(const SandboxSpec& spec) {
+  const fs::path& dir = spec.state_dir;
+  RETURN_IF_ERROR(MakeDir(dir, 0700, 0));
+  RETURN_IF_ERROR(MakeDir(dir / "rootfs", 0700, 0));
+  for (const char* sub : {"upper", "work"}) RETURN_IF_ERROR(MakeDir(dir / sub, 0700, 0));
+  for (const char* layer : {"root", "usr"}) {
+    RETURN_IF_ERROR(MakeDir(dir / "upper" / layer, 0755, spec.ids.host_base));
+    RETURN_IF_ERROR(MakeDir(dir / "work" / layer, 0700, 0));
+  }
+  return Ok();
+}
+
+struct Mounts {
+  UniqueFd root;
+  UniqueFd usr;
+  UniqueFd agent;
+};
+
+Result<Mounts> PrepareMounts(const SandboxSpec& spec) {
+  CloneOptions idmapped{.idmap_userns_fd = spec.idmap_userns_fd, .read_only = true};
+  ASSIGN_OR_RETURN(UniqueFd root_layer, CloneTree(spec.root_layer, idmapped));
+  Mounts mounts;
+  ASSIGN_OR_RETURN(mounts.root, MakeOverlay({root_layer.Get()}, spec.state_dir / "upper/root",
+                                            spec.state_dir / "work/root"));
+  if (!spec.usr_layer.empty()) {
+    ASSIGN_OR_RETURN(UniqueFd usr_layer, CloneTree(spec.usr_layer, idmapped));
+    ASSIGN_OR_RETURN(mounts.usr, MakeOverlay({usr_layer.Get()}, spec.state_dir / "upper/usr",
+                                             spec.state_dir / "work/usr"));
+  }
+  // SECURITY: the agent binary is owned by host root and mounted read-only: nothing in
+  // the sandbox can replace it (cf. CVE-2019-5736).
+  ASSIGN_OR_RETURN(mounts.agent, CloneTree(spec.agent_dir, {.read_only = true}));
+  return mounts;
+}
+
+Result<UniqueFd> ListenUnix(const fs::path& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return SysError("socket");
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  if (path.string().size() >= sizeof(addr.sun_path)) {
+    return MakeError(ErrorCode::kInvalidArgument, "socket path too long: {}", path.string());
+  }
+  std::strcpy(addr.sun_path, path.c_str());
+  ::unlink(path.c_str());
+  if (::bind(fd.Get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) {
+    return SysError("bind {}", path.string());
+  }
+  // SECURITY: only host root may talk to the agent directly.
+  if (::chmod(path.c_str(), 0600) < 0) return SysError("chmod {}", path.string());
+  if (::listen(fd.Get(), 1024) < 0) return SysError("listen {}", path.string());
+  return fd;
+}
+
+Result<UniqueFd> ConfigMemfd(const std::string& config) {
+  UniqueFd fd(::memfd_create("isobox-agent-config", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd) return SysError("memfd_create");
+  if (::write(fd.Get(), config.data(), config.size()) != static_cast<ssize_t>(config.size())) {
+    return SysError("write agent config");
+  }
+  // SECURITY: the agent gets a read-only view: sealed against any change.
+  if (::fcntl(fd.Get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) <
+      0) {
+    return SysError("seal agent config");
+  }
+  return fd;
+}
+
+// Waits until the child exec'd (EOF on the error pipe) or reports a failed step.
+Status AwaitExec(int error_fd) {
+  struct pollfd pfd {
+    error_fd, POLLIN, 0
+  };
+  int ready;
+  do {
+    ready = ::poll(&pfd, 1, kSpawnTimeoutMs);
+  } while (ready < 0 && errno == EINTR);
+  if (ready < 0) return SysError("poll spawn pipe");
+  if (ready == 0) return MakeError(ErrorCode::kDeadlineExceeded, "sandbox init did not start");
+  ContainmentFailure failure{};
+  ssize_t n = ::read(error_fd, &failure, sizeof(failure));
+  if (n == 0) return Ok();
+  if (n != sizeof(failure)) return SysError("read spawn pipe");
+  return ErrnoError(failure.sys_errno, "containment step '{}'", ContainmentStepName(failure.step));
+}
+
+}  // namespace
+
+fs::path AgentSocketPath(const fs::path& state_dir) { return state_dir / "envd.sock"; }
+fs::path AgentLogPath(const fs::path& state_dir) { return state_dir / "envd.log"; }
+
+Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
+  RETURN_IF_ERROR(PrepareStateDir(spec));
+  ASSIGN_OR_RETURN(Mounts mounts, PrepareMounts(spec));
+  fs::path socket_path = AgentSocketPath(spec.state_dir);
+  ASSIGN_OR_RETURN(UniqueFd listener, ListenUnix(socket_path));
+  ASSIGN_OR_RETURN(UniqueFd config, ConfigMemfd(spec.agent_config));
+  fs::path log_path = AgentLogPath(spec.state_dir);
+  UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!log) return SysError("open {}", log_path.string());
+  ASSIGN_OR_RETURN(Pipe sync, MakePipe());
+  ASSIGN_OR_RETURN(Pipe error, MakePipe());
+
+  std::string mountpoint = (spec.state_dir / "rootfs").string();
+  std::string tmp_options = fmt::format("mode=1777,size={}", spec.tmp_size_bytes);
+  std::array<int, 2> pass_fds = {listener.Get(), config.Get()};
+  std::string agent_path = "/.isobox/" + spec.agent_name;
+  std::array<char*, 2> argv = {const_cast<char*>(spec.agent_name.c_str()), nullptr};
+  std::array<char*, 2> envp = {
+      const_cast<char*>("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+      nullptr};
+  ContainmentPlan plan{
+      .sync_fd = sync.read.Get(),
+      .sync_write_fd = sync.write.Get(),
+      .error_fd = error.write.Get(),
+      .mountpoint = mountpoint.c_str(),
+      .root_mount_fd = mounts.root.Get(),
+      .usr_mount_fd = mounts.usr.Get(),
+      .agent_mount_fd = mounts.agent.Get(),
+      .hostname = spec.id.c_str(),
+      .tmp_options = tmp_options.c_str(),
+      .fsize = spec.max_file_size_bytes ? spec.max_file_size_bytes : RLIM_INFINITY,
+      .pass_fds = pass_fds.data(),
+      .pass_fd_count = static_cast<int>(pass_fds.size()),
+      .log_fd = log.Get(),
+      .exec_path = agent_path.c_str(),
+      .argv = argv.data(),
+      .envp = envp.data(),
+  };
+
+  int pidfd = -1;
+  struct clone_args args {};
+  // SECURITY: every namespace the sandbox can have is new; the cgroup namespace follows
+  // once the init sits in its cgroup (containment step "unshare cgroup ns").
+  args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
+               CLONE_NEWIPC | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  if (spec.cgroup_dir_fd >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(spec.cgroup_dir_fd);
+  }
+  long pid = sys::Clone3(&args, sizeof(args));
+  if (pid < 0) return SysError("clone3 sandbox init");
+  if (pid == 0) RunContainment(plan);
+
+  ChildProcess init(static_cast<pid_t>(pid), UniqueFd(pidfd));
+  sync.read.Reset();
+  error.write.Reset();
+  RETURN_IF_ERROR(WriteIdMaps(init.Pid(), spec.ids));
+  if (spec.join_cgroup) RETURN_IF_ERROR(spec.join_cgroup(init.Pid()));
+  sync.write.Reset();  // the child sees EOF and starts the containment sequence
+  RETURN_IF_ERROR(AwaitExec(error.read.Get()));
+  return SandboxProcess{std::move(init), std::move(socket_path)};
+}
+
+}  // namespace isobox::runtime

@@ -1,0 +1,49 @@
+// Starts a sandbox: prepares its mounts on the host side, clones its init into fresh
+// namespaces, and runs the containment sequence (containment.h) in it. The init is the
+// agent (isobox-envd), serving HTTP on a listening unix socket the parent created.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "base/child_process.h"
+#include "base/result.h"
+#include "runtime/idmap.h"
+
+namespace isobox::runtime {
+
+struct SandboxSpec {
+  std::string id;                    // [a-z0-9]+, also the hostname
+  IdRange ids;                       // this sandbox's private host uid/gid range
+  int idmap_userns_fd = -1;          // a user namespace with `ids` as mapping (CreateMappedUserns)
+  std::filesystem::path root_layer;  // read-only template layer for /
+  std::filesystem::path usr_layer;   // read-only layer for /usr (empty: none)
+  std::filesystem::path agent_dir;   // host directory holding the agent, shown at /.isobox
+  std::string agent_name = "isobox-envd";  // the agent's file name in agent_dir
+  std::filesystem::path state_dir;         // this sandbox's private directory on the host
+  std::string agent_config;                // JSON given to the agent as fd 4
+  uint64_t tmp_size_bytes = 256ull << 20;
+  uint64_t max_file_size_bytes = 0;  // RLIMIT_FSIZE; 0 = unlimited
+  // v2: an O_PATH fd of the sandbox cgroup (the init is cloned straight into it).
+  int cgroup_dir_fd = -1;
+  // Called with the init's host pid before it runs any containment step (v1: join the
+  // cgroup; a no-op is fine with cgroup_dir_fd).
+  std::function<Status(pid_t)> join_cgroup;
+};
+
+struct SandboxProcess {
+  ChildProcess init;                  // the agent, PID 1 of the sandbox
+  std::filesystem::path socket_path;  // the agent's HTTP socket on the host
+};
+
+// Paths inside a sandbox's state directory.
+std::filesystem::path AgentSocketPath(const std::filesystem::path& state_dir);
+std::filesystem::path AgentLogPath(const std::filesystem::path& state_dir);
+
+Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec);
+
+}  // namespace isobox::runtime

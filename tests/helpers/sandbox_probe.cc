@@ -1,0 +1,64 @@
+// Runs as a sandbox's init in runtime integration tests and prints what it sees, one
+// "key=value" line each, to stdout (the sandbox log). Static, so it runs in any rootfs.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace {
+
+int CountPids() {
+  DIR* dir = opendir("/proc");
+  if (dir == nullptr) return -1;
+  int count = 0;
+  while (dirent* entry = readdir(dir)) {
+    if (std::isdigit(static_cast<unsigned char>(entry->d_name[0]))) ++count;
+  }
+  closedir(dir);
+  return count;
+}
+
+void PrintOwner(const char* key, const char* path) {
+  struct stat st {};
+  if (lstat(path, &st) < 0) {
+    std::printf("%s=error:%s\n", key, std::strerror(errno));
+  } else {
+    std::printf("%s=%u:%u\n", key, st.st_uid, st.st_gid);
+  }
+}
+
+void PrintOpen(const char* key, const char* path, int flags) {
+  int fd = open(path, flags | O_CLOEXEC);
+  std::printf("%s=%s\n", key, fd >= 0 ? "ok" : std::strerror(errno));
+  if (fd >= 0) close(fd);
+}
+
+}  // namespace
+
+int main() {
+  struct utsname uts {};
+  uname(&uts);
+  std::printf("pid=%d\nuid=%d\ngid=%d\nhostname=%s\n", getpid(), getuid(), getgid(), uts.nodename);
+  std::printf("proc_pids=%d\n", CountPids());
+  std::printf("no_new_privs=%d\n", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
+  PrintOwner("owner_usr_bin_ls", "/usr/bin/ls");
+  PrintOwner("owner_home_user", "/home/user");
+  PrintOwner("owner_root_dir", "/");
+  PrintOpen("write_usr", "/usr/isobox-probe", O_WRONLY | O_CREAT);
+  PrintOpen("write_dev_null", "/dev/null", O_WRONLY);
+  PrintOpen("open_dev_vda", "/dev/vda", O_RDONLY);
+  PrintOpen("read_kcore", "/proc/kcore", O_RDONLY);
+  PrintOpen("write_sysrq", "/proc/sysrq-trigger", O_WRONLY);
+  PrintOpen("write_proc_sys", "/proc/sys/net/ipv4/ip_forward", O_WRONLY);
+  PrintOpen("open_fd_5", "/proc/self/fd/5", O_RDONLY);
+  PrintOpen("listen_fd_3", "/proc/self/fd/3", O_RDONLY);
+  std::fflush(stdout);
+  return 0;
+}

@@ -1,0 +1,121 @@
+// Starts real sandboxes with a probe as init and checks what the probe saw from inside.
+#include "runtime/sandbox_process.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "runtime/idmap.h"
+#include "runtime/rootfs.h"
+
+namespace isobox::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Far above the daemon's default range so tests never collide with running sandboxes.
+constexpr uint32_t kTestHostBase = 3u << 30;
+
+class SandboxProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/isobox-runtime-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto built = BuildBaseLayer(dir_ / "layer");
+    ASSERT_TRUE(built) << built.error().message;
+    fs::create_directory(dir_ / "agent");
+    fs::copy_file(ISOBOX_SANDBOX_PROBE, dir_ / "agent/probe");
+    auto userns = CreateMappedUserns(range_);
+    ASSERT_TRUE(userns) << userns.error().message;
+    userns_ = std::move(*userns);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  SandboxSpec Spec(const std::string& id) {
+    SandboxSpec spec;
+    spec.id = id;
+    spec.ids = range_;
+    spec.idmap_userns_fd = userns_.Get();
+    spec.root_layer = dir_ / "layer";
+    spec.usr_layer = "/usr";
+    spec.agent_dir = dir_ / "agent";
+    spec.agent_name = "probe";
+    spec.state_dir = dir_ / id;
+    spec.agent_config = "{}";
+    return spec;
+  }
+
+  // Runs the probe as a sandbox init and returns its key=value report.
+  std::map<std::string, std::string> Probe(const SandboxSpec& spec) {
+    auto sandbox = SpawnSandbox(spec);
+    EXPECT_TRUE(sandbox) << (sandbox ? "" : sandbox.error().message);
+    if (!sandbox) return {};
+    auto status = sandbox->init.Wait();
+    EXPECT_TRUE(status && status->exited && status->code == 0);
+    std::ifstream log(AgentLogPath(spec.state_dir));
+    std::map<std::string, std::string> report;
+    for (std::string line; std::getline(log, line);) {
+      auto eq = line.find('=');
+      if (eq != std::string::npos) report[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    return report;
+  }
+
+  fs::path dir_;
+  IdRange range_{kTestHostBase, 65536};
+  UniqueFd userns_;
+};
+
+TEST_F(SandboxProcessTest, InitIsRootOfItsOwnNamespacesWithHostLayersMapped) {
+  auto report = Probe(Spec("probe1"));
+  EXPECT_EQ(report["pid"], "1");
+  EXPECT_EQ(report["uid"], "0");
+  EXPECT_EQ(report["gid"], "0");
+  EXPECT_EQ(report["hostname"], "probe1");
+  EXPECT_EQ(report["proc_pids"], "1");  // only itself: its own pid namespace and procfs
+  EXPECT_EQ(report["no_new_privs"], "1");
+  EXPECT_EQ(report["owner_usr_bin_ls"], "0:0");  // host root through the idmapped layer
+  EXPECT_EQ(report["owner_home_user"], "1000:1000");
+  EXPECT_EQ(report["owner_root_dir"], "0:0");
+  EXPECT_EQ(report["write_usr"], "ok");  // the /usr overlay is writable, privately
+  EXPECT_EQ(report["write_dev_null"], "ok");
+  EXPECT_EQ(report["open_dev_vda"], "No such file or directory");
+  // Masked: /dev/null over the file (when this kernel has it).
+  if (fs::exists("/proc/sysrq-trigger")) {
+    EXPECT_EQ(report["write_sysrq"], "ok");
+  }
+  if (fs::exists("/proc/kcore")) {
+    EXPECT_EQ(report["read_kcore"], "ok");
+  }
+  EXPECT_EQ(report["write_proc_sys"], "Read-only file system");
+  EXPECT_EQ(report["open_fd_5"], "No such file or directory");  // no leaked fds
+}
+
+TEST_F(SandboxProcessTest, WritesStayInTheSandboxUpperLayerOwnedByItsRange) {
+  SandboxSpec spec = Spec("probe2");
+  Probe(spec);
+  struct stat st {};
+  ASSERT_EQ(::stat((spec.state_dir / "upper/usr/isobox-probe").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kTestHostBase);
+  EXPECT_FALSE(fs::exists("/usr/isobox-probe"));
+}
+
+TEST_F(SandboxProcessTest, FailedStepIsNamed) {
+  SandboxSpec spec = Spec("probe3");
+  spec.agent_name = "missing-agent";
+  auto sandbox = SpawnSandbox(spec);
+  ASSERT_FALSE(sandbox);
+  EXPECT_EQ(sandbox.error().message, "containment step 'exec agent': No such file or directory");
+}
+
+}  // namespace
+}  // namespace isobox::runtime

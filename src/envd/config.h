@@ -1,0 +1,30 @@
+// The configuration isoboxd hands to envd through a memfd (fd 4 by default):
+//   {"sandboxId": "...", "accessToken": "...", "envVars": {"K": "V"}, "defaultUser": "user",
+//    "passwdPath": "/etc/passwd", "groupPath": "/etc/group"}
+// accessToken may be absent or empty (no token check); passwdPath/groupPath are for tests.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+
+namespace isobox::envd {
+
+struct Config {
+  std::string sandbox_id;
+  std::string access_token;                                   // empty: no token check
+  std::vector<std::pair<std::string, std::string>> env_vars;  // sandbox-wide, in order
+  std::string default_user = "user";
+  std::string passwd_path = "/etc/passwd";
+  std::string group_path = "/etc/group";
+};
+
+Result<Config> ParseConfig(std::string_view json);
+
+// Reads the whole config from `fd` (from offset 0, with pread) and closes the fd.
+Result<Config> ReadConfigFd(int fd);
+
+}  // namespace isobox::envd

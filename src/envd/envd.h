@@ -1,0 +1,28 @@
+// The state envd's request handlers share. Single-threaded: everything runs on one
+// io_context, so none of it needs locks.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include "envd/config.h"
+#include "envd/process.h"
+#include "envd/reaper.h"
+#include "envd/users.h"
+
+namespace isobox::envd {
+
+struct Envd {
+  Envd(boost::asio::io_context& io_context, Config cfg)
+      : io(io_context),
+        config(std::move(cfg)),
+        users(config.passwd_path, config.group_path),
+        reaper(io_context) {}
+
+  boost::asio::io_context& io;
+  Config config;
+  UserDb users;
+  Reaper reaper;
+  ProcessTable processes;
+};
+
+}  // namespace isobox::envd

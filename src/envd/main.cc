@@ -1,0 +1,127 @@
+// isobox-envd: the agent inside every sandbox, started by isoboxd as PID 1.
+//
+//   isobox-envd [--listen-fd N] [--config-fd M] [--log-level L]
+//
+// fd 3 (default): a listening AF_UNIX stream socket; envd serves HTTP/1.1 on it and is
+// ready as soon as it accepts. fd 4 (default): a memfd with the JSON config (config.h).
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <charconv>
+#include <csignal>
+#include <cstdio>
+#include <string_view>
+
+#include "base/log.h"
+#include "envd/config.h"
+#include "envd/envd.h"
+#include "envd/server.h"
+
+namespace isobox::envd {
+namespace {
+
+struct Args {
+  int listen_fd = 3;
+  int config_fd = 4;
+  std::string log_level = "info";
+};
+
+Result<Args> ParseArgs(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view flag = argv[i];
+    if (i + 1 >= argc) return MakeError(ErrorCode::kInvalidArgument, "{} needs a value", flag);
+    std::string_view value = argv[++i];
+    int* target = flag == "--listen-fd"   ? &args.listen_fd
+                  : flag == "--config-fd" ? &args.config_fd
+                                          : nullptr;
+    if (flag == "--log-level") {
+      args.log_level = value;
+      continue;
+    }
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(),
+                                     target ? *target : args.listen_fd);
+    if (target == nullptr || ec != std::errc() || end != value.data() + value.size()) {
+      return MakeError(ErrorCode::kInvalidArgument, "bad argument {} {}", flag, value);
+    }
+  }
+  return args;
+}
+
+// Children get fds 0-2 by dup2; if envd was started with any of them closed, a pipe
+// could land there and lose its close-on-exec handling. Fill them with /dev/null.
+void EnsureStdio() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) >= 0) continue;
+    int null_fd = ::open("/dev/null", O_RDWR);  // lands on the lowest free fd: `fd`
+    if (null_fd > 2) ::close(null_fd);
+  }
+}
+
+Status PrepareProcess(int listen_fd) {
+  EnsureStdio();
+  std::signal(SIGPIPE, SIG_IGN);
+  ::umask(022);
+  // Orphans are re-parented to envd even when it is not PID 1 (tests run it directly).
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) return SysError("prctl(PR_SET_CHILD_SUBREAPER)");
+  if (::fcntl(listen_fd, F_SETFD, FD_CLOEXEC) < 0) return SysError("listen fd {}", listen_fd);
+  return Ok();
+}
+
+int Run(int argc, char** argv) {
+  auto args = ParseArgs(argc, argv);
+  if (!args) {
+    std::fprintf(stderr, "isobox-envd: %s\n", args.error().message.c_str());
+    return 2;
+  }
+  InitLogging("isobox-envd", args->log_level);
+  auto config = ReadConfigFd(args->config_fd);
+  if (!config) {
+    LOG_ERROR("{}", config.error().message);
+    return 1;
+  }
+  if (auto status = PrepareProcess(args->listen_fd); !status) {
+    LOG_ERROR("{}", status.error().message);
+    return 1;
+  }
+  boost::asio::io_context io(1);
+  Envd envd(io, std::move(*config));
+  envd.reaper.Start();
+  Server server(envd);
+  if (auto status = server.Start(UniqueFd(args->listen_fd)); !status) {
+    LOG_ERROR("{}", status.error().message);
+    return 1;
+  }
+  boost::asio::signal_set stop(io, SIGTERM, SIGINT);
+  stop.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    LOG_INFO("signal {}: stopping", sig);
+    server.Stop();
+    envd.processes.KillAll();
+    io.stop();
+  });
+  LOG_INFO("serving sandbox {}", envd.config.sandbox_id);
+  io.run();
+  return 0;
+}
+
+}  // namespace
+}  // namespace isobox::envd
+
+int main(int argc, char** argv) {
+  int code;
+  try {
+    code = isobox::envd::Run(argc, argv);
+  } catch (const std::exception& e) {
+    LOG_ERROR("fatal: {}", e.what());
+    code = 1;
+  }
+  spdlog::shutdown();
+  std::fflush(nullptr);
+  // Coroutines still suspended on the loop are not unwound: the process is ending.
+  ::_exit(code);
+}

@@ -1,0 +1,147 @@
+#include "envd/process.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "base/log.h"
+
+namespace isobox::envd {
+namespace {
+
+namespace asio = boost::asio;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+// At exit, at most this much is drained from each pipe: a grandchild that keeps writing
+// must not keep the stream open forever.
+constexpr size_t kMaxDrain = 1 << 20;
+
+}  // namespace
+
+Process::Process(asio::any_io_executor executor, ProcessConfig config,
+                 std::optional<std::string> tag, SpawnedProcess spawned)
+    : pid_(spawned.pid),
+      config_(std::move(config)),
+      tag_(std::move(tag)),
+      stdin_(std::move(spawned.stdin_fd)),
+      stdout_(executor, spawned.stdout_fd.Release()),
+      stderr_(executor, spawned.stderr_fd.Release()),
+      exit_wait_(executor, asio::steady_timer::time_point::max()),
+      timeout_(executor) {}
+
+void Unsubscribe(EventChannel& channel) {
+  // cancel() before close(): once closed, cancel() no longer fails a blocked sender.
+  channel.cancel();
+  channel.close();
+}
+
+std::shared_ptr<EventChannel> Process::Subscribe() {
+  auto channel = std::make_shared<EventChannel>(stdout_.get_executor(), kSubscriberQueue);
+  subscribers_.push_back(channel);
+  return channel;
+}
+
+void Process::OnExit(const ExitInfo& info) {
+  exit_ = info;
+  timeout_.cancel();
+  exit_wait_.cancel();
+  // Readers blocked on pipes still held by grandchildren switch to draining.
+  boost::system::error_code ignored;  // a pipe already at EOF is closed
+  stdout_.cancel(ignored);
+  stderr_.cancel(ignored);
+}
+
+void Process::SetTimeout(std::chrono::milliseconds timeout) {
+  timeout_.expires_after(timeout);
+  timeout_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->Exited()) return;
+    LOG_INFO("process {} reached its timeout, killing it", self->pid_);
+    (void)self->Signal(SIGKILL);
+  });
+}
+
+Status Process::Signal(int sig) {
+  if (exit_) return Ok();
+  if (::kill(-pid_, sig) == 0) return Ok();
+  if (errno == ESRCH && ::kill(pid_, sig) == 0) return Ok();
+  return SysError("kill {} with signal {}", pid_, sig);
+}
+
+asio::awaitable<void> Process::Publish(const ProcessEvent& event) {
+  auto subscribers = subscribers_;  // the list may change while a send is suspended
+  for (const auto& channel : subscribers) {
+    if (!channel->is_open()) continue;
+    auto [ec] = co_await channel->async_send(boost::system::error_code(), event, kNoThrow);
+    if (ec) channel->close();
+  }
+  std::erase_if(subscribers_, [](const auto& channel) { return !channel->is_open(); });
+}
+
+asio::awaitable<void> Process::Drain(asio::posix::stream_descriptor& pipe,
+                                     ProcessEvent::Kind kind) {
+  std::string buffer(kReadChunk, '\0');
+  for (size_t total = 0; total < kMaxDrain;) {
+    ssize_t n = ::read(pipe.native_handle(), buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // EOF, or EAGAIN: only writers that outlived the process remain
+    total += static_cast<size_t>(n);
+    ProcessEvent event{kind, buffer.substr(0, static_cast<size_t>(n)), {}};
+    co_await Publish(event);
+  }
+  boost::system::error_code ignored;
+  pipe.close(ignored);
+}
+
+asio::awaitable<void> Process::ReadPipe(asio::posix::stream_descriptor& pipe,
+                                        ProcessEvent::Kind kind) {
+  std::string buffer(kReadChunk, '\0');
+  while (true) {
+    if (exit_) {
+      co_await Drain(pipe, kind);
+      co_return;
+    }
+    auto [ec, n] = co_await pipe.async_read_some(asio::buffer(buffer), kNoThrow);
+    if (ec == asio::error::operation_aborted) continue;  // exit: drain what is left
+    if (ec) break;                                       // EOF: every writer closed it
+    ProcessEvent event{kind, buffer.substr(0, n), {}};
+    co_await Publish(event);
+  }
+  boost::system::error_code ignored;
+  pipe.close(ignored);
+}
+
+asio::awaitable<void> Process::Run() {
+  using namespace asio::experimental::awaitable_operators;
+  auto self = shared_from_this();
+  co_await (ReadPipe(stdout_, ProcessEvent::Kind::kStdout) &&
+            ReadPipe(stderr_, ProcessEvent::Kind::kStderr));
+  while (!exit_) co_await exit_wait_.async_wait(kNoThrow);
+  stdin_.Reset();
+  LOG_DEBUG("process {} ended: {}", pid_, StatusString(*exit_));
+  // kEnd is the last event; subscribers stop by themselves (closing the channels here
+  // would drop the events still queued in them).
+  ProcessEvent end{ProcessEvent::Kind::kEnd, {}, *exit_};
+  co_await Publish(end);
+  subscribers_.clear();
+}
+
+std::shared_ptr<Process> ProcessTable::Find(pid_t pid) const {
+  auto it = by_pid_.find(pid);
+  return it == by_pid_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<Process> ProcessTable::FindByTag(std::string_view tag) const {
+  for (const auto& [pid, process] : by_pid_) {
+    if (process->Tag() && *process->Tag() == tag) return process;
+  }
+  return nullptr;
+}
+
+void ProcessTable::KillAll() {
+  for (const auto& [pid, process] : by_pid_) (void)process->Signal(SIGKILL);
+}
+
+}  // namespace isobox::envd

@@ -1,0 +1,126 @@
+#include "envd/server.h"
+
+#include <fcntl.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "base/log.h"
+#include "envd/files_http.h"
+#include "envd/process_service.h"
+
+namespace isobox::envd {
+namespace {
+
+constexpr uint32_t kMaxHeaderBytes = 64 << 10;
+constexpr std::string_view kProcessPrefix = "/process.Process/";
+constexpr std::string_view kUnauthorized =
+    "unauthorized access, please provide a valid access token or method signing if supported";
+
+void LogException(std::exception_ptr error) {
+  if (!error) return;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    LOG_ERROR("connection failed: {}", e.what());
+  }
+}
+
+}  // namespace
+
+bool SecretEquals(std::string_view presented, std::string_view expected) {
+  // Runs over the whole expected secret whatever the input, so the time taken does not
+  // depend on where the first difference is.
+  volatile unsigned char diff = presented.size() != expected.size() ? 1 : 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    unsigned char a = i < presented.size() ? static_cast<unsigned char>(presented[i]) : 0;
+    diff = diff | (a ^ static_cast<unsigned char>(expected[i]));
+  }
+  return diff == 0;
+}
+
+Status Server::Start(UniqueFd listen_fd) {
+  boost::system::error_code ec;
+  acceptor_.assign(asio::local::stream_protocol(), listen_fd.Get(), ec);
+  if (ec) return MakeError(ErrorCode::kInternal, "adopt listening socket: {}", ec.message());
+  (void)listen_fd.Release();
+  asio::co_spawn(envd_.io, AcceptLoop(), LogException);
+  return Ok();
+}
+
+void Server::Stop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+asio::awaitable<void> Server::AcceptLoop() {
+  while (acceptor_.is_open()) {
+    auto [ec, socket] = co_await acceptor_.async_accept(kNoThrow);
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+    if (ec) {
+      LOG_WARN("accept: {}", ec.message());
+      asio::steady_timer pause(envd_.io, std::chrono::milliseconds(50));  // e.g. EMFILE
+      co_await pause.async_wait(kNoThrow);
+      continue;
+    }
+    // Asio accepts without SOCK_CLOEXEC; set it before anything can fork.
+    ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
+    asio::co_spawn(envd_.io, Session(std::move(socket)), LogException);
+  }
+}
+
+asio::awaitable<void> Server::Session(Socket socket) {
+  beast::flat_buffer buffer;
+  while (true) {
+    RequestParser parser;
+    parser.header_limit(kMaxHeaderBytes);
+    parser.body_limit(boost::none);  // each handler bounds what it reads
+    auto [ec, n] = co_await http::async_read_header(socket, buffer, parser, kNoThrow);
+    if (ec) {
+      if (ec != http::error::end_of_stream && ec != asio::error::eof &&
+          ec != asio::error::connection_reset) {
+        LOG_DEBUG("bad request: {}", ec.message());
+      }
+      break;
+    }
+    Exchange exchange(socket, buffer, parser);
+    co_await Dispatch(exchange);
+    if (!exchange.KeepAlive()) break;
+  }
+  boost::system::error_code ignored;
+  socket.shutdown(Socket::shutdown_send, ignored);
+  socket.close(ignored);
+}
+
+bool Server::Authorized(const Exchange& exchange) const {
+  const std::string& token = envd_.config.access_token;
+  return token.empty() || SecretEquals(exchange.Header("X-Access-Token"), token);
+}
+
+asio::awaitable<void> Server::Dispatch(Exchange& exchange) {
+  std::string_view path = exchange.Path();
+  http::verb method = exchange.Method();
+  bool is_get_or_post = method == http::verb::get || method == http::verb::post;
+  if (path == "/health" && method == http::verb::get) {
+    (void)co_await exchange.SendEmpty(http::status::no_content);
+    co_return;
+  }
+  bool exempt = path == "/files" && is_get_or_post;  // signed URLs come later
+  if (!exempt && !Authorized(exchange)) {
+    (void)co_await exchange.SendError(http::status::unauthorized, kUnauthorized);
+    co_return;
+  }
+  if (path == "/files" && method == http::verb::get) {
+    co_await HandleGetFile(envd_, exchange);
+  } else if (path == "/files" && method == http::verb::post) {
+    co_await HandlePostFiles(envd_, exchange);
+  } else if (path.starts_with(kProcessPrefix) && method == http::verb::post) {
+    co_await HandleProcessRpc(envd_, exchange, path.substr(kProcessPrefix.size()));
+  } else if (path == "/health" || path == "/files" || path.starts_with(kProcessPrefix)) {
+    (void)co_await exchange.SendError(http::status::method_not_allowed, "method not allowed");
+  } else {
+    (void)co_await exchange.SendError(http::status::not_found, "not found");
+  }
+}
+
+}  // namespace isobox::envd

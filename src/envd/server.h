@@ -1,0 +1,37 @@
+// envd's HTTP/1.1 server on the listening unix socket isoboxd passes in (fd 3): accept
+// loop, keep-alive sessions, access-token check and routing.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <string_view>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "envd/envd.h"
+#include "envd/http.h"
+
+namespace isobox::envd {
+
+// Constant-time comparison of a presented secret with the expected one.
+bool SecretEquals(std::string_view presented, std::string_view expected);
+
+class Server {
+ public:
+  Server(Envd& envd) : envd_(envd), acceptor_(envd.io) {}
+
+  // Adopts the listening socket and starts accepting on the loop.
+  Status Start(UniqueFd listen_fd);
+  void Stop();
+
+ private:
+  asio::awaitable<void> AcceptLoop();
+  asio::awaitable<void> Session(Socket socket);
+  asio::awaitable<void> Dispatch(Exchange& exchange);
+  bool Authorized(const Exchange& exchange) const;
+
+  Envd& envd_;
+  asio::local::stream_protocol::acceptor acceptor_;
+};
+
+}  // namespace isobox::envd

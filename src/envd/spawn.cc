@@ -1,0 +1,158 @@
+#include "envd/spawn.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+
+namespace isobox::envd {
+namespace {
+
+enum class Step : int { kSignals, kSetsid, kStdio, kSetgroups, kSetgid, kSetuid, kChdir, kExec };
+
+constexpr std::array<std::string_view, 8> kStepNames = {
+    "reset signals", "setsid", "set up stdio", "setgroups", "setgid", "setuid", "chdir", "execve",
+};
+
+struct ChildError {
+  Step step;
+  int err;
+};
+
+struct Pipe {
+  UniqueFd read;
+  UniqueFd write;
+};
+
+Result<Pipe> MakePipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) < 0) return SysError("pipe2");
+  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+Status SetNonBlocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return SysError("fcntl");
+  return Ok();
+}
+
+std::vector<char*> CStrings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+[[noreturn]] void ChildFail(int report_fd, Step step) {
+  ChildError error{step, errno};
+  (void)!::write(report_fd, &error, sizeof error);
+  ::_exit(127);
+}
+
+// Runs in the forked child: async-signal-safe calls only, no allocation.
+[[noreturn]] void ChildMain(const SpawnRequest& request, int in, int out, int err, int report,
+                            char* const* argv, char* const* envp) {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) (void)::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  if (::sigprocmask(SIG_SETMASK, &none, nullptr) < 0) ChildFail(report, Step::kSignals);
+  // A new session: the process group can be signalled as a whole.
+  if (::setsid() < 0) ChildFail(report, Step::kSetsid);
+  // The fds are all > 2 (main keeps 0-2 open), so dup2 always clears close-on-exec.
+  if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) {
+    ChildFail(report, Step::kStdio);
+  }
+  // SECURITY: drop to the requested user; groups first, then gid, then uid (after setuid
+  // the other two would be refused). Without these the command would run as root.
+  if (::setgroups(request.groups.size(), request.groups.data()) < 0) {
+    ChildFail(report, Step::kSetgroups);
+  }
+  if (::setresgid(request.gid, request.gid, request.gid) < 0) ChildFail(report, Step::kSetgid);
+  if (::setresuid(request.uid, request.uid, request.uid) < 0) ChildFail(report, Step::kSetuid);
+  if (::chdir(request.cwd.c_str()) < 0) ChildFail(report, Step::kChdir);
+  ::execve(request.executable.c_str(), argv, envp);
+  ChildFail(report, Step::kExec);
+}
+
+// Waits for the child's exec (the report pipe closes) or its report of a failed step.
+Status AwaitExec(pid_t pid, UniqueFd report, const SpawnRequest& request) {
+  ChildError error{};
+  ssize_t n;
+  do {
+    n = ::read(report.Get(), &error, sizeof error);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return Ok();
+  int status;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (n != static_cast<ssize_t>(sizeof error)) return SysError("read exec report");
+  auto step = static_cast<size_t>(error.step);
+  std::string_view name = step < kStepNames.size() ? kStepNames[step] : "unknown step";
+  if (error.step == Step::kExec) return ErrnoError(error.err, "exec {}", request.executable);
+  return ErrnoError(error.err, "{}", name);
+}
+
+}  // namespace
+
+Result<SpawnedProcess> Spawn(const SpawnRequest& request) {
+  UniqueFd devnull;
+  Pipe in;
+  if (request.stdin_pipe) {
+    ASSIGN_OR_RETURN(in, MakePipe());
+  } else {
+    devnull.Reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!devnull) return SysError("open /dev/null");
+  }
+  ASSIGN_OR_RETURN(Pipe out, MakePipe());
+  ASSIGN_OR_RETURN(Pipe err, MakePipe());
+  ASSIGN_OR_RETURN(Pipe report, MakePipe());
+  std::vector<char*> argv = CStrings(request.argv);
+  std::vector<char*> envp = CStrings(request.env);
+  int child_in = request.stdin_pipe ? in.read.Get() : devnull.Get();
+
+  // Block signals across fork so that no handler of envd runs in the child.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, &old);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ChildMain(request, child_in, out.write.Get(), err.write.Get(), report.write.Get(), argv.data(),
+              envp.data());
+  }
+  int fork_errno = errno;
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return ErrnoError(fork_errno, "fork");
+  report.write.Reset();
+  RETURN_IF_ERROR(AwaitExec(pid, std::move(report.read), request));
+
+  SpawnedProcess spawned{pid, std::move(in.write), std::move(out.read), std::move(err.read)};
+  RETURN_IF_ERROR(SetNonBlocking(spawned.stdout_fd.Get()));
+  RETURN_IF_ERROR(SetNonBlocking(spawned.stderr_fd.Get()));
+  return spawned;
+}
+
+Result<std::string> FindExecutable(std::string_view cmd, std::string_view path_env) {
+  if (cmd.find('/') != std::string_view::npos) return std::string(cmd);
+  while (true) {
+    size_t colon = path_env.find(':');
+    std::string_view dir = path_env.substr(0, colon);
+    std::string candidate = fmt::format("{}/{}", dir.empty() ? "." : dir, cmd);
+    struct stat st {};
+    if (!cmd.empty() && ::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        (st.st_mode & 0111) != 0) {
+      return candidate;
+    }
+    if (colon == std::string_view::npos) break;
+    path_env.remove_prefix(colon + 1);
+  }
+  return MakeError(ErrorCode::kNotFound, "exec: \"{}\": executable file not found in $PATH", cmd);
+}
+
+}  // namespace isobox::envd

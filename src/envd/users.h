@@ -1,0 +1,41 @@
+// Users of the sandbox, looked up in its /etc/passwd and /etc/group. envd is linked
+// statically, so glibc's NSS (getpwnam) is never used: the files are read and parsed
+// here on every lookup (they are small and may change while the sandbox runs).
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace isobox::envd {
+
+struct User {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups, primary first
+  std::string home;
+  std::string shell;
+};
+
+class UserDb {
+ public:
+  UserDb(std::string passwd_path, std::string group_path)
+      : passwd_path_(std::move(passwd_path)), group_path_(std::move(group_path)) {}
+
+  // kNotFound when there is no such user.
+  Result<User> Lookup(std::string_view name) const;
+
+ private:
+  std::string passwd_path_;
+  std::string group_path_;
+};
+
+// Reads a whole small file, failing with kResourceExhausted beyond max_bytes.
+Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes);
+
+}  // namespace isobox::envd

@@ -5,6 +5,7 @@
 // fd 3 (default): a listening AF_UNIX stream socket; envd serves HTTP/1.1 on it and is
 // ready as soon as it accepts. fd 4 (default): a memfd with the JSON config (config.h).
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,13 +63,21 @@ void EnsureStdio() {
   }
 }
 
-Status PrepareProcess(int listen_fd) {
+// Whatever fds envd inherited beyond stdio must not reach the processes it starts.
+Status CloseOnExecAll() {
+  if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return Ok();
+  if (errno != ENOSYS && errno != EINVAL) return SysError("close_range");
+  for (int fd = 3; fd < 1024; ++fd) (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);  // kernel < 5.11
+  return Ok();
+}
+
+Status PrepareProcess() {
   EnsureStdio();
+  RETURN_IF_ERROR(CloseOnExecAll());
   std::signal(SIGPIPE, SIG_IGN);
   ::umask(022);
   // Orphans are re-parented to envd even when it is not PID 1 (tests run it directly).
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) return SysError("prctl(PR_SET_CHILD_SUBREAPER)");
-  if (::fcntl(listen_fd, F_SETFD, FD_CLOEXEC) < 0) return SysError("listen fd {}", listen_fd);
   return Ok();
 }
 
@@ -84,7 +93,7 @@ int Run(int argc, char** argv) {
     LOG_ERROR("{}", config.error().message);
     return 1;
   }
-  if (auto status = PrepareProcess(args->listen_fd); !status) {
+  if (auto status = PrepareProcess(); !status) {
     LOG_ERROR("{}", status.error().message);
     return 1;
   }

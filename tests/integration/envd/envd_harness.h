@@ -1,0 +1,87 @@
+// Test harness: starts isobox-envd in a temporary directory (its own passwd/group files,
+// homes for `root` and `user`) and talks HTTP/1.1 to it over the unix socket.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace isobox::envd::testing {
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names lowercased
+  std::string body;
+
+  std::string Header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// The decoded events of a Process.Start stream.
+struct StartStream {
+  HttpResponse http;
+  std::vector<boost::json::object> events;  // the "event" objects, in order
+  std::string end_stream;                   // JSON of the end-stream envelope
+  std::string Stdout() const;
+  std::string Stderr() const;
+  int Pid() const;              // from the start event, -1 if none
+  std::string EndJson() const;  // serialized "end" object, "" if none
+};
+
+struct EnvdOptions {
+  std::string access_token;
+  boost::json::object env_vars;
+};
+
+class EnvdHarness {
+ public:
+  explicit EnvdHarness(EnvdOptions options = {});
+  ~EnvdHarness();
+
+  const std::string& Dir() const { return dir_; }
+  const std::string& UserHome() const { return user_home_; }
+  const std::string& RootHome() const { return root_home_; }
+  pid_t EnvdPid() const { return pid_; }
+  // SIGTERM and wait; returns the raw wait status.
+  int Stop();
+
+  // One request on a new connection. `chunked` sends the body with chunked encoding.
+  HttpResponse Request(const std::string& method, const std::string& target,
+                       const std::string& body = "", const Headers& headers = {},
+                       bool chunked = false);
+  // Sends Process.Start with `request` as its message and reads the stream to its end.
+  StartStream Start(const boost::json::object& request, const Headers& headers = {});
+  // Convenience: /bin/sh -c `script`.
+  StartStream Sh(const std::string& script, const Headers& headers = {});
+  HttpResponse Unary(const std::string& method, const std::string& json,
+                     const Headers& headers = {});
+  int Connect() const;  // a raw connected socket with a receive timeout
+
+ private:
+  std::string dir_;
+  std::string user_home_;
+  std::string root_home_;
+  std::string socket_path_;
+  pid_t pid_ = -1;
+};
+
+StartStream ParseStartStream(HttpResponse response);
+
+// Polls `condition` until it is true or `timeout` passes.
+bool WaitFor(const std::function<bool()>& condition,
+             std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+std::string Envelope(const std::string& json);
+std::string BasicAuth(const std::string& user);
+std::string ReadFile(const std::string& path);
+
+}  // namespace isobox::envd::testing

@@ -1,0 +1,35 @@
+#include "server/control/ids.h"
+
+#include <sys/random.h>
+
+#include <cstdint>
+#include <string_view>
+
+namespace isobox::server {
+namespace {
+
+std::string RandomString(size_t length, std::string_view alphabet) {
+  std::string out;
+  out.reserve(length);
+  // Rejection sampling keeps every character equally likely.
+  const unsigned limit = 256 - 256 % alphabet.size();
+  while (out.size() < length) {
+    uint8_t bytes[64];
+    ssize_t n = ::getrandom(bytes, sizeof(bytes), 0);
+    if (n <= 0) continue;  // EINTR; getrandom does not fail otherwise once seeded
+    for (ssize_t i = 0; i < n && out.size() < length; ++i) {
+      if (bytes[i] < limit) out.push_back(alphabet[bytes[i] % alphabet.size()]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string NewSandboxId() { return RandomString(20, "abcdefghijklmnopqrstuvwxyz0123456789"); }
+
+std::string NewToken(size_t length) {
+  return RandomString(length, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
+}
+
+}  // namespace isobox::server

@@ -1,0 +1,271 @@
+#include "server/control/registry.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include "base/log.h"
+#include "base/scope_guard.h"
+#include "runtime/idmap.h"
+#include "server/control/agent_client.h"
+#include "server/control/ids.h"
+
+namespace isobox::server {
+
+namespace fs = std::filesystem;
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+constexpr uint32_t kIdsPerSandbox = 65536;
+constexpr auto kAgentStartTimeout = std::chrono::seconds(10);
+constexpr auto kCgroupTeardownTimeout = std::chrono::seconds(10);
+
+std::string AgentConfig(const std::string& id, const std::string& token,
+                        const std::map<std::string, std::string>& env_vars) {
+  json::object env;
+  for (const auto& [key, value] : env_vars) env[key] = value;
+  json::object config{{"sandboxId", id},
+                      {"accessToken", token},
+                      {"defaultUser", "user"},
+                      {"envVars", std::move(env)}};
+  return json::serialize(config);
+}
+
+}  // namespace
+
+struct Registry::Sandbox {
+  SandboxInfo info;
+  uint32_t slot = 0;
+  fs::path state_dir;
+  std::unique_ptr<runtime::Cgroup> cgroup;
+  runtime::SandboxProcess process;
+};
+
+Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryConfig config,
+                   TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups)
+    : io_(io),
+      workers_(workers),
+      config_(std::move(config)),
+      templates_(std::move(templates)),
+      cgroups_(std::move(cgroups)) {}
+
+Registry::~Registry() { KillAll(); }
+
+void Registry::CleanUpLeftovers() {
+  // TODO(issue 5): re-adopt running sandboxes instead of removing them.
+  for (const std::string& name : cgroups_->List()) {
+    auto cgroup = cgroups_->Open(name);
+    if (cgroup) (void)(*cgroup)->Destroy(kCgroupTeardownTimeout);
+  }
+  std::error_code ec;
+  fs::path dir = config_.state_dir / "sandboxes";
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    LOG_INFO("removing leftover sandbox state {}", entry.path().filename().string());
+    fs::remove_all(entry.path(), ec);
+  }
+}
+
+Result<uint32_t> Registry::AllocateSlot() {
+  std::lock_guard lock(mutex_);
+  uint32_t slot = 0;
+  for (uint32_t used : used_slots_) {
+    if (used != slot) break;
+    ++slot;
+  }
+  if (slot >= config_.max_sandboxes) {
+    return MakeError(ErrorCode::kResourceExhausted, "the limit of {} sandboxes is reached",
+                     config_.max_sandboxes);
+  }
+  used_slots_.insert(slot);
+  return slot;
+}
+
+void Registry::ReleaseSlot(uint32_t slot) {
+  std::lock_guard lock(mutex_);
+  used_slots_.erase(slot);
+}
+
+Result<int> Registry::UsernsForSlot(uint32_t slot) {
+  {
+    std::lock_guard lock(mutex_);
+    auto it = userns_by_slot_.find(slot);
+    if (it != userns_by_slot_.end()) return it->second.Get();
+  }
+  runtime::IdRange range{config_.uid_base + slot * kIdsPerSandbox, kIdsPerSandbox};
+  ASSIGN_OR_RETURN(UniqueFd ns, runtime::CreateMappedUserns(range));
+  std::lock_guard lock(mutex_);
+  auto [it, inserted] = userns_by_slot_.emplace(slot, std::move(ns));
+  return it->second.Get();
+}
+
+Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions& options,
+                                                           const Template& tmpl,
+                                                           const std::string& id, uint32_t slot) {
+  auto sandbox = std::make_unique<Sandbox>();
+  sandbox->slot = slot;
+  sandbox->state_dir = config_.state_dir / "sandboxes" / id;
+  SandboxInfo& info = sandbox->info;
+  info.id = id;
+  info.template_id = tmpl.id;
+  info.access_token = NewToken();
+  info.metadata = options.metadata;
+  info.started_at = std::chrono::system_clock::now();
+  info.end_at = info.started_at + options.timeout;
+  info.cpu_count = tmpl.cpu_count;
+  info.memory_mb = tmpl.memory_mb;
+  info.disk_mb = tmpl.disk_mb;
+
+  // SECURITY: limits are in place before the first process of the sandbox exists.
+  runtime::CgroupLimits limits{.memory_bytes = uint64_t{tmpl.memory_mb} << 20,
+                               .pids_max = tmpl.pids_max,
+                               .cpu_millicores = tmpl.cpu_count * 1000};
+  ASSIGN_OR_RETURN(sandbox->cgroup, cgroups_->Create(id, limits));
+  ASSIGN_OR_RETURN(int userns, UsernsForSlot(slot));
+
+  runtime::SandboxSpec spec;
+  spec.id = id;
+  spec.ids = {config_.uid_base + slot * kIdsPerSandbox, kIdsPerSandbox};
+  spec.idmap_userns_fd = userns;
+  spec.root_layer = tmpl.root_layer;
+  spec.usr_layer = tmpl.usr_layer;
+  spec.agent_dir = config_.agent_dir;
+  spec.state_dir = sandbox->state_dir;
+  spec.agent_config = AgentConfig(id, info.access_token, options.env_vars);
+  UniqueFd cgroup_dir;
+  if (cgroups_->Version() == 2) {
+    ASSIGN_OR_RETURN(cgroup_dir, sandbox->cgroup->OpenDirFd());
+    spec.cgroup_dir_fd = cgroup_dir.Get();
+  } else {
+    runtime::Cgroup* cgroup = sandbox->cgroup.get();
+    spec.join_cgroup = [cgroup](pid_t pid) { return cgroup->AddProcess(pid); };
+  }
+  ASSIGN_OR_RETURN(sandbox->process, runtime::SpawnSandbox(spec));
+  RETURN_IF_ERROR(WaitAgentHealthy(sandbox->process.socket_path, kAgentStartTimeout));
+  return sandbox;
+}
+
+Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
+  const Template* tmpl = templates_.Find(options.template_id);
+  if (tmpl == nullptr) {
+    return MakeError(ErrorCode::kNotFound, "template '{}' not found", options.template_id);
+  }
+  ASSIGN_OR_RETURN(uint32_t slot, AllocateSlot());
+  std::string id = NewSandboxId();
+  auto started = Start(options, *tmpl, id, slot);
+  if (!started) {
+    LOG_WARN("create sandbox {}: {}", id, started.error().message);
+    // Start failed part way: tear down whatever exists (cgroup, processes, state dir).
+    auto partial = std::make_unique<Sandbox>();
+    partial->slot = slot;
+    partial->state_dir = config_.state_dir / "sandboxes" / id;
+    if (auto cgroup = cgroups_->Open(id)) partial->cgroup = std::move(*cgroup);
+    Destroy(std::move(partial));
+    return tl::unexpected(started.error().WithContext(fmt::format("create sandbox {}", id)));
+  }
+  SandboxInfo info = (*started)->info;
+  int pidfd = (*started)->process.init.Pidfd();
+  {
+    std::lock_guard lock(mutex_);
+    sandboxes_.emplace(id, std::move(*started));
+  }
+  asio::post(io_, [this, id, end = info.end_at, pidfd] { Watch(id, end, pidfd); });
+  LOG_INFO("sandbox {} created from template {}", id, info.template_id);
+  return info;
+}
+
+void Registry::Watch(const std::string& id, SystemTime end_at, int pidfd) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!sandboxes_.contains(id)) return;  // killed before its watchers were armed
+  }
+  Watchers& w = watchers_[id];
+  w.timer = std::make_unique<asio::steady_timer>(io_);
+  w.timer->expires_after(end_at - std::chrono::system_clock::now());
+  w.timer->async_wait([this, id](boost::system::error_code ec) {
+    if (!ec) KillInBackground(id, "its timeout passed");
+  });
+  int watched = ::dup(pidfd);
+  if (watched < 0) return;
+  w.exit = std::make_unique<asio::posix::stream_descriptor>(io_, watched);
+  w.exit->async_wait(asio::posix::stream_descriptor::wait_read,
+                     [this, id](boost::system::error_code ec) {
+                       if (!ec) KillInBackground(id, "its init exited");
+                     });
+}
+
+void Registry::Unwatch(const std::string& id) { watchers_.erase(id); }
+
+void Registry::KillInBackground(const std::string& id, const char* why) {
+  LOG_INFO("sandbox {} ends: {}", id, why);
+  asio::post(workers_, [this, id] { (void)Kill(id); });
+}
+
+Status Registry::Kill(const std::string& id) {
+  std::unique_ptr<Sandbox> sandbox;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) {
+      return MakeError(ErrorCode::kNotFound, "sandbox '{}' not found", id);
+    }
+    // Removed first: from here on the proxy answers 502 for it.
+    sandbox = std::move(it->second);
+    sandboxes_.erase(it);
+  }
+  asio::post(io_, [this, id] { Unwatch(id); });
+  Destroy(std::move(sandbox));
+  LOG_INFO("sandbox {} killed", id);
+  return Ok();
+}
+
+void Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
+  // SIGKILL to the sandbox's PID 1 tears its whole pid namespace down; the cgroup kill
+  // catches anything else and must leave the cgroup empty before it can be removed.
+  if (sandbox->process.init.Valid()) (void)sandbox->process.init.Signal(SIGKILL);
+  if (sandbox->cgroup) {
+    if (auto destroyed = sandbox->cgroup->Destroy(kCgroupTeardownTimeout); !destroyed) {
+      LOG_ERROR("sandbox {}: {}", sandbox->info.id, destroyed.error().message);
+    }
+  }
+  sandbox->process.init.KillAndReap();
+  std::error_code ec;
+  fs::remove_all(sandbox->state_dir, ec);
+  if (ec) LOG_ERROR("remove {}: {}", sandbox->state_dir.string(), ec.message());
+  ReleaseSlot(sandbox->slot);
+}
+
+void Registry::KillAll() {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, sandbox] : sandboxes_) ids.push_back(id);
+  }
+  for (const std::string& id : ids) (void)Kill(id);
+}
+
+std::optional<SandboxInfo> Registry::Get(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) return std::nullopt;
+  return it->second->info;
+}
+
+std::vector<SandboxInfo> Registry::List() const {
+  std::lock_guard lock(mutex_);
+  std::vector<SandboxInfo> out;
+  for (const auto& [id, sandbox] : sandboxes_) out.push_back(sandbox->info);
+  return out;
+}
+
+std::optional<fs::path> Registry::AgentSocket(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) return std::nullopt;
+  return it->second->process.socket_path;
+}
+
+}  // namespace isobox::server

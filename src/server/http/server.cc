@@ -1,0 +1,136 @@
+#include "server/http/server.h"
+
+#include <openssl/crypto.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include "base/log.h"
+#include "server/http/proxy.h"
+#include "server/routes/sandboxes.h"
+
+namespace isobox::server {
+namespace {
+
+constexpr auto kIdleTimeout = std::chrono::seconds(300);
+constexpr size_t kMaxHeader = 64 * 1024;
+
+}  // namespace
+
+HttpServer::HttpServer(asio::io_context& io, asio::thread_pool& workers, Registry& registry,
+                       HttpConfig config)
+    : io_(io), workers_(workers), registry_(registry), config_(std::move(config)), acceptor_(io) {}
+
+Result<uint16_t> HttpServer::Listen(const std::string& address, uint16_t port) {
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(address, ec);
+  if (ec) return MakeError(ErrorCode::kInvalidArgument, "bad listen address '{}'", address);
+  asio::ip::tcp::endpoint endpoint(ip, port);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return MakeError(ErrorCode::kUnavailable, "listen on {}:{}: {}", address, port, ec.message());
+  }
+  return acceptor_.local_endpoint().port();
+}
+
+void HttpServer::Start() { asio::co_spawn(io_, Accept(), asio::detached); }
+
+void HttpServer::Stop() {
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+}
+
+Task<> HttpServer::Accept() {
+  for (;;) {
+    boost::system::error_code ec;
+    asio::ip::tcp::socket socket =
+        co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+    if (ec) {
+      LOG_WARN("accept: {}", ec.message());
+      continue;
+    }
+    socket.set_option(asio::ip::tcp::no_delay(true), ec);
+    asio::co_spawn(io_, Session(std::move(socket)), asio::detached);
+  }
+}
+
+bool HttpServer::Authorized(const HeaderParser::value_type& request) const {
+  std::string_view key = request["X-API-KEY"];
+  bool match = false;
+  for (const std::string& accepted : config_.api_keys) {
+    // Constant time for equal lengths: the comparison does not leak a prefix.
+    if (accepted.size() == key.size() &&
+        CRYPTO_memcmp(accepted.data(), key.data(), key.size()) == 0) {
+      match = true;
+    }
+  }
+  return match;
+}
+
+Task<bool> HttpServer::HandleControlRequest(Stream& stream, beast::flat_buffer& buffer,
+                                            HeaderParser& header) {
+  const unsigned version = header.get().version();
+  boost::system::error_code ec;
+  if (!Authorized(header.get())) {
+    auto response = JsonResponse(http::status::unauthorized,
+                                 JsonError(401, "missing or invalid API key (X-API-KEY header)"),
+                                 version, false);
+    co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+    co_return false;
+  }
+  http::request_parser<http::string_body> parser{std::move(header)};
+  parser.body_limit(config_.max_control_body);
+  co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec == http::error::body_limit) {
+    auto response = JsonResponse(
+        http::status::payload_too_large,
+        JsonError(413, fmt::format("request body over {} bytes", config_.max_control_body)),
+        version, false);
+    co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+    co_return false;
+  }
+  if (ec) co_return false;
+  ControlContext context{registry_, workers_};
+  StringResponse response = co_await HandleControl(parser.get(), context);
+  co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+  co_return !ec && response.keep_alive();
+}
+
+Task<> HttpServer::Session(asio::ip::tcp::socket socket) {
+  Stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  try {
+    for (;;) {
+      HeaderParser header;
+      header.header_limit(kMaxHeader);
+      header.body_limit(boost::none);
+      boost::system::error_code ec;
+      stream.expires_after(kIdleTimeout);
+      co_await http::async_read_header(stream, buffer, header,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == http::error::end_of_stream || ec == beast::error::timeout) break;
+      if (ec) {
+        auto response =
+            JsonResponse(http::status::bad_request,
+                         JsonError(400, "malformed HTTP request: " + ec.message()), 11, false);
+        co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+        break;
+      }
+      stream.expires_never();
+      bool keep_alive = IsSandboxTraffic(header.get())
+                            ? co_await ForwardToSandbox(stream, buffer, header, registry_)
+                            : co_await HandleControlRequest(stream, buffer, header);
+      if (!keep_alive) break;
+    }
+  } catch (const std::exception& e) {
+    LOG_ERROR("http session: {}", e.what());
+  }
+  boost::system::error_code ignored;
+  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+}
+
+}  // namespace isobox::server

@@ -1,0 +1,43 @@
+// The one HTTP/1.1 listener of isoboxd: control-plane routes and sandbox traffic.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <string>
+#include <vector>
+
+#include "server/control/registry.h"
+#include "server/http/types.h"
+
+namespace isobox::server {
+
+struct HttpConfig {
+  std::vector<std::string> api_keys;  // accepted X-API-KEY values
+  size_t max_control_body = 1 << 20;
+};
+
+class HttpServer {
+ public:
+  HttpServer(asio::io_context& io, asio::thread_pool& workers, Registry& registry,
+             HttpConfig config);
+
+  // Binds and listens; returns the bound port (useful with port 0).
+  Result<uint16_t> Listen(const std::string& address, uint16_t port);
+  // Starts accepting on the I/O context.
+  void Start();
+  void Stop();
+
+ private:
+  Task<> Accept();
+  Task<> Session(asio::ip::tcp::socket socket);
+  Task<bool> HandleControlRequest(Stream& stream, beast::flat_buffer& buffer, HeaderParser& header);
+  bool Authorized(const HeaderParser::value_type& request) const;
+
+  asio::io_context& io_;
+  asio::thread_pool& workers_;
+  Registry& registry_;
+  HttpConfig config_;
+  asio::ip::tcp::acceptor acceptor_;
+};
+
+}  // namespace isobox::server

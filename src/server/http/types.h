@@ -1,0 +1,33 @@
+// Shared Beast/Asio aliases and small helpers of the isoboxd HTTP layer.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <string>
+#include <string_view>
+
+namespace isobox::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+
+using Stream = beast::tcp_stream;
+using HeaderParser = http::request_parser<http::empty_body>;
+using StringResponse = http::response<http::string_body>;
+
+template <typename T = void>
+using Task = asio::awaitable<T>;
+
+// {"code": <status>, "message": "..."} — the error body of every control-plane route.
+std::string JsonError(int status, std::string_view message);
+
+// A response with a JSON body (or none, for 204).
+StringResponse JsonResponse(http::status status, std::string body, unsigned version,
+                            bool keep_alive);
+
+}  // namespace isobox::server

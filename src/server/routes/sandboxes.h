@@ -1,0 +1,21 @@
+// Control-plane routes for sandboxes (e2b-protocol.md §3): create, get, kill.
+#pragma once
+
+#include <boost/asio/thread_pool.hpp>
+
+#include "server/control/registry.h"
+#include "server/http/types.h"
+
+namespace isobox::server {
+
+using StringRequest = http::request<http::string_body>;
+
+struct ControlContext {
+  Registry& registry;
+  asio::thread_pool& workers;
+};
+
+// Answers one authenticated control-plane request.
+Task<StringResponse> HandleControl(const StringRequest& request, ControlContext& context);
+
+}  // namespace isobox::server

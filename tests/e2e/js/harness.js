@@ -1,0 +1,39 @@
+// Starts a real isoboxd on 127.0.0.1 with a free port and a private state directory, and
+// points the official E2B SDK at it through its documented environment variables.
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+const API_KEY = 'e2b_' + '0123456789abcdef'.repeat(2) + '01234567'
+
+export async function startDaemon() {
+  const binary = process.env.ISOBOXD
+  if (!binary) throw new Error('ISOBOXD must name the isoboxd binary to test')
+  const dir = mkdtempSync(join(tmpdir(), 'isobox-e2e-'))
+  const portFile = join(dir, 'port')
+  const child = spawn(binary, ['--state-dir', join(dir, 'state'), '--port', '0',
+    '--port-file', portFile, '--api-key', API_KEY, '--log-level', 'warn'],
+  { stdio: ['ignore', 'inherit', 'inherit'] })
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const deadline = Date.now() + 30000
+  while (!existsSync(portFile) || readFileSync(portFile, 'utf8').trim() === '') {
+    if (child.exitCode !== null) throw new Error(`isoboxd exited with ${child.exitCode}`)
+    if (Date.now() > deadline) throw new Error('isoboxd did not start listening')
+    await sleep(20)
+  }
+  const url = `http://127.0.0.1:${readFileSync(portFile, 'utf8').trim()}`
+  process.env.E2B_API_URL = url
+  process.env.E2B_SANDBOX_URL = url
+  process.env.E2B_API_KEY = API_KEY
+  return {
+    url,
+    apiKey: API_KEY,
+    async stop() {
+      child.kill('SIGTERM')
+      await exited
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}

@@ -1,0 +1,405 @@
+#include "interpreter/kernel.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <cstring>
+#include <fstream>
+
+#include "base/log.h"
+#include "base/sys/syscalls.h"
+#include "base/unique_fd.h"
+
+namespace isobox::interpreter {
+namespace {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+constexpr auto kHandshakeInterval = std::chrono::milliseconds(50);
+constexpr auto kHeartbeatInterval = std::chrono::seconds(3);
+constexpr int kHeartbeatMaxMisses = 4;
+constexpr size_t kLogTailBytes = 2048;
+
+// Five free loopback ports: all bound at once (so they differ), then released for the
+// kernel to bind. The same approach as jupyter_client; the sandbox's network namespace
+// keeps other sandboxes out of the race.
+Result<std::vector<int>> FreePorts(size_t count) {
+  std::vector<UniqueFd> sockets;
+  std::vector<int> ports;
+  for (size_t i = 0; i < count; ++i) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return SysError("socket");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof addr;
+    if (::bind(fd.Get(), reinterpret_cast<sockaddr*>(&addr), size) < 0 ||
+        ::getsockname(fd.Get(), reinterpret_cast<sockaddr*>(&addr), &size) < 0) {
+      return SysError("bind a free port");
+    }
+    ports.push_back(ntohs(addr.sin_port));
+    sockets.push_back(std::move(fd));
+  }
+  return ports;
+}
+
+Status WriteConnectionFile(const fs::path& path, const std::vector<int>& ports,
+                           const std::string& key) {
+  json::object info{{"shell_port", ports[0]},   {"iopub_port", ports[1]},
+                    {"stdin_port", ports[2]},   {"control_port", ports[3]},
+                    {"hb_port", ports[4]},      {"ip", "127.0.0.1"},
+                    {"key", key},               {"transport", "tcp"},
+                    {"signature_scheme", "hmac-sha256"}, {"kernel_name", ""}};
+  std::string text = json::serialize(info);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) return SysError("create {}", path.string());
+  if (::write(fd.Get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    return SysError("write {}", path.string());
+  }
+  return Ok();
+}
+
+enum class Step : int { kSignals, kSetsid, kStdio, kChdir, kExec };
+constexpr std::array<std::string_view, 5> kStepNames = {"reset signals", "setsid",
+                                                        "set up stdio", "chdir", "execve"};
+struct ChildError {
+  Step step;
+  int err;
+};
+
+[[noreturn]] void ChildFail(int report_fd, Step step) {
+  ChildError error{step, errno};
+  (void)!::write(report_fd, &error, sizeof error);
+  ::_exit(127);
+}
+
+// After fork: async-signal-safe calls only.
+[[noreturn]] void ChildMain(int null_fd, int log_fd, int report_fd, const char* cwd,
+                            char* const* argv, char* const* envp) {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) (void)::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  if (::sigprocmask(SIG_SETMASK, &none, nullptr) < 0) ChildFail(report_fd, Step::kSignals);
+  // Its own session and process group: interrupts and kills reach everything it starts.
+  if (::setsid() < 0) ChildFail(report_fd, Step::kSetsid);
+  // A kernel does not outlive the interpreter (a restarted interpreter starts new ones).
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || ::getppid() == 1) {
+    ChildFail(report_fd, Step::kSetsid);
+  }
+  if (::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) {
+    ChildFail(report_fd, Step::kStdio);
+  }
+  if (::chdir(cwd) < 0) ChildFail(report_fd, Step::kChdir);
+  ::execve(argv[0], argv, envp);
+  ChildFail(report_fd, Step::kExec);
+}
+
+std::vector<char*> CStrings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+Result<ChildProcess> SpawnKernel(const std::vector<std::string>& argv,
+                                 const std::vector<std::string>& env, const std::string& cwd,
+                                 const fs::path& log_path) {
+  UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  UniqueFd log_fd(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!null_fd || !log_fd) return SysError("open kernel stdio");
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) < 0) return SysError("pipe2");
+  UniqueFd report_read(pipe_fds[0]), report_write(pipe_fds[1]);
+  std::vector<char*> c_argv = CStrings(argv);
+  std::vector<char*> c_env = CStrings(env);
+  pid_t pid = ::fork();
+  if (pid < 0) return SysError("fork kernel");
+  if (pid == 0) {
+    ChildMain(null_fd.Get(), log_fd.Get(), report_write.Get(), cwd.c_str(), c_argv.data(),
+              c_env.data());
+  }
+  report_write.Reset();
+  UniqueFd pidfd(sys::PidfdOpen(pid, 0));
+  ChildProcess child(pid, std::move(pidfd));
+  ChildError error{};
+  ssize_t n;
+  do {
+    n = ::read(report_read.Get(), &error, sizeof error);
+  } while (n < 0 && errno == EINTR);
+  if (n == sizeof error) {
+    child.KillAndReap();
+    return ErrnoError(error.err, "start kernel {}: {}", argv[0],
+                      kStepNames[static_cast<size_t>(error.step)]);
+  }
+  if (!child.Valid()) return SysError("pidfd_open kernel");
+  return child;
+}
+
+std::string DescribeExit(const ExitStatus& status) {
+  if (status.exited) return fmt::format("exited with status {}", status.code);
+  const char* name = ::sigabbrev_np(status.signal);
+  std::string text = fmt::format("killed by signal SIG{}", name ? name : "?");
+  if (status.signal == SIGKILL) text += " (out of memory, or killed)";
+  return text;
+}
+
+std::string LogTail(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  std::streamoff start = size > static_cast<std::streamoff>(kLogTailBytes)
+                             ? size - static_cast<std::streamoff>(kLogTailBytes)
+                             : 0;
+  in.seekg(start);
+  std::string tail(static_cast<size_t>(size - start), '\0');
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  return tail;
+}
+
+}  // namespace
+
+Kernel::Kernel(asio::io_context& io, KernelOptions options)
+    : io_(io), options_(std::move(options)) {}
+
+Kernel::~Kernel() {
+  for (auto* channel : {&shell_, &control_, &iopub_, &stdin_, &hb_}) {
+    if (*channel) (*channel)->Close();
+  }
+  if (pidfd_watch_) {
+    boost::system::error_code ignored;
+    pidfd_watch_->cancel(ignored);
+    (void)pidfd_watch_->release();  // owned by process_
+  }
+  if (!dead_ && process_.Valid()) ::kill(-process_.Pid(), SIGKILL);
+  process_.KillAndReap();
+  std::error_code ignored;
+  fs::remove(connection_file_, ignored);
+  fs::remove(log_file_, ignored);
+}
+
+Result<std::shared_ptr<Kernel>> Kernel::Launch(asio::io_context& io, zmq::context_t& zmq_context,
+                                               const KernelOptions& options) {
+  std::shared_ptr<Kernel> kernel(new Kernel(io, options));
+  std::string id = RandomHex(8);
+  kernel->connection_file_ = options.runtime_dir / ("kernel-" + id + ".json");
+  kernel->log_file_ = options.runtime_dir / ("kernel-" + id + ".log");
+  kernel->session_ = RandomHex();
+  kernel->signer_ = Signer(RandomHex(32));
+  ASSIGN_OR_RETURN(std::vector<int> ports, FreePorts(5));
+  RETURN_IF_ERROR(WriteConnectionFile(kernel->connection_file_, ports, kernel->signer_.Key()));
+  std::vector<std::string> argv = options.spec.argv;
+  for (std::string& arg : argv) {
+    if (arg == "{connection_file}") arg = kernel->connection_file_.string();
+  }
+  if (argv[0].find('/') == std::string::npos) {
+    for (const char* dir : {"/usr/local/bin/", "/usr/bin/", "/bin/"}) {
+      if (::access((dir + argv[0]).c_str(), X_OK) == 0) {
+        argv[0] = dir + argv[0];
+        break;
+      }
+    }
+  }
+  std::vector<std::string> env = options.env;
+  for (const auto& [key, value] : options.spec.env) env.push_back(key + "=" + value);
+  ASSIGN_OR_RETURN(kernel->process_, SpawnKernel(argv, env, options.cwd, kernel->log_file_));
+  LOG_INFO("started {} kernel, pid {}", options.spec.language, kernel->process_.Pid());
+  RETURN_IF_ERROR(kernel->Connect(zmq_context, "127.0.0.1", ports));
+  kernel->WatchExit();
+  asio::co_spawn(io, kernel->Handshake(), asio::detached);
+  return kernel;
+}
+
+Status Kernel::Connect(zmq::context_t& zmq_context, const std::string& ip,
+                       const std::vector<int>& ports) {
+  auto endpoint = [&](int port) { return fmt::format("tcp://{}:{}", ip, port); };
+  ASSIGN_OR_RETURN(shell_, ZmqChannel::Create(io_, zmq_context, zmq::socket_type::dealer, "shell"));
+  ASSIGN_OR_RETURN(iopub_, ZmqChannel::Create(io_, zmq_context, zmq::socket_type::sub, "iopub"));
+  ASSIGN_OR_RETURN(stdin_, ZmqChannel::Create(io_, zmq_context, zmq::socket_type::dealer, "stdin"));
+  ASSIGN_OR_RETURN(control_,
+                   ZmqChannel::Create(io_, zmq_context, zmq::socket_type::dealer, "control"));
+  ASSIGN_OR_RETURN(hb_, ZmqChannel::Create(io_, zmq_context, zmq::socket_type::req, "hb"));
+  RETURN_IF_ERROR(shell_->Connect(endpoint(ports[0])));
+  RETURN_IF_ERROR(iopub_->Connect(endpoint(ports[1])));
+  RETURN_IF_ERROR(stdin_->Connect(endpoint(ports[2])));
+  RETURN_IF_ERROR(control_->Connect(endpoint(ports[3])));
+  RETURN_IF_ERROR(hb_->Connect(endpoint(ports[4])));
+  std::weak_ptr<Kernel> weak = weak_from_this();
+  auto route = [weak](ChannelKind kind) {
+    return [weak, kind](std::vector<std::string>& frames) {
+      if (auto self = weak.lock()) self->Route(frames, kind);
+    };
+  };
+  shell_->Start(route(ChannelKind::kShell));
+  iopub_->Start(route(ChannelKind::kIopub));
+  control_->Start(route(ChannelKind::kControl));
+  stdin_->Start([](std::vector<std::string>&) {});  // allow_stdin is always false
+  hb_->Start([weak](std::vector<std::string>&) {
+    if (auto self = weak.lock()) self->hb_answered_ = true;
+  });
+  return Ok();
+}
+
+void Kernel::Route(std::vector<std::string>& frames, ChannelKind channel) {
+  auto message = Parse(frames, signer_);
+  if (!message) {
+    LOG_DEBUG("{} kernel {}: dropped a message: {}", Language(), Pid(), message.error().message);
+    return;
+  }
+  if (channel == ChannelKind::kIopub) iopub_seen_ = true;
+  auto it = listeners_.find(std::string(message->ParentMsgId()));
+  if (it == listeners_.end()) return;
+  Listener listener = it->second;  // the listener may Forget itself
+  listener(&*message, channel);
+}
+
+Result<std::string> Kernel::Send(ZmqChannel& channel, std::string_view msg_type,
+                                 json::object content, Listener listener) {
+  if (dead_) return MakeError(ErrorCode::kUnavailable, "kernel died: {}", death_reason_);
+  JupyterMessage message = NewMessage(msg_type, session_, std::move(content));
+  std::string msg_id(message.MsgId());
+  if (listener) listeners_[msg_id] = std::move(listener);
+  if (auto sent = channel.Send(Serialize(message, signer_)); !sent) {
+    listeners_.erase(msg_id);
+    return tl::unexpected(sent.error());
+  }
+  return msg_id;
+}
+
+Result<std::string> Kernel::Execute(std::string_view code, bool silent, Listener listener) {
+  json::object content{{"code", code},
+                       {"silent", silent},
+                       {"store_history", !silent},
+                       {"user_expressions", json::object()},
+                       {"allow_stdin", false},
+                       {"stop_on_error", !silent}};
+  return Send(*shell_, "execute_request", std::move(content), std::move(listener));
+}
+
+Status Kernel::Interrupt() {
+  if (dead_) return MakeError(ErrorCode::kUnavailable, "kernel died: {}", death_reason_);
+  if (options_.spec.interrupt_by_message) {
+    auto sent = Send(*control_, "interrupt_request", json::object(), nullptr);
+    if (!sent) return tl::unexpected(sent.error());
+    return Ok();
+  }
+  if (::kill(-process_.Pid(), SIGINT) < 0) return SysError("interrupt kernel {}", Pid());
+  return Ok();
+}
+
+void Kernel::Kill(std::string reason) {
+  if (dead_ || !process_.Valid()) return;
+  if (kill_reason_.empty()) kill_reason_ = std::move(reason);
+  // The pidfd watch reaps it and runs the death path.
+  ::kill(-process_.Pid(), SIGKILL);
+}
+
+void Kernel::WatchExit() {
+  pidfd_watch_ = std::make_unique<asio::posix::stream_descriptor>(io_, process_.Pidfd());
+  pidfd_watch_->async_wait(asio::posix::descriptor_base::wait_read,
+                           [weak = weak_from_this()](const boost::system::error_code& ec) {
+                             auto self = weak.lock();
+                             if (ec || !self) return;
+                             auto status = self->process_.TryWait();
+                             std::string reason = "ended";
+                             if (!self->kill_reason_.empty()) {
+                               reason = self->kill_reason_;
+                             } else if (status && *status) {
+                               reason = DescribeExit(**status);
+                             }
+                             self->Died(reason);
+                           });
+}
+
+void Kernel::Died(std::string reason) {
+  if (dead_) return;
+  dead_ = true;
+  death_reason_ = std::move(reason);
+  LOG_WARN("{} kernel {} {}", Language(), Pid(), death_reason_);
+  // Its helpers (a subprocess user code started) go with it.
+  ::kill(-process_.Pid(), SIGKILL);
+  auto listeners = std::move(listeners_);
+  listeners_.clear();
+  for (auto& [id, listener] : listeners) listener(nullptr, ChannelKind::kShell);
+  ready_.Set();  // wakes Ready() waiters, which see dead_
+  if (on_death_) on_death_(death_reason_);
+}
+
+asio::awaitable<Status> Kernel::Ready(std::chrono::milliseconds timeout) {
+  auto self = shared_from_this();
+  bool set = co_await ready_.Wait(asio::steady_timer::clock_type::now() + timeout);
+  if (dead_) {
+    std::string tail = LogTail(log_file_);
+    co_return MakeError(ErrorCode::kUnavailable, "the {} kernel {} before it was ready{}{}",
+                        Language(), death_reason_, tail.empty() ? "" : ":\n", tail);
+  }
+  if (!set) {
+    co_return MakeError(ErrorCode::kDeadlineExceeded, "the {} kernel was not ready within {} s",
+                        Language(), timeout.count() / 1000);
+  }
+  co_return Ok();
+}
+
+asio::awaitable<void> Kernel::Handshake() {
+  auto self = shared_from_this();
+  asio::steady_timer timer(io_);
+  std::vector<std::string> sent;
+  while (!dead_ && !(shell_answered_ && iopub_seen_)) {
+    // One request until the kernel answers on shell (zmq holds it until the kernel has
+    // bound its port); then more until iopub delivers one of their status messages.
+    if (!sent.empty() && !shell_answered_) {
+      timer.expires_after(kHandshakeInterval);
+      (void)co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    auto id = Send(*shell_, "kernel_info_request", json::object(),
+                   [this](const JupyterMessage* message, ChannelKind channel) {
+                     if (message && channel == ChannelKind::kShell) shell_answered_ = true;
+                   });
+    if (id) sent.push_back(*id);
+    timer.expires_after(kHandshakeInterval);
+    (void)co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  for (const std::string& id : sent) listeners_.erase(id);
+  if (dead_) co_return;
+  LOG_INFO("{} kernel {} ready", Language(), Pid());
+  was_ready_ = true;
+  ready_.Set();
+  co_await Heartbeat();
+}
+
+asio::awaitable<void> Kernel::Heartbeat() {
+  asio::steady_timer timer(io_);
+  while (!dead_) {
+    if (!hb_answered_) {
+      if (++hb_misses_ >= kHeartbeatMaxMisses) {
+        LOG_WARN("{} kernel {}: no heartbeat for {} s", Language(), Pid(),
+                 hb_misses_ * kHeartbeatInterval.count());
+        Kill(fmt::format("stopped answering its heartbeat for {} s",
+                         hb_misses_ * kHeartbeatInterval.count()));
+        co_return;
+      }
+    } else {
+      hb_misses_ = 0;
+    }
+    hb_answered_ = false;
+    (void)hb_->Send({"ping"});
+    timer.expires_after(kHeartbeatInterval);
+    (void)co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+}  // namespace isobox::interpreter

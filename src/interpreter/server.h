@@ -1,0 +1,41 @@
+// isobox-interpreter's HTTP/1.1 server: the E2B code-interpreter API (port 49999) on a
+// listening unix socket.
+//
+//   GET  /health                 200 "OK"
+//   GET  /ready                  (Isobox) 200 once the default contexts' kernels are ready
+//   POST /execute                NDJSON stream (execute.h)
+//   GET  /contexts               [{"id","language","cwd"}] in creation order
+//   POST /contexts               {"language"?, "cwd"?} → the new context, once its kernel is ready
+//   POST /contexts/{id}/restart  DELETE /contexts/{id}
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "envd/http.h"
+#include "interpreter/contexts.h"
+
+namespace isobox::interpreter {
+
+class Server {
+ public:
+  Server(boost::asio::io_context& io, Contexts& contexts)
+      : io_(io), contexts_(contexts), acceptor_(io) {}
+
+  Status Start(UniqueFd listen_fd);
+  void Stop();
+
+ private:
+  boost::asio::awaitable<void> AcceptLoop();
+  boost::asio::awaitable<void> Session(envd::Socket socket);
+  boost::asio::awaitable<void> Dispatch(envd::Exchange& exchange);
+  boost::asio::awaitable<void> CreateContext(envd::Exchange& exchange);
+
+  boost::asio::io_context& io_;
+  Contexts& contexts_;
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+};
+
+}  // namespace isobox::interpreter

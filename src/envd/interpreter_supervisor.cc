@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "base/log.h"
+#include "envd/isolation.h"
 
 namespace isobox::envd {
 namespace {
@@ -43,6 +44,9 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
   if (::setresgid(user.gid, user.gid, user.gid) < 0) ::_exit(123);
   if (::setresuid(user.uid, user.uid, user.uid) < 0) ::_exit(124);
   if (::chdir(home) < 0 && ::chdir("/") < 0) ::_exit(125);
+  // SECURITY: user cgroup, no capabilities, user seccomp filter (isolation.h): the
+  // interpreter runs user code like any command.
+  if (isolation::EnterUserSandbox(user.uid, user.gid) < 0) ::_exit(127);
   ::execve(argv[0], argv, envp);
   ::_exit(126);
 }

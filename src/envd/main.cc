@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "envd/config.h"
 #include "envd/envd.h"
+#include "envd/isolation.h"
 #include "envd/server.h"
 
 namespace isobox::envd {
@@ -88,6 +89,11 @@ int Run(int argc, char** argv) {
     return 2;
   }
   InitLogging("isobox-envd", args->log_level);
+  // Before ReadConfigFd, which closes the fd. Fails closed (isolation.h).
+  if (auto isolated = isolation::Init(args->config_fd); !isolated) {
+    LOG_ERROR("{}", isolated.error().message);
+    return 1;
+  }
   auto config = ReadConfigFd(args->config_fd);
   if (!config) {
     LOG_ERROR("{}", config.error().message);

@@ -29,7 +29,9 @@ Process::Process(asio::any_io_executor executor, ProcessConfig config,
       stdout_(executor, spawned.stdout_fd.Release()),
       stderr_(executor, spawned.stderr_fd.Release()),
       exit_wait_(executor, asio::steady_timer::time_point::max()),
-      timeout_(executor) {}
+      timeout_(executor) {
+  marks_.at_start = isolation::ReadCounters();
+}
 
 void Unsubscribe(EventChannel& channel) {
   // cancel() before close(): once closed, cancel() no longer fails a blocked sender.
@@ -45,6 +47,7 @@ std::shared_ptr<EventChannel> Process::Subscribe() {
 
 void Process::OnExit(const ExitInfo& info) {
   exit_ = info;
+  exit_->reason = isolation::TerminationReason(info, marks_);
   timeout_.cancel();
   exit_wait_.cancel();
   // Readers blocked on pipes still held by grandchildren switch to draining.
@@ -59,12 +62,14 @@ void Process::SetTimeout(std::chrono::milliseconds timeout) {
     auto self = weak.lock();
     if (ec || !self || self->Exited()) return;
     LOG_INFO("process {} reached its timeout, killing it", self->pid_);
+    self->marks_.timed_out = true;
     (void)self->Signal(SIGKILL);
   });
 }
 
 Status Process::Signal(int sig) {
   if (exit_) return Ok();
+  if (!marks_.timed_out) marks_.signaled_by_user = true;
   if (::kill(-pid_, sig) == 0) return Ok();
   if (errno == ESRCH && ::kill(pid_, sig) == 0) return Ok();
   return SysError("kill {} with signal {}", pid_, sig);

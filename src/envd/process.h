@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "envd/isolation.h"
 #include "envd/reaper.h"
 #include "envd/spawn.h"
 
@@ -88,6 +89,7 @@ class Process : public std::enable_shared_from_this<Process> {
   boost::asio::steady_timer exit_wait_;
   boost::asio::steady_timer timeout_;
   std::optional<ExitInfo> exit_;
+  isolation::EndMarks marks_;  // for the termination reason
   std::vector<std::shared_ptr<EventChannel>> subscribers_;
 };
 

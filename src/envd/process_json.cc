@@ -170,6 +170,12 @@ std::string EventJson(const ProcessEvent& event) {
     end["status"] = StatusString(exit);
     // Go's cmd.Wait() error: set for a non-zero exit and for a signal death.
     if (!(exit.exited && exit.code == 0)) end["error"] = StatusString(exit);
+    // Isobox extension (clients ignore unknown fields): why the process ended.
+    json::object isobox{{"reason", exit.reason.empty() ? (exit.exited ? "exited" : "signaled")
+                                                       : exit.reason}};
+    if (exit.exited) isobox["exitCode"] = exit.code;
+    if (!exit.exited) isobox["signal"] = exit.signal;
+    end["isobox"] = std::move(isobox);
     inner["end"] = std::move(end);
   } else {
     const char* stream = event.kind == ProcessEvent::Kind::kStdout ? "stdout" : "stderr";

@@ -14,6 +14,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 namespace isobox::envd {
@@ -23,6 +24,8 @@ struct ExitInfo {
   int code = 0;
   int signal = 0;
   bool core_dumped = false;
+  // Why it ended (isolation::TerminationReason); set by Process::OnExit. Static storage.
+  std::string_view reason;
 
   // -1 for a signal death, as Go's ProcessState.ExitCode().
   int ExitCode() const { return exited ? code : -1; }

@@ -9,13 +9,26 @@
 
 #include <array>
 
+#include "envd/isolation.h"
+
 namespace isobox::envd {
 namespace {
 
-enum class Step : int { kSignals, kSetsid, kStdio, kSetgroups, kSetgid, kSetuid, kChdir, kExec };
+enum class Step : int {
+  kSignals,
+  kSetsid,
+  kStdio,
+  kSetgroups,
+  kSetgid,
+  kSetuid,
+  kChdir,
+  kExec,
+  kIsolation,
+};
 
-constexpr std::array<std::string_view, 8> kStepNames = {
-    "reset signals", "setsid", "set up stdio", "setgroups", "setgid", "setuid", "chdir", "execve",
+constexpr std::array<std::string_view, 9> kStepNames = {
+    "reset signals", "setsid", "set up stdio", "setgroups", "setgid",
+    "setuid",        "chdir",  "execve",       "isolation",
 };
 
 struct ChildError {
@@ -77,6 +90,10 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
   if (::setresgid(request.gid, request.gid, request.gid) < 0) ChildFail(report, Step::kSetgid);
   if (::setresuid(request.uid, request.uid, request.uid) < 0) ChildFail(report, Step::kSetuid);
   if (::chdir(request.cwd.c_str()) < 0) ChildFail(report, Step::kChdir);
+  // SECURITY: user cgroup, no capabilities, user seccomp filter (isolation.h).
+  if (isolation::EnterUserSandbox(request.uid, request.gid) < 0) {
+    ChildFail(report, Step::kIsolation);
+  }
   ::execve(request.executable.c_str(), argv, envp);
   ChildFail(report, Step::kExec);
 }

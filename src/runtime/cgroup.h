@@ -34,6 +34,15 @@ struct CgroupLimits {
   uint64_t pids_max = 0;        // 0 = unlimited
   uint32_t cpu_millicores = 0;  // 1000 = one full CPU (CFS quota per 100 ms); 0 = unlimited
   uint32_t cpu_weight = 0;      // 1..10000 (v2 cpu.weight; v1 cpu.shares = w*1024/100); 0 = default
+  // v2 memory.min: memory the kernel does not reclaim from this group under pressure from
+  // its siblings (envd's reserve). v1 has no equivalent and ignores it.
+  uint64_t memory_min_bytes = 0;
+};
+
+// Event counters a group exposes, as files with "key value" lines.
+enum class CgroupEventFile {
+  kMemory,  // v2 memory.events, v1 memory.oom_control: "oom_kill N"
+  kPids,    // pids.events: "max N" (forks refused by pids.max)
 };
 
 struct CgroupStats {
@@ -60,6 +69,12 @@ class Cgroup {
   virtual Status AddProcess(pid_t pid) = 0;
   // v2: an O_PATH|O_DIRECTORY fd for clone3(CLONE_INTO_CGROUP). v1: kUnimplemented.
   virtual Result<UniqueFd> OpenDirFd() = 0;
+  // This group's cgroup.procs opened for writing, once per hierarchy (v1: each distinct
+  // controller directory; v2: one). A process given these fds moves itself into the group
+  // by writing "0" to each; the kernel checks the opener's (host root's) credentials.
+  virtual Result<std::vector<UniqueFd>> OpenProcsFiles() = 0;
+  // A read-only fd of an event file (pread at offset 0 re-reads current values).
+  virtual Result<UniqueFd> OpenEventFile(CgroupEventFile which) = 0;
   // A nested group without limits of its own (bounded by this one), e.g. user code below
   // envd. v2: enables memory, pids and cpu in this group's subtree_control, which the
   // kernel refuses (EBUSY) once this group holds processes: create children first.

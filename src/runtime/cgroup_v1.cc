@@ -1,5 +1,7 @@
 #include "runtime/cgroup_v1.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <set>
 
@@ -119,6 +121,31 @@ Status CgroupV1::AddProcess(pid_t pid) {
 Result<UniqueFd> CgroupV1::OpenDirFd() {
   return MakeError(ErrorCode::kUnimplemented,
                    "cgroup {}: CLONE_INTO_CGROUP needs cgroup v2; use AddProcess", RelativePath());
+}
+
+Result<std::vector<UniqueFd>> CgroupV1::OpenProcsFiles() {
+  std::vector<UniqueFd> fds;
+  std::vector<fs::path> done;
+  // SECURITY: the same hierarchies as AddProcess, pids and memory first: a process that
+  // writes to all of them is bounded like one AddProcess put there.
+  for (const char* controller : {"pids", "memory", "freezer", "cpu", "cpuacct"}) {
+    fs::path dir = Dir(controller);
+    if (dir.empty() || std::find(done.begin(), done.end(), dir) != done.end()) continue;
+    done.push_back(dir);
+    fs::path file = dir / "cgroup.procs";
+    UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return SysError("open {}", file.string());
+    fds.push_back(std::move(fd));
+  }
+  return fds;
+}
+
+Result<UniqueFd> CgroupV1::OpenEventFile(CgroupEventFile which) {
+  fs::path file = which == CgroupEventFile::kMemory ? Dir("memory") / "memory.oom_control"
+                                                    : Dir("pids") / "pids.events";
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return SysError("open {}", file.string());
+  return fd;
 }
 
 Result<std::unique_ptr<Cgroup>> CgroupV1::CreateChild(std::string_view name) {

@@ -43,6 +43,10 @@ Status CgroupV2::SetLimits(const CgroupLimits& limits) {
   // SECURITY: memory.max is the sandbox's memory bound; above it the kernel reclaims and
   // then OOM-kills inside this group instead of anywhere on the host.
   RETURN_IF_ERROR(cgroupfs::WriteFile(File("memory.max"), LimitOrMax(limits.memory_bytes)));
+  if (limits.memory_min_bytes != 0) {
+    RETURN_IF_ERROR(
+        cgroupfs::WriteFile(File("memory.min"), std::to_string(limits.memory_min_bytes)));
+  }
   // SECURITY: swap off. With swap the sandbox could exceed memory.max by the swap size
   // and push the host into swapping (I/O starvation, sandbox memory on the host's disk).
   // Missing file = the kernel has no swap accounting, so there is no swap to limit here.
@@ -73,6 +77,21 @@ Status CgroupV2::AddProcess(pid_t pid) {
 Result<UniqueFd> CgroupV2::OpenDirFd() {
   UniqueFd fd(::open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!fd) return SysError("open {}", dir_.string());
+  return fd;
+}
+
+Result<std::vector<UniqueFd>> CgroupV2::OpenProcsFiles() {
+  UniqueFd fd(::open(File("cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return SysError("open {}", File("cgroup.procs").string());
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(fd));
+  return fds;
+}
+
+Result<UniqueFd> CgroupV2::OpenEventFile(CgroupEventFile which) {
+  fs::path file = File(which == CgroupEventFile::kMemory ? "memory.events" : "pids.events");
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return SysError("open {}", file.string());
   return fd;
 }
 

@@ -20,6 +20,8 @@ class CgroupV2 final : public Cgroup {
   Status SetLimits(const CgroupLimits& limits) override;
   Status AddProcess(pid_t pid) override;
   Result<UniqueFd> OpenDirFd() override;
+  Result<std::vector<UniqueFd>> OpenProcsFiles() override;
+  Result<UniqueFd> OpenEventFile(CgroupEventFile which) override;
   Result<std::unique_ptr<Cgroup>> CreateChild(std::string_view name) override;
   Status Freeze() override;
   Status Thaw() override;

@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "base/sys/syscalls.h"
+#include "runtime/caps.h"
 
 namespace isobox::runtime {
 namespace {
@@ -139,6 +140,26 @@ int LoopbackUp() {
   return rc;
 }
 
+int AllowUnprivilegedPorts() {
+  // The sandbox's own network namespace (loopback only): user code has no capabilities,
+  // so without this a server as sandbox root could not listen on port 80.
+  int fd = ::open("proc/sys/net/ipv4/ip_unprivileged_port_start", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = ::write(fd, "0", 1);
+  int saved = errno;
+  ::close(fd);
+  errno = saved;
+  return n == 1 ? 0 : -1;
+}
+
+int InstallSeccomp(const sock_fprog* program) {
+  if (program == nullptr || program->len == 0) {
+    errno = EINVAL;  // fail closed: no filter, no sandbox
+    return -1;
+  }
+  return sys::SeccompSetFilter(0, program);
+}
+
 int SetRlimits(const ContainmentPlan& plan) {
   struct rlimit core {
     0, 0
@@ -191,12 +212,13 @@ int SetupFds(const ContainmentPlan& plan, int* error_fd) {
 }  // namespace
 
 std::string_view ContainmentStepName(ContainmentStep step) {
-  static constexpr std::array<std::string_view, 20> kNames = {
+  static constexpr std::array<std::string_view, 23> kNames = {
       "wait for parent",   "make mounts private", "open mountpoint", "become sandbox root",
       "unshare cgroup ns", "attach root",         "attach /usr",     "attach agent",
-      "mount /proc",       "mount /dev",          "mask /proc",      "mount /tmp",
-      "pivot_root",        "detach old root",     "set hostname",    "loopback up",
-      "set rlimits",       "no_new_privs",        "set up fds",      "exec agent"};
+      "mount /proc",       "unprivileged ports",  "mount /dev",      "mask /proc",
+      "mount /tmp",        "pivot_root",          "detach old root", "set hostname",
+      "loopback up",       "set rlimits",         "become agent",    "no_new_privs",
+      "set up fds",        "seccomp",             "exec agent"};
   auto index = static_cast<size_t>(step);
   return index < kNames.size() ? kNames[index] : "unknown step";
 }
@@ -224,6 +246,7 @@ void RunContainment(const ContainmentPlan& plan) {
        ::move_mount(plan.agent_mount_fd, "", AT_FDCWD, ".isobox", MOVE_MOUNT_F_EMPTY_PATH));
   // A fresh procfs of the sandbox's own pid namespace: only its processes are visible.
   STEP(kMountProc, ::mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
+  STEP(kUnprivilegedPorts, AllowUnprivilegedPorts());
   STEP(kMountDev, MountDev());
   STEP(kMaskProc, MaskProc());
   STEP(kMountTmp, ::mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options));
@@ -235,11 +258,22 @@ void RunContainment(const ContainmentPlan& plan) {
   STEP(kSetHostname, ::sethostname(plan.hostname, std::strlen(plan.hostname)));
   STEP(kLoopbackUp, LoopbackUp());
   STEP(kRlimits, SetRlimits(plan));
+  // SECURITY: from here on the init is the agent: its own uid (kAgentUid, not sandbox
+  // root), a bounding set reduced to kAgentCaps, securebits locked (caps.h). User code,
+  // whatever uid it runs as, can neither signal nor ptrace it.
+  STEP(kBecomeAgent, BecomeAgent());
   // SECURITY: no process in the sandbox can gain privileges through execve (setuid
   // binaries, file capabilities).
   STEP(kNoNewPrivs, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
   int error_fd = plan.error_fd;
   STEP(kSetupFds, SetupFds(plan, &error_fd));
+  // SECURITY: the last step: the default-deny syscall allowlist (policy/seccomp/) for the
+  // agent and everything it starts. Nothing after it but execve, which the filter allows.
+  if (InstallSeccomp(plan.seccomp) < 0) {
+    ContainmentFailure failure{ContainmentStep::kSeccomp, errno};
+    (void)!::write(error_fd, &failure, sizeof(failure));
+    ::_exit(127);
+  }
   ::execve(plan.exec_path, plan.argv, plan.envp);
   ContainmentFailure failure{ContainmentStep::kExec, errno};
   (void)!::write(error_fd, &failure, sizeof(failure));

@@ -8,6 +8,7 @@
 // a ContainmentFailure {step, errno} to `error_fd` and exits; the parent names the step.
 #pragma once
 
+#include <linux/filter.h>
 #include <sys/resource.h>
 
 #include <cstdint>
@@ -25,6 +26,7 @@ enum class ContainmentStep : uint32_t {
   kAttachUsr,
   kAttachAgent,
   kMountProc,
+  kUnprivilegedPorts,
   kMountDev,
   kMaskProc,
   kMountTmp,
@@ -33,8 +35,10 @@ enum class ContainmentStep : uint32_t {
   kSetHostname,
   kLoopbackUp,
   kRlimits,
+  kBecomeAgent,
   kNoNewPrivs,
   kSetupFds,
+  kSeccomp,
   kExec,
 };
 
@@ -62,6 +66,8 @@ struct ContainmentPlan {
   const int* pass_fds = nullptr;
   int pass_fd_count = 0;
   int log_fd = -1;
+  // The agent seccomp filter (seccomp.h), installed right before execve. Required.
+  const sock_fprog* seccomp = nullptr;
   const char* exec_path = nullptr;  // inside the new root
   char* const* argv = nullptr;
   char* const* envp = nullptr;

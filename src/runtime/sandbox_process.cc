@@ -17,6 +17,7 @@
 #include "base/unique_fd.h"
 #include "runtime/containment.h"
 #include "runtime/detached_mount.h"
+#include "runtime/seccomp.h"
 
 namespace isobox::runtime {
 namespace {
@@ -149,7 +150,10 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
 
   std::string mountpoint = (spec.state_dir / "rootfs").string();
   std::string tmp_options = fmt::format("mode=1777,size={}", spec.tmp_size_bytes);
-  std::array<int, 2> pass_fds = {listener.Get(), config.Get()};
+  ASSIGN_OR_RETURN(SeccompProgram seccomp, DefaultSeccompProgram(SeccompProfile::kAgent));
+  sock_fprog seccomp_prog = seccomp.Prog();
+  std::vector<int> pass_fds = {listener.Get(), config.Get()};
+  pass_fds.insert(pass_fds.end(), spec.extra_fds.begin(), spec.extra_fds.end());
   std::string agent_path = "/.isobox/" + spec.agent_name;
   std::array<char*, 2> argv = {const_cast<char*>(spec.agent_name.c_str()), nullptr};
   std::array<char*, 2> envp = {
@@ -169,6 +173,7 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
       .pass_fds = pass_fds.data(),
       .pass_fd_count = static_cast<int>(pass_fds.size()),
       .log_fd = log.Get(),
+      .seccomp = &seccomp_prog,
       .exec_path = agent_path.c_str(),
       .argv = argv.data(),
       .envp = envp.data(),

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "base/child_process.h"
 #include "base/result.h"
@@ -26,6 +27,9 @@ struct SandboxSpec {
   std::string agent_name = "isobox-envd";  // the agent's file name in agent_dir
   std::filesystem::path state_dir;         // this sandbox's private directory on the host
   std::string agent_config;                // JSON given to the agent as fd 4
+  // More fds for the agent, in order from fd 5 (the user seccomp program, cgroup files);
+  // the config tells the agent which is which. Borrowed: the caller keeps ownership.
+  std::vector<int> extra_fds;
   uint64_t tmp_size_bytes = 256ull << 20;
   uint64_t max_file_size_bytes = 0;  // RLIMIT_FSIZE; 0 = unlimited
   // v2: an O_PATH fd of the sandbox cgroup (the init is cloned straight into it).

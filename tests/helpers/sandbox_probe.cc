@@ -2,6 +2,8 @@
 // "key=value" line each, to stdout (the sandbox log). Static, so it runs in any rootfs.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -11,6 +13,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 namespace {
 
@@ -40,6 +44,21 @@ void PrintOpen(const char* key, const char* path, int flags) {
   if (fd >= 0) close(fd);
 }
 
+void PrintRc(const char* key, int rc) {
+  std::printf("%s=%s\n", key, rc == 0 ? "ok" : std::strerror(errno));
+}
+
+// Copies "Name:\tvalue" lines of /proc/self/status, e.g. CapEff, Seccomp.
+void PrintStatus(const char* field) {
+  std::ifstream status("/proc/self/status");
+  std::string prefix = std::string(field) + ":";
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    size_t value = line.find_first_not_of(" \t", prefix.size());
+    std::printf("%s=%s\n", field, value == std::string::npos ? "" : line.c_str() + value);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -59,6 +78,12 @@ int main() {
   PrintOpen("write_proc_sys", "/proc/sys/net/ipv4/ip_forward", O_WRONLY);
   PrintOpen("open_fd_5", "/proc/self/fd/5", O_RDONLY);
   PrintOpen("listen_fd_3", "/proc/self/fd/3", O_RDONLY);
+  for (const char* field : {"CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh", "Seccomp", "NoNewPrivs"}) {
+    PrintStatus(field);
+  }
+  PrintRc("mount_tmpfs", mount("none", "/mnt", "tmpfs", 0, nullptr));
+  PrintRc("unshare_user", unshare(CLONE_NEWUSER));
+  PrintRc("unshare_cgroup", unshare(CLONE_NEWCGROUP));
   std::fflush(stdout);
   return 0;
 }

@@ -30,6 +30,18 @@ inline int Openat2(int dirfd, const char* path, struct open_how* how, size_t siz
   return static_cast<int>(::syscall(SYS_openat2, dirfd, path, how, size));
 }
 
+inline int SeccompSetFilter(unsigned int flags, const void* program) {
+  return static_cast<int>(::syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, flags, program));
+}
+
+inline int Capget(void* header, void* data) {
+  return static_cast<int>(::syscall(SYS_capget, header, data));
+}
+
+inline int Capset(void* header, const void* data) {
+  return static_cast<int>(::syscall(SYS_capset, header, data));
+}
+
 inline int PivotRoot(const char* new_root, const char* put_old) {
   return static_cast<int>(::syscall(SYS_pivot_root, new_root, put_old));
 }

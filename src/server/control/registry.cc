@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/scope_guard.h"
 #include "runtime/idmap.h"
+#include "runtime/sandbox_cgroups.h"
 #include "server/control/agent_client.h"
 #include "server/control/ids.h"
 
@@ -33,6 +34,20 @@ std::string AgentConfig(const std::string& id, const std::string& token,
                       {"defaultUser", "user"},
                       {"envVars", std::move(env)}};
   return json::serialize(config);
+}
+
+// Adds envd's "isolation" object (runtime::PrepareAgentIsolation) to its config.
+// Fails closed: envd without it would run user code unconfined.
+Result<std::string> WithIsolation(const std::string& config, const std::string& isolation) {
+  boost::system::error_code ec;
+  json::value root = json::parse(config, ec);
+  if (ec || !root.is_object()) return MakeError(ErrorCode::kInternal, "agent config is not JSON");
+  json::value object = json::parse(isolation, ec);
+  if (ec || !object.is_object()) {
+    return MakeError(ErrorCode::kInternal, "agent isolation config is not a JSON object");
+  }
+  root.as_object()["isolation"] = std::move(object);
+  return json::serialize(root);
 }
 
 }  // namespace
@@ -120,10 +135,17 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   info.disk_mb = tmpl.disk_mb;
 
   // SECURITY: limits are in place before the first process of the sandbox exists.
-  runtime::CgroupLimits limits{.memory_bytes = uint64_t{tmpl.memory_mb} << 20,
-                               .pids_max = tmpl.pids_max,
-                               .cpu_millicores = tmpl.cpu_count * 1000};
-  ASSIGN_OR_RETURN(sandbox->cgroup, cgroups_->Create(id, limits));
+  // Three groups: the sandbox total, envd's "agent", and "user" with the template's
+  // limits (runtime/sandbox_cgroups.h).
+  runtime::SandboxResources resources{.memory_bytes = uint64_t{tmpl.memory_mb} << 20,
+                                      .pids_max = tmpl.pids_max,
+                                      .cpu_millicores = tmpl.cpu_count * 1000};
+  ASSIGN_OR_RETURN(runtime::SandboxCgroups groups,
+                   runtime::CreateSandboxCgroups(*cgroups_, id, resources));
+  sandbox->cgroup = std::move(groups.sandbox);
+  // The user seccomp program and the user cgroup's files, for envd (fds 5, 6, ...).
+  ASSIGN_OR_RETURN(runtime::AgentIsolation isolation,
+                   runtime::PrepareAgentIsolation(*groups.user, /*first_fd=*/5));
   ASSIGN_OR_RETURN(int userns, UsernsForSlot(slot));
 
   runtime::SandboxSpec spec;
@@ -135,12 +157,14 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   spec.agent_dir = config_.agent_dir;
   spec.state_dir = sandbox->state_dir;
   spec.agent_config = AgentConfig(id, info.access_token, options.env_vars);
+  ASSIGN_OR_RETURN(spec.agent_config, WithIsolation(spec.agent_config, isolation.json));
+  for (const UniqueFd& fd : isolation.fds) spec.extra_fds.push_back(fd.Get());
   UniqueFd cgroup_dir;
   if (cgroups_->Version() == 2) {
-    ASSIGN_OR_RETURN(cgroup_dir, sandbox->cgroup->OpenDirFd());
+    ASSIGN_OR_RETURN(cgroup_dir, groups.agent->OpenDirFd());
     spec.cgroup_dir_fd = cgroup_dir.Get();
   } else {
-    runtime::Cgroup* cgroup = sandbox->cgroup.get();
+    runtime::Cgroup* cgroup = groups.agent.get();
     spec.join_cgroup = [cgroup](pid_t pid) { return cgroup->AddProcess(pid); };
   }
   ASSIGN_OR_RETURN(sandbox->process, runtime::SpawnSandbox(spec));

@@ -51,7 +51,8 @@ TEST(EnvdTest, StartStreamsOutputAndTheExitStatus) {
   EXPECT_EQ(stream.Stdout(), "hi\n");
   EXPECT_EQ(stream.Stderr(), "err\n");
   EXPECT_EQ(stream.EndJson(),
-            R"({"exitCode":3,"exited":true,"status":"exit status 3","error":"exit status 3"})");
+            R"({"exitCode":3,"exited":true,"status":"exit status 3","error":"exit status 3",)"
+            R"("isobox":{"reason":"exited","exitCode":3}})");
   EXPECT_EQ(stream.end_stream, "{}");
   EXPECT_TRUE(stream.events.back().contains("end"));
 }
@@ -59,7 +60,7 @@ TEST(EnvdTest, StartStreamsOutputAndTheExitStatus) {
 TEST(EnvdTest, ExitZeroLeavesOutExitCodeAndError) {
   EnvdHarness envd;
   auto stream = envd.Sh("true");
-  EXPECT_EQ(stream.EndJson(), R"({"exited":true,"status":"exit status 0"})");
+  EXPECT_EQ(stream.EndJson(), R"({"exited":true,"status":"exit status 0","isobox":{"reason":"exited","exitCode":0}})");
 }
 
 TEST(EnvdTest, ResolvesCommandsOnPathAndReportsMissingOnes) {
@@ -92,7 +93,7 @@ TEST(EnvdTest, EnvironmentPrecedenceAndNoLeaks) {
 TEST(EnvdTest, WorkingDirectory) {
   EnvdHarness envd;
   EXPECT_EQ(envd.Sh("pwd").Stdout(), envd.UserHome() + "\n");
-  ASSERT_EQ(envd.Sh("mkdir sub").EndJson(), R"({"exited":true,"status":"exit status 0"})");
+  ASSERT_EQ(envd.Sh("mkdir sub").EndJson(), R"({"exited":true,"status":"exit status 0","isobox":{"reason":"exited","exitCode":0}})");
   json::object relative{{"process", json::object{{"cmd", "pwd"}, {"cwd", "sub"}}}};
   EXPECT_EQ(envd.Start(relative).Stdout(), envd.UserHome() + "/sub\n");
   json::object tilde{{"process", json::object{{"cmd", "pwd"}, {"cwd", "~/sub"}}}};
@@ -200,7 +201,8 @@ TEST(EnvdTest, SendSignalKillsAndListShowsRunningProcesses) {
   EXPECT_EQ(kill.body, "{}");
   auto result = stream.Finish();
   EXPECT_EQ(result.EndJson(),
-            R"({"exitCode":-1,"status":"signal: killed","error":"signal: killed"})");
+            R"({"exitCode":-1,"status":"signal: killed","error":"signal: killed",)"
+            R"("isobox":{"reason":"killed_by_user","signal":9}})");
   EXPECT_EQ(result.end_stream, "{}");
   EXPECT_TRUE(WaitFor([&] { return envd.Unary("List", "{}").body == "{}"; }));
 
@@ -216,20 +218,22 @@ TEST(EnvdTest, SigtermByNumberGivesTerminated) {
       "SendSignal", R"({"process":{"pid":)" + std::to_string(stream.Pid()) + R"(},"signal":15})");
   EXPECT_EQ(kill.status, 200);
   EXPECT_EQ(stream.Finish().EndJson(),
-            R"({"exitCode":-1,"status":"signal: terminated","error":"signal: terminated"})");
+            R"({"exitCode":-1,"status":"signal: terminated","error":"signal: terminated",)"
+            R"("isobox":{"reason":"killed_by_user","signal":15}})");
 }
 
 TEST(EnvdTest, ConnectTimeoutKillsTheProcessGroup) {
   EnvdHarness envd;
   auto stream = envd.Sh("sleep 100 & sleep 100", {{"Connect-Timeout-Ms", "200"}});
   EXPECT_EQ(stream.EndJson(),
-            R"({"exitCode":-1,"status":"signal: killed","error":"signal: killed"})");
+            R"({"exitCode":-1,"status":"signal: killed","error":"signal: killed",)"
+            R"("isobox":{"reason":"timeout","signal":9}})");
 }
 
 TEST(EnvdTest, EndDoesNotWaitForGrandchildrenHoldingThePipes) {
   EnvdHarness envd;
   auto stream = envd.Sh("sleep 100 & echo $!; echo done");
-  EXPECT_EQ(stream.EndJson(), R"({"exited":true,"status":"exit status 0"})");
+  EXPECT_EQ(stream.EndJson(), R"({"exited":true,"status":"exit status 0","isobox":{"reason":"exited","exitCode":0}})");
   std::string out = stream.Stdout();
   EXPECT_NE(out.find("done\n"), std::string::npos);
   ::kill(std::stoi(out), SIGKILL);
@@ -275,7 +279,7 @@ std::vector<std::string> ZombieChildren(pid_t parent) {
 TEST(EnvdTest, ReapsOrphansAndZombies) {
   EnvdHarness envd;
   for (int i = 0; i < 20; ++i) {
-    ASSERT_EQ(envd.Sh("sleep 0 & exit 0").EndJson(), R"({"exited":true,"status":"exit status 0"})");
+    ASSERT_EQ(envd.Sh("sleep 0 & exit 0").EndJson(), R"({"exited":true,"status":"exit status 0","isobox":{"reason":"exited","exitCode":0}})");
   }
   EXPECT_TRUE(WaitFor([&] { return ZombieChildren(envd.EnvdPid()).empty(); }));
 }

@@ -78,8 +78,9 @@ class SandboxProcessTest : public ::testing::Test {
 TEST_F(SandboxProcessTest, InitIsRootOfItsOwnNamespacesWithHostLayersMapped) {
   auto report = Probe(Spec("probe1"));
   EXPECT_EQ(report["pid"], "1");
-  EXPECT_EQ(report["uid"], "0");
-  EXPECT_EQ(report["gid"], "0");
+  // The agent's own uid, not sandbox root (caps.h).
+  EXPECT_EQ(report["uid"], "65535");
+  EXPECT_EQ(report["gid"], "65535");
   EXPECT_EQ(report["hostname"], "probe1");
   EXPECT_EQ(report["proc_pids"], "1");  // only itself: its own pid namespace and procfs
   EXPECT_EQ(report["no_new_privs"], "1");
@@ -96,8 +97,27 @@ TEST_F(SandboxProcessTest, InitIsRootOfItsOwnNamespacesWithHostLayersMapped) {
   if (fs::exists("/proc/kcore")) {
     EXPECT_EQ(report["read_kcore"], "ok");
   }
-  EXPECT_EQ(report["write_proc_sys"], "Read-only file system");
+  // The agent is not sandbox root: the sysctl permission check refuses it before the
+  // read-only mount would.
+  EXPECT_EQ(report["write_proc_sys"], "Permission denied");
   EXPECT_EQ(report["open_fd_5"], "No such file or directory");  // no leaked fds
+}
+
+TEST_F(SandboxProcessTest, AgentHasItsCapabilitiesOnlyAndTheSeccompFilter) {
+  auto report = Probe(Spec("probe4"));
+  // kAgentCaps: CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP
+  // SYS_ADMIN = bits 0-7 and 21.
+  EXPECT_EQ(report["CapEff"], "00000000002001ff");
+  EXPECT_EQ(report["CapPrm"], "00000000002001ff");
+  EXPECT_EQ(report["CapBnd"], "00000000002001ff");
+  EXPECT_EQ(report["CapAmb"], "00000000002001ff");
+  EXPECT_EQ(report["Seccomp"], "2");  // filter mode
+  EXPECT_EQ(report["NoNewPrivs"], "1");
+  // Not in the policy for anyone: the agent filter answers EPERM even with SYS_ADMIN.
+  EXPECT_EQ(report["mount_tmpfs"], "Operation not permitted");
+  EXPECT_EQ(report["unshare_user"], "Operation not permitted");
+  // The one namespace the agent may create (for user processes).
+  EXPECT_EQ(report["unshare_cgroup"], "ok");
 }
 
 TEST_F(SandboxProcessTest, WritesStayInTheSandboxUpperLayerOwnedByItsRange) {
@@ -105,7 +125,7 @@ TEST_F(SandboxProcessTest, WritesStayInTheSandboxUpperLayerOwnedByItsRange) {
   Probe(spec);
   struct stat st {};
   ASSERT_EQ(::stat((spec.state_dir / "upper/usr/isobox-probe").c_str(), &st), 0);
-  EXPECT_EQ(st.st_uid, kTestHostBase);
+  EXPECT_EQ(st.st_uid, kTestHostBase + 65535);  // the agent uid wrote it
   EXPECT_FALSE(fs::exists("/usr/isobox-probe"));
 }
 

@@ -1,0 +1,246 @@
+#include "envd/isolation.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/prctl.h>
+#include <linux/securebits.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <charconv>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "base/sys/syscalls.h"
+#include "envd/reaper.h"
+
+namespace isobox::envd::isolation {
+namespace {
+
+namespace json = boost::json;
+
+constexpr size_t kMaxConfigBytes = 1 << 20;
+constexpr size_t kMaxCgroupFds = 8;
+// A disk with less than this free counts as full when a process fails.
+constexpr uint64_t kDiskFullBytes = 1 << 20;
+
+// Prepared by Init before any fork; only read afterwards (also in forked children).
+struct State {
+  bool enabled = false;
+  uid_t agent_uid = 0;
+  bool has_agent_uid = false;
+  std::vector<sock_filter> seccomp;
+  sock_fprog seccomp_prog{};
+  int cgroup_fds[kMaxCgroupFds] = {};
+  size_t cgroup_fd_count = 0;
+  int oom_events_fd = -1;
+  int pids_events_fd = -1;
+};
+State state;
+
+Result<std::string> ReadAll(int fd, size_t max_bytes) {
+  std::string text;
+  char buffer[16 << 10];
+  while (text.size() <= max_bytes) {
+    ssize_t n = ::pread(fd, buffer, sizeof buffer, static_cast<off_t>(text.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return SysError("read fd {}", fd);
+    if (n == 0) return text;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  return MakeError(ErrorCode::kInvalidArgument, "fd {}: larger than {} bytes", fd, max_bytes);
+}
+
+Result<int> FdField(const json::object& object, std::string_view key) {
+  const json::value* value = object.if_contains(key);
+  if (value == nullptr || !value->is_int64() || value->get_int64() < 3 ||
+      value->get_int64() > 1024) {
+    return MakeError(ErrorCode::kInvalidArgument, "config: isolation.{} must be an fd number", key);
+  }
+  int fd = static_cast<int>(value->get_int64());
+  if (::fcntl(fd, F_GETFD) < 0) return SysError("config: isolation.{} = {}", key, fd);
+  // Our children must never inherit them; the user process gets what it needs by its
+  // own writes before execve.
+  (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return fd;
+}
+
+Status LoadSeccomp(int fd) {
+  ASSIGN_OR_RETURN(std::string bytes, ReadAll(fd, BPF_MAXINSNS * sizeof(sock_filter)));
+  if (bytes.empty() || bytes.size() % sizeof(sock_filter) != 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "seccomp program of {} bytes", bytes.size());
+  }
+  state.seccomp.resize(bytes.size() / sizeof(sock_filter));
+  std::memcpy(state.seccomp.data(), bytes.data(), bytes.size());
+  state.seccomp_prog.len = static_cast<unsigned short>(state.seccomp.size());
+  state.seccomp_prog.filter = state.seccomp.data();
+  ::close(fd);
+  return Ok();
+}
+
+Status Parse(const json::object& isolation) {
+  const json::value* uid = isolation.if_contains("agentUid");
+  if (uid == nullptr || !uid->is_int64() || uid->get_int64() < 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "config: isolation.agentUid is required");
+  }
+  state.agent_uid = static_cast<uid_t>(uid->get_int64());
+  state.has_agent_uid = true;
+  ASSIGN_OR_RETURN(int seccomp_fd, FdField(isolation, "seccompFd"));
+  RETURN_IF_ERROR(LoadSeccomp(seccomp_fd));
+  const json::value* fds = isolation.if_contains("userCgroupFds");
+  if (fds == nullptr || !fds->is_array() || fds->get_array().empty() ||
+      fds->get_array().size() > kMaxCgroupFds) {
+    return MakeError(ErrorCode::kInvalidArgument, "config: isolation.userCgroupFds: 1..{} fds",
+                     kMaxCgroupFds);
+  }
+  for (const json::value& entry : fds->get_array()) {
+    json::object one{{"fd", entry}};
+    ASSIGN_OR_RETURN(state.cgroup_fds[state.cgroup_fd_count], FdField(one, "fd"));
+    ++state.cgroup_fd_count;
+  }
+  ASSIGN_OR_RETURN(state.oom_events_fd, FdField(isolation, "oomEventsFd"));
+  ASSIGN_OR_RETURN(state.pids_events_fd, FdField(isolation, "pidsEventsFd"));
+  return Ok();
+}
+
+uint64_t ReadKeyed(int fd, std::string_view key) {
+  if (fd < 0) return 0;
+  char buffer[1024];
+  ssize_t n = ::pread(fd, buffer, sizeof buffer - 1, 0);
+  if (n <= 0) return 0;
+  std::string_view text(buffer, static_cast<size_t>(n));
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    std::string_view line = text.substr(at, end == std::string_view::npos ? text.npos : end - at);
+    at = end == std::string_view::npos ? text.size() : end + 1;
+    if (line.size() <= key.size() || !line.starts_with(key) || line[key.size()] != ' ') continue;
+    std::string_view number = line.substr(key.size() + 1);
+    uint64_t value = 0;
+    std::from_chars(number.data(), number.data() + number.size(), value);
+    return value;
+  }
+  return 0;
+}
+
+bool DiskFull() {
+  struct statfs st {};
+  if (::statfs("/", &st) < 0) return false;
+  return uint64_t{st.f_bavail} * st.f_bsize < kDiskFullBytes;
+}
+
+// Everything below runs in the forked child: async-signal-safe code only.
+
+int DropCapabilities() {
+  // SECURITY: user code holds no capability at all, whatever uid it runs as (sandbox root
+  // included): first the bounding set (nothing can come back through execve), then the
+  // securebits (no ambient raise, uid 0 not special), then the sets themselves.
+  for (int cap = 0; cap < 64; ++cap) {
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+      if (errno == EINVAL) break;  // past this kernel's last capability
+      return -1;
+    }
+  }
+  int bits = ::prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+  if (bits < 0) return -1;
+  bits |= SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
+          SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED | SECBIT_KEEP_CAPS_LOCKED;
+  bits &= ~SECBIT_KEEP_CAPS;
+  if (::prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) return -1;
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) return -1;
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (sys::Capset(&header, data) < 0) return -1;
+  // Verify: a kernel that silently kept anything fails the spawn.
+  if (sys::Capget(&header, data) < 0) return -1;
+  for (const auto& d : data) {
+    if (d.effective != 0 || d.permitted != 0 || d.inheritable != 0) {
+      errno = EPERM;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int DropCapabilitiesStandalone() {
+  // Host-side tests: envd is not in a sandbox and may lack CAP_SETPCAP; dropping the
+  // sets themselves never needs a privilege.
+  (void)::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  return sys::Capset(&header, data);
+}
+
+}  // namespace
+
+Status Init(int config_fd) {
+  ASSIGN_OR_RETURN(std::string text, ReadAll(config_fd, kMaxConfigBytes));
+  boost::system::error_code ec;
+  json::value root = json::parse(text, ec);
+  if (ec || !root.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "config: not a JSON object");
+  }
+  const json::value* isolation = root.get_object().if_contains("isolation");
+  if (isolation == nullptr || isolation->is_null()) {
+    LOG_WARN("no isolation config: user processes run without seccomp filter or cgroup");
+    return Ok();
+  }
+  if (!isolation->is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "config: 'isolation' must be an object");
+  }
+  RETURN_IF_ERROR(Parse(isolation->get_object()));
+  state.enabled = true;
+  LOG_INFO("isolation: seccomp {} instructions, {} cgroup fds", state.seccomp.size(),
+           state.cgroup_fd_count);
+  return Ok();
+}
+
+bool Enabled() { return state.enabled; }
+
+int EnterUserSandbox(uid_t uid, gid_t gid) {
+  if (!state.enabled) return DropCapabilitiesStandalone();
+  // SECURITY: the agent's uid/gid are what keeps user code from signalling or tracing
+  // envd; no user process may have them.
+  if (state.has_agent_uid && (uid == state.agent_uid || gid == state.agent_uid)) {
+    errno = EPERM;
+    return -1;
+  }
+  // SECURITY: into the user cgroup, which carries the sandbox's memory, pids and cpu
+  // limits; envd's own cgroup stays out of the user code's reach. "0" = the writer.
+  for (size_t i = 0; i < state.cgroup_fd_count; ++i) {
+    if (::write(state.cgroup_fds[i], "0", 1) != 1) return -1;
+  }
+  // A cgroup namespace rooted at the user cgroup: /proc/self/cgroup shows "/".
+  if (::unshare(CLONE_NEWCGROUP) < 0) return -1;
+  if (DropCapabilities() < 0) return -1;
+  // SECURITY: the user seccomp filter, stacked on the agent's (inherited); both apply.
+  return sys::SeccompSetFilter(0, &state.seccomp_prog);
+}
+
+Counters ReadCounters() {
+  return Counters{ReadKeyed(state.oom_events_fd, "oom_kill"),
+                  ReadKeyed(state.pids_events_fd, "max")};
+}
+
+std::string_view TerminationReason(const ExitInfo& exit, const EndMarks& marks) {
+  bool failed = !exit.exited || exit.code != 0;
+  bool killed = (!exit.exited && exit.signal == SIGKILL) || (exit.exited && exit.code == 128 + SIGKILL);
+  if (marks.timed_out) return "timeout";
+  if (marks.signaled_by_user && !exit.exited) return "killed_by_user";
+  if (state.enabled && failed) {
+    Counters now = ReadCounters();
+    if (killed && now.oom_kills > marks.at_start.oom_kills) return "oom_killed";
+    if (DiskFull()) return "disk_full";
+    if (now.pids_max > marks.at_start.pids_max) return "pids_limit";
+  }
+  return exit.exited ? "exited" : "signaled";
+}
+
+}  // namespace isobox::envd::isolation

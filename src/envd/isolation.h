@@ -1,0 +1,61 @@
+// What envd does to each user process before it runs, and how it explains its end.
+//
+// isoboxd describes the sandbox's isolation in the "isolation" object of envd's config
+// (fd 4) and passes the files it refers to as fds 5, 6, ...:
+//
+//   "isolation": {"agentUid": 65535, "seccompFd": 5, "userCgroupFds": [6, 7, ...],
+//                 "oomEventsFd": 11, "pidsEventsFd": 12}
+//
+//   seccompFd      a sealed memfd with the user seccomp-bpf program (raw sock_filter array)
+//   userCgroupFds  cgroup.procs of the sandbox's "user" cgroup, opened for writing by
+//                  isoboxd (one per v1 hierarchy, one on v2)
+//   oomEventsFd    read-only: v1 memory.oom_control / v2 memory.events of that cgroup
+//   pidsEventsFd   read-only: pids.events of that cgroup
+//
+// Without the object (envd run by host-side tests) only the capability drop happens.
+// With it every step is required: a process that cannot be fully confined is not started.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string_view>
+
+#include "base/result.h"
+
+namespace isobox::envd {
+
+struct ExitInfo;
+
+namespace isolation {
+
+// Reads the "isolation" object from the config memfd (pread: the fd is left as it is) and
+// loads the seccomp program. Call once at startup, before any process is spawned.
+Status Init(int config_fd);
+bool Enabled();
+
+// In the forked child, after the switch to the user's uid/gid and the chdir, right before
+// execve. Async-signal-safe. In order: refuse the agent's own uid, move into the user
+// cgroup, enter a cgroup namespace rooted there, drop every capability (bounding,
+// ambient, effective, permitted, inheritable) and lock the securebits, install the user
+// seccomp filter. Returns -1 with errno set on failure.
+int EnterUserSandbox(uid_t uid, gid_t gid);
+
+// The user cgroup's event counters, to tell later what ended a process.
+struct Counters {
+  uint64_t oom_kills = 0;
+  uint64_t pids_max = 0;
+};
+Counters ReadCounters();
+
+// Why a process ended, as it is reported in the end event's "isobox" object:
+// exited, signaled, oom_killed, timeout, killed_by_user, pids_limit, disk_full.
+struct EndMarks {
+  bool timed_out = false;       // envd's own timeout killed it
+  bool signaled_by_user = false;  // SendSignal reached it
+  Counters at_start;
+};
+std::string_view TerminationReason(const ExitInfo& exit, const EndMarks& marks);
+
+}  // namespace isolation
+}  // namespace isobox::envd

@@ -1,0 +1,50 @@
+// Capabilities and identity of the agent (envd) inside a sandbox.
+//
+// The agent runs as its own in-sandbox uid/gid (kAgentUid), not as sandbox root: user
+// code, even when it runs as sandbox root (uid 0), has a different uid and no
+// capabilities, so the kernel refuses it every signal, ptrace and /proc access to the
+// agent (kill(2) needs a matching uid or CAP_KILL; ptrace needs a superset of the
+// target's capabilities). The agent keeps the few capabilities it needs (kAgentCaps) in
+// its effective, permitted and ambient sets; everything else leaves its bounding set.
+//
+// Async-signal-safe: called from RunContainment between clone3 and execve.
+#pragma once
+
+#include <linux/capability.h>
+#include <sys/types.h>
+
+#include <cstdint>
+
+namespace isobox::runtime {
+
+// Reserved inside every sandbox: no user process may run with this uid or gid (envd
+// refuses it). 65535 is (uint16_t)-1, which user databases do not hand out.
+inline constexpr uid_t kAgentUid = 65535;
+inline constexpr gid_t kAgentGid = 65535;
+
+// What envd needs: switch users (SETUID, SETGID), drop capabilities of user processes
+// (SETPCAP), move them into the user cgroup namespace (SYS_ADMIN; the agent seccomp filter
+// allows unshare(CLONE_NEWCGROUP) only), act on files as any user (CHOWN, DAC_OVERRIDE,
+// DAC_READ_SEARCH, FOWNER, FSETID) and signal user processes (KILL).
+inline constexpr uint64_t kAgentCaps =
+    (1ull << CAP_CHOWN) | (1ull << CAP_DAC_OVERRIDE) | (1ull << CAP_DAC_READ_SEARCH) |
+    (1ull << CAP_FOWNER) | (1ull << CAP_FSETID) | (1ull << CAP_KILL) | (1ull << CAP_SETGID) |
+    (1ull << CAP_SETUID) | (1ull << CAP_SETPCAP) | (1ull << CAP_SYS_ADMIN);
+
+// Drops every capability outside kAgentCaps from the bounding set, locks the securebits
+// so that uid changes never grant or silently drop capabilities (NO_SETUID_FIXUP, NOROOT,
+// both locked), switches to kAgentUid/kAgentGid with no supplementary groups, and puts
+// kAgentCaps in the inheritable and ambient sets so they survive the agent's execve.
+// Returns -1 with errno set on failure.
+int BecomeAgent();
+
+// Reads the capability sets of the calling process (for checks and tests).
+struct CapSets {
+  uint64_t effective = 0;
+  uint64_t permitted = 0;
+  uint64_t inheritable = 0;
+};
+int GetCaps(CapSets* out);
+int SetCaps(const CapSets& caps);
+
+}  // namespace isobox::runtime

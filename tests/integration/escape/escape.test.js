@@ -1,0 +1,204 @@
+// The escape suite (issue 3): each test is one attack from inside a real sandbox, driven
+// through the real API, and asserts that it failed and how (the errno, or what was seen).
+// The in-sandbox attacker is escape_probe (escape_probe.cc), run as `user` and as sandbox
+// `root`; the other attacks are shell commands and files-API calls.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs'
+import { hostname, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { Sandbox, startDaemon } from './sdk.js'
+
+const PROBE = process.env.ESCAPE_PROBE
+const hostMarker = join(tmpdir(), `isobox-escape-marker-${randomBytes(6).toString('hex')}`)
+const hostHostname = hostname()
+let daemon
+let sandbox
+const seen = { user: {}, root: {} }
+
+async function run(cmd, opts = {}) {
+  return sandbox.commands.run(cmd, opts).catch((error) => {
+    if (error.exitCode === undefined) throw error
+    return error
+  })
+}
+
+before(async () => {
+  assert.ok(PROBE, 'ESCAPE_PROBE must name the escape_probe binary')
+  writeFileSync(hostMarker, 'host secret\n')
+  daemon = await startDaemon()
+  sandbox = await Sandbox.create()
+  await sandbox.files.write('/tmp/escape_probe', readFileSync(PROBE).buffer)
+  assert.equal((await run('chmod 755 /tmp/escape_probe')).exitCode, 0)
+  const envs = { HOST_MARKER: hostMarker, HOST_PID: String(process.pid) }
+  for (const user of ['user', 'root']) {
+    const result = await run('/tmp/escape_probe', { user, envs })
+    assert.equal(result.exitCode, 0, result.stderr)
+    for (const line of result.stdout.trim().split('\n')) {
+      const [name, outcome] = line.split(' ')
+      seen[user][name] = outcome
+    }
+  }
+})
+
+after(async () => {
+  await sandbox?.kill()
+  await daemon?.stop()
+  rmSync(hostMarker, { force: true })
+})
+
+// [attack, result as user, result as sandbox root (if different)], with what it shows.
+const kernelDecides = (path) => (existsSync(path) ? 'devnull' : 'ENOENT')
+const ATTACKS = [
+  // Host files: the host's tree is not in the sandbox's mount namespace at all.
+  ['read_host_marker', 'ENOENT'],
+  ['read_host_marker_dotdot', 'ENOENT'],
+  ['read_host_marker_proc1_root', 'EACCES'],  // envd's root: ptrace access check
+  ['readlink_proc1_cwd', 'EACCES'],
+  ['open_proc1_environ', 'EACCES'],
+  ['open_proc1_mem', 'EACCES'],
+  ['hardlink_agent', 'EXDEV'],  // the agent is a separate read-only mount
+  ['write_agent', 'EACCES'],
+  // Processes: other pid namespaces are invisible; envd is another uid with capabilities.
+  ['signal_host_pid', 'ESRCH'],
+  ['signal_agent_term', 'EPERM'],
+  ['signal_agent_kill', 'EPERM'],
+  ['pidfd_signal_agent', 'EPERM'],
+  ['ptrace_attach_agent', 'EPERM'],
+  ['ptrace_traceme', 'EPERM'],
+  ['process_vm_readv_agent', 'EPERM'],
+  // Mounts and namespaces: seccomp refuses them (and there are no capabilities).
+  ['mount_tmpfs', 'EPERM'],
+  ['mount_cgroup', 'EPERM'],
+  ['umount_proc', 'EPERM'],
+  ['pivot_root', 'EPERM'],
+  ['chroot', 'EPERM'],
+  ['fsopen', 'EPERM'],
+  ['open_tree', 'EPERM'],
+  ['unshare_user', 'EPERM'],
+  ['unshare_mount', 'EPERM'],
+  ['unshare_net', 'EPERM'],
+  ['unshare_time', 'EPERM'],
+  ['clone_newuser', 'EPERM'],
+  ['clone3', 'ENOSYS'],  // flags in memory: glibc falls back to clone, which is checked
+  ['setns_mnt', 'EPERM'],
+  // Kernel interfaces.
+  ['init_module', 'EPERM'],
+  ['finit_module', 'EPERM'],
+  ['kexec_load', 'EPERM'],
+  ['bpf', 'EPERM'],
+  ['perf_event_open', 'EPERM'],
+  ['keyctl', 'EPERM'],
+  ['add_key', 'EPERM'],
+  ['userfaultfd', 'EPERM'],
+  ['open_by_handle_at', 'EPERM'],
+  ['reboot', 'EPERM'],
+  ['swapon', 'EPERM'],
+  ['acct', 'EPERM'],
+  ['io_uring_setup', 'ENOSYS'],  // io_uring is off (docs/security.md)
+  ['x32_syscall', 'killed:SIGSYS'],  // other ABIs kill the process
+  ['ia32_syscall', 'killed:SIGSYS'],
+  // Network: loopback only.
+  ['raw_socket', 'EPERM'],
+  ['packet_socket', 'EPERM'],
+  ['vsock_socket', 'EPERM'],
+  ['connect_public', 'ENETUNREACH'],
+  ['connect_private', 'ENETUNREACH'],
+  ['connect_loopback_closed', 'ECONNREFUSED'],  // its own loopback, not the host's
+  // /proc, /sys, /dev.
+  ['write_proc_sys', 'EACCES'],
+  ['write_proc_sys_vm', 'EACCES'],
+  ['sysrq_is_devnull', kernelDecides('/proc/sysrq-trigger')],
+  ['kcore_is_devnull', kernelDecides('/proc/kcore')],
+  ['kallsyms_is_devnull', kernelDecides('/proc/kallsyms')],
+  ['keys_is_devnull', kernelDecides('/proc/keys')],
+  ['open_sys_kernel', 'ENOENT'],  // no /sys at all
+  ['open_dev_kvm', 'ENOENT'],
+  ['open_dev_vda', 'ENOENT'],
+  ['open_dev_loop0', 'ENOENT'],
+  ['mknod_block', 'EPERM'],
+  ['open_cgroupfs', 'ENOENT'],
+  // Identity and privileges.
+  ['sethostname', 'EPERM'],
+  ['setuid_0', 'EPERM', 'ok'],  // root may "become" the uid it already has
+  ['cap_effective', 'zero'],
+  ['cap_permitted', 'zero'],
+  ['cap_bounding', 'zero'],
+  ['cap_ambient', 'zero'],
+  ['no_new_privs', '1'],
+  ['seccomp_mode', '2'],
+  ['leaked_fds', 'none'],
+  // Time.
+  ['clock_settime', 'EPERM'],
+  ['settimeofday', 'EPERM'],
+]
+
+for (const [attack, asUser, asRoot = asUser] of ATTACKS) {
+  test(`probe: ${attack}`, () => {
+    assert.equal(seen.user[attack], asUser, `${attack} as user`)
+    assert.equal(seen.root[attack], asRoot, `${attack} as root`)
+  })
+}
+
+test('files API: .. cannot leave the sandbox root', async () => {
+  await assert.rejects(sandbox.files.read(`/home/user/../../../..${hostMarker}`),
+    (error) => error.name === 'FileNotFoundError' && /does not exist/.test(error.message))
+})
+
+test('files API: a symlink to a host path resolves inside the sandbox', async () => {
+  assert.equal((await run(`ln -s ${hostMarker} /home/user/to-host && ` +
+    `ln -s /proc/1/root${hostMarker} /home/user/to-host-via-proc`)).exitCode, 0)
+  for (const link of ['/home/user/to-host', '/home/user/to-host-via-proc']) {
+    await assert.rejects(sandbox.files.read(link),
+      (error) => error.name === 'FileNotFoundError' && /does not exist/.test(error.message))
+  }
+})
+
+test('sandbox root writes its own /etc, never the host\'s', async () => {
+  const before = readFileSync('/etc/hostname', 'utf8')
+  const result = await run('echo escaped > /etc/hostname && cat /etc/hostname', { user: 'root' })
+  assert.equal(result.stdout, 'escaped\n')
+  assert.equal(readFileSync('/etc/hostname', 'utf8'), before)
+})
+
+test('user namespaces give no capabilities: unshare -r fails', async () => {
+  const result = await run('unshare -r id')
+  assert.equal(result.exitCode, 1)
+  assert.match(result.stderr, /Operation not permitted/)
+})
+
+test('setuid binaries do nothing (nosuid mounts, no_new_privs)', async () => {
+  // /opt: root-owned, on the overlay root (not /tmp), so only nosuid and no_new_privs stop it.
+  const made = await run('cp /usr/bin/id /opt/suid-id && chmod 4755 /opt/suid-id', { user: 'root' })
+  assert.equal(made.exitCode, 0, made.stderr)
+  assert.equal((await run('stat -c "%A %U" /opt/suid-id')).stdout, '-rwsr-xr-x root\n')
+  assert.equal((await run('/opt/suid-id -u')).stdout, '1000\n')
+})
+
+test('cgroups: only its own, at the root of its namespace', async () => {
+  const lines = (await run('cat /proc/self/cgroup')).stdout.trim().split('\n')
+  assert.ok(lines.length > 0)
+  for (const line of lines) assert.match(line, /:\/$/, line)
+  const escape = await run('echo $$ > /sys/fs/cgroup/cgroup.procs', { user: 'root' })
+  assert.match(escape.stderr, /No such file or directory/)
+})
+
+test('hostname: the sandbox\'s own; the host\'s is unchanged', async () => {
+  const result = await run('hostname escaped', { user: 'root' })
+  assert.notEqual(result.exitCode, 0)
+  assert.equal((await run('hostname')).stdout, `${sandbox.sandboxId}\n`)
+  assert.equal(hostname(), hostHostname)
+})
+
+test('another sandbox: its processes are invisible', async () => {
+  const other = await Sandbox.create()
+  try {
+    const marker = `isobox-other-${randomBytes(4).toString('hex')}`
+    await other.commands.run(`exec -a ${marker} sleep 600`, { background: true })
+    const result = await run(`pgrep -f ${marker}`)
+    assert.equal(result.exitCode, 1)
+  } finally {
+    await other.kill()
+  }
+})

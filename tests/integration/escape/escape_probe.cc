@@ -1,0 +1,317 @@
+// Runs inside a sandbox (uploaded by escape.test.js) and attempts escapes. Each attack runs
+// in a forked child and is reported as one line "<attack> <result>", where result is
+// "ok" (the call succeeded), an errno name (EPERM, ENOENT, ...), "killed:<SIG>" or a short
+// value ("zero", a number). The test asserts the exact result of each attack.
+//
+//   escape_probe [attack...]      no argument: every attack
+//   Environment: HOST_MARKER=<path of a file that exists only on the host>,
+//                HOST_PID=<a pid of the host>.
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/keyctl.h>
+#include <linux/perf_event.h>
+#include <linux/reboot.h>
+#include <linux/userfaultfd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/swap.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <string>
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+namespace {
+
+using Attack = std::function<std::string()>;
+
+int g_report_fd = -1;  // the pipe an attack reports through (not a leak)
+
+std::string Errno(int rc) {
+  if (rc >= 0) return "ok";
+  const char* name = strerrorname_np(errno);
+  return name ? name : std::to_string(errno);
+}
+
+std::string Sys(long rc) { return Errno(rc < 0 ? -1 : 0); }
+
+std::string OpenPath(const char* path, int flags) {
+  int fd = open(path, flags | O_CLOEXEC);
+  std::string out = Errno(fd);
+  if (fd >= 0) close(fd);
+  return out;
+}
+
+std::string Env(const char* name) {
+  const char* value = getenv(name);
+  return value ? value : "";
+}
+
+std::string StatusField(const char* field) {
+  std::ifstream status("/proc/self/status");
+  std::string prefix = std::string(field) + ":";
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind(prefix, 0) == 0) {
+      std::string value = line.substr(prefix.size());
+      value.erase(0, value.find_first_not_of(" \t"));
+      return value == "0000000000000000" ? "zero" : value;
+    }
+  }
+  return "missing";
+}
+
+std::string InetConnect(const char* ip, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Errno(fd);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, ip, &addr.sin_addr);
+  int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  std::string out = Errno(rc);
+  close(fd);
+  return out;
+}
+
+std::string Socket(int domain, int type, int protocol) {
+  int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+  std::string out = Errno(fd);
+  if (fd >= 0) close(fd);
+  return out;
+}
+
+std::string OpenFds() {
+  // Every fd of this process but stdio and the directory being listed.
+  std::string out;
+  for (int fd = 3; fd < 1024; ++fd) {
+    if (fd != g_report_fd && fcntl(fd, F_GETFD) >= 0) out += (out.empty() ? "" : ",") + std::to_string(fd);
+  }
+  return out.empty() ? "none" : out;
+}
+
+std::string WriteFile(const char* path, const char* data) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Errno(fd);
+  ssize_t n = write(fd, data, strlen(data));
+  std::string out = Errno(n < 0 ? -1 : 0);
+  close(fd);
+  return out;
+}
+
+std::string IsDevNull(const char* path) {
+  struct stat st {};
+  if (stat(path, &st) < 0) return Errno(-1);
+  return S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3) ? "devnull" : "other";
+}
+
+std::string X32Getpid() {
+  // x32 ABI: the syscall number with bit 30 set, on the x86_64 entry point.
+  return Sys(syscall(0x40000000 | SYS_getpid));
+}
+
+std::string Ia32Getpid() {
+#if defined(__x86_64__)
+  long rc;
+  asm volatile("int $0x80" : "=a"(rc) : "a"(20) : "memory");  // ia32 getpid
+  return rc < 0 ? "ENOSYS" : "ok";
+#else
+  return "n/a";
+#endif
+}
+
+std::map<std::string, Attack> Attacks() {
+  std::string marker = Env("HOST_MARKER");
+  pid_t host_pid = static_cast<pid_t>(atoi(Env("HOST_PID").c_str()));
+  return {
+      // Host files.
+      {"read_host_marker", [=] { return OpenPath(marker.c_str(), O_RDONLY); }},
+      {"read_host_marker_dotdot",
+       [=] { return OpenPath(("/../../../.." + marker).c_str(), O_RDONLY); }},
+      {"read_host_marker_proc1_root",
+       [=] { return OpenPath(("/proc/1/root" + marker).c_str(), O_RDONLY); }},
+      {"readlink_proc1_cwd",
+       [] {
+         char buf[256];
+         return Sys(readlink("/proc/1/cwd", buf, sizeof buf));
+       }},
+      {"open_proc1_environ", [] { return OpenPath("/proc/1/environ", O_RDONLY); }},
+      {"open_proc1_mem", [] { return OpenPath("/proc/1/mem", O_RDONLY); }},
+      {"hardlink_agent", [] { return Errno(link("/.isobox/isobox-envd", "/tmp/agent-link")); }},
+      {"write_agent", [] { return OpenPath("/.isobox/isobox-envd", O_WRONLY); }},
+      // Processes.
+      {"signal_host_pid", [=] { return Errno(kill(host_pid, 0)); }},
+      {"signal_agent_term", [] { return Errno(kill(1, SIGTERM)); }},
+      {"signal_agent_kill", [] { return Errno(kill(1, SIGKILL)); }},
+      {"pidfd_signal_agent",
+       [] {
+         int fd = static_cast<int>(syscall(SYS_pidfd_open, 1, 0));
+         if (fd < 0) return Errno(fd);
+         return Sys(syscall(SYS_pidfd_send_signal, fd, SIGTERM, nullptr, 0));
+       }},
+      {"ptrace_attach_agent", [] { return Sys(ptrace(PTRACE_ATTACH, 1, nullptr, nullptr)); }},
+      {"ptrace_traceme", [] { return Sys(ptrace(PTRACE_TRACEME, 0, nullptr, nullptr)); }},
+      {"process_vm_readv_agent",
+       [] {
+         char buf[8];
+         iovec local{buf, sizeof buf}, remote{reinterpret_cast<void*>(0x400000), sizeof buf};
+         return Sys(process_vm_readv(1, &local, 1, &remote, 1, 0));
+       }},
+      // Mounts and namespaces.
+      {"mount_tmpfs", [] { return Errno(mount("none", "/mnt", "tmpfs", 0, nullptr)); }},
+      {"mount_cgroup", [] { return Errno(mount("none", "/mnt", "cgroup2", 0, nullptr)); }},
+      {"umount_proc", [] { return Errno(umount2("/proc", MNT_DETACH)); }},
+      {"pivot_root", [] { return Sys(syscall(SYS_pivot_root, "/tmp", "/tmp")); }},
+      {"chroot", [] { return Errno(chroot("/tmp")); }},
+      {"fsopen", [] { return Sys(syscall(SYS_fsopen, "tmpfs", 0)); }},
+      {"open_tree", [] { return Sys(syscall(SYS_open_tree, AT_FDCWD, "/", 1 /*CLONE*/)); }},
+      {"unshare_user", [] { return Errno(unshare(CLONE_NEWUSER)); }},
+      {"unshare_mount", [] { return Errno(unshare(CLONE_NEWNS)); }},
+      {"unshare_net", [] { return Errno(unshare(CLONE_NEWNET)); }},
+      {"unshare_time", [] { return Errno(unshare(CLONE_NEWTIME)); }},
+      {"clone_newuser",
+       [] {
+         long rc = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, nullptr, nullptr, nullptr, 0);
+         if (rc == 0) _exit(0);
+         return Sys(rc);
+       }},
+      {"clone3", [] { return Sys(syscall(SYS_clone3, nullptr, 0)); }},
+      {"setns_mnt",
+       [] {
+         int fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+         if (fd < 0) return Errno(fd);
+         return Errno(setns(fd, 0));
+       }},
+      // Kernel interfaces.
+      {"init_module", [] { return Sys(syscall(SYS_init_module, nullptr, 0, "")); }},
+      {"finit_module", [] { return Sys(syscall(SYS_finit_module, 0, "", 0)); }},
+      {"kexec_load", [] { return Sys(syscall(SYS_kexec_load, 0, 0, nullptr, 0)); }},
+      {"bpf", [] { return Sys(syscall(SYS_bpf, BPF_PROG_LOAD, nullptr, 0)); }},
+      {"perf_event_open",
+       [] {
+         perf_event_attr attr{};
+         attr.size = sizeof attr;
+         return Sys(syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0));
+       }},
+      {"keyctl", [] { return Sys(syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, -3, 0)); }},
+      {"add_key", [] { return Sys(syscall(SYS_add_key, "user", "x", "y", 1, -3)); }},
+      {"userfaultfd", [] { return Sys(syscall(SYS_userfaultfd, 0)); }},
+      {"open_by_handle_at", [] { return Sys(syscall(SYS_open_by_handle_at, AT_FDCWD, nullptr, 0)); }},
+      {"reboot", [] { return Sys(syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
+                                         LINUX_REBOOT_CMD_CAD_OFF, nullptr)); }},
+      {"swapon", [] { return Errno(swapon("/tmp/swap", 0)); }},
+      {"acct", [] { return Errno(acct("/tmp/acct")); }},
+      {"io_uring_setup", [] { return Sys(syscall(SYS_io_uring_setup, 1, nullptr)); }},
+      {"x32_syscall", X32Getpid},
+      {"ia32_syscall", Ia32Getpid},
+      // Network.
+      {"raw_socket", [] { return Socket(AF_INET, SOCK_RAW, IPPROTO_ICMP); }},
+      {"packet_socket", [] { return Socket(AF_PACKET, SOCK_RAW, 0); }},
+      {"vsock_socket", [] { return Socket(40 /*AF_VSOCK*/, SOCK_STREAM, 0); }},
+      {"connect_public", [] { return InetConnect("1.1.1.1", 80); }},
+      {"connect_private", [] { return InetConnect("10.0.0.1", 80); }},
+      {"connect_loopback_closed", [] { return InetConnect("127.0.0.1", 1); }},
+      // /proc, /sys, /dev.
+      {"write_proc_sys", [] { return WriteFile("/proc/sys/kernel/hostname", "escaped"); }},
+      {"write_proc_sys_vm", [] { return WriteFile("/proc/sys/vm/drop_caches", "3"); }},
+      {"sysrq_is_devnull", [] { return IsDevNull("/proc/sysrq-trigger"); }},
+      {"kcore_is_devnull", [] { return IsDevNull("/proc/kcore"); }},
+      {"kallsyms_is_devnull", [] { return IsDevNull("/proc/kallsyms"); }},
+      {"keys_is_devnull", [] { return IsDevNull("/proc/keys"); }},
+      {"open_sys_kernel", [] { return OpenPath("/sys/kernel/uevent_helper", O_WRONLY); }},
+      {"open_dev_kvm", [] { return OpenPath("/dev/kvm", O_RDWR); }},
+      {"open_dev_vda", [] { return OpenPath("/dev/vda", O_RDONLY); }},
+      {"open_dev_loop0", [] { return OpenPath("/dev/loop0", O_RDONLY); }},
+      {"mknod_block", [] { return Errno(mknod("/tmp/blk", S_IFBLK | 0600, makedev(254, 0))); }},
+      {"open_cgroupfs", [] { return OpenPath("/sys/fs/cgroup/cgroup.procs", O_WRONLY); }},
+      // Identity and privileges.
+      {"sethostname", [] { return Errno(sethostname("escaped", 7)); }},
+      {"setuid_0", [] { return Errno(setuid(0)); }},
+      {"cap_effective", [] { return StatusField("CapEff"); }},
+      {"cap_permitted", [] { return StatusField("CapPrm"); }},
+      {"cap_bounding", [] { return StatusField("CapBnd"); }},
+      {"cap_ambient", [] { return StatusField("CapAmb"); }},
+      {"no_new_privs", [] { return StatusField("NoNewPrivs"); }},
+      {"seccomp_mode", [] { return StatusField("Seccomp"); }},
+      {"leaked_fds", OpenFds},
+      // Time.
+      {"clock_settime",
+       [] {
+         timespec now{};
+         clock_gettime(CLOCK_REALTIME, &now);
+         return Errno(clock_settime(CLOCK_REALTIME, &now));
+       }},
+      {"settimeofday",
+       [] {
+         timeval now{};
+         gettimeofday(&now, nullptr);
+         return Errno(settimeofday(&now, nullptr));
+       }},
+  };
+}
+
+// Runs one attack in a child so that a crash or a kill is reported, not suffered.
+std::string RunIsolated(const Attack& attack) {
+  int fds[2];
+  if (pipe(fds) < 0) return "pipe-failed";
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    g_report_fd = fds[1];
+    std::string result = attack();
+    (void)!write(fds[1], result.data(), result.size());
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string result;
+  char buf[256];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) result.append(buf, n);
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (WIFSIGNALED(status)) {
+    const char* name = sigabbrev_np(WTERMSIG(status));
+    return std::string("killed:SIG") + (name ? name : std::to_string(WTERMSIG(status)));
+  }
+  return result;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto attacks = Attacks();
+  if (argc > 1) {
+    for (int i = 1; i < argc; ++i) {
+      auto it = attacks.find(argv[i]);
+      std::printf("%s %s\n", argv[i], it == attacks.end() ? "unknown" : RunIsolated(it->second).c_str());
+    }
+  } else {
+    for (const auto& [name, attack] : attacks) {
+      std::printf("%s %s\n", name.c_str(), RunIsolated(attack).c_str());
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}

@@ -38,7 +38,11 @@ Result<Config> ParseConfig(std::string_view text) {
   RETURN_IF_ERROR(ReadString(object, "defaultUser", config.default_user));
   RETURN_IF_ERROR(ReadString(object, "passwdPath", config.passwd_path));
   RETURN_IF_ERROR(ReadString(object, "groupPath", config.group_path));
+  RETURN_IF_ERROR(ReadString(object, "fsRoot", config.fs_root));
   if (config.default_user.empty()) config.default_user = "user";
+  if (config.fs_root.empty() || config.fs_root.front() != '/') {
+    return MakeError(ErrorCode::kInvalidArgument, "config: 'fsRoot' must be an absolute path");
+  }
   if (const json::value* envs = object.if_contains("envVars"); envs && !envs->is_null()) {
     if (!envs->is_object()) {
       return MakeError(ErrorCode::kInvalidArgument, "config: 'envVars' must be an object");

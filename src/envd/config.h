@@ -1,7 +1,9 @@
 // The configuration isoboxd hands to envd through a memfd (fd 4 by default):
 //   {"sandboxId": "...", "accessToken": "...", "envVars": {"K": "V"}, "defaultUser": "user",
-//    "passwdPath": "/etc/passwd", "groupPath": "/etc/group"}
-// accessToken may be absent or empty (no token check); passwdPath/groupPath are for tests.
+//    "passwdPath": "/etc/passwd", "groupPath": "/etc/group", "fsRoot": "/"}
+// accessToken may be absent or empty (no token check). passwdPath/groupPath and fsRoot
+// are for host-side tests: fsRoot is the directory the files and filesystem APIs treat
+// as "/" (fs_root.h); processes still run in envd's own root.
 #pragma once
 
 #include <string>
@@ -20,6 +22,7 @@ struct Config {
   std::string default_user = "user";
   std::string passwd_path = "/etc/passwd";
   std::string group_path = "/etc/group";
+  std::string fs_root = "/";
 };
 
 Result<Config> ParseConfig(std::string_view json);

@@ -5,9 +5,11 @@
 #include <boost/asio/io_context.hpp>
 
 #include "envd/config.h"
+#include "envd/fs_root.h"
 #include "envd/process.h"
 #include "envd/reaper.h"
 #include "envd/users.h"
+#include "envd/watcher.h"
 
 namespace isobox::envd {
 
@@ -23,6 +25,8 @@ struct Envd {
   UserDb users;
   Reaper reaper;
   ProcessTable processes;
+  FsRoot fs_root;  // opened by main from config.fs_root
+  WatcherTable watchers;
 };
 
 }  // namespace isobox::envd

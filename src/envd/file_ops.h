@@ -1,6 +1,6 @@
-// Filesystem steps of uploads: create parent directories owned by the user, open the
-// target for writing, write fully. envd runs as root of the sandbox; ownership is
-// handed to the user explicitly.
+// Filesystem steps shared by the files HTTP routes and the filesystem RPCs. Every path is
+// a sandbox path resolved inside the root (fs_root.h). envd runs as root of the sandbox;
+// ownership of what it creates is handed to the requesting user explicitly.
 #pragma once
 
 #include <sys/types.h>
@@ -10,17 +10,30 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "envd/fs_root.h"
 #include "envd/users.h"
 
 namespace isobox::envd {
 
 // mkdir -p `dir` with mode 0755 (under umask 022); each directory created is chowned to
-// the user.
-Status MakeDirsFor(const std::string& dir, const User& user);
+// the user. A non-directory on the way is kInvalidArgument.
+Status MakeDirs(const FsRoot& root, const std::string& dir, const User& user);
 
 // Creates the parents, then opens `path` with O_TRUNC (mode 0666 & ~umask for a new
 // file) and chowns it to the user. A directory at `path` is kInvalidArgument.
-Result<UniqueFd> OpenForUpload(const std::string& path, const User& user);
+Result<UniqueFd> OpenForUpload(const FsRoot& root, const std::string& path, const User& user);
+
+// rm -rf: a missing path is fine; a symlink is removed, not followed.
+Status RemoveAll(const FsRoot& root, const std::string& path);
+
+// rename(2) of `from` to `to` (both not followed in their last component); creates the
+// parents of `to`. A missing `from` is kNotFound.
+Status MoveEntry(const FsRoot& root, const std::string& from, const std::string& to,
+                 const User& user);
+
+// The names in an open directory, sorted bytewise; "." and ".." left out. At most
+// `limit` names (kResourceExhausted beyond).
+Result<std::vector<std::string>> ReadDirNames(int dir_fd, size_t limit);
 
 Status WriteAll(int fd, std::string_view data, const std::string& path);
 

@@ -42,11 +42,13 @@ Result<Download> OpenDownload(const Envd& envd, const Exchange& exchange) {
   ASSIGN_OR_RETURN(User user, FilesUser(envd, query));
   Download download;
   download.path = ResolvePath(query.path.value_or(""), user.home);
-  download.fd.Reset(::open(download.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!download.fd && errno == ENOENT) {
+  // O_NONBLOCK: opening a FIFO must not hang the loop; regular files ignore it.
+  auto fd = envd.fs_root.Open(download.path, O_RDONLY | O_NONBLOCK);
+  if (!fd && fd.error().sys_errno == ENOENT) {
     return MakeError(ErrorCode::kNotFound, "path '{}' does not exist", download.path);
   }
-  if (!download.fd) return SysError("open {}", download.path);
+  if (!fd) return tl::unexpected(fd.error());
+  download.fd = std::move(*fd);
   struct stat st {};
   if (::fstat(download.fd.Get(), &st) < 0) return SysError("stat {}", download.path);
   if (S_ISDIR(st.st_mode)) {

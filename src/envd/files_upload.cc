@@ -21,8 +21,8 @@ constexpr size_t kIoChunk = 64 << 10;
 // The files of one upload request, in order.
 class UploadTargets {
  public:
-  UploadTargets(const User& user, std::optional<std::string> query_path)
-      : user_(user), query_path_(std::move(query_path)) {}
+  UploadTargets(const FsRoot& root, const User& user, std::optional<std::string> query_path)
+      : root_(root), user_(user), query_path_(std::move(query_path)) {}
 
   // Opens the target of the next file; `raw_name` is the part's filename parameter.
   Status Begin(const std::optional<std::string>& raw_name) {
@@ -35,7 +35,7 @@ class UploadTargets {
       return MakeError(ErrorCode::kInvalidArgument,
                        "cannot upload multiple files to same path '{}'", path);
     }
-    ASSIGN_OR_RETURN(current_, OpenForUpload(path, user_));
+    ASSIGN_OR_RETURN(current_, OpenForUpload(root_, path, user_));
     current_path_ = path;
     entries_.push_back(json::object{{"name", BaseName(path)}, {"path", path}, {"type", "file"}});
     return Ok();
@@ -49,6 +49,7 @@ class UploadTargets {
   size_t Count() const { return entries_.size(); }
 
  private:
+  const FsRoot& root_;
   const User& user_;
   std::optional<std::string> query_path_;
   std::set<std::string> seen_;
@@ -109,7 +110,7 @@ asio::awaitable<Result<std::string>> Upload(Envd& envd, Exchange& exchange) {
     co_return MakeError(ErrorCode::kInvalidArgument, "invalid Content-Type: {}",
                         media.error().message);
   }
-  UploadTargets targets(user, query.path);
+  UploadTargets targets(envd.fs_root, user, query.path);
   if (media->type == "multipart/form-data") {
     CO_ASSIGN_OR_RETURN(std::string boundary,
                         protocol::MultipartBoundary(exchange.Header("Content-Type")));

@@ -1,5 +1,8 @@
 #include "envd/http.h"
 
+#include <sys/socket.h>
+
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 
@@ -121,6 +124,30 @@ asio::awaitable<Status> Exchange::SendHeader(http::response<http::empty_body>& r
 asio::awaitable<Status> Exchange::WriteRaw(std::string_view data) {
   auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(data), kNoThrow);
   co_return IoResult(ec, "write response body");
+}
+
+asio::awaitable<void> Exchange::WaitPeerClosed() {
+  if (buffer_.size() > 0) {
+    // Bytes of a next request are already buffered: the client is still there.
+    asio::steady_timer forever(socket_.get_executor(), asio::steady_timer::time_point::max());
+    (void)co_await forever.async_wait(kNoThrow);
+    co_return;
+  }
+  while (true) {
+    auto [ec] = co_await socket_.async_wait(Socket::wait_read, kNoThrow);
+    if (ec == asio::error::operation_aborted) co_return;  // cancelled: the result is unused
+    if (ec) break;
+    char byte;
+    ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n > 0) {
+      asio::steady_timer forever(socket_.get_executor(), asio::steady_timer::time_point::max());
+      (void)co_await forever.async_wait(kNoThrow);
+      co_return;
+    }
+    break;  // EOF or error: the client is gone
+  }
+  broken_ = true;
 }
 
 }  // namespace isobox::envd

@@ -61,6 +61,11 @@ class Exchange {
   asio::awaitable<Status> SendHeader(http::response<http::empty_body>& response);
   asio::awaitable<Status> WriteRaw(std::string_view data);
 
+  // For long responses (streams): completes when the client closes its side of the
+  // connection. Never completes if it sends more bytes instead (a pipelined request).
+  // Call only after the request body was read; cancellable.
+  asio::awaitable<void> WaitPeerClosed();
+
   // Whether the connection can carry another request after this exchange.
   bool KeepAlive() const { return keep_alive_ && !broken_; }
   void MarkBroken() { broken_ = true; }

@@ -105,6 +105,12 @@ int Run(int argc, char** argv) {
   }
   boost::asio::io_context io(1);
   Envd envd(io, std::move(*config));
+  auto fs_root = FsRoot::Open(envd.config.fs_root);
+  if (!fs_root) {
+    LOG_ERROR("{}", fs_root.error().message);
+    return 1;
+  }
+  envd.fs_root = std::move(*fs_root);
   envd.reaper.Start();
   Server server(envd);
   if (auto status = server.Start(UniqueFd(args->listen_fd)); !status) {

@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "base/log.h"
+#include "envd/filesystem_service.h"
 #include "envd/files_http.h"
 #include "envd/process_service.h"
 
@@ -14,6 +15,7 @@ namespace {
 
 constexpr uint32_t kMaxHeaderBytes = 64 << 10;
 constexpr std::string_view kProcessPrefix = "/process.Process/";
+constexpr std::string_view kFilesystemPrefix = "/filesystem.Filesystem/";
 constexpr std::string_view kUnauthorized =
     "unauthorized access, please provide a valid access token or method signing if supported";
 
@@ -116,7 +118,10 @@ asio::awaitable<void> Server::Dispatch(Exchange& exchange) {
     co_await HandlePostFiles(envd_, exchange);
   } else if (path.starts_with(kProcessPrefix) && method == http::verb::post) {
     co_await HandleProcessRpc(envd_, exchange, path.substr(kProcessPrefix.size()));
-  } else if (path == "/health" || path == "/files" || path.starts_with(kProcessPrefix)) {
+  } else if (path.starts_with(kFilesystemPrefix) && method == http::verb::post) {
+    co_await HandleFilesystemRpc(envd_, exchange, path.substr(kFilesystemPrefix.size()));
+  } else if (path == "/health" || path == "/files" || path.starts_with(kProcessPrefix) ||
+             path.starts_with(kFilesystemPrefix)) {
     (void)co_await exchange.SendError(http::status::method_not_allowed, "method not allowed");
   } else {
     (void)co_await exchange.SendError(http::status::not_found, "not found");

@@ -43,4 +43,33 @@ Result<User> UserDb::Lookup(std::string_view name) const {
   return user;
 }
 
+IdNames UserDb::Names() const {
+  IdNames names;
+  if (auto passwd = ReadSmallFile(passwd_path_, kMaxAccountFileBytes)) {
+    for (auto& entry : protocol::ParsePasswd(*passwd)) {
+      names.users_.emplace_back(entry.uid, std::move(entry.name));
+    }
+  }
+  if (auto group = ReadSmallFile(group_path_, kMaxAccountFileBytes)) {
+    for (auto& entry : protocol::ParseGroup(*group)) {
+      names.groups_.emplace_back(entry.gid, std::move(entry.name));
+    }
+  }
+  return names;
+}
+
+std::string IdNames::User(uid_t uid) const {
+  for (const auto& [id, name] : users_) {
+    if (id == uid) return name;
+  }
+  return std::to_string(uid);
+}
+
+std::string IdNames::Group(gid_t gid) const {
+  for (const auto& [id, name] : groups_) {
+    if (id == gid) return name;
+  }
+  return std::to_string(gid);
+}
+
 }  // namespace isobox::envd

@@ -7,6 +7,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -22,6 +23,19 @@ struct User {
   std::string shell;
 };
 
+// Names of uids and gids, for EntryInfo.owner/group. An id without a name is printed as
+// its number (Go's user.LookupId fallback in E2B's envd).
+class IdNames {
+ public:
+  std::string User(uid_t uid) const;
+  std::string Group(gid_t gid) const;
+
+ private:
+  friend class UserDb;
+  std::vector<std::pair<uid_t, std::string>> users_;
+  std::vector<std::pair<gid_t, std::string>> groups_;
+};
+
 class UserDb {
  public:
   UserDb(std::string passwd_path, std::string group_path)
@@ -29,6 +43,8 @@ class UserDb {
 
   // kNotFound when there is no such user.
   Result<User> Lookup(std::string_view name) const;
+  // A snapshot of every uid and gid name (unreadable files give numbers only).
+  IdNames Names() const;
 
  private:
   std::string passwd_path_;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -145,12 +146,15 @@ EnvdHarness::EnvdHarness(EnvdOptions options) {
   ::mkdir(user_home_.c_str(), 0755);
   ::mkdir(root_home_.c_str(), 0700);
   Check(::chown(user_home_.c_str(), 1000, 1000) == 0, "chown home");
-  WriteFile(dir_ + "/passwd", "root:x:0:0:root:" + root_home_ +
-                                  ":/bin/sh\nuser:x:1000:1000::" + user_home_ + ":/bin/bash\n");
+  std::string prefix = options.dir_is_fs_root ? "" : dir_;
+  WriteFile(dir_ + "/passwd", "root:x:0:0:root:" + prefix + "/root" +
+                                  ":/bin/sh\nuser:x:1000:1000::" + prefix + "/home/user" +
+                                  ":/bin/bash\n");
   WriteFile(dir_ + "/group", "root:x:0:\nuser:x:1000:\nextra:x:2000:user\n");
   json::object config{{"sandboxId", "sbxtest"},         {"accessToken", options.access_token},
                       {"envVars", options.env_vars},    {"defaultUser", "user"},
-                      {"passwdPath", dir_ + "/passwd"}, {"groupPath", dir_ + "/group"}};
+                      {"passwdPath", dir_ + "/passwd"}, {"groupPath", dir_ + "/group"},
+                      {"fsRoot", options.dir_is_fs_root ? dir_ : "/"}};
   std::string config_text = json::serialize(config);
   int memfd = ::memfd_create("envd-config", MFD_CLOEXEC);
   Check(memfd >= 0 && ::write(memfd, config_text.data(), config_text.size()) ==
@@ -232,6 +236,96 @@ HttpResponse EnvdHarness::Unary(const std::string& method, const std::string& bo
   all.emplace_back("Content-Type", "application/json");
   all.emplace_back("Connect-Protocol-Version", "1");
   return Request("POST", "/process.Process/" + method, body, all);
+}
+
+HttpResponse EnvdHarness::Rpc(const std::string& method, const std::string& body,
+                              const Headers& headers) {
+  Headers all = headers;
+  all.emplace_back("Content-Type", "application/json");
+  all.emplace_back("Connect-Protocol-Version", "1");
+  return Request("POST", "/" + method, body, all);
+}
+
+std::unique_ptr<StreamReader> EnvdHarness::OpenStream(const std::string& method,
+                                                      const std::string& json,
+                                                      const Headers& headers) {
+  Headers all = headers;
+  all.emplace_back("Content-Type", "application/connect+json");
+  all.emplace_back("Connect-Protocol-Version", "1");
+  return std::make_unique<StreamReader>(
+      Connect(), RawRequest("POST", "/" + method, Envelope(json), all, false));
+}
+
+StreamReader::StreamReader(int fd, const std::string& request) : fd_(fd) {
+  WriteAllTo(fd_, request);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (raw_.find("\r\n\r\n") == std::string::npos) {
+    if (!Fill(deadline)) throw std::runtime_error("no response header");
+  }
+  size_t end = raw_.find("\r\n\r\n");
+  status_ = std::stoi(raw_.substr(9, 3));
+  std::string header = Lower(raw_.substr(0, end));
+  raw_.erase(0, end + 4);
+  if (header.find("transfer-encoding: chunked") == std::string::npos) {
+    messages_ = raw_;  // a complete body (an early error): Content-Length bytes
+    raw_.clear();
+    size_t at = header.find("content-length: ");
+    size_t length = at == std::string::npos ? 0 : std::stoul(header.substr(at + 16));
+    while (messages_.size() < length && Fill(deadline)) {
+      messages_ += raw_;
+      raw_.clear();
+    }
+  }
+}
+
+StreamReader::~StreamReader() { Close(); }
+
+void StreamReader::Close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+bool StreamReader::Fill(std::chrono::steady_clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  if (left.count() <= 0 || fd_ < 0) return false;
+  pollfd pfd{fd_, POLLIN, 0};
+  if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) return false;
+  char buffer[65536];
+  ssize_t n = ::read(fd_, buffer, sizeof buffer);
+  if (n <= 0) return false;
+  raw_.append(buffer, static_cast<size_t>(n));
+  return true;
+}
+
+std::optional<json::object> StreamReader::Next(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    // Decode complete chunks.
+    while (true) {
+      size_t eol = raw_.find("\r\n");
+      if (eol == std::string::npos) break;
+      size_t size = std::stoul(raw_.substr(0, eol), nullptr, 16);
+      if (raw_.size() < eol + 2 + size + 2) break;
+      messages_ += raw_.substr(eol + 2, size);
+      raw_.erase(0, eol + 2 + size + 2);
+    }
+    if (messages_.size() >= 5) {
+      uint32_t length = (uint8_t(messages_[1]) << 24) | (uint8_t(messages_[2]) << 16) |
+                        (uint8_t(messages_[3]) << 8) | uint8_t(messages_[4]);
+      if (messages_.size() >= 5 + length) {
+        uint8_t flags = static_cast<uint8_t>(messages_[0]);
+        std::string message = messages_.substr(5, length);
+        messages_.erase(0, 5 + length);
+        if (flags & protocol::kEnvelopeEndStream) {
+          end_stream_ = message;
+          return std::nullopt;
+        }
+        return json::parse(message).as_object();
+      }
+    }
+    if (!Fill(deadline)) return std::nullopt;
+  }
 }
 
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +42,31 @@ struct StartStream {
 struct EnvdOptions {
   std::string access_token;
   boost::json::object env_vars;
+  // Runs envd with the harness directory as its "fsRoot": homes are /home/user and /root
+  // inside it, and the files/filesystem APIs must not reach anything outside it.
+  bool dir_is_fs_root = false;
+};
+
+// An open server stream (WatchDir, Start, Connect) read one message at a time.
+class StreamReader {
+ public:
+  StreamReader(int fd, const std::string& request);
+  ~StreamReader();
+  int Status() const { return status_; }
+  // The next message envelope's JSON; nullopt at the end-stream (see EndStream()) or
+  // after `timeout`.
+  std::optional<boost::json::object> Next(std::chrono::milliseconds timeout =
+                                              std::chrono::seconds(10));
+  const std::string& EndStream() const { return end_stream_; }
+  void Close();
+
+ private:
+  bool Fill(std::chrono::steady_clock::time_point deadline);
+  int fd_;
+  int status_ = 0;
+  std::string raw_;       // undecoded bytes of the chunked body
+  std::string messages_;  // decoded body bytes not yet parsed into envelopes
+  std::string end_stream_;
 };
 
 class EnvdHarness {
@@ -65,6 +92,13 @@ class EnvdHarness {
   HttpResponse Unary(const std::string& method, const std::string& json,
                      const Headers& headers = {});
   int Connect() const;  // a raw connected socket with a receive timeout
+  // POST /<service>/<method> (unary, JSON), e.g. Rpc("filesystem.Filesystem/Stat", ...).
+  HttpResponse Rpc(const std::string& method, const std::string& json,
+                   const Headers& headers = {});
+  std::unique_ptr<StreamReader> OpenStream(const std::string& method, const std::string& json,
+                                           const Headers& headers = {});
+  // The host path of a sandbox path when dir_is_fs_root is set.
+  std::string HostPath(const std::string& path) const { return dir_ + path; }
 
  private:
   std::string dir_;

@@ -11,6 +11,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <charconv>
 #include <cstring>
@@ -28,8 +29,9 @@ namespace json = boost::json;
 
 constexpr size_t kMaxConfigBytes = 1 << 20;
 constexpr size_t kMaxCgroupFds = 8;
-// A disk with less than this free counts as full when a process fails.
-constexpr uint64_t kDiskFullBytes = 1 << 20;
+// A disk with less than this free (or less than 1/200 of its size) counts as full when a
+// process fails: ext4 keeps a few MiB for metadata that user writes cannot use.
+constexpr uint64_t kDiskFullBytes = 8 << 20;
 
 // Prepared by Init before any fork; only read afterwards (also in forked children).
 struct State {
@@ -133,7 +135,9 @@ uint64_t ReadKeyed(int fd, std::string_view key) {
 bool DiskFull() {
   struct statfs st {};
   if (::statfs("/", &st) < 0) return false;
-  return uint64_t{st.f_bavail} * st.f_bsize < kDiskFullBytes;
+  uint64_t available = uint64_t{st.f_bavail} * st.f_bsize;
+  uint64_t total = uint64_t{st.f_blocks} * st.f_bsize;
+  return available < std::max<uint64_t>(kDiskFullBytes, total / 200) || st.f_ffree == 0;
 }
 
 // Everything below runs in the forked child: async-signal-safe code only.

@@ -17,6 +17,7 @@
 #include "base/unique_fd.h"
 #include "runtime/containment.h"
 #include "runtime/detached_mount.h"
+#include "runtime/disk.h"
 #include "runtime/seccomp.h"
 
 namespace isobox::runtime {
@@ -44,17 +45,45 @@ Status MakeDir(const fs::path& path, mode_t mode, uid_t owner) {
   return Ok();
 }
 
-// The per-sandbox writable layers: upper dirs owned by sandbox root, work dirs by host root.
+// The per-sandbox writable layers: upper dirs owned by sandbox root, work dirs by host
+// root, below `layers` (the sandbox's own disk, or state_dir when there is no disk limit).
+Status MakeDirAt(int dir, const char* path, mode_t mode, uid_t owner) {
+  if (::mkdirat(dir, path, mode) < 0 && errno != EEXIST) return SysError("mkdir {}", path);
+  if (::fchownat(dir, path, owner, owner, AT_SYMLINK_NOFOLLOW) < 0) {
+    return SysError("chown {}", path);
+  }
+  return Ok();
+}
+
+Status PrepareLayers(int layers, uid_t sandbox_root) {
+  for (const char* sub : {"upper", "work"}) RETURN_IF_ERROR(MakeDirAt(layers, sub, 0700, 0));
+  for (const char* layer : {"upper/root", "upper/usr"}) {
+    RETURN_IF_ERROR(MakeDirAt(layers, layer, 0755, sandbox_root));
+  }
+  for (const char* layer : {"work/root", "work/usr"}) RETURN_IF_ERROR(MakeDirAt(layers, layer, 0700, 0));
+  return Ok();
+}
+
 Status PrepareStateDir(const SandboxSpec& spec) {
   const fs::path& dir = spec.state_dir;
   RETURN_IF_ERROR(MakeDir(dir, 0700, 0));
   RETURN_IF_ERROR(MakeDir(dir / "rootfs", 0700, 0));
-  for (const char* sub : {"upper", "work"}) RETURN_IF_ERROR(MakeDir(dir / sub, 0700, 0));
-  for (const char* layer : {"root", "usr"}) {
-    RETURN_IF_ERROR(MakeDir(dir / "upper" / layer, 0755, spec.ids.host_base));
-    RETURN_IF_ERROR(MakeDir(dir / "work" / layer, 0700, 0));
-  }
   return Ok();
+}
+
+// Where the upper and work directories live: an fd of the sandbox's disk, or state_dir.
+Result<UniqueFd> OpenLayers(const SandboxSpec& spec) {
+  UniqueFd layers;
+  if (spec.disk_bytes != 0) {
+    // SECURITY: the writable layer has a filesystem of its own, as big as the disk limit:
+    // filling it is ENOSPC inside this sandbox, never a full host disk.
+    ASSIGN_OR_RETURN(layers, CreateSandboxDisk(spec.disk_images_dir, spec.disk_bytes));
+  } else {
+    layers.Reset(::open(spec.state_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!layers) return SysError("open {}", spec.state_dir.string());
+  }
+  RETURN_IF_ERROR(PrepareLayers(layers.Get(), spec.ids.host_base));
+  return layers;
 }
 
 struct Mounts {
@@ -64,15 +93,17 @@ struct Mounts {
 };
 
 Result<Mounts> PrepareMounts(const SandboxSpec& spec) {
+  ASSIGN_OR_RETURN(UniqueFd layers, OpenLayers(spec));
+  fs::path layers_path = fmt::format("/proc/self/fd/{}", layers.Get());
   CloneOptions idmapped{.idmap_userns_fd = spec.idmap_userns_fd, .read_only = true};
   ASSIGN_OR_RETURN(UniqueFd root_layer, CloneTree(spec.root_layer, idmapped));
   Mounts mounts;
-  ASSIGN_OR_RETURN(mounts.root, MakeOverlay({root_layer.Get()}, spec.state_dir / "upper/root",
-                                            spec.state_dir / "work/root"));
+  ASSIGN_OR_RETURN(mounts.root, MakeOverlay({root_layer.Get()}, layers_path / "upper/root",
+                                            layers_path / "work/root"));
   if (!spec.usr_layer.empty()) {
     ASSIGN_OR_RETURN(UniqueFd usr_layer, CloneTree(spec.usr_layer, idmapped));
-    ASSIGN_OR_RETURN(mounts.usr, MakeOverlay({usr_layer.Get()}, spec.state_dir / "upper/usr",
-                                             spec.state_dir / "work/usr"));
+    ASSIGN_OR_RETURN(mounts.usr, MakeOverlay({usr_layer.Get()}, layers_path / "upper/usr",
+                                             layers_path / "work/usr"));
   }
   // SECURITY: the agent binary is owned by host root and mounted read-only: nothing in
   // the sandbox can replace it (cf. CVE-2019-5736).

@@ -30,6 +30,10 @@ struct SandboxSpec {
   // More fds for the agent, in order from fd 5 (the user seccomp program, cgroup files);
   // the config tells the agent which is which. Borrowed: the caller keeps ownership.
   std::vector<int> extra_fds;
+  // The disk limit of the writable layer (disk.h); 0: the upper directories live in
+  // state_dir on the host's filesystem, unlimited (tests).
+  uint64_t disk_bytes = 0;
+  std::filesystem::path disk_images_dir;  // formatted images and temporary copies
   uint64_t tmp_size_bytes = 256ull << 20;
   uint64_t max_file_size_bytes = 0;  // RLIMIT_FSIZE; 0 = unlimited
   // v2: an O_PATH fd of the sandbox cgroup (the init is cloned straight into it).

@@ -6,6 +6,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -80,6 +81,11 @@ int main() {
   PrintOpen("listen_fd_3", "/proc/self/fd/3", O_RDONLY);
   for (const char* field : {"CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh", "Seccomp", "NoNewPrivs"}) {
     PrintStatus(field);
+  }
+  struct statvfs root_fs {};
+  if (statvfs("/", &root_fs) == 0) {
+    std::printf("root_fs_mib=%llu\n",
+                static_cast<unsigned long long>(root_fs.f_blocks) * root_fs.f_frsize >> 20);
   }
   PrintRc("mount_tmpfs", mount("none", "/mnt", "tmpfs", 0, nullptr));
   PrintRc("unshare_user", unshare(CLONE_NEWUSER));

@@ -156,6 +156,9 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   spec.usr_layer = tmpl.usr_layer;
   spec.agent_dir = config_.agent_dir;
   spec.state_dir = sandbox->state_dir;
+  // The writable layer's own filesystem, as big as the template's disk (runtime/disk.h).
+  spec.disk_bytes = uint64_t{tmpl.disk_mb} << 20;
+  spec.disk_images_dir = config_.state_dir / "disks";
   spec.agent_config = AgentConfig(id, info.access_token, options.env_vars);
   ASSIGN_OR_RETURN(spec.agent_config, WithIsolation(spec.agent_config, isolation.json));
   for (const UniqueFd& fd : isolation.fds) spec.extra_fds.push_back(fd.Get());

@@ -298,9 +298,35 @@ std::string RunIsolated(const Attack& attack) {
   return result;
 }
 
+// Not attacks on the boundary but on the limits (limits.test.js); they do not return.
+[[noreturn]] void MemoryBomb() {
+  while (true) {
+    size_t size = 16 << 20;
+    char* block = static_cast<char*>(malloc(size));
+    if (block == nullptr) _exit(3);
+    memset(block, 1, size);
+  }
+}
+
+[[noreturn]] void ForkBomb() {
+  pid_t top = getpid();
+  while (true) {
+    pid_t pid = fork();
+    if (pid >= 0) continue;  // parent and child both keep forking
+    if (getpid() == top) {
+      std::printf("fork %s\n", strerrorname_np(errno));
+      std::fflush(stdout);
+      _exit(1);
+    }
+    pause();  // the rest wait, holding their pids
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "membomb") MemoryBomb();
+  if (argc == 2 && std::string(argv[1]) == "forkbomb") ForkBomb();
   auto attacks = Attacks();
   if (argc > 1) {
     for (int i = 1; i < argc; ++i) {

@@ -129,6 +129,20 @@ TEST_F(SandboxProcessTest, WritesStayInTheSandboxUpperLayerOwnedByItsRange) {
   EXPECT_FALSE(fs::exists("/usr/isobox-probe"));
 }
 
+TEST_F(SandboxProcessTest, DiskLimitIsAFilesystemOfItsOwn) {
+  SandboxSpec spec = Spec("probe5");
+  spec.disk_bytes = 64ull << 20;
+  spec.disk_images_dir = dir_ / "disks";
+  auto report = Probe(spec);
+  // "/" is the overlay; its free space is the upper layer's: the 64 MiB ext4 (minus
+  // metadata), not the host's disk.
+  ASSERT_FALSE(report["root_fs_mib"].empty());
+  EXPECT_LE(std::stoull(report["root_fs_mib"]), 64u);
+  EXPECT_GE(std::stoull(report["root_fs_mib"]), 48u);
+  EXPECT_EQ(report["write_usr"], "ok");
+  EXPECT_FALSE(fs::exists(spec.state_dir / "upper"));  // nothing on the host's disk
+}
+
 TEST_F(SandboxProcessTest, FailedStepIsNamed) {
   SandboxSpec spec = Spec("probe3");
   spec.agent_name = "missing-agent";

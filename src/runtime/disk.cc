@@ -1,0 +1,155 @@
+#include "runtime/disk.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+
+namespace isobox::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kMinDiskBytes = 16ull << 20;
+constexpr int kLoopAttempts = 16;
+
+// Runs mke2fs on `image`; the only external program Isobox runs (e2fsprogs).
+Status Format(const fs::path& image) {
+  std::string path = image.string();
+  std::vector<const char*> argv = {
+      "mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", "-O", "^has_journal",
+      "-E", "lazy_itable_init=1,nodiscard,root_owner=0:0", path.c_str(), nullptr};
+  pid_t pid = ::fork();
+  if (pid < 0) return SysError("fork mke2fs");
+  if (pid == 0) {
+    int null_fd = ::open("/dev/null", O_RDWR);
+    if (null_fd >= 0) ::dup2(null_fd, 0), ::dup2(null_fd, 1);
+    for (const char* dir : {"/usr/sbin/", "/sbin/", "/usr/bin/"}) {
+      std::string program = std::string(dir) + "mke2fs";
+      ::execv(program.c_str(), const_cast<char* const*>(argv.data()));
+    }
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return SysError("wait mke2fs");
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return MakeError(ErrorCode::kInternal, "mke2fs {} failed (status {}); is e2fsprogs installed?",
+                     path, status);
+  }
+  return Ok();
+}
+
+// The formatted image for `size_bytes`, made once (atomically renamed into place).
+Result<fs::path> PristineImage(const fs::path& dir, uint64_t size_bytes) {
+  static std::mutex mutex;
+  std::lock_guard lock(mutex);
+  fs::path image = dir / fmt::format("ext4-{}.img", size_bytes);
+  if (::access(image.c_str(), R_OK) == 0) return image;
+  if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) return SysError("mkdir {}", dir.string());
+  fs::path partial = dir / fmt::format(".ext4-{}.img.{}", size_bytes, ::getpid());
+  {
+    UniqueFd fd(::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) return SysError("create {}", partial.string());
+    if (::ftruncate(fd.Get(), static_cast<off_t>(size_bytes)) < 0) {
+      return SysError("truncate {}", partial.string());
+    }
+  }
+  Status formatted = Format(partial);
+  if (formatted && ::rename(partial.c_str(), image.c_str()) == 0) return image;
+  ::unlink(partial.c_str());
+  RETURN_IF_ERROR(formatted);
+  return SysError("rename {}", image.string());
+}
+
+// A private sparse copy of `image`: an unnamed file in `dir`.
+Result<UniqueFd> SparseCopy(const fs::path& image, const fs::path& dir, uint64_t size_bytes) {
+  UniqueFd in(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) return SysError("open {}", image.string());
+  UniqueFd out(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (!out) return SysError("create disk image in {}", dir.string());
+  if (::ftruncate(out.Get(), static_cast<off_t>(size_bytes)) < 0) return SysError("truncate disk");
+  off_t end = static_cast<off_t>(size_bytes);
+  for (off_t data = ::lseek(in.Get(), 0, SEEK_DATA); data >= 0 && data < end;) {
+    off_t hole = ::lseek(in.Get(), data, SEEK_HOLE);
+    if (hole < 0) return SysError("seek {}", image.string());
+    off_t in_off = data, out_off = data;
+    while (in_off < hole) {
+      ssize_t n = ::copy_file_range(in.Get(), &in_off, out.Get(), &out_off,
+                                    static_cast<size_t>(hole - in_off), 0);
+      if (n < 0) return SysError("copy {}", image.string());
+      if (n == 0) break;
+    }
+    data = ::lseek(in.Get(), hole, SEEK_DATA);
+  }
+  return out;
+}
+
+struct Loop {
+  UniqueFd fd;
+  std::string device;
+};
+
+// Attaches `backing` to a free loop device that detaches itself once unused.
+Result<Loop> AttachLoop(int backing) {
+  UniqueFd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
+  if (!control) return SysError("open /dev/loop-control");
+  for (int attempt = 0; attempt < kLoopAttempts; ++attempt) {
+    int number = ::ioctl(control.Get(), LOOP_CTL_GET_FREE);
+    if (number < 0) return SysError("LOOP_CTL_GET_FREE");
+    std::string device = fmt::format("/dev/loop{}", number);
+    UniqueFd loop(::open(device.c_str(), O_RDWR | O_CLOEXEC));
+    if (!loop) return SysError("open {}", device);
+    struct loop_config config {};
+    config.fd = static_cast<uint32_t>(backing);
+    config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+    if (::ioctl(loop.Get(), LOOP_CONFIGURE, &config) == 0) return Loop{std::move(loop), device};
+    if (errno != EBUSY) return SysError("LOOP_CONFIGURE {}", device);
+    // Another creator took it between GET_FREE and CONFIGURE: ask again.
+  }
+  return MakeError(ErrorCode::kResourceExhausted, "no free loop device after {} attempts",
+                   kLoopAttempts);
+}
+
+Result<UniqueFd> MountExt4(const std::string& device) {
+  UniqueFd fs(::fsopen("ext4", FSOPEN_CLOEXEC));
+  if (!fs) return SysError("fsopen ext4");
+  if (::fsconfig(fs.Get(), FSCONFIG_SET_STRING, "source", device.c_str(), 0) < 0) {
+    return SysError("ext4 source {}", device);
+  }
+  if (::fsconfig(fs.Get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) {
+    return SysError("create ext4 on loop device");
+  }
+  // SECURITY: nothing on the sandbox's own disk can be setuid or a device node.
+  UniqueFd mount(::fsmount(fs.Get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+  if (!mount) return SysError("fsmount ext4");
+  return mount;
+}
+
+}  // namespace
+
+Result<UniqueFd> CreateSandboxDisk(const fs::path& images_dir, uint64_t size_bytes) {
+  if (size_bytes < kMinDiskBytes) {
+    return MakeError(ErrorCode::kInvalidArgument, "disk of {} bytes: at least {} MiB", size_bytes,
+                     kMinDiskBytes >> 20);
+  }
+  ASSIGN_OR_RETURN(fs::path image, PristineImage(images_dir, size_bytes));
+  ASSIGN_OR_RETURN(UniqueFd copy, SparseCopy(image, images_dir, size_bytes));
+  ASSIGN_OR_RETURN(Loop loop, AttachLoop(copy.Get()));
+  auto mounted = MountExt4(loop.device);
+  if (!mounted) (void)::ioctl(loop.fd.Get(), LOOP_CLR_FD, 0);
+  return mounted;  // the loop device and the image live as long as the mount
+}
+
+}  // namespace isobox::runtime

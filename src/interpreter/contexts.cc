@@ -34,6 +34,13 @@ Contexts::~Contexts() {
   for (auto& context : contexts_) context->kernel.reset();
 }
 
+void Contexts::KillAll() {
+  for (auto& context : contexts_) {
+    context->removed = true;
+    if (context->kernel) context->kernel->Kill("was stopped");
+  }
+}
+
 void Contexts::StartDefaults() {
   for (const std::string& language : config_.default_languages) {
     if (auto context = Default(language); !context) {

@@ -47,6 +47,8 @@ class Contexts {
   Contexts(boost::asio::io_context& io, InterpreterConfig config);
   ~Contexts();
 
+  // Kills every kernel (at exit).
+  void KillAll();
   // Starts the default contexts (their kernels come up in the background).
   void StartDefaults();
   // A new context; its kernel is starting. kInvalidArgument / kNotFound from FindKernel.

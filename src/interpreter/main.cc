@@ -117,9 +117,12 @@ int Run(const Flags& flags) {
       .ready_timeout = std::chrono::seconds(flags.ready_timeout_s),
   };
   boost::asio::io_context io(1);
-  int code = 0;
+  // Never destroyed: coroutines suspended on the loop still hold kernels and their zmq
+  // sockets, and the zmq context would wait for those at destruction. The process ends
+  // with _exit after the kernels are killed.
+  auto* contexts_ptr = new Contexts(io, std::move(config));
   {
-    Contexts contexts(io, std::move(config));
+    Contexts& contexts = *contexts_ptr;
     Server server(io, contexts);
     if (auto started = server.Start(std::move(listener)); !started) {
       LOG_ERROR("{}", started.error().message);
@@ -135,9 +138,10 @@ int Run(const Flags& flags) {
     });
     LOG_INFO("serving the code interpreter");
     io.run();
+    contexts.KillAll();
   }
   fs::remove_all(*runtime_dir, ec);
-  return code;
+  return 0;
 }
 
 }  // namespace
@@ -167,5 +171,6 @@ int main(int argc, char** argv) {
     LOG_ERROR("fatal: {}", e.what());
   }
   spdlog::shutdown();
-  return code;
+  std::fflush(nullptr);
+  ::_exit(code);
 }

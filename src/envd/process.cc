@@ -1,11 +1,13 @@
 #include "envd/process.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include "base/log.h"
 
@@ -25,12 +27,48 @@ Process::Process(asio::any_io_executor executor, ProcessConfig config,
     : pid_(spawned.pid),
       config_(std::move(config)),
       tag_(std::move(tag)),
-      stdin_(std::move(spawned.stdin_fd)),
+      stdin_(executor),
+      pty_(std::move(spawned.pty_fd)),
       stdout_(executor, spawned.stdout_fd.Release()),
-      stderr_(executor, spawned.stderr_fd.Release()),
+      stderr_(executor),
       exit_wait_(executor, asio::steady_timer::time_point::max()),
       timeout_(executor) {
   marks_.at_start = isolation::ReadCounters();
+  boost::system::error_code ignored;  // only fails for an invalid fd
+  if (spawned.stdin_fd) {
+    int flags = ::fcntl(spawned.stdin_fd.Get(), F_GETFL);
+    ::fcntl(spawned.stdin_fd.Get(), F_SETFL, flags | O_NONBLOCK);
+    stdin_.assign(spawned.stdin_fd.Release(), ignored);
+  }
+  if (spawned.stderr_fd) stderr_.assign(spawned.stderr_fd.Release(), ignored);
+}
+
+asio::awaitable<Status> Process::WriteInput(const std::string& data) {
+  if (!stdin_.is_open()) {
+    co_return MakeError(ErrorCode::kFailedPrecondition,
+                        "stdin of process {} is closed or was not requested", pid_);
+  }
+  auto [ec, n] = co_await asio::async_write(stdin_, asio::buffer(data), kNoThrow);
+  if (ec) co_return MakeError(ErrorCode::kFailedPrecondition, "write to process {}: {}", pid_,
+                              ec.message());
+  co_return Ok();
+}
+
+Status Process::CloseStdin() {
+  if (IsPty()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "cannot close stdin of a pty process {}; send EOT (Ctrl-D) instead", pid_);
+  }
+  boost::system::error_code ignored;
+  stdin_.close(ignored);
+  return Ok();
+}
+
+Status Process::Resize(unsigned short cols, unsigned short rows) {
+  if (!IsPty()) {
+    return MakeError(ErrorCode::kFailedPrecondition, "process {} has no terminal", pid_);
+  }
+  return ResizePty(pty_.Get(), cols, rows);
 }
 
 void Unsubscribe(EventChannel& channel) {
@@ -121,10 +159,16 @@ asio::awaitable<void> Process::ReadPipe(asio::posix::stream_descriptor& pipe,
 asio::awaitable<void> Process::Run() {
   using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
-  co_await (ReadPipe(stdout_, ProcessEvent::Kind::kStdout) &&
-            ReadPipe(stderr_, ProcessEvent::Kind::kStderr));
+  if (IsPty()) {
+    co_await ReadPipe(stdout_, ProcessEvent::Kind::kPty);
+  } else {
+    co_await (ReadPipe(stdout_, ProcessEvent::Kind::kStdout) &&
+              ReadPipe(stderr_, ProcessEvent::Kind::kStderr));
+  }
   while (!exit_) co_await exit_wait_.async_wait(kNoThrow);
-  stdin_.Reset();
+  boost::system::error_code ignored;
+  stdin_.close(ignored);
+  pty_.Reset();
   LOG_DEBUG("process {} ended: {}", pid_, StatusString(*exit_));
   // kEnd is the last event; subscribers stop by themselves (closing the channels here
   // would drop the events still queued in them).

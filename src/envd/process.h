@@ -1,7 +1,13 @@
 // A process started by envd and the table of running ones. The process's stdout and
-// stderr are read on the event loop and fanned out to subscribers (the Start stream;
-// later Connect). Each subscriber has a bounded queue: while one is full the pipes are
-// not read, so a slow client slows the process down instead of growing envd's memory.
+// stderr (or its terminal) are read on the event loop and fanned out to subscribers (the
+// Start stream and any Connect streams).
+//
+// Output policy (back-pressure, bounded memory): each subscriber has a queue of at most
+// kSubscriberQueue events of at most kReadChunk bytes (256 KiB). While any attached
+// subscriber's queue is full the pipes are not read, so a process that prints faster
+// than its slowest attached client reads is slowed down (its writes block) instead of
+// growing envd's memory, and no attached client loses output. A client that goes away is
+// detached at once; output produced while no client is attached is discarded, as in E2B.
 #pragma once
 
 #include <sys/types.h>
@@ -34,9 +40,9 @@ struct ProcessConfig {
 };
 
 struct ProcessEvent {
-  enum class Kind { kStdout, kStderr, kEnd };
+  enum class Kind { kStdout, kStderr, kPty, kEnd };
   Kind kind = Kind::kStdout;
-  std::string data;  // kStdout/kStderr
+  std::string data;  // kStdout/kStderr/kPty
   ExitInfo exit;     // kEnd
 };
 
@@ -58,6 +64,15 @@ class Process : public std::enable_shared_from_this<Process> {
   const ProcessConfig& Config() const { return config_; }
   const std::optional<std::string>& Tag() const { return tag_; }
   bool Exited() const { return exit_.has_value(); }
+  bool IsPty() const { return pty_.Valid(); }
+
+  // Writes to the process's stdin or terminal; waits while the pipe is full.
+  // kFailedPrecondition when stdin was closed or not requested.
+  boost::asio::awaitable<Status> WriteInput(const std::string& data);
+  // Closes stdin (pipes only): the process reads EOF.
+  Status CloseStdin();
+  // The terminal's size (pty only).
+  Status Resize(unsigned short cols, unsigned short rows);
 
   // A new subscriber; Unsubscribe() it when done.
   std::shared_ptr<EventChannel> Subscribe();
@@ -83,7 +98,8 @@ class Process : public std::enable_shared_from_this<Process> {
   pid_t pid_;
   ProcessConfig config_;
   std::optional<std::string> tag_;
-  UniqueFd stdin_;  // kept open for SendInput (later); closed when the process ends
+  boost::asio::posix::stream_descriptor stdin_;  // for SendInput; closed when it ends
+  UniqueFd pty_;                                  // the terminal's master side, if any
   boost::asio::posix::stream_descriptor stdout_;
   boost::asio::posix::stream_descriptor stderr_;
   boost::asio::steady_timer exit_wait_;

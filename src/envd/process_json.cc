@@ -107,6 +107,32 @@ Result<int> ParseSignal(const json::object& object) {
   return Invalid("signal", "is not a known signal");
 }
 
+// {"size":{"cols":N,"rows":M}}; absent sizes keep the defaults, zero is refused.
+Result<PtySize> ParsePty(const json::object& pty) {
+  PtySize size;
+  ASSIGN_OR_RETURN(const json::object* dims, GetObject(pty, "size"));
+  if (dims == nullptr) return size;
+  ASSIGN_OR_RETURN(auto cols, GetInteger(*dims, "cols"));
+  ASSIGN_OR_RETURN(auto rows, GetInteger(*dims, "rows"));
+  if (cols && (*cols < 1 || *cols > 10000)) return Invalid("cols", "is out of range");
+  if (rows && (*rows < 1 || *rows > 10000)) return Invalid("rows", "is out of range");
+  if (cols) size.cols = static_cast<unsigned short>(*cols);
+  if (rows) size.rows = static_cast<unsigned short>(*rows);
+  return size;
+}
+
+Result<ProcessSelector> ParseSelector(const json::object& root) {
+  ProcessSelector selector;
+  ASSIGN_OR_RETURN(const json::object* process, GetObject(root, "process"));
+  if (process != nullptr) {
+    ASSIGN_OR_RETURN(auto pid, GetInteger(*process, "pid"));
+    if (pid && (*pid < 0 || *pid > INT32_MAX)) return Invalid("pid", "is out of range");
+    if (pid) selector.pid = static_cast<pid_t>(*pid);
+    ASSIGN_OR_RETURN(selector.tag, GetString(*process, "tag"));
+  }
+  return selector;
+}
+
 json::object ConfigJson(const ProcessConfig& config) {
   json::object out;
   out["cmd"] = config.cmd;
@@ -137,7 +163,42 @@ Result<StartRequest> ParseStartRequest(std::string_view text) {
     request.stdin = in->get_bool();
   }
   ASSIGN_OR_RETURN(request.tag, GetString(root, "tag"));
-  request.pty = Field(root, "pty") != nullptr;
+  ASSIGN_OR_RETURN(const json::object* pty, GetObject(root, "pty"));
+  if (pty != nullptr) {
+    ASSIGN_OR_RETURN(request.pty, ParsePty(*pty));
+  }
+  return request;
+}
+
+Result<ProcessSelector> ParseSelectorRequest(std::string_view text) {
+  ASSIGN_OR_RETURN(json::object root, ParseRoot(text));
+  return ParseSelector(root);
+}
+
+Result<SendInputRequest> ParseSendInputRequest(std::string_view text) {
+  ASSIGN_OR_RETURN(json::object root, ParseRoot(text));
+  SendInputRequest request;
+  ASSIGN_OR_RETURN(request.process, ParseSelector(root));
+  ASSIGN_OR_RETURN(const json::object* input, GetObject(root, "input"));
+  if (input == nullptr) return request;
+  const json::value* stdin_data = Field(*input, "stdin");
+  const json::value* pty_data = Field(*input, "pty");
+  const json::value* data = pty_data ? pty_data : stdin_data;
+  request.pty = pty_data != nullptr;
+  if (data == nullptr) return request;
+  if (!data->is_string()) return Invalid("input", "must be base64 bytes");
+  ASSIGN_OR_RETURN(request.data, protocol::Base64Decode(data->get_string()));
+  return request;
+}
+
+Result<UpdateRequest> ParseUpdateRequest(std::string_view text) {
+  ASSIGN_OR_RETURN(json::object root, ParseRoot(text));
+  UpdateRequest request;
+  ASSIGN_OR_RETURN(request.process, ParseSelector(root));
+  ASSIGN_OR_RETURN(const json::object* pty, GetObject(root, "pty"));
+  if (pty != nullptr) {
+    ASSIGN_OR_RETURN(request.pty, ParsePty(*pty));
+  }
   return request;
 }
 
@@ -178,7 +239,9 @@ std::string EventJson(const ProcessEvent& event) {
     end["isobox"] = std::move(isobox);
     inner["end"] = std::move(end);
   } else {
-    const char* stream = event.kind == ProcessEvent::Kind::kStdout ? "stdout" : "stderr";
+    const char* stream = event.kind == ProcessEvent::Kind::kStdout   ? "stdout"
+                         : event.kind == ProcessEvent::Kind::kStderr ? "stderr"
+                                                                     : "pty";
     inner["data"] = json::object{{stream, protocol::Base64Encode(event.data)}};
   }
   return json::serialize(json::object{{"event", std::move(inner)}});

@@ -14,17 +14,40 @@
 
 namespace isobox::envd {
 
+struct PtySize {
+  unsigned short cols = 80;
+  unsigned short rows = 24;
+};
+
 struct StartRequest {
   ProcessConfig process;
   std::optional<bool> stdin;
   std::optional<std::string> tag;
-  bool pty = false;  // a PTY was requested
+  std::optional<PtySize> pty;  // a terminal was requested
 };
 
 struct ProcessSelector {
   std::optional<pid_t> pid;
   std::optional<std::string> tag;
 };
+
+// SendInput: bytes for stdin or for the terminal.
+struct SendInputRequest {
+  ProcessSelector process;
+  std::string data;
+  bool pty = false;
+};
+
+// Update: a new terminal size.
+struct UpdateRequest {
+  ProcessSelector process;
+  std::optional<PtySize> pty;
+};
+
+// Connect and CloseStdin carry only the selector.
+Result<ProcessSelector> ParseSelectorRequest(std::string_view json);
+Result<SendInputRequest> ParseSendInputRequest(std::string_view json);
+Result<UpdateRequest> ParseUpdateRequest(std::string_view json);
 
 struct SendSignalRequest {
   ProcessSelector process;

@@ -4,6 +4,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <charconv>
 
 #include "base/log.h"
@@ -11,6 +13,7 @@
 #include "envd/co_result.h"
 #include "envd/paths.h"
 #include "envd/process_json.h"
+#include "envd/rpc.h"
 #include "protocol/base64.h"
 #include "protocol/connect.h"
 #include "protocol/media_type.h"
@@ -21,35 +24,6 @@ namespace {
 
 constexpr std::string_view kDefaultPath =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-constexpr std::string_view kStreamType = "application/connect+json";
-constexpr std::string_view kUnaryType = "application/json";
-
-bool HasMediaType(const Exchange& exchange, std::string_view type) {
-  auto media = protocol::ParseMediaType(exchange.Header("Content-Type"));
-  return media && media->type == type;
-}
-
-// The user of an RPC: Basic credentials name it; without them, the default user.
-Result<User> RpcUser(const Envd& envd, const Exchange& exchange) {
-  std::string name = envd.config.default_user;
-  if (auto header = exchange.Header("Authorization"); !header.empty()) {
-    if (auto credentials = protocol::ParseBasicAuth(header)) name = credentials->user;
-  }
-  auto user = envd.users.Lookup(name);
-  if (!user && user.error().code == ErrorCode::kNotFound) {
-    return MakeError(ErrorCode::kUnauthenticated, "invalid username: '{}'", name);
-  }
-  return user;
-}
-
-std::chrono::milliseconds ConnectTimeout(const Exchange& exchange) {
-  std::string_view text = exchange.Header("Connect-Timeout-Ms");
-  int64_t ms = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
-  if (ec != std::errc() || end != text.data() + text.size() || ms <= 0) return {};
-  return std::chrono::milliseconds(ms);
-}
-
 // PATH, HOME, USER, LOGNAME, SHELL of the user, then the sandbox-wide variables, then the
 // command's own; a later value replaces an earlier one.
 std::vector<std::pair<std::string, std::string>> BuildEnv(const Envd& envd, const User& user,
@@ -108,8 +82,12 @@ struct Started {
 
 Result<Started> StartProcess(Envd& envd, const User& user, StartRequest request,
                              std::chrono::milliseconds timeout) {
-  if (request.pty) return MakeError(ErrorCode::kUnimplemented, "pty is not supported yet");
   ASSIGN_OR_RETURN(SpawnRequest spawn, PrepareSpawn(envd, user, request));
+  if (request.pty) {
+    spawn.pty = true;
+    spawn.cols = request.pty->cols;
+    spawn.rows = request.pty->rows;
+  }
   auto spawned = Spawn(spawn);
   if (!spawned) {
     return MakeError(ErrorCode::kInternal, "error starting process '{}': {}", request.process.cmd,
@@ -134,105 +112,168 @@ Result<Started> StartProcess(Envd& envd, const User& user, StartRequest request,
   return started;
 }
 
-asio::awaitable<void> SendStreamError(Exchange& exchange, const Error& error) {
-  LOG_INFO("process.Start failed: {}", error.message);
-  http::response<http::string_body> response(http::status::ok, 11);
-  response.set(http::field::content_type, kStreamType);
-  response.body() =
-      protocol::EncodeEnvelope(protocol::kEnvelopeEndStream, protocol::EndStreamJson(&error));
-  (void)co_await exchange.Send(response);
-}
-
-asio::awaitable<void> StreamEvents(Exchange& exchange, const Started& started) {
+// Events until the end event, the client leaving, or (for Connect) the deadline.
+// Keepalive messages go out after `keepalive` without output.
+asio::awaitable<void> StreamEvents(Envd& envd, Exchange& exchange, const Started& started,
+                                   std::chrono::milliseconds timeout) {
+  using namespace asio::experimental::awaitable_operators;
   ScopeGuard unsubscribe([&started] { Unsubscribe(*started.events); });
-  if (!co_await exchange.StartChunked(http::status::ok, kStreamType)) co_return;
-  std::string start = protocol::EncodeEnvelope(0, StartEventJson(started.process->Pid()));
-  if (!co_await exchange.SendChunk(start)) co_return;
+  if (!co_await exchange.StartChunked(http::status::ok, kConnectStreamType)) co_return;
+  if (!co_await SendStreamMessage(exchange, StartEventJson(started.process->Pid()))) co_return;
+  auto keepalive = KeepaliveInterval(exchange);
+  asio::steady_timer deadline(envd.io, timeout.count() > 0
+                                           ? asio::steady_timer::clock_type::now() + timeout
+                                           : asio::steady_timer::time_point::max());
+  asio::steady_timer ping(envd.io);
   while (true) {
-    auto [ec, event] = co_await started.events->async_receive(kNoThrow);
-    if (ec) co_return;  // cannot happen while subscribed; end without a clean end-stream
-    std::string envelope = protocol::EncodeEnvelope(0, EventJson(event));
-    if (!co_await exchange.SendChunk(envelope)) {
+    ping.expires_after(keepalive);
+    auto which = co_await (started.events->async_receive(kNoThrow) || ping.async_wait(kNoThrow) ||
+                           deadline.async_wait(kNoThrow) || exchange.WaitPeerClosed());
+    if (which.index() == 3) {
+      LOG_INFO("client of process {} went away; it keeps running", started.process->Pid());
+      exchange.MarkBroken();
+      co_return;
+    }
+    if (which.index() == 2) {
+      Error error{ErrorCode::kDeadlineExceeded, 0, "the stream reached its deadline"};
+      co_await EndStream(exchange, &error);
+      co_return;
+    }
+    if (which.index() == 1) {
+      if (!co_await SendStreamMessage(exchange, R"({"event":{"keepalive":{}}})")) co_return;
+      continue;
+    }
+    auto [ec, event] = std::get<0>(std::move(which));
+    if (ec) {
+      exchange.MarkBroken();  // cannot happen while subscribed; no clean end-stream
+      co_return;
+    }
+    if (!co_await SendStreamMessage(exchange, EventJson(event))) {
       LOG_INFO("client of process {} went away; it keeps running", started.process->Pid());
       co_return;
     }
     if (event.kind == ProcessEvent::Kind::kEnd) break;
   }
-  std::string end = protocol::EncodeEnvelope(protocol::kEnvelopeEndStream, "{}");
-  if (co_await exchange.SendChunk(end)) (void)co_await exchange.EndChunked();
+  co_await EndStream(exchange, nullptr);
 }
 
-asio::awaitable<void> HandleStart(Envd& envd, Exchange& exchange) {
-  if (!HasMediaType(exchange, kStreamType)) {
-    (void)co_await exchange.SendError(http::status::unsupported_media_type,
-                                      "content type must be application/connect+json");
-    co_return;
+Result<std::shared_ptr<Process>> FindProcess(const Envd& envd, const ProcessSelector& selector) {
+  if (selector.pid) {
+    auto process = envd.processes.Find(*selector.pid);
+    if (!process) {
+      return MakeError(ErrorCode::kNotFound, "process with pid {} not found", *selector.pid);
+    }
+    return process;
   }
-  auto body = co_await exchange.ReadAll(protocol::kMaxConnectMessage + 5);
-  if (!body) {
-    co_await SendStreamError(exchange, body.error());
-    co_return;
+  if (selector.tag) {
+    auto process = envd.processes.FindByTag(*selector.tag);
+    if (!process) {
+      return MakeError(ErrorCode::kNotFound, "process with tag {} not found", *selector.tag);
+    }
+    return process;
   }
+  return MakeError(ErrorCode::kInvalidArgument, "invalid request: no process selector");
+}
+
+asio::awaitable<void> HandleConnect(Envd& envd, Exchange& exchange) {
+  auto request = co_await ReadStreamRequest(exchange);
   auto started = [&]() -> Result<Started> {
-    ASSIGN_OR_RETURN(User user, RpcUser(envd, exchange));
-    ASSIGN_OR_RETURN(std::string message, protocol::DecodeSingleEnvelope(*body));
-    ASSIGN_OR_RETURN(StartRequest request, ParseStartRequest(message));
-    return StartProcess(envd, user, std::move(request), ConnectTimeout(exchange));
+    if (!request) return tl::unexpected(request.error());
+    RETURN_IF_ERROR(RpcUser(envd, exchange));
+    ASSIGN_OR_RETURN(ProcessSelector selector, ParseSelectorRequest(*request));
+    ASSIGN_OR_RETURN(auto process, FindProcess(envd, selector));
+    if (process->Exited()) {
+      return MakeError(ErrorCode::kNotFound, "process {} has ended", process->Pid());
+    }
+    return Started{process, process->Subscribe()};
   }();
   if (!started) {
     co_await SendStreamError(exchange, started.error());
     co_return;
   }
-  co_await StreamEvents(exchange, *started);
+  co_await StreamEvents(envd, exchange, *started, ConnectTimeout(exchange));
+}
+
+asio::awaitable<void> HandleStart(Envd& envd, Exchange& exchange) {
+  auto request = co_await ReadStreamRequest(exchange);
+  auto timeout = ConnectTimeout(exchange);
+  auto started = [&]() -> Result<Started> {
+    if (!request) return tl::unexpected(request.error());
+    ASSIGN_OR_RETURN(User user, RpcUser(envd, exchange));
+    ASSIGN_OR_RETURN(StartRequest start, ParseStartRequest(*request));
+    // E2B's envd: the request deadline is the process's lifetime.
+    return StartProcess(envd, user, std::move(start), timeout);
+  }();
+  if (!started) {
+    co_await SendStreamError(exchange, started.error());
+    co_return;
+  }
+  // The stream itself has no deadline here: the process is killed at it and the end
+  // event closes the stream.
+  co_await StreamEvents(envd, exchange, *started, std::chrono::milliseconds(0));
 }
 
 Result<std::string> SendSignal(Envd& envd, std::string_view body) {
   ASSIGN_OR_RETURN(SendSignalRequest request, ParseSendSignalRequest(body));
-  std::shared_ptr<Process> process;
-  if (request.process.pid) {
-    process = envd.processes.Find(*request.process.pid);
-    if (!process) {
-      return MakeError(ErrorCode::kNotFound, "process with pid {} not found", *request.process.pid);
-    }
-  } else if (request.process.tag) {
-    process = envd.processes.FindByTag(*request.process.tag);
-    if (!process) {
-      return MakeError(ErrorCode::kNotFound, "process with tag {} not found", *request.process.tag);
-    }
-  } else {
-    return MakeError(ErrorCode::kInvalidArgument, "invalid request: no process selector");
-  }
+  ASSIGN_OR_RETURN(auto process, FindProcess(envd, request.process));
+  if (request.signal == 0) return MakeError(ErrorCode::kInvalidArgument, "invalid signal");
   RETURN_IF_ERROR(process->Signal(request.signal));
   LOG_INFO("sent signal {} to process {}", request.signal, process->Pid());
   return std::string("{}");
 }
 
-asio::awaitable<void> HandleUnary(Envd& envd, Exchange& exchange, std::string_view method) {
-  auto response = co_await [&]() -> asio::awaitable<Result<std::string>> {
-    if (!HasMediaType(exchange, kUnaryType)) {
+Result<std::string> CloseStdin(Envd& envd, std::string_view body) {
+  ASSIGN_OR_RETURN(ProcessSelector selector, ParseSelectorRequest(body));
+  ASSIGN_OR_RETURN(auto process, FindProcess(envd, selector));
+  RETURN_IF_ERROR(process->CloseStdin());
+  return std::string("{}");
+}
+
+Result<std::string> Update(Envd& envd, std::string_view body) {
+  ASSIGN_OR_RETURN(UpdateRequest request, ParseUpdateRequest(body));
+  ASSIGN_OR_RETURN(auto process, FindProcess(envd, request.process));
+  if (request.pty) RETURN_IF_ERROR(process->Resize(request.pty->cols, request.pty->rows));
+  return std::string("{}");
+}
+
+// SendInput waits while the process's input pipe is full, so it is not a plain
+// UnaryHandler.
+asio::awaitable<void> HandleSendInput(Envd& envd, Exchange& exchange) {
+  auto result = co_await [&]() -> asio::awaitable<Result<std::string>> {
+    if (!HasMediaType(exchange, kConnectUnaryType)) {
       co_return MakeError(ErrorCode::kInvalidArgument, "content type must be application/json");
     }
     CO_ASSIGN_OR_RETURN(std::string body, co_await exchange.ReadAll(protocol::kMaxConnectMessage));
     CO_RETURN_IF_ERROR(RpcUser(envd, exchange));
-    if (method == "SendSignal") co_return SendSignal(envd, body);
-    co_return ListResponseJson(envd.processes);
+    CO_ASSIGN_OR_RETURN(SendInputRequest request, ParseSendInputRequest(body));
+    CO_ASSIGN_OR_RETURN(auto process, FindProcess(envd, request.process));
+    CO_RETURN_IF_ERROR(co_await process->WriteInput(request.data));
+    co_return std::string("{}");
   }();
-  if (response) {
-    (void)co_await exchange.SendJson(http::status::ok, *response);
-    co_return;
-  }
-  auto status = static_cast<http::status>(protocol::HttpStatus(response.error().code));
-  std::string body = protocol::UnaryErrorJson(response.error());
-  (void)co_await exchange.SendJson(status, body);
+  co_await ServeUnary(envd, exchange, [&](const User&, std::string_view) { return result; });
 }
 
 }  // namespace
 
 asio::awaitable<void> HandleProcessRpc(Envd& envd, Exchange& exchange, std::string_view method) {
+  using Fn = Result<std::string> (*)(Envd&, std::string_view);
+  Fn fn = method == "SendSignal"   ? &SendSignal
+          : method == "CloseStdin" ? &CloseStdin
+          : method == "Update"     ? &Update
+                                   : nullptr;
   if (method == "Start") {
     co_await HandleStart(envd, exchange);
-  } else if (method == "SendSignal" || method == "List") {
-    co_await HandleUnary(envd, exchange, method);
+  } else if (method == "Connect") {
+    co_await HandleConnect(envd, exchange);
+  } else if (method == "SendInput") {
+    co_await HandleSendInput(envd, exchange);
+  } else if (method == "List") {
+    co_await ServeUnary(envd, exchange, [&](const User&, std::string_view) -> Result<std::string> {
+      return ListResponseJson(envd.processes);
+    });
+  } else if (fn != nullptr) {
+    co_await ServeUnary(envd, exchange,
+                        [&](const User&, std::string_view body) { return fn(envd, body); });
   } else {
     Error error{ErrorCode::kUnimplemented, 0,
                 fmt::format("process.Process/{} is not implemented", method)};

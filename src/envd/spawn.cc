@@ -1,8 +1,10 @@
 #include "envd/spawn.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@ namespace {
 
 enum class Step : int {
   kSignals,
+  kControllingTty,
   kSetsid,
   kStdio,
   kSetgroups,
@@ -26,9 +29,9 @@ enum class Step : int {
   kIsolation,
 };
 
-constexpr std::array<std::string_view, 9> kStepNames = {
-    "reset signals", "setsid", "set up stdio", "setgroups", "setgid",
-    "setuid",        "chdir",  "execve",       "isolation",
+constexpr std::array<std::string_view, 10> kStepNames = {
+    "reset signals", "set controlling terminal", "setsid", "set up stdio", "setgroups",
+    "setgid",        "setuid",                   "chdir",  "execve",       "isolation",
 };
 
 struct ChildError {
@@ -82,6 +85,8 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
   if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) {
     ChildFail(report, Step::kStdio);
   }
+  // With a pty (in == out == err, the slave): it becomes the session's terminal.
+  if (request.pty && ::ioctl(0, TIOCSCTTY, 0) < 0) ChildFail(report, Step::kControllingTty);
   // SECURITY: drop to the requested user; groups first, then gid, then uid (after setuid
   // the other two would be refused). Without these the command would run as root.
   if (::setgroups(request.groups.size(), request.groups.data()) < 0) {
@@ -116,9 +121,70 @@ Status AwaitExec(pid_t pid, UniqueFd report, const SpawnRequest& request) {
   return ErrnoError(error.err, "{}", name);
 }
 
+
+struct Pty {
+  UniqueFd master;
+  UniqueFd slave;
+};
+
+Result<Pty> OpenPty(const SpawnRequest& request) {
+  Pty pty;
+  pty.master.Reset(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!pty.master) return SysError("open /dev/ptmx");
+  if (::grantpt(pty.master.Get()) < 0 || ::unlockpt(pty.master.Get()) < 0) {
+    return SysError("unlock pty");
+  }
+  char name[128];
+  if (::ptsname_r(pty.master.Get(), name, sizeof name) != 0) return SysError("ptsname");
+  pty.slave.Reset(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!pty.slave) return SysError("open {}", name);
+  // The terminal belongs to its user, as login(1) arranges.
+  (void)::fchown(pty.slave.Get(), request.uid, static_cast<gid_t>(-1));
+  RETURN_IF_ERROR(ResizePty(pty.master.Get(), request.cols, request.rows));
+  return pty;
+}
+
+Result<SpawnedProcess> SpawnPty(const SpawnRequest& request) {
+  ASSIGN_OR_RETURN(Pty pty, OpenPty(request));
+  ASSIGN_OR_RETURN(Pipe report, MakePipe());
+  std::vector<char*> argv = CStrings(request.argv);
+  std::vector<char*> envp = CStrings(request.env);
+  sigset_t all, old;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, &old);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int slave = pty.slave.Get();
+    ChildMain(request, slave, slave, slave, report.write.Get(), argv.data(), envp.data());
+  }
+  int fork_errno = errno;
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return ErrnoError(fork_errno, "fork");
+  report.write.Reset();
+  pty.slave.Reset();
+  RETURN_IF_ERROR(AwaitExec(pid, std::move(report.read), request));
+  SpawnedProcess spawned;
+  spawned.pid = pid;
+  spawned.stdout_fd.Reset(::fcntl(pty.master.Get(), F_DUPFD_CLOEXEC, 3));
+  spawned.stdin_fd.Reset(::fcntl(pty.master.Get(), F_DUPFD_CLOEXEC, 3));
+  if (!spawned.stdout_fd || !spawned.stdin_fd) return SysError("dup pty");
+  RETURN_IF_ERROR(SetNonBlocking(pty.master.Get()));
+  spawned.pty_fd = std::move(pty.master);
+  return spawned;
+}
+
 }  // namespace
 
+Status ResizePty(int master_fd, unsigned short cols, unsigned short rows) {
+  struct winsize size {};
+  size.ws_col = cols;
+  size.ws_row = rows;
+  if (::ioctl(master_fd, TIOCSWINSZ, &size) < 0) return SysError("resize pty");
+  return Ok();
+}
+
 Result<SpawnedProcess> Spawn(const SpawnRequest& request) {
+  if (request.pty) return SpawnPty(request);
   UniqueFd devnull;
   Pipe in;
   if (request.stdin_pipe) {
@@ -149,7 +215,7 @@ Result<SpawnedProcess> Spawn(const SpawnRequest& request) {
   report.write.Reset();
   RETURN_IF_ERROR(AwaitExec(pid, std::move(report.read), request));
 
-  SpawnedProcess spawned{pid, std::move(in.write), std::move(out.read), std::move(err.read)};
+  SpawnedProcess spawned{pid, std::move(in.write), std::move(out.read), std::move(err.read), {}};
   RETURN_IF_ERROR(SetNonBlocking(spawned.stdout_fd.Get()));
   RETURN_IF_ERROR(SetNonBlocking(spawned.stderr_fd.Get()));
   return spawned;

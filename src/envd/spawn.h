@@ -23,14 +23,25 @@ struct SpawnRequest {
   gid_t gid = 0;
   std::vector<gid_t> groups;
   bool stdin_pipe = false;  // false: stdin is /dev/null
+  // A terminal instead of pipes: stdin, stdout and stderr are the slave side of a new
+  // pseudo-terminal, which becomes the controlling terminal of the new session.
+  bool pty = false;
+  unsigned short cols = 80;
+  unsigned short rows = 24;
 };
 
 struct SpawnedProcess {
   pid_t pid = -1;
   UniqueFd stdin_fd;   // write end, invalid when stdin is /dev/null
   UniqueFd stdout_fd;  // read ends, non-blocking
-  UniqueFd stderr_fd;
+  UniqueFd stderr_fd;  // invalid with a pty
+  // With a pty: the master side; stdout_fd is a duplicate of it for reading, and
+  // stdin_fd another for writing. Non-blocking.
+  UniqueFd pty_fd;
 };
+
+// TIOCSWINSZ on a pty master: the terminal's size (the session gets SIGWINCH).
+Status ResizePty(int master_fd, unsigned short cols, unsigned short rows);
 
 // Starts the process. The caller must register the pid with the Reaper before it
 // returns to the event loop.

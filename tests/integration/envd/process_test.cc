@@ -289,7 +289,7 @@ TEST(EnvdTest, UnaryErrorsAndUnknownRoutes) {
   auto wrong_type =
       envd.Request("POST", "/process.Process/List", "{}", {{"Content-Type", "text/plain"}});
   EXPECT_EQ(wrong_type.status, 400);
-  auto unimplemented = envd.Unary("Update", "{}");
+  auto unimplemented = envd.Unary("StreamInput", "{}");
   EXPECT_EQ(unimplemented.status, 501);
   EXPECT_EQ(envd.Request("GET", "/nope").status, 404);
   EXPECT_EQ(envd.Request("GET", "/process.Process/List").status, 405);

@@ -112,6 +112,7 @@ int Run(const Flags& flags) {
                     RegistryConfig{.state_dir = flags.state_dir, .agent_dir = *agent_dir},
                     std::move(*templates), std::move(*cgroups));
   registry.CleanUpLeftovers();
+  registry.StartSampler();
   HttpServer server(io, workers, registry, HttpConfig{.api_keys = *keys});
   auto port = server.Listen(flags.listen, flags.port);
   if (!port) return fail(port.error());

@@ -1,16 +1,20 @@
 #include "server/control/registry.h"
 
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
 #include "base/log.h"
-#include "base/scope_guard.h"
 #include "runtime/idmap.h"
 #include "runtime/sandbox_cgroups.h"
 #include "server/control/agent_client.h"
+#include "server/control/disk_usage.h"
 #include "server/control/ids.h"
 
 namespace isobox::server {
@@ -36,6 +40,10 @@ std::string AgentConfig(const std::string& id, const std::string& token,
   return json::serialize(config);
 }
 
+tl::unexpected<Error> NotFound(const std::string& id) {
+  return MakeError(ErrorCode::kNotFound, "sandbox '{}' not found", id);
+}
+
 // Adds envd's "isolation" object (runtime::PrepareAgentIsolation) to its config.
 // Fails closed: envd without it would run user code unconfined.
 Result<std::string> WithIsolation(const std::string& config, const std::string& isolation) {
@@ -56,8 +64,12 @@ struct Registry::Sandbox {
   SandboxInfo info;
   uint32_t slot = 0;
   fs::path state_dir;
-  std::unique_ptr<runtime::Cgroup> cgroup;
+  std::shared_ptr<runtime::Cgroup> cgroup;
   runtime::SandboxProcess process;
+  UniqueFd netns;
+  std::deque<MetricSample> samples;
+  uint64_t last_cpu_usec = 0;
+  std::chrono::steady_clock::time_point last_sample_at;
 };
 
 Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryConfig config,
@@ -66,12 +78,12 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
       workers_(workers),
       config_(std::move(config)),
       templates_(std::move(templates)),
-      cgroups_(std::move(cgroups)) {}
+      cgroups_(std::move(cgroups)),
+      host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
 
 Registry::~Registry() { KillAll(); }
 
 void Registry::CleanUpLeftovers() {
-  // TODO(issue 5): re-adopt running sandboxes instead of removing them.
   for (const std::string& name : cgroups_->List()) {
     auto cgroup = cgroups_->Open(name);
     if (cgroup) (void)(*cgroup)->Destroy(kCgroupTeardownTimeout);
@@ -133,6 +145,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   info.cpu_count = tmpl.cpu_count;
   info.memory_mb = tmpl.memory_mb;
   info.disk_mb = tmpl.disk_mb;
+  info.auto_pause = options.auto_pause;
 
   // SECURITY: limits are in place before the first process of the sandbox exists.
   // Three groups: the sandbox total, envd's "agent", and "user" with the template's
@@ -171,6 +184,9 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
     spec.join_cgroup = [cgroup](pid_t pid) { return cgroup->AddProcess(pid); };
   }
   ASSIGN_OR_RETURN(sandbox->process, runtime::SpawnSandbox(spec));
+  std::string netns_path = fmt::format("/proc/{}/ns/net", sandbox->process.init.Pid());
+  sandbox->netns.Reset(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!sandbox->netns) return SysError("open {}", netns_path);
   RETURN_IF_ERROR(WaitAgentHealthy(sandbox->process.socket_path, kAgentStartTimeout));
   return sandbox;
 }
@@ -199,29 +215,59 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
     std::lock_guard lock(mutex_);
     sandboxes_.emplace(id, std::move(*started));
   }
-  asio::post(io_, [this, id, end = info.end_at, pidfd] { Watch(id, end, pidfd); });
+  asio::post(io_, [this, id, pidfd] { Watch(id, pidfd); });
   LOG_INFO("sandbox {} created from template {}", id, info.template_id);
   return info;
 }
 
-void Registry::Watch(const std::string& id, SystemTime end_at, int pidfd) {
+void Registry::Watch(const std::string& id, int pidfd) {
   {
     std::lock_guard lock(mutex_);
     if (!sandboxes_.contains(id)) return;  // killed before its watchers were armed
   }
   Watchers& w = watchers_[id];
-  w.timer = std::make_unique<asio::steady_timer>(io_);
+  int watched = ::dup(pidfd);
+  if (watched >= 0) {
+    w.exit = std::make_unique<asio::posix::stream_descriptor>(io_, watched);
+    w.exit->async_wait(asio::posix::stream_descriptor::wait_read,
+                       [this, id](boost::system::error_code ec) {
+                         if (!ec) KillInBackground(id, "its init exited");
+                       });
+  }
+  ArmTimer(id);
+}
+
+void Registry::ArmTimer(const std::string& id) {
+  SystemTime end_at;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) return;
+    if (it->second->info.state == SandboxState::kPaused) {
+      watchers_[id].timer.reset();  // a paused sandbox does not expire
+      return;
+    }
+    end_at = it->second->info.end_at;
+  }
+  Watchers& w = watchers_[id];
+  if (!w.timer) w.timer = std::make_unique<asio::steady_timer>(io_);
   w.timer->expires_after(end_at - std::chrono::system_clock::now());
   w.timer->async_wait([this, id](boost::system::error_code ec) {
-    if (!ec) KillInBackground(id, "its timeout passed");
+    if (!ec) OnEndOfLife(id);
   });
-  int watched = ::dup(pidfd);
-  if (watched < 0) return;
-  w.exit = std::make_unique<asio::posix::stream_descriptor>(io_, watched);
-  w.exit->async_wait(asio::posix::stream_descriptor::wait_read,
-                     [this, id](boost::system::error_code ec) {
-                       if (!ec) KillInBackground(id, "its init exited");
-                     });
+}
+
+void Registry::OnEndOfLife(const std::string& id) {
+  bool pause = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end() || it->second->info.state != SandboxState::kRunning) return;
+    pause = it->second->info.auto_pause;
+  }
+  if (!pause) return KillInBackground(id, "its timeout passed");
+  LOG_INFO("sandbox {} pauses: its timeout passed", id);
+  asio::post(workers_, [this, id] { (void)Pause(id); });
 }
 
 void Registry::Unwatch(const std::string& id) { watchers_.erase(id); }
@@ -236,9 +282,7 @@ Status Registry::Kill(const std::string& id) {
   {
     std::lock_guard lock(mutex_);
     auto it = sandboxes_.find(id);
-    if (it == sandboxes_.end()) {
-      return MakeError(ErrorCode::kNotFound, "sandbox '{}' not found", id);
-    }
+    if (it == sandboxes_.end()) return NotFound(id);
     // Removed first: from here on the proxy answers 502 for it.
     sandbox = std::move(it->second);
     sandboxes_.erase(it);
@@ -251,9 +295,11 @@ Status Registry::Kill(const std::string& id) {
 
 void Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
   // SIGKILL to the sandbox's PID 1 tears its whole pid namespace down; the cgroup kill
-  // catches anything else and must leave the cgroup empty before it can be removed.
+  // catches anything else and must leave the cgroup empty before it can be removed. A
+  // frozen cgroup is thawed by Destroy so that the kill can complete.
   if (sandbox->process.init.Valid()) (void)sandbox->process.init.Signal(SIGKILL);
   if (sandbox->cgroup) {
+    (void)sandbox->cgroup->Thaw();
     if (auto destroyed = sandbox->cgroup->Destroy(kCgroupTeardownTimeout); !destroyed) {
       LOG_ERROR("sandbox {}: {}", sandbox->info.id, destroyed.error().message);
     }
@@ -274,6 +320,72 @@ void Registry::KillAll() {
   for (const std::string& id : ids) (void)Kill(id);
 }
 
+Status Registry::Pause(const std::string& id) {
+  std::shared_ptr<runtime::Cgroup> cgroup;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) return NotFound(id);
+    if (it->second->info.state == SandboxState::kPaused) {
+      return MakeError(ErrorCode::kFailedPrecondition, "sandbox '{}' is already paused", id);
+    }
+    // Marked first: from here on its traffic answers 502, as for any paused sandbox.
+    it->second->info.state = SandboxState::kPaused;
+    cgroup = it->second->cgroup;
+  }
+  if (auto frozen = cgroup->Freeze(); !frozen) {
+    std::lock_guard lock(mutex_);
+    if (auto it = sandboxes_.find(id); it != sandboxes_.end()) {
+      it->second->info.state = SandboxState::kRunning;
+    }
+    return tl::unexpected(frozen.error().WithContext(fmt::format("pause sandbox {}", id)));
+  }
+  asio::post(io_, [this, id] { ArmTimer(id); });
+  LOG_INFO("sandbox {} paused", id);
+  return Ok();
+}
+
+Result<std::pair<SandboxInfo, ConnectOutcome>> Registry::Connect(const std::string& id,
+                                                                 std::chrono::seconds timeout) {
+  std::shared_ptr<runtime::Cgroup> cgroup;
+  bool paused = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) return NotFound(id);
+    paused = it->second->info.state == SandboxState::kPaused;
+    cgroup = it->second->cgroup;
+  }
+  if (paused) {
+    RETURN_IF_ERROR(WithContext(cgroup->Thaw(), fmt::format("resume sandbox {}", id)));
+  }
+  SandboxInfo info;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) return NotFound(id);
+    SandboxInfo& current = it->second->info;
+    current.state = SandboxState::kRunning;
+    // Never earlier than it was.
+    current.end_at = std::max(current.end_at, std::chrono::system_clock::now() + timeout);
+    info = current;
+  }
+  asio::post(io_, [this, id] { ArmTimer(id); });
+  if (paused) LOG_INFO("sandbox {} resumed", id);
+  return std::pair{info, paused ? ConnectOutcome::kResumed : ConnectOutcome::kWasRunning};
+}
+
+Status Registry::SetTimeout(const std::string& id, std::chrono::seconds timeout) {
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) return NotFound(id);
+    it->second->info.end_at = std::chrono::system_clock::now() + timeout;
+  }
+  asio::post(io_, [this, id] { ArmTimer(id); });
+  return Ok();
+}
+
 std::optional<SandboxInfo> Registry::Get(const std::string& id) const {
   std::lock_guard lock(mutex_);
   auto it = sandboxes_.find(id);
@@ -291,8 +403,108 @@ std::vector<SandboxInfo> Registry::List() const {
 std::optional<fs::path> Registry::AgentSocket(const std::string& id) const {
   std::lock_guard lock(mutex_);
   auto it = sandboxes_.find(id);
-  if (it == sandboxes_.end()) return std::nullopt;
+  if (it == sandboxes_.end() || it->second->info.state != SandboxState::kRunning) {
+    return std::nullopt;
+  }
   return it->second->process.socket_path;
+}
+
+Result<UniqueFd> Registry::SocketInSandbox(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end() || it->second->info.state != SandboxState::kRunning) {
+    return NotFound(id);
+  }
+  // A socket belongs to the network namespace it was created in: create it inside the
+  // sandbox's namespace, then return this thread to the host's at once. The sandbox gets
+  // no route out; the daemon only connects to the sandbox's own loopback.
+  if (::setns(it->second->netns.Get(), CLONE_NEWNET) < 0) return SysError("setns sandbox net");
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  int saved = errno;
+  if (::setns(host_netns_.Get(), CLONE_NEWNET) < 0) {
+    // SECURITY: a daemon thread left in a sandbox's network namespace would serve host
+    // traffic from inside it. Never continue.
+    LOG_ERROR("cannot return to the host network namespace: {}", std::strerror(errno));
+    std::abort();
+  }
+  if (!fd) return ErrnoError(saved, "socket in sandbox {}", id);
+  return fd;
+}
+
+Result<std::vector<MetricSample>> Registry::Metrics(const std::string& id, SystemTime start,
+                                                    SystemTime end) const {
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) return NotFound(id);
+  std::vector<MetricSample> out;
+  for (const MetricSample& sample : it->second->samples) {
+    if (sample.time >= start && sample.time <= end) out.push_back(sample);
+  }
+  return out;
+}
+
+void Registry::StartSampler() {
+  sampler_ = std::make_unique<asio::steady_timer>(io_);
+  ScheduleSampling();
+}
+
+void Registry::ScheduleSampling() {
+  sampler_->expires_after(config_.metrics_interval);
+  sampler_->async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    if (!sampling_) {
+      sampling_ = true;
+      asio::post(workers_, [this] {
+        SampleAll();
+        asio::post(io_, [this] { sampling_ = false; });
+      });
+    }
+    ScheduleSampling();
+  });
+}
+
+void Registry::SampleAll() {
+  struct Target {
+    std::string id;
+    std::shared_ptr<runtime::Cgroup> cgroup;
+    fs::path upper;
+  };
+  std::vector<Target> targets;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, sandbox] : sandboxes_) {
+      targets.push_back({id, sandbox->cgroup, sandbox->state_dir / "upper"});
+    }
+  }
+  for (const Target& target : targets) {
+    auto stats = target.cgroup->Stats();
+    if (!stats) continue;  // being destroyed
+    uint64_t disk_used = DiskUsage(target.upper);
+    auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(target.id);
+    if (it == sandboxes_.end()) continue;
+    Sandbox& sandbox = *it->second;
+    MetricSample sample{.time = std::chrono::system_clock::now(),
+                        .cpu_count = sandbox.info.cpu_count,
+                        .mem_used = stats->memory_current,
+                        .mem_total = uint64_t{sandbox.info.memory_mb} << 20,
+                        .mem_cache = stats->memory_cache,
+                        .disk_used = disk_used,
+                        .disk_total = uint64_t{sandbox.info.disk_mb} << 20};
+    if (sandbox.last_sample_at.time_since_epoch().count() != 0) {
+      double wall_us =
+          std::chrono::duration<double, std::micro>(now - sandbox.last_sample_at).count();
+      double used_us = static_cast<double>(stats->cpu_usage_usec - sandbox.last_cpu_usec);
+      if (wall_us > 0 && sample.cpu_count > 0) {
+        sample.cpu_used_pct = std::min(100.0, 100.0 * used_us / (wall_us * sample.cpu_count));
+      }
+    }
+    sandbox.last_cpu_usec = stats->cpu_usage_usec;
+    sandbox.last_sample_at = now;
+    sandbox.samples.push_back(sample);
+    if (sandbox.samples.size() > config_.metrics_kept) sandbox.samples.pop_front();
+  }
 }
 
 }  // namespace isobox::server

@@ -1,8 +1,9 @@
-// The sandboxes of this daemon: creation, lookup, end-of-life timers and teardown.
+// The sandboxes of this daemon: creation, lookup, lifecycle (timeouts, pause, resume),
+// metrics sampling and teardown.
 //
-// Create and Kill block (clone, mounts, cgroup teardown): call them from a worker
-// thread. Timers and exit watchers live on the I/O context. All state is guarded by one
-// mutex; no lock is held across a blocking call.
+// Create, Kill, Pause and Resume block (clone, mounts, cgroup freezer and teardown): call
+// them from a worker thread. Timers and exit watchers live on the I/O context. All state
+// is guarded by one mutex; no lock is held across a blocking call.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -10,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -23,30 +25,25 @@
 #include "base/unique_fd.h"
 #include "runtime/cgroup.h"
 #include "runtime/sandbox_process.h"
+#include "server/control/sandbox_info.h"
 #include "server/control/templates.h"
 
 namespace isobox::server {
-
-using SystemTime = std::chrono::system_clock::time_point;
 
 struct SandboxOptions {
   std::string template_id = "base";
   std::chrono::seconds timeout{300};
   std::map<std::string, std::string> metadata;
   std::map<std::string, std::string> env_vars;
+  bool auto_pause = false;  // at the end of its timeout: pause instead of kill
 };
 
-// A consistent snapshot of one sandbox, for API answers.
-struct SandboxInfo {
-  std::string id;
-  std::string template_id;
-  std::string access_token;
-  std::map<std::string, std::string> metadata;
-  SystemTime started_at;
-  SystemTime end_at;
+struct MetricSample {
+  SystemTime time;
   uint32_t cpu_count = 0;
-  uint32_t memory_mb = 0;
-  uint32_t disk_mb = 0;
+  double cpu_used_pct = 0;
+  uint64_t mem_used = 0, mem_total = 0, mem_cache = 0;
+  uint64_t disk_used = 0, disk_total = 0;
 };
 
 struct RegistryConfig {
@@ -54,7 +51,12 @@ struct RegistryConfig {
   std::filesystem::path agent_dir;  // holds isobox-envd
   uint32_t uid_base = 1u << 30;     // host uid/gid of sandbox 0's root
   uint32_t max_sandboxes = 4096;
+  std::chrono::milliseconds metrics_interval{2000};
+  size_t metrics_kept = 1800;  // samples per sandbox (an hour at 2 s)
 };
+
+// How Connect found the sandbox.
+enum class ConnectOutcome { kWasRunning, kResumed };
 
 class Registry {
  public:
@@ -64,6 +66,8 @@ class Registry {
 
   // Removes what a previous run of the daemon left behind (sandbox dirs, cgroups).
   void CleanUpLeftovers();
+  // Starts the periodic metrics sampler on the I/O context.
+  void StartSampler();
 
   // Blocking.
   Result<SandboxInfo> Create(const SandboxOptions& options);
@@ -71,11 +75,24 @@ class Registry {
   Status Kill(const std::string& id);
   // Blocking: kills every sandbox (daemon shutdown).
   void KillAll();
+  // Blocking. Freezes every process of the sandbox; kFailedPrecondition if already paused.
+  Status Pause(const std::string& id);
+  // Blocking. Resumes a paused sandbox; the end time becomes at least now + timeout and
+  // never moves earlier.
+  Result<std::pair<SandboxInfo, ConnectOutcome>> Connect(const std::string& id,
+                                                         std::chrono::seconds timeout);
+  // The end time becomes now + timeout (earlier or later).
+  Status SetTimeout(const std::string& id, std::chrono::seconds timeout);
 
   std::optional<SandboxInfo> Get(const std::string& id) const;
   std::vector<SandboxInfo> List() const;
-  // The agent socket of a running sandbox, for the proxy.
+  // Samples with start <= time <= end; NotFound for an unknown sandbox.
+  Result<std::vector<MetricSample>> Metrics(const std::string& id, SystemTime start,
+                                            SystemTime end) const;
+  // The agent socket of a running sandbox (none when paused), for the proxy.
   std::optional<std::filesystem::path> AgentSocket(const std::string& id) const;
+  // A socket created in a running sandbox's network namespace, for the port proxy.
+  Result<UniqueFd> SocketInSandbox(const std::string& id) const;
 
  private:
   struct Sandbox;
@@ -86,16 +103,21 @@ class Registry {
   Result<std::unique_ptr<Sandbox>> Start(const SandboxOptions& options, const Template& tmpl,
                                          const std::string& id, uint32_t slot);
   void Destroy(std::unique_ptr<Sandbox> sandbox);
-  // Runs on the I/O context: arms the end-of-life timer and the exit watcher.
-  void Watch(const std::string& id, SystemTime end_at, int pidfd);
+  // I/O context only: (re)arms the end-of-life timer, the exit watcher, sampling.
+  void Watch(const std::string& id, int pidfd);
+  void ArmTimer(const std::string& id);
   void Unwatch(const std::string& id);
+  void OnEndOfLife(const std::string& id);
   void KillInBackground(const std::string& id, const char* why);
+  void SampleAll();
+  void ScheduleSampling();
 
   boost::asio::io_context& io_;
   boost::asio::thread_pool& workers_;
   RegistryConfig config_;
   TemplateStore templates_;
   std::unique_ptr<runtime::CgroupManager> cgroups_;
+  UniqueFd host_netns_;
 
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;
@@ -108,6 +130,8 @@ class Registry {
     std::unique_ptr<boost::asio::posix::stream_descriptor> exit;
   };
   std::map<std::string, Watchers> watchers_;
+  std::unique_ptr<boost::asio::steady_timer> sampler_;
+  bool sampling_ = false;
 };
 
 }  // namespace isobox::server

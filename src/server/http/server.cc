@@ -14,6 +14,22 @@ namespace {
 
 constexpr auto kIdleTimeout = std::chrono::seconds(300);
 constexpr size_t kMaxHeader = 64 * 1024;
+constexpr uint64_t kMaxDrainedBody = 64 << 20;
+
+// Reads a request body into a small scratch buffer and forgets it.
+Task<> DrainBody(Stream& stream, beast::flat_buffer& buffer, HeaderParser& header) {
+  http::request_parser<http::buffer_body> parser{std::move(header)};
+  parser.body_limit(boost::none);
+  char scratch[16 * 1024];
+  boost::system::error_code ec;
+  while (!parser.is_done() && !ec) {
+    parser.get().body().data = scratch;
+    parser.get().body().size = sizeof(scratch);
+    co_await http::async_read_some(stream, buffer, parser,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+  }
+}
 
 }  // namespace
 
@@ -58,6 +74,16 @@ Task<> HttpServer::Accept() {
   }
 }
 
+Task<bool> HttpServer::TooLarge(Stream& stream, unsigned version) {
+  auto response = JsonResponse(
+      http::status::payload_too_large,
+      JsonError(413, fmt::format("request body over {} bytes", config_.max_control_body)), version,
+      false);
+  boost::system::error_code ec;
+  co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+  co_return false;
+}
+
 bool HttpServer::Authorized(const HeaderParser::value_type& request) const {
   std::string_view key = request["X-API-KEY"];
   bool match = false;
@@ -82,17 +108,18 @@ Task<bool> HttpServer::HandleControlRequest(Stream& stream, beast::flat_buffer& 
     co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
     co_return false;
   }
+  // The header was parsed without a body limit, so a declared length is checked here;
+  // the parser's limit catches chunked bodies that grow too large.
+  auto declared = header.content_length();
+  if (declared && *declared > config_.max_control_body) {
+    // Read and drop a body of moderate size so that the client sees the answer, not a reset.
+    if (*declared <= kMaxDrainedBody) co_await DrainBody(stream, buffer, header);
+    co_return co_await TooLarge(stream, version);
+  }
   http::request_parser<http::string_body> parser{std::move(header)};
   parser.body_limit(config_.max_control_body);
   co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec == http::error::body_limit) {
-    auto response = JsonResponse(
-        http::status::payload_too_large,
-        JsonError(413, fmt::format("request body over {} bytes", config_.max_control_body)),
-        version, false);
-    co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
-    co_return false;
-  }
+  if (ec == http::error::body_limit) co_return co_await TooLarge(stream, version);
   if (ec) co_return false;
   ControlContext context{registry_, workers_};
   StringResponse response = co_await HandleControl(parser.get(), context);

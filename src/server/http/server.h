@@ -31,6 +31,7 @@ class HttpServer {
   Task<> Accept();
   Task<> Session(asio::ip::tcp::socket socket);
   Task<bool> HandleControlRequest(Stream& stream, beast::flat_buffer& buffer, HeaderParser& header);
+  Task<bool> TooLarge(Stream& stream, unsigned version);
   bool Authorized(const HeaderParser::value_type& request) const;
 
   asio::io_context& io_;

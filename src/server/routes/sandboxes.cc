@@ -4,9 +4,12 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
+#include <charconv>
+#include <optional>
 #include <vector>
 
 #include "protocol/status.h"
+#include "server/control/listing.h"
 
 namespace isobox::server {
 namespace {
@@ -17,31 +20,50 @@ constexpr const char* kEnvdVersion = "0.6.4";
 constexpr const char* kClientId = "isobox";
 constexpr int64_t kMaxTimeoutSeconds = 86400;
 
+constexpr int64_t kDefaultTimeoutSeconds = 300;
+
 struct Reply {
+  Reply(http::status s, std::string b) : status(s), body(std::move(b)) {}
   http::status status;
   std::string body;
+  std::optional<std::string> next_token;  // X-Next-Token of list pages
 };
+
+std::vector<std::string_view> SplitQuery(std::string_view query) {
+  std::vector<std::string_view> out;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    out.push_back(query.substr(0, amp));
+    query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
+  }
+  return out;
+}
 
 Reply ErrorReply(const Error& error) {
   int status = protocol::HttpStatus(error.code);
   return {static_cast<http::status>(status), JsonError(status, error.message)};
 }
 
-Reply BadRequest(std::string message) {
+Reply BadRequest(std::string_view message) {
   return {http::status::bad_request, JsonError(400, message)};
-}
-
-std::string Rfc3339(SystemTime time) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch());
-  auto seconds = std::chrono::time_point<std::chrono::system_clock, std::chrono::seconds>(
-      std::chrono::duration_cast<std::chrono::seconds>(ms));
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", seconds, ms.count() % 1000);
 }
 
 json::object StringMap(const std::map<std::string, std::string>& map) {
   json::object out;
   for (const auto& [key, value] : map) out[key] = value;
   return out;
+}
+
+// The body as a JSON object; an empty body is {}.
+Result<json::object> ParseObject(std::string_view text) {
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return json::object{};
+  boost::system::error_code ec;
+  json::value parsed = json::parse(text, ec);
+  if (ec) return MakeError(ErrorCode::kInvalidArgument, "invalid JSON body: {}", ec.message());
+  if (!parsed.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "the body must be a JSON object");
+  }
+  return std::move(parsed.as_object());
 }
 
 // Reads an optional {"k": "v"} field. Errors name the field.
@@ -63,34 +85,58 @@ Result<std::map<std::string, std::string>> ParseStringMap(const json::object& bo
   return out;
 }
 
-Result<SandboxOptions> ParseNewSandbox(std::string_view text) {
-  boost::system::error_code ec;
-  json::value parsed = json::parse(text, ec);
-  if (ec) return MakeError(ErrorCode::kInvalidArgument, "invalid JSON body: {}", ec.message());
-  if (!parsed.is_object()) {
-    return MakeError(ErrorCode::kInvalidArgument, "the body must be a JSON object");
+// An optional timeout in seconds, 1..kMaxTimeoutSeconds.
+Result<std::optional<std::chrono::seconds>> ParseTimeout(const json::object& body) {
+  const json::value* timeout = body.if_contains("timeout");
+  if (timeout == nullptr || timeout->is_null()) return std::optional<std::chrono::seconds>();
+  int64_t seconds = 0;
+  if (timeout->is_int64()) {
+    seconds = timeout->as_int64();
+  } else if (timeout->is_uint64()) {
+    seconds = kMaxTimeoutSeconds + 1;
+  } else {
+    return MakeError(ErrorCode::kInvalidArgument, "'timeout' must be an integer (seconds)");
   }
-  const json::object& body = parsed.as_object();
+  if (seconds < 0 || seconds > kMaxTimeoutSeconds) {
+    return MakeError(ErrorCode::kInvalidArgument, "'timeout' must be between 0 and {} seconds",
+                     kMaxTimeoutSeconds);
+  }
+  return std::optional(std::chrono::seconds(seconds));
+}
+
+Result<bool> ParseBool(const json::object& body, std::string_view field) {
+  const json::value* value = body.if_contains(field);
+  if (value == nullptr || value->is_null()) return false;
+  if (!value->is_bool())
+    return MakeError(ErrorCode::kInvalidArgument, "'{}' must be a boolean", field);
+  return value->as_bool();
+}
+
+Result<SandboxOptions> ParseNewSandbox(std::string_view text) {
+  ASSIGN_OR_RETURN(json::object body, ParseObject(text));
   SandboxOptions options;
   const json::value* tmpl = body.if_contains("templateID");
   if (tmpl == nullptr || !tmpl->is_string() || tmpl->as_string().empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "'templateID' must be a non-empty string");
   }
   options.template_id = std::string(tmpl->as_string());
-  if (const json::value* timeout = body.if_contains("timeout");
-      timeout != nullptr && !timeout->is_null()) {
-    if (!timeout->is_int64() && !timeout->is_uint64()) {
-      return MakeError(ErrorCode::kInvalidArgument, "'timeout' must be an integer (seconds)");
-    }
-    int64_t seconds = timeout->is_int64() ? timeout->as_int64() : kMaxTimeoutSeconds + 1;
-    if (seconds < 1 || seconds > kMaxTimeoutSeconds) {
-      return MakeError(ErrorCode::kInvalidArgument, "'timeout' must be between 1 and {} seconds",
-                       kMaxTimeoutSeconds);
-    }
-    options.timeout = std::chrono::seconds(seconds);
-  }
+  ASSIGN_OR_RETURN(auto timeout, ParseTimeout(body));
+  if (timeout) options.timeout = *timeout;
   ASSIGN_OR_RETURN(options.metadata, ParseStringMap(body, "metadata"));
   ASSIGN_OR_RETURN(options.env_vars, ParseStringMap(body, "envVars"));
+  ASSIGN_OR_RETURN(options.auto_pause, ParseBool(body, "autoPause"));
+  ASSIGN_OR_RETURN(bool internet, ParseBool(body, "allow_internet_access"));
+  if (internet) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "allow_internet_access=true is not supported: Isobox sandboxes have "
+                     "loopback networking only");
+  }
+  if (const json::value* network = body.if_contains("network");
+      network != nullptr && !network->is_null() &&
+      !(network->is_object() && network->as_object().empty())) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "'network' rules are not supported: sandboxes have no network access");
+  }
   return options;
 }
 
@@ -101,16 +147,44 @@ json::object SandboxJson(const SandboxInfo& info) {
                       {"trafficAccessToken", nullptr}, {"domain", nullptr}};
 }
 
-json::object SandboxDetailJson(const SandboxInfo& info) {
-  json::object out = SandboxJson(info);
-  out["startedAt"] = Rfc3339(info.started_at);
-  out["endAt"] = Rfc3339(info.end_at);
-  out["state"] = "running";
-  out["cpuCount"] = info.cpu_count;
-  out["memoryMB"] = info.memory_mb;
-  out["diskSizeMB"] = info.disk_mb;
-  out["metadata"] = StringMap(info.metadata);
+json::object ListedJson(const SandboxInfo& info) {
+  return json::object{{"sandboxID", info.id},
+                      {"templateID", info.template_id},
+                      {"alias", info.template_id},
+                      {"clientID", kClientId},
+                      {"startedAt", FormatRfc3339(info.started_at)},
+                      {"endAt", FormatRfc3339(info.end_at)},
+                      {"state", SandboxStateName(info.state)},
+                      {"cpuCount", info.cpu_count},
+                      {"memoryMB", info.memory_mb},
+                      {"diskSizeMB", info.disk_mb},
+                      {"envdVersion", kEnvdVersion},
+                      {"metadata", StringMap(info.metadata)},
+                      {"volumeMounts", json::array{}}};
+}
+
+json::object DetailJson(const SandboxInfo& info) {
+  json::object out = ListedJson(info);
+  out["envdAccessToken"] = info.access_token;
+  out["allowInternetAccess"] = false;
+  out["domain"] = nullptr;
+  out["lifecycle"] =
+      json::object{{"onTimeout", info.auto_pause ? "pause" : "kill"}, {"autoResume", false}};
   return out;
+}
+
+json::object MetricJson(const MetricSample& sample) {
+  auto unix_seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(sample.time.time_since_epoch()).count();
+  return json::object{{"timestamp", FormatRfc3339(sample.time)},
+                      {"timestampUnix", unix_seconds},
+                      {"cpuCount", sample.cpu_count},
+                      {"cpuUsedPct", sample.cpu_used_pct},
+                      {"memUsed", sample.mem_used},
+                      {"memTotal", sample.mem_total},
+                      {"memCache", sample.mem_cache},
+                      {"diskUsed", sample.disk_used},
+                      {"diskTotal", sample.disk_total}};
 }
 
 // Runs a blocking registry call on a worker thread and resumes on the caller's executor.
@@ -137,10 +211,96 @@ Task<Reply> KillSandbox(const std::string& id, ControlContext& context) {
   co_return Reply{http::status::no_content, ""};
 }
 
+Task<Reply> PauseSandbox(const std::string& id, ControlContext& context) {
+  auto paused = co_await OnWorker(context.workers, [&] { return context.registry.Pause(id); });
+  if (!paused && paused.error().code == ErrorCode::kFailedPrecondition) {
+    co_return Reply{http::status::conflict, JsonError(409, paused.error().message)};
+  }
+  if (!paused) co_return ErrorReply(paused.error());
+  co_return Reply{http::status::no_content, ""};
+}
+
+// connect (v1 and v2) and the older resume: resumes a paused sandbox, extends (never
+// shortens) its end time. `resume_only`: 409 when it was not paused.
+Task<Reply> ConnectSandbox(const std::string& id, const StringRequest& request,
+                           ControlContext& context, bool resume_only) {
+  auto body = ParseObject(request.body());
+  if (!body) co_return BadRequest(body.error().message);
+  auto timeout = ParseTimeout(*body);
+  if (!timeout) co_return BadRequest(timeout.error().message);
+  if (resume_only) {
+    auto info = context.registry.Get(id);
+    if (info && info->state == SandboxState::kRunning) {
+      co_return Reply{http::status::conflict,
+                      JsonError(409, fmt::format("sandbox '{}' is already running", id))};
+    }
+  }
+  auto seconds = timeout->value_or(std::chrono::seconds(kDefaultTimeoutSeconds));
+  auto connected =
+      co_await OnWorker(context.workers, [&] { return context.registry.Connect(id, seconds); });
+  if (!connected) co_return ErrorReply(connected.error());
+  auto status =
+      connected->second == ConnectOutcome::kResumed ? http::status::created : http::status::ok;
+  co_return Reply{status, json::serialize(SandboxJson(connected->first))};
+}
+
+Reply SetTimeout(const std::string& id, const StringRequest& request, ControlContext& context) {
+  auto body = ParseObject(request.body());
+  if (!body) return BadRequest(body.error().message);
+  auto timeout = ParseTimeout(*body);
+  if (!timeout) return BadRequest(timeout.error().message);
+  if (!*timeout) return BadRequest("'timeout' is required");
+  auto set = context.registry.SetTimeout(id, **timeout);
+  if (!set) return ErrorReply(set.error());
+  return {http::status::no_content, ""};
+}
+
 Reply GetSandbox(const std::string& id, ControlContext& context) {
   auto info = context.registry.Get(id);
   if (!info) return ErrorReply(Error{ErrorCode::kNotFound, 0, "sandbox '" + id + "' not found"});
-  return {http::status::ok, json::serialize(SandboxDetailJson(*info))};
+  return {http::status::ok, json::serialize(DetailJson(*info))};
+}
+
+Result<SystemTime> ParseUnixSeconds(std::string_view text, std::string_view name) {
+  int64_t seconds = 0;
+  auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (err != std::errc() || end != text.data() + text.size() || seconds < 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "'{}' must be a unix time in seconds", name);
+  }
+  return SystemTime(std::chrono::seconds(seconds));
+}
+
+Reply GetMetrics(const std::string& id, std::string_view query, ControlContext& context) {
+  SystemTime start{};
+  SystemTime end = SystemTime::max();
+  for (std::string_view param : SplitQuery(query)) {
+    size_t eq = param.find('=');
+    std::string_view key = param.substr(0, eq);
+    std::string_view value = eq == std::string_view::npos ? "" : param.substr(eq + 1);
+    if (key != "start" && key != "end") continue;
+    auto time = ParseUnixSeconds(value, key);
+    if (!time) return BadRequest(time.error().message);
+    (key == "start" ? start : end) = *time;
+  }
+  auto samples = context.registry.Metrics(id, start, end);
+  if (!samples) return ErrorReply(samples.error());
+  json::array out;
+  for (const MetricSample& sample : *samples) out.push_back(MetricJson(sample));
+  return {http::status::ok, json::serialize(out)};
+}
+
+Reply ListSandboxes(std::string_view query, ControlContext& context, bool v2) {
+  auto parsed = ParseListQuery(query);
+  if (!parsed) return BadRequest(parsed.error().message);
+  // The v1 list shows running sandboxes only.
+  if (!v2 && parsed->states.empty()) parsed->states = {SandboxState::kRunning};
+  auto page = ApplyListQuery(context.registry.List(), *parsed);
+  if (!page) return BadRequest(page.error().message);
+  json::array out;
+  for (const SandboxInfo& info : page->items) out.push_back(ListedJson(info));
+  Reply reply{http::status::ok, json::serialize(out)};
+  reply.next_token = page->next_token;
+  return reply;
 }
 
 std::vector<std::string_view> Segments(std::string_view path) {
@@ -156,34 +316,81 @@ std::vector<std::string_view> Segments(std::string_view path) {
   return out;
 }
 
+Reply NoRoute(const StringRequest& request, std::string_view path) {
+  return {http::status::not_found,
+          JsonError(404, fmt::format("no route for {} {}",
+                                     std::string_view(request.method_string()), path))};
+}
+
+Reply NotAllowed(const StringRequest& request, std::string_view path) {
+  return {http::status::method_not_allowed,
+          JsonError(405, fmt::format("method {} is not allowed on {}",
+                                     std::string_view(request.method_string()), path))};
+}
+
+Reply Unsupported(std::string_view what) {
+  return {http::status::not_implemented,
+          JsonError(501, fmt::format("{} is not supported by Isobox yet", what))};
+}
+
+// /sandboxes/{id}/<action>
+Task<Reply> RouteAction(const StringRequest& request, ControlContext& context,
+                        const std::string& id, std::string_view action, std::string_view query,
+                        std::string_view path) {
+  const http::verb method = request.method();
+  if (action == "timeout" && method == http::verb::post) co_return SetTimeout(id, request, context);
+  if (action == "connect" && method == http::verb::post) {
+    co_return co_await ConnectSandbox(id, request, context, false);
+  }
+  if (action == "resume" && method == http::verb::post) {
+    co_return co_await ConnectSandbox(id, request, context, true);
+  }
+  if (action == "pause" && method == http::verb::post) co_return co_await PauseSandbox(id, context);
+  if (action == "metrics" && method == http::verb::get) co_return GetMetrics(id, query, context);
+  if (action == "network" || action == "fork" || action == "snapshots") {
+    co_return Unsupported(fmt::format("/sandboxes/{{id}}/{}", action));
+  }
+  if (action == "timeout" || action == "connect" || action == "resume" || action == "pause" ||
+      action == "metrics") {
+    co_return NotAllowed(request, path);
+  }
+  co_return NoRoute(request, path);
+}
+
 Task<Reply> Route(const StringRequest& request, ControlContext& context) {
   std::string_view target = request.target();
-  std::string_view path = target.substr(0, target.find('?'));
+  size_t question = target.find('?');
+  std::string_view path = target.substr(0, question);
+  std::string_view query = question == std::string_view::npos ? "" : target.substr(question + 1);
   std::vector<std::string_view> parts = Segments(path);
-  if (!parts.empty() && parts[0] == "v2") parts.erase(parts.begin());
+  bool v2 = !parts.empty() && parts[0] == "v2";
+  if (v2) parts.erase(parts.begin());
   const http::verb method = request.method();
-  if (parts.size() == 1 && parts[0] == "sandboxes") {
+  if (parts.empty() || parts[0] != "sandboxes" || parts.size() > 3) {
+    co_return NoRoute(request, path);
+  }
+  if (parts.size() == 1) {
     if (method == http::verb::post) co_return co_await CreateSandbox(request, context);
-  } else if (parts.size() == 2 && parts[0] == "sandboxes") {
-    std::string id(parts[1]);
+    if (method == http::verb::get) co_return ListSandboxes(query, context, v2);
+    co_return NotAllowed(request, path);
+  }
+  std::string id(parts[1]);
+  if (parts.size() == 2) {
     if (method == http::verb::get) co_return GetSandbox(id, context);
     if (method == http::verb::delete_) co_return co_await KillSandbox(id, context);
-  } else {
-    co_return Reply{http::status::not_found,
-                    JsonError(404, fmt::format("no route for {} {}",
-                                               std::string_view(request.method_string()), path))};
+    co_return NotAllowed(request, path);
   }
-  co_return Reply{http::status::method_not_allowed,
-                  JsonError(405, fmt::format("method {} is not allowed on {}",
-                                             std::string_view(request.method_string()), path))};
+  co_return co_await RouteAction(request, context, id, parts[2], query, path);
 }
 
 }  // namespace
 
 Task<StringResponse> HandleControl(const StringRequest& request, ControlContext& context) {
   Reply reply = co_await Route(request, context);
-  co_return JsonResponse(reply.status, std::move(reply.body), request.version(),
-                         request.keep_alive());
+  StringResponse response =
+      JsonResponse(reply.status, std::move(reply.body), request.version(), request.keep_alive());
+  if (reply.next_token) response.set("X-Next-Token", *reply.next_token);
+  co_return response;
 }
 
 }  // namespace isobox::server

@@ -43,6 +43,14 @@ Result<Config> ParseConfig(std::string_view text) {
   if (config.fs_root.empty() || config.fs_root.front() != '/') {
     return MakeError(ErrorCode::kInvalidArgument, "config: 'fsRoot' must be an absolute path");
   }
+  if (const json::value* interp = object.if_contains("interpreter"); interp && !interp->is_null()) {
+    const json::value* fd = interp->is_object() ? interp->get_object().if_contains("fd") : nullptr;
+    if (fd == nullptr || !fd->is_int64() || fd->get_int64() < 3 || fd->get_int64() > 1023) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "config: 'interpreter' must be {\"fd\": <3..1023>}");
+    }
+    config.interpreter_fd = static_cast<int>(fd->get_int64());
+  }
   if (const json::value* envs = object.if_contains("envVars"); envs && !envs->is_null()) {
     if (!envs->is_object()) {
       return MakeError(ErrorCode::kInvalidArgument, "config: 'envVars' must be an object");

@@ -23,6 +23,9 @@ struct Config {
   std::string passwd_path = "/etc/passwd";
   std::string group_path = "/etc/group";
   std::string fs_root = "/";
+  // The code interpreter's listening socket, handed over by isoboxd ("interpreter":
+  // {"fd": N}); -1: this sandbox has no interpreter.
+  int interpreter_fd = -1;
 };
 
 Result<Config> ParseConfig(std::string_view json);

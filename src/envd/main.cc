@@ -15,11 +15,13 @@
 #include <charconv>
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <string_view>
 
 #include "base/log.h"
 #include "envd/config.h"
 #include "envd/envd.h"
+#include "envd/interpreter_supervisor.h"
 #include "envd/isolation.h"
 #include "envd/server.h"
 
@@ -112,6 +114,12 @@ int Run(int argc, char** argv) {
   }
   envd.fs_root = std::move(*fs_root);
   envd.reaper.Start();
+  std::unique_ptr<InterpreterSupervisor> interpreter;
+  if (envd.config.interpreter_fd >= 0) {
+    interpreter = std::make_unique<InterpreterSupervisor>(
+        envd, UniqueFd(envd.config.interpreter_fd), InterpreterOptions{});
+    interpreter->Start();
+  }
   Server server(envd);
   if (auto status = server.Start(UniqueFd(args->listen_fd)); !status) {
     LOG_ERROR("{}", status.error().message);
@@ -122,6 +130,7 @@ int Run(int argc, char** argv) {
     if (ec) return;
     LOG_INFO("signal {}: stopping", sig);
     server.Stop();
+    if (interpreter) interpreter->Stop();
     envd.processes.KillAll();
     io.stop();
   });

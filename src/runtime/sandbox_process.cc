@@ -60,7 +60,8 @@ Status PrepareLayers(int layers, uid_t sandbox_root) {
   for (const char* layer : {"upper/root", "upper/usr"}) {
     RETURN_IF_ERROR(MakeDirAt(layers, layer, 0755, sandbox_root));
   }
-  for (const char* layer : {"work/root", "work/usr"}) RETURN_IF_ERROR(MakeDirAt(layers, layer, 0700, 0));
+  for (const char* layer : {"work/root", "work/usr"})
+    RETURN_IF_ERROR(MakeDirAt(layers, layer, 0700, 0));
   return Ok();
 }
 
@@ -111,7 +112,7 @@ Result<Mounts> PrepareMounts(const SandboxSpec& spec) {
   return mounts;
 }
 
-Result<UniqueFd> ListenUnix(const fs::path& path) {
+Result<UniqueFd> ListenUnixImpl(const fs::path& path) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return SysError("socket");
   struct sockaddr_un addr {};
@@ -164,6 +165,8 @@ Status AwaitExec(int error_fd) {
 
 }  // namespace
 
+Result<UniqueFd> ListenUnix(const fs::path& path) { return ListenUnixImpl(path); }
+
 fs::path AgentSocketPath(const fs::path& state_dir) { return state_dir / "envd.sock"; }
 fs::path AgentLogPath(const fs::path& state_dir) { return state_dir / "envd.log"; }
 
@@ -171,7 +174,7 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   RETURN_IF_ERROR(PrepareStateDir(spec));
   ASSIGN_OR_RETURN(Mounts mounts, PrepareMounts(spec));
   fs::path socket_path = AgentSocketPath(spec.state_dir);
-  ASSIGN_OR_RETURN(UniqueFd listener, ListenUnix(socket_path));
+  ASSIGN_OR_RETURN(UniqueFd listener, ListenUnixImpl(socket_path));
   ASSIGN_OR_RETURN(UniqueFd config, ConfigMemfd(spec.agent_config));
   fs::path log_path = AgentLogPath(spec.state_dir);
   UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));

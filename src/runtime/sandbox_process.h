@@ -13,6 +13,7 @@
 
 #include "base/child_process.h"
 #include "base/result.h"
+#include "base/unique_fd.h"
 #include "runtime/idmap.h"
 
 namespace isobox::runtime {
@@ -53,5 +54,9 @@ std::filesystem::path AgentSocketPath(const std::filesystem::path& state_dir);
 std::filesystem::path AgentLogPath(const std::filesystem::path& state_dir);
 
 Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec);
+
+// A listening unix socket at `path` (replacing a stale one), mode 0600: only host root
+// may connect. Sandbox services get these as inherited fds.
+Result<UniqueFd> ListenUnix(const std::filesystem::path& path);
 
 }  // namespace isobox::runtime

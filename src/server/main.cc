@@ -48,13 +48,29 @@ Result<fs::path> InstallAgent(const fs::path& source, const fs::path& state_dir)
   fs::path dir = state_dir / "agent";
   std::error_code ec;
   fs::create_directories(dir, ec);
-  fs::path scratch = dir / "isobox-envd.new";
-  fs::copy_file(source, scratch, fs::copy_options::overwrite_existing, ec);
-  if (ec)
-    return MakeError(ErrorCode::kNotFound, "copy agent {}: {}", source.string(), ec.message());
-  if (::chmod(scratch.c_str(), 0755) < 0) return SysError("chmod {}", scratch.string());
-  fs::rename(scratch, dir / "isobox-envd", ec);
-  if (ec) return MakeError(ErrorCode::kInternal, "install agent: {}", ec.message());
+  auto install = [&](const fs::path& from, const fs::path& to) -> Status {
+    fs::path scratch = to.string() + ".new";
+    fs::remove_all(scratch, ec);
+    fs::copy(from, scratch, fs::copy_options::recursive, ec);
+    if (ec) return MakeError(ErrorCode::kNotFound, "copy {}: {}", from.string(), ec.message());
+    fs::remove_all(to, ec);
+    fs::rename(scratch, to, ec);
+    if (ec) return MakeError(ErrorCode::kInternal, "install {}: {}", to.string(), ec.message());
+    return Ok();
+  };
+  RETURN_IF_ERROR(install(source, dir / "isobox-envd"));
+  if (::chmod((dir / "isobox-envd").c_str(), 0755) < 0) return SysError("chmod agent");
+  // The code interpreter and its Python helpers, built next to the agent.
+  fs::path bin = source.parent_path();
+  if (fs::exists(bin / "isobox-interpreter")) {
+    RETURN_IF_ERROR(install(bin / "isobox-interpreter", dir / "isobox-interpreter"));
+    RETURN_IF_ERROR(install(bin / "interpreter", dir / "interpreter"));
+  } else {
+    LOG_WARN(
+        "no isobox-interpreter next to {}: code-interpreter sandboxes will not answer "
+        "runCode",
+        source.string());
+  }
   return dir;
 }
 

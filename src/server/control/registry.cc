@@ -46,6 +46,17 @@ tl::unexpected<Error> NotFound(const std::string& id) {
 
 // Adds envd's "isolation" object (runtime::PrepareAgentIsolation) to its config.
 // Fails closed: envd without it would run user code unconfined.
+// Adds `key: value` to the agent's JSON config.
+Result<std::string> WithObject(const std::string& config, const char* key, json::object value) {
+  boost::system::error_code ec;
+  json::value root = json::parse(config, ec);
+  if (ec || !root.is_object()) {
+    return MakeError(ErrorCode::kInternal, "agent config is not a JSON object");
+  }
+  root.as_object()[key] = std::move(value);
+  return json::serialize(root);
+}
+
 Result<std::string> WithIsolation(const std::string& config, const std::string& isolation) {
   boost::system::error_code ec;
   json::value root = json::parse(config, ec);
@@ -66,6 +77,7 @@ struct Registry::Sandbox {
   fs::path state_dir;
   std::shared_ptr<runtime::Cgroup> cgroup;
   runtime::SandboxProcess process;
+  fs::path interpreter_socket;  // empty: the template has no code interpreter
   UniqueFd netns;
   std::deque<MetricSample> samples;
   uint64_t last_cpu_usec = 0;
@@ -175,6 +187,20 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   spec.agent_config = AgentConfig(id, info.access_token, options.env_vars);
   ASSIGN_OR_RETURN(spec.agent_config, WithIsolation(spec.agent_config, isolation.json));
   for (const UniqueFd& fd : isolation.fds) spec.extra_fds.push_back(fd.Get());
+  UniqueFd interpreter_listener;
+  if (tmpl.interpreter) {
+    // The code interpreter's socket: envd hands it to isobox-interpreter, which it runs
+    // and restarts as the sandbox user; the proxy sends port 49999 here.
+    std::error_code ec;
+    fs::create_directories(sandbox->state_dir, ec);
+    fs::permissions(sandbox->state_dir, fs::perms::owner_all, ec);
+    sandbox->interpreter_socket = sandbox->state_dir / "interpreter.sock";
+    ASSIGN_OR_RETURN(interpreter_listener, runtime::ListenUnix(sandbox->interpreter_socket));
+    int fd_number = 5 + static_cast<int>(spec.extra_fds.size());
+    spec.extra_fds.push_back(interpreter_listener.Get());
+    ASSIGN_OR_RETURN(spec.agent_config,
+                     WithObject(spec.agent_config, "interpreter", json::object{{"fd", fd_number}}));
+  }
   UniqueFd cgroup_dir;
   if (cgroups_->Version() == 2) {
     ASSIGN_OR_RETURN(cgroup_dir, groups.agent->OpenDirFd());
@@ -398,6 +424,16 @@ std::vector<SandboxInfo> Registry::List() const {
   std::vector<SandboxInfo> out;
   for (const auto& [id, sandbox] : sandboxes_) out.push_back(sandbox->info);
   return out;
+}
+
+std::optional<fs::path> Registry::InterpreterSocket(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end() || it->second->info.state != SandboxState::kRunning ||
+      it->second->interpreter_socket.empty()) {
+    return std::nullopt;
+  }
+  return it->second->interpreter_socket;
 }
 
 std::optional<fs::path> Registry::AgentSocket(const std::string& id) const {

@@ -91,6 +91,8 @@ class Registry {
                                             SystemTime end) const;
   // The agent socket of a running sandbox (none when paused), for the proxy.
   std::optional<std::filesystem::path> AgentSocket(const std::string& id) const;
+  // The code interpreter socket of a running sandbox whose template has one.
+  std::optional<std::filesystem::path> InterpreterSocket(const std::string& id) const;
   // A socket created in a running sandbox's network namespace, for the port proxy.
   Result<UniqueFd> SocketInSandbox(const std::string& id) const;
 

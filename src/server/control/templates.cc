@@ -50,6 +50,7 @@ Result<TemplateStore> TemplateStore::Open(const fs::path& state_dir) {
   store.templates_["base"] = base;
   Template interpreter = base;
   interpreter.id = "code-interpreter-v1";
+  interpreter.interpreter = true;
   store.templates_[interpreter.id] = interpreter;
   return store;
 }

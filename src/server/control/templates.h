@@ -19,6 +19,7 @@ struct Template {
   uint32_t memory_mb = 1024;
   uint32_t disk_mb = 1024;
   uint64_t pids_max = 1024;
+  bool interpreter = false;  // runs isobox-interpreter (E2B port 49999)
 };
 
 class TemplateStore {

@@ -101,9 +101,11 @@ Task<bool> ForwardToSandbox(Stream& client, beast::flat_buffer& buffer, HeaderPa
   std::string id(request[kIdHeader]);
   unsigned port = ParsePort(request[kPortHeader]);
   std::optional<std::filesystem::path> socket_path = registry.AgentSocket(id);
-  if (!socket_path)
+  if (!socket_path) {
     co_return co_await Refuse(client, version, http::status::bad_gateway, SandboxNotFound(id));
-  if (port != kEnvdPort && port != kInterpreterPort) {
+  }
+  if (port == kInterpreterPort) socket_path = registry.InterpreterSocket(id);
+  if (!socket_path || (port != kEnvdPort && port != kInterpreterPort)) {
     co_return co_await Refuse(client, version, http::status::bad_gateway, PortNotOpen(id, port));
   }
 

@@ -1,6 +1,9 @@
 #include "server/http/proxy.h"
 
+#include <algorithm>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 #include <charconv>
 #include <vector>
@@ -87,53 +90,98 @@ unsigned ParsePort(std::string_view text) {
   return port;
 }
 
-}  // namespace
+struct Target {
+  std::string id;
+  unsigned port = 0;
+};
 
-bool IsSandboxTraffic(const HeaderParser::value_type& request) {
-  return request.find(kPortHeader) != request.end();
+// The sandbox and port of a request: the E2b-Sandbox-Id/-Port headers, else a Host of
+// the form "<port>-<sandboxId>.<domain>" (as E2B's proxy parses it).
+std::optional<Target> ParseTarget(const HeaderParser::value_type& request) {
+  if (request.find(kPortHeader) != request.end()) {
+    return Target{std::string(request[kIdHeader]), ParsePort(request[kPortHeader])};
+  }
+  std::string_view host = request[http::field::host];
+  std::string_view label = host.substr(0, host.find('.'));
+  if (label.size() == host.size()) return std::nullopt;  // no domain: not a sandbox host
+  size_t dash = label.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  unsigned port = ParsePort(label.substr(0, dash));
+  std::string_view id = label.substr(dash + 1);
+  if (port == 0 || id.empty() || !std::all_of(id.begin(), id.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+      })) {
+    return std::nullopt;
+  }
+  return Target{std::string(id), port};
 }
 
-Task<bool> ForwardToSandbox(Stream& client, beast::flat_buffer& buffer, HeaderParser& header,
-                            const Registry& registry) {
+bool IsUpgrade(const HeaderParser::value_type& request) {
+  return request.find(http::field::upgrade) != request.end();
+}
+
+// Copies bytes one way until EOF or an error, then half-closes the other side.
+template <typename From, typename To>
+Task<> Pump(From& from, To& to) {
+  std::vector<char> chunk(kRelayChunk);
+  boost::system::error_code ec;
+  for (;;) {
+    size_t n = co_await from.async_read_some(asio::buffer(chunk),
+                                             asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    co_await asio::async_write(to, asio::buffer(chunk.data(), n),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+  }
+  to.shutdown(asio::socket_base::shutdown_send, ec);
+}
+
+// One request and its answer between the client and a connected upstream. After a
+// 101 Switching Protocols (WebSocket), bytes flow both ways until either side closes.
+template <typename Upstream>
+Task<bool> Exchange(Stream& client, beast::flat_buffer& buffer, HeaderParser& header,
+                    Upstream& upstream, const std::string& id) {
   auto& request = header.get();
   const unsigned version = request.version();
   const bool client_keep_alive = request.keep_alive();
-  std::string id(request[kIdHeader]);
-  unsigned port = ParsePort(request[kPortHeader]);
-  std::optional<std::filesystem::path> socket_path = registry.AgentSocket(id);
-  if (!socket_path) {
-    co_return co_await Refuse(client, version, http::status::bad_gateway, SandboxNotFound(id));
-  }
-  if (port == kInterpreterPort) socket_path = registry.InterpreterSocket(id);
-  if (!socket_path || (port != kEnvdPort && port != kInterpreterPort)) {
-    co_return co_await Refuse(client, version, http::status::bad_gateway, PortNotOpen(id, port));
-  }
-
-  Upstream upstream(client.get_executor());
-  boost::system::error_code ec;
-  co_await upstream.async_connect(socket_path->string(),
-                                  asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    co_return co_await Refuse(client, version, http::status::bad_gateway, SandboxNotFound(id));
-  }
-
-  // One upstream connection per request: the agent closes it after the answer.
+  const bool upgrade = IsUpgrade(request);
   http::request_parser<http::buffer_body> request_parser{std::move(header)};
   request_parser.body_limit(boost::none);
-  request_parser.get().keep_alive(false);
+  // One upstream connection per request: the upstream closes it after the answer.
+  if (!upgrade) request_parser.get().keep_alive(false);
   beast::flat_buffer upstream_buffer;
   boost::system::error_code request_ec =
       co_await Relay<true>(client, buffer, request_parser, upstream);
 
   http::response_parser<http::buffer_body> response_parser;
   response_parser.body_limit(boost::none);
+  boost::system::error_code ec;
   co_await http::async_read_header(upstream, upstream_buffer, response_parser,
                                    asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
-    // The agent went away before answering: the sandbox was killed or died.
+    // The upstream went away before answering: the sandbox was killed or died.
     co_return co_await Refuse(client, version, http::status::bad_gateway, SandboxNotFound(id));
   }
   auto& response = response_parser.get();
+  if (upgrade && response.result() == http::status::switching_protocols) {
+    http::response_serializer<http::buffer_body> serializer{response};
+    co_await http::async_write_header(client, serializer,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+    // Bytes either side already read past the headers belong to the new protocol.
+    if (!ec && buffer.size() > 0) {
+      co_await asio::async_write(upstream, buffer.data(),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!ec && upstream_buffer.size() > 0) {
+      co_await asio::async_write(client.socket(), upstream_buffer.data(),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!ec) {
+      using namespace asio::experimental::awaitable_operators;
+      co_await (Pump(client.socket(), upstream) && Pump(upstream, client.socket()));
+    }
+    co_return false;
+  }
   const bool keep_alive = client_keep_alive && !request_ec;
   response.keep_alive(keep_alive);
   if (!response.chunked() && !response.has_content_length() &&
@@ -152,6 +200,53 @@ Task<bool> ForwardToSandbox(Stream& client, beast::flat_buffer& buffer, HeaderPa
     co_return false;
   }
   co_return keep_alive;
+}
+
+}  // namespace
+
+bool IsSandboxTraffic(const HeaderParser::value_type& request) {
+  return ParseTarget(request).has_value();
+}
+
+Task<bool> ForwardToSandbox(Stream& client, beast::flat_buffer& buffer, HeaderParser& header,
+                            const Registry& registry) {
+  const unsigned version = header.get().version();
+  Target target = ParseTarget(header.get()).value_or(Target{});
+  const std::string& id = target.id;
+  std::optional<std::filesystem::path> socket_path = registry.AgentSocket(id);
+  if (!socket_path) {
+    co_return co_await Refuse(client, version, http::status::bad_gateway, SandboxNotFound(id));
+  }
+  boost::system::error_code ec;
+  if (target.port != kEnvdPort && target.port != kInterpreterPort) {
+    // A user port: connect to the sandbox's own loopback from inside its network
+    // namespace. The sandbox itself never gets a route out.
+    auto fd = registry.SocketInSandbox(id);
+    if (!fd) {
+      co_return co_await Refuse(client, version, http::status::bad_gateway, SandboxNotFound(id));
+    }
+    asio::ip::tcp::socket upstream(client.get_executor(), asio::ip::tcp::v4(), fd->Release());
+    co_await upstream.async_connect(asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(),
+                                                            static_cast<uint16_t>(target.port)),
+                                    asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || target.port == 0) {
+      co_return co_await Refuse(client, version, http::status::bad_gateway,
+                                PortNotOpen(id, target.port));
+    }
+    co_return co_await Exchange(client, buffer, header, upstream, id);
+  }
+  if (target.port == kInterpreterPort) socket_path = registry.InterpreterSocket(id);
+  if (!socket_path) {
+    co_return co_await Refuse(client, version, http::status::bad_gateway,
+                              PortNotOpen(id, target.port));
+  }
+  Upstream upstream(client.get_executor());
+  co_await upstream.async_connect(socket_path->string(),
+                                  asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    co_return co_await Refuse(client, version, http::status::bad_gateway, SandboxNotFound(id));
+  }
+  co_return co_await Exchange(client, buffer, header, upstream, id);
 }
 
 }  // namespace isobox::server

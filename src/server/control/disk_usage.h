@@ -1,4 +1,4 @@
-// Bytes used by a directory tree (allocated blocks), for sandbox disk metrics.
+// Space on the filesystem that holds a path, for sandbox disk metrics.
 #pragma once
 
 #include <cstdint>
@@ -6,8 +6,12 @@
 
 namespace isobox::server {
 
-// Sums st_blocks of every entry under `dir` without following symlinks or crossing
-// mount points. Unreadable entries count as 0.
-uint64_t DiskUsage(const std::filesystem::path& dir);
+struct DiskSpace {
+  uint64_t used = 0;
+  uint64_t total = 0;
+};
+
+// statfs(2) of `path`; zeros if it cannot be read (e.g. the sandbox is ending).
+DiskSpace DiskSpaceOf(const std::filesystem::path& path);
 
 }  // namespace isobox::server

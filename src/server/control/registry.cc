@@ -503,19 +503,21 @@ void Registry::SampleAll() {
   struct Target {
     std::string id;
     std::shared_ptr<runtime::Cgroup> cgroup;
-    fs::path upper;
+    fs::path root;  // the sandbox's root as seen through its init
   };
   std::vector<Target> targets;
   {
     std::lock_guard lock(mutex_);
     for (const auto& [id, sandbox] : sandboxes_) {
-      targets.push_back({id, sandbox->cgroup, sandbox->state_dir / "upper"});
+      targets.push_back(
+          {id, sandbox->cgroup, fmt::format("/proc/{}/root", sandbox->process.init.Pid())});
     }
   }
   for (const Target& target : targets) {
     auto stats = target.cgroup->Stats();
     if (!stats) continue;  // being destroyed
-    uint64_t disk_used = DiskUsage(target.upper);
+    // statfs of an overlay reports its upper layer's filesystem: the sandbox's own disk.
+    DiskSpace disk = DiskSpaceOf(target.root);
     auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);
     auto it = sandboxes_.find(target.id);
@@ -526,8 +528,8 @@ void Registry::SampleAll() {
                         .mem_used = stats->memory_current,
                         .mem_total = uint64_t{sandbox.info.memory_mb} << 20,
                         .mem_cache = stats->memory_cache,
-                        .disk_used = disk_used,
-                        .disk_total = uint64_t{sandbox.info.disk_mb} << 20};
+                        .disk_used = disk.used,
+                        .disk_total = disk.total};
     if (sandbox.last_sample_at.time_since_epoch().count() != 0) {
       double wall_us =
           std::chrono::duration<double, std::micro>(now - sandbox.last_sample_at).count();

@@ -120,7 +120,9 @@ test('metrics come from the sandbox cgroup and are filtered by time', async () =
     assert.ok(sample.timestamp instanceof Date)
     assert.ok(sample.cpuCount > 0)
     assert.ok(sample.memUsed > 0 && sample.memTotal >= sample.memUsed)
-    assert.ok(sample.diskTotal > 0)
+    // The sandbox's own disk: as big as the template says, and not empty.
+    assert.ok(sample.diskTotal > 512 * 1024 * 1024, `diskTotal ${sample.diskTotal}`)
+    assert.ok(sample.diskUsed > 0 && sample.diskUsed < sample.diskTotal)
     assert.ok(sample.cpuUsedPct >= 0 && sample.cpuUsedPct <= 100)
     const old = await sandbox.getMetrics({ start: new Date(1e9), end: new Date(1e9 + 60000) })
     assert.deepEqual(old, [])

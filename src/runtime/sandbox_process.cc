@@ -112,7 +112,9 @@ Result<Mounts> PrepareMounts(const SandboxSpec& spec) {
   return mounts;
 }
 
-Result<UniqueFd> ListenUnixImpl(const fs::path& path) {
+}  // namespace
+
+Result<UniqueFd> ListenUnix(const fs::path& path) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return SysError("socket");
   struct sockaddr_un addr {};
@@ -130,6 +132,8 @@ Result<UniqueFd> ListenUnixImpl(const fs::path& path) {
   if (::listen(fd.Get(), 1024) < 0) return SysError("listen {}", path.string());
   return fd;
 }
+
+namespace {
 
 Result<UniqueFd> ConfigMemfd(const std::string& config) {
   UniqueFd fd(::memfd_create("isobox-agent-config", MFD_CLOEXEC | MFD_ALLOW_SEALING));
@@ -165,8 +169,6 @@ Status AwaitExec(int error_fd) {
 
 }  // namespace
 
-Result<UniqueFd> ListenUnix(const fs::path& path) { return ListenUnixImpl(path); }
-
 fs::path AgentSocketPath(const fs::path& state_dir) { return state_dir / "envd.sock"; }
 fs::path AgentLogPath(const fs::path& state_dir) { return state_dir / "envd.log"; }
 
@@ -174,7 +176,7 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   RETURN_IF_ERROR(PrepareStateDir(spec));
   ASSIGN_OR_RETURN(Mounts mounts, PrepareMounts(spec));
   fs::path socket_path = AgentSocketPath(spec.state_dir);
-  ASSIGN_OR_RETURN(UniqueFd listener, ListenUnixImpl(socket_path));
+  ASSIGN_OR_RETURN(UniqueFd listener, ListenUnix(socket_path));
   ASSIGN_OR_RETURN(UniqueFd config, ConfigMemfd(spec.agent_config));
   fs::path log_path = AgentLogPath(spec.state_dir);
   UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));

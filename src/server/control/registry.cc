@@ -29,44 +29,19 @@ constexpr uint32_t kIdsPerSandbox = 65536;
 constexpr auto kAgentStartTimeout = std::chrono::seconds(10);
 constexpr auto kCgroupTeardownTimeout = std::chrono::seconds(10);
 
-std::string AgentConfig(const std::string& id, const std::string& token,
-                        const std::map<std::string, std::string>& env_vars) {
+json::object AgentConfig(const std::string& id, const std::string& token,
+                         const std::map<std::string, std::string>& env_vars) {
   json::object env;
   for (const auto& [key, value] : env_vars) env[key] = value;
   json::object config{{"sandboxId", id},
                       {"accessToken", token},
                       {"defaultUser", "user"},
                       {"envVars", std::move(env)}};
-  return json::serialize(config);
+  return config;
 }
 
 tl::unexpected<Error> NotFound(const std::string& id) {
   return MakeError(ErrorCode::kNotFound, "sandbox '{}' not found", id);
-}
-
-// Adds envd's "isolation" object (runtime::PrepareAgentIsolation) to its config.
-// Fails closed: envd without it would run user code unconfined.
-// Adds `key: value` to the agent's JSON config.
-Result<std::string> WithObject(const std::string& config, const char* key, json::object value) {
-  boost::system::error_code ec;
-  json::value root = json::parse(config, ec);
-  if (ec || !root.is_object()) {
-    return MakeError(ErrorCode::kInternal, "agent config is not a JSON object");
-  }
-  root.as_object()[key] = std::move(value);
-  return json::serialize(root);
-}
-
-Result<std::string> WithIsolation(const std::string& config, const std::string& isolation) {
-  boost::system::error_code ec;
-  json::value root = json::parse(config, ec);
-  if (ec || !root.is_object()) return MakeError(ErrorCode::kInternal, "agent config is not JSON");
-  json::value object = json::parse(isolation, ec);
-  if (ec || !object.is_object()) {
-    return MakeError(ErrorCode::kInternal, "agent isolation config is not a JSON object");
-  }
-  root.as_object()["isolation"] = std::move(object);
-  return json::serialize(root);
 }
 
 }  // namespace
@@ -96,14 +71,13 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
 Registry::~Registry() { KillAll(); }
 
 void Registry::CleanUpLeftovers() {
-  for (const std::string& name : cgroups_->List()) {
-    auto cgroup = cgroups_->Open(name);
-    if (cgroup) (void)(*cgroup)->Destroy(kCgroupTeardownTimeout);
-  }
+  // Only sandboxes of this state directory: other daemons (tests run several) keep theirs.
   std::error_code ec;
   fs::path dir = config_.state_dir / "sandboxes";
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    LOG_INFO("removing leftover sandbox state {}", entry.path().filename().string());
+    std::string id = entry.path().filename().string();
+    LOG_INFO("removing leftover sandbox {}", id);
+    if (auto cgroup = cgroups_->Open(id)) (void)(*cgroup)->Destroy(kCgroupTeardownTimeout);
     fs::remove_all(entry.path(), ec);
   }
 }
@@ -184,8 +158,14 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   // The writable layer's own filesystem, as big as the template's disk (runtime/disk.h).
   spec.disk_bytes = uint64_t{tmpl.disk_mb} << 20;
   spec.disk_images_dir = config_.state_dir / "disks";
-  spec.agent_config = AgentConfig(id, info.access_token, options.env_vars);
-  ASSIGN_OR_RETURN(spec.agent_config, WithIsolation(spec.agent_config, isolation.json));
+  // The agent's config is built as one JSON object and serialized once, below.
+  json::object agent_config = AgentConfig(id, info.access_token, options.env_vars);
+  boost::system::error_code json_ec;
+  json::value isolation_json = json::parse(isolation.json, json_ec);
+  if (json_ec || !isolation_json.is_object()) {
+    return MakeError(ErrorCode::kInternal, "agent isolation config is not a JSON object");
+  }
+  agent_config["isolation"] = std::move(isolation_json);
   for (const UniqueFd& fd : isolation.fds) spec.extra_fds.push_back(fd.Get());
   UniqueFd interpreter_listener;
   if (tmpl.interpreter) {
@@ -198,8 +178,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
     ASSIGN_OR_RETURN(interpreter_listener, runtime::ListenUnix(sandbox->interpreter_socket));
     int fd_number = 5 + static_cast<int>(spec.extra_fds.size());
     spec.extra_fds.push_back(interpreter_listener.Get());
-    ASSIGN_OR_RETURN(spec.agent_config,
-                     WithObject(spec.agent_config, "interpreter", json::object{{"fd", fd_number}}));
+    agent_config["interpreter"] = json::object{{"fd", fd_number}};
   }
   UniqueFd cgroup_dir;
   if (cgroups_->Version() == 2) {
@@ -209,6 +188,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
     runtime::Cgroup* cgroup = groups.agent.get();
     spec.join_cgroup = [cgroup](pid_t pid) { return cgroup->AddProcess(pid); };
   }
+  spec.agent_config = json::serialize(agent_config);
   ASSIGN_OR_RETURN(sandbox->process, runtime::SpawnSandbox(spec));
   std::string netns_path = fmt::format("/proc/{}/ns/net", sandbox->process.init.Pid());
   sandbox->netns.Reset(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));

@@ -1,5 +1,6 @@
 #include "base/child_process.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -26,6 +27,7 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
     KillAndReap();
     pid_ = std::exchange(other.pid_, -1);
     pidfd_ = std::move(other.pidfd_);
+    is_child_ = other.is_child_;
   }
   return *this;
 }
@@ -38,6 +40,12 @@ Result<ChildProcess> ChildProcess::Adopt(pid_t pid) {
   return ChildProcess(pid, UniqueFd(fd));
 }
 
+Result<ChildProcess> ChildProcess::Attach(pid_t pid) {
+  ASSIGN_OR_RETURN(ChildProcess process, Adopt(pid));
+  process.is_child_ = false;
+  return process;
+}
+
 Status ChildProcess::Signal(int sig) const {
   if (sys::PidfdSendSignal(pidfd_.Get(), sig, nullptr, 0) < 0) {
     return SysError("pidfd_send_signal {} to {}", sig, pid_);
@@ -46,6 +54,15 @@ Status ChildProcess::Signal(int sig) const {
 }
 
 Result<ExitStatus> ChildProcess::Wait() {
+  if (!is_child_) {
+    // A pidfd becomes readable when its process ends, child or not.
+    pollfd fd{.fd = pidfd_.Get(), .events = POLLIN, .revents = 0};
+    while (::poll(&fd, 1, -1) < 0) {
+      if (errno != EINTR) return SysError("poll pidfd {}", pid_);
+    }
+    pidfd_.Reset();
+    return ExitStatus{.known = false};
+  }
   siginfo_t info{};
   while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.Get()), &info, WEXITED) < 0) {
     if (errno != EINTR) return SysError("waitid {}", pid_);
@@ -55,6 +72,13 @@ Result<ExitStatus> ChildProcess::Wait() {
 }
 
 Result<std::optional<ExitStatus>> ChildProcess::TryWait() {
+  if (!is_child_) {
+    pollfd fd{.fd = pidfd_.Get(), .events = POLLIN, .revents = 0};
+    if (::poll(&fd, 1, 0) < 0) return SysError("poll pidfd {}", pid_);
+    if ((fd.revents & POLLIN) == 0) return std::optional<ExitStatus>();
+    pidfd_.Reset();
+    return std::optional<ExitStatus>(ExitStatus{.known = false});
+  }
   siginfo_t info{};
   if (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.Get()), &info, WEXITED | WNOHANG) < 0) {
     return SysError("waitid {}", pid_);

@@ -16,6 +16,7 @@ struct ExitStatus {
   bool exited = false;  // true: normal exit with `code`; false: killed by `signal`
   int code = 0;
   int signal = 0;
+  bool known = true;  // false: it ended but was not our child (Attach), so no status
 };
 
 class ChildProcess {
@@ -28,6 +29,10 @@ class ChildProcess {
 
   // Adopts an existing child by pid (opens a pidfd for it).
   static Result<ChildProcess> Adopt(pid_t pid);
+  // Takes charge of a process that is not our child (e.g. one a previous daemon started):
+  // signals go through its pidfd; Wait waits for it to end but cannot reap it or know its
+  // status (its parent reaps it).
+  static Result<ChildProcess> Attach(pid_t pid);
 
   pid_t Pid() const { return pid_; }
   int Pidfd() const { return pidfd_.Get(); }
@@ -46,6 +51,7 @@ class ChildProcess {
  private:
   pid_t pid_ = -1;
   UniqueFd pidfd_;
+  bool is_child_ = true;
 };
 
 }  // namespace isobox

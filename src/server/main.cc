@@ -7,17 +7,21 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "base/log.h"
 #include "runtime/cgroup.h"
 #include "server/control/ids.h"
+#include "server/control/listing.h"
 #include "server/control/registry.h"
 #include "server/control/templates.h"
 #include "server/http/server.h"
+#include "server/store/store.h"
 
 namespace isobox::server {
 namespace {
@@ -33,6 +37,10 @@ struct Flags {
   fs::path port_file;
   std::string log_level = "info";
   unsigned workers = 4;
+  std::string on_exit = "keep";
+  unsigned shutdown_grace = 10;  // seconds
+  uint32_t uid_base = 1u << 30;
+  uint32_t max_sandboxes = 4096;
 };
 
 Result<fs::path> DefaultAgentPath() {
@@ -74,23 +82,26 @@ Result<fs::path> InstallAgent(const fs::path& source, const fs::path& state_dir)
   return dir;
 }
 
-// Keys from the flags; else from <state>/api-keys (one per line), created with a fresh
-// key on first start.
-Result<std::vector<std::string>> LoadApiKeys(const Flags& flags) {
-  if (!flags.api_keys.empty()) return flags.api_keys;
+// API keys live in the store as digests. Keys listed in <state>/api-keys (one per line)
+// are added to it at start (a revoked key stays revoked). When the store has no key and
+// none is given on the command line, a fresh key is created and written to that file,
+// the one place the operator reads it from.
+Status PrepareApiKeys(const Flags& flags, Store& store) {
   fs::path path = flags.state_dir / "api-keys";
-  std::vector<std::string> keys;
   std::ifstream in(path);
   for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line[0] != '#') keys.push_back(line);
+    if (line.empty() || line[0] == '#') continue;
+    RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(line), "from " + path.string()));
   }
-  if (!keys.empty()) return keys;
+  ASSIGN_OR_RETURN(std::vector<ApiKeyRecord> keys, store.ListApiKeys());
+  if (!keys.empty() || !flags.api_keys.empty()) return Ok();
   std::string key = "e2b_" + NewToken(40);
-  std::ofstream out(path);
+  std::ofstream out(path, std::ios::app);
   out << key << "\n";
   if (!out || ::chmod(path.c_str(), 0600) < 0) return SysError("write {}", path.string());
+  RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(key), "first start"));
   LOG_INFO("created an API key in {}", path.string());
-  return std::vector<std::string>{key};
+  return Ok();
 }
 
 Status PrepareStateDir(const fs::path& dir) {
@@ -102,6 +113,43 @@ Status PrepareStateDir(const fs::path& dir) {
   return Ok();
 }
 
+enum class KeyCommand { kCreate, kList, kRevoke };
+
+// `isoboxd api-key create|list|revoke`: works on the store of --state-dir, also while a
+// daemon runs (SQLite serialises the writers; the daemon reads keys per request).
+int RunKeyCommand(const Flags& flags, KeyCommand command, const std::string& argument) {
+  InitLogging("isoboxd", "warn");
+  if (auto ok = PrepareStateDir(flags.state_dir); !ok) {
+    std::fprintf(stderr, "%s\n", ok.error().message.c_str());
+    return 1;
+  }
+  auto store = Store::Open(flags.state_dir / "isobox.db");
+  if (!store) {
+    std::fprintf(stderr, "%s\n", store.error().message.c_str());
+    return 1;
+  }
+  Status done = Ok();
+  if (command == KeyCommand::kCreate) {
+    std::string key = "e2b_" + NewToken(40);
+    done = (*store)->AddApiKey(ApiKeyDigest(key), argument);
+    if (done) std::printf("%s\t%s\n", ApiKeyId(ApiKeyDigest(key)).c_str(), key.c_str());
+  } else if (command == KeyCommand::kList) {
+    auto keys = (*store)->ListApiKeys();
+    if (!keys) done = tl::unexpected(keys.error());
+    for (const ApiKeyRecord& key : keys ? *keys : std::vector<ApiKeyRecord>{}) {
+      std::printf("%s\t%s\t%s\n", key.id.c_str(), FormatRfc3339(key.created_at).c_str(),
+                  key.name.c_str());
+    }
+  } else {
+    done = (*store)->RevokeApiKey(argument);
+  }
+  if (!done) {
+    std::fprintf(stderr, "%s\n", done.error().message.c_str());
+    return 1;
+  }
+  return 0;
+}
+
 int Run(const Flags& flags) {
   InitLogging("isoboxd", flags.log_level);
   // SECURITY: every process isoboxd starts is reaped by isoboxd, even orphans.
@@ -111,8 +159,9 @@ int Run(const Flags& flags) {
     return 1;
   };
   if (auto ok = PrepareStateDir(flags.state_dir); !ok) return fail(ok.error());
-  auto keys = LoadApiKeys(flags);
-  if (!keys) return fail(keys.error());
+  auto store = Store::Open(flags.state_dir / "isobox.db");
+  if (!store) return fail(store.error());
+  if (auto keys = PrepareApiKeys(flags, **store); !keys) return fail(keys.error());
   auto agent_source = flags.agent.empty() ? DefaultAgentPath() : Result<fs::path>(flags.agent);
   if (!agent_source) return fail(agent_source.error());
   auto agent_dir = InstallAgent(*agent_source, flags.state_dir);
@@ -125,11 +174,15 @@ int Run(const Flags& flags) {
   boost::asio::io_context io;
   boost::asio::thread_pool workers(flags.workers);
   Registry registry(io, workers,
-                    RegistryConfig{.state_dir = flags.state_dir, .agent_dir = *agent_dir},
-                    std::move(*templates), std::move(*cgroups));
-  registry.CleanUpLeftovers();
+                    RegistryConfig{.state_dir = flags.state_dir,
+                                   .agent_dir = *agent_dir,
+                                   .uid_base = flags.uid_base,
+                                   .max_sandboxes = flags.max_sandboxes},
+                    std::move(*templates), std::move(*cgroups), **store);
+  registry.Recover();
   registry.StartSampler();
-  HttpServer server(io, workers, registry, HttpConfig{.api_keys = *keys});
+  HttpServer server(io, workers, registry,
+                    HttpConfig{.api_keys = flags.api_keys, .key_store = store->get()});
   auto port = server.Listen(flags.listen, flags.port);
   if (!port) return fail(port.error());
   if (!flags.port_file.empty()) std::ofstream(flags.port_file) << *port << "\n";
@@ -137,15 +190,27 @@ int Run(const Flags& flags) {
   LOG_INFO("listening on http://{}:{} (state in {})", flags.listen, *port,
            flags.state_dir.string());
 
+  // Graceful shutdown: stop accepting, let control requests in flight (a create, a kill)
+  // finish for up to --shutdown-grace, then stop; sandboxes are kept or killed after.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  boost::asio::steady_timer drain(io);
+  auto deadline = std::chrono::steady_clock::time_point::max();
+  std::function<void()> wait_drained = [&] {
+    if (server.ControlRequestsInFlight() == 0 || std::chrono::steady_clock::now() >= deadline) {
+      return io.stop();
+    }
+    drain.expires_after(std::chrono::milliseconds(20));
+    drain.async_wait([&](boost::system::error_code) { wait_drained(); });
+  };
   signals.async_wait([&](boost::system::error_code, int signal) {
     LOG_INFO("signal {}: shutting down", signal);
     server.Stop();
-    io.stop();
+    deadline = std::chrono::steady_clock::now() + std::chrono::seconds(flags.shutdown_grace);
+    wait_drained();
   });
   ::signal(SIGPIPE, SIG_IGN);
   io.run();
-  registry.KillAll();
+  registry.Shutdown(flags.on_exit == "kill" ? OnExit::kKill : OnExit::kKeep);
   workers.join();
   return 0;
 }
@@ -154,14 +219,19 @@ int Run(const Flags& flags) {
 }  // namespace isobox::server
 
 int main(int argc, char** argv) {
-  isobox::server::Flags flags;
+  using isobox::server::Flags;
+  Flags flags;
   CLI::App app{"isoboxd: self-hosted, E2B-compatible sandboxes"};
+  // Every option can also come from a TOML file: `port = 49982`, `api-key = ["..."]`.
+  app.set_config("--config", "/etc/isobox/isoboxd.toml",
+                 "read options from this TOML file (flags override it)", false);
   app.add_option("--listen", flags.listen, "address to listen on")->capture_default_str();
   app.add_option("--port", flags.port, "port to listen on (0: any free port)")
       ->capture_default_str();
   app.add_option("--state-dir", flags.state_dir, "directory for all state")->capture_default_str();
   app.add_option("--api-key", flags.api_keys,
-                 "accepted API key (repeatable; default: <state-dir>/api-keys)");
+                 "also accept this API key, for this run only (repeatable); stored keys: "
+                 "`isoboxd api-key`, <state-dir>/api-keys");
   app.add_option("--agent", flags.agent, "isobox-envd binary (default: next to isoboxd)");
   app.add_option("--port-file", flags.port_file, "write the bound port to this file");
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
@@ -169,6 +239,44 @@ int main(int argc, char** argv) {
   app.add_option("--workers", flags.workers, "threads for blocking sandbox operations")
       ->capture_default_str()
       ->check(CLI::Range(1u, 64u));
+  app.add_option("--on-exit", flags.on_exit,
+                 "what happens to running sandboxes when isoboxd stops: keep (the next "
+                 "isoboxd re-adopts them) or kill")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"keep", "kill"}));
+  app.add_option("--shutdown-grace", flags.shutdown_grace,
+                 "seconds a stopping isoboxd waits for control requests in flight")
+      ->capture_default_str();
+  app.add_option("--uid-base", flags.uid_base,
+                 "first host uid/gid of sandbox ranges (65536 ids per sandbox); daemons on "
+                 "one host need disjoint ranges")
+      ->capture_default_str()
+      ->check(CLI::Range(65536u, 1u << 31));
+  app.add_option("--max-sandboxes", flags.max_sandboxes, "sandboxes at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 16384u));
+
+  CLI::App* keys = app.add_subcommand("api-key", "manage the stored API keys, then exit");
+  keys->require_subcommand(1);
+  std::string key_name = "created with isoboxd api-key";
+  std::string key_id;
+  CLI::App* create = keys->add_subcommand("create", "create a key and print it (shown once)");
+  create->add_option("--name", key_name, "what the key is for");
+  CLI::App* list = keys->add_subcommand("list", "list the keys (ids and names, never keys)");
+  CLI::App* revoke = keys->add_subcommand("revoke", "revoke a key by id");
+  revoke->add_option("id", key_id, "the key's id (from list)")->required();
   CLI11_PARSE(app, argc, argv);
+
+  if (keys->parsed()) {
+    isobox::server::KeyCommand command = create->parsed() ? isobox::server::KeyCommand::kCreate
+                                         : list->parsed() ? isobox::server::KeyCommand::kList
+                                                          : isobox::server::KeyCommand::kRevoke;
+    return isobox::server::RunKeyCommand(flags, command, create->parsed() ? key_name : key_id);
+  }
+  // Its uid range must fit below 2^32 - 1 with every slot.
+  if (uint64_t{flags.uid_base} + uint64_t{flags.max_sandboxes} * 65536 > 0xffffffffull) {
+    std::fprintf(stderr, "--uid-base + --max-sandboxes * 65536 must stay below 2^32\n");
+    return 2;
+  }
   return isobox::server::Run(flags);
 }

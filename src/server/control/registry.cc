@@ -9,6 +9,9 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
+#include <charconv>
+#include <fstream>
+#include <iterator>
 
 #include "base/log.h"
 #include "runtime/idmap.h"
@@ -44,6 +47,57 @@ tl::unexpected<Error> NotFound(const std::string& id) {
   return MakeError(ErrorCode::kNotFound, "sandbox '{}' not found", id);
 }
 
+// The daemon's own marker for "its agent ended by itself"; Kill turns it into exited,
+// signaled or oom_killed from the agent's status.
+const EndCause kAgentExited{"agent_exited", "its agent ended"};
+const EndCause kTimedOut{"timeout", "its timeout passed"};
+const EndCause kDaemonShutdown{"daemon_shutdown", "isoboxd stopped with --on-exit=kill"};
+
+// Field 22 of /proc/<pid>/stat: when the process started, in clock ticks after boot. A
+// pid and this together name one process across daemon restarts (pids are reused).
+Result<uint64_t> StartTicks(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = text.rfind(')');  // the command name may hold spaces and parentheses
+  if (paren == std::string::npos || paren + 2 > text.size()) {
+    return MakeError(ErrorCode::kNotFound, "process {} does not exist", pid);
+  }
+  std::string_view rest(text);
+  rest.remove_prefix(paren + 2);  // field 3 onwards
+  for (int field = 3; field < 22; ++field) {
+    size_t space = rest.find(' ');
+    if (space == std::string_view::npos) break;
+    rest.remove_prefix(space + 1);
+  }
+  uint64_t ticks = 0;
+  auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), ticks);
+  if (ec != std::errc()) {
+    return MakeError(ErrorCode::kInternal, "cannot read the start time of process {}", pid);
+  }
+  return ticks;
+}
+
+SandboxEnd EndOf(const EndCause& cause, const ExitStatus& status, uint64_t oom_kills) {
+  SandboxEnd end{.at = std::chrono::system_clock::now(),
+                 .reason = cause.reason,
+                 .message = cause.message};
+  if (cause.reason != kAgentExited.reason) return end;
+  if (!status.known) {
+    end.reason = "exited";
+    end.message = "its agent ended (its status is unknown: an earlier isoboxd started it)";
+  } else if (status.exited) {
+    end.reason = "exited";
+    end.exit_code = status.code;
+    end.message = fmt::format("its agent exited with code {}", status.code);
+  } else {
+    end.signal = status.signal;
+    end.reason = status.signal == SIGKILL && oom_kills > 0 ? "oom_killed" : "signaled";
+    end.message = fmt::format("its agent was killed by signal {}{}", status.signal,
+                              end.reason == "oom_killed" ? " (out of memory)" : "");
+  }
+  return end;
+}
+
 }  // namespace
 
 struct Registry::Sandbox {
@@ -54,32 +108,140 @@ struct Registry::Sandbox {
   runtime::SandboxProcess process;
   fs::path interpreter_socket;  // empty: the template has no code interpreter
   UniqueFd netns;
+  uint64_t init_start_ticks = 0;
+  bool persisted = false;  // has a record in the store
   std::deque<MetricSample> samples;
   uint64_t last_cpu_usec = 0;
   std::chrono::steady_clock::time_point last_sample_at;
 };
 
 Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryConfig config,
-                   TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups)
+                   TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups,
+                   Store& store)
     : io_(io),
       workers_(workers),
       config_(std::move(config)),
       templates_(std::move(templates)),
       cgroups_(std::move(cgroups)),
+      store_(store),
       host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
 
-Registry::~Registry() { KillAll(); }
+Registry::~Registry() { KillAll(kDaemonShutdown); }
 
-void Registry::CleanUpLeftovers() {
-  // Only sandboxes of this state directory: other daemons (tests run several) keep theirs.
+Result<std::unique_ptr<Registry::Sandbox>> Registry::Readopt(const SandboxRecord& record) {
+  const std::string& id = record.info.id;
+  ASSIGN_OR_RETURN(uint64_t ticks, StartTicks(record.init_pid));
+  if (ticks != record.init_start_ticks) {
+    return MakeError(ErrorCode::kNotFound, "its agent (pid {}) is gone", record.init_pid);
+  }
+  ASSIGN_OR_RETURN(ChildProcess init, ChildProcess::Attach(record.init_pid));
+  // SECURITY: the pidfd now pins whatever process has that pid; if it is not the
+  // sandbox's agent any more (the pid was reused between the two reads), let go of it
+  // without a signal.
+  auto again = StartTicks(record.init_pid);
+  if (!again || *again != record.init_start_ticks) {
+    init.Release();
+    return MakeError(ErrorCode::kNotFound, "its agent (pid {}) is gone", record.init_pid);
+  }
+  auto sandbox = std::make_unique<Sandbox>();
+  sandbox->info = record.info;
+  sandbox->slot = record.slot;
+  sandbox->state_dir = config_.state_dir / "sandboxes" / id;
+  sandbox->init_start_ticks = record.init_start_ticks;
+  sandbox->persisted = true;
+  sandbox->process.init = std::move(init);
+  sandbox->process.socket_path = runtime::AgentSocketPath(sandbox->state_dir);
+  if (record.interpreter) sandbox->interpreter_socket = sandbox->state_dir / "interpreter.sock";
+  auto fail = [&](const Error& error) -> tl::unexpected<Error> {
+    Destroy(std::move(sandbox));
+    return tl::unexpected(error);
+  };
+  auto cgroup = cgroups_->Open(id);
+  if (!cgroup) return fail(cgroup.error().WithContext("its cgroup"));
+  sandbox->cgroup = std::move(*cgroup);
+  std::string netns_path = fmt::format("/proc/{}/ns/net", record.init_pid);
+  sandbox->netns.Reset(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!sandbox->netns) return fail(Error{ErrorCode::kInternal, errno, "open " + netns_path});
+  if (record.info.state == SandboxState::kRunning) {
+    if (auto healthy = WaitAgentHealthy(sandbox->process.socket_path, kAgentStartTimeout);
+        !healthy) {
+      return fail(healthy.error());
+    }
+  }
+  return sandbox;
+}
+
+void Registry::Recover() {
+  auto records = store_.LiveSandboxes();
+  if (!records) LOG_ERROR("read sandbox records: {}", records.error().message);
+  for (const SandboxRecord& record : records ? *records : std::vector<SandboxRecord>{}) {
+    const std::string& id = record.info.id;
+    auto sandbox = Readopt(record);
+    if (!sandbox) {
+      LOG_WARN("sandbox {} ended while isoboxd was not running: {}", id,
+               sandbox.error().message);
+      // Whatever is left of it goes: processes in its cgroup, the cgroup, its directory.
+      auto rest = std::make_unique<Sandbox>();
+      rest->info = record.info;
+      rest->state_dir = config_.state_dir / "sandboxes" / id;
+      rest->slot = config_.max_sandboxes;  // not allocated
+      if (auto cgroup = cgroups_->Open(id)) rest->cgroup = std::move(*cgroup);
+      Destroy(std::move(rest));
+      SandboxEnd end{.at = std::chrono::system_clock::now(),
+                     .reason = "lost",
+                     .message = "it ended while isoboxd was not running: " +
+                                sandbox.error().message};
+      if (auto ended = store_.EndSandbox(id, end); !ended) {
+        LOG_ERROR("record the end of sandbox {}: {}", id, ended.error().message);
+      }
+      continue;
+    }
+    int pidfd = (*sandbox)->process.init.Pidfd();
+    {
+      std::lock_guard lock(mutex_);
+      used_slots_.insert(record.slot);
+      sandboxes_.emplace(id, std::move(*sandbox));
+    }
+    asio::post(io_, [this, id, pidfd] { Watch(id, pidfd); });
+    LOG_INFO("sandbox {} re-adopted ({})", id, SandboxStateName(record.info.state));
+  }
+  // Anything else in this state directory is a leftover of a crash during create or
+  // kill. Only this state directory: other daemons (tests run several) keep theirs.
   std::error_code ec;
-  fs::path dir = config_.state_dir / "sandboxes";
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+  for (const auto& entry : fs::directory_iterator(config_.state_dir / "sandboxes", ec)) {
     std::string id = entry.path().filename().string();
+    {
+      std::lock_guard lock(mutex_);
+      if (sandboxes_.contains(id)) continue;
+    }
     LOG_INFO("removing leftover sandbox {}", id);
     if (auto cgroup = cgroups_->Open(id)) (void)(*cgroup)->Destroy(kCgroupTeardownTimeout);
     fs::remove_all(entry.path(), ec);
   }
+  if (auto pruned = store_.PruneEnded(std::chrono::system_clock::now() - config_.ended_kept);
+      !pruned) {
+    LOG_ERROR("prune ended sandboxes: {}", pruned.error().message);
+  }
+}
+
+void Registry::Shutdown(OnExit mode) {
+  if (mode == OnExit::kKill) return KillAll(kDaemonShutdown);
+  std::lock_guard lock(mutex_);
+  for (auto& [id, sandbox] : sandboxes_) {
+    // Let go without a signal: the next daemon re-adopts it from its record.
+    sandbox->process.init.Release();
+  }
+  LOG_INFO("leaving {} sandboxes running for the next isoboxd", sandboxes_.size());
+  sandboxes_.clear();
+}
+
+Status Registry::Persist(const Sandbox& sandbox) {
+  SandboxRecord record{.info = sandbox.info,
+                       .slot = sandbox.slot,
+                       .init_pid = sandbox.process.init.Pid(),
+                       .init_start_ticks = sandbox.init_start_ticks,
+                       .interpreter = !sandbox.interpreter_socket.empty()};
+  return store_.PutSandbox(record);
 }
 
 Result<uint32_t> Registry::AllocateSlot() {
@@ -190,6 +352,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   }
   spec.agent_config = json::serialize(agent_config);
   ASSIGN_OR_RETURN(sandbox->process, runtime::SpawnSandbox(spec));
+  ASSIGN_OR_RETURN(sandbox->init_start_ticks, StartTicks(sandbox->process.init.Pid()));
   std::string netns_path = fmt::format("/proc/{}/ns/net", sandbox->process.init.Pid());
   sandbox->netns.Reset(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!sandbox->netns) return SysError("open {}", netns_path);
@@ -215,6 +378,11 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
     Destroy(std::move(partial));
     return tl::unexpected(started.error().WithContext(fmt::format("create sandbox {}", id)));
   }
+  if (auto persisted = Persist(**started); !persisted) {
+    Destroy(std::move(*started));
+    return tl::unexpected(persisted.error().WithContext(fmt::format("create sandbox {}", id)));
+  }
+  (*started)->persisted = true;
   SandboxInfo info = (*started)->info;
   int pidfd = (*started)->process.init.Pidfd();
   {
@@ -237,7 +405,7 @@ void Registry::Watch(const std::string& id, int pidfd) {
     w.exit = std::make_unique<asio::posix::stream_descriptor>(io_, watched);
     w.exit->async_wait(asio::posix::stream_descriptor::wait_read,
                        [this, id](boost::system::error_code ec) {
-                         if (!ec) KillInBackground(id, "its init exited");
+                         if (!ec) KillInBackground(id, kAgentExited);
                        });
   }
   ArmTimer(id);
@@ -271,19 +439,19 @@ void Registry::OnEndOfLife(const std::string& id) {
     if (it == sandboxes_.end() || it->second->info.state != SandboxState::kRunning) return;
     pause = it->second->info.auto_pause;
   }
-  if (!pause) return KillInBackground(id, "its timeout passed");
+  if (!pause) return KillInBackground(id, kTimedOut);
   LOG_INFO("sandbox {} pauses: its timeout passed", id);
   asio::post(workers_, [this, id] { (void)Pause(id); });
 }
 
 void Registry::Unwatch(const std::string& id) { watchers_.erase(id); }
 
-void Registry::KillInBackground(const std::string& id, const char* why) {
-  LOG_INFO("sandbox {} ends: {}", id, why);
-  asio::post(workers_, [this, id] { (void)Kill(id); });
+void Registry::KillInBackground(const std::string& id, EndCause cause) {
+  LOG_INFO("sandbox {} ends: {}", id, cause.message);
+  asio::post(workers_, [this, id, cause = std::move(cause)] { (void)Kill(id, cause); });
 }
 
-Status Registry::Kill(const std::string& id) {
+Status Registry::Kill(const std::string& id, const EndCause& cause) {
   std::unique_ptr<Sandbox> sandbox;
   {
     std::lock_guard lock(mutex_);
@@ -294,12 +462,21 @@ Status Registry::Kill(const std::string& id) {
     sandboxes_.erase(it);
   }
   asio::post(io_, [this, id] { Unwatch(id); });
-  Destroy(std::move(sandbox));
-  LOG_INFO("sandbox {} killed", id);
+  uint64_t oom_kills = 0;
+  if (auto stats = sandbox->cgroup->Stats()) oom_kills = stats->oom_kills;
+  bool persisted = sandbox->persisted;
+  ExitStatus status = Destroy(std::move(sandbox));
+  SandboxEnd end = EndOf(cause, status, oom_kills);
+  if (persisted) {
+    if (auto ended = store_.EndSandbox(id, end); !ended) {
+      LOG_ERROR("record the end of sandbox {}: {}", id, ended.error().message);
+    }
+  }
+  LOG_INFO("sandbox {} ended: {}", id, end.reason);
   return Ok();
 }
 
-void Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
+ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
   // SIGKILL to the sandbox's PID 1 tears its whole pid namespace down; the cgroup kill
   // catches anything else and must leave the cgroup empty before it can be removed. A
   // frozen cgroup is thawed by Destroy so that the kill can complete.
@@ -310,20 +487,25 @@ void Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
       LOG_ERROR("sandbox {}: {}", sandbox->info.id, destroyed.error().message);
     }
   }
-  sandbox->process.init.KillAndReap();
+  ExitStatus status{.known = false};
+  if (sandbox->process.init.Valid()) {
+    (void)sandbox->process.init.Signal(SIGKILL);
+    if (auto waited = sandbox->process.init.Wait()) status = *waited;
+  }
   std::error_code ec;
   fs::remove_all(sandbox->state_dir, ec);
   if (ec) LOG_ERROR("remove {}: {}", sandbox->state_dir.string(), ec.message());
   ReleaseSlot(sandbox->slot);
+  return status;
 }
 
-void Registry::KillAll() {
+void Registry::KillAll(const EndCause& cause) {
   std::vector<std::string> ids;
   {
     std::lock_guard lock(mutex_);
     for (const auto& [id, sandbox] : sandboxes_) ids.push_back(id);
   }
-  for (const std::string& id : ids) (void)Kill(id);
+  for (const std::string& id : ids) (void)Kill(id, cause);
 }
 
 Status Registry::Pause(const std::string& id) {
@@ -345,6 +527,15 @@ Status Registry::Pause(const std::string& id) {
       it->second->info.state = SandboxState::kRunning;
     }
     return tl::unexpected(frozen.error().WithContext(fmt::format("pause sandbox {}", id)));
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = sandboxes_.find(id); it != sandboxes_.end()) {
+      if (auto saved = store_.UpdateSandbox(id, SandboxState::kPaused, it->second->info.end_at);
+          !saved) {
+        LOG_ERROR("record the pause of sandbox {}: {}", id, saved.error().message);
+      }
+    }
   }
   asio::post(io_, [this, id] { ArmTimer(id); });
   LOG_INFO("sandbox {} paused", id);
@@ -375,6 +566,9 @@ Result<std::pair<SandboxInfo, ConnectOutcome>> Registry::Connect(const std::stri
     // Never earlier than it was.
     current.end_at = std::max(current.end_at, std::chrono::system_clock::now() + timeout);
     info = current;
+    if (auto saved = store_.UpdateSandbox(id, info.state, info.end_at); !saved) {
+      LOG_ERROR("record the connect of sandbox {}: {}", id, saved.error().message);
+    }
   }
   asio::post(io_, [this, id] { ArmTimer(id); });
   if (paused) LOG_INFO("sandbox {} resumed", id);
@@ -386,7 +580,11 @@ Status Registry::SetTimeout(const std::string& id, std::chrono::seconds timeout)
     std::lock_guard lock(mutex_);
     auto it = sandboxes_.find(id);
     if (it == sandboxes_.end()) return NotFound(id);
-    it->second->info.end_at = std::chrono::system_clock::now() + timeout;
+    SandboxInfo& info = it->second->info;
+    info.end_at = std::chrono::system_clock::now() + timeout;
+    if (auto saved = store_.UpdateSandbox(id, info.state, info.end_at); !saved) {
+      LOG_ERROR("record the timeout of sandbox {}: {}", id, saved.error().message);
+    }
   }
   asio::post(io_, [this, id] { ArmTimer(id); });
   return Ok();
@@ -397,6 +595,24 @@ std::optional<SandboxInfo> Registry::Get(const std::string& id) const {
   auto it = sandboxes_.find(id);
   if (it == sandboxes_.end()) return std::nullopt;
   return it->second->info;
+}
+
+Result<std::optional<SandboxRecord>> Registry::Record(const std::string& id) const {
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = sandboxes_.find(id); it != sandboxes_.end()) {
+      const Sandbox& sandbox = *it->second;
+      return std::optional<SandboxRecord>(
+          SandboxRecord{.info = sandbox.info,
+                        .slot = sandbox.slot,
+                        .init_pid = sandbox.process.init.Pid(),
+                        .init_start_ticks = sandbox.init_start_ticks,
+                        .interpreter = !sandbox.interpreter_socket.empty()});
+    }
+  }
+  // Not live: ended, or being killed right now (its record shows its last state until the
+  // end is written).
+  return store_.GetSandbox(id);
 }
 
 std::vector<SandboxInfo> Registry::List() const {
@@ -473,6 +689,13 @@ void Registry::ScheduleSampling() {
       asio::post(workers_, [this] {
         SampleAll();
         asio::post(io_, [this] { sampling_ = false; });
+      });
+    }
+    // Once an hour: forget sandboxes that ended long ago.
+    auto rounds_per_hour = std::chrono::hours(1) / config_.metrics_interval;
+    if (++sampling_rounds_ % std::max<int64_t>(1, rounds_per_hour) == 0) {
+      asio::post(workers_, [this] {
+        (void)store_.PruneEnded(std::chrono::system_clock::now() - config_.ended_kept);
       });
     }
     ScheduleSampling();

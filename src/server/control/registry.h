@@ -27,6 +27,7 @@
 #include "runtime/sandbox_process.h"
 #include "server/control/sandbox_info.h"
 #include "server/control/templates.h"
+#include "server/store/store.h"
 
 namespace isobox::server {
 
@@ -51,6 +52,8 @@ struct RegistryConfig {
   std::filesystem::path agent_dir;  // holds isobox-envd
   uint32_t uid_base = 1u << 30;     // host uid/gid of sandbox 0's root
   uint32_t max_sandboxes = 4096;
+  // Ended sandboxes stay readable (GET /isobox/sandboxes/{id}) this long.
+  std::chrono::hours ended_kept{24};
   std::chrono::milliseconds metrics_interval{2000};
   size_t metrics_kept = 1800;  // samples per sandbox (an hour at 2 s)
 };
@@ -58,23 +61,39 @@ struct RegistryConfig {
 // How Connect found the sandbox.
 enum class ConnectOutcome { kWasRunning, kResumed };
 
+// Why the daemon ends a sandbox (SandboxEnd::reason and message).
+struct EndCause {
+  std::string reason;
+  std::string message;
+};
+inline const EndCause kKilledByUser{"killed_by_user", "killed through the API"};
+
+// What the daemon does with running sandboxes when it stops.
+enum class OnExit { kKeep, kKill };
+
 class Registry {
  public:
   Registry(boost::asio::io_context& io, boost::asio::thread_pool& workers, RegistryConfig config,
-           TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups);
+           TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups,
+           Store& store);
+  // Kills every sandbox unless Shutdown(kKeep) released them first.
   ~Registry();
 
-  // Removes what a previous run of the daemon left behind (sandbox dirs, cgroups).
-  void CleanUpLeftovers();
+  // Blocking; before serving. Re-adopts the sandboxes a previous run of the daemon left
+  // running (their processes, cgroups, sockets; timers re-armed from their end times),
+  // records the ones that died meanwhile as ended ("lost"), and removes whatever else a
+  // previous run left behind in this state directory.
+  void Recover();
+  // Blocking. kKill: kills every sandbox (reason daemon_shutdown). kKeep: leaves them
+  // running for the next daemon to re-adopt; their records stay in the store.
+  void Shutdown(OnExit mode);
   // Starts the periodic metrics sampler on the I/O context.
   void StartSampler();
 
   // Blocking.
   Result<SandboxInfo> Create(const SandboxOptions& options);
   // Blocking. NotFound if the sandbox does not exist (any more).
-  Status Kill(const std::string& id);
-  // Blocking: kills every sandbox (daemon shutdown).
-  void KillAll();
+  Status Kill(const std::string& id, const EndCause& cause = kKilledByUser);
   // Blocking. Freezes every process of the sandbox; kFailedPrecondition if already paused.
   Status Pause(const std::string& id);
   // Blocking. Resumes a paused sandbox; the end time becomes at least now + timeout and
@@ -85,6 +104,9 @@ class Registry {
   Status SetTimeout(const std::string& id, std::chrono::seconds timeout);
 
   std::optional<SandboxInfo> Get(const std::string& id) const;
+  // A live or ended sandbox with how it ended (from the store); nullopt if unknown or
+  // forgotten.
+  Result<std::optional<SandboxRecord>> Record(const std::string& id) const;
   std::vector<SandboxInfo> List() const;
   // Samples with start <= time <= end; NotFound for an unknown sandbox.
   Result<std::vector<MetricSample>> Metrics(const std::string& id, SystemTime start,
@@ -104,13 +126,17 @@ class Registry {
   Result<int> UsernsForSlot(uint32_t slot);
   Result<std::unique_ptr<Sandbox>> Start(const SandboxOptions& options, const Template& tmpl,
                                          const std::string& id, uint32_t slot);
-  void Destroy(std::unique_ptr<Sandbox> sandbox);
+  // Kills and removes everything of the sandbox; returns how its init ended.
+  ExitStatus Destroy(std::unique_ptr<Sandbox> sandbox);
+  Status Persist(const Sandbox& sandbox);
+  Result<std::unique_ptr<Sandbox>> Readopt(const SandboxRecord& record);
+  void KillAll(const EndCause& cause);
   // I/O context only: (re)arms the end-of-life timer, the exit watcher, sampling.
   void Watch(const std::string& id, int pidfd);
   void ArmTimer(const std::string& id);
   void Unwatch(const std::string& id);
   void OnEndOfLife(const std::string& id);
-  void KillInBackground(const std::string& id, const char* why);
+  void KillInBackground(const std::string& id, EndCause cause);
   void SampleAll();
   void ScheduleSampling();
 
@@ -119,6 +145,7 @@ class Registry {
   RegistryConfig config_;
   TemplateStore templates_;
   std::unique_ptr<runtime::CgroupManager> cgroups_;
+  Store& store_;
   UniqueFd host_netns_;
 
   mutable std::mutex mutex_;
@@ -134,6 +161,7 @@ class Registry {
   std::map<std::string, Watchers> watchers_;
   std::unique_ptr<boost::asio::steady_timer> sampler_;
   bool sampling_ = false;
+  unsigned sampling_rounds_ = 0;
 };
 
 }  // namespace isobox::server

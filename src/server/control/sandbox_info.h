@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,18 @@ struct SandboxInfo {
   uint32_t memory_mb = 0;
   uint32_t disk_mb = 0;
   bool auto_pause = false;
+};
+
+// How and why a sandbox ended (kept after the end: GET /isobox/sandboxes/{id}).
+struct SandboxEnd {
+  SystemTime at;
+  // exited | signaled | oom_killed (its agent ended on its own), timeout, killed_by_user,
+  // daemon_shutdown (isoboxd stopped with --on-exit=kill), lost (it ended while isoboxd
+  // was not running).
+  std::string reason;
+  std::string message;
+  std::optional<int> exit_code = std::nullopt;
+  std::optional<int> signal = std::nullopt;
 };
 
 }  // namespace isobox::server

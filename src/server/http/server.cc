@@ -94,7 +94,11 @@ bool HttpServer::Authorized(const HeaderParser::value_type& request) const {
       match = true;
     }
   }
-  return match;
+  if (match || key.empty() || config_.key_store == nullptr) return match;
+  // The store keeps digests only; comparing digests leaks nothing about the key.
+  auto found = config_.key_store->FindApiKey(ApiKeyDigest(key));
+  if (!found) LOG_ERROR("API key lookup: {}", found.error().message);
+  return found && found->has_value();
 }
 
 Task<bool> HttpServer::HandleControlRequest(Stream& stream, beast::flat_buffer& buffer,
@@ -122,7 +126,9 @@ Task<bool> HttpServer::HandleControlRequest(Stream& stream, beast::flat_buffer& 
   if (ec == http::error::body_limit) co_return co_await TooLarge(stream, version);
   if (ec) co_return false;
   ControlContext context{registry_, workers_};
+  ++control_in_flight_;
   StringResponse response = co_await HandleControl(parser.get(), context);
+  --control_in_flight_;
   co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
   co_return !ec && response.keep_alive();
 }

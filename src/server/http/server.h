@@ -12,7 +12,8 @@
 namespace isobox::server {
 
 struct HttpConfig {
-  std::vector<std::string> api_keys;  // accepted X-API-KEY values
+  std::vector<std::string> api_keys;  // X-API-KEY values accepted for this run only
+  Store* key_store = nullptr;         // and the unrevoked keys in the store
   size_t max_control_body = 1 << 20;
 };
 
@@ -25,7 +26,11 @@ class HttpServer {
   Result<uint16_t> Listen(const std::string& address, uint16_t port);
   // Starts accepting on the I/O context.
   void Start();
+  // Stops accepting connections; open sessions go on.
   void Stop();
+  // Control-plane requests being answered now (create, kill, ...): a graceful shutdown
+  // waits for them.
+  int ControlRequestsInFlight() const { return control_in_flight_; }
 
  private:
   Task<> Accept();
@@ -39,6 +44,7 @@ class HttpServer {
   Registry& registry_;
   HttpConfig config_;
   asio::ip::tcp::acceptor acceptor_;
+  int control_in_flight_ = 0;  // I/O context only
 };
 
 }  // namespace isobox::server

@@ -261,6 +261,29 @@ Reply GetSandbox(const std::string& id, ControlContext& context) {
   return {http::status::ok, json::serialize(DetailJson(*info))};
 }
 
+// GET /isobox/sandboxes/{id}: the E2B detail plus how the sandbox ended, for live and
+// recently ended sandboxes (E2B's GET answers 404 once a sandbox is gone).
+Reply GetSandboxRecord(const std::string& id, ControlContext& context) {
+  auto record = context.registry.Record(id);
+  if (!record) return ErrorReply(record.error());
+  if (!*record) {
+    return ErrorReply(Error{ErrorCode::kNotFound, 0, "sandbox '" + id + "' not found"});
+  }
+  json::object out = DetailJson((*record)->info);
+  json::object extra;
+  if (const auto& end = (*record)->end) {
+    out["state"] = "ended";
+    out.erase("envdAccessToken");
+    extra["endedAt"] = FormatRfc3339(end->at);
+    extra["endReason"] = end->reason;
+    extra["endMessage"] = end->message;
+    extra["exitCode"] = end->exit_code ? json::value(*end->exit_code) : json::value(nullptr);
+    extra["signal"] = end->signal ? json::value(*end->signal) : json::value(nullptr);
+  }
+  out["isobox"] = std::move(extra);
+  return {http::status::ok, json::serialize(out)};
+}
+
 Result<SystemTime> ParseUnixSeconds(std::string_view text, std::string_view name) {
   int64_t seconds = 0;
   auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), seconds);
@@ -363,6 +386,12 @@ Task<Reply> Route(const StringRequest& request, ControlContext& context) {
   std::string_view path = target.substr(0, question);
   std::string_view query = question == std::string_view::npos ? "" : target.substr(question + 1);
   std::vector<std::string_view> parts = Segments(path);
+  if (parts.size() == 3 && parts[0] == "isobox" && parts[1] == "sandboxes") {
+    if (request.method() == http::verb::get) {
+      co_return GetSandboxRecord(std::string(parts[2]), context);
+    }
+    co_return NotAllowed(request, path);
+  }
   bool v2 = !parts.empty() && parts[0] == "v2";
   if (v2) parts.erase(parts.begin());
   const http::verb method = request.method();

@@ -8,14 +8,18 @@ import { setTimeout as sleep } from 'node:timers/promises'
 
 const API_KEY = 'e2b_' + '0123456789abcdef'.repeat(2) + '01234567'
 
-export async function startDaemon() {
+// options.dir: reuse this directory (its state/ is the daemon's state directory), as a
+// restarted daemon does; options.args: more flags. Sandboxes are killed when the daemon
+// stops (--on-exit kill) unless options.onExit is 'keep'.
+export async function startDaemon(options = {}) {
   const binary = process.env.ISOBOXD
   if (!binary) throw new Error('ISOBOXD must name the isoboxd binary to test')
-  const dir = mkdtempSync(join(tmpdir(), 'isobox-e2e-'))
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'isobox-e2e-'))
   const portFile = join(dir, 'port')
-  const child = spawn(binary, ['--state-dir', join(dir, 'state'), '--port', '0',
-    '--port-file', portFile, '--api-key', API_KEY, '--log-level', 'warn'],
-  { stdio: ['ignore', 'inherit', 'inherit'] })
+  rmSync(portFile, { force: true })
+  const args = ['--state-dir', join(dir, 'state'), '--port', '0', '--port-file', portFile,
+    '--api-key', API_KEY, '--log-level', 'warn', '--on-exit', options.onExit ?? 'kill', ...(options.args ?? [])]
+  const child = spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] })
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const deadline = Date.now() + 30000
   while (!existsSync(portFile) || readFileSync(portFile, 'utf8').trim() === '') {
@@ -30,10 +34,18 @@ export async function startDaemon() {
   return {
     url,
     apiKey: API_KEY,
-    async stop() {
-      child.kill('SIGTERM')
+    dir,
+    pid: child.pid,
+    // SIGTERM, wait, and remove the state directory (unless keepDir).
+    async stop({ keepDir = false } = {}) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
       await exited
-      rmSync(dir, { recursive: true, force: true })
+      if (!keepDir) rmSync(dir, { recursive: true, force: true })
+    },
+    // SIGKILL: the daemon gets no chance to clean up; the directory stays.
+    async crash() {
+      child.kill('SIGKILL')
+      await exited
     },
   }
 }

@@ -1,0 +1,295 @@
+#include "server/store/store.h"
+
+#include <openssl/evp.h>
+#include <sys/stat.h>
+
+#include <boost/json.hpp>
+
+namespace isobox::server {
+namespace {
+
+namespace json = boost::json;
+using std::chrono::milliseconds;
+
+// Schema version 1. Times are milliseconds since the Unix epoch.
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS sandboxes(
+  id TEXT PRIMARY KEY,
+  template_id TEXT NOT NULL,
+  access_token TEXT NOT NULL,
+  metadata TEXT NOT NULL,
+  state TEXT NOT NULL,              -- running | paused | ended
+  started_at INTEGER NOT NULL,
+  end_at INTEGER NOT NULL,
+  cpu_count INTEGER NOT NULL,
+  memory_mb INTEGER NOT NULL,
+  disk_mb INTEGER NOT NULL,
+  auto_pause INTEGER NOT NULL,
+  slot INTEGER NOT NULL,
+  init_pid INTEGER NOT NULL,
+  init_start_ticks INTEGER NOT NULL,
+  interpreter INTEGER NOT NULL,
+  ended_at INTEGER,
+  end_reason TEXT,
+  end_message TEXT,
+  exit_code INTEGER,
+  exit_signal INTEGER);
+CREATE INDEX IF NOT EXISTS sandboxes_state ON sandboxes(state);
+CREATE TABLE IF NOT EXISTS api_keys(
+  id TEXT PRIMARY KEY,
+  digest TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  revoked_at INTEGER);
+CREATE TABLE IF NOT EXISTS templates(
+  id TEXT PRIMARY KEY,
+  spec TEXT NOT NULL,
+  updated_at INTEGER NOT NULL);
+PRAGMA user_version = 1;
+)sql";
+
+constexpr const char* kSandboxColumns =
+    "id, template_id, access_token, metadata, state, started_at, end_at, cpu_count, "
+    "memory_mb, disk_mb, auto_pause, slot, init_pid, init_start_ticks, interpreter, "
+    "ended_at, end_reason, end_message, exit_code, exit_signal";
+
+int64_t Millis(SystemTime time) {
+  return std::chrono::duration_cast<milliseconds>(time.time_since_epoch()).count();
+}
+
+SystemTime FromMillis(int64_t ms) { return SystemTime(milliseconds(ms)); }
+
+std::string MetadataJson(const std::map<std::string, std::string>& metadata) {
+  json::object out;
+  for (const auto& [key, value] : metadata) out[key] = value;
+  return json::serialize(out);
+}
+
+std::map<std::string, std::string> ParseMetadata(const std::string& text) {
+  std::map<std::string, std::string> out;
+  boost::system::error_code ec;
+  json::value parsed = json::parse(text, ec);
+  if (ec || !parsed.is_object()) return out;
+  for (const auto& [key, value] : parsed.as_object()) {
+    if (value.is_string()) out[std::string(key)] = std::string(value.as_string());
+  }
+  return out;
+}
+
+SandboxRecord ReadSandbox(const sqlite::Statement& row) {
+  SandboxRecord record;
+  SandboxInfo& info = record.info;
+  info.id = row.Text(0);
+  info.template_id = row.Text(1);
+  info.access_token = row.Text(2);
+  info.metadata = ParseMetadata(row.Text(3));
+  info.state = row.Text(4) == "paused" ? SandboxState::kPaused : SandboxState::kRunning;
+  info.started_at = FromMillis(row.Int(5));
+  info.end_at = FromMillis(row.Int(6));
+  info.cpu_count = static_cast<uint32_t>(row.Int(7));
+  info.memory_mb = static_cast<uint32_t>(row.Int(8));
+  info.disk_mb = static_cast<uint32_t>(row.Int(9));
+  info.auto_pause = row.Int(10) != 0;
+  record.slot = static_cast<uint32_t>(row.Int(11));
+  record.init_pid = static_cast<pid_t>(row.Int(12));
+  record.init_start_ticks = static_cast<uint64_t>(row.Int(13));
+  record.interpreter = row.Int(14) != 0;
+  if (auto ended_at = row.OptionalInt(15)) {
+    SandboxEnd end{.at = FromMillis(*ended_at), .reason = row.Text(16), .message = row.Text(17)};
+    if (auto code = row.OptionalInt(18)) end.exit_code = static_cast<int>(*code);
+    if (auto signal = row.OptionalInt(19)) end.signal = static_cast<int>(*signal);
+    record.end = std::move(end);
+  }
+  return record;
+}
+
+}  // namespace
+
+std::string ApiKeyDigest(std::string_view key) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(key.data(), key.size(), digest, &size, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < size; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 15]);
+  }
+  return out;
+}
+
+std::string ApiKeyId(std::string_view digest) { return std::string(digest.substr(0, 12)); }
+
+Result<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& path) {
+  // SECURITY: the database holds sandbox access tokens: host root only.
+  mode_t old_mask = ::umask(077);
+  auto db = sqlite::Database::Open(path);
+  ::umask(old_mask);
+  if (!db) return tl::unexpected(db.error());
+  std::unique_ptr<Store> store(new Store(std::move(*db)));
+  RETURN_IF_ERROR(WithContext(store->Migrate(), path.string()));
+  return store;
+}
+
+Status Store::Migrate() {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement version, db_.Prepare("PRAGMA user_version"));
+  ASSIGN_OR_RETURN(bool row, version.Step());
+  int64_t current = row ? version.Int(0) : 0;
+  if (current > 1) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "the state database has schema version {}, newer than this isoboxd (1)",
+                     current);
+  }
+  return db_.Exec(kSchema);
+}
+
+Status Store::PutSandbox(const SandboxRecord& record) {
+  std::lock_guard lock(mutex_);
+  const SandboxInfo& info = record.info;
+  ASSIGN_OR_RETURN(
+      sqlite::Statement insert,
+      db_.Prepare(fmt::format("INSERT OR REPLACE INTO sandboxes({}) VALUES "
+                              "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                              kSandboxColumns)));
+  std::string state = record.end ? "ended" : std::string(SandboxStateName(info.state));
+  insert.Bind(1, info.id)
+      .Bind(2, info.template_id)
+      .Bind(3, info.access_token)
+      .Bind(4, MetadataJson(info.metadata))
+      .Bind(5, state)
+      .Bind(6, Millis(info.started_at))
+      .Bind(7, Millis(info.end_at))
+      .Bind(8, int64_t{info.cpu_count})
+      .Bind(9, int64_t{info.memory_mb})
+      .Bind(10, int64_t{info.disk_mb})
+      .Bind(11, int64_t{info.auto_pause})
+      .Bind(12, int64_t{record.slot})
+      .Bind(13, int64_t{record.init_pid})
+      .Bind(14, static_cast<int64_t>(record.init_start_ticks))
+      .Bind(15, int64_t{record.interpreter});
+  if (record.end) {
+    insert.Bind(16, Millis(record.end->at))
+        .Bind(17, record.end->reason)
+        .Bind(18, record.end->message)
+        .Bind(19, record.end->exit_code ? std::optional<int64_t>(*record.end->exit_code)
+                                        : std::nullopt)
+        .Bind(20, record.end->signal ? std::optional<int64_t>(*record.end->signal) : std::nullopt);
+  }
+  return insert.Run();
+}
+
+Status Store::UpdateSandbox(const std::string& id, SandboxState state, SystemTime end_at) {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement update,
+                   db_.Prepare("UPDATE sandboxes SET state = ?, end_at = ? "
+                               "WHERE id = ? AND state != 'ended'"));
+  update.Bind(1, SandboxStateName(state)).Bind(2, Millis(end_at)).Bind(3, id);
+  return update.Run();
+}
+
+Status Store::EndSandbox(const std::string& id, const SandboxEnd& end) {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement update,
+                   db_.Prepare("UPDATE sandboxes SET state = 'ended', ended_at = ?, "
+                               "end_reason = ?, end_message = ?, exit_code = ?, exit_signal = ? "
+                               "WHERE id = ?"));
+  update.Bind(1, Millis(end.at))
+      .Bind(2, end.reason)
+      .Bind(3, end.message)
+      .Bind(4, end.exit_code ? std::optional<int64_t>(*end.exit_code) : std::nullopt)
+      .Bind(5, end.signal ? std::optional<int64_t>(*end.signal) : std::nullopt)
+      .Bind(6, id);
+  return update.Run();
+}
+
+Result<std::optional<SandboxRecord>> Store::GetSandbox(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement select,
+                   db_.Prepare(fmt::format("SELECT {} FROM sandboxes WHERE id = ?",
+                                           kSandboxColumns)));
+  select.Bind(1, id);
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return std::optional<SandboxRecord>();
+  return std::optional<SandboxRecord>(ReadSandbox(select));
+}
+
+Result<std::vector<SandboxRecord>> Store::LiveSandboxes() {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement select,
+                   db_.Prepare(fmt::format("SELECT {} FROM sandboxes WHERE state != 'ended' "
+                                           "ORDER BY started_at",
+                                           kSandboxColumns)));
+  std::vector<SandboxRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return out;
+    out.push_back(ReadSandbox(select));
+  }
+}
+
+Result<int64_t> Store::PruneEnded(SystemTime before) {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement remove,
+                   db_.Prepare("DELETE FROM sandboxes WHERE state = 'ended' AND ended_at < ?"));
+  remove.Bind(1, Millis(before));
+  RETURN_IF_ERROR(remove.Run());
+  return db_.Changes();
+}
+
+Status Store::AddApiKey(const std::string& digest, const std::string& name) {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement insert,
+                   db_.Prepare("INSERT INTO api_keys(id, digest, name, created_at) "
+                               "VALUES (?,?,?,?) ON CONFLICT(digest) DO NOTHING"));
+  insert.Bind(1, ApiKeyId(digest))
+      .Bind(2, digest)
+      .Bind(3, name)
+      .Bind(4, Millis(std::chrono::system_clock::now()));
+  return insert.Run();
+}
+
+Result<std::optional<std::string>> Store::FindApiKey(const std::string& digest) {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement select,
+                   db_.Prepare("SELECT id FROM api_keys WHERE digest = ? AND revoked_at IS NULL"));
+  select.Bind(1, digest);
+  ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return std::optional<std::string>();
+  return std::optional<std::string>(select.Text(0));
+}
+
+Result<std::vector<ApiKeyRecord>> Store::ListApiKeys() {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement select,
+                   db_.Prepare("SELECT id, name, created_at FROM api_keys "
+                               "WHERE revoked_at IS NULL ORDER BY created_at"));
+  std::vector<ApiKeyRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return out;
+    out.push_back({select.Text(0), select.Text(1), FromMillis(select.Int(2))});
+  }
+}
+
+Status Store::RevokeApiKey(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement update,
+                   db_.Prepare("UPDATE api_keys SET revoked_at = ? "
+                               "WHERE id = ? AND revoked_at IS NULL"));
+  update.Bind(1, Millis(std::chrono::system_clock::now())).Bind(2, id);
+  RETURN_IF_ERROR(update.Run());
+  if (db_.Changes() == 0) return MakeError(ErrorCode::kNotFound, "no API key with id '{}'", id);
+  return Ok();
+}
+
+Status Store::PutTemplate(const std::string& id, const std::string& spec_json) {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement insert,
+                   db_.Prepare("INSERT OR REPLACE INTO templates(id, spec, updated_at) "
+                               "VALUES (?,?,?)"));
+  insert.Bind(1, id).Bind(2, spec_json).Bind(3, Millis(std::chrono::system_clock::now()));
+  return insert.Run();
+}
+
+}  // namespace isobox::server

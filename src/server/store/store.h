@@ -1,0 +1,76 @@
+// The daemon's durable state, in one SQLite database under the state directory: sandbox
+// records (live and recently ended), API keys (SHA-256 digests only) and the template
+// catalog. A restarted daemon re-adopts the live sandboxes from here.
+//
+// Thread-safe: every call holds the store's lock for one short transaction.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "server/control/sandbox_info.h"
+#include "server/store/sqlite.h"
+
+namespace isobox::server {
+
+struct SandboxRecord {
+  SandboxInfo info;
+  uint32_t slot = 0;
+  pid_t init_pid = 0;
+  uint64_t init_start_ticks = 0;  // /proc/<pid>/stat field 22: tells a reused pid apart
+  bool interpreter = false;
+  std::optional<SandboxEnd> end = std::nullopt;  // set once it has ended
+};
+
+struct ApiKeyRecord {
+  std::string id;  // short, public: names the key in logs and the audit trail
+  std::string name;
+  SystemTime created_at;
+};
+
+class Store {
+ public:
+  static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& path);
+
+  // Inserts or replaces the whole record.
+  Status PutSandbox(const SandboxRecord& record);
+  // The mutable fields of a live sandbox.
+  Status UpdateSandbox(const std::string& id, SandboxState state, SystemTime end_at);
+  Status EndSandbox(const std::string& id, const SandboxEnd& end);
+  Result<std::optional<SandboxRecord>> GetSandbox(const std::string& id);
+  // Sandboxes that have not ended, oldest first.
+  Result<std::vector<SandboxRecord>> LiveSandboxes();
+  // Forgets ended sandboxes that ended before `before`; returns how many.
+  Result<int64_t> PruneEnded(SystemTime before);
+
+  Status AddApiKey(const std::string& digest, const std::string& name);
+  // The id of the (unrevoked) key with this SHA-256 hex digest.
+  Result<std::optional<std::string>> FindApiKey(const std::string& digest);
+  Result<std::vector<ApiKeyRecord>> ListApiKeys();
+  // NotFound for an unknown id.
+  Status RevokeApiKey(const std::string& id);
+
+  // The template catalog: id -> JSON description.
+  Status PutTemplate(const std::string& id, const std::string& spec_json);
+
+ private:
+  explicit Store(sqlite::Database db) : db_(std::move(db)) {}
+  Status Migrate();
+
+  std::mutex mutex_;
+  sqlite::Database db_;
+};
+
+// SHA-256 of an API key, lower-case hex: what the store keeps instead of the key.
+std::string ApiKeyDigest(std::string_view key);
+// The public id of a key: the first 12 hex digits of its digest.
+std::string ApiKeyId(std::string_view digest);
+
+}  // namespace isobox::server

@@ -1,0 +1,126 @@
+// State survives the daemon: kill -9 of isoboxd and a restart on the same state directory
+// lose no running sandbox (processes, files, env vars, metadata, end time, timers), report
+// the sandboxes that died meanwhile as ended with a reason, and a graceful stop with
+// --on-exit keep hands the sandboxes to the next daemon too.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readdirSync, readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Sandbox, SandboxNotFoundError } from 'e2b'
+import { startDaemon } from './harness.js'
+
+async function until(what, predicate, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await predicate()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+async function record(daemon, id) {
+  const res = await fetch(`${daemon.url}/isobox/sandboxes/${id}`,
+    { headers: { 'X-API-KEY': daemon.apiKey } })
+  return { status: res.status, body: await res.json() }
+}
+
+// Host pids of the sandbox's agent cgroup (its isobox-envd, PID 1 inside).
+function agentPids(id) {
+  const pids = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let cgroups
+    try { cgroups = readFileSync(`/proc/${entry}/cgroup`, 'utf8') } catch { continue }
+    if (cgroups.includes(`/isobox/${id}/agent\n`)) pids.push(Number(entry))
+  }
+  return pids
+}
+
+test('kill -9 of isoboxd: a restart re-adopts running sandboxes and reports the lost ones', async () => {
+  let daemon = await startDaemon()
+  try {
+    const kept = await Sandbox.create({ metadata: { role: 'kept' }, envs: { KEPT: 'yes' }, timeoutMs: 120000 })
+    const lost = await Sandbox.create({ timeoutMs: 120000 })
+    const expiring = await Sandbox.create({ timeoutMs: 3000 })
+    const endAt = (await kept.getInfo()).endAt
+    await kept.files.write('/home/user/note.txt', 'still here')
+    const sleeper = await kept.commands.run('sleep 600', { background: true })
+
+    await daemon.crash()
+    // While no daemon runs: one sandbox dies, another one's end time passes.
+    const pids = agentPids(lost.sandboxId)
+    assert.ok(pids.length > 0, 'the agent of the sandbox to lose is found')
+    for (const pid of pids) process.kill(pid, 'SIGKILL')
+    await sleep(3500)
+
+    daemon = await startDaemon({ dir: daemon.dir })
+    const again = await Sandbox.connect(kept.sandboxId)
+    assert.equal(await again.files.read('/home/user/note.txt'), 'still here')
+    assert.equal((await again.commands.run('echo $KEPT')).stdout, 'yes\n')
+    const listed = await again.commands.list()
+    assert.ok(listed.some((p) => p.pid === sleeper.pid), 'the background command still runs')
+    const handle = await again.commands.connect(sleeper.pid)
+    assert.equal(await again.commands.kill(sleeper.pid), true)
+    await assert.rejects(handle.wait())
+    const info = await Sandbox.getInfo(kept.sandboxId)
+    assert.deepEqual(info.metadata, { role: 'kept' })
+    assert.ok(info.endAt.getTime() >= endAt.getTime(), 'the end time did not move earlier')
+
+    // The lost sandbox: gone for E2B's API, ended with a reason for Isobox's.
+    await assert.rejects(Sandbox.getInfo(lost.sandboxId), SandboxNotFoundError)
+    const lostRecord = await record(daemon, lost.sandboxId)
+    assert.equal(lostRecord.status, 200)
+    assert.equal(lostRecord.body.state, 'ended')
+    assert.equal(lostRecord.body.isobox.endReason, 'lost')
+
+    // The one whose end passed while the daemon was down ends at once, as a timeout.
+    await until('the expired sandbox to end', async () =>
+      (await record(daemon, expiring.sandboxId)).body.state === 'ended')
+    assert.equal((await record(daemon, expiring.sandboxId)).body.isobox.endReason, 'timeout')
+
+    // Timers of re-adopted sandboxes still fire.
+    await again.setTimeout(1000)
+    await until('the re-adopted sandbox to time out', async () => !(await again.isRunning()), 5000)
+    await until('its end to be recorded', async () =>
+      (await record(daemon, kept.sandboxId)).body.state === 'ended')
+    assert.equal((await record(daemon, kept.sandboxId)).body.isobox.endReason, 'timeout')
+  } finally {
+    await daemon.stop()
+  }
+})
+
+test('a graceful stop with --on-exit keep hands sandboxes over; a kill is recorded', async () => {
+  let daemon = await startDaemon({ onExit: 'keep' })
+  try {
+    const sandbox = await Sandbox.create({ timeoutMs: 120000 })
+    await sandbox.files.write('/tmp/x', 'x')
+    await daemon.stop({ keepDir: true })
+    daemon = await startDaemon({ dir: daemon.dir })
+    const again = await Sandbox.connect(sandbox.sandboxId)
+    assert.equal(await again.files.read('/tmp/x'), 'x')
+    assert.equal(await again.kill(), true)
+    const killed = await record(daemon, sandbox.sandboxId)
+    assert.equal(killed.body.state, 'ended')
+    assert.equal(killed.body.isobox.endReason, 'killed_by_user')
+    assert.equal(killed.body.envdAccessToken, undefined)
+    assert.equal((await record(daemon, 'nosuchsandbox')).status, 404)
+  } finally {
+    await daemon.stop()
+  }
+})
+
+test('a sandbox whose agent dies is reported as ended with its status', async () => {
+  const daemon = await startDaemon()
+  try {
+    const sandbox = await Sandbox.create({ timeoutMs: 120000 })
+    for (const pid of agentPids(sandbox.sandboxId)) process.kill(pid, 'SIGKILL')
+    await until('the sandbox to end', async () =>
+      (await record(daemon, sandbox.sandboxId)).body.state === 'ended')
+    const ended = (await record(daemon, sandbox.sandboxId)).body.isobox
+    assert.equal(ended.endReason, 'signaled')
+    assert.equal(ended.signal, 9)
+  } finally {
+    await daemon.stop()
+  }
+})

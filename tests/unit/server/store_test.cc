@@ -1,0 +1,136 @@
+#include "server/store/store.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+namespace isobox::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/isobox-store-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::unique_ptr<Store> Open() {
+    auto store = Store::Open(dir_ / "isobox.db");
+    EXPECT_TRUE(store) << store.error().message;
+    return store ? std::move(*store) : nullptr;
+  }
+
+  static SandboxRecord Record(const std::string& id) {
+    SandboxRecord record;
+    record.info.id = id;
+    record.info.template_id = "base";
+    record.info.access_token = "token-" + id;
+    record.info.metadata = {{"k 1", "v&=1"}, {"empty", ""}};
+    record.info.started_at = SystemTime(std::chrono::milliseconds(1700000000123));
+    record.info.end_at = record.info.started_at + std::chrono::minutes(5);
+    record.info.cpu_count = 2;
+    record.info.memory_mb = 512;
+    record.info.disk_mb = 1024;
+    record.info.auto_pause = true;
+    record.slot = 7;
+    record.init_pid = 4242;
+    record.init_start_ticks = 987654321;
+    record.interpreter = true;
+    return record;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(StoreTest, SandboxRecordsSurviveReopening) {
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->PutSandbox(Record("aaa")));
+    ASSERT_TRUE(store->PutSandbox(Record("bbb")));
+    SystemTime later = SystemTime(std::chrono::milliseconds(1700000999000));
+    ASSERT_TRUE(store->UpdateSandbox("aaa", SandboxState::kPaused, later));
+  }
+  auto store = Open();
+  auto live = store->LiveSandboxes();
+  ASSERT_TRUE(live);
+  ASSERT_EQ(live->size(), 2u);
+  auto a = store->GetSandbox("aaa");
+  ASSERT_TRUE(a && a->has_value());
+  const SandboxRecord& record = **a;
+  EXPECT_EQ(record.info.state, SandboxState::kPaused);
+  EXPECT_EQ(record.info.end_at, SystemTime(std::chrono::milliseconds(1700000999000)));
+  EXPECT_EQ(record.info.started_at, Record("aaa").info.started_at);
+  EXPECT_EQ(record.info.metadata, Record("aaa").info.metadata);
+  EXPECT_EQ(record.info.access_token, "token-aaa");
+  EXPECT_TRUE(record.info.auto_pause);
+  EXPECT_EQ(record.slot, 7u);
+  EXPECT_EQ(record.init_pid, 4242);
+  EXPECT_EQ(record.init_start_ticks, 987654321u);
+  EXPECT_TRUE(record.interpreter);
+  EXPECT_FALSE(record.end);
+  // SECURITY: the database holds access tokens.
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ / "isobox.db").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 077, 0u);
+}
+
+TEST_F(StoreTest, EndedSandboxesKeepTheirReasonUntilPruned) {
+  auto store = Open();
+  ASSERT_TRUE(store->PutSandbox(Record("ccc")));
+  SandboxEnd end{.at = SystemTime(std::chrono::milliseconds(1700000500000)),
+                 .reason = "signaled",
+                 .message = "its agent was killed by signal 9",
+                 .signal = 9};
+  ASSERT_TRUE(store->EndSandbox("ccc", end));
+  // An ended sandbox is not live and cannot be moved back to running.
+  ASSERT_TRUE(store->UpdateSandbox("ccc", SandboxState::kRunning, SystemTime{}));
+  EXPECT_TRUE(store->LiveSandboxes()->empty());
+  auto ended = store->GetSandbox("ccc");
+  ASSERT_TRUE(ended && ended->has_value() && (*ended)->end);
+  EXPECT_EQ((*ended)->end->reason, "signaled");
+  EXPECT_EQ((*ended)->end->signal, 9);
+  EXPECT_FALSE((*ended)->end->exit_code);
+  EXPECT_EQ(*store->PruneEnded(end.at), 0);
+  EXPECT_EQ(*store->PruneEnded(end.at + std::chrono::seconds(1)), 1);
+  EXPECT_FALSE(store->GetSandbox("ccc")->has_value());
+}
+
+TEST_F(StoreTest, ApiKeysAreStoredAsDigestsAndCanBeRevoked) {
+  auto store = Open();
+  std::string digest = ApiKeyDigest("e2b_secret");
+  EXPECT_EQ(digest.size(), 64u);
+  ASSERT_TRUE(store->AddApiKey(digest, "ci"));
+  ASSERT_TRUE(store->AddApiKey(digest, "again"));  // the same key twice: one record
+  auto keys = store->ListApiKeys();
+  ASSERT_TRUE(keys);
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_EQ((*keys)[0].id, ApiKeyId(digest));
+  EXPECT_EQ((*keys)[0].name, "ci");
+  EXPECT_EQ(*store->FindApiKey(digest), ApiKeyId(digest));
+  EXPECT_FALSE(store->FindApiKey(ApiKeyDigest("e2b_other"))->has_value());
+  ASSERT_TRUE(store->RevokeApiKey(ApiKeyId(digest)));
+  EXPECT_FALSE(store->FindApiKey(digest)->has_value());
+  // Re-adding a revoked key (e.g. still listed in the api-keys file) does not revive it.
+  ASSERT_TRUE(store->AddApiKey(digest, "file"));
+  EXPECT_FALSE(store->FindApiKey(digest)->has_value());
+  EXPECT_EQ(store->RevokeApiKey("nope").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(StoreTest, RefusesADatabaseFromANewerSchema) {
+  { auto store = Open(); }
+  auto db = sqlite::Database::Open(dir_ / "isobox.db");
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->Exec("PRAGMA user_version = 99"));
+  auto store = Store::Open(dir_ / "isobox.db");
+  ASSERT_FALSE(store);
+  EXPECT_NE(store.error().message.find("schema version 99"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace isobox::server

@@ -9,6 +9,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -113,6 +114,19 @@ Status PrepareStateDir(const fs::path& dir) {
   return Ok();
 }
 
+// The template catalog entry kept in the store.
+std::string TemplateJson(const Template& tmpl) {
+  boost::json::object spec{{"id", tmpl.id},
+                           {"rootLayer", tmpl.root_layer.string()},
+                           {"usrLayer", tmpl.usr_layer.string()},
+                           {"cpuCount", tmpl.cpu_count},
+                           {"memoryMB", tmpl.memory_mb},
+                           {"diskSizeMB", tmpl.disk_mb},
+                           {"pidsMax", tmpl.pids_max},
+                           {"interpreter", tmpl.interpreter}};
+  return boost::json::serialize(spec);
+}
+
 enum class KeyCommand { kCreate, kList, kRevoke };
 
 // `isoboxd api-key create|list|revoke`: works on the store of --state-dir, also while a
@@ -170,6 +184,11 @@ int Run(const Flags& flags) {
   if (!cgroups) return fail(cgroups.error().WithContext("cgroups"));
   auto templates = TemplateStore::Open(flags.state_dir);
   if (!templates) return fail(templates.error());
+  for (const auto& [id, tmpl] : templates->All()) {
+    if (auto saved = (*store)->PutTemplate(id, TemplateJson(tmpl)); !saved) {
+      return fail(saved.error());
+    }
+  }
 
   boost::asio::io_context io;
   boost::asio::thread_pool workers(flags.workers);

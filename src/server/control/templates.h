@@ -30,6 +30,7 @@ class TemplateStore {
 
   // Looks a template up by id or alias.
   const Template* Find(const std::string& id) const;
+  const std::map<std::string, Template>& All() const { return templates_; }
 
  private:
   std::map<std::string, Template> templates_;

@@ -4,7 +4,9 @@
 // --on-exit keep hands the sandboxes to the next daemon too.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Sandbox, SandboxNotFoundError } from 'e2b'
 import { startDaemon } from './harness.js'
@@ -120,6 +122,28 @@ test('a sandbox whose agent dies is reported as ended with its status', async ()
     const ended = (await record(daemon, sandbox.sandboxId)).body.isobox
     assert.equal(ended.endReason, 'signaled')
     assert.equal(ended.signal, 9)
+  } finally {
+    await daemon.stop()
+  }
+})
+
+test('stored API keys: created and revoked with isoboxd api-key while the daemon runs', async () => {
+  const daemon = await startDaemon()
+  try {
+    const cli = (...args) => execFileSync(process.env.ISOBOXD,
+      ['--state-dir', join(daemon.dir, 'state'), 'api-key', ...args], { encoding: 'utf8' })
+    const [id, key] = cli('create', '--name', 'e2e').trim().split('\t')
+    assert.match(key, /^e2b_/)
+    const list = (k) => fetch(`${daemon.url}/v2/sandboxes`, { headers: { 'X-API-KEY': k } })
+    assert.equal((await list(key)).status, 200)
+    assert.match(cli('list'), new RegExp(`^${id}\t.*\te2e$`, 'm'))
+    assert.ok(!cli('list').includes(key), 'list never shows a key')
+    cli('revoke', id)
+    const refused = await list(key)
+    assert.equal(refused.status, 401)
+    assert.equal((await refused.json()).code, 401)
+    // The run's own key (--api-key) is still accepted.
+    assert.equal((await list(daemon.apiKey)).status, 200)
   } finally {
     await daemon.stop()
   }

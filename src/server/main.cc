@@ -11,6 +11,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json.hpp>
 #include <filesystem>
+#include <charconv>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -42,7 +43,30 @@ struct Flags {
   unsigned shutdown_grace = 10;  // seconds
   uint32_t uid_base = 1u << 30;
   uint32_t max_sandboxes = 4096;
+  // TEMPLATE=SIZE; templates not named keep their default size.
+  std::vector<std::string> pools;
 };
+
+// Warm pool sizes unless --pool says otherwise: a few base sandboxes cost ~1 MiB each; a
+// code interpreter's ready kernels cost ~150 MiB, so one.
+const std::map<std::string, uint32_t> kDefaultPools = {{"base", 2}, {"code-interpreter-v1", 1}};
+
+Result<std::map<std::string, uint32_t>> ParsePools(const std::vector<std::string>& specs) {
+  std::map<std::string, uint32_t> sizes = kDefaultPools;
+  for (const std::string& spec : specs) {
+    size_t eq = spec.find('=');
+    uint32_t size = 0;
+    const char* end = spec.data() + spec.size();
+    if (eq == std::string::npos || eq == 0 ||
+        std::from_chars(spec.data() + eq + 1, end, size).ptr != end || eq + 1 == spec.size() ||
+        size > 256) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "--pool '{}': expected TEMPLATE=SIZE with SIZE from 0 to 256", spec);
+    }
+    sizes[spec.substr(0, eq)] = size;
+  }
+  return sizes;
+}
 
 Result<fs::path> DefaultAgentPath() {
   std::error_code ec;
@@ -180,6 +204,8 @@ int Run(const Flags& flags) {
   if (!agent_source) return fail(agent_source.error());
   auto agent_dir = InstallAgent(*agent_source, flags.state_dir);
   if (!agent_dir) return fail(agent_dir.error());
+  auto pools = ParsePools(flags.pools);
+  if (!pools) return fail(pools.error());
   auto cgroups = runtime::CgroupManager::Detect("isobox");
   if (!cgroups) return fail(cgroups.error().WithContext("cgroups"));
   auto templates = TemplateStore::Open(flags.state_dir);
@@ -196,10 +222,12 @@ int Run(const Flags& flags) {
                     RegistryConfig{.state_dir = flags.state_dir,
                                    .agent_dir = *agent_dir,
                                    .uid_base = flags.uid_base,
-                                   .max_sandboxes = flags.max_sandboxes},
+                                   .max_sandboxes = flags.max_sandboxes,
+                                   .pool_sizes = *pools},
                     std::move(*templates), std::move(*cgroups), **store);
   registry.Recover();
   registry.StartSampler();
+  registry.StartPools();
   HttpServer server(io, workers, registry,
                     HttpConfig{.api_keys = flags.api_keys, .key_store = store->get()});
   auto port = server.Listen(flags.listen, flags.port);
@@ -274,6 +302,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-sandboxes", flags.max_sandboxes, "sandboxes at once")
       ->capture_default_str()
       ->check(CLI::Range(1u, 16384u));
+
+  app.add_option("--pool", flags.pools,
+                 "warm pool size of a template, TEMPLATE=SIZE (repeatable; defaults: base=2, "
+                 "code-interpreter-v1=1)");
 
   CLI::App* keys = app.add_subcommand("api-key", "manage the stored API keys, then exit");
   keys->require_subcommand(1);

@@ -19,6 +19,7 @@
 #include "server/control/agent_client.h"
 #include "server/control/disk_usage.h"
 #include "server/control/ids.h"
+#include "server/control/registry_sandbox.h"
 
 namespace isobox::server {
 
@@ -100,20 +101,6 @@ SandboxEnd EndOf(const EndCause& cause, const ExitStatus& status, uint64_t oom_k
 
 }  // namespace
 
-struct Registry::Sandbox {
-  SandboxInfo info;
-  uint32_t slot = 0;
-  fs::path state_dir;
-  std::shared_ptr<runtime::Cgroup> cgroup;
-  runtime::SandboxProcess process;
-  fs::path interpreter_socket;  // empty: the template has no code interpreter
-  UniqueFd netns;
-  uint64_t init_start_ticks = 0;
-  bool persisted = false;  // has a record in the store
-  std::deque<MetricSample> samples;
-  uint64_t last_cpu_usec = 0;
-  std::chrono::steady_clock::time_point last_sample_at;
-};
 
 Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryConfig config,
                    TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups,
@@ -226,6 +213,7 @@ void Registry::Recover() {
 
 void Registry::Shutdown(OnExit mode) {
   if (mode == OnExit::kKill) return KillAll(kDaemonShutdown);
+  DrainPools();  // pooled sandboxes have no record: they are not handed over
   std::lock_guard lock(mutex_);
   for (auto& [id, sandbox] : sandboxes_) {
     // Let go without a signal: the next daemon re-adopts it from its record.
@@ -360,14 +348,11 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   return sandbox;
 }
 
-Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
-  const Template* tmpl = templates_.Find(options.template_id);
-  if (tmpl == nullptr) {
-    return MakeError(ErrorCode::kNotFound, "template '{}' not found", options.template_id);
-  }
+Result<std::unique_ptr<Registry::Sandbox>> Registry::CreateNew(const SandboxOptions& options,
+                                                               const Template& tmpl) {
   ASSIGN_OR_RETURN(uint32_t slot, AllocateSlot());
   std::string id = NewSandboxId();
-  auto started = Start(options, *tmpl, id, slot);
+  auto started = Start(options, tmpl, id, slot);
   if (!started) {
     LOG_WARN("create sandbox {}: {}", id, started.error().message);
     // Start failed part way: tear down whatever exists (cgroup, processes, state dir).
@@ -378,16 +363,38 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
     Destroy(std::move(partial));
     return tl::unexpected(started.error().WithContext(fmt::format("create sandbox {}", id)));
   }
-  if (auto persisted = Persist(**started); !persisted) {
-    Destroy(std::move(*started));
+  return started;
+}
+
+Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
+  const Template* tmpl = templates_.Find(options.template_id);
+  if (tmpl == nullptr) {
+    return MakeError(ErrorCode::kNotFound, "template '{}' not found", options.template_id);
+  }
+  // From the warm pool when it has one ready; otherwise a new one.
+  std::unique_ptr<Sandbox> sandbox = TakePooled(tmpl->id);
+  if (sandbox) {
+    if (auto personal = Personalize(*sandbox, options); !personal) {
+      LOG_WARN("pooled sandbox {} refused its settings ({}); creating a new one",
+               sandbox->info.id, personal.error().message);
+      Destroy(std::move(sandbox));
+    }
+  }
+  RefillLater(tmpl->id);
+  if (!sandbox) {
+    ASSIGN_OR_RETURN(sandbox, CreateNew(options, *tmpl));
+  }
+  const std::string id = sandbox->info.id;
+  if (auto persisted = Persist(*sandbox); !persisted) {
+    Destroy(std::move(sandbox));
     return tl::unexpected(persisted.error().WithContext(fmt::format("create sandbox {}", id)));
   }
-  (*started)->persisted = true;
-  SandboxInfo info = (*started)->info;
-  int pidfd = (*started)->process.init.Pidfd();
+  sandbox->persisted = true;
+  SandboxInfo info = sandbox->info;
+  int pidfd = sandbox->process.init.Pidfd();
   {
     std::lock_guard lock(mutex_);
-    sandboxes_.emplace(id, std::move(*started));
+    sandboxes_.emplace(id, std::move(sandbox));
   }
   asio::post(io_, [this, id, pidfd] { Watch(id, pidfd); });
   LOG_INFO("sandbox {} created from template {}", id, info.template_id);
@@ -500,6 +507,7 @@ ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
 }
 
 void Registry::KillAll(const EndCause& cause) {
+  DrainPools();
   std::vector<std::string> ids;
   {
     std::lock_guard lock(mutex_);

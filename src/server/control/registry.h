@@ -52,6 +52,8 @@ struct RegistryConfig {
   std::filesystem::path agent_dir;  // holds isobox-envd
   uint32_t uid_base = 1u << 30;     // host uid/gid of sandbox 0's root
   uint32_t max_sandboxes = 4096;
+  // Warm pools: how many ready sandboxes to keep per template id (0 or absent: none).
+  std::map<std::string, uint32_t> pool_sizes;
   // Ended sandboxes stay readable (GET /isobox/sandboxes/{id}) this long.
   std::chrono::hours ended_kept{24};
   std::chrono::milliseconds metrics_interval{2000};
@@ -89,6 +91,11 @@ class Registry {
   void Shutdown(OnExit mode);
   // Starts the periodic metrics sampler on the I/O context.
   void StartSampler();
+  // Starts filling the warm pools in the background (worker threads).
+  void StartPools();
+  // Ready sandboxes in the pool of a template, and the configured sizes.
+  size_t PoolSize(const std::string& template_id) const;
+  const std::map<std::string, uint32_t>& PoolTargets() const { return config_.pool_sizes; }
 
   // Blocking.
   Result<SandboxInfo> Create(const SandboxOptions& options);
@@ -124,6 +131,8 @@ class Registry {
   Result<uint32_t> AllocateSlot();
   void ReleaseSlot(uint32_t slot);
   Result<int> UsernsForSlot(uint32_t slot);
+  // A new sandbox (slot, id, Start; cleaned up on failure), not yet registered.
+  Result<std::unique_ptr<Sandbox>> CreateNew(const SandboxOptions& options, const Template& tmpl);
   Result<std::unique_ptr<Sandbox>> Start(const SandboxOptions& options, const Template& tmpl,
                                          const std::string& id, uint32_t slot);
   // Kills and removes everything of the sandbox; returns how its init ended.
@@ -131,6 +140,12 @@ class Registry {
   Status Persist(const Sandbox& sandbox);
   Result<std::unique_ptr<Sandbox>> Readopt(const SandboxRecord& record);
   void KillAll(const EndCause& cause);
+  // Warm pools (pool.cc).
+  std::unique_ptr<Sandbox> TakePooled(const std::string& template_id);
+  Status Personalize(Sandbox& sandbox, const SandboxOptions& options);
+  void FillPool(const std::string& template_id);
+  void RefillLater(const std::string& template_id);
+  void DrainPools();
   // I/O context only: (re)arms the end-of-life timer, the exit watcher, sampling.
   void Watch(const std::string& id, int pidfd);
   void ArmTimer(const std::string& id);
@@ -152,6 +167,12 @@ class Registry {
   std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;
   std::set<uint32_t> used_slots_;
   std::map<uint32_t, UniqueFd> userns_by_slot_;
+  struct Pool {
+    std::deque<std::unique_ptr<Sandbox>> ready;
+    bool filling = false;
+  };
+  std::map<std::string, Pool> pools_;
+  bool stopping_ = false;
 
   // I/O-context only.
   struct Watchers {

@@ -386,6 +386,14 @@ Task<Reply> Route(const StringRequest& request, ControlContext& context) {
   std::string_view path = target.substr(0, question);
   std::string_view query = question == std::string_view::npos ? "" : target.substr(question + 1);
   std::vector<std::string_view> parts = Segments(path);
+  if (parts.size() == 2 && parts[0] == "isobox" && parts[1] == "pools") {
+    if (request.method() != http::verb::get) co_return NotAllowed(request, path);
+    json::object out;
+    for (const auto& [id, target] : context.registry.PoolTargets()) {
+      out[id] = json::object{{"ready", context.registry.PoolSize(id)}, {"target", target}};
+    }
+    co_return Reply{http::status::ok, json::serialize(out)};
+  }
   if (parts.size() == 3 && parts[0] == "isobox" && parts[1] == "sandboxes") {
     if (request.method() == http::verb::get) {
       co_return GetSandboxRecord(std::string(parts[2]), context);

@@ -10,7 +10,8 @@ const API_KEY = 'e2b_' + '0123456789abcdef'.repeat(2) + '01234567'
 
 // options.dir: reuse this directory (its state/ is the daemon's state directory), as a
 // restarted daemon does; options.args: more flags. Sandboxes are killed when the daemon
-// stops (--on-exit kill) unless options.onExit is 'keep'.
+// stops (--on-exit kill) unless options.onExit is 'keep'. Warm pools are empty unless
+// options.pools lists TEMPLATE=SIZE entries.
 export async function startDaemon(options = {}) {
   const binary = process.env.ISOBOXD
   if (!binary) throw new Error('ISOBOXD must name the isoboxd binary to test')
@@ -18,7 +19,9 @@ export async function startDaemon(options = {}) {
   const portFile = join(dir, 'port')
   rmSync(portFile, { force: true })
   const args = ['--state-dir', join(dir, 'state'), '--port', '0', '--port-file', portFile,
-    '--api-key', API_KEY, '--log-level', 'warn', '--on-exit', options.onExit ?? 'kill', ...(options.args ?? [])]
+    '--api-key', API_KEY, '--log-level', 'warn', '--on-exit', options.onExit ?? 'kill',
+    ...(options.pools ?? ['base=0', 'code-interpreter-v1=0']).flatMap((p) => ['--pool', p]),
+    ...(options.args ?? [])]
   const child = spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] })
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const deadline = Date.now() + 30000

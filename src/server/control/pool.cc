@@ -1,0 +1,147 @@
+// Warm pools: per template, sandboxes started ahead of time (agent healthy, and for
+// templates with a code interpreter, its default kernels ready), handed out by Create.
+//
+// A pooled sandbox has no record in the store and is not listed; Create gives it the
+// caller's settings (Personalize) and registers it like a new one. Its id, access token
+// and uid range were chosen when it was started, and nobody has seen them before it is
+// handed out.
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include "base/log.h"
+#include "server/control/agent_client.h"
+#include "server/control/registry.h"
+#include "server/control/registry_sandbox.h"
+
+namespace isobox::server {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+constexpr auto kInterpreterReadyTimeout = std::chrono::seconds(60);
+constexpr auto kInitTimeout = std::chrono::seconds(5);
+
+// Waits until the code interpreter's default contexts answer: /ready waits for the
+// default kernels itself and answers 200, or 503 when one failed to start.
+Status WaitInterpreterReady(const std::filesystem::path& socket) {
+  ASSIGN_OR_RETURN(int status, SocketRequest(socket, "GET", "/ready", "", "",
+                                             kInterpreterReadyTimeout));
+  if (status == 200) return Ok();
+  return MakeError(ErrorCode::kUnavailable, "the code interpreter answered /ready with {}", status);
+}
+
+}  // namespace
+
+size_t Registry::PoolSize(const std::string& template_id) const {
+  std::lock_guard lock(mutex_);
+  auto it = pools_.find(template_id);
+  return it == pools_.end() ? 0 : it->second.ready.size();
+}
+
+void Registry::StartPools() {
+  for (const auto& [id, size] : config_.pool_sizes) {
+    if (size > 0 && templates_.Find(id) != nullptr) RefillLater(id);
+  }
+}
+
+void Registry::RefillLater(const std::string& template_id) {
+  auto size = config_.pool_sizes.find(template_id);
+  if (size == config_.pool_sizes.end() || size->second == 0) return;
+  {
+    std::lock_guard lock(mutex_);
+    Pool& pool = pools_[template_id];
+    if (pool.filling || stopping_ || pool.ready.size() >= size->second) return;
+    pool.filling = true;
+  }
+  asio::post(workers_, [this, template_id] { FillPool(template_id); });
+}
+
+// One worker fills a pool, one sandbox at a time, so that a pool never takes every
+// worker (and every core) from the creates that callers wait for.
+void Registry::FillPool(const std::string& template_id) {
+  const Template* tmpl = templates_.Find(template_id);
+  uint32_t target = config_.pool_sizes[template_id];
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      Pool& pool = pools_[template_id];
+      if (stopping_ || pool.ready.size() >= target) {
+        pool.filling = false;
+        return;
+      }
+    }
+    SandboxOptions options;
+    options.template_id = template_id;
+    auto sandbox = CreateNew(options, *tmpl);
+    Status ready = sandbox ? Ok() : Status(tl::unexpected(sandbox.error()));
+    if (sandbox && !(*sandbox)->interpreter_socket.empty()) {
+      ready = WaitInterpreterReady((*sandbox)->interpreter_socket);
+    }
+    if (!ready) {
+      // No retry loop: the next create that takes from this pool tries again.
+      LOG_ERROR("warm pool {}: {}", template_id, ready.error().message);
+      if (sandbox) Destroy(std::move(*sandbox));
+      std::lock_guard lock(mutex_);
+      pools_[template_id].filling = false;
+      return;
+    }
+    std::lock_guard lock(mutex_);
+    pools_[template_id].ready.push_back(std::move(*sandbox));
+  }
+}
+
+std::unique_ptr<Registry::Sandbox> Registry::TakePooled(const std::string& template_id) {
+  for (;;) {
+    std::unique_ptr<Sandbox> sandbox;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = pools_.find(template_id);
+      if (it == pools_.end() || it->second.ready.empty()) return nullptr;
+      sandbox = std::move(it->second.ready.front());
+      it->second.ready.pop_front();
+    }
+    // One that died while waiting in the pool is not handed out.
+    auto ended = sandbox->process.init.TryWait();
+    if (ended && !ended->has_value()) return sandbox;
+    LOG_WARN("pooled sandbox {} ended while in the pool", sandbox->info.id);
+    Destroy(std::move(sandbox));
+  }
+}
+
+Status Registry::Personalize(Sandbox& sandbox, const SandboxOptions& options) {
+  SandboxInfo& info = sandbox.info;
+  info.metadata = options.metadata;
+  info.auto_pause = options.auto_pause;
+  info.started_at = std::chrono::system_clock::now();
+  info.end_at = info.started_at + options.timeout;
+  if (options.env_vars.empty()) return Ok();
+  // The sandbox-wide env vars, for every later process, /envs and the code interpreter.
+  json::object env;
+  for (const auto& [key, value] : options.env_vars) env[key] = value;
+  std::string body = json::serialize(json::object{{"envVars", std::move(env)}});
+  std::string headers = fmt::format(
+      "Content-Type: application/json\r\nX-Access-Token: {}\r\n", info.access_token);
+  ASSIGN_OR_RETURN(int status, SocketRequest(sandbox.process.socket_path, "POST", "/init",
+                                             headers, body, kInitTimeout));
+  if (status / 100 != 2) {
+    return MakeError(ErrorCode::kUnavailable, "its agent answered /init with {}", status);
+  }
+  return Ok();
+}
+
+void Registry::DrainPools() {
+  std::vector<std::unique_ptr<Sandbox>> drained;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    for (auto& [id, pool] : pools_) {
+      for (auto& sandbox : pool.ready) drained.push_back(std::move(sandbox));
+      pool.ready.clear();
+    }
+  }
+  for (auto& sandbox : drained) Destroy(std::move(sandbox));
+}
+
+}  // namespace isobox::server

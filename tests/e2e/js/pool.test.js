@@ -1,0 +1,65 @@
+// Warm pools: sandboxes started ahead of time are handed out by create with the caller's
+// settings, and the pool refills itself.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Sandbox } from 'e2b'
+import { Sandbox as CodeSandbox } from '@e2b/code-interpreter'
+import { startDaemon } from './harness.js'
+
+async function until(what, predicate, timeoutMs = 60000) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await predicate()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+async function pools(daemon) {
+  const res = await fetch(`${daemon.url}/isobox/pools`, { headers: { 'X-API-KEY': daemon.apiKey } })
+  assert.equal(res.status, 200)
+  return res.json()
+}
+
+test('base pool: create takes a ready sandbox, applies its settings, and the pool refills', async () => {
+  const daemon = await startDaemon({ pools: ['base=2', 'code-interpreter-v1=0'] })
+  try {
+    await until('the pool to fill', async () => (await pools(daemon)).base.ready === 2)
+    assert.deepEqual((await pools(daemon))['code-interpreter-v1'], { ready: 0, target: 0 })
+    const sandbox = await Sandbox.create({ metadata: { from: 'pool' }, timeoutMs: 60000 })
+    assert.ok((await pools(daemon)).base.ready < 2, 'the sandbox came from the pool')
+    const info = await sandbox.getInfo()
+    assert.deepEqual(info.metadata, { from: 'pool' })
+    const life = info.endAt.getTime() - info.startedAt.getTime()
+    assert.ok(Math.abs(life - 60000) < 2000, `lifetime ${life}`)
+    assert.ok(Date.now() - info.startedAt.getTime() < 10000, 'started when it was handed out')
+    assert.equal((await sandbox.commands.run('whoami')).stdout, 'user\n')
+    const listed = await Sandbox.list().nextItems()
+    assert.deepEqual(listed.map((s) => s.sandboxId), [sandbox.sandboxId], 'pooled ones are not listed')
+    await until('the pool to refill', async () => (await pools(daemon)).base.ready === 2)
+    await sandbox.kill()
+  } finally {
+    await daemon.stop()
+  }
+})
+
+test('code interpreter pool: the first runCode answers from ready kernels', async () => {
+  const daemon = await startDaemon({ pools: ['base=0', 'code-interpreter-v1=1'] })
+  try {
+    await until('the pool to fill', async () =>
+      (await pools(daemon))['code-interpreter-v1'].ready === 1, 120000)
+    const sandbox = await CodeSandbox.create({ timeoutMs: 60000 })
+    assert.equal((await pools(daemon))['code-interpreter-v1'].ready, 0)
+    const execution = await sandbox.runCode('1+1')
+    assert.equal(execution.text, '2')
+    await sandbox.kill()
+  } finally {
+    await daemon.stop()
+  }
+})
+
+test('--pool rejects a malformed size', async () => {
+  await assert.rejects(startDaemon({ pools: ['base=lots'] }), /isoboxd exited/)
+})

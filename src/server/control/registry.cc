@@ -54,6 +54,22 @@ const EndCause kAgentExited{"agent_exited", "its agent ended"};
 const EndCause kTimedOut{"timeout", "its timeout passed"};
 const EndCause kDaemonShutdown{"daemon_shutdown", "isoboxd stopped with --on-exit=kill"};
 
+// Durations of the steps of one create, for the debug log (docs/benchmarks.md).
+class StepTimes {
+ public:
+  void Mark(std::string_view step) {
+    auto now = std::chrono::steady_clock::now();
+    fmt::format_to(std::back_inserter(text_), "{}{} {:.2f}", text_.empty() ? "" : ", ", step,
+                   std::chrono::duration<double, std::milli>(now - last_).count());
+    last_ = now;
+  }
+  const std::string& Text() const { return text_; }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  std::string text_;
+};
+
 // Field 22 of /proc/<pid>/stat: when the process started, in clock ticks after boot. A
 // pid and this together name one process across daemon restarts (pids are reused).
 Result<uint64_t> StartTicks(pid_t pid) {
@@ -268,6 +284,7 @@ Result<int> Registry::UsernsForSlot(uint32_t slot) {
 Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions& options,
                                                            const Template& tmpl,
                                                            const std::string& id, uint32_t slot) {
+  StepTimes times;
   auto sandbox = std::make_unique<Sandbox>();
   sandbox->slot = slot;
   sandbox->state_dir = config_.state_dir / "sandboxes" / id;
@@ -292,10 +309,12 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   ASSIGN_OR_RETURN(runtime::SandboxCgroups groups,
                    runtime::CreateSandboxCgroups(*cgroups_, id, resources));
   sandbox->cgroup = std::move(groups.sandbox);
+  times.Mark("cgroups");
   // The user seccomp program and the user cgroup's files, for envd (fds 5, 6, ...).
   ASSIGN_OR_RETURN(runtime::AgentIsolation isolation,
                    runtime::PrepareAgentIsolation(*groups.user, /*first_fd=*/5));
   ASSIGN_OR_RETURN(int userns, UsernsForSlot(slot));
+  times.Mark("isolation+userns");
 
   runtime::SandboxSpec spec;
   spec.id = id;
@@ -339,12 +358,16 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
     spec.join_cgroup = [cgroup](pid_t pid) { return cgroup->AddProcess(pid); };
   }
   spec.agent_config = json::serialize(agent_config);
+  times.Mark("config");
   ASSIGN_OR_RETURN(sandbox->process, runtime::SpawnSandbox(spec));
+  times.Mark("spawn");
   ASSIGN_OR_RETURN(sandbox->init_start_ticks, StartTicks(sandbox->process.init.Pid()));
   std::string netns_path = fmt::format("/proc/{}/ns/net", sandbox->process.init.Pid());
   sandbox->netns.Reset(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!sandbox->netns) return SysError("open {}", netns_path);
   RETURN_IF_ERROR(WaitAgentHealthy(sandbox->process.socket_path, kAgentStartTimeout));
+  times.Mark("healthy");
+  LOG_DEBUG("create {} (ms): {}", id, times.Text());
   return sandbox;
 }
 

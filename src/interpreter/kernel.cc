@@ -348,8 +348,16 @@ asio::awaitable<Status> Kernel::Ready(std::chrono::milliseconds timeout) {
                         Language(), death_reason_, tail.empty() ? "" : ":\n", tail);
   }
   if (!set) {
-    co_return MakeError(ErrorCode::kDeadlineExceeded, "the {} kernel was not ready within {} s",
-                        Language(), timeout.count() / 1000);
+    // A kernel that is alive but silent will not recover: replace it, so that the next
+    // execution starts a fresh one instead of waiting on this one again.
+    std::string tail = LogTail(log_file_);
+    std::string reason = fmt::format(
+        "was not ready within {} s (kernel_info answered: {}, iopub delivered: {})",
+        timeout.count() / 1000, shell_answered_ ? "yes" : "no", iopub_seen_ ? "yes" : "no");
+    LOG_WARN("{} kernel {} {}", Language(), Pid(), reason);
+    Kill(reason);
+    co_return MakeError(ErrorCode::kDeadlineExceeded, "the {} kernel {}; it was replaced{}{}",
+                        Language(), reason, tail.empty() ? "" : ":\n", tail);
   }
   co_return Ok();
 }

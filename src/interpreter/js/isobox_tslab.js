@@ -184,4 +184,9 @@ ZmqServer.prototype.handleExecute = async function (sock, msg) {
 process.on('SIGINT', () => executor.interrupt())
 process.on('uncaughtException', (err) => console.error('UncaughtException:', err))
 process.on('unhandledRejection', (reason) => console.error('UnhandledPromiseRejection:', reason))
-new ZmqServer(handler, configPath).init()
+// A kernel that could not bind its sockets must exit, not linger unreachable (the
+// unhandledRejection handler above would otherwise keep it alive).
+new ZmqServer(handler, configPath).init().catch((err) => {
+  process.stderr.write(`isobox_tslab: the kernel could not start: ${err && err.stack}\n`)
+  process.exit(1)
+})

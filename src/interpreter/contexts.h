@@ -26,7 +26,7 @@ struct InterpreterConfig {
   KernelSearch search;
   std::filesystem::path runtime_dir;
   std::vector<std::string> env;  // "K=V": the environment every kernel starts with
-  std::chrono::milliseconds ready_timeout{60000};
+  std::chrono::milliseconds ready_timeout{45000};
 };
 
 // The death reason of a kernel that was restarted on request.

@@ -1,7 +1,9 @@
 #include "interpreter/execute.h"
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
+#include <optional>
 
 #include "base/log.h"
 #include "interpreter/output.h"
@@ -87,6 +89,10 @@ struct Stream {
   bool died = false;
   bool errored = false;
   bool counted = false;
+  // An error the execute_reply carried. iopub and shell are separate sockets, so the
+  // kernel's iopub `error` (which has the traceback) may arrive after the reply; the
+  // reply's error is used only if none came by the end.
+  std::optional<json::object> reply_error;
   asio::steady_timer wake;
 
   bool Done() const { return died || (reply && idle); }
@@ -125,8 +131,7 @@ void OnMessage(Stream& stream, const Kernel& kernel, const JupyterMessage* messa
     std::string_view state = status && status->is_string() ? std::string_view(status->get_string())
                                                             : std::string_view();
     if (state == "error" && !stream.errored) {
-      stream.errored = true;
-      stream.Push(ErrorLineFromContent(content));
+      stream.reply_error = ErrorLineFromContent(content);
     } else if (state == "abort" || state == "aborted") {
       stream.Push(ErrorLine("ExecutionAborted", "Execution was aborted", ""));
     }
@@ -164,6 +169,14 @@ void OnMessage(Stream& stream, const Kernel& kernel, const JupyterMessage* messa
   }
 }
 
+void Finish(Stream& stream) {
+  if (stream.Done() && !stream.errored && stream.reply_error) {
+    stream.errored = true;
+    stream.Push(*stream.reply_error);
+    stream.reply_error.reset();
+  }
+}
+
 // Starts `code` on `kernel`, with its output going to `stream`.
 Result<std::string> Start(const std::shared_ptr<Kernel>& kernel, std::string_view code,
                           bool silent, const std::shared_ptr<Stream>& stream) {
@@ -173,6 +186,7 @@ Result<std::string> Start(const std::shared_ptr<Kernel>& kernel, std::string_vie
                            auto kernel = weak_kernel.lock();
                            if (!kernel) return;
                            OnMessage(*stream, *kernel, message, channel);
+                           Finish(*stream);
                            stream->wake.cancel();
                          });
 }
@@ -250,8 +264,10 @@ asio::awaitable<void> SendErrorStream(envd::Exchange& exchange, std::string_view
 }
 
 // Streams the execution to the client. Returns false when the client went away before
-// the execution finished.
+// the execution finished: its side of the connection closed (seen at once), or a write
+// failed.
 asio::awaitable<bool> StreamToClient(envd::Exchange& exchange, Stream& stream) {
+  using namespace asio::experimental::awaitable_operators;
   while (true) {
     if (!stream.pending.empty()) {
       std::string chunk = std::move(stream.pending);
@@ -261,8 +277,10 @@ asio::awaitable<bool> StreamToClient(envd::Exchange& exchange, Stream& stream) {
     }
     if (stream.Done()) co_return true;
     stream.wake.expires_after(kKeepaliveInterval);
-    auto [ec] = co_await stream.wake.async_wait(kNoThrow);
-    // Expired without news: a keepalive, which is also how a vanished client shows up.
+    auto woken = co_await (stream.wake.async_wait(kNoThrow) || exchange.WaitPeerClosed());
+    if (woken.index() == 1) co_return false;
+    // Expired without news: a keepalive.
+    auto [ec] = std::get<0>(woken);
     if (!ec && stream.pending.empty() && !stream.Done()) stream.Push(TypeLine("keepalive"));
   }
 }
@@ -351,6 +369,10 @@ asio::awaitable<void> HandleExecute(Contexts& contexts, envd::Exchange& exchange
   auto context = ResolveContext(contexts, *request);
   if (!context && context.error().code == ErrorCode::kNotFound && !request->context_id.empty()) {
     co_await SendText(exchange, http::status::not_found, context.error().message);
+    co_return;
+  }
+  if (!context && context.error().code == ErrorCode::kInvalidArgument) {
+    co_await SendText(exchange, http::status::bad_request, context.error().message);
     co_return;
   }
   if (!context) {

@@ -27,6 +27,7 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 
 constexpr auto kHandshakeInterval = std::chrono::milliseconds(50);
+constexpr auto kHandshakeResend = std::chrono::seconds(2);
 constexpr auto kHeartbeatInterval = std::chrono::seconds(3);
 constexpr int kHeartbeatMaxMisses = 4;
 constexpr size_t kLogTailBytes = 2048;
@@ -347,8 +348,16 @@ asio::awaitable<Status> Kernel::Ready(std::chrono::milliseconds timeout) {
                         Language(), death_reason_, tail.empty() ? "" : ":\n", tail);
   }
   if (!set) {
-    co_return MakeError(ErrorCode::kDeadlineExceeded, "the {} kernel was not ready within {} s",
-                        Language(), timeout.count() / 1000);
+    // A kernel that is alive but silent will not recover: replace it, so that the next
+    // execution starts a fresh one instead of waiting on this one again.
+    std::string tail = LogTail(log_file_);
+    std::string reason = fmt::format(
+        "was not ready within {} s (kernel_info answered: {}, iopub delivered: {})",
+        timeout.count() / 1000, shell_answered_ ? "yes" : "no", iopub_seen_ ? "yes" : "no");
+    LOG_WARN("{} kernel {} {}", Language(), Pid(), reason);
+    Kill(reason);
+    co_return MakeError(ErrorCode::kDeadlineExceeded, "the {} kernel {}; it was replaced{}{}",
+                        Language(), reason, tail.empty() ? "" : ":\n", tail);
   }
   co_return Ok();
 }
@@ -357,14 +366,18 @@ asio::awaitable<void> Kernel::Handshake() {
   auto self = shared_from_this();
   asio::steady_timer timer(io_);
   std::vector<std::string> sent;
+  auto last_sent = asio::steady_timer::clock_type::now();
   while (!dead_ && !(shell_answered_ && iopub_seen_)) {
     // One request until the kernel answers on shell (zmq holds it until the kernel has
-    // bound its port); then more until iopub delivers one of their status messages.
-    if (!sent.empty() && !shell_answered_) {
+    // bound its port), repeated now and then in case a connection it went out on was
+    // dropped; then more until iopub delivers one of their status messages.
+    if (!sent.empty() && !shell_answered_ &&
+        asio::steady_timer::clock_type::now() - last_sent < kHandshakeResend) {
       timer.expires_after(kHandshakeInterval);
       (void)co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
     }
+    last_sent = asio::steady_timer::clock_type::now();
     auto id = Send(*shell_, "kernel_info_request", json::object(),
                    [this](const JupyterMessage* message, ChannelKind channel) {
                      if (message && channel == ChannelKind::kShell) shell_answered_ = true;
@@ -384,6 +397,13 @@ asio::awaitable<void> Kernel::Handshake() {
 asio::awaitable<void> Kernel::Heartbeat() {
   asio::steady_timer timer(io_);
   while (!dead_) {
+    // A kernel busy running code may not answer (tslab answers from the same event loop
+    // that runs the code): only an idle kernel is judged by its heartbeat. A stuck
+    // execution ends through the client's timeout (interrupt, then kill).
+    if (!listeners_.empty()) {
+      hb_answered_ = true;
+      hb_misses_ = 0;
+    }
     if (!hb_answered_) {
       if (++hb_misses_ >= kHeartbeatMaxMisses) {
         LOG_WARN("{} kernel {}: no heartbeat for {} s", Language(), Pid(),

@@ -54,7 +54,8 @@ class Kernel : public std::enable_shared_from_this<Kernel> {
                                                 const KernelOptions& options);
   ~Kernel();
 
-  // Waits until the kernel is ready, dead, or `timeout` passes.
+  // Waits until the kernel is ready, dead, or `timeout` passes. A kernel not ready in time
+  // is killed (the next caller starts a new one); the error says how far its handshake got.
   boost::asio::awaitable<Status> Ready(std::chrono::milliseconds timeout);
   bool IsReady() const { return was_ready_ && !dead_; }
   // Whether the kernel became ready at some point (also after it died).

@@ -77,22 +77,38 @@ Result<KernelSpec> PythonKernel(const KernelSearch& search) {
   // Loads the Isobox display formatters without leaving names in the user namespace; the
   // trailing ';' keeps IPython from displaying the module dict.
   fs::path startup = search.resources_dir / "isobox_ipython.py";
+  // Tracebacks are text: no ANSI colours.
+  spec->argv.push_back("--InteractiveShell.colors=NoColor");
   spec->argv.push_back(fmt::format(
       "--IPKernelApp.exec_lines=__import__('runpy').run_path({}, run_name='isobox_ipython');",
       PythonLiteral(startup.string())));
   return std::move(*spec);
 }
 
+// tslab's kernel through isobox_tslab.js, which makes the last expression's value a result
+// and failures named errors (see that file). The launcher loads tslab from its install
+// directory: <prefix>/lib/node_modules/tslab, found from the `tslab` command's symlink.
 Result<KernelSpec> TslabKernel(const KernelSearch& search, bool javascript) {
+  std::string_view language = javascript ? "javascript" : "typescript";
   auto tslab = FindInPath("tslab", search.path_env);
-  if (!tslab) {
+  auto node = FindInPath("node", search.path_env);
+  if (!tslab || !node) {
     return MakeError(ErrorCode::kNotFound,
-                     "no {} kernel is installed in this sandbox: install tslab with "
-                     "`npm install -g tslab@1.0.22`",
-                     javascript ? "javascript" : "typescript");
+                     "no {} kernel is installed in this sandbox: install Node.js (Debian "
+                     "package nodejs) and tslab with `npm install -g tslab@1.0.22`",
+                     language);
+  }
+  std::error_code ec;
+  fs::path dist = fs::canonical(*tslab, ec).parent_path().parent_path() / "dist";
+  if (ec || !fs::exists(dist / "executor.js", ec)) {
+    return MakeError(ErrorCode::kNotFound,
+                     "the {} kernel's tslab install is incomplete ({} has no dist/executor.js): "
+                     "reinstall it with `npm install -g tslab@1.0.22`",
+                     language, *tslab);
   }
   KernelSpec spec;
-  spec.argv = {*tslab, "kernel", "--config-path", "{connection_file}"};
+  spec.argv = {*node, (search.resources_dir / "isobox_tslab.js").string(), dist.string(),
+               "{connection_file}"};
   if (javascript) spec.argv.push_back("--js");
   return spec;
 }

@@ -2,7 +2,8 @@
 //
 //   python      ipykernel (Debian python3-ipykernel), with the Isobox display formatters
 //               (isobox_ipython.py: charts, DataFrame data) loaded at start
-//   javascript  tslab --js (npm tslab)          typescript  tslab (npm tslab)
+//   javascript  tslab --js (npm tslab)          typescript  tslab (npm tslab), both started
+//               by isobox_tslab.js (last expression as a result, named errors)
 //   r           IRkernel (Debian r-cran-irkernel)
 //   bash        isobox_bash_kernel.py: a persistent bash behind an ipykernel wrapper
 //

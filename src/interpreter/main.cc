@@ -34,7 +34,8 @@ struct Flags {
   std::string default_contexts = "python,javascript";
   std::string resources;
   std::string log_level = "info";
-  unsigned ready_timeout_s = 60;
+  // Below the SDK's 60 s request timeout, so that a client sees why a kernel did not start.
+  unsigned ready_timeout_s = 45;
 };
 
 Result<UniqueFd> Listen(const std::string& path) {

@@ -19,6 +19,7 @@ import math
 import re
 
 _UNIT = re.compile(r"\(([^()]+)\)\s*$|\[([^\[\]]+)\]\s*$")
+_MATHDEFAULT = re.compile(r"\$\\mathdefault\{(.*)\}\$")
 
 
 def _number(value):
@@ -75,13 +76,19 @@ def _value(axis, value):
     return _number(value)
 
 
+def _plain_label(text):
+    """A tick label without mathtext markup: "$\\mathdefault{10^{3}}$" becomes "10^{3}"."""
+    match = _MATHDEFAULT.fullmatch(text)
+    return match.group(1) if match else text
+
+
 def _ticks(axis, limits):
     low, high = sorted(limits)
     ticks, labels = [], []
     for tick, label in zip(axis.get_majorticklocs(), axis.get_majorticklabels()):
         if low - 1e-9 <= tick <= high + 1e-9:
             ticks.append(_value(axis, tick))
-            labels.append(label.get_text())
+            labels.append(_plain_label(label.get_text()))
     return ticks, labels
 
 
@@ -141,7 +148,9 @@ def _pie_chart(ax, wedges):
     chart = {"type": "pie", "title": ax.get_title() or None, "elements": []}
     for index, wedge in enumerate(wedges):
         chart["elements"].append({"label": _label(wedge, index),
-                                  "angle": _number(abs(wedge.theta2 - wedge.theta1)),
+                                  # matplotlib keeps the angles in float32: 324 is
+                                  # 323.99999; a hundredth of a degree is plenty.
+                                  "angle": _number(round(abs(wedge.theta2 - wedge.theta1), 2)),
                                   "radius": _number(wedge.r)})
     return chart
 
@@ -194,8 +203,11 @@ def figure_chart(figure):
         return charts[0]
     suptitle = figure._suptitle.get_text() if figure._suptitle else None
     if len(charts) > 1:
-        return {"type": "superchart", "title": suptitle, "elements": charts}
-    return {"type": "unknown", "title": suptitle, "elements": []}
+        return {"type": "superchart", "title": suptitle or None, "elements": charts}
+    # Nothing we can describe: still name it, from the one Axes' title if there is one.
+    axes = figure.get_axes()
+    title = suptitle or (axes[0].get_title() if len(axes) == 1 else None)
+    return {"type": "unknown", "title": title or None, "elements": []}
 
 
 def record_box_stats():

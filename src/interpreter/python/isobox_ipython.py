@@ -7,6 +7,9 @@ Registers two display formatters that E2B's code-interpreter clients read:
              this file)
 Each checks sys.modules first: an object can only be a DataFrame or a Figure if the user
 imported pandas or matplotlib, so `1 + 1` never pays for those imports.
+
+Also patches, once user code imports them: matplotlib's Axes.bxp (box plot statistics for
+the chart) and PIL's Image.show/save (the image becomes a result).
 """
 
 import importlib.abc
@@ -74,14 +77,46 @@ class ChartFormatter(BaseFormatter):
             return None
 
 
-class _AxesImportHook(importlib.abc.MetaPathFinder):
-    """Installs the box-plot recorder right after matplotlib.axes is imported (importing
-    matplotlib here would cost every kernel ~0.5 s)."""
+def _patch_pil(image_module):
+    """PIL images show as results, as E2B's sandboxes do: Image.show() displays the image
+    (there is no viewer to start), and Image.save() to a file name displays it too."""
+    from IPython.display import display
+
+    image_class = image_module.Image
+    if getattr(image_class.save, "_isobox", False):
+        return
+    original_save = image_class.save
+
+    def show(self, *args, **kwargs):
+        display(self)
+
+    def save(self, fp, *args, **kwargs):
+        if isinstance(fp, (str, os.PathLike)):
+            display(self)
+        return original_save(self, fp, *args, **kwargs)
+
+    save._isobox = True
+    image_class.show = show
+    image_class.save = save
+
+
+# Module name -> what to do right after it is imported. Importing matplotlib or PIL here
+# would cost every kernel ~0.5 s, so the patches wait until user code imports them.
+_AFTER_IMPORT = {
+    "matplotlib.axes": lambda module: _charts.record_box_stats(),
+    "PIL.Image": _patch_pil,
+}
+
+
+class _ImportHook(importlib.abc.MetaPathFinder):
+    """Runs the _AFTER_IMPORT patch of a module right after the module is imported."""
 
     def find_spec(self, name, path, target=None):
-        if name != "matplotlib.axes":
+        patch = _AFTER_IMPORT.pop(name, None)
+        if patch is None:
             return None
-        sys.meta_path.remove(self)
+        if not _AFTER_IMPORT:
+            sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
         if spec is None or spec.loader is None:
             return spec
@@ -89,7 +124,10 @@ class _AxesImportHook(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             original(module)
-            _charts.record_box_stats()
+            try:
+                patch(module)
+            except Exception:  # a patch must never break the user's import
+                pass
 
         spec.loader.exec_module = exec_module
         return spec
@@ -98,7 +136,8 @@ class _AxesImportHook(importlib.abc.MetaPathFinder):
 _ip = IPython.get_ipython()
 _ip.display_formatter.formatters["e2b/data"] = DataFormatter(parent=_ip.display_formatter)
 _ip.display_formatter.formatters["e2b/chart"] = ChartFormatter(parent=_ip.display_formatter)
-if "matplotlib.axes" in sys.modules:
-    _charts.record_box_stats()
-else:
-    sys.meta_path.insert(0, _AxesImportHook())
+for _name in list(_AFTER_IMPORT):
+    if _name in sys.modules:
+        _AFTER_IMPORT.pop(_name)(sys.modules[_name])
+if _AFTER_IMPORT:
+    sys.meta_path.insert(0, _ImportHook())

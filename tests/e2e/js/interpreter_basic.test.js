@@ -65,11 +65,7 @@ test('matplotlib figures come back as png with a chart; DataFrames as data', asy
   assert.ok(frame.results[0].data)
 })
 
-// Skipped: under load the first bash execution has twice hung past the SDK's 60 s timeout
-// (isobox_bash_kernel.py); it passes when run alone. Kept visible until fixed.
-test('bash runs as its own language', {
-  skip: 'first bash run can hang under load (isobox_bash_kernel.py), not yet diagnosed',
-}, async () => {
+test('bash runs as its own language', async () => {
   const execution = await sandbox.runCode('echo hello from $0 && whoami', { language: 'bash' })
   assert.match(execution.logs.stdout.join(''), /hello from .*\nuser\n/)
 })

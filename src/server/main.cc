@@ -18,6 +18,8 @@
 #include "server/control/registry.h"
 #include "server/control/templates.h"
 #include "server/http/server.h"
+#include "server/http/tls.h"
+#include "server/ops/ops.h"
 
 namespace isobox::server {
 namespace {
@@ -33,6 +35,16 @@ struct Flags {
   fs::path port_file;
   std::string log_level = "info";
   unsigned workers = 4;
+  // Operations: the TLS listener, metrics, audit (README "Operations").
+  fs::path tls_cert;
+  fs::path tls_key;
+  uint16_t tls_port = 0;
+  fs::path tls_port_file;
+  bool metrics_public = false;
+  bool audit = true;
+  // `isoboxd dev-cert`
+  std::string dev_cert_domain = "isobox.test";
+  fs::path dev_cert_out;
 };
 
 Result<fs::path> DefaultAgentPath() {
@@ -102,6 +114,35 @@ Status PrepareStateDir(const fs::path& dir) {
   return Ok();
 }
 
+// The TLS listener, when --tls-cert and --tls-key are given.
+Status ListenTls(const Flags& flags, HttpServer& server) {
+  if (flags.tls_cert.empty() && flags.tls_key.empty()) return Ok();
+  if (flags.tls_cert.empty() || flags.tls_key.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "--tls-cert and --tls-key go together");
+  }
+  ASSIGN_OR_RETURN(auto context, MakeServerTlsContext(flags.tls_cert, flags.tls_key));
+  ASSIGN_OR_RETURN(uint16_t port, server.ListenTls(flags.listen, flags.tls_port, context));
+  if (!flags.tls_port_file.empty()) std::ofstream(flags.tls_port_file) << port << "\n";
+  LOG_INFO("listening on https://{}:{}", flags.listen, port);
+  return Ok();
+}
+
+int DevCert(const Flags& flags) {
+  InitLogging("isoboxd", flags.log_level);
+  auto files = MakeDevCert(flags.dev_cert_domain, flags.dev_cert_out);
+  if (!files) {
+    LOG_ERROR("dev-cert: {}", files.error().message);
+    return 1;
+  }
+  fmt::print(
+      "CA certificate (trust it in clients): {}\n"
+      "server certificate: {}\nserver key: {}\n"
+      "start: isoboxd --tls-cert {} --tls-key {} --tls-port 49443\n",
+      files->ca_cert.string(), files->cert.string(), files->key.string(), files->cert.string(),
+      files->key.string());
+  return 0;
+}
+
 int Run(const Flags& flags) {
   InitLogging("isoboxd", flags.log_level);
   // SECURITY: every process isoboxd starts is reaped by isoboxd, even orphans.
@@ -122,16 +163,30 @@ int Run(const Flags& flags) {
   auto templates = TemplateStore::Open(flags.state_dir);
   if (!templates) return fail(templates.error());
 
+  std::unique_ptr<ops::AuditLog> audit;
+  if (flags.audit) {
+    auto opened = ops::AuditLog::Open(flags.state_dir / "audit.log");
+    if (!opened) return fail(opened.error());
+    audit = std::move(*opened);
+  }
+  ops::Ops ops(std::move(audit));
+
   boost::asio::io_context io;
   boost::asio::thread_pool workers(flags.workers);
   Registry registry(io, workers,
                     RegistryConfig{.state_dir = flags.state_dir, .agent_dir = *agent_dir},
                     std::move(*templates), std::move(*cgroups));
+  registry.SetEventObserver(
+      [&ops](const std::string& id, std::string_view event, std::string_view reason) {
+        ops.OnSandboxEvent(id, event, reason);
+      });
   registry.CleanUpLeftovers();
   registry.StartSampler();
-  HttpServer server(io, workers, registry, HttpConfig{.api_keys = *keys});
+  HttpServer server(io, workers, registry, ops,
+                    HttpConfig{.api_keys = *keys, .metrics_public = flags.metrics_public});
   auto port = server.Listen(flags.listen, flags.port);
   if (!port) return fail(port.error());
+  if (auto tls = ListenTls(flags, server); !tls) return fail(tls.error());
   if (!flags.port_file.empty()) std::ofstream(flags.port_file) << *port << "\n";
   server.Start();
   LOG_INFO("listening on http://{}:{} (state in {})", flags.listen, *port,
@@ -169,6 +224,21 @@ int main(int argc, char** argv) {
   app.add_option("--workers", flags.workers, "threads for blocking sandbox operations")
       ->capture_default_str()
       ->check(CLI::Range(1u, 64u));
+  app.add_option("--tls-cert", flags.tls_cert,
+                 "PEM certificate chain for the TLS listener (with --tls-key)");
+  app.add_option("--tls-key", flags.tls_key, "PEM private key for the TLS listener");
+  app.add_option("--tls-port", flags.tls_port, "TLS port (0: any free port)")
+      ->capture_default_str();
+  app.add_option("--tls-port-file", flags.tls_port_file, "write the bound TLS port to this file");
+  app.add_flag("--metrics-public", flags.metrics_public,
+               "serve /isobox/metrics without an API key");
+  app.add_flag("!--no-audit", flags.audit, "do not write <state-dir>/audit.log");
+  CLI::App* dev_cert = app.add_subcommand(
+      "dev-cert", "make a local CA and a wildcard certificate for testing TLS, then exit");
+  dev_cert->add_option("--domain", flags.dev_cert_domain, "the sandbox domain")
+      ->capture_default_str();
+  dev_cert->add_option("--out", flags.dev_cert_out, "directory for the PEM files")->required();
   CLI11_PARSE(app, argc, argv);
+  if (dev_cert->parsed()) return isobox::server::DevCert(flags);
   return isobox::server::Run(flags);
 }

@@ -237,7 +237,7 @@ void Registry::Watch(const std::string& id, int pidfd) {
     w.exit = std::make_unique<asio::posix::stream_descriptor>(io_, watched);
     w.exit->async_wait(asio::posix::stream_descriptor::wait_read,
                        [this, id](boost::system::error_code ec) {
-                         if (!ec) KillInBackground(id, "its init exited");
+                         if (!ec) KillInBackground(id, "exited");
                        });
   }
   ArmTimer(id);
@@ -271,16 +271,21 @@ void Registry::OnEndOfLife(const std::string& id) {
     if (it == sandboxes_.end() || it->second->info.state != SandboxState::kRunning) return;
     pause = it->second->info.auto_pause;
   }
-  if (!pause) return KillInBackground(id, "its timeout passed");
+  if (!pause) return KillInBackground(id, "timeout");
   LOG_INFO("sandbox {} pauses: its timeout passed", id);
-  asio::post(workers_, [this, id] { (void)Pause(id); });
+  asio::post(workers_, [this, id] {
+    if (Pause(id) && observer_) observer_(id, "pause", "timeout");
+  });
 }
 
 void Registry::Unwatch(const std::string& id) { watchers_.erase(id); }
 
-void Registry::KillInBackground(const std::string& id, const char* why) {
-  LOG_INFO("sandbox {} ends: {}", id, why);
-  asio::post(workers_, [this, id] { (void)Kill(id); });
+void Registry::KillInBackground(const std::string& id, const char* reason) {
+  LOG_INFO("sandbox {} ends: {}", id,
+           std::string_view(reason) == "timeout" ? "its timeout passed" : "its init exited");
+  asio::post(workers_, [this, id, reason] {
+    if (Kill(id) && observer_) observer_(id, "kill", reason);
+  });
 }
 
 Status Registry::Kill(const std::string& id) {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,11 @@ class Registry {
   void CleanUpLeftovers();
   // Starts the periodic metrics sampler on the I/O context.
   void StartSampler();
+  // Told when the daemon ends ("kill") or pauses ("pause") a sandbox on its own, with the
+  // reason ("timeout", "exited"); on a worker thread. Set before the first create.
+  using EventObserver = std::function<void(const std::string& id, std::string_view event,
+                                           std::string_view reason)>;
+  void SetEventObserver(EventObserver observer) { observer_ = std::move(observer); }
 
   // Blocking.
   Result<SandboxInfo> Create(const SandboxOptions& options);
@@ -110,7 +116,8 @@ class Registry {
   void ArmTimer(const std::string& id);
   void Unwatch(const std::string& id);
   void OnEndOfLife(const std::string& id);
-  void KillInBackground(const std::string& id, const char* why);
+  // reason: "timeout" or "exited".
+  void KillInBackground(const std::string& id, const char* reason);
   void SampleAll();
   void ScheduleSampling();
 
@@ -120,6 +127,7 @@ class Registry {
   TemplateStore templates_;
   std::unique_ptr<runtime::CgroupManager> cgroups_;
   UniqueFd host_netns_;
+  EventObserver observer_;
 
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;

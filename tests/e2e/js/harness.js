@@ -8,27 +8,42 @@ import { setTimeout as sleep } from 'node:timers/promises'
 
 const API_KEY = 'e2b_' + '0123456789abcdef'.repeat(2) + '01234567'
 
-export async function startDaemon() {
-  const binary = process.env.ISOBOXD
-  if (!binary) throw new Error('ISOBOXD must name the isoboxd binary to test')
-  const dir = mkdtempSync(join(tmpdir(), 'isobox-e2e-'))
-  const portFile = join(dir, 'port')
-  const child = spawn(binary, ['--state-dir', join(dir, 'state'), '--port', '0',
-    '--port-file', portFile, '--api-key', API_KEY, '--log-level', 'warn'],
-  { stdio: ['ignore', 'inherit', 'inherit'] })
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  const deadline = Date.now() + 30000
-  while (!existsSync(portFile) || readFileSync(portFile, 'utf8').trim() === '') {
+async function readPortFile(path, child, deadline) {
+  while (!existsSync(path) || readFileSync(path, 'utf8').trim() === '') {
     if (child.exitCode !== null) throw new Error(`isoboxd exited with ${child.exitCode}`)
     if (Date.now() > deadline) throw new Error('isoboxd did not start listening')
     await sleep(20)
   }
-  const url = `http://127.0.0.1:${readFileSync(portFile, 'utf8').trim()}`
+  return Number(readFileSync(path, 'utf8').trim())
+}
+
+// options.args: extra isoboxd flags; options.tls: {cert, key} for a TLS listener too.
+export async function startDaemon({ args = [], tls = null } = {}) {
+  const binary = process.env.ISOBOXD
+  if (!binary) throw new Error('ISOBOXD must name the isoboxd binary to test')
+  const dir = mkdtempSync(join(tmpdir(), 'isobox-e2e-'))
+  const stateDir = join(dir, 'state')
+  const portFile = join(dir, 'port')
+  const tlsPortFile = join(dir, 'tls-port')
+  const tlsArgs = tls
+    ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-port', '0',
+        '--tls-port-file', tlsPortFile]
+    : []
+  const child = spawn(binary, ['--state-dir', stateDir, '--port', '0',
+    '--port-file', portFile, '--api-key', API_KEY, '--log-level', 'warn', ...tlsArgs, ...args],
+  { stdio: ['ignore', 'inherit', 'inherit'] })
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const deadline = Date.now() + 30000
+  const port = await readPortFile(portFile, child, deadline)
+  const tlsPort = tls ? await readPortFile(tlsPortFile, child, deadline) : undefined
+  const url = `http://127.0.0.1:${port}`
   process.env.E2B_API_URL = url
   process.env.E2B_SANDBOX_URL = url
   process.env.E2B_API_KEY = API_KEY
   return {
     url,
+    tlsPort,
+    stateDir,
     apiKey: API_KEY,
     async stop() {
       child.kill('SIGTERM')

@@ -27,12 +27,23 @@ Result<size_t> ParseAuditLimit(std::string_view value) {
   return limit;
 }
 
-// RFC 3339, or whole unix seconds.
+// RFC 3339, or whole unix seconds. Times past 2261 do not fit the clock's nanoseconds.
 Result<SystemTime> ParseSince(std::string_view value) {
+  constexpr int64_t kMaxSeconds = 9'000'000'000;  // 2255
+  auto out_of_range = [] {
+    return MakeError(ErrorCode::kInvalidArgument, "'since' must be before the year 2255");
+  };
   int64_t seconds = 0;
   auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), seconds);
   if (err == std::errc() && end == value.data() + value.size() && seconds >= 0) {
+    if (seconds > kMaxSeconds) return out_of_range();
     return SystemTime(std::chrono::seconds(seconds));
+  }
+  int year = 0;
+  if (value.size() > 4 && value[4] == '-' &&
+      std::from_chars(value.data(), value.data() + 4, year).ptr == value.data() + 4 &&
+      year >= 2255) {
+    return out_of_range();
   }
   auto parsed = ParseRfc3339(value);
   if (!parsed) {

@@ -187,7 +187,12 @@ void Ops::OnRelay(const RelayEvent& event) {
   if (event.port == kEnvdPort && event.method == "POST" && event.path == "/process.Process/Start") {
     // The command line, its arguments and env are in the body: none of it is read.
     action = "process.start";
-    details["user"] = std::string(event.user.substr(0, kMaxDetail));
+    // No Basic user: envd runs the command as the sandbox's default user.
+    if (event.user.empty()) {
+      details["user"] = nullptr;
+    } else {
+      details["user"] = std::string(event.user.substr(0, kMaxDetail));
+    }
   } else if (CaptureForAudit(event.port, event.method, event.path)) {
     action = "code.execute";
     details = ExecuteDetails(event.body, event.body_complete, event.body_bytes);

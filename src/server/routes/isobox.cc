@@ -21,10 +21,10 @@ StringResponse Health(const StringRequest& request, IsoboxContext& context) {
   for (const SandboxInfo& info : context.registry.List()) {
     (info.state == SandboxState::kPaused ? paused : running)++;
   }
-  auto uptime = std::chrono::duration<double>(context.ops.Uptime()).count();
+  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(context.ops.Uptime()).count();
   json::object body{{"status", "ok"},
                     {"version", IsoboxVersion()},
-                    {"uptimeSeconds", std::floor(uptime * 1000) / 1000},
+                    {"uptimeSeconds", uptime},
                     {"sandboxes", json::object{{"running", running}, {"paused", paused}}}};
   return Json(request, http::status::ok, json::serialize(body));
 }

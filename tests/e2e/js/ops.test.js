@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Sandbox } from 'e2b'
@@ -57,8 +57,7 @@ test('health answers without an API key', async () => {
   const health = JSON.parse(res.body)
   assert.equal(health.status, 'ok')
   assert.match(health.version, /^\d+\.\d+\.\d+$/)
-  assert.equal(typeof health.uptimeSeconds, 'number')
-  assert.ok(health.uptimeSeconds >= 0)
+  assert.ok(Number.isInteger(health.uptimeSeconds) && health.uptimeSeconds >= 0)
   assert.deepEqual(health.sandboxes, { running: 0, paused: 0 })
   const post = await fetch(daemon.url + '/isobox/health', { method: 'POST' })
   assert.equal(post.status, 405)
@@ -96,7 +95,7 @@ test('counters move after a create, a relayed command and a kill', async () => {
   assert.equal(delta('isobox_sandbox_create_seconds_count'), 1)
   assert.equal(delta('isobox_sandbox_create_seconds_bucket{le="+Inf"}'), 1)
   assert.ok(delta('isobox_sandbox_create_seconds_sum') > 0)
-  assert.equal(delta('isobox_http_requests_total{route="/sandboxes",code="201"}'), 1)
+  assert.equal(delta('isobox_http_requests_total{route="/v2/sandboxes",code="201"}'), 1)
   assert.equal(delta('isobox_http_requests_total{route="/sandboxes/{id}",code="204"}'), 1)
   assert.ok(delta('isobox_http_requests_total{route="envd",code="200"}') >= 1)
   assert.equal(delta('isobox_sandbox_ended_total{reason="killed"}'), 1)
@@ -111,7 +110,7 @@ test('the audit log records every act, never the code, command or output', async
   const codeSecret = 'code-' + Math.random().toString(36).slice(2)
   const sandbox = await CodeSandbox.create()
   const id = sandbox.sandboxId
-  const run = await sandbox.commands.run(`echo ${commandSecret}`)
+  const run = await sandbox.commands.run(`echo ${commandSecret}`, { user: 'root' })
   assert.equal(run.stdout.trim(), commandSecret)
   const code = `print("${codeSecret}")`
   const execution = await sandbox.runCode(code)
@@ -141,7 +140,7 @@ test('the audit log records every act, never the code, command or output', async
   const start = byAction('process.start')
   assert.equal(start.actor, 'access-token')
   assert.equal(start.status, 200)
-  assert.equal(start.details.user, 'user')
+  assert.deepEqual(start.details, { user: 'root' })
   const exec = byAction('code.execute')
   assert.equal(exec.status, 200)
   assert.equal(exec.details.codeBytes, code.length)
@@ -180,6 +179,24 @@ test('the audit query is validated and needs the API key', async () => {
   assert.equal(unknown.status, 400)
   const limited = await audit({ limit: '1' })
   assert.equal(limited.length, 1)
-  const future = await audit({ since: '2999-01-01T00:00:00Z' })
+  const future = await audit({ since: '2200-01-01T00:00:00Z' })
   assert.deepEqual(future, [])
+  const far = await get('/isobox/audit?since=2999-01-01T00:00:00Z', withKey())
+  assert.equal(far.status, 400)
+})
+
+test('--metrics-public opens the metrics; --no-audit turns the audit log off', async () => {
+  const other = await startDaemon({ args: ['--metrics-public', '--no-audit'] })
+  try {
+    const res = await fetch(other.url + '/isobox/metrics')
+    assert.equal(res.status, 200)
+    assert.ok((await res.text()).includes('# TYPE isobox_sandboxes gauge\n'))
+    const auditRes = await fetch(other.url + '/isobox/audit', { headers: { 'X-API-KEY': other.apiKey } })
+    assert.equal(auditRes.status, 404)
+    assert.deepEqual(await auditRes.json(), { code: 404, message: 'the audit log is off' })
+    assert.equal(existsSync(join(other.stateDir, 'audit.log')), false)
+  } finally {
+    await other.stop()
+    process.env.E2B_API_URL = process.env.E2B_SANDBOX_URL = daemon.url  // back to the first
+  }
 })

@@ -69,14 +69,14 @@ test('the TLS port serves the control plane with TLS 1.2+ and ALPN http/1.1', as
   assert.equal(JSON.parse(health.body).status, 'ok')
   assert.equal(health.alpn, 'http/1.1')
   assert.match(health.tls, /^TLSv1\.[23]$/)
-  const unauthorized = await request('127.0.0.1', { path: '/v2/sandboxes' })
+  const unauthorized = await request('localhost', { path: '/v2/sandboxes' })
   assert.equal(unauthorized.status, 401)
-  // TLS 1.1 and older are refused.
+  // TLS 1.1 and older are refused by the server (its protocol_version alert).
   await assert.rejects(new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port: daemon.tlsPort, ca,
-      servername: 'localhost', minVersion: 'TLSv1', maxVersion: 'TLSv1.1' }, resolve)
+    const socket = tls.connect({ host: 'localhost', port: daemon.tlsPort, ca,
+      lookup: loopback, minVersion: 'TLSv1', maxVersion: 'TLSv1.1' }, resolve)
     socket.on('error', reject)
-  }))
+  }), { code: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' })
 })
 
 test('SDK over https: control plane, envd and getHost(port) with the wildcard certificate',

@@ -82,6 +82,10 @@ TEST(AuditTest, QueryParsing) {
   EXPECT_EQ(bad_limit.error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(bad_limit.error().message, "'limit' must be an integer from 1 to 1000");
   EXPECT_FALSE(ParseAuditQuery("limit=1001"));
+  EXPECT_EQ(ParseAuditQuery("since=2999-01-01T00:00:00Z").error().message,
+            "'since' must be before the year 2255");
+  EXPECT_EQ(ParseAuditQuery("since=99999999999").error().message,
+            "'since' must be before the year 2255");
   EXPECT_EQ(ParseAuditQuery("since=yesterday").error().message,
             "'since' must be an RFC 3339 time or unix seconds");
   EXPECT_EQ(ParseAuditQuery("sandbox=abc").error().message,

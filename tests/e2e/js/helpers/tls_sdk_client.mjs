@@ -8,10 +8,14 @@ const sandbox = await Sandbox.create({ domain: 'isobox.test' })
 const run = await sandbox.commands.run('echo over tls')
 await sandbox.files.write('site/hello.txt', 'hello over https')
 const file = await sandbox.files.read('site/hello.txt')
-await sandbox.commands.run('cd site && python3 -m http.server 8000', { background: true })
+// No lifetime limit: the server must outlive this process (the test reaches it after).
+await sandbox.commands.run('cd site && python3 -m http.server 8000',
+  { background: true, timeoutMs: 0 })
 console.log(JSON.stringify({
   sandboxId: sandbox.sandboxId,
   host: sandbox.getHost(8000),
   stdout: run.stdout,
   file,
 }))
+// The background command's stream would keep the process alive.
+process.exit(0)

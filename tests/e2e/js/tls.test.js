@@ -12,6 +12,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { Sandbox } from 'e2b'
 import { startDaemon } from './harness.js'
 
 const run = promisify(execFile)
@@ -55,6 +56,50 @@ function request(host, { path = '/', method = 'GET', headers = {} } = {}) {
     req.on('error', reject)
     req.end()
   })
+}
+
+// Starts, through the plain port and the SDK, a minimal upgrade server on port 8001 that
+// answers 101 and then echoes every byte upper-cased.
+async function startUpgradeServer(sandboxId) {
+  const server = [
+    'import socket',
+    's = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+    's.bind(("127.0.0.1", 8001)); s.listen()',
+    'while True:',
+    '    c, _ = s.accept(); data = b""',
+    '    while b"\\r\\n\\r\\n" not in data: data += c.recv(4096)',
+    '    c.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: echo\\r\\nConnection: Upgrade\\r\\n\\r\\n")',
+    '    while chunk := c.recv(4096): c.sendall(chunk.upper())',
+    '    c.close()',
+  ].join('\n')
+  const sandbox = await Sandbox.connect(sandboxId)
+  await sandbox.files.write('upgrade_server.py', server)
+  await sandbox.commands.run('python3 upgrade_server.py', { background: true, timeoutMs: 0 })
+}
+
+// Sends an upgrade request over TLS to `host`, retrying until the server answers 101, then
+// writes `text` through the tunnel and returns what comes back.
+async function upgradeAndEcho(host, text) {
+  const deadline = Date.now() + 15000
+  for (;;) {
+    const socket = await new Promise((resolve, reject) => {
+      const req = https.request({ host, port: daemon.tlsPort, ca, lookup: loopback,
+        servername: host, agent: false, headers: { Connection: 'Upgrade', Upgrade: 'echo' } })
+      req.on('upgrade', (res, upgraded) => resolve(upgraded))
+      req.on('response', (res) => { res.resume(); resolve(null) })
+      req.on('error', reject)
+      req.end()
+    })
+    if (socket) {
+      const echoed = new Promise((resolve) => socket.once('data', (d) => resolve(d.toString())))
+      socket.write(text)
+      const out = await echoed
+      socket.destroy()
+      return out
+    }
+    if (Date.now() > deadline) throw new Error('the upgrade server did not answer 101')
+    await sleep(100)
+  }
 }
 
 test('dev-cert rejects a domain that is not a DNS name', async () => {
@@ -104,6 +149,11 @@ test('SDK over https: control plane, envd and getHost(port) with the wildcard ce
     assert.match(listing.body, /hello\.txt/)
     const file = await request(result.host, { path: '/hello.txt' })
     assert.equal(file.body, 'hello over https')
+
+    // An upgraded connection through the TLS port: the server echoes bytes upper-cased.
+    await startUpgradeServer(result.sandboxId)
+    const echoed = await upgradeAndEcho(result.host.replace(/^8000-/, '8001-'), 'over tls')
+    assert.equal(echoed, 'OVER TLS')
 
     const kill = await request('localhost', { method: 'DELETE',
       path: `/sandboxes/${result.sandboxId}`, headers: { 'X-API-KEY': daemon.apiKey } })

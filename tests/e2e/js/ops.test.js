@@ -158,7 +158,7 @@ test('the audit log records every act, never the code, command or output', async
   for (const line of file.trimEnd().split('\n')) JSON.parse(line)
 })
 
-test('a kill at the end of the timeout is audited as the daemon\'s own', async () => {
+test('a kill or pause at the end of the timeout is audited as the daemon\'s own', async () => {
   const sandbox = await Sandbox.create({ timeoutMs: 1000 })
   const records = await auditUntil({ sandboxId: sandbox.sandboxId },
     (r) => r.some((x) => x.action === 'sandbox.kill'))
@@ -166,6 +166,14 @@ test('a kill at the end of the timeout is audited as the daemon\'s own', async (
   assert.equal(kill.actor, 'isoboxd')
   assert.deepEqual(kill.details, { reason: 'timeout' })
   assert.equal(sample(await metrics(), 'isobox_sandbox_ended_total{reason="timeout"}'), 1)
+
+  const pausing = await Sandbox.create({ timeoutMs: 1000, lifecycle: { onTimeout: 'pause' } })
+  const paused = await auditUntil({ sandboxId: pausing.sandboxId },
+    (r) => r.some((x) => x.action === 'sandbox.pause'))
+  const pause = paused.find((r) => r.action === 'sandbox.pause')
+  assert.equal(pause.actor, 'isoboxd')
+  assert.deepEqual(pause.details, { reason: 'timeout' })
+  await pausing.kill()
 })
 
 test('the audit query is validated and needs the API key', async () => {

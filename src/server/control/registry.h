@@ -71,8 +71,8 @@ class Registry {
   void StartSampler();
   // Told when the daemon ends ("kill") or pauses ("pause") a sandbox on its own, with the
   // reason ("timeout", "exited"); on a worker thread. Set before the first create.
-  using EventObserver = std::function<void(const std::string& id, std::string_view event,
-                                           std::string_view reason)>;
+  using EventObserver =
+      std::function<void(const std::string& id, std::string_view event, std::string_view reason)>;
   void SetEventObserver(EventObserver observer) { observer_ = std::move(observer); }
 
   // Blocking.

@@ -24,6 +24,8 @@
 #include "server/control/templates.h"
 #include "server/http/server.h"
 #include "server/store/store.h"
+#include "server/http/tls.h"
+#include "server/ops/ops.h"
 
 namespace isobox::server {
 namespace {
@@ -45,6 +47,16 @@ struct Flags {
   uint32_t max_sandboxes = 4096;
   // TEMPLATE=SIZE; templates not named keep their default size.
   std::vector<std::string> pools;
+  // Operations: the TLS listener, metrics, audit (README "Operations").
+  fs::path tls_cert;
+  fs::path tls_key;
+  uint16_t tls_port = 0;
+  fs::path tls_port_file;
+  bool metrics_public = false;
+  bool audit = true;
+  // `isoboxd dev-cert`
+  std::string dev_cert_domain = "isobox.test";
+  fs::path dev_cert_out;
 };
 
 // Warm pool sizes unless --pool says otherwise: a few base sandboxes cost ~1 MiB each; a
@@ -188,6 +200,35 @@ int RunKeyCommand(const Flags& flags, KeyCommand command, const std::string& arg
   return 0;
 }
 
+// The TLS listener, when --tls-cert and --tls-key are given.
+Status ListenTls(const Flags& flags, HttpServer& server) {
+  if (flags.tls_cert.empty() && flags.tls_key.empty()) return Ok();
+  if (flags.tls_cert.empty() || flags.tls_key.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "--tls-cert and --tls-key go together");
+  }
+  ASSIGN_OR_RETURN(auto context, MakeServerTlsContext(flags.tls_cert, flags.tls_key));
+  ASSIGN_OR_RETURN(uint16_t port, server.ListenTls(flags.listen, flags.tls_port, context));
+  if (!flags.tls_port_file.empty()) std::ofstream(flags.tls_port_file) << port << "\n";
+  LOG_INFO("listening on https://{}:{}", flags.listen, port);
+  return Ok();
+}
+
+int DevCert(const Flags& flags) {
+  InitLogging("isoboxd", flags.log_level);
+  auto files = MakeDevCert(flags.dev_cert_domain, flags.dev_cert_out);
+  if (!files) {
+    LOG_ERROR("dev-cert: {}", files.error().message);
+    return 1;
+  }
+  fmt::print(
+      "CA certificate (trust it in clients): {}\n"
+      "server certificate: {}\nserver key: {}\n"
+      "start: isoboxd --tls-cert {} --tls-key {} --tls-port 49443\n",
+      files->ca_cert.string(), files->cert.string(), files->key.string(), files->cert.string(),
+      files->key.string());
+  return 0;
+}
+
 int Run(const Flags& flags) {
   InitLogging("isoboxd", flags.log_level);
   // SECURITY: every process isoboxd starts is reaped by isoboxd, even orphans.
@@ -216,6 +257,14 @@ int Run(const Flags& flags) {
     }
   }
 
+  std::unique_ptr<ops::AuditLog> audit;
+  if (flags.audit) {
+    auto opened = ops::AuditLog::Open(flags.state_dir / "audit.log");
+    if (!opened) return fail(opened.error());
+    audit = std::move(*opened);
+  }
+  ops::Ops ops(std::move(audit));
+
   boost::asio::io_context io;
   boost::asio::thread_pool workers(flags.workers);
   Registry registry(io, workers,
@@ -225,13 +274,20 @@ int Run(const Flags& flags) {
                                    .max_sandboxes = flags.max_sandboxes,
                                    .pool_sizes = *pools},
                     std::move(*templates), std::move(*cgroups), **store);
+  registry.SetEventObserver(
+      [&ops](const std::string& id, std::string_view event, std::string_view reason) {
+        ops.OnSandboxEvent(id, event, reason);
+      });
   registry.Recover();
   registry.StartSampler();
   registry.StartPools();
-  HttpServer server(io, workers, registry,
-                    HttpConfig{.api_keys = flags.api_keys, .key_store = store->get()});
+  HttpServer server(io, workers, registry, ops,
+                    HttpConfig{.api_keys = flags.api_keys,
+                               .key_store = store->get(),
+                               .metrics_public = flags.metrics_public});
   auto port = server.Listen(flags.listen, flags.port);
   if (!port) return fail(port.error());
+  if (auto tls = ListenTls(flags, server); !tls) return fail(tls.error());
   if (!flags.port_file.empty()) std::ofstream(flags.port_file) << *port << "\n";
   server.Start();
   LOG_INFO("listening on http://{}:{} (state in {})", flags.listen, *port,
@@ -316,7 +372,22 @@ int main(int argc, char** argv) {
   CLI::App* list = keys->add_subcommand("list", "list the keys (ids and names, never keys)");
   CLI::App* revoke = keys->add_subcommand("revoke", "revoke a key by id");
   revoke->add_option("id", key_id, "the key's id (from list)")->required();
+  app.add_option("--tls-cert", flags.tls_cert,
+                 "PEM certificate chain for the TLS listener (with --tls-key)");
+  app.add_option("--tls-key", flags.tls_key, "PEM private key for the TLS listener");
+  app.add_option("--tls-port", flags.tls_port, "TLS port (0: any free port)")
+      ->capture_default_str();
+  app.add_option("--tls-port-file", flags.tls_port_file, "write the bound TLS port to this file");
+  app.add_flag("--metrics-public", flags.metrics_public,
+               "serve /isobox/metrics without an API key");
+  app.add_flag("!--no-audit", flags.audit, "do not write <state-dir>/audit.log");
+  CLI::App* dev_cert = app.add_subcommand(
+      "dev-cert", "make a local CA and a wildcard certificate for testing TLS, then exit");
+  dev_cert->add_option("--domain", flags.dev_cert_domain, "the sandbox domain")
+      ->capture_default_str();
+  dev_cert->add_option("--out", flags.dev_cert_out, "directory for the PEM files")->required();
   CLI11_PARSE(app, argc, argv);
+  if (dev_cert->parsed()) return isobox::server::DevCert(flags);
 
   if (keys->parsed()) {
     isobox::server::KeyCommand command = create->parsed() ? isobox::server::KeyCommand::kCreate

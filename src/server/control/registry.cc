@@ -471,14 +471,20 @@ void Registry::OnEndOfLife(const std::string& id) {
   }
   if (!pause) return KillInBackground(id, kTimedOut);
   LOG_INFO("sandbox {} pauses: its timeout passed", id);
-  asio::post(workers_, [this, id] { (void)Pause(id); });
+  asio::post(workers_, [this, id] {
+    if (Pause(id) && observer_) observer_(id, "pause", "timeout");
+  });
 }
 
 void Registry::Unwatch(const std::string& id) { watchers_.erase(id); }
 
 void Registry::KillInBackground(const std::string& id, EndCause cause) {
   LOG_INFO("sandbox {} ends: {}", id, cause.message);
-  asio::post(workers_, [this, id, cause = std::move(cause)] { (void)Kill(id, cause); });
+  asio::post(workers_, [this, id, cause = std::move(cause)] {
+    if (Kill(id, cause) && observer_) {
+      observer_(id, "kill", cause.reason == kTimedOut.reason ? "timeout" : "exited");
+    }
+  });
 }
 
 Status Registry::Kill(const std::string& id, const EndCause& cause) {

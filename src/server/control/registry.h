@@ -13,6 +13,7 @@
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -96,6 +97,11 @@ class Registry {
   // Ready sandboxes in the pool of a template, and the configured sizes.
   size_t PoolSize(const std::string& template_id) const;
   const std::map<std::string, uint32_t>& PoolTargets() const { return config_.pool_sizes; }
+  // Told when the daemon ends ("kill") or pauses ("pause") a sandbox on its own, with the
+  // reason ("timeout", "exited"); on a worker thread. Set before the first create.
+  using EventObserver =
+      std::function<void(const std::string& id, std::string_view event, std::string_view reason)>;
+  void SetEventObserver(EventObserver observer) { observer_ = std::move(observer); }
 
   // Blocking.
   Result<SandboxInfo> Create(const SandboxOptions& options);
@@ -162,6 +168,7 @@ class Registry {
   std::unique_ptr<runtime::CgroupManager> cgroups_;
   Store& store_;
   UniqueFd host_netns_;
+  EventObserver observer_;
 
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "protocol/base64.h"
 
 namespace isobox::server {
 namespace {
@@ -37,19 +38,64 @@ std::string PortNotOpen(std::string_view id, unsigned port) {
 }
 
 // Answers without reading the request body, so the connection is closed afterwards.
-Task<bool> Refuse(Stream& client, unsigned version, http::status status, std::string body) {
+template <typename ClientStream>
+Task<bool> Refuse(ClientStream& client, unsigned version, http::status status, std::string body) {
   StringResponse response = JsonResponse(status, std::move(body), version, false);
   boost::system::error_code ec;
   co_await http::async_write(client, response, asio::redirect_error(asio::use_awaitable, ec));
   co_return false;
 }
 
+// The TCP socket under a stream (itself for a plain socket).
+template <typename S>
+auto& LowestSocket(S& stream) {
+  auto& lowest = beast::get_lowest_layer(stream);
+  if constexpr (requires { lowest.socket(); }) {
+    return lowest.socket();
+  } else {
+    return lowest;
+  }
+}
+
+// What the audit log and the metrics learn about one relayed request. Filled before the
+// request is relayed; reported once, when the answer's status is known.
+struct RelayReport {
+  ops::Ops& ops;
+  ops::Caller caller;
+  std::string id{};
+  unsigned port = 0;
+  std::string method{};
+  std::string path{};
+  std::string user{};
+  bool capture = false;  // keep the request body (bounded) for the audit log
+  std::string body{};
+  uint64_t body_bytes = 0;
+  bool reported = false;
+
+  void Report(int status) {
+    if (reported) return;
+    reported = true;
+    ops.OnRelay({.caller = caller,
+                 .sandbox_id = id,
+                 .port = port,
+                 .method = method,
+                 .path = path,
+                 .user = user,
+                 .status = status,
+                 .body = body,
+                 .body_complete = capture && body.size() == body_bytes,
+                 .body_bytes = body_bytes});
+  }
+};
+
 // Copies one message body from `input` to `output` piece by piece, as it arrives, so that
 // streams flow and large bodies never sit in memory. The header is written first.
+// With `report`, counts the body's bytes and keeps up to kMaxCapturedBody of them when
+// the report asks for a capture.
 template <bool kIsRequest, typename Input, typename Output>
 Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_buffer,
                                       http::parser<kIsRequest, http::buffer_body>& parser,
-                                      Output& output) {
+                                      Output& output, RelayReport* report = nullptr) {
   http::serializer<kIsRequest, http::buffer_body> serializer{parser.get()};
   boost::system::error_code ec;
   co_await http::async_write_header(output, serializer,
@@ -67,6 +113,12 @@ Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_bu
       if (ec) co_return ec;
       body.size = chunk.size() - body.size;
       body.data = chunk.data();
+      if (report != nullptr) {
+        report->body_bytes += body.size;
+        if (report->capture && report->body.size() + body.size <= ops::kMaxCapturedBody) {
+          report->body.append(chunk.data(), body.size);
+        }
+      }
       body.more = !parser.is_done();
       // An empty piece (only chunk framing was parsed) must not reach a chunked
       // serializer: it would encode it as the terminating zero-length chunk.
@@ -133,14 +185,40 @@ Task<> Pump(From& from, To& to) {
                                asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;
   }
-  to.shutdown(asio::socket_base::shutdown_send, ec);
+  // Over TLS this ends the TCP stream without a close_notify: the upgraded protocol
+  // (e.g. WebSocket) carries its own end.
+  LowestSocket(to).shutdown(asio::socket_base::shutdown_send, ec);
 }
 
-// One request and its answer between the client and a connected upstream. After a
-// 101 Switching Protocols (WebSocket), bytes flow both ways until either side closes.
-template <typename Upstream>
-Task<bool> Exchange(Stream& client, beast::flat_buffer& buffer, HeaderParser& header,
-                    Upstream& upstream, const std::string& id) {
+// After a 101 Switching Protocols (WebSocket), bytes flow both ways until either side
+// closes.
+template <typename ClientStream, typename Upstream>
+Task<> Tunnel(ClientStream& client, beast::flat_buffer& buffer, Upstream& upstream,
+              beast::flat_buffer& upstream_buffer,
+              http::response_parser<http::buffer_body>& response_parser) {
+  boost::system::error_code ec;
+  http::response_serializer<http::buffer_body> serializer{response_parser.get()};
+  co_await http::async_write_header(client, serializer,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  // Bytes either side already read past the headers belong to the new protocol.
+  if (!ec && buffer.size() > 0) {
+    co_await asio::async_write(upstream, buffer.data(),
+                               asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (!ec && upstream_buffer.size() > 0) {
+    co_await asio::async_write(client, upstream_buffer.data(),
+                               asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (!ec) {
+    using namespace asio::experimental::awaitable_operators;
+    co_await (Pump(client, upstream) && Pump(upstream, client));
+  }
+}
+
+// One request and its answer between the client and a connected upstream.
+template <typename ClientStream, typename Upstream>
+Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderParser& header,
+                    Upstream& upstream, RelayReport& report) {
   auto& request = header.get();
   const unsigned version = request.version();
   const bool client_keep_alive = request.keep_alive();
@@ -151,7 +229,7 @@ Task<bool> Exchange(Stream& client, beast::flat_buffer& buffer, HeaderParser& he
   if (!upgrade) request_parser.get().keep_alive(false);
   beast::flat_buffer upstream_buffer;
   boost::system::error_code request_ec =
-      co_await Relay<true>(client, buffer, request_parser, upstream);
+      co_await Relay<true>(client, buffer, request_parser, upstream, &report);
 
   http::response_parser<http::buffer_body> response_parser;
   response_parser.body_limit(boost::none);
@@ -160,26 +238,14 @@ Task<bool> Exchange(Stream& client, beast::flat_buffer& buffer, HeaderParser& he
                                    asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
     // The upstream went away before answering: the sandbox was killed or died.
-    co_return co_await Refuse(client, version, http::status::bad_gateway, SandboxNotFound(id));
+    report.Report(502);
+    co_return co_await Refuse(client, version, http::status::bad_gateway,
+                              SandboxNotFound(report.id));
   }
   auto& response = response_parser.get();
+  report.Report(static_cast<int>(response.result_int()));
   if (upgrade && response.result() == http::status::switching_protocols) {
-    http::response_serializer<http::buffer_body> serializer{response};
-    co_await http::async_write_header(client, serializer,
-                                      asio::redirect_error(asio::use_awaitable, ec));
-    // Bytes either side already read past the headers belong to the new protocol.
-    if (!ec && buffer.size() > 0) {
-      co_await asio::async_write(upstream, buffer.data(),
-                                 asio::redirect_error(asio::use_awaitable, ec));
-    }
-    if (!ec && upstream_buffer.size() > 0) {
-      co_await asio::async_write(client.socket(), upstream_buffer.data(),
-                                 asio::redirect_error(asio::use_awaitable, ec));
-    }
-    if (!ec) {
-      using namespace asio::experimental::awaitable_operators;
-      co_await (Pump(client.socket(), upstream) && Pump(upstream, client.socket()));
-    }
+    co_await Tunnel(client, buffer, upstream, upstream_buffer, response_parser);
     co_return false;
   }
   const bool keep_alive = client_keep_alive && !request_ec;
@@ -193,13 +259,34 @@ Task<bool> Exchange(Stream& client, beast::flat_buffer& buffer, HeaderParser& he
   if (ec) {
     // Cut off mid-answer (e.g. the sandbox was killed during a stream): drop the client
     // connection without a clean end, so the client sees the stream terminate.
-    LOG_DEBUG("sandbox {}: relay ended: {}", id, ec.message());
+    LOG_DEBUG("sandbox {}: relay ended: {}", report.id, ec.message());
     beast::error_code ignored;
-    client.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    client.close();
+    LowestSocket(client).shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    LowestSocket(client).close(ignored);
     co_return false;
   }
   co_return keep_alive;
+}
+
+// Who the request claims to be: envd checks the access token, isoboxd only records
+// whether there was one, and the user from Authorization: Basic.
+void Identify(const HeaderParser::value_type& request, RelayReport& report) {
+  report.caller.actor =
+      request.find("X-Access-Token") != request.end() ? "access-token" : "anonymous";
+  std::string_view target = request.target();
+  report.method = std::string(request.method_string());
+  report.path = std::string(target.substr(0, target.find('?')));
+  if (auto basic = protocol::ParseBasicAuth(request[http::field::authorization])) {
+    report.user = std::move(basic->user);
+  }
+  report.capture = ops::CaptureForAudit(report.port, report.method, report.path);
+}
+
+template <typename ClientStream>
+Task<bool> RefuseAndReport(ClientStream& client, unsigned version, std::string body,
+                           RelayReport& report) {
+  report.Report(502);
+  co_return co_await Refuse(client, version, http::status::bad_gateway, std::move(body));
 }
 
 }  // namespace
@@ -208,45 +295,46 @@ bool IsSandboxTraffic(const HeaderParser::value_type& request) {
   return ParseTarget(request).has_value();
 }
 
-Task<bool> ForwardToSandbox(Stream& client, beast::flat_buffer& buffer, HeaderParser& header,
-                            const Registry& registry) {
+template <typename ClientStream>
+Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, HeaderParser& header,
+                            const Registry& registry, ops::Ops& ops, const std::string& remote) {
   const unsigned version = header.get().version();
   Target target = ParseTarget(header.get()).value_or(Target{});
+  RelayReport report{.ops = ops, .caller = {"", remote}, .id = target.id, .port = target.port};
+  Identify(header.get(), report);
   const std::string& id = target.id;
   std::optional<std::filesystem::path> socket_path = registry.AgentSocket(id);
-  if (!socket_path) {
-    co_return co_await Refuse(client, version, http::status::bad_gateway, SandboxNotFound(id));
-  }
+  if (!socket_path)
+    co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
   boost::system::error_code ec;
   if (target.port != kEnvdPort && target.port != kInterpreterPort) {
     // A user port: connect to the sandbox's own loopback from inside its network
     // namespace. The sandbox itself never gets a route out.
     auto fd = registry.SocketInSandbox(id);
-    if (!fd) {
-      co_return co_await Refuse(client, version, http::status::bad_gateway, SandboxNotFound(id));
-    }
+    if (!fd) co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
     asio::ip::tcp::socket upstream(client.get_executor(), asio::ip::tcp::v4(), fd->Release());
     co_await upstream.async_connect(asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(),
                                                             static_cast<uint16_t>(target.port)),
                                     asio::redirect_error(asio::use_awaitable, ec));
     if (ec || target.port == 0) {
-      co_return co_await Refuse(client, version, http::status::bad_gateway,
-                                PortNotOpen(id, target.port));
+      co_return co_await RefuseAndReport(client, version, PortNotOpen(id, target.port), report);
     }
-    co_return co_await Exchange(client, buffer, header, upstream, id);
+    co_return co_await Exchange(client, buffer, header, upstream, report);
   }
   if (target.port == kInterpreterPort) socket_path = registry.InterpreterSocket(id);
   if (!socket_path) {
-    co_return co_await Refuse(client, version, http::status::bad_gateway,
-                              PortNotOpen(id, target.port));
+    co_return co_await RefuseAndReport(client, version, PortNotOpen(id, target.port), report);
   }
   Upstream upstream(client.get_executor());
   co_await upstream.async_connect(socket_path->string(),
                                   asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    co_return co_await Refuse(client, version, http::status::bad_gateway, SandboxNotFound(id));
-  }
-  co_return co_await Exchange(client, buffer, header, upstream, id);
+  if (ec) co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
+  co_return co_await Exchange(client, buffer, header, upstream, report);
 }
+
+template Task<bool> ForwardToSandbox(Stream&, beast::flat_buffer&, HeaderParser&, const Registry&,
+                                     ops::Ops&, const std::string&);
+template Task<bool> ForwardToSandbox(TlsStream&, beast::flat_buffer&, HeaderParser&,
+                                     const Registry&, ops::Ops&, const std::string&);
 
 }  // namespace isobox::server

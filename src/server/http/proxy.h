@@ -4,15 +4,19 @@
 
 #include "server/control/registry.h"
 #include "server/http/types.h"
+#include "server/ops/ops.h"
 
 namespace isobox::server {
 
 // True when the request is sandbox traffic rather than a control-plane call.
 bool IsSandboxTraffic(const HeaderParser::value_type& request);
 
-// Forwards one request (its header already read into `parser`) and relays the response.
-// Returns whether the client connection can carry another request.
-Task<bool> ForwardToSandbox(Stream& client, beast::flat_buffer& buffer, HeaderParser& parser,
-                            const Registry& registry);
+// Forwards one request (its header already read into `parser`) and relays the response,
+// over plain TCP (Stream) or TLS (TlsStream). Reports the request to `ops` as soon as the
+// status of its answer is known. Returns whether the client connection can carry another
+// request.
+template <typename ClientStream>
+Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, HeaderParser& parser,
+                            const Registry& registry, ops::Ops& ops, const std::string& remote);
 
 }  // namespace isobox::server

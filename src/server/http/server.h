@@ -1,13 +1,17 @@
-// The one HTTP/1.1 listener of isoboxd: control-plane routes and sandbox traffic.
+// The HTTP/1.1 listeners of isoboxd: control-plane routes and sandbox traffic, on a plain
+// TCP port and, optionally, a TLS port with the same routing.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "server/control/registry.h"
 #include "server/http/types.h"
+#include "server/ops/ops.h"
 
 namespace isobox::server {
 
@@ -15,15 +19,19 @@ struct HttpConfig {
   std::vector<std::string> api_keys;  // X-API-KEY values accepted for this run only
   Store* key_store = nullptr;         // and the unrevoked keys in the store
   size_t max_control_body = 1 << 20;
+  bool metrics_public = false;  // serve /isobox/metrics without an API key
 };
 
 class HttpServer {
  public:
-  HttpServer(asio::io_context& io, asio::thread_pool& workers, Registry& registry,
+  HttpServer(asio::io_context& io, asio::thread_pool& workers, Registry& registry, ops::Ops& ops,
              HttpConfig config);
 
   // Binds and listens; returns the bound port (useful with port 0).
   Result<uint16_t> Listen(const std::string& address, uint16_t port);
+  // The TLS listener: same routes, over TLS with `tls` (http/tls.h).
+  Result<uint16_t> ListenTls(const std::string& address, uint16_t port,
+                             std::shared_ptr<asio::ssl::context> tls);
   // Starts accepting on the I/O context.
   void Start();
   // Stops accepting connections; open sessions go on.
@@ -33,18 +41,31 @@ class HttpServer {
   int ControlRequestsInFlight() const { return control_in_flight_; }
 
  private:
-  Task<> Accept();
-  Task<> Session(asio::ip::tcp::socket socket);
-  Task<bool> HandleControlRequest(Stream& stream, beast::flat_buffer& buffer, HeaderParser& header);
-  Task<bool> TooLarge(Stream& stream, unsigned version);
-  bool Authorized(const HeaderParser::value_type& request) const;
+  Task<> Accept(asio::ip::tcp::acceptor& acceptor, bool tls);
+  Task<> PlainSession(asio::ip::tcp::socket socket);
+  Task<> TlsSession(asio::ip::tcp::socket socket);
+  template <typename S>
+  Task<> Serve(S& stream, const std::string& remote);
+  template <typename S>
+  Task<bool> HandleControlRequest(S& stream, beast::flat_buffer& buffer, HeaderParser& header,
+                                  const std::string& remote);
+  template <typename S>
+  Task<bool> TooLarge(S& stream, unsigned version);
+  // The API key that authenticates the request (X-API-KEY; for /isobox/ routes also
+  // Authorization: Bearer), or null.
+  // Returns the caller's actor name ("key:<id>").
+  std::optional<std::string> Authenticate(const HeaderParser::value_type& request,
+                                          bool isobox) const;
 
   asio::io_context& io_;
   asio::thread_pool& workers_;
   Registry& registry_;
+  ops::Ops& ops_;
   HttpConfig config_;
   asio::ip::tcp::acceptor acceptor_;
   int control_in_flight_ = 0;  // I/O context only
+  asio::ip::tcp::acceptor tls_acceptor_;
+  std::shared_ptr<asio::ssl::context> tls_;
 };
 
 }  // namespace isobox::server

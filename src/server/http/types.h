@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,8 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
 using Stream = beast::tcp_stream;
+// The same HTTP/1.1 over TLS (the optional TLS listener).
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 using HeaderParser = http::request_parser<http::empty_body>;
 using StringResponse = http::response<http::string_body>;
 

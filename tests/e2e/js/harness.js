@@ -8,34 +8,51 @@ import { setTimeout as sleep } from 'node:timers/promises'
 
 const API_KEY = 'e2b_' + '0123456789abcdef'.repeat(2) + '01234567'
 
-// options.dir: reuse this directory (its state/ is the daemon's state directory), as a
-// restarted daemon does; options.args: more flags. Sandboxes are killed when the daemon
-// stops (--on-exit kill) unless options.onExit is 'keep'. Warm pools are empty unless
-// options.pools lists TEMPLATE=SIZE entries.
-export async function startDaemon(options = {}) {
-  const binary = process.env.ISOBOXD
-  if (!binary) throw new Error('ISOBOXD must name the isoboxd binary to test')
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'isobox-e2e-'))
-  const portFile = join(dir, 'port')
-  rmSync(portFile, { force: true })
-  const args = ['--state-dir', join(dir, 'state'), '--port', '0', '--port-file', portFile,
-    '--api-key', API_KEY, '--log-level', 'warn', '--on-exit', options.onExit ?? 'kill',
-    ...(options.pools ?? ['base=0', 'code-interpreter-v1=0']).flatMap((p) => ['--pool', p]),
-    ...(options.args ?? [])]
-  const child = spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] })
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  const deadline = Date.now() + 30000
-  while (!existsSync(portFile) || readFileSync(portFile, 'utf8').trim() === '') {
+async function readPortFile(path, child, deadline) {
+  while (!existsSync(path) || readFileSync(path, 'utf8').trim() === '') {
     if (child.exitCode !== null) throw new Error(`isoboxd exited with ${child.exitCode}`)
     if (Date.now() > deadline) throw new Error('isoboxd did not start listening')
     await sleep(20)
   }
-  const url = `http://127.0.0.1:${readFileSync(portFile, 'utf8').trim()}`
+  return Number(readFileSync(path, 'utf8').trim())
+}
+
+// options.args: extra isoboxd flags; options.tls: {cert, key} for a TLS listener too;
+// options.dir: reuse this directory (its state/ is the daemon's state directory), as a
+// restarted daemon does. Sandboxes are killed when the daemon stops (--on-exit kill)
+// unless options.onExit is 'keep'. Warm pools are empty unless options.pools lists
+// TEMPLATE=SIZE entries.
+export async function startDaemon(options = {}) {
+  const binary = process.env.ISOBOXD
+  if (!binary) throw new Error('ISOBOXD must name the isoboxd binary to test')
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'isobox-e2e-'))
+  const stateDir = join(dir, 'state')
+  const portFile = join(dir, 'port')
+  const tlsPortFile = join(dir, 'tls-port')
+  rmSync(portFile, { force: true })
+  rmSync(tlsPortFile, { force: true })
+  const tls = options.tls
+  const tlsArgs = tls
+    ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-port', '0',
+        '--tls-port-file', tlsPortFile]
+    : []
+  const args = ['--state-dir', stateDir, '--port', '0', '--port-file', portFile,
+    '--api-key', API_KEY, '--log-level', 'warn', '--on-exit', options.onExit ?? 'kill',
+    ...(options.pools ?? ['base=0', 'code-interpreter-v1=0']).flatMap((p) => ['--pool', p]),
+    ...tlsArgs, ...(options.args ?? [])]
+  const child = spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] })
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const deadline = Date.now() + 30000
+  const port = await readPortFile(portFile, child, deadline)
+  const tlsPort = tls ? await readPortFile(tlsPortFile, child, deadline) : undefined
+  const url = `http://127.0.0.1:${port}`
   process.env.E2B_API_URL = url
   process.env.E2B_SANDBOX_URL = url
   process.env.E2B_API_KEY = API_KEY
   return {
     url,
+    tlsPort,
+    stateDir,
     apiKey: API_KEY,
     dir,
     pid: child.pid,
@@ -51,29 +68,4 @@ export async function startDaemon(options = {}) {
       await exited
     },
   }
-}
-
-// A request to a sandbox's code interpreter (port 49999) without the SDK, for what the SDK
-// hides: raw NDJSON lines and the statuses it checks before sending.
-export async function interpreterFetch(sandbox, path, init = {}) {
-  return fetch(`${process.env.E2B_SANDBOX_URL}${path}`, {
-    ...init,
-    headers: {
-      'Content-Type': 'application/json',
-      'E2b-Sandbox-Id': sandbox.sandboxId,
-      'E2b-Sandbox-Port': '49999',
-      ...(sandbox.envdAccessToken ? { 'X-Access-Token': sandbox.envdAccessToken } : {}),
-      ...(init.headers ?? {}),
-    },
-  })
-}
-
-// POST /execute with `body`; the NDJSON lines parsed.
-export async function executeLines(sandbox, body) {
-  const response = await interpreterFetch(sandbox, '/execute', {
-    method: 'POST', body: JSON.stringify(body),
-  })
-  if (response.status !== 200) throw new Error(`${response.status}: ${await response.text()}`)
-  const text = await response.text()
-  return text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line))
 }

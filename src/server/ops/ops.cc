@@ -1,0 +1,237 @@
+#include "server/ops/ops.h"
+
+#include <boost/json.hpp>
+
+#include "base/log.h"
+
+namespace isobox::server::ops {
+namespace {
+
+namespace json = boost::json;
+
+// Create latency: from a warm-pool hit (milliseconds) to a slow first start (seconds).
+const std::vector<double> kCreateBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                            0.25,  0.5,    1,     2.5,  5,     10};
+
+constexpr size_t kMaxDetail = 128;  // longest string copied into a record's details
+
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  while (!path.empty()) {
+    size_t start = path.find_first_not_of('/');
+    if (start == std::string_view::npos) break;
+    path.remove_prefix(start);
+    size_t end = path.find('/');
+    out.push_back(path.substr(0, end));
+    path.remove_prefix(end == std::string_view::npos ? path.size() : end);
+  }
+  return out;
+}
+
+// The action audited for "<method> /sandboxes/{id}/<sub>"; empty if none.
+std::string_view SandboxAction(std::string_view method, std::string_view sub) {
+  if (sub.empty()) return method == "DELETE" ? "sandbox.kill" : "";
+  if (method != "POST") return "";
+  if (sub == "pause") return "sandbox.pause";
+  if (sub == "resume") return "sandbox.resume";
+  if (sub == "connect") return "sandbox.connect";
+  if (sub == "timeout") return "sandbox.timeout";
+  return "";
+}
+
+bool KnownSub(std::string_view sub) {
+  for (std::string_view known :
+       {"pause", "resume", "connect", "timeout", "metrics", "network", "fork", "snapshots"}) {
+    if (sub == known) return true;
+  }
+  return false;
+}
+
+// A string field of a JSON object, if it is one and short enough to record.
+std::optional<std::string> ShortString(const json::object& object, std::string_view field) {
+  const json::value* value = object.if_contains(field);
+  if (value == nullptr || !value->is_string() || value->as_string().size() > kMaxDetail) {
+    return std::nullopt;
+  }
+  return std::string(value->as_string());
+}
+
+std::optional<json::object> ParseObject(std::string_view text) {
+  boost::system::error_code ec;
+  json::value value = json::parse(text, ec);
+  if (ec || !value.is_object()) return std::nullopt;
+  return std::move(value.as_object());
+}
+
+// Facts of a control request worth keeping: the template of a create, the timeout of a
+// create, connect or timeout change. Never metadata or env vars.
+json::object ControlDetails(std::string_view action, std::string_view body) {
+  json::object details;
+  auto object = ParseObject(body);
+  if (!object) return details;
+  if (action == "sandbox.create") {
+    if (auto tmpl = ShortString(*object, "templateID")) details["templateID"] = *tmpl;
+  }
+  if (const json::value* timeout = object->if_contains("timeout");
+      timeout != nullptr && timeout->is_int64()) {
+    details["timeout"] = timeout->as_int64();
+  }
+  return details;
+}
+
+}  // namespace
+
+ControlRoute ClassifyControl(std::string_view method, std::string_view target) {
+  std::string_view path = target.substr(0, target.find('?'));
+  std::vector<std::string_view> parts = Segments(path);
+  ControlRoute out{"other", "", ""};
+  if (parts.size() == 2 && parts[0] == "isobox" &&
+      (parts[1] == "health" || parts[1] == "metrics" || parts[1] == "audit")) {
+    out.route = fmt::format("/isobox/{}", parts[1]);
+    return out;
+  }
+  std::string prefix;
+  if (!parts.empty() && parts[0] == "v2") {
+    prefix = "/v2";
+    parts.erase(parts.begin());
+  }
+  if (parts.empty() || parts[0] != "sandboxes" || parts.size() > 3) return out;
+  if (parts.size() == 1) {
+    out.route = prefix + "/sandboxes";
+    if (method == "POST") out.action = "sandbox.create";
+    return out;
+  }
+  out.sandbox_id = std::string(parts[1].substr(0, kMaxDetail));
+  std::string_view sub = parts.size() == 3 ? parts[2] : "";
+  if (!sub.empty() && !KnownSub(sub)) {
+    out.route = "other";
+    out.sandbox_id.clear();
+    return out;
+  }
+  out.route = prefix + "/sandboxes/{id}" + (sub.empty() ? "" : "/" + std::string(sub));
+  out.action = SandboxAction(method, sub);
+  return out;
+}
+
+std::string_view SandboxRoute(unsigned port) {
+  if (port == kEnvdPort) return "envd";
+  if (port == kInterpreterPort) return "interpreter";
+  return "port";
+}
+
+bool CaptureForAudit(unsigned port, std::string_view method, std::string_view path) {
+  return port == kInterpreterPort && method == "POST" && path == "/execute";
+}
+
+json::object ExecuteDetails(std::string_view body, bool complete, uint64_t body_bytes) {
+  json::object details{{"bodyBytes", body_bytes}};
+  if (!complete) return details;
+  auto object = ParseObject(body);
+  if (!object) return details;
+  if (auto language = ShortString(*object, "language")) details["language"] = *language;
+  if (auto context = ShortString(*object, "context_id")) details["contextId"] = *context;
+  // The size of the code, never the code.
+  if (const json::value* code = object->if_contains("code"); code && code->is_string()) {
+    details["codeBytes"] = code->as_string().size();
+  }
+  return details;
+}
+
+Ops::Ops(std::unique_ptr<AuditLog> audit)
+    : audit_(std::move(audit)),
+      sandboxes_(metrics_.AddGauge("isobox_sandboxes", "Sandboxes by state.", {"state"})),
+      create_seconds_(metrics_.AddHistogram("isobox_sandbox_create_seconds",
+                                            "Time to answer a successful sandbox create.", {},
+                                            kCreateBuckets)),
+      requests_(metrics_.AddCounter("isobox_http_requests_total",
+                                    "HTTP requests answered, by route template and status.",
+                                    {"route", "code"})),
+      ended_(metrics_.AddCounter("isobox_sandbox_ended_total",
+                                 "Sandboxes ended, by reason (killed, timeout, exited).",
+                                 {"reason"})),
+      audit_dropped_(metrics_.AddGauge("isobox_audit_dropped_records",
+                                       "Audit records dropped because the writer fell behind.")) {}
+
+void Ops::Audit(AuditRecord record) {
+  if (audit_) audit_->Append(record);
+}
+
+void Ops::OnControl(const ControlEvent& event) {
+  ControlRoute route = ClassifyControl(event.method, event.target);
+  requests_.Add({route.route, std::to_string(event.status)});
+  if (route.action.empty() || !event.authenticated) return;
+  if (route.action == "sandbox.create" && event.status == 201) {
+    create_seconds_.Observe({}, std::chrono::duration<double>(event.elapsed).count());
+    if (auto answer = ParseObject(event.response_body)) {
+      route.sandbox_id = ShortString(*answer, "sandboxID").value_or("");
+    }
+  }
+  if (route.action == "sandbox.kill" && event.status == 204) ended_.Add({"killed"});
+  json::object details = ControlDetails(route.action, event.request_body);
+  if (route.action == "sandbox.connect" || route.action == "sandbox.resume") {
+    details["resumed"] = event.status == 201;
+  }
+  Audit({.time = std::chrono::system_clock::now(),
+         .actor = event.caller.actor,
+         .remote = event.caller.remote,
+         .action = route.action,
+         .sandbox_id = std::move(route.sandbox_id),
+         .status = event.status,
+         .details = std::move(details)});
+}
+
+void Ops::OnRelay(const RelayEvent& event) {
+  requests_.Add({std::string(SandboxRoute(event.port)), std::to_string(event.status)});
+  std::string action;
+  json::object details;
+  if (event.port == kEnvdPort && event.method == "POST" && event.path == "/process.Process/Start") {
+    // The command line, its arguments and env are in the body: none of it is read.
+    action = "process.start";
+    // No Basic user: envd runs the command as the sandbox's default user.
+    if (event.user.empty()) {
+      details["user"] = nullptr;
+    } else {
+      details["user"] = std::string(event.user.substr(0, kMaxDetail));
+    }
+  } else if (CaptureForAudit(event.port, event.method, event.path)) {
+    action = "code.execute";
+    details = ExecuteDetails(event.body, event.body_complete, event.body_bytes);
+  } else {
+    return;
+  }
+  Audit({.time = std::chrono::system_clock::now(),
+         .actor = event.caller.actor,
+         .remote = event.caller.remote,
+         .action = std::move(action),
+         .sandbox_id = std::string(event.sandbox_id),
+         .status = event.status,
+         .details = std::move(details)});
+}
+
+void Ops::OnSandboxEvent(const std::string& id, std::string_view event, std::string_view reason) {
+  if (event == "kill") ended_.Add({std::string(reason)});
+  Audit({.time = std::chrono::system_clock::now(),
+         .actor = "isoboxd",
+         .remote = "",
+         .action = fmt::format("sandbox.{}", event),
+         .sandbox_id = id,
+         .status = 0,
+         .details = json::object{{"reason", reason}}});
+}
+
+std::string Ops::RenderMetrics(const std::vector<SandboxInfo>& sandboxes) {
+  size_t running = 0, paused = 0;
+  for (const SandboxInfo& info : sandboxes) {
+    (info.state == SandboxState::kPaused ? paused : running)++;
+  }
+  sandboxes_.Set({"running"}, static_cast<double>(running));
+  sandboxes_.Set({"paused"}, static_cast<double>(paused));
+  audit_dropped_.Set({}, audit_ ? static_cast<double>(audit_->dropped()) : 0);
+  return metrics_.Render();
+}
+
+std::chrono::steady_clock::duration Ops::Uptime() const {
+  return std::chrono::steady_clock::now() - started_;
+}
+
+}  // namespace isobox::server::ops

@@ -1,0 +1,91 @@
+#include "server/routes/isobox.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include "server/routes/sandboxes.h"
+
+namespace isobox::server {
+namespace {
+
+namespace json = boost::json;
+
+#ifndef ISOBOX_VERSION
+#define ISOBOX_VERSION "unknown"
+#endif
+
+StringResponse Json(const StringRequest& request, http::status status, std::string body) {
+  return JsonResponse(status, std::move(body), request.version(), request.keep_alive());
+}
+
+StringResponse Health(const StringRequest& request, IsoboxContext& context) {
+  size_t running = 0, paused = 0;
+  for (const SandboxInfo& info : context.registry.List()) {
+    (info.state == SandboxState::kPaused ? paused : running)++;
+  }
+  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(context.ops.Uptime()).count();
+  json::object body{{"status", "ok"},
+                    {"version", IsoboxVersion()},
+                    {"uptimeSeconds", uptime},
+                    {"sandboxes", json::object{{"running", running}, {"paused", paused}}}};
+  return Json(request, http::status::ok, json::serialize(body));
+}
+
+StringResponse Metrics(const StringRequest& request, IsoboxContext& context) {
+  StringResponse response{http::status::ok, request.version()};
+  response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+  response.body() = context.ops.RenderMetrics(context.registry.List());
+  response.keep_alive(request.keep_alive());
+  response.prepare_payload();
+  return response;
+}
+
+Task<StringResponse> Audit(const StringRequest& request, IsoboxContext& context) {
+  std::string_view target = request.target();
+  size_t question = target.find('?');
+  auto query =
+      ops::ParseAuditQuery(question == std::string_view::npos ? "" : target.substr(question + 1));
+  if (!query)
+    co_return Json(request, http::status::bad_request, JsonError(400, query.error().message));
+  ops::AuditLog* log = context.ops.audit();
+  if (log == nullptr) {
+    co_return Json(request, http::status::not_found, JsonError(404, "the audit log is off"));
+  }
+  // Reading the file blocks: on a worker thread, then back to this connection's executor.
+  auto home = co_await asio::this_coro::executor;
+  co_await asio::post(context.workers.get_executor(), asio::use_awaitable);
+  auto records = log->Read(*query);
+  co_await asio::post(home, asio::use_awaitable);
+  if (!records) {
+    co_return Json(request, http::status::internal_server_error,
+                   JsonError(500, records.error().message));
+  }
+  json::array out;
+  for (auto& record : *records) out.push_back(std::move(record));
+  co_return Json(request, http::status::ok, json::serialize(out));
+}
+
+}  // namespace
+
+std::string_view IsoboxVersion() { return ISOBOX_VERSION; }
+
+Task<StringResponse> HandleIsobox(const StringRequest& request, IsoboxContext& context) {
+  std::string_view target = request.target();
+  std::string_view path = target.substr(0, target.find('?'));
+  bool known = path == "/isobox/health" || path == "/isobox/metrics" || path == "/isobox/audit";
+  if (!known) {
+    // /isobox/sandboxes/{id}, /isobox/pools and unknown paths: the control routes.
+    ControlContext control{context.registry, context.workers};
+    co_return co_await HandleControl(request, control);
+  }
+  if (request.method() != http::verb::get) {
+    co_return Json(request, http::status::method_not_allowed,
+                   JsonError(405, fmt::format("method {} is not allowed on {}",
+                                              std::string_view(request.method_string()), path)));
+  }
+  if (path == "/isobox/health") co_return Health(request, context);
+  if (path == "/isobox/metrics") co_return Metrics(request, context);
+  co_return co_await Audit(request, context);
+}
+
+}  // namespace isobox::server

@@ -1,0 +1,98 @@
+#include "server/ops/ops.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+namespace isobox::server::ops {
+namespace {
+
+namespace json = boost::json;
+
+TEST(OpsTest, ControlRoutesAreTemplatesNotRawPaths) {
+  auto create = ClassifyControl("POST", "/v2/sandboxes");
+  EXPECT_EQ(create.route, "/v2/sandboxes");
+  EXPECT_EQ(create.action, "sandbox.create");
+  EXPECT_EQ(create.sandbox_id, "");
+
+  auto kill = ClassifyControl("DELETE", "/sandboxes/abc123");
+  EXPECT_EQ(kill.route, "/sandboxes/{id}");
+  EXPECT_EQ(kill.action, "sandbox.kill");
+  EXPECT_EQ(kill.sandbox_id, "abc123");
+
+  EXPECT_EQ(ClassifyControl("GET", "/sandboxes/abc123").action, "");
+  EXPECT_EQ(ClassifyControl("POST", "/sandboxes/abc/pause").action, "sandbox.pause");
+  EXPECT_EQ(ClassifyControl("POST", "/sandboxes/abc/resume").action, "sandbox.resume");
+  EXPECT_EQ(ClassifyControl("POST", "/sandboxes/abc/connect").action, "sandbox.connect");
+  EXPECT_EQ(ClassifyControl("POST", "/sandboxes/abc/timeout").action, "sandbox.timeout");
+  EXPECT_EQ(ClassifyControl("GET", "/v2/sandboxes?state=running").route, "/v2/sandboxes");
+  EXPECT_EQ(ClassifyControl("GET", "/v2/sandboxes?state=running").action, "");
+  auto metrics = ClassifyControl("GET", "/sandboxes/abc/metrics?start=1");
+  EXPECT_EQ(metrics.route, "/sandboxes/{id}/metrics");
+  EXPECT_EQ(metrics.action, "");
+  EXPECT_EQ(ClassifyControl("GET", "/isobox/health").route, "/isobox/health");
+  // Anything else is one label value, so that random paths cannot grow the series.
+  EXPECT_EQ(ClassifyControl("GET", "/sandboxes/abc/whatever").route, "other");
+  EXPECT_EQ(ClassifyControl("GET", "/random/path/of/any/length").route, "other");
+  EXPECT_EQ(ClassifyControl("GET", "/isobox/other").route, "other");
+  EXPECT_EQ(ClassifyControl("", "").route, "other");
+}
+
+TEST(OpsTest, SandboxTrafficRoutesByPort) {
+  EXPECT_EQ(SandboxRoute(49983), "envd");
+  EXPECT_EQ(SandboxRoute(49999), "interpreter");
+  EXPECT_EQ(SandboxRoute(8000), "port");
+  EXPECT_TRUE(CaptureForAudit(49999, "POST", "/execute"));
+  EXPECT_FALSE(CaptureForAudit(49999, "POST", "/contexts"));
+  EXPECT_FALSE(CaptureForAudit(49983, "POST", "/execute"));
+  EXPECT_FALSE(CaptureForAudit(8000, "POST", "/execute"));
+}
+
+TEST(OpsTest, ExecuteDetailsNameLanguageContextAndSizeNeverTheCode) {
+  std::string body = R"json({"code":"print('TOP SECRET')","language":"python","context_id":"c1",
+                         "env_vars":{"TOKEN":"hunter2"}})json";
+  json::object details = ExecuteDetails(body, true, body.size());
+  EXPECT_EQ(details.at("language").as_string(), "python");
+  EXPECT_EQ(details.at("contextId").as_string(), "c1");
+  EXPECT_EQ(details.at("codeBytes").to_number<int64_t>(), 19);  // print('TOP SECRET')
+  EXPECT_EQ(details.at("bodyBytes").to_number<uint64_t>(), body.size());
+  std::string text = json::serialize(details);
+  EXPECT_EQ(text.find("SECRET"), std::string::npos);
+  EXPECT_EQ(text.find("hunter2"), std::string::npos);
+}
+
+TEST(OpsTest, ExecuteDetailsOfATruncatedOrBadBodyAreItsSizeOnly) {
+  EXPECT_EQ(json::serialize(ExecuteDetails(R"({"code":"x)", false, 5000000)),
+            R"({"bodyBytes":5000000})");
+  EXPECT_EQ(json::serialize(ExecuteDetails("not json", true, 8)), R"({"bodyBytes":8})");
+  std::string long_language(500, 'x');
+  std::string body = R"({"code":"1","language":")" + long_language + "\"}";
+  EXPECT_FALSE(ExecuteDetails(body, true, body.size()).contains("language"));
+}
+
+TEST(OpsTest, ControlEventsMoveTheCountersAndTheCreateHistogram) {
+  Ops ops(nullptr);
+  Caller caller{"key:0123456789ab", "127.0.0.1:1"};
+  ops.OnControl({.caller = caller,
+                 .method = "POST",
+                 .target = "/sandboxes",
+                 .request_body = R"({"templateID":"base"})",
+                 .status = 201,
+                 .response_body = R"({"sandboxID":"abc"})",
+                 .elapsed = std::chrono::milliseconds(30)});
+  ops.OnControl({.caller = caller, .method = "DELETE", .target = "/sandboxes/abc", .status = 204});
+  ops.OnSandboxEvent("def", "kill", "timeout");
+  std::string text = ops.RenderMetrics({});
+  EXPECT_NE(text.find("isobox_http_requests_total{route=\"/sandboxes\",code=\"201\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("isobox_http_requests_total{route=\"/sandboxes/{id}\",code=\"204\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("isobox_sandbox_create_seconds_bucket{le=\"0.025\"} 0\n"), std::string::npos);
+  EXPECT_NE(text.find("isobox_sandbox_create_seconds_bucket{le=\"0.05\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("isobox_sandbox_ended_total{reason=\"killed\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("isobox_sandbox_ended_total{reason=\"timeout\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("isobox_sandboxes{state=\"running\"} 0\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace isobox::server::ops

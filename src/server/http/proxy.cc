@@ -1,6 +1,9 @@
 #include "server/http/proxy.h"
 
+#include <poll.h>
+
 #include <algorithm>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/write.hpp>
@@ -215,6 +218,30 @@ Task<> Tunnel(ClientStream& client, beast::flat_buffer& buffer, Upstream& upstre
   }
 }
 
+// Completes once the client has closed or reset its connection while its answer is being
+// relayed, so that the sandbox side sees the disconnect at once (the code interpreter
+// interrupts the execution; a command stream ends) instead of at the next write, which can
+// be seconds away. Bytes waiting on the socket (a pipelined request, a TLS record) are
+// left for the session to read; the check then repeats twice a second. Any completion
+// means "stop relaying"; when the answer ends first, this is cancelled.
+template <typename ClientStream>
+Task<void> ClientGone(ClientStream& client) {
+  auto& socket = LowestSocket(client);
+  boost::system::error_code ec;
+  for (;;) {
+    co_await socket.async_wait(asio::socket_base::wait_read,
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    pollfd pfd{.fd = socket.native_handle(), .events = POLLRDHUP, .revents = 0};
+    if (::poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+      co_return;
+    }
+    asio::steady_timer recheck(co_await asio::this_coro::executor, std::chrono::milliseconds(500));
+    co_await recheck.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+  }
+}
+
 // One request and its answer between the client and a connected upstream.
 template <typename ClientStream, typename Upstream>
 Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderParser& header,
@@ -255,7 +282,10 @@ Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderPars
       response.result() != http::status::not_modified) {
     response.chunked(true);
   }
-  ec = co_await Relay<false>(upstream, upstream_buffer, response_parser, client);
+  using namespace asio::experimental::awaitable_operators;
+  auto relayed = co_await (Relay<false>(upstream, upstream_buffer, response_parser, client) ||
+                           ClientGone(client));
+  ec = relayed.index() == 0 ? std::get<0>(relayed) : asio::error::connection_aborted;
   if (ec) {
     // Cut off mid-answer (e.g. the sandbox was killed during a stream): drop the client
     // connection without a clean end, so the client sees the stream terminate.

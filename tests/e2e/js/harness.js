@@ -69,3 +69,28 @@ export async function startDaemon(options = {}) {
     },
   }
 }
+
+// A request to a sandbox's code interpreter (port 49999) without the SDK, for what the SDK
+// hides: raw NDJSON lines and the statuses it checks before sending.
+export async function interpreterFetch(sandbox, path, init = {}) {
+  return fetch(`${process.env.E2B_SANDBOX_URL}${path}`, {
+    ...init,
+    headers: {
+      'Content-Type': 'application/json',
+      'E2b-Sandbox-Id': sandbox.sandboxId,
+      'E2b-Sandbox-Port': '49999',
+      ...(sandbox.envdAccessToken ? { 'X-Access-Token': sandbox.envdAccessToken } : {}),
+      ...(init.headers ?? {}),
+    },
+  })
+}
+
+// POST /execute with `body`; the NDJSON lines parsed.
+export async function executeLines(sandbox, body) {
+  const response = await interpreterFetch(sandbox, '/execute', {
+    method: 'POST', body: JSON.stringify(body),
+  })
+  if (response.status !== 200) throw new Error(`${response.status}: ${await response.text()}`)
+  const text = await response.text()
+  return text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line))
+}

@@ -286,7 +286,11 @@ Result<std::string> Kernel::Execute(std::string_view code, bool silent, Listener
                        {"store_history", !silent},
                        {"user_expressions", json::object()},
                        {"allow_stdin", false},
-                       {"stop_on_error", !silent}};
+                       // Executions of a context never queue behind each other here, and
+                       // with stop_on_error a kernel aborts every request that arrives
+                       // shortly after an error: the run right after an interrupted one
+                       // would answer "aborted".
+                       {"stop_on_error", false}};
   return Send(*shell_, "execute_request", std::move(content), std::move(listener));
 }
 

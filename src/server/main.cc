@@ -33,6 +33,7 @@ struct Flags {
   fs::path port_file;
   std::string log_level = "info";
   unsigned workers = 4;
+  uint32_t disk_mb = 1024;
 };
 
 Result<fs::path> DefaultAgentPath() {
@@ -119,7 +120,7 @@ int Run(const Flags& flags) {
   if (!agent_dir) return fail(agent_dir.error());
   auto cgroups = runtime::CgroupManager::Detect("isobox");
   if (!cgroups) return fail(cgroups.error().WithContext("cgroups"));
-  auto templates = TemplateStore::Open(flags.state_dir);
+  auto templates = TemplateStore::Open(flags.state_dir, flags.disk_mb);
   if (!templates) return fail(templates.error());
 
   boost::asio::io_context io;
@@ -169,6 +170,10 @@ int main(int argc, char** argv) {
   app.add_option("--workers", flags.workers, "threads for blocking sandbox operations")
       ->capture_default_str()
       ->check(CLI::Range(1u, 64u));
+  app.add_option("--disk-mb", flags.disk_mb,
+                 "size of each sandbox's writable disk in MiB (built-in templates)")
+      ->capture_default_str()
+      ->check(CLI::Range(64u, 1u << 20));
   CLI11_PARSE(app, argc, argv);
   return isobox::server::Run(flags);
 }

@@ -154,7 +154,9 @@ TEST(EnvdFilesHttpTest, GzipUploads) {
   EXPECT_EQ(ReadFile(envd.UserHome() + "/up/a.txt"), data);
   EXPECT_EQ(ReadFile(envd.UserHome() + "/up/b.txt"), "B");
 
-  auto corrupt = envd.Request("POST", "/files?path=bad", "\x1f\x8b\x08\x00garbage",
+  // A complete gzip header, then a deflate block of the reserved type 3.
+  std::string bad_deflate("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff\xff\xff", 13);
+  auto corrupt = envd.Request("POST", "/files?path=bad", bad_deflate,
                               Octet({{"Content-Encoding", "gzip"}}));
   EXPECT_EQ(corrupt.status, 400);
   EXPECT_EQ(corrupt.body, R"({"code":400,"message":"gzip: invalid compressed data"})");

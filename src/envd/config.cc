@@ -36,10 +36,14 @@ Result<Config> ParseConfig(std::string_view text) {
   RETURN_IF_ERROR(ReadString(object, "sandboxId", config.sandbox_id));
   RETURN_IF_ERROR(ReadString(object, "accessToken", config.access_token));
   RETURN_IF_ERROR(ReadString(object, "defaultUser", config.default_user));
+  RETURN_IF_ERROR(ReadString(object, "defaultWorkdir", config.default_workdir));
   RETURN_IF_ERROR(ReadString(object, "passwdPath", config.passwd_path));
   RETURN_IF_ERROR(ReadString(object, "groupPath", config.group_path));
   RETURN_IF_ERROR(ReadString(object, "fsRoot", config.fs_root));
   if (config.default_user.empty()) config.default_user = "user";
+  if (!config.default_workdir.empty() && config.default_workdir.front() != '/') {
+    return MakeError(ErrorCode::kInvalidArgument, "config: 'defaultWorkdir' must be absolute");
+  }
   if (config.fs_root.empty() || config.fs_root.front() != '/') {
     return MakeError(ErrorCode::kInvalidArgument, "config: 'fsRoot' must be an absolute path");
   }

@@ -1,6 +1,6 @@
 // The configuration isoboxd hands to envd through a memfd (fd 4 by default):
 //   {"sandboxId": "...", "accessToken": "...", "envVars": {"K": "V"}, "defaultUser": "user",
-//    "passwdPath": "/etc/passwd", "groupPath": "/etc/group", "fsRoot": "/"}
+//    "defaultWorkdir": "/home/user", "passwdPath": "/etc/passwd", "groupPath": "/etc/group", "fsRoot": "/"}
 // accessToken may be absent or empty (no token check). passwdPath/groupPath and fsRoot
 // are for host-side tests: fsRoot is the directory the files and filesystem APIs treat
 // as "/" (fs_root.h); processes still run in envd's own root.
@@ -20,6 +20,8 @@ struct Config {
   std::string access_token;                                   // empty: no token check
   std::vector<std::pair<std::string, std::string>> env_vars;  // sandbox-wide, in order
   std::string default_user = "user";
+  // Where an empty path of a files call or process cwd points; empty: the user's home.
+  std::string default_workdir;
   std::string passwd_path = "/etc/passwd";
   std::string group_path = "/etc/group";
   std::string fs_root = "/";

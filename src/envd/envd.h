@@ -27,6 +27,7 @@ struct Envd {
   ProcessTable processes;
   FsRoot fs_root;  // opened by main from config.fs_root
   WatcherTable watchers;
+  int64_t last_init_ns = 0;  // timestamp of the last applied POST /init (init.h)
 };
 
 }  // namespace isobox::envd

@@ -67,7 +67,21 @@ void Exchange::PrepareHeader(http::response<Body>& response) {
   response.keep_alive(keep_alive_);
 }
 
+asio::awaitable<void> Exchange::DiscardBody(size_t limit) {
+  if (parser_.is_done() || broken_) co_return;
+  // A client waiting for 100 Continue has sent no body yet and sends none after a final
+  // answer.
+  if (!continue_sent_ && Header("Expect") == "100-continue") co_return;
+  char scratch[16 << 10];
+  for (size_t total = 0; total < limit;) {
+    auto n = co_await ReadSome(scratch, sizeof scratch);
+    if (!n || *n == 0) co_return;
+    total += *n;
+  }
+}
+
 asio::awaitable<Status> Exchange::Send(http::response<http::string_body>& response) {
+  co_await DiscardBody(1 << 20);
   PrepareHeader(response);
   // No Content-Length on a 204 (RFC 9110 §8.6).
   if (response.result() != http::status::no_content) response.prepare_payload();

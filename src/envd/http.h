@@ -46,6 +46,9 @@ class Exchange {
   // Reads the whole body; kResourceExhausted beyond `limit` bytes.
   asio::awaitable<Result<std::string>> ReadAll(size_t limit);
 
+  // Sends a complete response. If the request body was not read to its end (an early
+  // error), up to 1 MiB of it is read and dropped first: a client still writing its body
+  // would otherwise get EPIPE/ECONNRESET instead of the answer.
   asio::awaitable<Status> Send(http::response<http::string_body>& response);
   asio::awaitable<Status> SendJson(http::status status, const std::string& body);
   // Plain-route error: {"code":<status>,"message":"..."}.
@@ -74,6 +77,7 @@ class Exchange {
   template <typename Body>
   void PrepareHeader(http::response<Body>& response);
   Status IoResult(const boost::system::error_code& ec, std::string_view what);
+  asio::awaitable<void> DiscardBody(size_t limit);
 
   Socket& socket_;
   beast::flat_buffer& buffer_;

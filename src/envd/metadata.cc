@@ -64,6 +64,24 @@ Status CheckMetadata(std::string_view key, std::string_view value, size_t& total
   return Ok();
 }
 
+Result<Metadata> MetadataFromHeaders(
+    const std::vector<std::pair<std::string_view, std::string_view>>& headers) {
+  constexpr std::string_view kPrefix = "x-metadata-";
+  Metadata metadata;
+  size_t total = 0;
+  for (const auto& [name, value] : headers) {
+    if (name.size() <= kPrefix.size()) continue;
+    std::string lower(name);
+    for (char& c : lower) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+    if (!lower.starts_with(kPrefix)) continue;
+    std::string key = lower.substr(kPrefix.size());
+    if (metadata.contains(key)) continue;
+    RETURN_IF_ERROR(CheckMetadata(key, value, total));
+    metadata.emplace(std::move(key), std::string(value));
+  }
+  return metadata;
+}
+
 Result<Metadata> ReadMetadata(int fd) {
   std::string path = FsRoot::ProcPath(fd);
   ASSIGN_OR_RETURN(std::string names, ListNames(path));

@@ -6,6 +6,8 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "base/result.h"
 
@@ -19,6 +21,13 @@ inline constexpr size_t kMaxMetadataBytes = 4096;  // full names plus values, pe
 
 // Validates one pair from an upload: printable ASCII, key length, and the running total.
 Status CheckMetadata(std::string_view key, std::string_view value, size_t& total);
+
+// The metadata of an upload from its request headers (name, value), in order: each
+// "X-Metadata-<Key>" (prefix case-insensitive) gives the pair (<key> lowercased, value);
+// an empty key is skipped and a repeated key keeps its first value, as infra envd does.
+// Every pair is checked with CheckMetadata.
+Result<Metadata> MetadataFromHeaders(
+    const std::vector<std::pair<std::string_view, std::string_view>>& headers);
 
 // The user.e2b.* attributes of the file an fd names (an O_PATH fd works). A file system
 // without xattr support has no metadata.

@@ -49,7 +49,9 @@ std::vector<std::pair<std::string, std::string>> BuildEnv(const Envd& envd, cons
 
 Result<SpawnRequest> PrepareSpawn(const Envd& envd, const User& user, const StartRequest& req) {
   SpawnRequest spawn;
-  spawn.cwd = ResolvePath(req.process.cwd.value_or(""), user.home);
+  std::string cwd = req.process.cwd.value_or("");
+  if (cwd.empty()) cwd = envd.config.default_workdir;
+  spawn.cwd = ResolvePath(cwd, user.home);
   struct stat st {};
   if (::stat(spawn.cwd.c_str(), &st) < 0 && errno == ENOENT) {
     return MakeError(ErrorCode::kInvalidArgument, "cwd '{}' does not exist", spawn.cwd);

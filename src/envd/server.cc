@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "base/log.h"
+#include "envd/control_http.h"
 #include "envd/filesystem_service.h"
 #include "envd/files_http.h"
 #include "envd/process_service.h"
@@ -107,7 +108,11 @@ asio::awaitable<void> Server::Dispatch(Exchange& exchange) {
     (void)co_await exchange.SendEmpty(http::status::no_content);
     co_return;
   }
-  bool exempt = path == "/files" && is_get_or_post;  // signed URLs come later
+  // SECURITY: every route needs the access token except the ones E2B leaves open:
+  // /files does its own check (token or URL signature, files_common.h) and /init checks
+  // the token in its body (init.h). Without this, anyone reaching the socket through
+  // isoboxd's relay could run commands in the sandbox.
+  bool exempt = (path == "/files" && is_get_or_post) || (path == "/init" && method == http::verb::post);
   if (!exempt && !Authorized(exchange)) {
     (void)co_await exchange.SendError(http::status::unauthorized, kUnauthorized);
     co_return;
@@ -116,11 +121,18 @@ asio::awaitable<void> Server::Dispatch(Exchange& exchange) {
     co_await HandleGetFile(envd_, exchange);
   } else if (path == "/files" && method == http::verb::post) {
     co_await HandlePostFiles(envd_, exchange);
+  } else if (path == "/envs" && method == http::verb::get) {
+    co_await HandleGetEnvs(envd_, exchange);
+  } else if (path == "/metrics" && method == http::verb::get) {
+    co_await HandleGetMetrics(envd_, exchange);
+  } else if (path == "/init" && method == http::verb::post) {
+    co_await HandlePostInit(envd_, exchange);
   } else if (path.starts_with(kProcessPrefix) && method == http::verb::post) {
     co_await HandleProcessRpc(envd_, exchange, path.substr(kProcessPrefix.size()));
   } else if (path.starts_with(kFilesystemPrefix) && method == http::verb::post) {
     co_await HandleFilesystemRpc(envd_, exchange, path.substr(kFilesystemPrefix.size()));
-  } else if (path == "/health" || path == "/files" || path.starts_with(kProcessPrefix) ||
+  } else if (path == "/health" || path == "/files" || path == "/envs" || path == "/metrics" ||
+             path == "/init" || path.starts_with(kProcessPrefix) ||
              path.starts_with(kFilesystemPrefix)) {
     (void)co_await exchange.SendError(http::status::method_not_allowed, "method not allowed");
   } else {

@@ -57,6 +57,7 @@ struct Flags {
   // `isoboxd dev-cert`
   std::string dev_cert_domain = "isobox.test";
   fs::path dev_cert_out;
+  uint32_t disk_mb = 1024;
 };
 
 // Warm pool sizes unless --pool says otherwise: a few base sandboxes cost ~1 MiB each; a
@@ -249,7 +250,7 @@ int Run(const Flags& flags) {
   if (!pools) return fail(pools.error());
   auto cgroups = runtime::CgroupManager::Detect("isobox");
   if (!cgroups) return fail(cgroups.error().WithContext("cgroups"));
-  auto templates = TemplateStore::Open(flags.state_dir);
+  auto templates = TemplateStore::Open(flags.state_dir, flags.disk_mb);
   if (!templates) return fail(templates.error());
   for (const auto& [id, tmpl] : templates->All()) {
     if (auto saved = (*store)->PutTemplate(id, TemplateJson(tmpl)); !saved) {
@@ -386,6 +387,10 @@ int main(int argc, char** argv) {
   dev_cert->add_option("--domain", flags.dev_cert_domain, "the sandbox domain")
       ->capture_default_str();
   dev_cert->add_option("--out", flags.dev_cert_out, "directory for the PEM files")->required();
+  app.add_option("--disk-mb", flags.disk_mb,
+                 "size of each sandbox's writable disk in MiB (built-in templates)")
+      ->capture_default_str()
+      ->check(CLI::Range(64u, 1u << 20));
   CLI11_PARSE(app, argc, argv);
   if (dev_cert->parsed()) return isobox::server::DevCert(flags);
 

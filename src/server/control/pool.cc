@@ -120,7 +120,9 @@ Status Registry::Personalize(Sandbox& sandbox, const SandboxOptions& options) {
   // The sandbox-wide env vars, for every later process, /envs and the code interpreter.
   json::object env;
   for (const auto& [key, value] : options.env_vars) env[key] = value;
-  std::string body = json::serialize(json::object{{"envVars", std::move(env)}});
+  // envd's /init checks the token in its body (and keeps it as the token).
+  std::string body = json::serialize(
+      json::object{{"envVars", std::move(env)}, {"accessToken", info.access_token}});
   std::string headers = fmt::format(
       "Content-Type: application/json\r\nX-Access-Token: {}\r\n", info.access_token);
   ASSIGN_OR_RETURN(int status, SocketRequest(sandbox.process.socket_path, "POST", "/init",

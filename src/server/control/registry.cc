@@ -396,8 +396,11 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
   if (tmpl == nullptr) {
     return MakeError(ErrorCode::kNotFound, "template '{}' not found", options.template_id);
   }
-  // From the warm pool when it has one ready; otherwise a new one.
-  std::unique_ptr<Sandbox> sandbox = TakePooled(tmpl->id);
+  // From the warm pool when it has one ready; otherwise a new one. A code interpreter's
+  // pooled kernels already run with the environment they started with and would not see
+  // env vars given now: such a create gets a new sandbox.
+  std::unique_ptr<Sandbox> sandbox;
+  if (!tmpl->interpreter || options.env_vars.empty()) sandbox = TakePooled(tmpl->id);
   if (sandbox) {
     if (auto personal = Personalize(*sandbox, options); !personal) {
       LOG_WARN("pooled sandbox {} refused its settings ({}); creating a new one",

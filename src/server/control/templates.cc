@@ -42,11 +42,12 @@ Status EnsureBaseLayer(const fs::path& dir) {
 
 }  // namespace
 
-Result<TemplateStore> TemplateStore::Open(const fs::path& state_dir) {
+Result<TemplateStore> TemplateStore::Open(const fs::path& state_dir, uint32_t disk_mb) {
   fs::path base_dir = state_dir / "templates" / "base";
   RETURN_IF_ERROR(EnsureBaseLayer(base_dir));
   TemplateStore store;
   Template base{.id = "base", .root_layer = base_dir / "layer", .usr_layer = "/usr"};
+  base.disk_mb = disk_mb;
   store.templates_["base"] = base;
   Template interpreter = base;
   interpreter.id = "code-interpreter-v1";

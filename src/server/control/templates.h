@@ -25,8 +25,9 @@ struct Template {
 class TemplateStore {
  public:
   // Prepares the built-in templates under <state_dir>/templates, building the base layer
-  // when it is missing or from an older layout.
-  static Result<TemplateStore> Open(const std::filesystem::path& state_dir);
+  // when it is missing or from an older layout. `disk_mb`: their writable disk size.
+  static Result<TemplateStore> Open(const std::filesystem::path& state_dir,
+                                    uint32_t disk_mb = 1024);
 
   // Looks a template up by id or alias.
   const Template* Find(const std::string& id) const;

@@ -36,6 +36,12 @@ test('base pool: create takes a ready sandbox, applies its settings, and the poo
     assert.ok(Math.abs(life - 60000) < 2000, `lifetime ${life}`)
     assert.ok(Date.now() - info.startedAt.getTime() < 10000, 'started when it was handed out')
     assert.equal((await sandbox.commands.run('whoami')).stdout, 'user\n')
+    // Env vars given at create reach a pooled sandbox through its agent's /init.
+    await until('the pool to refill', async () => (await pools(daemon)).base.ready === 2)
+    const withEnv = await Sandbox.create({ envs: { POOLED: 'yes' } })
+    assert.ok((await pools(daemon)).base.ready < 2, 'the sandbox with env vars came from the pool')
+    assert.equal((await withEnv.commands.run('echo $POOLED')).stdout, 'yes\n')
+    await withEnv.kill()
     const listed = await Sandbox.list().nextItems()
     assert.deepEqual(listed.map((s) => s.sandboxId), [sandbox.sandboxId], 'pooled ones are not listed')
     await until('the pool to refill', async () => (await pools(daemon)).base.ready === 2)
@@ -55,6 +61,14 @@ test('code interpreter pool: the first runCode answers from ready kernels', asyn
     const execution = await sandbox.runCode('1+1')
     assert.equal(execution.text, '2')
     await sandbox.kill()
+    // Env vars cannot reach kernels that already run: such a create starts a new sandbox,
+    // whose kernels see them.
+    await until('the pool to refill', async () =>
+      (await pools(daemon))['code-interpreter-v1'].ready === 1, 120000)
+    const withEnv = await CodeSandbox.create({ envs: { KERNEL_ENV: 'seen' } })
+    assert.equal((await pools(daemon))['code-interpreter-v1'].ready, 1, 'the pooled one stayed')
+    assert.equal((await withEnv.runCode('import os; os.environ["KERNEL_ENV"]')).text, 'seen')
+    await withEnv.kill()
   } finally {
     await daemon.stop()
   }

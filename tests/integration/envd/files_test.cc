@@ -134,8 +134,9 @@ TEST(EnvdFilesTest, UploadErrors) {
       "POST", "/files", MultipartBody({{"same.txt", "1"}, {"same.txt", "2"}}), MultipartHeaders());
   EXPECT_EQ(duplicate.status, 400);
   EXPECT_EQ(duplicate.body,
-            R"({"code":400,"message":"cannot upload multiple files to same path ')" +
-                envd.UserHome() + R"(/same.txt'"})");
+            R"({"code":400,"message":"you cannot upload multiple files to the same path ')" +
+                envd.UserHome() +
+                R"(/same.txt' in one upload request, only the first specified file was uploaded"})");
   auto with_path = envd.Request("POST", "/files?path=one", MultipartBody({{"a", "1"}, {"b", "2"}}),
                                 MultipartHeaders());
   EXPECT_EQ(with_path.status, 400);

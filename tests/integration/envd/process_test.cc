@@ -318,7 +318,12 @@ TEST(EnvdTest, AccessToken) {
   }
   EXPECT_EQ(envd.Unary("List", "{}", {{"X-Access-Token", "s3cret"}}).status, 200);
   EXPECT_EQ(envd.Sh("echo ok", {{"X-Access-Token", "s3cret"}}).Stdout(), "ok\n");
-  EXPECT_EQ(envd.Request("GET", "/files?path=missing").status, 404);  // no token needed
+  // /files takes the token or a URL signature (files_http_test.cc has the signatures).
+  auto unsigned_read = envd.Request("GET", "/files?path=missing");
+  EXPECT_EQ(unsigned_read.status, 401);
+  EXPECT_EQ(unsigned_read.body, R"({"code":401,"message":"missing signature query parameter"})");
+  EXPECT_EQ(envd.Request("GET", "/files?path=missing", "", {{"X-Access-Token", "s3cret"}}).status,
+            404);
 }
 
 TEST(EnvdTest, SigtermStopsEnvdCleanly) {

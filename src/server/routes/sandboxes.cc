@@ -27,6 +27,7 @@ struct Reply {
   http::status status;
   std::string body;
   std::optional<std::string> next_token;  // X-Next-Token of list pages
+  std::optional<std::string> pause_mode;  // Isobox-Pause-Mode of a pause
 };
 
 std::vector<std::string_view> SplitQuery(std::string_view query) {
@@ -112,6 +113,8 @@ Result<bool> ParseBool(const json::object& body, std::string_view field) {
   return value->as_bool();
 }
 
+}  // namespace
+
 Result<SandboxOptions> ParseNewSandbox(std::string_view text) {
   ASSIGN_OR_RETURN(json::object body, ParseObject(text));
   SandboxOptions options;
@@ -139,6 +142,8 @@ Result<SandboxOptions> ParseNewSandbox(std::string_view text) {
   }
   return options;
 }
+
+namespace {
 
 json::object SandboxJson(const SandboxInfo& info) {
   return json::object{{"sandboxID", info.id},          {"templateID", info.template_id},
@@ -217,7 +222,11 @@ Task<Reply> PauseSandbox(const std::string& id, ControlContext& context) {
     co_return Reply{http::status::conflict, JsonError(409, paused.error().message)};
   }
   if (!paused) co_return ErrorReply(paused.error());
-  co_return Reply{http::status::no_content, ""};
+  // Every pause keeps memory resident (cgroup freezer): a pause that frees it needs a
+  // checkpoint (CRIU), unavailable here. Said in the answer, whatever the body asked.
+  Reply reply{http::status::no_content, ""};
+  reply.pause_mode = "freezer; memory kept";
+  co_return reply;
 }
 
 // connect (v1 and v2) and the older resume: resumes a paused sandbox, extends (never
@@ -427,6 +436,7 @@ Task<StringResponse> HandleControl(const StringRequest& request, ControlContext&
   StringResponse response =
       JsonResponse(reply.status, std::move(reply.body), request.version(), request.keep_alive());
   if (reply.next_token) response.set("X-Next-Token", *reply.next_token);
+  if (reply.pause_mode) response.set("Isobox-Pause-Mode", *reply.pause_mode);
   co_return response;
 }
 

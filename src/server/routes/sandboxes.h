@@ -15,6 +15,10 @@ struct ControlContext {
   asio::thread_pool& workers;
 };
 
+// The body of POST /sandboxes and /v2/sandboxes (untrusted; fuzzed): kInvalidArgument
+// with a message naming the field.
+Result<SandboxOptions> ParseNewSandbox(std::string_view body);
+
 // Answers one authenticated control-plane request.
 Task<StringResponse> HandleControl(const StringRequest& request, ControlContext& context);
 

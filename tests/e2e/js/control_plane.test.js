@@ -95,6 +95,16 @@ test('pause freezes the sandbox; connect resumes it with files, env and processe
     assert.equal(await sandbox.pause(), true)
     assert.equal(await sandbox.isRunning(), false)
     assert.equal(await sandbox.pause(), false)  // already paused: 409
+    // Resume, then a pause that asks to free memory: it is the same freezer pause, and the
+    // answer says so.
+    await Sandbox.connect(sandbox.sandboxId)
+    const raw = await fetch(`${daemon.url}/sandboxes/${sandbox.sandboxId}/pause`, {
+      method: 'POST',
+      headers: { 'X-API-KEY': daemon.apiKey, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ memory: false }),
+    })
+    assert.equal(raw.status, 204)
+    assert.equal(raw.headers.get('isobox-pause-mode'), 'freezer; memory kept')
     assert.equal((await sandbox.getInfo()).state, 'paused')
     const paused = await listAll({ query: { state: ['paused'] } })
     assert.ok(paused.some((s) => s.sandboxId === sandbox.sandboxId))

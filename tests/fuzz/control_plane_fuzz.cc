@@ -1,0 +1,17 @@
+// The control plane's request parsers (isoboxd) on untrusted input: the create body, and
+// the list query with its double-encoded metadata filter, RFC 3339 times and paging token.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "server/control/listing.h"
+#include "server/routes/sandboxes.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view text(reinterpret_cast<const char*>(data), size);
+  (void)isobox::server::ParseNewSandbox(text);
+  (void)isobox::server::ParseListQuery(text);
+  (void)isobox::server::ParseRfc3339(text);
+  (void)isobox::server::QueryUnescape(text);
+  return 0;
+}

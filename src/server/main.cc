@@ -329,6 +329,7 @@ int main(int argc, char** argv) {
   // Every option can also come from a TOML file: `port = 49982`, `api-key = ["..."]`.
   app.set_config("--config", "/etc/isobox/isoboxd.toml",
                  "read options from this TOML file (flags override it)", false);
+  app.allow_config_extras(false);  // a misspelt option in the file is an error
   app.add_option("--listen", flags.listen, "address to listen on")->capture_default_str();
   app.add_option("--port", flags.port, "port to listen on (0: any free port)")
       ->capture_default_str();

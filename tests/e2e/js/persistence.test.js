@@ -5,7 +5,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Sandbox, SandboxNotFoundError } from 'e2b'
@@ -147,4 +148,24 @@ test('stored API keys: created and revoked with isoboxd api-key while the daemon
   } finally {
     await daemon.stop()
   }
+})
+
+test('options come from a TOML file given with --config; flags override it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'isobox-config-'))
+  const config = join(dir, 'isoboxd.toml')
+  writeFileSync(config, 'metrics-public = true\npool = ["base=3"]\nmax-sandboxes = 7\n')
+  // The harness passes --pool base=0: the flag wins over the file.
+  const daemon = await startDaemon({ args: ['--config', config] })
+  try {
+    const metrics = await fetch(`${daemon.url}/isobox/metrics`)
+    assert.equal(metrics.status, 200, 'metrics-public from the file')
+    const pools = await (await fetch(`${daemon.url}/isobox/pools`,
+      { headers: { 'X-API-KEY': daemon.apiKey } })).json()
+    assert.deepEqual(pools.base, { ready: 0, target: 0 })
+  } finally {
+    await daemon.stop()
+  }
+  writeFileSync(config, 'no-such-option = 1\n')
+  await assert.rejects(startDaemon({ args: ['--config', config] }), /isoboxd exited/)
+  rmSync(dir, { recursive: true, force: true })
 })

@@ -32,9 +32,10 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; ++i) {
     if (argv[i] === '--quick') options.quick = true
     else if (argv[i] === '--json' && i + 1 < argv.length) options.json = resolve(argv[++i])
+    else if (argv[i] === '--only' && i + 1 < argv.length) options.only = argv[++i].split(',')
     else if (argv[i] === '--peer-inner') options.peerInner = argv[++i]
     else {
-      console.error(`bench/run: unknown argument '${argv[i]}'\nusage: bench/run [--quick] [--json PATH]`)
+      console.error(`bench/run: unknown argument '${argv[i]}'\nusage: bench/run [--quick] [--json PATH] [--only PART,...]`)
       process.exit(2)
     }
   }
@@ -45,9 +46,9 @@ const options = parseArgs(process.argv.slice(2))
 // Counts per mode: samples of each create row (a multiple of its concurrency), SDK cold
 // paths, sustained seconds, density caps, round trips.
 const counts = options.quick
-  ? { create: { 1: 10, 10: 20, 50: 50 }, sdk: 3, runcode: 2, jupyterCold: 1, sustainedS: 5,
-      density: 20, densityCi: 2, densityS: 30, roundtrip: 30 }
-  : { create: { 1: 100, 10: 200, 50: 200 }, sdk: 20, runcode: 10, jupyterCold: 5,
+  ? { create: { 1: 5, 10: 10, 50: 50 }, warmup: 0, sdk: 2, runcode: 1, jupyterCold: 1,
+      sustainedS: 3, density: 20, densityCi: 2, densityS: 30, roundtrip: 20 }
+  : { create: { 1: 100, 10: 200, 50: 200 }, warmup: 2, sdk: 20, runcode: 10, jupyterCold: 5,
       sustainedS: 60, density: 1000, densityCi: 1000, densityS: 300, roundtrip: 300 }
 // Density stops before the host runs short: below this much MemAvailable, no more creates.
 const DENSITY_MEM_FLOOR = 3 * 1024 * MIB
@@ -83,11 +84,11 @@ function spawnTimed(cmd, args) {
 }
 
 // `rounds` rounds of `concurrency` commands started at once; each sample is one command's
-// start -> exit. Two warm-up rounds are not counted.
+// start -> exit. Warm-up rounds (full mode) are not counted.
 async function timeConcurrent(concurrency, total, makeCommand) {
   const samples = []
   let index = 0
-  for (let round = -2; samples.length < total; ++round) {
+  for (let round = -counts.warmup; samples.length < total; ++round) {
     const batch = []
     for (let i = 0; i < concurrency; ++i) batch.push(spawnTimed(...makeCommand(index++)))
     const times = await Promise.all(batch)
@@ -194,7 +195,11 @@ async function kill(daemon, id) {
     method: 'DELETE', headers: headers(daemon),
   })
   await response.arrayBuffer()
-  if (response.status !== 204) throw new Error(`kill ${id}: ${response.status}`)
+  if (response.status === 204) return
+  // Gone already: say how it ended (GET /isobox/sandboxes/{id} keeps ended sandboxes).
+  const record = await fetch(`${daemon.url}/isobox/sandboxes/${id}`, { headers: headers(daemon) })
+  const ended = record.status === 200 ? (await record.json()).isobox : await record.text()
+  throw new Error(`kill ${id}: ${response.status}; record: ${JSON.stringify(ended)}`)
 }
 
 async function pools(daemon) {
@@ -202,10 +207,25 @@ async function pools(daemon) {
   return response.json()
 }
 
+// isoboxd does not retry a pool fill that failed (e.g. a spawn that timed out on a loaded
+// machine); the next create of that template restarts it. So a pool that has not grown for
+// 15 s gets one untimed create + kill.
 async function waitPool(daemon, template, ready, timeoutMs = 180000) {
   const deadline = Date.now() + timeoutMs
-  while ((await pools(daemon))[template].ready < ready) {
+  let last = -1
+  let lastChange = Date.now()
+  for (;;) {
+    const have = (await pools(daemon))[template].ready
+    if (have >= ready) return
     if (Date.now() > deadline) throw new Error(`the ${template} pool did not reach ${ready}`)
+    if (have !== last) {
+      last = have
+      lastChange = Date.now()
+    } else if (Date.now() - lastChange > 15000) {
+      console.error(`  (the ${template} pool stalled at ${have}; one create restarts its fill)`)
+      try { await kill(daemon, await create(daemon, template)) } catch { /* the fill restarted */ }
+      lastChange = Date.now()
+    }
     await sleep(20)
   }
 }
@@ -215,7 +235,7 @@ async function waitPool(daemon, template, ready, timeoutMs = 180000) {
 // every create of the round, so every sample is a pool hit.
 async function timeCreates(daemon, concurrency, total, pooled) {
   const samples = []
-  for (let round = -1; samples.length < total; ++round) {
+  for (let round = -Math.min(1, counts.warmup); samples.length < total; ++round) {
     if (pooled) await waitPool(daemon, 'base', concurrency)
     const batch = Array.from({ length: concurrency }, async () => {
       const start = now()
@@ -345,14 +365,14 @@ async function peerRows() {
 async function sdkFirstRows() {
   const firstCommand = async () => {
     const samples = []
-    for (let i = 0; i < counts.sdk + 1; ++i) {
+    for (let i = 0; i < counts.sdk + counts.warmup; ++i) {
       const start = now()
       const sandbox = await Sandbox.create({ timeoutMs: 120000 })
       const result = await sandbox.commands.run('true')
       const ms = now() - start
       if (result.exitCode !== 0) throw new Error(`true exited ${result.exitCode}`)
       await sandbox.kill()
-      if (i > 0) samples.push(ms)
+      if (i >= counts.warmup) samples.push(ms)
     }
     return samples
   }
@@ -408,16 +428,25 @@ async function sustainedRows() {
   await withDaemon(['base=0', 'code-interpreter-v1=0'], async (daemon) => {
     const end = Date.now() + counts.sustainedS * 1000
     let done = 0
+    let errors = 0
+    let firstError
     const start = now()
     await Promise.all(Array.from({ length: workers }, async () => {
       while (Date.now() < end) {
-        await kill(daemon, await create(daemon))
-        ++done
+        try {
+          await kill(daemon, await create(daemon))
+          ++done
+        } catch (error) {
+          // Counted and reported, not fatal: the rate is of completed pairs only.
+          ++errors
+          firstError ??= error.message
+        }
       }
     }))
     const seconds = (now() - start) / 1000
-    record('sustained.isobox', { what: `isobox create + kill loop, ${workers} callers, ${counts.sustainedS} s`,
-      unit: '/s', value: +(done / seconds).toFixed(1), n: done })
+    const failures = errors ? `, ${errors} failed, first: ${firstError.slice(0, 160)}` : ''
+    record('sustained.isobox', { what: `isobox create + kill loop, ${workers} callers, ${counts.sustainedS} s${failures}`,
+      unit: '/s', value: +(done / seconds).toFixed(1), n: done, errors, firstError })
   })
   const end = Date.now() + counts.sustainedS * 1000
   let done = 0
@@ -443,8 +472,9 @@ async function densityRows(kind, template, cap) {
     const ids = []
     let stopped = `reached the cap of ${cap}`
     const deadline = Date.now() + counts.densityS * 1000
+    let reserved = 0
     const worker = async () => {
-      while (ids.length < cap && !stopped.startsWith('limit')) {
+      while (reserved < cap && !stopped.startsWith('limit')) {
         if (memAvailable() < DENSITY_MEM_FLOOR) {
           stopped = `limit: host MemAvailable below ${DENSITY_MEM_FLOOR / MIB} MiB (stopped)`
           return
@@ -453,6 +483,7 @@ async function densityRows(kind, template, cap) {
           stopped = `limit: the benchmark's time budget of ${counts.densityS} s (not a sandbox limit)`
           return
         }
+        ++reserved
         try {
           ids.push(await create(daemon, template, 3600))
         } catch (error) {
@@ -573,7 +604,8 @@ function addRatios() {
 }
 
 function table() {
-  const fmt = (x) => (x === undefined ? '' : typeof x === 'number' ? x.toFixed(2) : String(x))
+  const fmt = (x) => (x === undefined ? ''
+    : typeof x !== 'number' ? String(x) : Number.isInteger(x) ? String(x) : x.toFixed(2))
   const lines = ['| what | n | p50 | p99 (or value) | peer | ratio |',
     '| --- | ---: | ---: | ---: | --- | ---: |']
   for (const id of rowIds()) {
@@ -599,12 +631,25 @@ const info = machine()
 console.error(`bench/run ${options.quick ? '--quick' : '(full)'}: isoboxd ${process.env.ISOBOXD}`)
 console.error(`machine: ${info.cpus} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, load ${info.loadavgAtStart}`)
 
-const phases = [createRows, peerRows, sdkFirstRows, sustainedRows,
-  () => densityRows('base', 'base', counts.density),
-  () => densityRows('ci', 'code-interpreter-v1', counts.densityCi),
-  roundtripRows, filesRow]
+const phases = {
+  create: createRows,
+  peers: peerRows,
+  sdk: sdkFirstRows,
+  sustained: sustainedRows,
+  density: async () => {
+    await densityRows('base', 'base', counts.density)
+    await densityRows('ci', 'code-interpreter-v1', counts.densityCi)
+  },
+  roundtrip: roundtripRows,
+  files: filesRow,
+}
 let failed = null
-for (const phase of phases) {
+for (const name of options.only ?? Object.keys(phases)) {
+  const phase = phases[name]
+  if (!phase) {
+    console.error(`bench/run: --only: unknown part '${name}' (${Object.keys(phases).join(', ')})`)
+    process.exit(2)
+  }
   try {
     await phase()
   } catch (error) {

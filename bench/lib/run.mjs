@@ -485,7 +485,15 @@ async function densityRows(kind, template, cap) {
         }
         ++reserved
         try {
-          ids.push(await create(daemon, template, 3600))
+          if (kind === 'base') {
+            ids.push(await create(daemon, template, 3600))
+          } else {
+            // Counted once its Python kernel has answered, so every one holds a live kernel.
+            const sandbox = await CodeSandbox.create({ timeoutMs: 3600000 })
+            const execution = await sandbox.runCode('1+1')
+            if (execution.text !== '2') throw new Error(`1+1 gave ${execution.text}`)
+            ids.push(sandbox.sandboxId)
+          }
         } catch (error) {
           stopped = `limit: ${error.message.slice(0, 200)}`
           return

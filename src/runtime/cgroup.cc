@@ -349,15 +349,39 @@ Status RemoveGroupTree(const fs::path& dir, std::chrono::steady_clock::time_poin
   return Ok();
 }
 
-Status KillPids(const std::vector<pid_t>& pids) {
+bool InGroup(std::string_view proc_cgroup, std::string_view relative_path) {
+  std::string group = "/" + std::string(relative_path);
+  while (!proc_cgroup.empty()) {
+    size_t newline = proc_cgroup.find('\n');
+    std::string_view line = proc_cgroup.substr(0, newline);
+    proc_cgroup.remove_prefix(newline == std::string_view::npos ? proc_cgroup.size()
+                                                                : newline + 1);
+    // "<id>:<controllers>:<path>"
+    size_t second = line.find(':', line.find(':') + 1);
+    if (second == std::string_view::npos) continue;
+    std::string_view path = line.substr(second + 1);
+    if (path == group || (path.starts_with(group) && path[group.size()] == '/')) return true;
+  }
+  return false;
+}
+
+Status KillPids(const std::vector<pid_t>& pids, std::string_view relative_path) {
   for (pid_t pid : pids) {
-    // A pidfd pins the process found in cgroup.procs: a pid that exits and is reused
-    // before the signal makes pidfd_open or the send fail with ESRCH instead of killing
-    // an unrelated process. (Callers freeze the group first, so the set is stable.)
+    // SECURITY: a pid listed in cgroup.procs may belong to a process that is already
+    // dying (freezing does not stop those) and be reused by then, e.g. by another
+    // sandbox's init: pidfd_open would pin that new process. So the pinned process must
+    // still be in this group before it is signalled; if it has died meanwhile, the send
+    // fails with ESRCH.
     UniqueFd pidfd(sys::PidfdOpen(pid, 0));
     if (!pidfd) {
       if (errno == ESRCH) continue;
       return SysError("pidfd_open {}", pid);
+    }
+    char text[4096];
+    UniqueFd file(::open(fmt::format("/proc/{}/cgroup", pid).c_str(), O_RDONLY | O_CLOEXEC));
+    ssize_t n = file ? ::read(file.Get(), text, sizeof(text) - 1) : -1;
+    if (n <= 0 || !InGroup(std::string_view(text, static_cast<size_t>(n)), relative_path)) {
+      continue;
     }
     if (sys::PidfdSendSignal(pidfd.Get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
       return SysError("kill {}", pid);
@@ -368,7 +392,7 @@ Status KillPids(const std::vector<pid_t>& pids) {
 
 Status KillAllByFreezing(Cgroup& cgroup) {
   Status frozen = cgroup.Freeze();
-  Status killed = KillPids(cgroup.Pids());
+  Status killed = KillPids(cgroup.Pids(), cgroup.RelativePath());
   // SIGKILL stays pending on frozen tasks; they die as soon as they are thawed.
   Status thawed = cgroup.Thaw();
   for (Status* status : {&killed, &frozen, &thawed}) {

@@ -187,8 +187,12 @@ void CollectPids(const std::filesystem::path& dir, std::vector<pid_t>& pids);
 // Removes `dir` and every group below it, retrying EBUSY until `deadline`; missing = ok.
 Status RemoveGroupTree(const std::filesystem::path& dir,
                        std::chrono::steady_clock::time_point deadline);
-// SIGKILLs each pid through a pidfd; processes already gone are skipped.
-Status KillPids(const std::vector<pid_t>& pids);
+// SIGKILLs each pid through a pidfd if that process is in the group at `relative_path`
+// (below the hierarchy root, e.g. "isobox/3f2a", children included); processes gone or
+// elsewhere are skipped.
+Status KillPids(const std::vector<pid_t>& pids, std::string_view relative_path);
+// Whether /proc/<pid>/cgroup text names a group at or below `relative_path`.
+bool InGroup(std::string_view proc_cgroup, std::string_view relative_path);
 // KillAll without cgroup.kill: freeze (no forks while listing), SIGKILL every process in
 // the group and below, thaw (the signals are delivered then). Kills even when freezing
 // fails, and reports the first error.

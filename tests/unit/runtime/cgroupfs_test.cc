@@ -2,12 +2,42 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "runtime/cgroup.h"
 
 namespace isobox::runtime::cgroupfs {
 namespace {
 
 using ::testing::ElementsAre;
+
+TEST(CgroupfsTest, InGroupMatchesTheGroupAndItsChildrenOnly) {
+  constexpr std::string_view kV1 = "12:pids:/isobox/abc/user\n5:memory:/isobox/abc/agent\n";
+  EXPECT_TRUE(InGroup(kV1, "isobox/abc"));
+  EXPECT_TRUE(InGroup("0::/isobox/abc\n", "isobox/abc"));
+  EXPECT_FALSE(InGroup("0::/isobox/abcd\n", "isobox/abc"));
+  EXPECT_FALSE(InGroup("0::/isobox\n", "isobox/abc"));
+  EXPECT_FALSE(InGroup("garbage", "isobox/abc"));
+}
+
+// A pid read from cgroup.procs may have been reused by a process elsewhere (e.g. another
+// sandbox's init) by the time it is signalled: that process must survive.
+TEST(CgroupfsTest, KillPidsSparesAProcessOutsideTheGroup) {
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  ASSERT_TRUE(KillPids({child}, "isobox/not-this-process-group"));
+  ::usleep(50 * 1000);
+  int status = 0;
+  EXPECT_EQ(::waitpid(child, &status, WNOHANG), 0) << "the process was killed";
+  ::kill(child, SIGKILL);
+  ::waitpid(child, &status, 0);
+}
 
 TEST(CgroupfsTest, ValidateName) {
   EXPECT_TRUE(ValidateName("sandbox-1_a"));

@@ -199,7 +199,9 @@ void Registry::Recover() {
       }
       continue;
     }
-    int pidfd = (*sandbox)->process.init.Pidfd();
+    // A copy owned by the watcher: the sandbox's own pidfd may be closed (a fast kill)
+    // and its number reused before the I/O thread arms the watch.
+    int pidfd = ::fcntl((*sandbox)->process.init.Pidfd(), F_DUPFD_CLOEXEC, 0);
     {
       std::lock_guard lock(mutex_);
       used_slots_.insert(record.slot);
@@ -419,7 +421,9 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
   }
   sandbox->persisted = true;
   SandboxInfo info = sandbox->info;
-  int pidfd = sandbox->process.init.Pidfd();
+  // A copy owned by the watcher: the sandbox's own pidfd may be closed (a fast kill)
+  // and its number reused before the I/O thread arms the watch.
+  int pidfd = ::fcntl(sandbox->process.init.Pidfd(), F_DUPFD_CLOEXEC, 0);
   {
     std::lock_guard lock(mutex_);
     sandboxes_.emplace(id, std::move(sandbox));
@@ -430,14 +434,14 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
 }
 
 void Registry::Watch(const std::string& id, int pidfd) {
+  UniqueFd watched(pidfd);  // ours; -1 if the copy failed
   {
     std::lock_guard lock(mutex_);
     if (!sandboxes_.contains(id)) return;  // killed before its watchers were armed
   }
   Watchers& w = watchers_[id];
-  int watched = ::dup(pidfd);
-  if (watched >= 0) {
-    w.exit = std::make_unique<asio::posix::stream_descriptor>(io_, watched);
+  if (watched) {
+    w.exit = std::make_unique<asio::posix::stream_descriptor>(io_, watched.Release());
     w.exit->async_wait(asio::posix::stream_descriptor::wait_read,
                        [this, id](boost::system::error_code ec) {
                          if (!ec) KillInBackground(id, kAgentExited);

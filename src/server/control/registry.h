@@ -152,7 +152,8 @@ class Registry {
   void FillPool(const std::string& template_id);
   void RefillLater(const std::string& template_id);
   void DrainPools();
-  // I/O context only: (re)arms the end-of-life timer, the exit watcher, sampling.
+  // I/O context only: (re)arms the end-of-life timer, the exit watcher (taking ownership
+  // of `pidfd`, a copy of the init's), sampling.
   void Watch(const std::string& id, int pidfd);
   void ArmTimer(const std::string& id);
   void Unwatch(const std::string& id);

@@ -35,13 +35,17 @@ namespace {
     if ((expr) < 0) Fail(plan, ContainmentStep::step); \
   } while (0)
 
+// The parent writes one byte when the child may go on. Not EOF: a sibling cloned by
+// another thread at the same moment holds a copy of the write end until it execs, so EOF
+// could come late or, with two children waiting on each other's copies, never. EOF here
+// means the parent gave up.
 int WaitForParent(int fd) {
-  char byte;
+  char byte = 0;
   ssize_t n;
   do {
     n = ::read(fd, &byte, 1);
   } while (n < 0 && errno == EINTR);
-  if (n != 0) {
+  if (n != 1 || byte != kGoByte) {
     errno = n < 0 ? errno : EPROTO;
     return -1;
   }

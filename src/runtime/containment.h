@@ -49,6 +49,9 @@ struct ContainmentFailure {
   int sys_errno;
 };
 
+// What the parent writes on ContainmentPlan::sync_fd to let the child start.
+inline constexpr char kGoByte = 'g';
+
 struct ContainmentPlan {
   int sync_fd = -1;        // read end: EOF once the parent wrote id maps and joined the cgroup
   int sync_write_fd = -1;  // the parent's write end; the child closes its copy first

@@ -58,6 +58,9 @@ Result<UniqueFd> CreateMappedUserns(const IdRange& range) {
   std::string path = fmt::format("/proc/{}/ns/user", child.Pid());
   UniqueFd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!ns) return SysError("open {}", path);
+  // A byte, not EOF, lets the child exit: a sibling cloned at the same time by another
+  // thread may hold a copy of the write end.
+  (void)!::write(write_end.Get(), "x", 1);
   write_end.Reset();
   (void)child.Wait();
   return ns;

@@ -236,7 +236,10 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   error.write.Reset();
   RETURN_IF_ERROR(WriteIdMaps(init.Pid(), spec.ids));
   if (spec.join_cgroup) RETURN_IF_ERROR(spec.join_cgroup(init.Pid()));
-  sync.write.Reset();  // the child sees EOF and starts the containment sequence
+  // One byte starts the containment sequence (not EOF: a sibling cloned at the same time
+  // by another thread may hold a copy of this write end until it execs).
+  if (::write(sync.write.Get(), &kGoByte, 1) != 1) return SysError("start sandbox init");
+  sync.write.Reset();
   RETURN_IF_ERROR(AwaitExec(error.read.Get()));
   return SandboxProcess{std::move(init), std::move(socket_path)};
 }

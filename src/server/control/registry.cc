@@ -1,6 +1,7 @@
 #include "server/control/registry.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
@@ -442,12 +443,30 @@ void Registry::Watch(const std::string& id, int pidfd) {
   Watchers& w = watchers_[id];
   if (watched) {
     w.exit = std::make_unique<asio::posix::stream_descriptor>(io_, watched.Release());
-    w.exit->async_wait(asio::posix::stream_descriptor::wait_read,
-                       [this, id](boost::system::error_code ec) {
-                         if (!ec) KillInBackground(id, kAgentExited);
-                       });
+    ArmExitWatch(id);
   }
   ArmTimer(id);
+}
+
+void Registry::ArmExitWatch(const std::string& id) {
+  auto it = watchers_.find(id);
+  if (it == watchers_.end() || !it->second.exit) return;
+  it->second.exit->async_wait(
+      asio::posix::stream_descriptor::wait_read, [this, id](boost::system::error_code ec) {
+        if (ec) return;
+        auto found = watchers_.find(id);
+        if (found == watchers_.end() || !found->second.exit) return;
+        // Only a pidfd that is readable now means the agent ended: a wake-up that is not
+        // (the reactor reuses its state for a descriptor that was just closed) must never
+        // end a running sandbox.
+        pollfd pfd{.fd = found->second.exit->native_handle(), .events = POLLIN, .revents = 0};
+        if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) != 0) {
+          KillInBackground(id, kAgentExited);
+        } else {
+          LOG_DEBUG("sandbox {}: its exit watch woke up while its agent runs", id);
+          ArmExitWatch(id);
+        }
+      });
 }
 
 void Registry::ArmTimer(const std::string& id) {

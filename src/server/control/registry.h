@@ -156,6 +156,7 @@ class Registry {
   // of `pidfd`, a copy of the init's), sampling.
   void Watch(const std::string& id, int pidfd);
   void ArmTimer(const std::string& id);
+  void ArmExitWatch(const std::string& id);
   void Unwatch(const std::string& id);
   void OnEndOfLife(const std::string& id);
   void KillInBackground(const std::string& id, EndCause cause);

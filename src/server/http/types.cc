@@ -21,4 +21,17 @@ StringResponse JsonResponse(http::status status, std::string body, unsigned vers
   return response;
 }
 
+std::vector<std::string_view> PathSegments(std::string_view path) {
+  std::vector<std::string_view> out;
+  while (!path.empty()) {
+    size_t start = path.find_first_not_of('/');
+    if (start == std::string_view::npos) break;
+    path.remove_prefix(start);
+    size_t end = path.find('/');
+    out.push_back(path.substr(0, end));
+    path.remove_prefix(end == std::string_view::npos ? path.size() : end);
+  }
+  return out;
+}
+
 }  // namespace isobox::server

@@ -10,6 +10,7 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace isobox::server {
 
@@ -28,6 +29,8 @@ using Task = asio::awaitable<T>;
 
 // {"code": <status>, "message": "..."} — the error body of every control-plane route.
 std::string JsonError(int status, std::string_view message);
+// The non-empty segments of a URL path: "/v2//sandboxes/x" -> {"v2", "sandboxes", "x"}.
+std::vector<std::string_view> PathSegments(std::string_view path);
 
 // A response with a JSON body (or none, for 204).
 StringResponse JsonResponse(http::status status, std::string body, unsigned version,

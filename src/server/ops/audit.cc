@@ -1,7 +1,6 @@
 #include "server/ops/audit.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include <boost/json.hpp>
@@ -10,6 +9,7 @@
 
 #include "base/log.h"
 #include "server/control/listing.h"
+#include "server/store/store.h"
 
 namespace isobox::server::ops {
 namespace {
@@ -82,14 +82,8 @@ std::string FormatAuditLine(const AuditRecord& record) {
 }
 
 std::string ApiKeyId(std::string_view key) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (EVP_Digest(key.data(), key.size(), digest, &size, EVP_sha256(), nullptr) != 1) {
-    return "key:unknown";
-  }
-  std::string out = "key:";
-  for (unsigned int i = 0; i < 6 && i < size; ++i) out += fmt::format("{:02x}", digest[i]);
-  return out;
+  // The same id the store and `isoboxd api-key list` show for the key.
+  return "key:" + server::ApiKeyId(server::ApiKeyDigest(key));
 }
 
 Result<AuditQuery> ParseAuditQuery(std::string_view query) {

@@ -1,5 +1,7 @@
 #include "server/ops/ops.h"
 
+#include "server/http/types.h"
+
 #include <boost/json.hpp>
 
 #include "base/log.h"
@@ -14,19 +16,6 @@ const std::vector<double> kCreateBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0
                                             0.25,  0.5,    1,     2.5,  5,     10};
 
 constexpr size_t kMaxDetail = 128;  // longest string copied into a record's details
-
-std::vector<std::string_view> Segments(std::string_view path) {
-  std::vector<std::string_view> out;
-  while (!path.empty()) {
-    size_t start = path.find_first_not_of('/');
-    if (start == std::string_view::npos) break;
-    path.remove_prefix(start);
-    size_t end = path.find('/');
-    out.push_back(path.substr(0, end));
-    path.remove_prefix(end == std::string_view::npos ? path.size() : end);
-  }
-  return out;
-}
 
 // The action audited for "<method> /sandboxes/{id}/<sub>"; empty if none.
 std::string_view SandboxAction(std::string_view method, std::string_view sub) {
@@ -83,7 +72,7 @@ json::object ControlDetails(std::string_view action, std::string_view body) {
 
 ControlRoute ClassifyControl(std::string_view method, std::string_view target) {
   std::string_view path = target.substr(0, target.find('?'));
-  std::vector<std::string_view> parts = Segments(path);
+  std::vector<std::string_view> parts = PathSegments(path);
   ControlRoute out{"other", "", ""};
   if (parts.size() == 2 && parts[0] == "isobox" &&
       (parts[1] == "health" || parts[1] == "metrics" || parts[1] == "audit")) {

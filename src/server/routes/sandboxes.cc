@@ -335,19 +335,6 @@ Reply ListSandboxes(std::string_view query, ControlContext& context, bool v2) {
   return reply;
 }
 
-std::vector<std::string_view> Segments(std::string_view path) {
-  std::vector<std::string_view> out;
-  while (!path.empty()) {
-    size_t start = path.find_first_not_of('/');
-    if (start == std::string_view::npos) break;
-    path.remove_prefix(start);
-    size_t end = path.find('/');
-    out.push_back(path.substr(0, end));
-    path.remove_prefix(end == std::string_view::npos ? path.size() : end);
-  }
-  return out;
-}
-
 Reply NoRoute(const StringRequest& request, std::string_view path) {
   return {http::status::not_found,
           JsonError(404, fmt::format("no route for {} {}",
@@ -394,7 +381,7 @@ Task<Reply> Route(const StringRequest& request, ControlContext& context) {
   size_t question = target.find('?');
   std::string_view path = target.substr(0, question);
   std::string_view query = question == std::string_view::npos ? "" : target.substr(question + 1);
-  std::vector<std::string_view> parts = Segments(path);
+  std::vector<std::string_view> parts = PathSegments(path);
   if (parts.size() == 2 && parts[0] == "isobox" && parts[1] == "pools") {
     if (request.method() != http::verb::get) co_return NotAllowed(request, path);
     json::object out;

@@ -3,23 +3,12 @@
 // and bad input answered with the right status and a JSON {code, message} body.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Sandbox, TimeoutError } from 'e2b'
-import { startDaemon } from './harness.js'
+import { startDaemon, until } from './harness.js'
 
 let daemon
 before(async () => { daemon = await startDaemon() })
 after(async () => { await daemon?.stop() })
-
-async function until(what, predicate, timeoutMs = 10000) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await predicate()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
-}
 
 async function listAll(opts) {
   const paginator = Sandbox.list(opts)

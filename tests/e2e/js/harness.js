@@ -70,6 +70,17 @@ export async function startDaemon(options = {}) {
   }
 }
 
+// Polls `predicate` until it returns a truthy value (returned) or `timeoutMs` passes.
+export async function until(what, predicate, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await predicate()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
 // A request to a sandbox's code interpreter (port 49999) without the SDK, for what the SDK
 // hides: raw NDJSON lines and the statuses it checks before sending.
 export async function interpreterFetch(sandbox, path, init = {}) {

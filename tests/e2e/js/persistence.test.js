@@ -10,17 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Sandbox, SandboxNotFoundError } from 'e2b'
-import { startDaemon } from './harness.js'
-
-async function until(what, predicate, timeoutMs = 10000) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await predicate()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
-}
+import { startDaemon, until } from './harness.js'
 
 async function record(daemon, id) {
   const res = await fetch(`${daemon.url}/isobox/sandboxes/${id}`,

@@ -2,20 +2,9 @@
 // settings, and the pool refills itself.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Sandbox } from 'e2b'
 import { Sandbox as CodeSandbox } from '@e2b/code-interpreter'
-import { startDaemon } from './harness.js'
-
-async function until(what, predicate, timeoutMs = 60000) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await predicate()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
-}
+import { startDaemon, until } from './harness.js'
 
 async function pools(daemon) {
   const res = await fetch(`${daemon.url}/isobox/pools`, { headers: { 'X-API-KEY': daemon.apiKey } })
@@ -26,7 +15,7 @@ async function pools(daemon) {
 test('base pool: create takes a ready sandbox, applies its settings, and the pool refills', async () => {
   const daemon = await startDaemon({ pools: ['base=2', 'code-interpreter-v1=0'] })
   try {
-    await until('the pool to fill', async () => (await pools(daemon)).base.ready === 2)
+    await until('the pool to fill', async () => (await pools(daemon)).base.ready === 2, 60000)
     assert.deepEqual((await pools(daemon))['code-interpreter-v1'], { ready: 0, target: 0 })
     const sandbox = await Sandbox.create({ metadata: { from: 'pool' }, timeoutMs: 60000 })
     assert.ok((await pools(daemon)).base.ready < 2, 'the sandbox came from the pool')
@@ -37,14 +26,14 @@ test('base pool: create takes a ready sandbox, applies its settings, and the poo
     assert.ok(Date.now() - info.startedAt.getTime() < 10000, 'started when it was handed out')
     assert.equal((await sandbox.commands.run('whoami')).stdout, 'user\n')
     // Env vars given at create reach a pooled sandbox through its agent's /init.
-    await until('the pool to refill', async () => (await pools(daemon)).base.ready === 2)
+    await until('the pool to refill', async () => (await pools(daemon)).base.ready === 2, 60000)
     const withEnv = await Sandbox.create({ envs: { POOLED: 'yes' } })
     assert.ok((await pools(daemon)).base.ready < 2, 'the sandbox with env vars came from the pool')
     assert.equal((await withEnv.commands.run('echo $POOLED')).stdout, 'yes\n')
     await withEnv.kill()
     const listed = await Sandbox.list().nextItems()
     assert.deepEqual(listed.map((s) => s.sandboxId), [sandbox.sandboxId], 'pooled ones are not listed')
-    await until('the pool to refill', async () => (await pools(daemon)).base.ready === 2)
+    await until('the pool to refill', async () => (await pools(daemon)).base.ready === 2, 60000)
     await sandbox.kill()
   } finally {
     await daemon.stop()

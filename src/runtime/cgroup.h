@@ -120,13 +120,6 @@ class CgroupManager {
   virtual Result<std::unique_ptr<Cgroup>> Open(std::string_view name) = 0;
   // Names of the groups under the parent, sorted.
   virtual std::vector<std::string> List() = 0;
-  // v1: moving a process into a group first waits for an RCU grace period (the kernel's
-  // cgroup_threadgroup_rwsem), ~10 ms, unless another move happened within about one
-  // grace period. Called on another thread while a sandbox is being prepared, this starts
-  // that wait early with a move that changes nothing (the calling thread into the group it
-  // is already in), so that the sandbox's own move finds it over. v2 clones straight into
-  // the group and needs nothing: a no-op.
-  virtual void PrepareAttach() {}
 };
 
 // Helpers shared by cgroup_v1.cc and cgroup_v2.cc; exposed for tests.

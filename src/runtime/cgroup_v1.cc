@@ -1,7 +1,6 @@
 #include "runtime/cgroup_v1.h"
 
 #include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <set>
@@ -266,26 +265,6 @@ Result<std::unique_ptr<Cgroup>> CgroupManagerV1::Open(std::string_view name) {
              cgroup->Dirs().size());
   }
   return std::unique_ptr<Cgroup>(std::move(cgroup));
-}
-
-void CgroupManagerV1::PrepareAttach() {
-  // The calling thread's own group in the memory hierarchy, from /proc/thread-self/cgroup
-  // ("4:memory:/some/path").
-  char text[4096];
-  UniqueFd self(::open("/proc/thread-self/cgroup", O_RDONLY | O_CLOEXEC));
-  ssize_t n = self ? ::read(self.Get(), text, sizeof(text) - 1) : -1;
-  if (n <= 0) return;
-  std::string_view lines(text, static_cast<size_t>(n));
-  size_t at = lines.find(":memory:/");
-  if (at == std::string_view::npos) return;
-  std::string_view group = lines.substr(at + 9);
-  group = group.substr(0, group.find('\n'));
-  fs::path tasks = roots_.at("memory") / group / "tasks";
-  UniqueFd file(::open(tasks.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!file) return;
-  std::string tid = std::to_string(::gettid());
-  // A failure only loses the head start; the real move reports its own errors.
-  (void)!::write(file.Get(), tid.data(), tid.size());
 }
 
 std::vector<std::string> CgroupManagerV1::List() {

@@ -54,7 +54,6 @@ class CgroupManagerV1 final : public CgroupManager {
                                          const CgroupLimits& limits) override;
   Result<std::unique_ptr<Cgroup>> Open(std::string_view name) override;
   std::vector<std::string> List() override;
-  void PrepareAttach() override;
 
  private:
   // Creates the parent group(s) in every hierarchy.

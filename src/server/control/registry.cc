@@ -288,8 +288,6 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
                                                            const Template& tmpl,
                                                            const std::string& id, uint32_t slot) {
   StepTimes times;
-  // v1: the slow part of joining cgroups starts now, in parallel with the preparation.
-  if (cgroups_->Version() == 1) asio::post(workers_, [this] { cgroups_->PrepareAttach(); });
   auto sandbox = std::make_unique<Sandbox>();
   sandbox->slot = slot;
   sandbox->state_dir = config_.state_dir / "sandboxes" / id;

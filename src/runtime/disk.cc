@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -150,6 +151,66 @@ Result<UniqueFd> CreateSandboxDisk(const fs::path& images_dir, uint64_t size_byt
   auto mounted = MountExt4(loop.device);
   if (!mounted) (void)::ioctl(loop.fd.Get(), LOOP_CLR_FD, 0);
   return mounted;  // the loop device and the image live as long as the mount
+}
+
+DiskReserve::DiskReserve(fs::path images_dir, int spares_per_size)
+    : images_dir_(std::move(images_dir)),
+      spares_per_size_(static_cast<size_t>(std::max(spares_per_size, 0))),
+      worker_([this](std::stop_token stop) { Run(stop); }) {}
+
+DiskReserve::~DiskReserve() {
+  worker_.request_stop();
+  wake_.notify_all();
+}
+
+Result<UniqueFd> DiskReserve::Take(uint64_t size_bytes) {
+  {
+    std::lock_guard lock(mutex_);
+    std::deque<UniqueFd>& ready = spares_[size_bytes];
+    if (!ready.empty()) {
+      UniqueFd disk = std::move(ready.front());
+      ready.pop_front();
+      wake_.notify_all();
+      return disk;
+    }
+  }
+  wake_.notify_all();  // the size is wanted now: make spares while this one is made here
+  return CreateSandboxDisk(images_dir_, size_bytes);
+}
+
+void DiskReserve::Want(uint64_t size_bytes) {
+  {
+    std::lock_guard lock(mutex_);
+    spares_[size_bytes];
+  }
+  wake_.notify_all();
+}
+
+uint64_t DiskReserve::ShortSize() const {
+  for (const auto& [size, ready] : spares_) {
+    if (ready.size() < spares_per_size_) return size;
+  }
+  return 0;
+}
+
+void DiskReserve::Run(std::stop_token stop) {
+  std::unique_lock lock(mutex_);
+  while (!stop.stop_requested()) {
+    uint64_t size = 0;
+    wake_.wait(lock, stop, [&] { return (size = ShortSize()) != 0; });
+    if (stop.stop_requested()) return;
+    lock.unlock();
+    auto disk = CreateSandboxDisk(images_dir_, size);
+    lock.lock();
+    if (disk) {
+      spares_[size].push_back(std::move(*disk));
+      continue;
+    }
+    // A size that cannot be made (bad size, no loop devices): stop trying it; Take
+    // reports the error to the create that asks for it.
+    LOG_WARN("spare disk of {} bytes: {}", size, disk.error().message);
+    spares_.erase(size);
+  }
 }
 
 }  // namespace isobox::runtime

@@ -78,7 +78,8 @@ Result<UniqueFd> OpenLayers(const SandboxSpec& spec) {
   if (spec.disk_bytes != 0) {
     // SECURITY: the writable layer has a filesystem of its own, as big as the disk limit:
     // filling it is ENOSPC inside this sandbox, never a full host disk.
-    ASSIGN_OR_RETURN(layers, CreateSandboxDisk(spec.disk_images_dir, spec.disk_bytes));
+    if (spec.disks == nullptr) return MakeError(ErrorCode::kInternal, "disk limit without disks");
+    ASSIGN_OR_RETURN(layers, spec.disks->Take(spec.disk_bytes));
   } else {
     layers.Reset(::open(spec.state_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!layers) return SysError("open {}", spec.state_dir.string());

@@ -14,6 +14,7 @@
 #include "base/child_process.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "runtime/disk.h"
 #include "runtime/idmap.h"
 
 namespace isobox::runtime {
@@ -34,7 +35,7 @@ struct SandboxSpec {
   // The disk limit of the writable layer (disk.h); 0: the upper directories live in
   // state_dir on the host's filesystem, unlimited (tests).
   uint64_t disk_bytes = 0;
-  std::filesystem::path disk_images_dir;  // formatted images and temporary copies
+  DiskReserve* disks = nullptr;  // where the disk comes from; required with disk_bytes
   uint64_t tmp_size_bytes = 256ull << 20;
   uint64_t max_file_size_bytes = 0;  // RLIMIT_FSIZE; 0 = unlimited
   // v2: an O_PATH fd of the sandbox cgroup (the init is cloned straight into it).

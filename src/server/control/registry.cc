@@ -33,6 +33,7 @@ namespace {
 constexpr uint32_t kIdsPerSandbox = 65536;
 constexpr auto kAgentStartTimeout = std::chrono::seconds(10);
 constexpr auto kCgroupTeardownTimeout = std::chrono::seconds(10);
+constexpr int kSpareDisksPerSize = 1;
 
 json::object AgentConfig(const std::string& id, const std::string& token,
                          const std::map<std::string, std::string>& env_vars) {
@@ -127,8 +128,13 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
       config_(std::move(config)),
       templates_(std::move(templates)),
       cgroups_(std::move(cgroups)),
+      disks_(config_.state_dir / "disks", kSpareDisksPerSize),
       store_(store),
-      host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
+      host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {
+  for (const auto& [id, tmpl] : templates_.All()) {
+    if (tmpl.disk_mb != 0) disks_.Want(uint64_t{tmpl.disk_mb} << 20);
+  }
+}
 
 Registry::~Registry() { KillAll(kDaemonShutdown); }
 
@@ -329,7 +335,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   spec.state_dir = sandbox->state_dir;
   // The writable layer's own filesystem, as big as the template's disk (runtime/disk.h).
   spec.disk_bytes = uint64_t{tmpl.disk_mb} << 20;
-  spec.disk_images_dir = config_.state_dir / "disks";
+  spec.disks = &disks_;
   // The agent's config is built as one JSON object and serialized once, below.
   json::object agent_config = AgentConfig(id, info.access_token, options.env_vars);
   boost::system::error_code json_ec;

@@ -25,6 +25,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "runtime/cgroup.h"
+#include "runtime/disk.h"
 #include "runtime/sandbox_process.h"
 #include "server/control/sandbox_info.h"
 #include "server/control/templates.h"
@@ -168,6 +169,7 @@ class Registry {
   RegistryConfig config_;
   TemplateStore templates_;
   std::unique_ptr<runtime::CgroupManager> cgroups_;
+  runtime::DiskReserve disks_;  // a spare disk of each template's size (runtime/disk.h)
   Store& store_;
   UniqueFd host_netns_;
   EventObserver observer_;

@@ -2,8 +2,10 @@
 #include "runtime/sandbox_process.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <chrono>
 #include <filesystem>
@@ -132,7 +134,8 @@ TEST_F(SandboxProcessTest, WritesStayInTheSandboxUpperLayerOwnedByItsRange) {
 TEST_F(SandboxProcessTest, DiskLimitIsAFilesystemOfItsOwn) {
   SandboxSpec spec = Spec("probe5");
   spec.disk_bytes = 64ull << 20;
-  spec.disk_images_dir = dir_ / "disks";
+  DiskReserve disks(dir_ / "disks", 1);
+  spec.disks = &disks;
   auto report = Probe(spec);
   // "/" is the overlay; its free space is the upper layer's: the 64 MiB ext4 (minus
   // metadata), not the host's disk.
@@ -141,6 +144,30 @@ TEST_F(SandboxProcessTest, DiskLimitIsAFilesystemOfItsOwn) {
   EXPECT_GE(std::stoull(report["root_fs_mib"]), 48u);
   EXPECT_EQ(report["write_usr"], "ok");
   EXPECT_FALSE(fs::exists(spec.state_dir / "upper"));  // nothing on the host's disk
+}
+
+TEST_F(SandboxProcessTest, SpareDisksAreFreshAndNeverShared) {
+  DiskReserve disks(dir_ / "disks", 1);
+  constexpr uint64_t kSize = 32ull << 20;
+  disks.Want(kSize);
+  // Each disk handed out is an empty filesystem of its own: what one sandbox wrote is not
+  // on the next one's disk, whether it was a spare or made on the spot.
+  for (int i = 0; i < 3; ++i) {
+    auto disk = disks.Take(kSize);
+    ASSERT_TRUE(disk) << disk.error().message;
+    UniqueFd root(::openat(disk->Get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(root);
+    EXPECT_LT(::faccessat(root.Get(), "written", F_OK, 0), 0) << "disk " << i << " was used";
+    UniqueFd file(::openat(root.Get(), "written", O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+    ASSERT_TRUE(file);
+    struct statfs st {};
+    ASSERT_EQ(::fstatfs(root.Get(), &st), 0);
+    EXPECT_EQ(st.f_type, 0xEF53u);  // ext4
+    EXPECT_LE(uint64_t{st.f_blocks} * st.f_bsize, kSize);
+  }
+  auto tiny = disks.Take(1 << 20);
+  ASSERT_FALSE(tiny);
+  EXPECT_NE(tiny.error().message.find("at least"), std::string::npos) << tiny.error().message;
 }
 
 TEST_F(SandboxProcessTest, FailedStepIsNamed) {

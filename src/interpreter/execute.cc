@@ -3,6 +3,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
+#include <algorithm>
 #include <optional>
 
 #include "base/log.h"
@@ -18,6 +19,9 @@ using envd::kNoThrow;
 
 constexpr size_t kMaxRequestBytes = 16 << 20;
 constexpr auto kKeepaliveInterval = std::chrono::seconds(5);
+// How long the start of a line waits for its end before it is sent as it is.
+constexpr auto kPartialLineHold = std::chrono::milliseconds(100);
+constexpr size_t kMaxPartialLine = 64 * 1024;
 // After an interrupt, how long an abandoned execution may take to stop before its kernel
 // is replaced.
 constexpr auto kInterruptGrace = std::chrono::seconds(3);
@@ -95,8 +99,60 @@ struct Stream {
   std::optional<json::object> reply_error;
   asio::steady_timer wake;
 
+  // The unfinished last line of stdout or stderr. A kernel sends one print() as one or
+  // more stream messages depending on when its flush timer fires ("first", then "\n"):
+  // text after the last newline waits up to kPartialLineHold for the rest of its line, so
+  // a line reaches the client whole however the kernel chunked it. Anything else sent
+  // meanwhile sends it first: the order of outputs is kept.
+  struct Partial {
+    std::string name;
+    std::string text;
+    std::string date;
+    asio::steady_timer::time_point since;
+  };
+  std::optional<Partial> partial;
+
   bool Done() const { return died || (reply && idle); }
-  void Push(const json::object& line) { pending += Ndjson(line); }
+  void Push(const json::object& line) {
+    FlushPartial();
+    pending += Ndjson(line);
+  }
+  void FlushPartial() {
+    if (!partial) return;
+    pending += Ndjson(StreamLine(partial->name, partial->text, partial->date));
+    partial.reset();
+  }
+  void PushStream(std::string_view name, std::string_view text, std::string_view date) {
+    std::string line;
+    std::string first_date(date);
+    if (partial && partial->name == name) {
+      line = std::move(partial->text);
+      first_date = std::move(partial->date);
+      partial.reset();
+    } else {
+      FlushPartial();
+    }
+    line += text;
+    size_t end = line.rfind('\n');
+    std::string rest = end == std::string::npos ? std::move(line) : line.substr(end + 1);
+    if (end != std::string::npos) {
+      line.resize(end + 1);
+      pending += Ndjson(StreamLine(name, line, first_date));
+      first_date = date;
+    }
+    if (rest.empty()) return;
+    partial = Partial{std::string(name), std::move(rest), std::move(first_date),
+                      asio::steady_timer::clock_type::now()};
+    if (partial->text.size() >= kMaxPartialLine) FlushPartial();
+  }
+  // Sends a partial line that waited long enough; returns when the next one is due.
+  std::optional<asio::steady_timer::time_point> PartialDue() {
+    if (!partial) return std::nullopt;
+    auto due = partial->since + kPartialLineHold;
+    if (asio::steady_timer::clock_type::now() < due) return due;
+    FlushPartial();
+    return std::nullopt;
+  }
 };
 
 void OnMessage(Stream& stream, const Kernel& kernel, const JupyterMessage* message,
@@ -150,9 +206,9 @@ void OnMessage(Stream& stream, const Kernel& kernel, const JupyterMessage* messa
     if (name && name->is_string() && text && text->is_string() &&
         (name->get_string() == "stdout" || name->get_string() == "stderr")) {
       const json::value* date = message->header.if_contains("date");
-      stream.Push(StreamLine(name->get_string(), text->get_string(),
-                             date && date->is_string() ? std::string_view(date->get_string())
-                                                       : std::string_view()));
+      stream.PushStream(name->get_string(), text->get_string(),
+                        date && date->is_string() ? std::string_view(date->get_string())
+                                                  : std::string_view());
     }
   } else if (type == "execute_result" || type == "display_data") {
     if (const json::object* bundle = data()) {
@@ -170,6 +226,7 @@ void OnMessage(Stream& stream, const Kernel& kernel, const JupyterMessage* messa
 }
 
 void Finish(Stream& stream) {
+  if (stream.Done()) stream.FlushPartial();
   if (stream.Done() && !stream.errored && stream.reply_error) {
     stream.errored = true;
     stream.Push(*stream.reply_error);
@@ -276,12 +333,17 @@ asio::awaitable<bool> StreamToClient(envd::Exchange& exchange, Stream& stream) {
       continue;
     }
     if (stream.Done()) co_return true;
-    stream.wake.expires_after(kKeepaliveInterval);
+    auto partial_due = stream.PartialDue();
+    if (!stream.pending.empty()) continue;  // a partial line was due
+    auto keepalive = asio::steady_timer::clock_type::now() + kKeepaliveInterval;
+    stream.wake.expires_at(partial_due ? std::min(*partial_due, keepalive) : keepalive);
     auto woken = co_await (stream.wake.async_wait(kNoThrow) || exchange.WaitPeerClosed());
     if (woken.index() == 1) co_return false;
-    // Expired without news: a keepalive.
+    // Expired without news: a keepalive (unless it was a partial line's turn).
     auto [ec] = std::get<0>(woken);
-    if (!ec && stream.pending.empty() && !stream.Done()) stream.Push(TypeLine("keepalive"));
+    if (!ec && !stream.partial && stream.pending.empty() && !stream.Done()) {
+      stream.Push(TypeLine("keepalive"));
+    }
   }
 }
 

@@ -216,13 +216,13 @@ int SetupFds(const ContainmentPlan& plan, int* error_fd) {
 }  // namespace
 
 std::string_view ContainmentStepName(ContainmentStep step) {
-  static constexpr std::array<std::string_view, 23> kNames = {
-      "wait for parent",   "make mounts private", "open mountpoint", "become sandbox root",
-      "unshare cgroup ns", "attach root",         "attach /usr",     "attach agent",
-      "mount /proc",       "unprivileged ports",  "mount /dev",      "mask /proc",
-      "mount /tmp",        "pivot_root",          "detach old root", "set hostname",
-      "loopback up",       "set rlimits",         "become agent",    "no_new_privs",
-      "set up fds",        "seccomp",             "exec agent"};
+  static constexpr std::array<std::string_view, 24> kNames = {
+      "wait for parent",    "make mounts private", "open mountpoint", "become sandbox root",
+      "attach root",        "attach /usr",         "attach agent",    "mount /proc",
+      "unprivileged ports", "mount /dev",          "mask /proc",      "mount /tmp",
+      "pivot_root",         "detach old root",     "set hostname",    "loopback up",
+      "wait for cgroup",    "unshare cgroup ns",   "set rlimits",     "become agent",
+      "no_new_privs",       "set up fds",          "seccomp",         "exec agent"};
   auto index = static_cast<size_t>(step);
   return index < kNames.size() ? kNames[index] : "unknown step";
 }
@@ -237,9 +237,6 @@ void RunContainment(const ContainmentPlan& plan) {
   int mountpoint = ::open(plan.mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   STEP(kOpenMountpoint, mountpoint);
   STEP(kBecomeSandboxRoot, BecomeSandboxRoot());
-  // SECURITY: after the parent moved us into the sandbox cgroup: /proc/self/cgroup shows
-  // "/" and the host's cgroup paths stay hidden.
-  STEP(kUnshareCgroupNs, ::unshare(CLONE_NEWCGROUP));
   STEP(kAttachRoot, ::move_mount(plan.root_mount_fd, "", mountpoint, "",
                                  MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
   STEP(kAttachRoot, ::fchdir(plan.root_mount_fd));
@@ -261,6 +258,13 @@ void RunContainment(const ContainmentPlan& plan) {
   STEP(kDetachOldRoot, ::chdir("/"));
   STEP(kSetHostname, ::sethostname(plan.hostname, std::strlen(plan.hostname)));
   STEP(kLoopbackUp, LoopbackUp());
+  // The parent moves the init into its cgroup while the steps above run (on cgroup v1 a
+  // move waits out an RCU grace period of ~10 ms); nothing past this point, and nothing
+  // of the user's, runs outside the cgroup.
+  STEP(kWaitForCgroup, WaitForParent(plan.sync_fd));
+  // SECURITY: inside the sandbox cgroup now: /proc/self/cgroup shows "/" and the host's
+  // cgroup paths stay hidden.
+  STEP(kUnshareCgroupNs, ::unshare(CLONE_NEWCGROUP));
   STEP(kRlimits, SetRlimits(plan));
   // SECURITY: from here on the init is the agent: its own uid (kAgentUid, not sandbox
   // root), a bounding set reduced to kAgentCaps, securebits locked (caps.h). User code,

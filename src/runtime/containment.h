@@ -21,7 +21,6 @@ enum class ContainmentStep : uint32_t {
   kMountsPrivate,
   kOpenMountpoint,
   kBecomeSandboxRoot,
-  kUnshareCgroupNs,
   kAttachRoot,
   kAttachUsr,
   kAttachAgent,
@@ -34,6 +33,8 @@ enum class ContainmentStep : uint32_t {
   kDetachOldRoot,
   kSetHostname,
   kLoopbackUp,
+  kWaitForCgroup,
+  kUnshareCgroupNs,
   kRlimits,
   kBecomeAgent,
   kNoNewPrivs,
@@ -49,11 +50,13 @@ struct ContainmentFailure {
   int sys_errno;
 };
 
-// What the parent writes on ContainmentPlan::sync_fd to let the child start.
+// What the parent writes on ContainmentPlan::sync_fd: once when the id maps are written
+// (the child starts), once more when the init sits in its cgroup (the child may unshare
+// its cgroup namespace and go on to exec).
 inline constexpr char kGoByte = 'g';
 
 struct ContainmentPlan {
-  int sync_fd = -1;        // read end: EOF once the parent wrote id maps and joined the cgroup
+  int sync_fd = -1;        // read end: kGoByte twice (id maps written; cgroup joined)
   int sync_write_fd = -1;  // the parent's write end; the child closes its copy first
   int error_fd = -1;       // write end, O_CLOEXEC: gets a ContainmentFailure on error
   const char* mountpoint = nullptr;  // host directory the new root is attached to

@@ -219,7 +219,8 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   int pidfd = -1;
   struct clone_args args {};
   // SECURITY: every namespace the sandbox can have is new; the cgroup namespace follows
-  // once the init sits in its cgroup (containment step "unshare cgroup ns").
+  // once the init sits in its cgroup (containment steps "wait for cgroup", "unshare
+  // cgroup ns").
   args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
                CLONE_NEWIPC | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
@@ -236,9 +237,11 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   sync.read.Reset();
   error.write.Reset();
   RETURN_IF_ERROR(WriteIdMaps(init.Pid(), spec.ids));
-  if (spec.join_cgroup) RETURN_IF_ERROR(spec.join_cgroup(init.Pid()));
   // One byte starts the containment sequence (not EOF: a sibling cloned at the same time
-  // by another thread may hold a copy of this write end until it execs).
+  // by another thread may hold a copy of this write end until it execs); the second lets
+  // it past "wait for cgroup", so the cgroup move overlaps the mount steps.
+  if (::write(sync.write.Get(), &kGoByte, 1) != 1) return SysError("start sandbox init");
+  if (spec.join_cgroup) RETURN_IF_ERROR(spec.join_cgroup(init.Pid()));
   if (::write(sync.write.Get(), &kGoByte, 1) != 1) return SysError("start sandbox init");
   sync.write.Reset();
   RETURN_IF_ERROR(AwaitExec(error.read.Get()));

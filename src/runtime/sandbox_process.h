@@ -40,8 +40,9 @@ struct SandboxSpec {
   uint64_t max_file_size_bytes = 0;  // RLIMIT_FSIZE; 0 = unlimited
   // v2: an O_PATH fd of the sandbox cgroup (the init is cloned straight into it).
   int cgroup_dir_fd = -1;
-  // Called with the init's host pid before it runs any containment step (v1: join the
-  // cgroup; a no-op is fine with cgroup_dir_fd).
+  // Called with the init's host pid while it runs the mount steps; it waits for this
+  // before "unshare cgroup ns" and anything after (v1: join the cgroup; not needed with
+  // cgroup_dir_fd).
   std::function<Status(pid_t)> join_cgroup;
 };
 

@@ -57,15 +57,42 @@ test('callbacks see outputs in the order the code produced them', async () => {
     'time.sleep(0.2); print("third")',
     '"last"',
   ].join('\n')
+  // The kernel may send one print() as two stream messages ("first", then "\n") when its
+  // flush timer fires between the two writes, as Jupyter does: adjacent chunks of one
+  // stream are joined; the order across streams and results is what is checked.
+  const push = (kind, text) => {
+    const last = events.length - 1
+    if (kind !== 'result' && last >= 0 && events[last].startsWith(`${kind}:`)) {
+      events[last] += text
+    } else {
+      events.push(`${kind}:${text}`)
+    }
+  }
   const execution = await sandbox.runCode(code, {
-    onStdout: (m) => events.push(`stdout:${m.line}`),
-    onStderr: (m) => events.push(`stderr:${m.line}`),
-    onResult: (r) => events.push(`result:${r.text}:${r.isMainResult}`),
+    onStdout: (m) => push('stdout', m.line),
+    onStderr: (m) => push('stderr', m.line),
+    onResult: (r) => push('result', `${r.text}:${r.isMainResult}`),
   })
   assert.deepEqual(events, [
     'stdout:first\n', 'stderr:second\n', 'result:3:false', 'stdout:third\n', 'result:last:true',
   ])
   assert.equal(execution.text, 'last')
+})
+
+test('stdout comes in whole lines however the kernel chunks it; a lone partial line still comes', async () => {
+  const chunks = []
+  const code = [
+    'import sys, time',
+    // Two stream messages from the kernel: "a" (flushed on its own) and "b\n".
+    'sys.stdout.write("a"); sys.stdout.flush(); sys.stdout.write("b\\n"); sys.stdout.flush()',
+    // A progress dot that waits: sent by itself, not held until the line ends.
+    'sys.stdout.write("."); sys.stdout.flush(); time.sleep(0.6)',
+    'print(" done")',
+    'sys.stdout.write("tail")',
+  ].join('\n')
+  const execution = await sandbox.runCode(code, { onStdout: (m) => chunks.push(m.line) })
+  assert.deepEqual(chunks, ['ab\n', '.', ' done\n', 'tail'])
+  assert.deepEqual(execution.logs.stdout, ['ab\n', '.', ' done\n', 'tail'])
 })
 
 test('a plot and an expression stream two results', async () => {

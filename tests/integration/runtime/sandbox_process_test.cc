@@ -1,6 +1,7 @@
 // Starts real sandboxes with a probe as init and checks what the probe saw from inside.
 #include "runtime/sandbox_process.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "runtime/idmap.h"
 #include "runtime/rootfs.h"
@@ -168,6 +170,38 @@ TEST_F(SandboxProcessTest, SpareDisksAreFreshAndNeverShared) {
   auto tiny = disks.Take(1 << 20);
   ASSERT_FALSE(tiny);
   EXPECT_NE(tiny.error().message.find("at least"), std::string::npos) << tiny.error().message;
+}
+
+// The parent moves the init into its cgroup while the init runs its mount steps; the init
+// must not exec (nor unshare its cgroup namespace) before the move is done.
+std::string CommOf(pid_t pid) {
+  std::ifstream comm(fmt::format("/proc/{}/comm", pid));
+  std::string name;
+  std::getline(comm, name);
+  return name;
+}
+
+TEST_F(SandboxProcessTest, InitWaitsForItsCgroupBeforeGoingOn) {
+  SandboxSpec spec = Spec("probe6");
+  bool called = false;
+  spec.join_cgroup = [&](pid_t pid) -> Status {
+    called = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // a slow cgroup move
+    EXPECT_NE(CommOf(pid), "probe") << "the init exec'd before its cgroup was joined";
+    return Ok();
+  };
+  auto report = Probe(spec);
+  EXPECT_TRUE(called);
+  EXPECT_EQ(report["pid"], "1");
+  EXPECT_EQ(report["unshare_cgroup"], "ok");
+
+  SandboxSpec failing = Spec("probe7");
+  failing.join_cgroup = [](pid_t) -> Status {
+    return MakeError(ErrorCode::kInternal, "no cgroup for you");
+  };
+  auto sandbox = SpawnSandbox(failing);
+  ASSERT_FALSE(sandbox);
+  EXPECT_NE(sandbox.error().message.find("no cgroup for you"), std::string::npos);
 }
 
 TEST_F(SandboxProcessTest, FailedStepIsNamed) {

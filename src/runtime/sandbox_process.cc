@@ -19,6 +19,7 @@
 #include "runtime/detached_mount.h"
 #include "runtime/disk.h"
 #include "runtime/seccomp.h"
+#include "runtime/zygote.h"
 
 namespace isobox::runtime {
 namespace {
@@ -216,24 +217,43 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
       .envp = envp.data(),
   };
 
-  int pidfd = -1;
-  struct clone_args args {};
   // SECURITY: every namespace the sandbox can have is new; the cgroup namespace follows
   // once the init sits in its cgroup (containment steps "wait for cgroup", "unshare
   // cgroup ns").
-  args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
-               CLONE_NEWIPC | CLONE_PIDFD;
-  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-  args.exit_signal = SIGCHLD;
-  if (spec.cgroup_dir_fd >= 0) {
-    args.flags |= CLONE_INTO_CGROUP;
-    args.cgroup = static_cast<uint64_t>(spec.cgroup_dir_fd);
+  uint64_t namespaces = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
+                        CLONE_NEWUTS | CLONE_NEWIPC;
+  ChildProcess init;
+  if (spec.zygote != nullptr) {
+    // The same plan, cloned by a zygote that already sits in the sandbox's group (zygote.h).
+    ZygotePlan zygote_plan{.mountpoint = mountpoint,
+                           .hostname = spec.id,
+                           .tmp_options = tmp_options,
+                           .exec_path = agent_path,
+                           .argv0 = spec.agent_name,
+                           .env = envp[0],
+                           .nofile = plan.nofile,
+                           .fsize = plan.fsize,
+                           .has_usr = mounts.usr.Valid()};
+    std::vector<int> fds = {sync.read.Get(), error.write.Get(), mounts.root.Get(),
+                            mounts.agent.Get(), log.Get()};
+    if (mounts.usr.Valid()) fds.push_back(mounts.usr.Get());
+    fds.insert(fds.end(), pass_fds.begin(), pass_fds.end());
+    ASSIGN_OR_RETURN(init, spec.zygote->Clone(namespaces, zygote_plan, fds));
+  } else {
+    int pidfd = -1;
+    struct clone_args args {};
+    args.flags = namespaces | CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+    args.exit_signal = SIGCHLD;
+    if (spec.cgroup_dir_fd >= 0) {
+      args.flags |= CLONE_INTO_CGROUP;
+      args.cgroup = static_cast<uint64_t>(spec.cgroup_dir_fd);
+    }
+    long pid = sys::Clone3(&args, sizeof(args));
+    if (pid < 0) return SysError("clone3 sandbox init");
+    if (pid == 0) RunContainment(plan);
+    init = ChildProcess(static_cast<pid_t>(pid), UniqueFd(pidfd));
   }
-  long pid = sys::Clone3(&args, sizeof(args));
-  if (pid < 0) return SysError("clone3 sandbox init");
-  if (pid == 0) RunContainment(plan);
-
-  ChildProcess init(static_cast<pid_t>(pid), UniqueFd(pidfd));
   sync.read.Reset();
   error.write.Reset();
   RETURN_IF_ERROR(WriteIdMaps(init.Pid(), spec.ids));

@@ -16,6 +16,7 @@
 #include "base/unique_fd.h"
 #include "runtime/disk.h"
 #include "runtime/idmap.h"
+#include "runtime/zygote.h"
 
 namespace isobox::runtime {
 
@@ -44,6 +45,9 @@ struct SandboxSpec {
   // before "unshare cgroup ns" and anything after (v1: join the cgroup; not needed with
   // cgroup_dir_fd).
   std::function<Status(pid_t)> join_cgroup;
+  // v1 fast path: a zygote already in the sandbox's group clones the init (zygote.h);
+  // join_cgroup is then not needed. Used up by the spawn.
+  Zygote* zygote = nullptr;
 };
 
 struct SandboxProcess {

@@ -88,6 +88,18 @@ Result<fs::path> DefaultAgentPath() {
   return self.parent_path() / "isobox-envd";
 }
 
+// isobox-zygote beside this binary (the cgroup v1 fast path, runtime/zygote.h); empty
+// when it is missing, and creates join their cgroups themselves.
+fs::path ZygoteProgram() {
+  std::error_code ec;
+  fs::path program = fs::read_symlink("/proc/self/exe", ec).parent_path() / "isobox-zygote";
+  if (ec || ::access(program.c_str(), X_OK) != 0) {
+    LOG_WARN("no isobox-zygote beside isoboxd: cgroup v1 creates wait for their cgroup move");
+    return {};
+  }
+  return program;
+}
+
 // Copies the agent into the state directory (root-owned, read-only for everyone else), so
 // sandboxes never depend on the build or install tree. The copy is renamed into place.
 Result<fs::path> InstallAgent(const fs::path& source, const fs::path& state_dir) {
@@ -273,7 +285,8 @@ int Run(const Flags& flags) {
                                    .agent_dir = *agent_dir,
                                    .uid_base = flags.uid_base,
                                    .max_sandboxes = flags.max_sandboxes,
-                                   .pool_sizes = *pools},
+                                   .pool_sizes = *pools,
+                                   .zygote_program = ZygoteProgram()},
                     std::move(*templates), std::move(*cgroups), **store);
   registry.SetEventObserver(
       [&ops](const std::string& id, std::string_view event, std::string_view reason) {

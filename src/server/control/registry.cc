@@ -34,6 +34,7 @@ constexpr uint32_t kIdsPerSandbox = 65536;
 constexpr auto kAgentStartTimeout = std::chrono::seconds(10);
 constexpr auto kCgroupTeardownTimeout = std::chrono::seconds(10);
 constexpr int kSpareDisksPerSize = 1;
+constexpr size_t kSparesPerTemplate = 1;
 
 json::object AgentConfig(const std::string& id, const std::string& token,
                          const std::map<std::string, std::string>& env_vars) {
@@ -71,6 +72,13 @@ class StepTimes {
   std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
   std::string text_;
 };
+
+// A template's limits for its sandbox's groups (runtime/sandbox_cgroups.h).
+runtime::SandboxResources Resources(const Template& tmpl) {
+  return {.memory_bytes = uint64_t{tmpl.memory_mb} << 20,
+          .pids_max = tmpl.pids_max,
+          .cpu_millicores = tmpl.cpu_count * 1000};
+}
 
 // Field 22 of /proc/<pid>/stat: when the process started, in clock ticks after boot. A
 // pid and this together name one process across daemon restarts (pids are reused).
@@ -131,8 +139,13 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
       disks_(config_.state_dir / "disks", kSpareDisksPerSize),
       store_(store),
       host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {
+  if (cgroups_->Version() == 1 && !config_.zygote_program.empty()) {
+    spares_ = std::make_unique<CgroupSpares>(*cgroups_, config_.zygote_program,
+                                             config_.state_dir / "sandboxes", kSparesPerTemplate);
+  }
   for (const auto& [id, tmpl] : templates_.All()) {
     if (tmpl.disk_mb != 0) disks_.Want(uint64_t{tmpl.disk_mb} << 20);
+    if (spares_) spares_->Want(id, Resources(tmpl));
   }
 }
 
@@ -292,7 +305,8 @@ Result<int> Registry::UsernsForSlot(uint32_t slot) {
 
 Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions& options,
                                                            const Template& tmpl,
-                                                           const std::string& id, uint32_t slot) {
+                                                           const std::string& id, uint32_t slot,
+                                                           std::optional<CgroupSpare> spare) {
   StepTimes times;
   auto sandbox = std::make_unique<Sandbox>();
   sandbox->slot = slot;
@@ -312,11 +326,13 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   // SECURITY: limits are in place before the first process of the sandbox exists.
   // Three groups: the sandbox total, envd's "agent", and "user" with the template's
   // limits (runtime/sandbox_cgroups.h).
-  runtime::SandboxResources resources{.memory_bytes = uint64_t{tmpl.memory_mb} << 20,
-                                      .pids_max = tmpl.pids_max,
-                                      .cpu_millicores = tmpl.cpu_count * 1000};
-  ASSIGN_OR_RETURN(runtime::SandboxCgroups groups,
-                   runtime::CreateSandboxCgroups(*cgroups_, id, resources));
+  // A spare has them made already, with the same limits (control/spares.h).
+  runtime::SandboxCgroups groups;
+  if (spare) {
+    groups = std::move(spare->groups);
+  } else {
+    ASSIGN_OR_RETURN(groups, runtime::CreateSandboxCgroups(*cgroups_, id, Resources(tmpl)));
+  }
   sandbox->cgroup = std::move(groups.sandbox);
   times.Mark("cgroups");
   // The user seccomp program and the user cgroup's files, for envd (fds 5, 6, ...).
@@ -362,6 +378,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   if (cgroups_->Version() == 2) {
     ASSIGN_OR_RETURN(cgroup_dir, groups.agent->OpenDirFd());
     spec.cgroup_dir_fd = cgroup_dir.Get();
+  } else if (spare) {
+    spec.zygote = &spare->zygote;  // already in groups.agent
   } else {
     runtime::Cgroup* cgroup = groups.agent.get();
     spec.join_cgroup = [cgroup](pid_t pid) { return cgroup->AddProcess(pid); };
@@ -383,8 +401,10 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
 Result<std::unique_ptr<Registry::Sandbox>> Registry::CreateNew(const SandboxOptions& options,
                                                                const Template& tmpl) {
   ASSIGN_OR_RETURN(uint32_t slot, AllocateSlot());
-  std::string id = NewSandboxId();
-  auto started = Start(options, tmpl, id, slot);
+  std::optional<CgroupSpare> spare;
+  if (spares_) spare = spares_->Take(tmpl.id);
+  std::string id = spare ? spare->id : NewSandboxId();
+  auto started = Start(options, tmpl, id, slot, std::move(spare));
   if (!started) {
     LOG_WARN("create sandbox {}: {}", id, started.error().message);
     // Start failed part way: tear down whatever exists (cgroup, processes, state dir).

@@ -27,6 +27,7 @@
 #include "runtime/cgroup.h"
 #include "runtime/disk.h"
 #include "runtime/sandbox_process.h"
+#include "server/control/spares.h"
 #include "server/control/sandbox_info.h"
 #include "server/control/templates.h"
 #include "server/store/store.h"
@@ -56,6 +57,8 @@ struct RegistryConfig {
   uint32_t max_sandboxes = 4096;
   // Warm pools: how many ready sandboxes to keep per template id (0 or absent: none).
   std::map<std::string, uint32_t> pool_sizes;
+  // isobox-zygote, for the cgroup v1 fast path (control/spares.h); empty: none.
+  std::filesystem::path zygote_program;
   // Ended sandboxes stay readable (GET /isobox/sandboxes/{id}) this long.
   std::chrono::hours ended_kept{24};
   std::chrono::milliseconds metrics_interval{2000};
@@ -141,7 +144,8 @@ class Registry {
   // A new sandbox (slot, id, Start; cleaned up on failure), not yet registered.
   Result<std::unique_ptr<Sandbox>> CreateNew(const SandboxOptions& options, const Template& tmpl);
   Result<std::unique_ptr<Sandbox>> Start(const SandboxOptions& options, const Template& tmpl,
-                                         const std::string& id, uint32_t slot);
+                                         const std::string& id, uint32_t slot,
+                                         std::optional<CgroupSpare> spare);
   // Kills and removes everything of the sandbox; returns how its init ended.
   ExitStatus Destroy(std::unique_ptr<Sandbox> sandbox);
   Status Persist(const Sandbox& sandbox);
@@ -170,6 +174,7 @@ class Registry {
   TemplateStore templates_;
   std::unique_ptr<runtime::CgroupManager> cgroups_;
   runtime::DiskReserve disks_;  // a spare disk of each template's size (runtime/disk.h)
+  std::unique_ptr<CgroupSpares> spares_;  // cgroup v1 with a zygote program only
   Store& store_;
   UniqueFd host_netns_;
   EventObserver observer_;

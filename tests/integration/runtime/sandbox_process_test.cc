@@ -17,7 +17,9 @@
 #include <string>
 #include <thread>
 
+#include "runtime/cgroup.h"
 #include "runtime/idmap.h"
+#include "runtime/zygote.h"
 #include "runtime/rootfs.h"
 
 namespace isobox::runtime {
@@ -202,6 +204,70 @@ TEST_F(SandboxProcessTest, InitWaitsForItsCgroupBeforeGoingOn) {
   auto sandbox = SpawnSandbox(failing);
   ASSERT_FALSE(sandbox);
   EXPECT_NE(sandbox.error().message.find("no cgroup for you"), std::string::npos);
+}
+
+// The v1 fast path: a zygote moved into a group ahead of time clones the init there.
+class ZygoteTest : public SandboxProcessTest {
+ protected:
+  void SetUp() override {
+    SandboxProcessTest::SetUp();
+    auto manager = CgroupManager::Detect(fmt::format("isobox-test/z{}", ::getpid()));
+    ASSERT_TRUE(manager) << manager.error().message;
+    manager_ = std::move(*manager);
+  }
+  void TearDown() override {
+    for (auto& group : groups_) (void)group->Destroy(std::chrono::seconds(10));
+    SandboxProcessTest::TearDown();
+  }
+  // A zygote inside a new group limited to `pids_max` processes.
+  Zygote ZygoteInGroup(const std::string& name, uint64_t pids_max) {
+    auto group = manager_->Create(name, {.pids_max = pids_max});
+    EXPECT_TRUE(group) << group.error().message;
+    auto zygote = Zygote::Start(ISOBOX_ZYGOTE);
+    EXPECT_TRUE(zygote) << zygote.error().message;
+    if (!group || !zygote) return {};
+    auto added = (*group)->AddProcess(zygote->Pid());
+    EXPECT_TRUE(added) << added.error().message;
+    groups_.push_back(std::move(*group));
+    return std::move(*zygote);
+  }
+
+  std::unique_ptr<CgroupManager> manager_;
+  std::vector<std::unique_ptr<Cgroup>> groups_;
+};
+
+TEST_F(ZygoteTest, ClonesAFullyContainedInitThatIsOurChild) {
+  Zygote zygote = ZygoteInGroup("ok", 8);
+  SandboxSpec spec = Spec("probe8");
+  spec.zygote = &zygote;
+  auto report = Probe(spec);  // Probe waits for the init: it must be this process's child
+  EXPECT_EQ(report["pid"], "1");
+  EXPECT_EQ(report["uid"], "65535");
+  EXPECT_EQ(report["hostname"], "probe8");
+  EXPECT_EQ(report["Seccomp"], "2");
+  EXPECT_EQ(report["CapBnd"], "00000000002001ff");
+  EXPECT_EQ(report["unshare_cgroup"], "ok");
+  EXPECT_EQ(report["open_fd_5"], "No such file or directory");
+  // One clone per zygote.
+  auto again = SpawnSandbox(Spec("probe9"));
+  EXPECT_TRUE(again) << again.error().message;
+  SandboxSpec reused = Spec("probe10");
+  reused.zygote = &zygote;
+  auto refused = SpawnSandbox(reused);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("already used"), std::string::npos);
+}
+
+TEST_F(ZygoteTest, TheInitStartsInsideTheZygotesGroup) {
+  // The zygote is the group's one allowed process: a clone made inside the group is
+  // refused by its pids limit, which proves the init would have started there.
+  Zygote zygote = ZygoteInGroup("full", 1);
+  SandboxSpec spec = Spec("probe11");
+  spec.zygote = &zygote;
+  auto sandbox = SpawnSandbox(spec);
+  ASSERT_FALSE(sandbox);
+  EXPECT_NE(sandbox.error().message.find("Resource temporarily unavailable"), std::string::npos)
+      << sandbox.error().message;
 }
 
 TEST_F(SandboxProcessTest, FailedStepIsNamed) {

@@ -1,0 +1,270 @@
+#include "runtime/zygote.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+
+#include "base/sys/syscalls.h"
+#include "runtime/containment.h"
+#include "runtime/seccomp.h"
+
+namespace isobox::runtime {
+namespace {
+
+constexpr size_t kMaxRequestBytes = 16 * 1024;
+constexpr size_t kMaxFds = 32;
+constexpr int kReplyTimeoutMs = 10000;
+constexpr uint32_t kMagic = 0x1b0c2901;
+
+// The request, flat: a header, then six length-prefixed strings.
+struct RequestHeader {
+  uint32_t magic;
+  uint32_t fd_count;
+  uint64_t clone_flags;
+  uint64_t nofile;
+  uint64_t fsize;
+  uint32_t has_usr;
+  uint32_t reserved;
+};
+
+struct Reply {
+  int64_t pid;  // > 0: the init; otherwise -errno of the clone
+};
+
+void AppendString(std::string& out, std::string_view text) {
+  auto size = static_cast<uint32_t>(text.size());
+  out.append(reinterpret_cast<const char*>(&size), sizeof(size));
+  out.append(text);
+}
+
+bool ReadString(std::string_view& in, std::string& out) {
+  uint32_t size = 0;
+  if (in.size() < sizeof(size)) return false;
+  std::memcpy(&size, in.data(), sizeof(size));
+  in.remove_prefix(sizeof(size));
+  if (in.size() < size) return false;
+  out.assign(in.substr(0, size));
+  in.remove_prefix(size);
+  return true;
+}
+
+// Sends `data` with `fds` attached as one message.
+Status SendWithFds(int socket, std::string_view data, std::span<const int> fds) {
+  if (fds.size() > kMaxFds) return MakeError(ErrorCode::kInvalidArgument, "too many fds");
+  iovec iov{const_cast<char*>(data.data()), data.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (!fds.empty()) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t sent;
+  do {
+    sent = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  if (sent != static_cast<ssize_t>(data.size())) return SysError("send to zygote");
+  return Ok();
+}
+
+// Receives one message into `data` (resized to what came) and its fds (O_CLOEXEC).
+Status ReceiveWithFds(int socket, std::string& data, std::vector<UniqueFd>& fds) {
+  iovec iov{data.data(), data.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n;
+  do {
+    n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return SysError("receive from zygote socket");
+  for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+      fds.emplace_back(fd);
+    }
+  }
+  if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "zygote message truncated");
+  }
+  data.resize(static_cast<size_t>(n));
+  return Ok();
+}
+
+}  // namespace
+
+Result<Zygote> Zygote::Start(const std::filesystem::path& program) {
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+    return SysError("socketpair for zygote");
+  }
+  UniqueFd ours(pair[0]);
+  UniqueFd theirs(pair[1]);
+  std::string parent = std::to_string(::getpid());
+  std::string path = program.string();
+  std::array<char*, 3> argv = {const_cast<char*>("isobox-zygote"), parent.data(), nullptr};
+  std::array<char*, 1> envp = {nullptr};
+  int pidfd = -1;
+  struct clone_args args {};
+  args.flags = CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  long pid = sys::Clone3(&args, sizeof(args));
+  if (pid < 0) return SysError("clone3 zygote");
+  if (pid == 0) {
+    // Async-signal-safe only: the zygote's end of the socket becomes fd 3, nothing else
+    // of isoboxd's is inherited.
+    int fd = theirs.Get();
+    if (fd == 3 ? ::fcntl(3, F_SETFD, 0) < 0 : ::dup2(fd, 3) < 0) ::_exit(126);
+    ::close_range(4, ~0U, 0);
+    ::execve(path.c_str(), argv.data(), envp.data());
+    ::_exit(127);
+  }
+  Zygote zygote;
+  zygote.process_ = ChildProcess(static_cast<pid_t>(pid), UniqueFd(pidfd));
+  zygote.socket_ = std::move(ours);
+  return zygote;
+}
+
+Result<ChildProcess> Zygote::Clone(uint64_t clone_flags, const ZygotePlan& plan,
+                                   std::span<const int> fds) {
+  if (!socket_) return MakeError(ErrorCode::kFailedPrecondition, "zygote already used");
+  RequestHeader header{.magic = kMagic,
+                       .fd_count = static_cast<uint32_t>(fds.size()),
+                       .clone_flags = clone_flags,
+                       .nofile = plan.nofile,
+                       .fsize = plan.fsize,
+                       .has_usr = plan.has_usr ? 1u : 0u,
+                       .reserved = 0};
+  std::string request(reinterpret_cast<const char*>(&header), sizeof(header));
+  for (const std::string* text : {&plan.mountpoint, &plan.hostname, &plan.tmp_options,
+                                  &plan.exec_path, &plan.argv0, &plan.env}) {
+    AppendString(request, *text);
+  }
+  UniqueFd socket = std::move(socket_);  // one request per zygote
+  RETURN_IF_ERROR(SendWithFds(socket.Get(), request, fds));
+  pollfd pfd{socket.Get(), POLLIN, 0};
+  int ready;
+  do {
+    ready = ::poll(&pfd, 1, kReplyTimeoutMs);
+  } while (ready < 0 && errno == EINTR);
+  if (ready <= 0) return MakeError(ErrorCode::kDeadlineExceeded, "zygote did not answer");
+  std::string data(sizeof(Reply), '\0');
+  std::vector<UniqueFd> received;
+  RETURN_IF_ERROR(ReceiveWithFds(socket.Get(), data, received));
+  process_.KillAndReap();  // done: it exits after the reply anyway
+  Reply reply{};
+  if (data.size() != sizeof(reply)) {
+    return MakeError(ErrorCode::kInternal, "zygote gave no answer (it exited)");
+  }
+  std::memcpy(&reply, data.data(), sizeof(reply));
+  if (reply.pid <= 0) return ErrnoError(static_cast<int>(-reply.pid), "zygote clone3 sandbox init");
+  if (received.size() != 1) return MakeError(ErrorCode::kInternal, "zygote sent no pidfd");
+  return ChildProcess(static_cast<pid_t>(reply.pid), std::move(received[0]));
+}
+
+namespace {
+
+// Parses the request into a plan whose fds and strings live in `fds` and `strings`.
+bool ParseRequest(std::string_view in, const std::vector<UniqueFd>& fds,
+                  std::array<std::string, 6>& strings, ContainmentPlan& plan,
+                  std::vector<int>& pass_fds, uint64_t& clone_flags) {
+  RequestHeader header{};
+  if (in.size() < sizeof(header)) return false;
+  std::memcpy(&header, in.data(), sizeof(header));
+  in.remove_prefix(sizeof(header));
+  size_t fixed = header.has_usr != 0 ? 6 : 5;
+  if (header.magic != kMagic || header.fd_count != fds.size() || fds.size() < fixed) {
+    return false;
+  }
+  for (std::string& text : strings) {
+    if (!ReadString(in, text)) return false;
+  }
+  clone_flags = header.clone_flags;
+  plan.sync_fd = fds[0].Get();
+  plan.error_fd = fds[1].Get();
+  plan.root_mount_fd = fds[2].Get();
+  plan.agent_mount_fd = fds[3].Get();
+  plan.log_fd = fds[4].Get();
+  plan.usr_mount_fd = header.has_usr != 0 ? fds[5].Get() : -1;
+  for (size_t i = fixed; i < fds.size(); ++i) pass_fds.push_back(fds[i].Get());
+  plan.pass_fds = pass_fds.data();
+  plan.pass_fd_count = static_cast<int>(pass_fds.size());
+  plan.nofile = header.nofile;
+  plan.fsize = header.fsize;
+  return true;
+}
+
+void Answer(int socket, long pid, int pidfd) {
+  Reply reply{.pid = pid};
+  std::string_view data(reinterpret_cast<const char*>(&reply), sizeof(reply));
+  std::array<int, 1> fds = {pidfd};
+  (void)SendWithFds(socket, data, pid > 0 ? std::span<const int>(fds) : std::span<const int>());
+}
+
+}  // namespace
+
+int ZygoteMain(int socket_fd) {
+  std::string data(kMaxRequestBytes, '\0');
+  std::vector<UniqueFd> fds;
+  if (!ReceiveWithFds(socket_fd, data, fds)) return 1;  // isoboxd closed the socket
+  std::array<std::string, 6> strings;
+  ContainmentPlan plan;
+  std::vector<int> pass_fds;
+  uint64_t clone_flags = 0;
+  if (!ParseRequest(data, fds, strings, plan, pass_fds, clone_flags)) {
+    Answer(socket_fd, -EPROTO, -1);
+    return 1;
+  }
+  auto seccomp = DefaultSeccompProgram(SeccompProfile::kAgent);
+  if (!seccomp) {
+    Answer(socket_fd, -EINVAL, -1);
+    return 1;
+  }
+  sock_fprog seccomp_prog = seccomp->Prog();
+  std::array<char*, 2> argv = {strings[4].data(), nullptr};
+  std::array<char*, 2> envp = {strings[5].data(), nullptr};
+  plan.mountpoint = strings[0].c_str();
+  plan.hostname = strings[1].c_str();
+  plan.tmp_options = strings[2].c_str();
+  plan.exec_path = strings[3].c_str();
+  plan.argv = argv.data();
+  plan.envp = envp.data();
+  plan.seccomp = &seccomp_prog;
+
+  int pidfd = -1;
+  struct clone_args args {};
+  // SECURITY: the same namespaces SpawnSandbox asks for (clone_flags); CLONE_PARENT makes
+  // the init isoboxd's child, so isoboxd reaps it and its pidfd waits work.
+  args.flags = (clone_flags & ~static_cast<uint64_t>(CLONE_INTO_CGROUP)) | CLONE_PARENT |
+               CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = 0;  // with CLONE_PARENT the kernel takes the zygote's own
+  long pid = sys::Clone3(&args, sizeof(args));
+  if (pid == 0) RunContainment(plan);
+  Answer(socket_fd, pid < 0 ? -errno : pid, pidfd);
+  return pid < 0 ? 1 : 0;
+}
+
+}  // namespace isobox::runtime

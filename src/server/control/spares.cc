@@ -1,0 +1,116 @@
+#include "server/control/spares.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <system_error>
+
+#include "base/log.h"
+#include "server/control/ids.h"
+
+namespace isobox::server {
+namespace {
+
+constexpr auto kTeardownTimeout = std::chrono::seconds(10);
+
+}  // namespace
+
+CgroupSpares::CgroupSpares(runtime::CgroupManager& cgroups, std::filesystem::path zygote_program,
+                           std::filesystem::path sandboxes_dir, size_t per_template)
+    : cgroups_(cgroups),
+      zygote_program_(std::move(zygote_program)),
+      sandboxes_dir_(std::move(sandboxes_dir)),
+      per_template_(per_template),
+      worker_([this](std::stop_token stop) { Run(stop); }) {}
+
+CgroupSpares::~CgroupSpares() {
+  worker_.request_stop();
+  wake_.notify_all();
+  worker_.join();
+  for (auto& [id, kind] : kinds_) {
+    for (CgroupSpare& spare : kind.ready) Discard(spare);
+  }
+}
+
+void CgroupSpares::Want(const std::string& template_id,
+                        const runtime::SandboxResources& resources) {
+  {
+    std::lock_guard lock(mutex_);
+    kinds_[template_id].resources = resources;
+  }
+  wake_.notify_all();
+}
+
+std::optional<CgroupSpare> CgroupSpares::Take(const std::string& template_id) {
+  std::optional<CgroupSpare> spare;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = kinds_.find(template_id);
+    if (it == kinds_.end()) return std::nullopt;
+    it->second.failing = false;
+    if (!it->second.ready.empty()) {
+      spare = std::move(it->second.ready.front());
+      it->second.ready.pop_front();
+    }
+  }
+  wake_.notify_all();
+  return spare;
+}
+
+Result<CgroupSpare> CgroupSpares::Make(const runtime::SandboxResources& resources) {
+  CgroupSpare spare;
+  spare.id = NewSandboxId();
+  std::filesystem::path dir = sandboxes_dir_ / spare.id;
+  if (::mkdir(dir.c_str(), 0700) < 0) return SysError("mkdir {}", dir.string());
+  auto groups = runtime::CreateSandboxCgroups(cgroups_, spare.id, resources);
+  if (groups) spare.groups = std::move(*groups);
+  auto zygote = groups ? runtime::Zygote::Start(zygote_program_)
+                       : Result<runtime::Zygote>(tl::unexpected(groups.error()));
+  if (zygote) spare.zygote = std::move(*zygote);
+  // SECURITY: the zygote is in the sandbox's agent group before it clones anything; the
+  // init it clones starts there, under the sandbox's limits.
+  Status joined = zygote ? spare.groups.agent->AddProcess(spare.zygote.Pid())
+                         : Status(tl::unexpected(zygote.error()));
+  if (!joined) {
+    Discard(spare);
+    return tl::unexpected(joined.error());
+  }
+  return spare;
+}
+
+void CgroupSpares::Discard(CgroupSpare& spare) {
+  spare.zygote = runtime::Zygote();  // kills and reaps it
+  if (auto group = cgroups_.Open(spare.id)) (void)(*group)->Destroy(kTeardownTimeout);
+  std::error_code ec;
+  std::filesystem::remove_all(sandboxes_dir_ / spare.id, ec);
+}
+
+void CgroupSpares::Run(std::stop_token stop) {
+  std::unique_lock lock(mutex_);
+  while (!stop.stop_requested()) {
+    std::string short_id;
+    auto is_short = [&] {
+      for (const auto& [id, kind] : kinds_) {
+        if (!kind.failing && kind.ready.size() < per_template_) {
+          short_id = id;
+          return true;
+        }
+      }
+      return false;
+    };
+    wake_.wait(lock, stop, is_short);
+    if (stop.stop_requested()) return;
+    runtime::SandboxResources resources = kinds_[short_id].resources;
+    lock.unlock();
+    auto spare = Make(resources);
+    lock.lock();
+    if (spare) {
+      kinds_[short_id].ready.push_back(std::move(*spare));
+    } else {
+      LOG_WARN("cgroup spare for template {}: {}", short_id, spare.error().message);
+      kinds_[short_id].failing = true;
+    }
+  }
+}
+
+}  // namespace isobox::server

@@ -1,0 +1,66 @@
+// cgroup v1 spares: for each template, the groups of a sandbox-to-be (with the template's
+// limits, named by the sandbox id it will have) with a zygote already inside
+// (runtime/zygote.h), made by a thread of their own. A create that takes one skips the
+// cgroup v1 move's grace period (10-15 ms) on its path; a create that finds none makes
+// its groups and joins them itself, as before. No sandbox runs in a spare: it holds a
+// few empty cgroup directories and one idle process.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "runtime/cgroup.h"
+#include "runtime/sandbox_cgroups.h"
+#include "runtime/zygote.h"
+
+namespace isobox::server {
+
+struct CgroupSpare {
+  std::string id;  // the sandbox id the groups are named after
+  runtime::SandboxCgroups groups;
+  runtime::Zygote zygote;  // in groups.agent
+};
+
+class CgroupSpares {
+ public:
+  // `sandboxes_dir`: a spare's state directory is made there first, so a daemon that
+  // dies with spares leaves directories its next start removes with their groups.
+  CgroupSpares(runtime::CgroupManager& cgroups, std::filesystem::path zygote_program,
+               std::filesystem::path sandboxes_dir, size_t per_template);
+  ~CgroupSpares();  // kills the zygotes, removes the groups
+  CgroupSpares(const CgroupSpares&) = delete;
+  CgroupSpares& operator=(const CgroupSpares&) = delete;
+
+  // Keeps spares for `template_id` with these limits from now on.
+  void Want(const std::string& template_id, const runtime::SandboxResources& resources);
+  // A ready spare for `template_id`, if any (a new one is made in the background).
+  std::optional<CgroupSpare> Take(const std::string& template_id);
+
+ private:
+  struct Kind {
+    runtime::SandboxResources resources;
+    std::deque<CgroupSpare> ready;
+    bool failing = false;  // the last attempt failed: wait for the next Take
+  };
+  void Run(std::stop_token stop);
+  Result<CgroupSpare> Make(const runtime::SandboxResources& resources);
+  void Discard(CgroupSpare& spare);
+
+  runtime::CgroupManager& cgroups_;
+  const std::filesystem::path zygote_program_;
+  const std::filesystem::path sandboxes_dir_;
+  const size_t per_template_;
+  std::mutex mutex_;
+  std::condition_variable_any wake_;
+  std::map<std::string, Kind> kinds_;
+  std::jthread worker_;  // last: joined before the members above go
+};
+
+}  // namespace isobox::server

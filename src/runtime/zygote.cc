@@ -173,7 +173,7 @@ Result<ChildProcess> Zygote::Clone(uint64_t clone_flags, const ZygotePlan& plan,
   std::string data(sizeof(Reply), '\0');
   std::vector<UniqueFd> received;
   RETURN_IF_ERROR(ReceiveWithFds(socket.Get(), data, received));
-  process_.KillAndReap();  // done: it exits after the reply anyway
+  // The zygote exits after its reply; it is reaped when this object goes (off the path).
   Reply reply{};
   if (data.size() != sizeof(reply)) {
     return MakeError(ErrorCode::kInternal, "zygote gave no answer (it exited)");
@@ -226,20 +226,21 @@ void Answer(int socket, long pid, int pidfd) {
 }  // namespace
 
 int ZygoteMain(int socket_fd) {
+  // Compiled while waiting, not when the create comes.
+  auto seccomp = DefaultSeccompProgram(SeccompProfile::kAgent);
   std::string data(kMaxRequestBytes, '\0');
   std::vector<UniqueFd> fds;
   if (!ReceiveWithFds(socket_fd, data, fds)) return 1;  // isoboxd closed the socket
+  if (!seccomp) {
+    Answer(socket_fd, -EINVAL, -1);
+    return 1;
+  }
   std::array<std::string, 6> strings;
   ContainmentPlan plan;
   std::vector<int> pass_fds;
   uint64_t clone_flags = 0;
   if (!ParseRequest(data, fds, strings, plan, pass_fds, clone_flags)) {
     Answer(socket_fd, -EPROTO, -1);
-    return 1;
-  }
-  auto seccomp = DefaultSeccompProgram(SeccompProfile::kAgent);
-  if (!seccomp) {
-    Answer(socket_fd, -EINVAL, -1);
     return 1;
   }
   sock_fprog seccomp_prog = seccomp->Prog();

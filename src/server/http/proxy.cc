@@ -13,6 +13,8 @@
 
 #include "base/log.h"
 #include "protocol/base64.h"
+#include "protocol/body_framing.h"
+#include "server/http/body_relay.h"
 
 namespace isobox::server {
 namespace {
@@ -49,17 +51,6 @@ Task<bool> Refuse(ClientStream& client, unsigned version, http::status status, s
   co_return false;
 }
 
-// The TCP socket under a stream (itself for a plain socket).
-template <typename S>
-auto& LowestSocket(S& stream) {
-  auto& lowest = beast::get_lowest_layer(stream);
-  if constexpr (requires { lowest.socket(); }) {
-    return lowest.socket();
-  } else {
-    return lowest;
-  }
-}
-
 // What the audit log and the metrics learn about one relayed request. Filled before the
 // request is relayed; reported once, when the answer's status is known.
 struct RelayReport {
@@ -91,10 +82,24 @@ struct RelayReport {
   }
 };
 
-// Copies one message body from `input` to `output` piece by piece, as it arrives, so that
-// streams flow and large bodies never sit in memory. The header is written first.
-// With `report`, counts the body's bytes and keeps up to kMaxCapturedBody of them when
-// the report asks for a capture.
+// How a body can be relayed verbatim: its Content-Length or its chunked framing. None for a
+// body that ends when the connection closes (it is re-encoded as chunked) and for a request
+// whose body the audit log keeps (it is decoded to be kept).
+template <bool kIsRequest>
+std::optional<protocol::BodyFraming> VerbatimFraming(
+    const http::parser<kIsRequest, http::buffer_body>& parser, const RelayReport* report) {
+  if (report != nullptr && report->capture) return std::nullopt;
+  if (parser.is_done()) return protocol::BodyFraming::Length(0);
+  if (parser.chunked()) return protocol::BodyFraming::Chunked();
+  if (auto length = parser.content_length()) return protocol::BodyFraming::Length(*length);
+  return std::nullopt;
+}
+
+// Copies one message body from `input` to `output` as it arrives, so that streams flow
+// and large bodies never sit in memory. The header is written first. A body with a length
+// or chunked framing passes verbatim (RelayBody); otherwise it is parsed and re-encoded
+// piece by piece. With `report`, counts the body's bytes and keeps up to
+// kMaxCapturedBody of them when the report asks for a capture.
 template <bool kIsRequest, typename Input, typename Output>
 Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_buffer,
                                       http::parser<kIsRequest, http::buffer_body>& parser,
@@ -104,6 +109,11 @@ Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_bu
   co_await http::async_write_header(output, serializer,
                                     asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return ec;
+  if (auto framing = VerbatimFraming(parser, report)) {
+    ec = co_await RelayBody(input, input_buffer, *framing, output);
+    if (report != nullptr) report->body_bytes = framing->DataBytes();
+    co_return ec;
+  }
   std::vector<char> chunk(kRelayChunk);
   auto& body = parser.get().body();
   while (!parser.is_done() || !serializer.is_done()) {
@@ -250,6 +260,7 @@ Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderPars
   const unsigned version = request.version();
   const bool client_keep_alive = request.keep_alive();
   const bool upgrade = IsUpgrade(request);
+  const bool head = request.method() == http::verb::head;
   http::request_parser<http::buffer_body> request_parser{std::move(header)};
   request_parser.body_limit(boost::none);
   // One upstream connection per request: the upstream closes it after the answer.
@@ -260,6 +271,8 @@ Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderPars
 
   http::response_parser<http::buffer_body> response_parser;
   response_parser.body_limit(boost::none);
+  // The answer to HEAD announces a body it does not carry.
+  if (head) response_parser.skip(true);
   boost::system::error_code ec;
   co_await http::async_read_header(upstream, upstream_buffer, response_parser,
                                    asio::redirect_error(asio::use_awaitable, ec));

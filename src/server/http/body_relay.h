@@ -11,10 +11,10 @@
 
 #include <algorithm>
 #include <boost/asio/write.hpp>
+#include <string>
 #include <string_view>
 #include <type_traits>
 
-#include "base/log.h"
 #include "base/unique_fd.h"
 #include "protocol/body_framing.h"
 #include "server/http/types.h"
@@ -131,10 +131,13 @@ class SplicePipe {
 // Relays the body that `framing` describes from `input` to `output` verbatim, starting with
 // the body bytes already in `input_buffer`. Bytes read past the end of the body (a
 // pipelined request) stay in `input_buffer`. `framing.DataBytes()` tells afterwards how
-// much body data passed, also when the relay failed.
+// much body data passed, also when the relay failed. Malformed chunk framing ends the relay
+// with http::error::bad_chunk and, with `problem`, says what was wrong there; the bytes
+// from the piece that held the error on are not relayed.
 template <typename Input, typename Output>
 Task<boost::system::error_code> RelayBody(Input& input, beast::flat_buffer& input_buffer,
-                                          protocol::BodyFraming& framing, Output& output) {
+                                          protocol::BodyFraming& framing, Output& output,
+                                          std::string* problem = nullptr) {
   constexpr bool kSplice = kIsPlainSocket<Input> && kIsPlainSocket<Output>;
   SplicePipe pipe;
   boost::system::error_code ec;
@@ -144,7 +147,7 @@ Task<boost::system::error_code> RelayBody(Input& input, beast::flat_buffer& inpu
       std::string_view held(static_cast<const char*>(data.data()), data.size());
       auto taken = framing.Consume(held);
       if (!taken) {
-        LOG_DEBUG("relay: {}", taken.error().message);
+        if (problem != nullptr) *problem = taken.error().message;
         co_return http::error::bad_chunk;
       }
       co_await asio::async_write(output, asio::buffer(held.data(), *taken),

@@ -64,6 +64,7 @@ struct RelayReport {
   bool capture = false;  // keep the request body (bounded) for the audit log
   std::string body{};
   uint64_t body_bytes = 0;
+  std::string problem{};  // what was malformed in the request body, if anything
   bool reported = false;
 
   void Report(int status) {
@@ -110,7 +111,8 @@ Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_bu
                                     asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return ec;
   if (auto framing = VerbatimFraming(parser, report)) {
-    ec = co_await RelayBody(input, input_buffer, *framing, output);
+    ec = co_await RelayBody(input, input_buffer, *framing, output,
+                            report != nullptr ? &report->problem : nullptr);
     if (report != nullptr) report->body_bytes = framing->DataBytes();
     co_return ec;
   }
@@ -268,6 +270,19 @@ Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderPars
   beast::flat_buffer upstream_buffer;
   boost::system::error_code request_ec =
       co_await Relay<true>(client, buffer, request_parser, upstream, &report);
+  if (request_ec == http::error::bad_chunk && !report.problem.empty()) {
+    // The client's chunk framing is broken: the upstream got a body cut short and is
+    // dropped with this connection; the client learns what was wrong.
+    report.Report(400);
+    co_return co_await Refuse(client, version, http::status::bad_request,
+                              JsonError(400, report.problem));
+  }
+  if (request_ec) {
+    // The request broke off (the client went away or reset): the upstream sees its end of
+    // input now and answers or closes, instead of waiting for the rest.
+    boost::system::error_code ignored;
+    LowestSocket(upstream).shutdown(asio::socket_base::shutdown_send, ignored);
+  }
 
   http::response_parser<http::buffer_body> response_parser;
   response_parser.body_limit(boost::none);

@@ -40,16 +40,16 @@ class BodyFraming {
 
  private:
   enum class State {
-    kSize,        // hex digits of a chunk size
-    kExtension,   // after the size: BWS, ";name=value" ... up to CR
-    kSizeLf,      // LF ending the chunk-size line
-    kData,        // left_ bytes of chunk data (or of a Content-Length body)
-    kDataCr,      // CR after chunk data
-    kDataLf,      // LF after chunk data
-    kTrailer,     // start of a trailer line, or the final CRLF
-    kTrailerText, // inside a trailer field line, up to CR
-    kTrailerLf,   // LF ending a trailer field line
-    kEndLf,       // LF of the final CRLF
+    kSize,         // hex digits of a chunk size
+    kExtension,    // after the size: BWS, ";name=value" ... up to CR
+    kSizeLf,       // LF ending the chunk-size line
+    kData,         // left_ bytes of chunk data (or of a Content-Length body)
+    kDataCr,       // CR after chunk data
+    kDataLf,       // LF after chunk data
+    kTrailer,      // start of a trailer line, or the final CRLF
+    kTrailerText,  // inside a trailer field line, up to CR
+    kTrailerLf,    // LF ending a trailer field line
+    kEndLf,        // LF of the final CRLF
     kDone,
   };
 
@@ -59,11 +59,11 @@ class BodyFraming {
   Result<void> Fail(std::string_view what) const;
 
   State state_;
-  uint64_t left_ = 0;      // kData: bytes of data still to come; kSize: the size so far
+  uint64_t left_ = 0;  // kData: bytes of data still to come; kSize: the size so far
   bool chunked_ = false;
-  size_t digits_ = 0;      // hex digits of the current chunk size
-  size_t line_ = 0;        // bytes of the current chunk-size line
-  size_t trailers_ = 0;    // bytes of trailer fields so far
+  size_t digits_ = 0;    // hex digits of the current chunk size
+  size_t line_ = 0;      // bytes of the current chunk-size line
+  size_t trailers_ = 0;  // bytes of trailer fields so far
   uint64_t data_bytes_ = 0;
 };
 

@@ -1,9 +1,9 @@
 // The chunked framing the sandbox relay follows (protocol/body_framing.h). The first byte
 // picks the piece size the input is fed in; the count consumed must never exceed the input
 // and must not depend on how the input is split.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <cstdlib>
 #include <string_view>
 

@@ -5,8 +5,8 @@
 //
 //   ISOBOXD=build/release/bin/isoboxd node bench/files.mjs [MiB, default 1024] [--no-sdk-gzip]
 //
-// --no-sdk-gzip leaves out the SDK download row (it is far slower than the others today,
-// see docs/benchmarks.md).
+// --no-sdk-gzip leaves out the SDK download row (envd compresses on the fly, so it is
+// slower than the others; see docs/benchmarks.md).
 //
 // Needs root (it starts its own isoboxd, state under $TMPDIR). The base template's disk is
 // 1 GiB, too small for a 1 GiB file plus ext4's own overhead, so this isoboxd runs with

@@ -3,9 +3,9 @@
 #include <poll.h>
 
 #include <algorithm>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 #include <charconv>
@@ -13,6 +13,8 @@
 
 #include "base/log.h"
 #include "protocol/base64.h"
+#include "protocol/body_framing.h"
+#include "server/http/body_relay.h"
 
 namespace isobox::server {
 namespace {
@@ -49,17 +51,6 @@ Task<bool> Refuse(ClientStream& client, unsigned version, http::status status, s
   co_return false;
 }
 
-// The TCP socket under a stream (itself for a plain socket).
-template <typename S>
-auto& LowestSocket(S& stream) {
-  auto& lowest = beast::get_lowest_layer(stream);
-  if constexpr (requires { lowest.socket(); }) {
-    return lowest.socket();
-  } else {
-    return lowest;
-  }
-}
-
 // What the audit log and the metrics learn about one relayed request. Filled before the
 // request is relayed; reported once, when the answer's status is known.
 struct RelayReport {
@@ -73,6 +64,7 @@ struct RelayReport {
   bool capture = false;  // keep the request body (bounded) for the audit log
   std::string body{};
   uint64_t body_bytes = 0;
+  std::string problem{};  // what was malformed in the request body, if anything
   bool reported = false;
 
   void Report(int status) {
@@ -91,10 +83,24 @@ struct RelayReport {
   }
 };
 
-// Copies one message body from `input` to `output` piece by piece, as it arrives, so that
-// streams flow and large bodies never sit in memory. The header is written first.
-// With `report`, counts the body's bytes and keeps up to kMaxCapturedBody of them when
-// the report asks for a capture.
+// How a body can be relayed verbatim: its Content-Length or its chunked framing. None for a
+// body that ends when the connection closes (it is re-encoded as chunked) and for a request
+// whose body the audit log keeps (it is decoded to be kept).
+template <bool kIsRequest>
+std::optional<protocol::BodyFraming> VerbatimFraming(
+    const http::parser<kIsRequest, http::buffer_body>& parser, const RelayReport* report) {
+  if (report != nullptr && report->capture) return std::nullopt;
+  if (parser.is_done()) return protocol::BodyFraming::Length(0);
+  if (parser.chunked()) return protocol::BodyFraming::Chunked();
+  if (auto length = parser.content_length()) return protocol::BodyFraming::Length(*length);
+  return std::nullopt;
+}
+
+// Copies one message body from `input` to `output` as it arrives, so that streams flow
+// and large bodies never sit in memory. The header is written first. A body with a length
+// or chunked framing passes verbatim (RelayBody); otherwise it is parsed and re-encoded
+// piece by piece. With `report`, counts the body's bytes and keeps up to
+// kMaxCapturedBody of them when the report asks for a capture.
 template <bool kIsRequest, typename Input, typename Output>
 Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_buffer,
                                       http::parser<kIsRequest, http::buffer_body>& parser,
@@ -104,6 +110,12 @@ Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_bu
   co_await http::async_write_header(output, serializer,
                                     asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return ec;
+  if (auto framing = VerbatimFraming(parser, report)) {
+    ec = co_await RelayBody(input, input_buffer, *framing, output,
+                            report != nullptr ? &report->problem : nullptr);
+    if (report != nullptr) report->body_bytes = framing->DataBytes();
+    co_return ec;
+  }
   std::vector<char> chunk(kRelayChunk);
   auto& body = parser.get().body();
   while (!parser.is_done() || !serializer.is_done()) {
@@ -250,6 +262,7 @@ Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderPars
   const unsigned version = request.version();
   const bool client_keep_alive = request.keep_alive();
   const bool upgrade = IsUpgrade(request);
+  const bool head = request.method() == http::verb::head;
   http::request_parser<http::buffer_body> request_parser{std::move(header)};
   request_parser.body_limit(boost::none);
   // One upstream connection per request: the upstream closes it after the answer.
@@ -257,9 +270,24 @@ Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderPars
   beast::flat_buffer upstream_buffer;
   boost::system::error_code request_ec =
       co_await Relay<true>(client, buffer, request_parser, upstream, &report);
+  if (request_ec == http::error::bad_chunk && !report.problem.empty()) {
+    // The client's chunk framing is broken: the upstream got a body cut short and is
+    // dropped with this connection; the client learns what was wrong.
+    report.Report(400);
+    co_return co_await Refuse(client, version, http::status::bad_request,
+                              JsonError(400, report.problem));
+  }
+  if (request_ec) {
+    // The request broke off (the client went away or reset): the upstream sees its end of
+    // input now and answers or closes, instead of waiting for the rest.
+    boost::system::error_code ignored;
+    LowestSocket(upstream).shutdown(asio::socket_base::shutdown_send, ignored);
+  }
 
   http::response_parser<http::buffer_body> response_parser;
   response_parser.body_limit(boost::none);
+  // The answer to HEAD announces a body it does not carry.
+  if (head) response_parser.skip(true);
   boost::system::error_code ec;
   co_await http::async_read_header(upstream, upstream_buffer, response_parser,
                                    asio::redirect_error(asio::use_awaitable, ec));

@@ -40,6 +40,12 @@ size_t Registry::PoolSize(const std::string& template_id) const {
   return it == pools_.end() ? 0 : it->second.ready.size();
 }
 
+uint64_t Registry::PoolTaken(const std::string& template_id) const {
+  std::lock_guard lock(mutex_);
+  auto it = pools_.find(template_id);
+  return it == pools_.end() ? 0 : it->second.taken;
+}
+
 void Registry::StartPools() {
   for (const auto& [id, size] : config_.pool_sizes) {
     if (size > 0 && templates_.Find(id) != nullptr) RefillLater(id);
@@ -104,7 +110,11 @@ std::unique_ptr<Registry::Sandbox> Registry::TakePooled(const std::string& templ
     }
     // One that died while waiting in the pool is not handed out.
     auto ended = sandbox->process.init.TryWait();
-    if (ended && !ended->has_value()) return sandbox;
+    if (ended && !ended->has_value()) {
+      std::lock_guard lock(mutex_);
+      ++pools_[template_id].taken;
+      return sandbox;
+    }
     LOG_WARN("pooled sandbox {} ended while in the pool", sandbox->info.id);
     Destroy(std::move(sandbox));
   }

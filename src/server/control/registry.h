@@ -100,6 +100,8 @@ class Registry {
   void StartPools();
   // Ready sandboxes in the pool of a template, and the configured sizes.
   size_t PoolSize(const std::string& template_id) const;
+  // How many creates the template's pool has served since the daemon started.
+  uint64_t PoolTaken(const std::string& template_id) const;
   const std::map<std::string, uint32_t>& PoolTargets() const { return config_.pool_sizes; }
   // Told when the daemon ends ("kill") or pauses ("pause") a sandbox on its own, with the
   // reason ("timeout", "exited"); on a worker thread. Set before the first create.
@@ -186,6 +188,7 @@ class Registry {
   struct Pool {
     std::deque<std::unique_ptr<Sandbox>> ready;
     bool filling = false;
+    uint64_t taken = 0;
   };
   std::map<std::string, Pool> pools_;
   bool stopping_ = false;

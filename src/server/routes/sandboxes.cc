@@ -386,7 +386,9 @@ Task<Reply> Route(const StringRequest& request, ControlContext& context) {
     if (request.method() != http::verb::get) co_return NotAllowed(request, path);
     json::object out;
     for (const auto& [id, target] : context.registry.PoolTargets()) {
-      out[id] = json::object{{"ready", context.registry.PoolSize(id)}, {"target", target}};
+      out[id] = json::object{{"ready", context.registry.PoolSize(id)},
+                           {"target", target},
+                           {"taken", context.registry.PoolTaken(id)}};
     }
     co_return Reply{http::status::ok, json::serialize(out)};
   }

@@ -151,7 +151,7 @@ test('options come from a TOML file given with --config; flags override it', asy
     assert.equal(metrics.status, 200, 'metrics-public from the file')
     const pools = await (await fetch(`${daemon.url}/isobox/pools`,
       { headers: { 'X-API-KEY': daemon.apiKey } })).json()
-    assert.deepEqual(pools.base, { ready: 0, target: 0 })
+    assert.deepEqual(pools.base, { ready: 0, target: 0, taken: 0 })
   } finally {
     await daemon.stop()
   }

@@ -16,9 +16,10 @@ test('base pool: create takes a ready sandbox, applies its settings, and the poo
   const daemon = await startDaemon({ pools: ['base=2', 'code-interpreter-v1=0'] })
   try {
     await until('the pool to fill', async () => (await pools(daemon)).base.ready === 2, 60000)
-    assert.deepEqual((await pools(daemon))['code-interpreter-v1'], { ready: 0, target: 0 })
+    assert.deepEqual((await pools(daemon))['code-interpreter-v1'], { ready: 0, target: 0, taken: 0 })
+    assert.equal((await pools(daemon)).base.taken, 0)
     const sandbox = await Sandbox.create({ metadata: { from: 'pool' }, timeoutMs: 60000 })
-    assert.ok((await pools(daemon)).base.ready < 2, 'the sandbox came from the pool')
+    assert.equal((await pools(daemon)).base.taken, 1, 'the sandbox came from the pool')
     const info = await sandbox.getInfo()
     assert.deepEqual(info.metadata, { from: 'pool' })
     const life = info.endAt.getTime() - info.startedAt.getTime()
@@ -28,7 +29,7 @@ test('base pool: create takes a ready sandbox, applies its settings, and the poo
     // Env vars given at create reach a pooled sandbox through its agent's /init.
     await until('the pool to refill', async () => (await pools(daemon)).base.ready === 2, 60000)
     const withEnv = await Sandbox.create({ envs: { POOLED: 'yes' } })
-    assert.ok((await pools(daemon)).base.ready < 2, 'the sandbox with env vars came from the pool')
+    assert.equal((await pools(daemon)).base.taken, 2, 'the sandbox with env vars came from the pool')
     assert.equal((await withEnv.commands.run('echo $POOLED')).stdout, 'yes\n')
     await withEnv.kill()
     const listed = await Sandbox.list().nextItems()
@@ -46,7 +47,7 @@ test('code interpreter pool: the first runCode answers from ready kernels', asyn
     await until('the pool to fill', async () =>
       (await pools(daemon))['code-interpreter-v1'].ready === 1, 120000)
     const sandbox = await CodeSandbox.create({ timeoutMs: 60000 })
-    assert.equal((await pools(daemon))['code-interpreter-v1'].ready, 0)
+    assert.equal((await pools(daemon))['code-interpreter-v1'].taken, 1, 'it came from the pool')
     const execution = await sandbox.runCode('1+1')
     assert.equal(execution.text, '2')
     await sandbox.kill()
@@ -55,7 +56,7 @@ test('code interpreter pool: the first runCode answers from ready kernels', asyn
     await until('the pool to refill', async () =>
       (await pools(daemon))['code-interpreter-v1'].ready === 1, 120000)
     const withEnv = await CodeSandbox.create({ envs: { KERNEL_ENV: 'seen' } })
-    assert.equal((await pools(daemon))['code-interpreter-v1'].ready, 1, 'the pooled one stayed')
+    assert.equal((await pools(daemon))['code-interpreter-v1'].taken, 1, 'the pooled one stayed')
     assert.equal((await withEnv.runCode('import os; os.environ["KERNEL_ENV"]')).text, 'seen')
     await withEnv.kill()
   } finally {

@@ -147,6 +147,12 @@ Result<Zygote> Zygote::Start(const std::filesystem::path& program) {
   return zygote;
 }
 
+bool Zygote::Running() {
+  if (!socket_ || !process_.Valid()) return false;
+  auto ended = process_.TryWait();
+  return ended && !ended->has_value();
+}
+
 Result<ChildProcess> Zygote::Clone(uint64_t clone_flags, const ZygotePlan& plan,
                                    std::span<const int> fds) {
   if (!socket_) return MakeError(ErrorCode::kFailedPrecondition, "zygote already used");

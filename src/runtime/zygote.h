@@ -55,6 +55,8 @@ class Zygote {
 
   pid_t Pid() const { return process_.Pid(); }
   bool Valid() const { return process_.Valid(); }
+  // Still waiting for its request (not ended, not used).
+  bool Running();
 
   // Clones a sandbox init with `clone_flags` (new namespaces; CLONE_PARENT and CLONE_PIDFD
   // are added) that runs RunContainment with `plan` and `fds`, and returns it as a child of

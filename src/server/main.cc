@@ -294,6 +294,7 @@ int Run(const Flags& flags) {
       });
   registry.Recover();
   registry.StartSampler();
+  registry.StartSpares();
   registry.StartPools();
   HttpServer server(io, workers, registry, ops,
                     HttpConfig{.api_keys = flags.api_keys,

@@ -143,6 +143,9 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
     spares_ = std::make_unique<CgroupSpares>(*cgroups_, config_.zygote_program,
                                              config_.state_dir / "sandboxes", kSparesPerTemplate);
   }
+}
+
+void Registry::StartSpares() {
   for (const auto& [id, tmpl] : templates_.All()) {
     if (tmpl.disk_mb != 0) disks_.Want(uint64_t{tmpl.disk_mb} << 20);
     if (spares_) spares_->Want(id, Resources(tmpl));

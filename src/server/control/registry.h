@@ -97,6 +97,9 @@ class Registry {
   // Starts the periodic metrics sampler on the I/O context.
   void StartSampler();
   // Starts filling the warm pools in the background (worker threads).
+  // Starts making spare disks and (cgroup v1) cgroup spares. After Recover: a spare's
+  // state directory must not be taken for a leftover of a crash.
+  void StartSpares();
   void StartPools();
   // Ready sandboxes in the pool of a template, and the configured sizes.
   size_t PoolSize(const std::string& template_id) const;

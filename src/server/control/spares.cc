@@ -54,6 +54,12 @@ std::optional<CgroupSpare> CgroupSpares::Take(const std::string& template_id) {
     }
   }
   wake_.notify_all();
+  // A zygote that died while waiting (killed from outside) cannot clone: not handed out.
+  if (spare && !spare->zygote.Running()) {
+    LOG_WARN("cgroup spare {}: its zygote is gone", spare->id);
+    Discard(*spare);
+    return std::nullopt;
+  }
   return spare;
 }
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -256,6 +257,20 @@ TEST_F(ZygoteTest, ClonesAFullyContainedInitThatIsOurChild) {
   auto refused = SpawnSandbox(reused);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("already used"), std::string::npos);
+}
+
+TEST_F(ZygoteTest, ADeadZygoteIsNotRunning) {
+  Zygote zygote = ZygoteInGroup("dead", 8);
+  EXPECT_TRUE(zygote.Running());
+  ASSERT_EQ(::kill(zygote.Pid(), SIGKILL), 0);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (zygote.Running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(zygote.Running());
+  SandboxSpec spec = Spec("probe12");
+  spec.zygote = &zygote;
+  EXPECT_FALSE(SpawnSandbox(spec));
 }
 
 TEST_F(ZygoteTest, TheInitStartsInsideTheZygotesGroup) {

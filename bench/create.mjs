@@ -9,10 +9,10 @@
 // hosts with the hybrid layout otherwise). Each runtime runs `runs` times (default 30) after
 // 3 warm-up runs; the table shows min, median and p90 in milliseconds.
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { BWRAP, ociBundle } from './lib/peers.mjs'
 
 const runs = Number(process.argv[2] ?? 30)
 const here = dirname(fileURLToPath(import.meta.url))
@@ -39,30 +39,6 @@ function mustRun(cmd, args) {
   if (result.status !== 0) throw new Error(`${cmd} failed: ${result.stderr}`)
 }
 
-const BWRAP = ['--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/usr',
-  '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64',
-  '/lib64', '--symlink', 'usr/sbin', '/sbin', '--proc', '/proc', '--dev', '/dev',
-  '--tmpfs', '/tmp', '/bin/true']
-
-// An OCI bundle whose root is an empty directory with the host's /usr bind-mounted.
-function crunBundle() {
-  const bundle = mkdtempSync(join(tmpdir(), 'isobox-bench-crun-'))
-  const rootfs = join(bundle, 'rootfs')
-  mkdirSync(join(rootfs, 'usr'), { recursive: true })
-  for (const link of ['bin', 'lib', 'lib64', 'sbin']) {
-    spawnSync('ln', ['-s', `usr/${link}`, join(rootfs, link)])
-  }
-  mustRun('crun', ['spec', '--bundle', bundle])
-  const spec = JSON.parse(spawnSync('cat', [join(bundle, 'config.json')]).stdout)
-  spec.process.terminal = false
-  spec.process.args = ['/bin/true']
-  spec.root = { path: 'rootfs', readonly: true }
-  spec.mounts.push({ destination: '/usr', type: 'bind', source: '/usr',
-    options: ['rbind', 'ro', 'nosuid', 'nodev'] })
-  writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec))
-  return bundle
-}
-
 async function isobox() {
   const { startDaemon } = await import(pathToFileURL(join(here, '../tests/e2e/js/harness.js')).href)
   const daemon = await startDaemon()
@@ -87,7 +63,7 @@ async function isobox() {
 }
 
 if (process.argv[3] === '--crun-inner') {
-  const bundle = crunBundle()
+  const bundle = ociBundle('crun')
   let n = 0
   const result = timeIt(() => mustRun('crun', ['run', '--bundle', bundle, `isobox-bench-${process.pid}-${n++}`]))
   rmSync(bundle, { recursive: true, force: true })

@@ -2,13 +2,14 @@
 // this machine, in one run. Prints a markdown table (what, n, p50, p99 or value, peer,
 // ratio) and writes JSON. Asserts nothing about timings.
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync }
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync }
   from 'node:fs'
 import { createRequire } from 'node:module'
-import { cpus, release, tmpdir, totalmem } from 'node:os'
+import { cpus, release, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { BWRAP, UNSHARE, ociBundle } from './peers.mjs'
 import { CONCURRENCY, CREATE_PEERS, rowIds } from './rows.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -100,34 +101,6 @@ async function timeConcurrent(concurrency, total, makeCommand) {
 function which(cmd) {
   const found = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' })
   return found.status === 0 ? found.stdout.trim() : null
-}
-
-const BWRAP = ['--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/usr',
-  '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64',
-  '/lib64', '--symlink', 'usr/sbin', '/sbin', '--proc', '/proc', '--dev', '/dev',
-  '--tmpfs', '/tmp', '/bin/true']
-const UNSHARE = ['--user', '--map-root-user', '--pid', '--fork', '--mount', '--net', '--uts',
-  '--ipc', '/bin/true']
-
-// An OCI bundle (the runtime's own `spec`) whose root is an empty directory with the host's
-// /usr bind-mounted read-only, running /bin/true: the same filesystem view bwrap gets.
-function ociBundle(runtime) {
-  const bundle = mkdtempSync(join(tmpdir(), `isobox-bench-${runtime}-`))
-  const rootfs = join(bundle, 'rootfs')
-  mkdirSync(join(rootfs, 'usr'), { recursive: true })
-  for (const link of ['bin', 'lib', 'lib64', 'sbin']) {
-    spawnSync('ln', ['-s', `usr/${link}`, join(rootfs, link)])
-  }
-  const made = spawnSync(runtime, ['spec', '--bundle', bundle], { encoding: 'utf8' })
-  if (made.status !== 0) throw new Error(`${runtime} spec: ${made.stderr}`)
-  const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'))
-  spec.process.terminal = false
-  spec.process.args = ['/bin/true']
-  spec.root = { path: 'rootfs', readonly: true }
-  spec.mounts.push({ destination: '/usr', type: 'bind', source: '/usr',
-    options: ['rbind', 'ro', 'nosuid', 'nodev'] })
-  writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec))
-  return bundle
 }
 
 // Runs inside a private mount namespace with /sys/fs/cgroup/unified unmounted (crun and

@@ -88,8 +88,9 @@ Result<fs::path> DefaultAgentPath() {
   return self.parent_path() / "isobox-envd";
 }
 
-// isobox-zygote beside this binary (the cgroup v1 fast path, runtime/zygote.h); empty
-// when it is missing, and creates join their cgroups themselves.
+// isobox-zygote beside this binary (the cgroup v1 fast path, runtime/zygote.h; v2 clones
+// into the cgroup and needs none); empty when it is missing, and creates join their
+// cgroups themselves.
 fs::path ZygoteProgram() {
   std::error_code ec;
   fs::path program = fs::read_symlink("/proc/self/exe", ec).parent_path() / "isobox-zygote";
@@ -280,13 +281,14 @@ int Run(const Flags& flags) {
 
   boost::asio::io_context io;
   boost::asio::thread_pool workers(flags.workers);
+  fs::path zygote_program = (*cgroups)->Version() == 1 ? ZygoteProgram() : fs::path();
   Registry registry(io, workers,
                     RegistryConfig{.state_dir = flags.state_dir,
                                    .agent_dir = *agent_dir,
                                    .uid_base = flags.uid_base,
                                    .max_sandboxes = flags.max_sandboxes,
                                    .pool_sizes = *pools,
-                                   .zygote_program = ZygoteProgram()},
+                                   .zygote_program = zygote_program},
                     std::move(*templates), std::move(*cgroups), **store);
   registry.SetEventObserver(
       [&ops](const std::string& id, std::string_view event, std::string_view reason) {

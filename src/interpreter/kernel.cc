@@ -31,6 +31,9 @@ constexpr auto kHandshakeResend = std::chrono::seconds(2);
 constexpr auto kHeartbeatInterval = std::chrono::seconds(3);
 constexpr int kHeartbeatMaxMisses = 4;
 constexpr size_t kLogTailBytes = 2048;
+// How often a channel that waits for a message is swept for one whose wake-up was lost
+// (zmq_channel.h).
+constexpr auto kSweepInterval = std::chrono::milliseconds(50);
 
 // Five free loopback ports: all bound at once (so they differ), then released for the
 // kernel to bind. The same approach as jupyter_client; the sandbox's network namespace
@@ -251,6 +254,18 @@ Status Kernel::Connect(zmq::context_t& zmq_context, const std::string& ip,
   hb_->Start([weak](std::vector<std::string>&) {
     if (auto self = weak.lock()) self->hb_answered_ = true;
   });
+  // Swept only while a reply is awaited: an idle kernel costs no timer wake-ups.
+  auto awaiting_reply = [weak] {
+    auto self = weak.lock();
+    return self && !self->dead_ && !self->listeners_.empty();
+  };
+  shell_->Sweep(kSweepInterval, awaiting_reply);
+  iopub_->Sweep(kSweepInterval, awaiting_reply);
+  control_->Sweep(kSweepInterval, awaiting_reply);
+  hb_->Sweep(kSweepInterval, [weak] {
+    auto self = weak.lock();
+    return self && !self->dead_ && self->was_ready_ && !self->hb_answered_;
+  });
   return Ok();
 }
 
@@ -272,10 +287,14 @@ Result<std::string> Kernel::Send(ZmqChannel& channel, std::string_view msg_type,
   if (dead_) return MakeError(ErrorCode::kUnavailable, "kernel died: {}", death_reason_);
   JupyterMessage message = NewMessage(msg_type, session_, std::move(content));
   std::string msg_id(message.MsgId());
-  if (listener) listeners_[msg_id] = std::move(listener);
+  const bool awaits_reply = static_cast<bool>(listener);
+  if (awaits_reply) listeners_[msg_id] = std::move(listener);
   if (auto sent = channel.Send(Serialize(message, signer_)); !sent) {
     listeners_.erase(msg_id);
     return tl::unexpected(sent.error());
+  }
+  if (awaits_reply) {
+    for (auto* awaited : {&shell_, &iopub_, &control_}) (*awaited)->Expect();
   }
   return msg_id;
 }
@@ -420,7 +439,7 @@ asio::awaitable<void> Kernel::Heartbeat() {
       hb_misses_ = 0;
     }
     hb_answered_ = false;
-    (void)hb_->Send({"ping"});
+    if (hb_->Send({"ping"})) hb_->Expect();
     timer.expires_after(kHeartbeatInterval);
     (void)co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
   }

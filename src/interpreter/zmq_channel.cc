@@ -31,7 +31,7 @@ Result<std::shared_ptr<ZmqChannel>> ZmqChannel::Create(asio::io_context& io,
 }
 
 ZmqChannel::ZmqChannel(asio::io_context& io, zmq::socket_t socket, int fd, std::string name)
-    : socket_(std::move(socket)), descriptor_(io, fd), name_(std::move(name)) {}
+    : socket_(std::move(socket)), descriptor_(io, fd), name_(std::move(name)), sweep_timer_(io) {}
 
 ZmqChannel::~ZmqChannel() { Close(); }
 
@@ -60,9 +60,40 @@ void ZmqChannel::Arm() {
                          });
 }
 
-void ZmqChannel::Drain() {
-  if (draining_ || closed_ || !handler_) return;
+void ZmqChannel::Sweep(std::chrono::milliseconds interval, std::function<bool()> expecting) {
+  sweep_interval_ = interval;
+  expecting_ = std::move(expecting);
+}
+
+void ZmqChannel::Expect() {
+  if (sweeping_ || closed_ || !expecting_) return;
+  sweeping_ = true;
+  ArmSweep();
+}
+
+void ZmqChannel::ArmSweep() {
+  if (closed_) return;
+  sweep_timer_.expires_after(sweep_interval_);
+  sweep_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->closed_ || !self->expecting_()) {
+      self->sweeping_ = false;
+      return;
+    }
+    if (size_t found = self->Drain(); found > 0) {
+      if (self->swept_ == 0) {
+        LOG_INFO("zmq {}: the sweep delivered {} message(s) that no wake-up had", self->name_,
+                 found);
+      }
+      self->swept_ += found;
+    }
+    self->ArmSweep();
+  });
+}
+
+size_t ZmqChannel::Drain() {
+  if (draining_ || closed_ || !handler_) return 0;
   draining_ = true;
+  size_t delivered = 0;
   try {
     while (!closed_ && (socket_.get(zmq::sockopt::events) & ZMQ_POLLIN)) {
       std::vector<zmq::message_t> parts;
@@ -72,12 +103,14 @@ void ZmqChannel::Drain() {
       std::vector<std::string> frames;
       frames.reserve(parts.size());
       for (auto& part : parts) frames.emplace_back(part.to_string());
+      ++delivered;
       handler_(frames);
     }
   } catch (const zmq::error_t& e) {
     LOG_WARN("zmq receive on {}: {}", name_, e.what());
   }
   draining_ = false;
+  return delivered;
 }
 
 Status ZmqChannel::Send(const std::vector<std::string>& frames) {
@@ -99,6 +132,7 @@ void ZmqChannel::Close() {
   if (closed_) return;
   closed_ = true;
   boost::system::error_code ignored;
+  sweep_timer_.cancel();
   descriptor_.cancel(ignored);
   (void)descriptor_.release();  // the fd belongs to the zmq socket
   socket_.close();

@@ -128,6 +128,9 @@ namespace cgroupfs {
 inline constexpr uint64_t kCpuPeriodUsec = 100000;
 inline constexpr uint64_t kMinCpuQuotaUsec = 1000;  // the kernel refuses smaller quotas
 inline constexpr std::chrono::milliseconds kFreezeTimeout{5000};
+// How long Destroy lets a group empty by itself (its pid namespace's init was killed)
+// before it freezes and kills what is left.
+inline constexpr std::chrono::milliseconds kExitGrace{50};
 
 // Sandbox ids and child names: [a-z0-9_-]{1,64}, not starting with '-'.
 Status ValidateName(std::string_view name);

@@ -543,6 +543,7 @@ void Registry::KillInBackground(const std::string& id, EndCause cause) {
 }
 
 Status Registry::Kill(const std::string& id, const EndCause& cause) {
+  StepTimes times;
   std::unique_ptr<Sandbox> sandbox;
   {
     std::lock_guard lock(mutex_);
@@ -554,15 +555,20 @@ Status Registry::Kill(const std::string& id, const EndCause& cause) {
   }
   asio::post(io_, [this, id] { Unwatch(id); });
   uint64_t oom_kills = 0;
+  times.Mark("lock");
   if (auto stats = sandbox->cgroup->Stats()) oom_kills = stats->oom_kills;
+  times.Mark("stats");
   bool persisted = sandbox->persisted;
   ExitStatus status = Destroy(std::move(sandbox));
+  times.Mark("destroy");
   SandboxEnd end = EndOf(cause, status, oom_kills);
   if (persisted) {
     if (auto ended = store_.EndSandbox(id, end); !ended) {
       LOG_ERROR("record the end of sandbox {}: {}", id, ended.error().message);
     }
   }
+  times.Mark("record");
+  LOG_DEBUG("kill {} (ms): {}", id, times.Text());
   LOG_INFO("sandbox {} ended: {}", id, end.reason);
   return Ok();
 }
@@ -571,22 +577,28 @@ ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
   // SIGKILL to the sandbox's PID 1 tears its whole pid namespace down; the cgroup kill
   // catches anything else and must leave the cgroup empty before it can be removed. A
   // frozen cgroup is thawed by Destroy so that the kill can complete.
+  StepTimes times;
   if (sandbox->process.init.Valid()) (void)sandbox->process.init.Signal(SIGKILL);
   if (sandbox->cgroup) {
     (void)sandbox->cgroup->Thaw();
+    times.Mark("thaw");
     if (auto destroyed = sandbox->cgroup->Destroy(kCgroupTeardownTimeout); !destroyed) {
       LOG_ERROR("sandbox {}: {}", sandbox->info.id, destroyed.error().message);
     }
+    times.Mark("cgroups");
   }
   ExitStatus status{.known = false};
   if (sandbox->process.init.Valid()) {
     (void)sandbox->process.init.Signal(SIGKILL);
     if (auto waited = sandbox->process.init.Wait()) status = *waited;
+    times.Mark("reap");
   }
   std::error_code ec;
   fs::remove_all(sandbox->state_dir, ec);
   if (ec) LOG_ERROR("remove {}: {}", sandbox->state_dir.string(), ec.message());
+  times.Mark("state dir");
   ReleaseSlot(sandbox->slot);
+  LOG_DEBUG("destroy {} (ms): {}", sandbox->info.id, times.Text());
   return status;
 }
 

@@ -1,8 +1,8 @@
 #include "server/routes/isobox.h"
 
-#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
+#include "server/http/on_worker.h"
 #include "server/routes/sandboxes.h"
 
 namespace isobox::server {
@@ -51,11 +51,8 @@ Task<StringResponse> Audit(const StringRequest& request, IsoboxContext& context)
   if (log == nullptr) {
     co_return Json(request, http::status::not_found, JsonError(404, "the audit log is off"));
   }
-  // Reading the file blocks: on a worker thread, then back to this connection's executor.
-  auto home = co_await asio::this_coro::executor;
-  co_await asio::post(context.workers.get_executor(), asio::use_awaitable);
-  auto records = log->Read(*query);
-  co_await asio::post(home, asio::use_awaitable);
+  // Reading the file blocks: on a worker thread.
+  auto records = co_await OnWorker(context.workers, [&] { return log->Read(*query); });
   if (!records) {
     co_return Json(request, http::status::internal_server_error,
                    JsonError(500, records.error().message));

@@ -2,7 +2,6 @@
 
 #include <fmt/chrono.h>
 
-#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <charconv>
 #include <optional>
@@ -10,6 +9,7 @@
 
 #include "protocol/status.h"
 #include "server/control/listing.h"
+#include "server/http/on_worker.h"
 
 namespace isobox::server {
 namespace {
@@ -190,16 +190,6 @@ json::object MetricJson(const MetricSample& sample) {
                       {"memCache", sample.mem_cache},
                       {"diskUsed", sample.disk_used},
                       {"diskTotal", sample.disk_total}};
-}
-
-// Runs a blocking registry call on a worker thread and resumes on the caller's executor.
-template <typename F>
-Task<std::invoke_result_t<F>> OnWorker(asio::thread_pool& workers, F f) {
-  auto home = co_await asio::this_coro::executor;
-  co_await asio::post(workers.get_executor(), asio::use_awaitable);
-  auto result = f();
-  co_await asio::post(home, asio::use_awaitable);
-  co_return result;
 }
 
 Task<Reply> CreateSandbox(const StringRequest& request, ControlContext& context) {

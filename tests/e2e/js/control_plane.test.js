@@ -135,8 +135,10 @@ test('killing a sandbox during a command makes the SDK raise TimeoutError', asyn
   const running = sandbox.commands.run('sleep 30')
   await until('the command to start', async () =>
     (await sandbox.commands.list()).some((p) => p.args.includes('sleep 30')))
+  // Watched before the kill: the stream may end before the kill call returns.
+  const rejected = assert.rejects(running, (error) => error instanceof TimeoutError)
   await Sandbox.kill(sandbox.sandboxId)
-  await assert.rejects(running, (error) => error instanceof TimeoutError)
+  await rejected
 })
 
 test('bad input gets a JSON error with the right status', async () => {

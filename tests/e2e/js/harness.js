@@ -37,7 +37,7 @@ export async function startDaemon(options = {}) {
         '--tls-port-file', tlsPortFile]
     : []
   const args = ['--state-dir', stateDir, '--port', '0', '--port-file', portFile,
-    '--api-key', API_KEY, '--log-level', 'warn', '--on-exit', options.onExit ?? 'kill',
+    '--api-key', API_KEY, '--log-level', options.logLevel ?? 'warn', '--on-exit', options.onExit ?? 'kill',
     ...(options.pools ?? ['base=0', 'code-interpreter-v1=0']).flatMap((p) => ['--pool', p]),
     ...tlsArgs, ...(options.args ?? [])]
   const child = spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] })

@@ -35,6 +35,8 @@ constexpr auto kAgentStartTimeout = std::chrono::seconds(10);
 constexpr auto kCgroupTeardownTimeout = std::chrono::seconds(10);
 constexpr int kSpareDisksPerSize = 1;
 constexpr size_t kSparesPerTemplate = 1;
+// How long after handing out a pooled sandbox its replacement starts (Create).
+constexpr auto kPoolRefillDelay = std::chrono::milliseconds(10);
 
 json::object AgentConfig(const std::string& id, const std::string& token,
                          const std::map<std::string, std::string>& env_vars) {
@@ -438,7 +440,16 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
       Destroy(std::move(sandbox));
     }
   }
-  RefillLater(tmpl->id);
+  if (sandbox) {
+    // The refill waits until this answer is out: started now it would take a core from
+    // the caller it was meant to serve (a create costs several ms of CPU).
+    auto timer = std::make_shared<asio::steady_timer>(io_, kPoolRefillDelay);
+    timer->async_wait([this, timer, template_id = tmpl->id](boost::system::error_code ec) {
+      if (!ec) RefillLater(template_id);
+    });
+  } else {
+    RefillLater(tmpl->id);
+  }
   if (!sandbox) {
     ASSIGN_OR_RETURN(sandbox, CreateNew(options, *tmpl));
   }

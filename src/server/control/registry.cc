@@ -592,12 +592,14 @@ ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
   // catches anything else and must leave the cgroup empty before it can be removed. A
   // frozen cgroup is thawed by Destroy so that the kill can complete.
   StepTimes times;
+  bool emptied = true;
   if (sandbox->process.init.Valid()) (void)sandbox->process.init.Signal(SIGKILL);
   if (sandbox->cgroup) {
     (void)sandbox->cgroup->Thaw();
     times.Mark("thaw");
     if (auto destroyed = sandbox->cgroup->Destroy(kCgroupTeardownTimeout); !destroyed) {
       LOG_ERROR("sandbox {}: {}", sandbox->info.id, destroyed.error().message);
+      emptied = false;
     }
     times.Mark("cgroups");
   }
@@ -611,7 +613,14 @@ ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
   fs::remove_all(sandbox->state_dir, ec);
   if (ec) LOG_ERROR("remove {}: {}", sandbox->state_dir.string(), ec.message());
   times.Mark("state dir");
-  ReleaseSlot(sandbox->slot);
+  // SECURITY: a slot's uids go to another sandbox only once no process of this one is
+  // left; if the group could not be emptied, the slot stays taken.
+  if (emptied) {
+    ReleaseSlot(sandbox->slot);
+  } else {
+    LOG_ERROR("sandbox {}: its uid slot {} stays reserved (processes may be left)",
+              sandbox->info.id, sandbox->slot);
+  }
   LOG_DEBUG("destroy {} (ms): {}", sandbox->info.id, times.Text());
   return status;
 }

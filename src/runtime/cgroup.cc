@@ -417,10 +417,9 @@ Status DestroyGroups(Cgroup& cgroup, const std::vector<fs::path>& dirs,
   // lives outside it), so the group empties by itself within a few ms. Freezing and
   // killing by pid is the fallback for whatever is left after kExitGrace, and the only
   // way for a group whose processes nobody killed.
-  PollUntil(std::min(deadline, Clock::now() + kExitGrace),
-            [&] { return cgroup.Pids().empty(); });
-  Status killed = Ok();
-  if (!cgroup.Pids().empty()) killed = cgroup.KillAll();
+  bool emptied = PollUntil(std::min(deadline, Clock::now() + kExitGrace),
+                           [&] { return cgroup.Pids().empty(); });
+  Status killed = emptied ? Ok() : cgroup.KillAll();
   auto last_kill = Clock::now();
   size_t left = 0;
   bool empty = PollUntil(deadline, [&] {

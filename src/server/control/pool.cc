@@ -6,6 +6,7 @@
 // and uid range were chosen when it was started, and nobody has seen them before it is
 // handed out.
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 
 #include "base/log.h"
@@ -52,9 +53,16 @@ void Registry::StartPools() {
   }
 }
 
-void Registry::RefillLater(const std::string& template_id) {
+void Registry::RefillLater(const std::string& template_id, std::chrono::milliseconds delay) {
   auto size = config_.pool_sizes.find(template_id);
   if (size == config_.pool_sizes.end() || size->second == 0) return;
+  if (delay.count() > 0) {
+    auto timer = std::make_shared<asio::steady_timer>(io_, delay);
+    timer->async_wait([this, timer, template_id](boost::system::error_code ec) {
+      if (!ec) RefillLater(template_id);
+    });
+    return;
+  }
   {
     std::lock_guard lock(mutex_);
     Pool& pool = pools_[template_id];

@@ -443,16 +443,9 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
       Destroy(std::move(sandbox));
     }
   }
-  if (sandbox) {
-    // The refill waits until this answer is out: started now it would take a core from
-    // the caller it was meant to serve (a create costs several ms of CPU).
-    auto timer = std::make_shared<asio::steady_timer>(io_, kPoolRefillDelay);
-    timer->async_wait([this, timer, template_id = tmpl->id](boost::system::error_code ec) {
-      if (!ec) RefillLater(template_id);
-    });
-  } else {
-    RefillLater(tmpl->id);
-  }
+  // After a pool hit the refill waits until this answer is out: started now it would take
+  // a core from the caller it was meant to serve (a create costs several ms of CPU).
+  RefillLater(tmpl->id, sandbox ? kPoolRefillDelay : std::chrono::milliseconds(0));
   if (!sandbox) {
     ASSIGN_OR_RETURN(sandbox, CreateNew(options, *tmpl));
   }

@@ -96,10 +96,10 @@ class Registry {
   void Shutdown(OnExit mode);
   // Starts the periodic metrics sampler on the I/O context.
   void StartSampler();
-  // Starts filling the warm pools in the background (worker threads).
   // Starts making spare disks and (cgroup v1) cgroup spares. After Recover: a spare's
   // state directory must not be taken for a leftover of a crash.
   void StartSpares();
+  // Starts filling the warm pools in the background (worker threads).
   void StartPools();
   // Ready sandboxes in the pool of a template, and the configured sizes.
   size_t PoolSize(const std::string& template_id) const;
@@ -160,7 +160,9 @@ class Registry {
   std::unique_ptr<Sandbox> TakePooled(const std::string& template_id);
   Status Personalize(Sandbox& sandbox, const SandboxOptions& options);
   void FillPool(const std::string& template_id);
-  void RefillLater(const std::string& template_id);
+  // Starts refilling the template's pool on a worker, after `delay` when given.
+  void RefillLater(const std::string& template_id,
+                   std::chrono::milliseconds delay = std::chrono::milliseconds(0));
   void DrainPools();
   // I/O context only: (re)arms the end-of-life timer, the exit watcher (taking ownership
   // of `pidfd`, a copy of the init's), sampling.

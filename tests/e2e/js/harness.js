@@ -1,10 +1,11 @@
 // Starts a real isoboxd on 127.0.0.1 with a free port and a private state directory, and
 // points the official E2B SDK at it through its documented environment variables.
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { promisify } from 'node:util'
 
 const API_KEY = 'e2b_' + '0123456789abcdef'.repeat(2) + '01234567'
 
@@ -68,6 +69,20 @@ export async function startDaemon(options = {}) {
       await exited
     },
   }
+}
+
+// A daemon with a TLS listener too, serving a certificate for isobox.test and
+// *.isobox.test made by `isoboxd dev-cert` in a new directory. Returns the daemon, the CA
+// certificate to trust and that directory (the caller removes it).
+export async function startTlsDaemon(options = {}) {
+  const certDir = mkdtempSync(join(tmpdir(), 'isobox-cert-'))
+  await promisify(execFile)(process.env.ISOBOXD,
+    ['dev-cert', '--domain', 'isobox.test', '--out', certDir])
+  const ca = readFileSync(join(certDir, 'ca.pem'))
+  const daemon = await startDaemon({
+    ...options, tls: { cert: join(certDir, 'cert.pem'), key: join(certDir, 'key.pem') },
+  })
+  return { daemon, ca, certDir }
 }
 
 // Polls `predicate` until it returns a truthy value (returned) or `timeoutMs` passes.

@@ -5,18 +5,13 @@
 // must end the request with a 400 naming the problem instead of a hang.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import https from 'node:https'
 import net from 'node:net'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { promisify } from 'node:util'
+import { rmSync } from 'node:fs'
 import { Sandbox } from 'e2b'
-import { startDaemon } from './harness.js'
+import { startTlsDaemon } from './harness.js'
 
-const run = promisify(execFile)
 const MiB = 1024 * 1024
 
 let daemon
@@ -24,12 +19,7 @@ let sandbox
 let certDir
 let ca
 before(async () => {
-  certDir = mkdtempSync(join(tmpdir(), 'isobox-relay-'))
-  await run(process.env.ISOBOXD, ['dev-cert', '--domain', 'isobox.test', '--out', certDir])
-  ca = readFileSync(join(certDir, 'ca.pem'))
-  daemon = await startDaemon({
-    tls: { cert: join(certDir, 'cert.pem'), key: join(certDir, 'key.pem') },
-  })
+  ;({ daemon, ca, certDir } = await startTlsDaemon())
   sandbox = await Sandbox.create({ timeoutMs: 600_000 })
 })
 after(async () => {

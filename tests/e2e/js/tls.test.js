@@ -6,14 +6,13 @@ import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import https from 'node:https'
 import tls from 'node:tls'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Sandbox } from 'e2b'
-import { startDaemon } from './harness.js'
+import { startTlsDaemon } from './harness.js'
 
 const run = promisify(execFile)
 const here = dirname(fileURLToPath(import.meta.url))
@@ -22,12 +21,7 @@ let daemon
 let certDir
 let ca
 before(async () => {
-  certDir = mkdtempSync(join(tmpdir(), 'isobox-tls-'))
-  await run(process.env.ISOBOXD, ['dev-cert', '--domain', 'isobox.test', '--out', certDir])
-  ca = readFileSync(join(certDir, 'ca.pem'))
-  daemon = await startDaemon({
-    tls: { cert: join(certDir, 'cert.pem'), key: join(certDir, 'key.pem') },
-  })
+  ;({ daemon, ca, certDir } = await startTlsDaemon())
 })
 after(async () => {
   await daemon?.stop()

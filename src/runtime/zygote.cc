@@ -114,10 +114,10 @@ Status ReceiveWithFds(int socket, std::string& data, std::vector<UniqueFd>& fds)
 
 }  // namespace
 
-Result<Zygote> Zygote::Start(const std::filesystem::path& program) {
+Result<ZygoteServer> ZygoteServer::Start(const std::filesystem::path& program) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
-    return SysError("socketpair for zygote");
+    return SysError("socketpair for zygote server");
   }
   UniqueFd ours(pair[0]);
   UniqueFd theirs(pair[1]);
@@ -131,9 +131,9 @@ Result<Zygote> Zygote::Start(const std::filesystem::path& program) {
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
   long pid = sys::Clone3(&args, sizeof(args));
-  if (pid < 0) return SysError("clone3 zygote");
+  if (pid < 0) return SysError("clone3 zygote server");
   if (pid == 0) {
-    // Async-signal-safe only: the zygote's end of the socket becomes fd 3, nothing else
+    // Async-signal-safe only: the server's end of the socket becomes fd 3, nothing else
     // of isoboxd's is inherited.
     int fd = theirs.Get();
     if (fd == 3 ? ::fcntl(3, F_SETFD, 0) < 0 : ::dup2(fd, 3) < 0) ::_exit(126);
@@ -141,8 +141,49 @@ Result<Zygote> Zygote::Start(const std::filesystem::path& program) {
     ::execve(path.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
+  ZygoteServer server;
+  server.process_ = ChildProcess(static_cast<pid_t>(pid), UniqueFd(pidfd));
+  server.socket_ = std::move(ours);
+  return server;
+}
+
+bool ZygoteServer::Running() {
+  if (!socket_ || !process_.Valid()) return false;
+  auto ended = process_.TryWait();
+  return ended && !ended->has_value();
+}
+
+Result<Zygote> ZygoteServer::Fork() {
+  if (!socket_) return MakeError(ErrorCode::kFailedPrecondition, "no zygote server");
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+    return SysError("socketpair for zygote");
+  }
+  UniqueFd ours(pair[0]);
+  UniqueFd theirs(pair[1]);
+  std::array<int, 1> fds = {theirs.Get()};
+  RETURN_IF_ERROR(SendWithFds(socket_.Get(), "fork", fds));
+  theirs.Reset();
+  pollfd pfd{socket_.Get(), POLLIN, 0};
+  int ready;
+  do {
+    ready = ::poll(&pfd, 1, kReplyTimeoutMs);
+  } while (ready < 0 && errno == EINTR);
+  if (ready <= 0) return MakeError(ErrorCode::kDeadlineExceeded, "zygote server did not answer");
+  std::string data(sizeof(Reply), '\0');
+  std::vector<UniqueFd> received;
+  RETURN_IF_ERROR(ReceiveWithFds(socket_.Get(), data, received));
+  Reply reply{};
+  if (data.size() != sizeof(reply)) {
+    socket_.Reset();  // it exited: Running() is false from now on
+    return MakeError(ErrorCode::kInternal, "zygote server gave no answer (it exited)");
+  }
+  std::memcpy(&reply, data.data(), sizeof(reply));
+  if (reply.pid <= 0) return ErrnoError(static_cast<int>(-reply.pid), "zygote server fork");
+  if (received.size() != 1) return MakeError(ErrorCode::kInternal, "zygote server sent no pidfd");
   Zygote zygote;
-  zygote.process_ = ChildProcess(static_cast<pid_t>(pid), UniqueFd(pidfd));
+  // CLONE_PARENT: the zygote is this process's child, so its pidfd can wait for and reap it.
+  zygote.process_ = ChildProcess(static_cast<pid_t>(reply.pid), std::move(received[0]));
   zygote.socket_ = std::move(ours);
   return zygote;
 }
@@ -229,18 +270,11 @@ void Answer(int socket, long pid, int pidfd) {
   (void)SendWithFds(socket, data, pid > 0 ? std::span<const int>(fds) : std::span<const int>());
 }
 
-}  // namespace
-
-int ZygoteMain(int socket_fd) {
-  // Compiled while waiting, not when the create comes.
-  auto seccomp = DefaultSeccompProgram(SeccompProfile::kAgent);
+// A zygote: reads one request from `socket_fd`, clones the init, answers, exits.
+int ZygoteMain(int socket_fd, SeccompProgram& seccomp) {
   std::string data(kMaxRequestBytes, '\0');
   std::vector<UniqueFd> fds;
   if (!ReceiveWithFds(socket_fd, data, fds)) return 1;  // isoboxd closed the socket
-  if (!seccomp) {
-    Answer(socket_fd, -EINVAL, -1);
-    return 1;
-  }
   std::array<std::string, 6> strings;
   ContainmentPlan plan;
   std::vector<int> pass_fds;
@@ -249,7 +283,7 @@ int ZygoteMain(int socket_fd) {
     Answer(socket_fd, -EPROTO, -1);
     return 1;
   }
-  sock_fprog seccomp_prog = seccomp->Prog();
+  sock_fprog seccomp_prog = seccomp.Prog();
   std::array<char*, 2> argv = {strings[4].data(), nullptr};
   std::array<char*, 2> envp = {strings[5].data(), nullptr};
   plan.mountpoint = strings[0].c_str();
@@ -272,6 +306,42 @@ int ZygoteMain(int socket_fd) {
   if (pid == 0) RunContainment(plan);
   Answer(socket_fd, pid < 0 ? -errno : pid, pidfd);
   return pid < 0 ? 1 : 0;
+}
+
+}  // namespace
+
+int ZygoteServerMain(int socket_fd, pid_t daemon) {
+  // Compiled once, before any zygote exists; every zygote inherits it.
+  auto seccomp = DefaultSeccompProgram(SeccompProfile::kAgent);
+  if (!seccomp) return 1;
+  while (true) {
+    std::string data(16, '\0');
+    std::vector<UniqueFd> fds;
+    if (!ReceiveWithFds(socket_fd, data, fds) || data.empty()) return 0;  // isoboxd is done
+    if (data != "fork" || fds.size() != 1) {
+      Answer(socket_fd, -EPROTO, -1);
+      continue;
+    }
+    int pidfd = -1;
+    struct clone_args args {};
+    // CLONE_PARENT: the zygote is isoboxd's child, not ours (isoboxd reaps it; this
+    // server never has children to wait for).
+    args.flags = CLONE_PARENT | CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+    args.exit_signal = 0;  // with CLONE_PARENT the kernel takes the server's own
+    long pid = sys::Clone3(&args, sizeof(args));
+    if (pid == 0) {
+      // The zygote. This server is single-threaded, so the child may run any code.
+      // SECURITY: it keeps only its own socket (as fd 3); the server's is closed.
+      if (::dup2(fds[0].Get(), 3) < 0) ::_exit(126);
+      ::close_range(4, ~0U, 0);
+      // Dies with isoboxd (its parent now); if isoboxd is gone already, serves no one.
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || ::getppid() != daemon) ::_exit(1);
+      ::_exit(ZygoteMain(3, *seccomp));
+    }
+    Answer(socket_fd, pid < 0 ? -errno : pid, pidfd);
+    if (pidfd >= 0) ::close(pidfd);
+  }
 }
 
 }  // namespace isobox::runtime

@@ -3,15 +3,18 @@
 // On cgroup v1 the first move of a process into a group after a quiet spell waits for an
 // RCU grace period (the kernel's cgroup_threadgroup_rwsem): 10-15 ms here, more than the
 // rest of a create. A process's children start in its groups at no cost, so a zygote is a
-// small process (isobox-zygote) started and moved into a new sandbox's `agent` group ahead
-// of time; when the sandbox is created it clones the sandbox's init, which runs the
-// containment sequence (containment.h) exactly as SpawnSandbox's own clone would, and
-// exits. The init is cloned with CLONE_PARENT: it is isoboxd's child, not the zygote's.
-// cgroup v2 clones straight into a group (CLONE_INTO_CGROUP) and needs no zygote.
+// small process moved into a new sandbox's `agent` group ahead of time; when the sandbox
+// is created it clones the sandbox's init, which runs the containment sequence
+// (containment.h) exactly as SpawnSandbox's own clone would, and exits. The init is
+// cloned with CLONE_PARENT: it is isoboxd's child, not the zygote's. cgroup v2 clones
+// straight into a group (CLONE_INTO_CGROUP) and needs no zygote.
 //
-// The zygote execs a binary of its own so that it is a single-threaded process (isoboxd
-// has threads; after fork only async-signal-safe code could run). It dies with isoboxd
-// (PR_SET_PDEATHSIG).
+// Zygotes come from a zygote server: one isobox-zygote process, exec'd once (isoboxd has
+// threads; after a fork of isoboxd only async-signal-safe code could run, and every fork
+// of its large address space costs copy-on-write faults afterwards). The server compiles
+// the agent's seccomp program once and forks a zygote per request, with CLONE_PARENT too:
+// each zygote is isoboxd's child, which reaps it and holds its pidfd. Server and zygotes
+// die with the isoboxd thread that started the server (PR_SET_PDEATHSIG).
 #pragma once
 
 #include <sys/types.h>
@@ -50,9 +53,6 @@ class Zygote {
   Zygote(Zygote&&) noexcept = default;
   Zygote& operator=(Zygote&&) noexcept = default;
 
-  // Starts `program` (isobox-zygote). Move it into its groups with Pid() before Clone.
-  static Result<Zygote> Start(const std::filesystem::path& program);
-
   pid_t Pid() const { return process_.Pid(); }
   bool Valid() const { return process_.Valid(); }
   // Still waiting for its request (not ended, not used).
@@ -65,11 +65,34 @@ class Zygote {
                              std::span<const int> fds);
 
  private:
+  friend class ZygoteServer;
   ChildProcess process_;
   UniqueFd socket_;
 };
 
-// The zygote's main: reads one request from `socket_fd`, clones, answers, exits.
-int ZygoteMain(int socket_fd);
+class ZygoteServer {
+ public:
+  ZygoteServer() = default;
+  ZygoteServer(ZygoteServer&&) noexcept = default;
+  ZygoteServer& operator=(ZygoteServer&&) noexcept = default;
+
+  // Starts `program` (isobox-zygote) as a child of the calling thread, which must live as
+  // long as the zygotes are wanted (they die with it).
+  static Result<ZygoteServer> Start(const std::filesystem::path& program);
+
+  pid_t Pid() const { return process_.Pid(); }
+  bool Running();
+  // A new zygote, a child of this process. Move it into its groups with Pid() before
+  // Clone. Not thread-safe: one caller at a time.
+  Result<Zygote> Fork();
+
+ private:
+  ChildProcess process_;
+  UniqueFd socket_;
+};
+
+// isobox-zygote's main: serves fork requests from `socket_fd` until it closes; each
+// zygote it forks serves one clone request (see above). `daemon` is isoboxd's pid.
+int ZygoteServerMain(int socket_fd, pid_t daemon);
 
 }  // namespace isobox::runtime

@@ -70,8 +70,7 @@ Result<CgroupSpare> CgroupSpares::Make(const runtime::SandboxResources& resource
   if (::mkdir(dir.c_str(), 0700) < 0) return SysError("mkdir {}", dir.string());
   auto groups = runtime::CreateSandboxCgroups(cgroups_, spare.id, resources);
   if (groups) spare.groups = std::move(*groups);
-  auto zygote = groups ? runtime::Zygote::Start(zygote_program_)
-                       : Result<runtime::Zygote>(tl::unexpected(groups.error()));
+  auto zygote = groups ? ForkZygote() : Result<runtime::Zygote>(tl::unexpected(groups.error()));
   if (zygote) spare.zygote = std::move(*zygote);
   // SECURITY: the zygote is in the sandbox's agent group before it clones anything; the
   // init it clones starts there, under the sandbox's limits.
@@ -82,6 +81,15 @@ Result<CgroupSpare> CgroupSpares::Make(const runtime::SandboxResources& resource
     return tl::unexpected(joined.error());
   }
   return spare;
+}
+
+Result<runtime::Zygote> CgroupSpares::ForkZygote() {
+  // Started by the worker thread, which lives as long as the spares: the server and its
+  // zygotes die with that thread (runtime/zygote.h).
+  if (!server_.Running()) {
+    ASSIGN_OR_RETURN(server_, runtime::ZygoteServer::Start(zygote_program_));
+  }
+  return server_.Fork();
 }
 
 void CgroupSpares::Discard(CgroupSpare& spare) {

@@ -1,6 +1,7 @@
 // cgroup v1 spares: for each template, the groups of a sandbox-to-be (with the template's
 // limits, named by the sandbox id it will have) with a zygote already inside
-// (runtime/zygote.h), made by a thread of their own. A create that takes one skips the
+// (runtime/zygote.h, forked by a zygote server that thread starts), made by a thread of
+// their own. A create that takes one skips the
 // cgroup v1 move's grace period (10-15 ms) on its path; a create that finds none makes
 // its groups and joins them itself, as before. No sandbox runs in a spare: it holds a
 // few empty cgroup directories and one idle process.
@@ -51,6 +52,7 @@ class CgroupSpares {
   };
   void Run(std::stop_token stop);
   Result<CgroupSpare> Make(const runtime::SandboxResources& resources);
+  Result<runtime::Zygote> ForkZygote();
   void Discard(CgroupSpare& spare);
 
   runtime::CgroupManager& cgroups_;
@@ -60,6 +62,7 @@ class CgroupSpares {
   std::mutex mutex_;
   std::condition_variable_any wake_;
   std::map<std::string, Kind> kinds_;
+  runtime::ZygoteServer server_;  // used by worker_ only
   std::jthread worker_;  // last: joined before the members above go
 };
 

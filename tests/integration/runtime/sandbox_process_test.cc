@@ -224,7 +224,12 @@ class ZygoteTest : public SandboxProcessTest {
   Zygote ZygoteInGroup(const std::string& name, uint64_t pids_max) {
     auto group = manager_->Create(name, {.pids_max = pids_max});
     EXPECT_TRUE(group) << group.error().message;
-    auto zygote = Zygote::Start(ISOBOX_ZYGOTE);
+    if (!server_.Running()) {
+      auto server = ZygoteServer::Start(ISOBOX_ZYGOTE);
+      EXPECT_TRUE(server) << server.error().message;
+      if (server) server_ = std::move(*server);
+    }
+    auto zygote = server_.Fork();
     EXPECT_TRUE(zygote) << zygote.error().message;
     if (!group || !zygote) return {};
     auto added = (*group)->AddProcess(zygote->Pid());
@@ -235,6 +240,7 @@ class ZygoteTest : public SandboxProcessTest {
 
   std::unique_ptr<CgroupManager> manager_;
   std::vector<std::unique_ptr<Cgroup>> groups_;
+  ZygoteServer server_;
 };
 
 TEST_F(ZygoteTest, ClonesAFullyContainedInitThatIsOurChild) {
@@ -271,6 +277,31 @@ TEST_F(ZygoteTest, ADeadZygoteIsNotRunning) {
   SandboxSpec spec = Spec("probe12");
   spec.zygote = &zygote;
   EXPECT_FALSE(SpawnSandbox(spec));
+}
+
+TEST_F(ZygoteTest, ZygotesAreOurChildrenAndOutliveTheirServer) {
+  Zygote first = ZygoteInGroup("first", 8);
+  Zygote second = ZygoteInGroup("second", 8);
+  ASSERT_TRUE(first.Valid() && second.Valid());
+  EXPECT_NE(first.Pid(), second.Pid());
+  for (const Zygote* zygote : {&first, &second}) {
+    std::ifstream in(fmt::format("/proc/{}/status", zygote->Pid()));
+    std::string status((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_NE(status.find(fmt::format("\nPPid:\t{}\n", ::getpid())), std::string::npos) << status;
+  }
+  // The server going away takes no zygote with it: each still clones its init.
+  ASSERT_EQ(::kill(server_.Pid(), SIGKILL), 0);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server_.Running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(server_.Running());
+  EXPECT_FALSE(server_.Fork());
+  SandboxSpec spec = Spec("probe13");
+  spec.zygote = &second;
+  auto report = Probe(spec);
+  EXPECT_EQ(report["pid"], "1");
+  EXPECT_EQ(report["Seccomp"], "2");
 }
 
 TEST_F(ZygoteTest, TheInitStartsInsideTheZygotesGroup) {

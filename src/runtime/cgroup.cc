@@ -113,6 +113,9 @@ int RemoveOneGroup(const fs::path& dir) {
   if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return 0;
   int err = errno;
   if ((err == ENOTEMPTY || err == EEXIST) && IsFakeTree(dir)) {
+    // As the kernel: a group that holds a process is not removed.
+    std::error_code ec;
+    if (fs::file_size(dir / "cgroup.procs", ec) > 0 && !ec) return EBUSY;
     RemoveFakeControlFiles(dir);
     if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return 0;
     err = errno;
@@ -412,8 +415,17 @@ Status DestroyGroups(Cgroup& cgroup, const std::vector<fs::path>& dirs,
                    [&](const fs::path& d) { return fs::exists(d, ec); })) {
     return Ok();  // already destroyed
   }
-  // SECURITY: the caller has usually SIGKILLed the sandbox's init already; the kernel then
-  // stops forks in its pid namespace and kills every process in it (no process of a sandbox
+  // The usual case: the caller's SIGKILL to the sandbox's init has emptied the group
+  // already (the init exits only once every process of its pid namespace is gone). The
+  // kernel refuses to remove a group that still holds a process (EBUSY), so a removal
+  // that succeeds everywhere needs no listing of processes.
+  if (std::all_of(dirs.begin(), dirs.end(), [](const fs::path& dir) {
+        return RemoveGroupTree(dir, Clock::now()).has_value();
+      })) {
+    return Ok();
+  }
+  // SECURITY: the caller has usually SIGKILLed the sandbox's init; the kernel then stops
+  // forks in its pid namespace and kills every process in it (no process of a sandbox
   // lives outside it), so the group empties by itself within a few ms. Freezing and
   // killing by pid is the fallback for whatever is left after kExitGrace, and the only
   // way for a group whose processes nobody killed.

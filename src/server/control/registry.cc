@@ -590,6 +590,13 @@ ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
   if (sandbox->cgroup) {
     (void)sandbox->cgroup->Thaw();
     times.Mark("thaw");
+    // The init exits once every process of its pid namespace is gone: after that the
+    // group is empty and is removed without listing anything (cgroupfs::DestroyGroups).
+    if (sandbox->process.init.Valid()) {
+      pollfd exited{.fd = sandbox->process.init.Pidfd(), .events = POLLIN, .revents = 0};
+      (void)::poll(&exited, 1, static_cast<int>(runtime::cgroupfs::kExitGrace.count()));
+      times.Mark("init exit");
+    }
     if (auto destroyed = sandbox->cgroup->Destroy(kCgroupTeardownTimeout); !destroyed) {
       LOG_ERROR("sandbox {}: {}", sandbox->info.id, destroyed.error().message);
       emptied = false;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/scope_guard.h"
 
 namespace isobox::runtime {
 namespace {
@@ -24,12 +25,25 @@ namespace fs = std::filesystem;
 constexpr uint64_t kMinDiskBytes = 16ull << 20;
 constexpr int kLoopAttempts = 16;
 
-// Runs mke2fs on `image`; the only external program Isobox runs (e2fsprogs).
+// Runs mke2fs on `image`, with kLayerDirs made from a staging directory; the only
+// external program Isobox runs (e2fsprogs).
 Status Format(const fs::path& image) {
+  fs::path staging = image.string() + ".d";
+  std::error_code ec;
+  fs::remove_all(staging, ec);
+  if (::mkdir(staging.c_str(), 0700) < 0) return SysError("mkdir {}", staging.string());
+  ScopeGuard remove_staging([&] { fs::remove_all(staging, ec); });
+  for (const LayerDir& dir : kLayerDirs) {
+    fs::path path = staging / dir.path;
+    if (::mkdir(path.c_str(), dir.mode) < 0 || ::chmod(path.c_str(), dir.mode) < 0) {
+      return SysError("mkdir {}", path.string());
+    }
+  }
   std::string path = image.string();
   std::vector<const char*> argv = {
       "mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", "-O", "^has_journal",
-      "-E", "lazy_itable_init=1,nodiscard,root_owner=0:0", path.c_str(), nullptr};
+      "-E", "lazy_itable_init=1,nodiscard,root_owner=0:0", "-d", staging.c_str(),
+      path.c_str(), nullptr};
   pid_t pid = ::fork();
   if (pid < 0) return SysError("fork mke2fs");
   if (pid == 0) {
@@ -56,10 +70,11 @@ Status Format(const fs::path& image) {
 Result<fs::path> PristineImage(const fs::path& dir, uint64_t size_bytes) {
   static std::mutex mutex;
   std::lock_guard lock(mutex);
-  fs::path image = dir / fmt::format("ext4-{}.img", size_bytes);
+  // "-layers": images of earlier versions, without kLayerDirs, are not reused.
+  fs::path image = dir / fmt::format("ext4-{}-layers.img", size_bytes);
   if (::access(image.c_str(), R_OK) == 0) return image;
   if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) return SysError("mkdir {}", dir.string());
-  fs::path partial = dir / fmt::format(".ext4-{}.img.{}", size_bytes, ::getpid());
+  fs::path partial = dir / fmt::format(".ext4-{}-layers.img.{}", size_bytes, ::getpid());
   {
     UniqueFd fd(::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) return SysError("create {}", partial.string());

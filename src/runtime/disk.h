@@ -16,6 +16,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -29,8 +30,24 @@
 
 namespace isobox::runtime {
 
+// The directories of the writable layers on a sandbox's disk, parents first: overlay
+// upper and work directories for the root and /usr layers. Every disk is made with them
+// (so a create allocates no inodes on it); the `sandbox_owned` ones are given to the
+// sandbox's root when the disk is taken, the rest stay host root's.
+struct LayerDir {
+  const char* path;
+  mode_t mode;
+  bool sandbox_owned;
+};
+inline constexpr std::array<LayerDir, 6> kLayerDirs = {{{"upper", 0700, false},
+                                                      {"work", 0700, false},
+                                                      {"upper/root", 0755, true},
+                                                      {"upper/usr", 0755, true},
+                                                      {"work/root", 0700, false},
+                                                      {"work/usr", 0700, false}}};
+
 // A detached, nosuid/nodev mount of a fresh ext4 filesystem of `size_bytes` (root
-// directory owned by host root, mode 0700). `images_dir` caches the formatted images and
+// directory owned by host root, mode 0700) holding kLayerDirs, all owned by host root. `images_dir` caches the formatted images and
 // holds the temporary copies; it must be a directory only root can reach.
 Result<UniqueFd> CreateSandboxDisk(const std::filesystem::path& images_dir, uint64_t size_bytes);
 

@@ -46,23 +46,18 @@ Status MakeDir(const fs::path& path, mode_t mode, uid_t owner) {
   return Ok();
 }
 
-// The per-sandbox writable layers: upper dirs owned by sandbox root, work dirs by host
-// root, below `layers` (the sandbox's own disk, or state_dir when there is no disk limit).
-Status MakeDirAt(int dir, const char* path, mode_t mode, uid_t owner) {
-  if (::mkdirat(dir, path, mode) < 0 && errno != EEXIST) return SysError("mkdir {}", path);
-  if (::fchownat(dir, path, owner, owner, AT_SYMLINK_NOFOLLOW) < 0) {
-    return SysError("chown {}", path);
-  }
-  return Ok();
-}
-
+// The per-sandbox writable layers (disk.h kLayerDirs) below `layers`: the sandbox's own
+// disk, made with them, or state_dir when there is no disk limit.
 Status PrepareLayers(int layers, uid_t sandbox_root) {
-  for (const char* sub : {"upper", "work"}) RETURN_IF_ERROR(MakeDirAt(layers, sub, 0700, 0));
-  for (const char* layer : {"upper/root", "upper/usr"}) {
-    RETURN_IF_ERROR(MakeDirAt(layers, layer, 0755, sandbox_root));
+  for (const LayerDir& dir : kLayerDirs) {
+    if (::mkdirat(layers, dir.path, dir.mode) < 0 && errno != EEXIST) {
+      return SysError("mkdir {}", dir.path);
+    }
+    uid_t owner = dir.sandbox_owned ? sandbox_root : 0;
+    if (::fchownat(layers, dir.path, owner, owner, AT_SYMLINK_NOFOLLOW) < 0) {
+      return SysError("chown {}", dir.path);
+    }
   }
-  for (const char* layer : {"work/root", "work/usr"})
-    RETURN_IF_ERROR(MakeDirAt(layers, layer, 0700, 0));
   return Ok();
 }
 

@@ -212,14 +212,20 @@ class ZygoteTest : public SandboxProcessTest {
  protected:
   void SetUp() override {
     SandboxProcessTest::SetUp();
-    auto manager = CgroupManager::Detect(fmt::format("isobox-test/z{}", ::getpid()));
+    auto manager = CgroupManager::Detect(Parent());
     ASSERT_TRUE(manager) << manager.error().message;
     manager_ = std::move(*manager);
   }
   void TearDown() override {
     for (auto& group : groups_) (void)group->Destroy(std::chrono::seconds(10));
+    // The test's own parent group too, in every hierarchy (empty by now).
+    std::error_code ec;
+    for (const auto& hierarchy : fs::directory_iterator("/sys/fs/cgroup", ec)) {
+      ::rmdir((hierarchy.path() / Parent()).c_str());
+    }
     SandboxProcessTest::TearDown();
   }
+  static std::string Parent() { return fmt::format("isobox-test/z{}", ::getpid()); }
   // A zygote inside a new group limited to `pids_max` processes.
   Zygote ZygoteInGroup(const std::string& name, uint64_t pids_max) {
     auto group = manager_->Create(name, {.pids_max = pids_max});

@@ -16,6 +16,7 @@
 
 #include "base/log.h"
 #include "base/scope_guard.h"
+#include "base/thread_priority.h"
 
 namespace isobox::runtime {
 namespace {
@@ -209,6 +210,7 @@ uint64_t DiskReserve::ShortSize() const {
 }
 
 void DiskReserve::Run(std::stop_token stop) {
+  RunInBackground();  // spares wait for creates, not the other way round
   std::unique_lock lock(mutex_);
   while (!stop.stop_requested()) {
     uint64_t size = 0;

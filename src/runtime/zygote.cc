@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "base/sys/syscalls.h"
+#include "base/thread_priority.h"
 #include "runtime/containment.h"
 #include "runtime/seccomp.h"
 
@@ -311,6 +312,9 @@ int ZygoteMain(int socket_fd, SeccompProgram& seccomp) {
 }  // namespace
 
 int ZygoteServerMain(int socket_fd, pid_t daemon) {
+  // Its zygotes, and the sandboxes they clone, run at the default priority, whatever the
+  // priority of the isoboxd thread that started this server.
+  RunAtDefaultPriority();
   // Compiled once, before any zygote exists; every zygote inherits it.
   auto seccomp = DefaultSeccompProgram(SeccompProfile::kAgent);
   if (!seccomp) return 1;

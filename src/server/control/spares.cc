@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "base/log.h"
+#include "base/thread_priority.h"
 #include "server/control/ids.h"
 
 namespace isobox::server {
@@ -100,6 +101,7 @@ void CgroupSpares::Discard(CgroupSpare& spare) {
 }
 
 void CgroupSpares::Run(std::stop_token stop) {
+  RunInBackground();  // spares wait for creates; the zygote server resets its priority
   std::unique_lock lock(mutex_);
   while (!stop.stop_requested()) {
     std::string short_id;

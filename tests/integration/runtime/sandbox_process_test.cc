@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "base/thread_priority.h"
 #include "runtime/cgroup.h"
 #include "runtime/idmap.h"
 #include "runtime/zygote.h"
@@ -308,6 +309,38 @@ TEST_F(ZygoteTest, ZygotesAreOurChildrenAndOutliveTheirServer) {
   auto report = Probe(spec);
   EXPECT_EQ(report["pid"], "1");
   EXPECT_EQ(report["Seccomp"], "2");
+}
+
+// Field 19 of /proc/<pid>/stat: the nice value.
+int NiceOf(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  for (int i = 3; i <= 19 && fields >> field; ++i) {
+  }
+  return std::stoi(field);
+}
+
+TEST_F(ZygoteTest, ZygotesRunAtDefaultPriorityWhateverTheirStarter) {
+  // isoboxd starts the server from a background thread (spares.cc): its niceness must
+  // not reach the zygotes, nor the sandboxes they clone.
+  Result<Zygote> zygote = MakeError(ErrorCode::kInternal, "not run");
+  pid_t server = 0;
+  int starter_nice = 0;
+  std::thread([&] {
+    RunInBackground();
+    starter_nice = NiceOf(static_cast<pid_t>(::gettid()));
+    auto started = ZygoteServer::Start(ISOBOX_ZYGOTE);
+    if (!started) return;
+    server = started->Pid();
+    zygote = started->Fork();
+    // The server goes with this thread; the zygote is this process's child and stays.
+  }).join();
+  ASSERT_TRUE(zygote) << zygote.error().message;
+  EXPECT_EQ(starter_nice, kBackgroundNice);
+  EXPECT_NE(server, 0);
+  EXPECT_EQ(NiceOf(zygote->Pid()), 0);
 }
 
 TEST_F(ZygoteTest, TheInitStartsInsideTheZygotesGroup) {

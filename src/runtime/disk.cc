@@ -90,27 +90,54 @@ Result<fs::path> PristineImage(const fs::path& dir, uint64_t size_bytes) {
   return SysError("rename {}", image.string());
 }
 
+// The ranges of `fd` that hold data (not holes), in order.
+Result<std::vector<std::pair<off_t, off_t>>> DataRanges(int fd, off_t end) {
+  std::vector<std::pair<off_t, off_t>> ranges;
+  for (off_t data = ::lseek(fd, 0, SEEK_DATA); data >= 0 && data < end;) {
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return SysError("seek a hole");
+    ranges.emplace_back(data, std::min(hole, end));
+    data = ::lseek(fd, hole, SEEK_DATA);
+  }
+  return ranges;
+}
+
 // A private sparse copy of `image`: an unnamed file in `dir`.
-Result<UniqueFd> SparseCopy(const fs::path& image, const fs::path& dir, uint64_t size_bytes) {
+Result<UniqueFd> SparseCopy(const fs::path& image, const fs::path& dir, uint64_t size_bytes,
+                            std::vector<std::pair<off_t, off_t>>& ranges) {
   UniqueFd in(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in) return SysError("open {}", image.string());
   UniqueFd out(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
   if (!out) return SysError("create disk image in {}", dir.string());
   if (::ftruncate(out.Get(), static_cast<off_t>(size_bytes)) < 0) return SysError("truncate disk");
-  off_t end = static_cast<off_t>(size_bytes);
-  for (off_t data = ::lseek(in.Get(), 0, SEEK_DATA); data >= 0 && data < end;) {
-    off_t hole = ::lseek(in.Get(), data, SEEK_HOLE);
-    if (hole < 0) return SysError("seek {}", image.string());
-    off_t in_off = data, out_off = data;
-    while (in_off < hole) {
+  ASSIGN_OR_RETURN(ranges, WithContext(DataRanges(in.Get(), static_cast<off_t>(size_bytes)),
+                                       fmt::format("copy {}", image.string())));
+  for (auto [in_off, end] : ranges) {
+    off_t out_off = in_off;
+    while (in_off < end) {
       ssize_t n = ::copy_file_range(in.Get(), &in_off, out.Get(), &out_off,
-                                    static_cast<size_t>(hole - in_off), 0);
+                                    static_cast<size_t>(end - in_off), 0);
       if (n < 0) return SysError("copy {}", image.string());
       if (n == 0) break;
     }
-    data = ::lseek(in.Get(), hole, SEEK_DATA);
   }
   return out;
+}
+
+// Reads `ranges` of the loop device into its page cache, where ext4 looks for its
+// metadata: the first allocations on a new disk (the overlay's work directories) then
+// find their bitmaps and inode tables cached instead of reading each through the loop
+// device (~0.1 ms per block on a create's path).
+void WarmUp(int loop, const std::vector<std::pair<off_t, off_t>>& ranges) {
+  std::vector<char> buffer(256 * 1024);
+  for (auto [offset, end] : ranges) {
+    while (offset < end) {
+      size_t chunk = std::min<size_t>(buffer.size(), static_cast<size_t>(end - offset));
+      ssize_t n = ::pread(loop, buffer.data(), chunk, offset);
+      if (n <= 0) return;  // only a warm-up: the disk works without it
+      offset += n;
+    }
+  }
 }
 
 struct Loop {
@@ -162,10 +189,15 @@ Result<UniqueFd> CreateSandboxDisk(const fs::path& images_dir, uint64_t size_byt
                      kMinDiskBytes >> 20);
   }
   ASSIGN_OR_RETURN(fs::path image, PristineImage(images_dir, size_bytes));
-  ASSIGN_OR_RETURN(UniqueFd copy, SparseCopy(image, images_dir, size_bytes));
+  std::vector<std::pair<off_t, off_t>> ranges;
+  ASSIGN_OR_RETURN(UniqueFd copy, SparseCopy(image, images_dir, size_bytes, ranges));
   ASSIGN_OR_RETURN(Loop loop, AttachLoop(copy.Get()));
   auto mounted = MountExt4(loop.device);
-  if (!mounted) (void)::ioctl(loop.fd.Get(), LOOP_CLR_FD, 0);
+  if (!mounted) {
+    (void)::ioctl(loop.fd.Get(), LOOP_CLR_FD, 0);
+    return mounted;
+  }
+  WarmUp(loop.fd.Get(), ranges);
   return mounted;  // the loop device and the image live as long as the mount
 }
 

@@ -61,13 +61,6 @@ Status PrepareLayers(int layers, uid_t sandbox_root) {
   return Ok();
 }
 
-Status PrepareStateDir(const SandboxSpec& spec) {
-  const fs::path& dir = spec.state_dir;
-  RETURN_IF_ERROR(MakeDir(dir, 0700, 0));
-  RETURN_IF_ERROR(MakeDir(dir / "rootfs", 0700, 0));
-  return Ok();
-}
-
 // Where the upper and work directories live: an fd of the sandbox's disk, or state_dir.
 Result<UniqueFd> OpenLayers(const SandboxSpec& spec) {
   UniqueFd layers;
@@ -169,15 +162,32 @@ Status AwaitExec(int error_fd) {
 fs::path AgentSocketPath(const fs::path& state_dir) { return state_dir / "envd.sock"; }
 fs::path AgentLogPath(const fs::path& state_dir) { return state_dir / "envd.log"; }
 
+Result<StateFiles> PrepareStateFiles(const fs::path& state_dir) {
+  RETURN_IF_ERROR(MakeDir(state_dir, 0700, 0));
+  RETURN_IF_ERROR(MakeDir(state_dir / "rootfs", 0700, 0));
+  StateFiles files;
+  ASSIGN_OR_RETURN(files.listener, ListenUnix(AgentSocketPath(state_dir)));
+  fs::path log_path = AgentLogPath(state_dir);
+  files.log.Reset(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!files.log) return SysError("open {}", log_path.string());
+  return files;
+}
+
 Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
-  RETURN_IF_ERROR(PrepareStateDir(spec));
+  StateFiles files;
+  if (spec.state_files != nullptr) {
+    files = std::move(*spec.state_files);
+  } else {
+    ASSIGN_OR_RETURN(files, PrepareStateFiles(spec.state_dir));
+  }
+  UniqueFd listener = std::move(files.listener);
+  UniqueFd log = std::move(files.log);
+  if (!listener || !log) {
+    return MakeError(ErrorCode::kFailedPrecondition, "sandbox state files already used");
+  }
   ASSIGN_OR_RETURN(Mounts mounts, PrepareMounts(spec));
   fs::path socket_path = AgentSocketPath(spec.state_dir);
-  ASSIGN_OR_RETURN(UniqueFd listener, ListenUnix(socket_path));
   ASSIGN_OR_RETURN(UniqueFd config, ConfigMemfd(spec.agent_config));
-  fs::path log_path = AgentLogPath(spec.state_dir);
-  UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  if (!log) return SysError("open {}", log_path.string());
   ASSIGN_OR_RETURN(Pipe sync, MakePipe());
   ASSIGN_OR_RETURN(Pipe error, MakePipe());
 

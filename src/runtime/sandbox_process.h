@@ -20,6 +20,15 @@
 
 namespace isobox::runtime {
 
+// The host side of a sandbox's state directory: the directory with its rootfs mount
+// point, the agent's listening socket (AgentSocketPath) and its log (AgentLogPath). Made
+// ahead by cgroup spares (control/spares.h), else by SpawnSandbox itself.
+struct StateFiles {
+  UniqueFd listener;
+  UniqueFd log;
+};
+Result<StateFiles> PrepareStateFiles(const std::filesystem::path& state_dir);
+
 struct SandboxSpec {
   std::string id;                    // [a-z0-9]+, also the hostname
   IdRange ids;                       // this sandbox's private host uid/gid range
@@ -48,6 +57,9 @@ struct SandboxSpec {
   // v1 fast path: a zygote already in the sandbox's group clones the init (zygote.h);
   // join_cgroup is then not needed. Used up by the spawn.
   Zygote* zygote = nullptr;
+  // The state directory's files, made ahead for this state_dir (PrepareStateFiles);
+  // null: the spawn makes them. Used up by the spawn.
+  StateFiles* state_files = nullptr;
 };
 
 struct SandboxProcess {

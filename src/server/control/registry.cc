@@ -388,7 +388,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
     spec.cgroup_dir_fd = cgroup_dir.Get();
   } else if (spare) {
     spec.zygote = &spare->zygote;  // already in groups.agent
-  } else {
+  }
+  if (spare) spec.state_files = &spare->files; else {
     runtime::Cgroup* cgroup = groups.agent.get();
     spec.join_cgroup = [cgroup](pid_t pid) { return cgroup->AddProcess(pid); };
   }

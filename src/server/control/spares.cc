@@ -69,6 +69,12 @@ Result<CgroupSpare> CgroupSpares::Make(const runtime::SandboxResources& resource
   spare.id = NewSandboxId();
   std::filesystem::path dir = sandboxes_dir_ / spare.id;
   if (::mkdir(dir.c_str(), 0700) < 0) return SysError("mkdir {}", dir.string());
+  auto files = runtime::PrepareStateFiles(dir);
+  if (!files) {
+    Discard(spare);
+    return tl::unexpected(files.error());
+  }
+  spare.files = std::move(*files);
   auto groups = runtime::CreateSandboxCgroups(cgroups_, spare.id, resources);
   if (groups) spare.groups = std::move(*groups);
   auto zygote = groups ? ForkZygote() : Result<runtime::Zygote>(tl::unexpected(groups.error()));

@@ -1,5 +1,6 @@
 // cgroup v1 spares: for each template, the groups of a sandbox-to-be (with the template's
-// limits, named by the sandbox id it will have) with a zygote already inside
+// limits, named by the sandbox id it will have) and its state directory's files
+// (runtime/sandbox_process.h StateFiles), with a zygote already inside the groups
 // (runtime/zygote.h, forked by a zygote server that thread starts), made by a thread of
 // their own. A create that takes one skips the
 // cgroup v1 move's grace period (10-15 ms) on its path; a create that finds none makes
@@ -19,6 +20,7 @@
 
 #include "runtime/cgroup.h"
 #include "runtime/sandbox_cgroups.h"
+#include "runtime/sandbox_process.h"
 #include "runtime/zygote.h"
 
 namespace isobox::server {
@@ -27,6 +29,7 @@ struct CgroupSpare {
   std::string id;  // the sandbox id the groups are named after
   runtime::SandboxCgroups groups;
   runtime::Zygote zygote;  // in groups.agent
+  runtime::StateFiles files;  // in the sandbox's state directory, named after `id`
 };
 
 class CgroupSpares {

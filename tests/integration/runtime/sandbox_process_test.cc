@@ -355,6 +355,22 @@ TEST_F(ZygoteTest, TheInitStartsInsideTheZygotesGroup) {
       << sandbox.error().message;
 }
 
+TEST_F(SandboxProcessTest, StateFilesMadeAheadAreUsedOnce) {
+  SandboxSpec spec = Spec("probe14");
+  auto files = PrepareStateFiles(spec.state_dir);
+  ASSERT_TRUE(files) << files.error().message;
+  struct stat st {};
+  ASSERT_EQ(::stat(AgentSocketPath(spec.state_dir).c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);  // only host root may talk to the agent
+  spec.state_files = &*files;
+  auto report = Probe(spec);  // the agent logs to the log made ahead
+  EXPECT_EQ(report["pid"], "1");
+  auto again = SpawnSandbox(spec);
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().message.find("already used"), std::string::npos);
+}
+
 TEST_F(SandboxProcessTest, FailedStepIsNamed) {
   SandboxSpec spec = Spec("probe3");
   spec.agent_name = "missing-agent";

@@ -18,7 +18,7 @@ const pool = Number(process.argv[4] ?? 0)
 const daemon = await startDaemon({ pools: [`base=${pool}`, 'code-interpreter-v1=0'],
   args: ['--uid-base', '1500000000'] })
 const headers = { 'X-API-KEY': daemon.apiKey, 'Content-Type': 'application/json' }
-const cpu = () => readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1).map(Number)
+const cpu = () => readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1, 9).map(Number)
 const median = (a) => a.sort((x, y) => x - y)[Math.floor(a.length / 2)]?.toFixed(2)
 try {
   await new Promise((resolve) => setTimeout(resolve, 1500))  // spares and pool made
@@ -59,7 +59,8 @@ try {
   console.log(`${callers} callers, ${seconds} s, pool ${pool}: ${(done / elapsed).toFixed(1)} ` +
     `create+kill/s (n=${done}, errors=${errors}${firstError ? `, first: ${firstError}` : ''})`)
   console.log(`cpu busy ${share(total - delta[3] - delta[4])}%, user ${share(delta[0])}%, ` +
-    `sys ${share(delta[2])}%, iowait ${share(delta[4])}%`)
+    `sys ${share(delta[2])}%, iowait ${share(delta[4])}%; ` +
+    `${((total - delta[3] - delta[4]) * 10 / Math.max(done, 1)).toFixed(1)} ms busy CPU per pair`)
   console.log(`create p50 ${median(creates)} ms, kill p50 ${median(kills)} ms`)
 } finally {
   await daemon.stop()

@@ -393,8 +393,17 @@ function python(args) {
   return JSON.parse(result.stdout)
 }
 
+// Busy CPU time of the whole machine (all cores, every process and the kernel), in ms,
+// from /proc/stat: what a loop costs, beside how fast it goes.
+function busyCpuMs() {
+  // user nice system idle iowait irq softirq steal (guest time is in user already)
+  const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1, 9).map(Number)
+  const idle = ticks[3] + ticks[4]  // idle + iowait
+  return (ticks.reduce((a, b) => a + b, 0) - idle) * 10  // USER_HZ = 100
+}
+
 // Creates and kills for `seconds` with a few callers at once; the rate is completed
-// create+kill pairs per second.
+// create+kill pairs per second, and the machine's busy CPU per pair is in `what`.
 async function sustainedRows() {
   const workers = 4
   console.error(`sustained create+kill for ${counts.sustainedS} s`)
@@ -404,6 +413,7 @@ async function sustainedRows() {
     let errors = 0
     let firstError
     const start = now()
+    const cpuStart = busyCpuMs()
     await Promise.all(Array.from({ length: workers }, async () => {
       while (Date.now() < end) {
         try {
@@ -417,13 +427,17 @@ async function sustainedRows() {
       }
     }))
     const seconds = (now() - start) / 1000
+    const cpuPerPair = (busyCpuMs() - cpuStart) / Math.max(done, 1)
     const failures = errors ? `, ${errors} failed, first: ${firstError.slice(0, 160)}` : ''
-    record('sustained.isobox', { what: `isobox create + kill loop, ${workers} callers, ${counts.sustainedS} s${failures}`,
-      unit: '/s', value: +(done / seconds).toFixed(1), n: done, errors, firstError })
+    record('sustained.isobox', { what: `isobox create + kill loop, ${workers} callers, ${counts.sustainedS} s, ` +
+      `${cpuPerPair.toFixed(1)} ms busy CPU per pair${failures}`,
+      unit: '/s', value: +(done / seconds).toFixed(1), n: done, errors, firstError,
+      cpuMsPerPair: +cpuPerPair.toFixed(2) })
   })
   const end = Date.now() + counts.sustainedS * 1000
   let done = 0
   const start = now()
+  const cpuStart = busyCpuMs()
   await Promise.all(Array.from({ length: workers }, async () => {
     while (Date.now() < end) {
       await spawnTimed('bwrap', BWRAP)
@@ -431,8 +445,10 @@ async function sustainedRows() {
     }
   }))
   const seconds = (now() - start) / 1000
-  record('sustained.bwrap', { what: `bwrap /bin/true loop, ${workers} callers, ${counts.sustainedS} s`,
-    unit: '/s', value: +(done / seconds).toFixed(1), n: done })
+  const cpuPerRun = (busyCpuMs() - cpuStart) / Math.max(done, 1)
+  record('sustained.bwrap', { what: `bwrap /bin/true loop, ${workers} callers, ${counts.sustainedS} s, ` +
+    `${cpuPerRun.toFixed(1)} ms busy CPU per run`,
+    unit: '/s', value: +(done / seconds).toFixed(1), n: done, cpuMsPerRun: +cpuPerRun.toFixed(2) })
 }
 
 // Idle sandboxes at once: creates (2 callers) until the cap, the first failure, the host's

@@ -13,6 +13,8 @@
 #include <array>
 #include <vector>
 
+#include "base/log.h"
+#include "base/step_times.h"
 #include "base/sys/syscalls.h"
 #include "base/unique_fd.h"
 #include "runtime/containment.h"
@@ -83,8 +85,9 @@ struct Mounts {
   UniqueFd agent;
 };
 
-Result<Mounts> PrepareMounts(const SandboxSpec& spec) {
+Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times) {
   ASSIGN_OR_RETURN(UniqueFd layers, OpenLayers(spec));
+  times.Mark("disk");
   fs::path layers_path = fmt::format("/proc/self/fd/{}", layers.Get());
   CloneOptions idmapped{.idmap_userns_fd = spec.idmap_userns_fd, .read_only = true};
   ASSIGN_OR_RETURN(UniqueFd root_layer, CloneTree(spec.root_layer, idmapped));
@@ -185,11 +188,14 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   if (!listener || !log) {
     return MakeError(ErrorCode::kFailedPrecondition, "sandbox state files already used");
   }
-  ASSIGN_OR_RETURN(Mounts mounts, PrepareMounts(spec));
+  StepTimes times;
+  ASSIGN_OR_RETURN(Mounts mounts, PrepareMounts(spec, times));
+  times.Mark("mounts");
   fs::path socket_path = AgentSocketPath(spec.state_dir);
   ASSIGN_OR_RETURN(UniqueFd config, ConfigMemfd(spec.agent_config));
   ASSIGN_OR_RETURN(Pipe sync, MakePipe());
   ASSIGN_OR_RETURN(Pipe error, MakePipe());
+  times.Mark("config");
 
   std::string mountpoint = (spec.state_dir / "rootfs").string();
   std::string tmp_options = fmt::format("mode=1777,size={}", spec.tmp_size_bytes);
@@ -259,9 +265,11 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
     if (pid == 0) RunContainment(plan);
     init = ChildProcess(static_cast<pid_t>(pid), UniqueFd(pidfd));
   }
+  times.Mark(spec.zygote != nullptr ? "zygote clone" : "clone");
   sync.read.Reset();
   error.write.Reset();
   RETURN_IF_ERROR(WriteIdMaps(init.Pid(), spec.ids));
+  times.Mark("id maps");
   // One byte starts the containment sequence (not EOF: a sibling cloned at the same time
   // by another thread may hold a copy of this write end until it execs); the second lets
   // it past "wait for cgroup", so the cgroup move overlaps the mount steps.
@@ -270,6 +278,8 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   if (::write(sync.write.Get(), &kGoByte, 1) != 1) return SysError("start sandbox init");
   sync.write.Reset();
   RETURN_IF_ERROR(AwaitExec(error.read.Get()));
+  times.Mark("containment");
+  LOG_DEBUG("spawn {} (ms): {}", spec.id, times.Text());
   return SandboxProcess{std::move(init), std::move(socket_path)};
 }
 

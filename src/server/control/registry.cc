@@ -15,6 +15,7 @@
 #include <iterator>
 
 #include "base/log.h"
+#include "base/step_times.h"
 #include "runtime/idmap.h"
 #include "runtime/sandbox_cgroups.h"
 #include "server/control/agent_client.h"
@@ -61,22 +62,6 @@ tl::unexpected<Error> NotFound(const std::string& id) {
 const EndCause kAgentExited{"agent_exited", "its agent ended"};
 const EndCause kTimedOut{"timeout", "its timeout passed"};
 const EndCause kDaemonShutdown{"daemon_shutdown", "isoboxd stopped with --on-exit=kill"};
-
-// Durations of the steps of one create, for the debug log (docs/benchmarks.md).
-class StepTimes {
- public:
-  void Mark(std::string_view step) {
-    auto now = std::chrono::steady_clock::now();
-    fmt::format_to(std::back_inserter(text_), "{}{} {:.2f}", text_.empty() ? "" : ", ", step,
-                   std::chrono::duration<double, std::milli>(now - last_).count());
-    last_ = now;
-  }
-  const std::string& Text() const { return text_; }
-
- private:
-  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
-  std::string text_;
-};
 
 // A template's limits for its sandbox's groups (runtime/sandbox_cgroups.h).
 runtime::SandboxResources Resources(const Template& tmpl) {
@@ -447,14 +432,18 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
   // After a pool hit the refill waits until this answer is out: started now it would take
   // a core from the caller it was meant to serve (a create costs several ms of CPU).
   RefillLater(tmpl->id, sandbox ? kPoolRefillDelay : std::chrono::milliseconds(0));
-  if (!sandbox) {
+  StepTimes times;
+  const bool pooled = sandbox != nullptr;
+  if (!pooled) {
     ASSIGN_OR_RETURN(sandbox, CreateNew(options, *tmpl));
   }
+  times.Mark(pooled ? "pool" : "new");
   const std::string id = sandbox->info.id;
   if (auto persisted = Persist(*sandbox); !persisted) {
     Destroy(std::move(sandbox));
     return tl::unexpected(persisted.error().WithContext(fmt::format("create sandbox {}", id)));
   }
+  times.Mark("persist");
   sandbox->persisted = true;
   SandboxInfo info = sandbox->info;
   // A copy owned by the watcher: the sandbox's own pidfd may be closed (a fast kill)
@@ -465,7 +454,9 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
     sandboxes_.emplace(id, std::move(sandbox));
   }
   asio::post(io_, [this, id, pidfd] { Watch(id, pidfd); });
+  times.Mark("register");
   LOG_INFO("sandbox {} created from template {}", id, info.template_id);
+  LOG_DEBUG("registry create {} (ms): {}", id, times.Text());
   return info;
 }
 

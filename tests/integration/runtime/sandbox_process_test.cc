@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 
 #include <chrono>
@@ -174,6 +175,31 @@ TEST_F(SandboxProcessTest, SpareDisksAreFreshAndNeverShared) {
   auto tiny = disks.Take(1 << 20);
   ASSERT_FALSE(tiny);
   EXPECT_NE(tiny.error().message.find("at least"), std::string::npos) << tiny.error().message;
+}
+
+// ext4's own options of the filesystem behind `fd`, from /proc/fs/ext4/<device>/options.
+std::string Ext4Options(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) < 0) return "";
+  std::error_code ec;
+  fs::path device = fs::read_symlink(
+      fmt::format("/sys/dev/block/{}:{}", major(st.st_dev), minor(st.st_dev)), ec);
+  std::ifstream in(fs::path("/proc/fs/ext4") / device.filename() / "options");
+  std::string options, line;
+  while (std::getline(in, line)) options += line + " ";
+  return options;
+}
+
+TEST_F(SandboxProcessTest, SpareDisksDoNoBackgroundWork) {
+  DiskReserve disks(dir_ / "disks", 1);
+  auto disk = disks.Take(32ull << 20);
+  ASSERT_TRUE(disk) << disk.error().message;
+  // No ext4lazyinit work per disk: zeroing the inode tables would write ~16 MiB per GiB
+  // of disk into the host's filesystem for nothing; the bitmaps are read ahead anyway.
+  std::string options = Ext4Options(disk->Get());
+  ASSERT_FALSE(options.empty()) << "no /proc/fs/ext4 entry for the disk";
+  EXPECT_NE(options.find("noinit_itable "), std::string::npos) << options;
+  EXPECT_NE(options.find("no_prefetch_block_bitmaps "), std::string::npos) << options;
 }
 
 // The parent moves the init into its cgroup while the init runs its mount steps; the init

@@ -80,23 +80,33 @@ Result<UniqueFd> OpenLayers(const SandboxSpec& spec) {
 }
 
 struct Mounts {
+  UniqueFd layers;  // the disk, or state_dir
   UniqueFd root;
   UniqueFd usr;
   UniqueFd agent;
 };
 
+// The caller's layer mount when it has one, else a new one in `owned`.
+Result<int> LayerMount(int given, const fs::path& layer, int idmap_userns_fd, UniqueFd& owned) {
+  if (given >= 0) return given;
+  ASSIGN_OR_RETURN(owned, CloneLayer(layer, idmap_userns_fd));
+  return owned.Get();
+}
+
 Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times) {
-  ASSIGN_OR_RETURN(UniqueFd layers, OpenLayers(spec));
-  times.Mark("disk");
-  fs::path layers_path = fmt::format("/proc/self/fd/{}", layers.Get());
-  CloneOptions idmapped{.idmap_userns_fd = spec.idmap_userns_fd, .read_only = true};
-  ASSIGN_OR_RETURN(UniqueFd root_layer, CloneTree(spec.root_layer, idmapped));
   Mounts mounts;
-  ASSIGN_OR_RETURN(mounts.root, MakeOverlay({root_layer.Get()}, layers_path / "upper/root",
+  ASSIGN_OR_RETURN(mounts.layers, OpenLayers(spec));
+  times.Mark("disk");
+  fs::path layers_path = fmt::format("/proc/self/fd/{}", mounts.layers.Get());
+  UniqueFd owned_root, owned_usr;
+  ASSIGN_OR_RETURN(int root_layer, LayerMount(spec.root_layer_mount_fd, spec.root_layer,
+                                              spec.idmap_userns_fd, owned_root));
+  ASSIGN_OR_RETURN(mounts.root, MakeOverlay({root_layer}, layers_path / "upper/root",
                                             layers_path / "work/root"));
   if (!spec.usr_layer.empty()) {
-    ASSIGN_OR_RETURN(UniqueFd usr_layer, CloneTree(spec.usr_layer, idmapped));
-    ASSIGN_OR_RETURN(mounts.usr, MakeOverlay({usr_layer.Get()}, layers_path / "upper/usr",
+    ASSIGN_OR_RETURN(int usr_layer, LayerMount(spec.usr_layer_mount_fd, spec.usr_layer,
+                                               spec.idmap_userns_fd, owned_usr));
+    ASSIGN_OR_RETURN(mounts.usr, MakeOverlay({usr_layer}, layers_path / "upper/usr",
                                              layers_path / "work/usr"));
   }
   // SECURITY: the agent binary is owned by host root and mounted read-only: nothing in
@@ -106,6 +116,10 @@ Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times) {
 }
 
 }  // namespace
+
+Result<UniqueFd> CloneLayer(const fs::path& layer, int idmap_userns_fd) {
+  return CloneTree(layer, {.idmap_userns_fd = idmap_userns_fd, .read_only = true});
+}
 
 Result<UniqueFd> ListenUnix(const fs::path& path) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -280,7 +294,9 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   RETURN_IF_ERROR(AwaitExec(error.read.Get()));
   times.Mark("containment");
   LOG_DEBUG("spawn {} (ms): {}", spec.id, times.Text());
-  return SandboxProcess{std::move(init), std::move(socket_path)};
+  // Only a disk is kept; state_dir's fd is not a mount of its own.
+  UniqueFd disk = spec.disk_bytes != 0 ? std::move(mounts.layers) : UniqueFd();
+  return SandboxProcess{std::move(init), std::move(socket_path), std::move(disk)};
 }
 
 }  // namespace isobox::runtime

@@ -296,6 +296,21 @@ Result<int> Registry::UsernsForSlot(uint32_t slot) {
   return it->second.Get();
 }
 
+Result<int> Registry::LayerMountForSlot(uint32_t slot, int userns, const fs::path& layer) {
+  std::pair<uint32_t, std::string> key{slot, layer.string()};
+  {
+    std::lock_guard lock(mutex_);
+    auto it = layer_mounts_.find(key);
+    if (it != layer_mounts_.end()) return it->second.Get();
+  }
+  // SECURITY: read-only, nosuid, nodev, and mapped to this slot's range only: a slot's
+  // sandboxes share it one after another, and none can write to it.
+  ASSIGN_OR_RETURN(UniqueFd mount, runtime::CloneLayer(layer, userns));
+  std::lock_guard lock(mutex_);
+  auto [it, inserted] = layer_mounts_.emplace(std::move(key), std::move(mount));
+  return it->second.Get();
+}
+
 Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions& options,
                                                            const Template& tmpl,
                                                            const std::string& id, uint32_t slot,
@@ -340,6 +355,10 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   spec.idmap_userns_fd = userns;
   spec.root_layer = tmpl.root_layer;
   spec.usr_layer = tmpl.usr_layer;
+  ASSIGN_OR_RETURN(spec.root_layer_mount_fd, LayerMountForSlot(slot, userns, tmpl.root_layer));
+  if (!tmpl.usr_layer.empty()) {
+    ASSIGN_OR_RETURN(spec.usr_layer_mount_fd, LayerMountForSlot(slot, userns, tmpl.usr_layer));
+  }
   spec.agent_dir = config_.agent_dir;
   spec.state_dir = sandbox->state_dir;
   // The writable layer's own filesystem, as big as the template's disk (runtime/disk.h).

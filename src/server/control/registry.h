@@ -146,6 +146,9 @@ class Registry {
   Result<uint32_t> AllocateSlot();
   void ReleaseSlot(uint32_t slot);
   Result<int> UsernsForSlot(uint32_t slot);
+  // The slot's idmapped clone of a template layer (runtime::CloneLayer), made once: a
+  // clone made and closed per create would cost an RCU grace period on the create's path.
+  Result<int> LayerMountForSlot(uint32_t slot, int userns, const std::filesystem::path& layer);
   // A new sandbox (slot, id, Start; cleaned up on failure), not yet registered.
   Result<std::unique_ptr<Sandbox>> CreateNew(const SandboxOptions& options, const Template& tmpl);
   Result<std::unique_ptr<Sandbox>> Start(const SandboxOptions& options, const Template& tmpl,
@@ -190,6 +193,7 @@ class Registry {
   std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;
   std::set<uint32_t> used_slots_;
   std::map<uint32_t, UniqueFd> userns_by_slot_;
+  std::map<std::pair<uint32_t, std::string>, UniqueFd> layer_mounts_;  // by slot and layer
   struct Pool {
     std::deque<std::unique_ptr<Sandbox>> ready;
     bool filling = false;

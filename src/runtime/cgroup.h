@@ -89,6 +89,8 @@ class Cgroup {
   // no longer exists is destroyed.
   virtual Status Destroy(std::chrono::milliseconds timeout) = 0;
   virtual Result<CgroupStats> Stats() = 0;
+  // Stats().oom_kills alone (a kill reads only this).
+  virtual Result<uint64_t> OomKills() = 0;
   // Processes in the group and its children, sorted; empty if unreadable.
   virtual std::vector<pid_t> Pids() = 0;
 };

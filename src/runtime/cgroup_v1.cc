@@ -197,13 +197,17 @@ Result<CgroupStats> CgroupV1::Stats() {
     ASSIGN_OR_RETURN(s.pids_current, cgroupfs::ReadLimit(pids / "pids.current"));
     ASSIGN_OR_RETURN(s.pids_max, cgroupfs::ReadLimit(pids / "pids.max"));
     // v1 counts both events only in the group of the process concerned: sum the subtree.
-    ASSIGN_OR_RETURN(s.oom_kills,
-                     cgroupfs::SumKeyedRecursive(memory, "memory.oom_control", "oom_kill"));
+    ASSIGN_OR_RETURN(s.oom_kills, OomKills());
     ASSIGN_OR_RETURN(s.pids_max_events, cgroupfs::SumKeyedRecursive(pids, "pids.events", "max"));
     return Ok();
   }();
   RETURN_IF_ERROR(WithContext(stats, fmt::format("stats of cgroup {}", RelativePath())));
   return s;
+}
+
+Result<uint64_t> CgroupV1::OomKills() {
+  // v1 counts OOM kills only in the group of the process concerned: sum the subtree.
+  return cgroupfs::SumKeyedRecursive(Dir("memory"), "memory.oom_control", "oom_kill");
 }
 
 std::vector<pid_t> CgroupV1::Pids() {

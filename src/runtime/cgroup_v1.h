@@ -30,6 +30,7 @@ class CgroupV1 final : public Cgroup {
   Status KillAll() override;
   Status Destroy(std::chrono::milliseconds timeout) override;
   Result<CgroupStats> Stats() override;
+  Result<uint64_t> OomKills() override;
   std::vector<pid_t> Pids() override;
 
   // Each distinct group directory once (cpu and cpuacct may share a hierarchy).

@@ -130,6 +130,10 @@ Status CgroupV2::Destroy(std::chrono::milliseconds timeout) {
   return cgroupfs::DestroyGroups(*this, {dir_}, timeout);
 }
 
+Result<uint64_t> CgroupV2::OomKills() {
+  return cgroupfs::ReadKeyed(File("memory.events"), "oom_kill");
+}
+
 Result<CgroupStats> CgroupV2::Stats() {
   CgroupStats s;
   auto stats = [&]() -> Status {
@@ -140,7 +144,7 @@ Result<CgroupStats> CgroupV2::Stats() {
     ASSIGN_OR_RETURN(s.pids_current, cgroupfs::ReadLimit(File("pids.current")));
     ASSIGN_OR_RETURN(s.pids_max, cgroupfs::ReadLimit(File("pids.max")));
     // Both are hierarchical in v2: they count this group and every group below.
-    ASSIGN_OR_RETURN(s.oom_kills, cgroupfs::ReadKeyed(File("memory.events"), "oom_kill"));
+    ASSIGN_OR_RETURN(s.oom_kills, OomKills());
     ASSIGN_OR_RETURN(s.pids_max_events, cgroupfs::ReadKeyed(File("pids.events"), "max"));
     return Ok();
   }();

@@ -28,6 +28,7 @@ class CgroupV2 final : public Cgroup {
   Status KillAll() override;
   Status Destroy(std::chrono::milliseconds timeout) override;
   Result<CgroupStats> Stats() override;
+  Result<uint64_t> OomKills() override;
   std::vector<pid_t> Pids() override;
 
  private:

@@ -574,8 +574,8 @@ Status Registry::Kill(const std::string& id, const EndCause& cause) {
   asio::post(io_, [this, id] { Unwatch(id); });
   uint64_t oom_kills = 0;
   times.Mark("lock");
-  if (auto stats = sandbox->cgroup->Stats()) oom_kills = stats->oom_kills;
-  times.Mark("stats");
+  if (auto counted = sandbox->cgroup->OomKills()) oom_kills = *counted;
+  times.Mark("oom kills");
   bool persisted = sandbox->persisted;
   ExitStatus status = Destroy(std::move(sandbox));
   times.Mark("destroy");

@@ -5,6 +5,8 @@
 // caller's settings (Personalize) and registers it like a new one. Its id, access token
 // and uid range were chosen when it was started, and nobody has seen them before it is
 // handed out.
+#include <algorithm>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
@@ -22,6 +24,9 @@ namespace json = boost::json;
 namespace {
 
 constexpr auto kInterpreterReadyTimeout = std::chrono::seconds(60);
+// A failed fill tries again after 0.5 s, then 1, 2, 4 ... up to 30 s while it fails.
+constexpr auto kPoolRetryMin = std::chrono::milliseconds(500);
+constexpr auto kPoolRetryMax = std::chrono::milliseconds(30000);
 constexpr auto kInitTimeout = std::chrono::seconds(5);
 
 // Waits until the code interpreter's default contexts answer: /ready waits for the
@@ -94,14 +99,25 @@ void Registry::FillPool(const std::string& template_id) {
       ready = WaitInterpreterReady((*sandbox)->interpreter_socket);
     }
     if (!ready) {
-      // No retry loop: the next create that takes from this pool tries again.
-      LOG_ERROR("warm pool {}: {}", template_id, ready.error().message);
+      // The cause may pass (the sandbox limit, a full disk, memory): the pool tries again
+      // by itself, less and less often while it keeps failing; a create that finds it
+      // empty also starts a fill at once.
       if (sandbox) Destroy(std::move(*sandbox));
-      std::lock_guard lock(mutex_);
-      pools_[template_id].filling = false;
+      std::chrono::milliseconds retry;
+      {
+        std::lock_guard lock(mutex_);
+        Pool& pool = pools_[template_id];
+        pool.filling = false;
+        pool.retry = std::clamp(pool.retry * 2, kPoolRetryMin, kPoolRetryMax);
+        retry = pool.retry;
+      }
+      LOG_ERROR("warm pool {}: {}; trying again in {} ms", template_id, ready.error().message,
+                retry.count());
+      RefillLater(template_id, retry);
       return;
     }
     std::lock_guard lock(mutex_);
+    pools_[template_id].retry = std::chrono::milliseconds(0);
     pools_[template_id].ready.push_back(std::move(*sandbox));
   }
 }

@@ -198,6 +198,9 @@ class Registry {
     std::deque<std::unique_ptr<Sandbox>> ready;
     bool filling = false;
     uint64_t taken = 0;
+    // After a failed fill the pool tries again by itself after this long, doubled after
+    // each failure in a row (kPoolRetryMin..kPoolRetryMax); 0 after a success.
+    std::chrono::milliseconds retry{0};
   };
   std::map<std::string, Pool> pools_;
   bool stopping_ = false;

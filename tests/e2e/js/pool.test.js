@@ -64,6 +64,29 @@ test('code interpreter pool: the first runCode answers from ready kernels', asyn
   }
 })
 
+test('a pool whose fill failed refills by itself once the cause is gone', async () => {
+  // Two sandboxes at most: the pooled one counts, so with two handed out the refill fails
+  // at the limit; killing one must let the pool fill again without another create.
+  const daemon = await startDaemon({ pools: ['base=1', 'code-interpreter-v1=0'], args: ['--max-sandboxes', '2'] })
+  try {
+    await until('the pool to fill', async () => (await pools(daemon)).base.ready === 1, 60000)
+    const first = await Sandbox.create()
+    await until('the pool to refill', async () => (await pools(daemon)).base.ready === 1, 60000)
+    const second = await Sandbox.create()
+    assert.equal((await pools(daemon)).base.taken, 2, 'both came from the pool')
+    // Its refill meets the limit now: two sandboxes run.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    assert.equal((await pools(daemon)).base.ready, 0)
+    await first.kill()
+    await until('the pool to refill after its failed fill', async () =>
+      (await pools(daemon)).base.ready === 1, 15000)
+    assert.equal((await pools(daemon)).base.taken, 2, 'no create took part')
+    await second.kill()
+  } finally {
+    await daemon.stop()
+  }
+})
+
 test('--pool rejects a malformed size', async () => {
   await assert.rejects(startDaemon({ pools: ['base=lots'] }), /isoboxd exited/)
 })

@@ -81,5 +81,26 @@ TEST(ListingTest, Rfc3339RoundTripsAndHonoursOffsets) {
   EXPECT_FALSE(ParseRfc3339("2024-01-02T03:04:05"));
 }
 
+TEST(ListingTest, Rfc3339RejectsWhatIsNoTime) {
+  // Out-of-range fields are not carried over into the next month or year.
+  for (const char* text : {"2024-13-01T00:00:00Z", "2024-00-10T00:00:00Z", "2024-02-30T00:00:00Z",
+                           "2023-02-29T00:00:00Z", "2024-01-32T00:00:00Z", "2024-01-01T24:00:00Z",
+                           "2024-01-01T00:60:00Z", "2024-01-01T00:00:61Z", "2024-01-01T00:00:00+24:00",
+                           "2024-01-01T00:00:00+01:60", "-024-01-01T00:00:00Z"}) {
+    auto parsed = ParseRfc3339(text);
+    ASSERT_FALSE(parsed) << text;
+    EXPECT_EQ(parsed.error().code, ErrorCode::kInvalidArgument) << text;
+  }
+  // Beyond what the clock holds (64-bit nanoseconds): an error, not a wrapped time.
+  auto far = ParseRfc3339("3000-01-01T00:00:00Z");
+  ASSERT_FALSE(far);
+  EXPECT_NE(far.error().message.find("outside"), std::string::npos) << far.error().message;
+  EXPECT_TRUE(ParseRfc3339("2024-02-29T00:00:00Z"));  // a leap year's day
+  EXPECT_TRUE(ParseRfc3339("2261-12-31T23:59:59Z"));
+  auto leap = ParseRfc3339("2016-12-31T23:59:60Z");  // a leap second: the next second
+  ASSERT_TRUE(leap);
+  EXPECT_EQ(FormatRfc3339(*leap), "2017-01-01T00:00:00.000Z");
+}
+
 }  // namespace
 }  // namespace isobox::server

@@ -111,8 +111,12 @@ Status AddRule(scmp_filter_ctx ctx, const SeccompRule& rule) {
   uint32_t action = rule.errno_value == 0 ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(rule.errno_value);
   std::vector<scmp_arg_cmp> cmps;
   for (const SeccompCondition& c : rule.conditions) {
-    cmps.push_back(c.mask == 0 ? SCMP_CMP64(c.arg, SCMP_CMP_EQ, c.value)
-                               : SCMP_CMP64(c.arg, SCMP_CMP_MASKED_EQ, c.mask, c.value));
+    // As SCMP_CMP64 would build them, with every field named (clang -Wextra wants all).
+    cmps.push_back(c.mask == 0
+                       ? scmp_arg_cmp{.arg = c.arg, .op = SCMP_CMP_EQ, .datum_a = c.value,
+                                      .datum_b = 0}
+                       : scmp_arg_cmp{.arg = c.arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = c.mask,
+                                      .datum_b = c.value});
   }
   int rc = ::seccomp_rule_add_exact_array(ctx, action, nr, static_cast<unsigned>(cmps.size()),
                                           cmps.data());

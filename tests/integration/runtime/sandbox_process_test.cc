@@ -112,6 +112,31 @@ TEST_F(SandboxProcessTest, InitIsRootOfItsOwnNamespacesWithHostLayersMapped) {
   EXPECT_EQ(report["open_fd_5"], "No such file or directory");  // no leaked fds
 }
 
+TEST_F(SandboxProcessTest, LayerMountsGivenByTheCallerServeSandboxesOneAfterAnother) {
+  // What the registry does per uid slot: one idmapped clone of each layer, kept and used
+  // by every sandbox of the range in turn. Each sees host owners mapped and writes only
+  // to its own upper layer; the clones stay read-only.
+  auto root_layer = CloneLayer(dir_ / "layer", userns_.Get());
+  ASSERT_TRUE(root_layer) << root_layer.error().message;
+  auto usr_layer = CloneLayer("/usr", userns_.Get());
+  ASSERT_TRUE(usr_layer) << usr_layer.error().message;
+  for (const char* id : {"probe7", "probe8"}) {
+    SandboxSpec spec = Spec(id);
+    spec.root_layer_mount_fd = root_layer->Get();
+    spec.usr_layer_mount_fd = usr_layer->Get();
+    auto report = Probe(spec);
+    EXPECT_EQ(report["owner_usr_bin_ls"], "0:0") << id;
+    EXPECT_EQ(report["owner_home_user"], "1000:1000") << id;
+    EXPECT_EQ(report["write_usr"], "ok") << id;
+    EXPECT_TRUE(fs::exists(spec.state_dir / "upper/usr/isobox-probe")) << id;
+  }
+  EXPECT_FALSE(fs::exists("/usr/isobox-probe"));
+  // The clone itself refuses writes (read-only mount).
+  UniqueFd file(::openat(usr_layer->Get(), "isobox-clone-write", O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+  EXPECT_FALSE(file);
+  EXPECT_EQ(errno, EROFS);
+}
+
 TEST_F(SandboxProcessTest, AgentHasItsCapabilitiesOnlyAndTheSeccompFilter) {
   auto report = Probe(Spec("probe4"));
   // kAgentCaps: CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP

@@ -336,9 +336,10 @@ async function peerRows() {
 }
 
 async function sdkFirstRows() {
-  const firstCommand = async () => {
+  const firstCommand = async (daemon, pooled) => {
     const samples = []
     for (let i = 0; i < counts.sdk + counts.warmup; ++i) {
+      if (pooled) await waitPool(daemon, 'base', 1)
       const start = now()
       const sandbox = await Sandbox.create({ timeoutMs: 120000 })
       const result = await sandbox.commands.run('true')
@@ -366,15 +367,18 @@ async function sdkFirstRows() {
   console.error('SDK: create -> first result (no pool)')
   await withDaemon(['base=0', 'code-interpreter-v1=0'], async (daemon) => {
     recordSamples('sdk.first_command.nopool', "SDK Sandbox.create -> commands.run('true'), no pool",
-      await firstCommand())
+      await firstCommand(daemon, false))
     recordSamples('sdk.first_runcode.nopool', "SDK Sandbox.create -> runCode('1+1'), no pool",
       await firstRunCode(daemon, false))
   })
   console.error('SDK: create -> first result (warm pool)')
   await withDaemon(['base=2', 'code-interpreter-v1=1'], async (daemon) => {
+    // Both pools full first: a code interpreter's kernels starting meanwhile would take
+    // the cores from the commands measured.
     await waitPool(daemon, 'base', 2)
+    await waitPool(daemon, 'code-interpreter-v1', 1)
     recordSamples('sdk.first_command.pool', "SDK Sandbox.create -> commands.run('true'), warm pool",
-      await firstCommand())
+      await firstCommand(daemon, true))
     recordSamples('sdk.first_runcode.pool', "SDK Sandbox.create -> runCode('1+1'), warm pool",
       await firstRunCode(daemon, true))
   })

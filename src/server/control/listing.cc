@@ -220,12 +220,12 @@ Result<SystemTime> ParseRfc3339(std::string_view text) {
   // Fields in range (timegm would carry a 13th month into the next year) and a date
   // the calendar has (checked after timegm below: February 30 comes back as March 2).
   // Second 60 is RFC 3339's leap second; it counts as the next second.
-  if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-      tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 0 || tm.tm_hour < 0 || tm.tm_min < 0 ||
-      tm.tm_sec < 0) {
+  auto in = [](int value, int low, int high) { return value >= low && value <= high; };
+  if (!in(tm.tm_year, 0, 9999) || !in(tm.tm_mon, 1, 12) || !in(tm.tm_mday, 1, 31) ||
+      !in(tm.tm_hour, 0, 23) || !in(tm.tm_min, 0, 59) || !in(tm.tm_sec, 0, 60)) {
     return invalid();
   }
-  const int year = tm.tm_year, month = tm.tm_mon, day = tm.tm_mday;
+  const int year = tm.tm_year, month = tm.tm_mon, day = tm.tm_mday, second = tm.tm_sec;
   tm.tm_year -= 1900;
   tm.tm_mon -= 1;
   std::string_view rest = text.substr(19);
@@ -249,7 +249,7 @@ Result<SystemTime> ParseRfc3339(std::string_view text) {
     if (std::sscanf(std::string(rest.substr(1)).c_str(), "%2d:%2d", &hours, &minutes) != 2) {
       return invalid();
     }
-    if (hours < 0 || hours > 23 || minutes < 0 || minutes > 59) return invalid();
+    if (!in(hours, 0, 23) || !in(minutes, 0, 59)) return invalid();
     offset_minutes = (rest[0] == '+' ? 1 : -1) * (hours * 60 + minutes);
   } else {
     return invalid();
@@ -258,8 +258,8 @@ Result<SystemTime> ParseRfc3339(std::string_view text) {
   if (seconds == -1 && !(tm.tm_year == 69 && tm.tm_mon == 11 && tm.tm_mday == 31)) {
     return invalid();
   }
-  bool leap_second_carried = text[17] == '6';  // 23:59:60 moves into the next day
-  if (!leap_second_carried &&
+  // A leap second carries the date over (23:59:60 is the next day's first second).
+  if (second != 60 &&
       (tm.tm_year + 1900 != year || tm.tm_mon + 1 != month || tm.tm_mday != day)) {
     return MakeError(ErrorCode::kInvalidArgument, "'{}' is not a date of the calendar", text);
   }

@@ -283,32 +283,33 @@ void Registry::ReleaseSlot(uint32_t slot) {
   used_slots_.erase(slot);
 }
 
-Result<int> Registry::UsernsForSlot(uint32_t slot) {
+// The fd kept in `fds` under `key`, made by `make` (outside the lock: it makes kernel
+// objects) the first time; a concurrent maker's duplicate is closed.
+template <typename Key, typename Make>
+Result<int> Registry::KeptFd(std::map<Key, UniqueFd>& fds, Key key, Make make) {
   {
     std::lock_guard lock(mutex_);
-    auto it = userns_by_slot_.find(slot);
-    if (it != userns_by_slot_.end()) return it->second.Get();
+    auto it = fds.find(key);
+    if (it != fds.end()) return it->second.Get();
   }
-  runtime::IdRange range{config_.uid_base + slot * kIdsPerSandbox, kIdsPerSandbox};
-  ASSIGN_OR_RETURN(UniqueFd ns, runtime::CreateMappedUserns(range));
+  ASSIGN_OR_RETURN(UniqueFd fd, make());
   std::lock_guard lock(mutex_);
-  auto [it, inserted] = userns_by_slot_.emplace(slot, std::move(ns));
+  auto [it, inserted] = fds.emplace(std::move(key), std::move(fd));
   return it->second.Get();
 }
 
+Result<int> Registry::UsernsForSlot(uint32_t slot) {
+  return KeptFd(userns_by_slot_, slot, [&] {
+    return runtime::CreateMappedUserns(
+        {config_.uid_base + slot * kIdsPerSandbox, kIdsPerSandbox});
+  });
+}
+
 Result<int> Registry::LayerMountForSlot(uint32_t slot, int userns, const fs::path& layer) {
-  std::pair<uint32_t, std::string> key{slot, layer.string()};
-  {
-    std::lock_guard lock(mutex_);
-    auto it = layer_mounts_.find(key);
-    if (it != layer_mounts_.end()) return it->second.Get();
-  }
   // SECURITY: read-only, nosuid, nodev, and mapped to this slot's range only: a slot's
   // sandboxes share it one after another, and none can write to it.
-  ASSIGN_OR_RETURN(UniqueFd mount, runtime::CloneLayer(layer, userns));
-  std::lock_guard lock(mutex_);
-  auto [it, inserted] = layer_mounts_.emplace(std::move(key), std::move(mount));
-  return it->second.Get();
+  return KeptFd(layer_mounts_, std::pair{slot, layer.string()},
+                [&] { return runtime::CloneLayer(layer, userns); });
 }
 
 Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions& options,

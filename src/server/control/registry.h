@@ -145,6 +145,8 @@ class Registry {
 
   Result<uint32_t> AllocateSlot();
   void ReleaseSlot(uint32_t slot);
+  template <typename Key, typename Make>
+  Result<int> KeptFd(std::map<Key, UniqueFd>& fds, Key key, Make make);
   Result<int> UsernsForSlot(uint32_t slot);
   // The slot's idmapped clone of a template layer (runtime::CloneLayer), made once: a
   // clone made and closed per create would cost an RCU grace period on the create's path.

@@ -296,12 +296,12 @@ bool IsCgroupFs(const fs::path& path) {
   return st.f_type == CGROUP2_SUPER_MAGIC || st.f_type == CGROUP_SUPER_MAGIC;
 }
 
-Status MakeGroupDir(const fs::path& dir, bool exist_ok) {
+Status MakeGroupDir(const fs::path& dir, bool exist_ok, std::optional<bool> fake) {
   if (::mkdir(dir.c_str(), 0755) != 0) {
     if (errno == EEXIST && exist_ok) return Ok();
     return SysError("mkdir {}", dir.string());
   }
-  if (IsFakeTree(dir)) return PopulateFakeGroup(dir);
+  if (fake.value_or(IsFakeTree(dir))) return PopulateFakeGroup(dir);
   return Ok();
 }
 
@@ -407,9 +407,19 @@ Status KillAllByFreezing(Cgroup& cgroup) {
 }
 
 Status DestroyGroups(Cgroup& cgroup, const std::vector<fs::path>& dirs,
-                     std::chrono::milliseconds timeout) {
+                     std::chrono::milliseconds timeout, const std::vector<std::string>& children) {
   using Clock = std::chrono::steady_clock;
   auto deadline = Clock::now() + timeout;
+  // The usual case, when the caller knows the groups' children: each rmdir succeeds (or
+  // finds the group gone), and nothing is listed or stat'ed. A group with processes left
+  // (EBUSY), with groups nobody told us of (ENOTEMPTY) or on a fake tree goes the long way.
+  bool removed = !children.empty() && std::all_of(dirs.begin(), dirs.end(), [&](const fs::path& dir) {
+    for (const std::string& child : children) {
+      if (::rmdir((dir / child).c_str()) != 0 && errno != ENOENT) return false;
+    }
+    return ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
+  });
+  if (removed) return Ok();
   std::error_code ec;
   if (std::none_of(dirs.begin(), dirs.end(),
                    [&](const fs::path& d) { return fs::exists(d, ec); })) {

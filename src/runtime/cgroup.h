@@ -174,8 +174,10 @@ CgroupMounts ParseMountinfo(std::string_view text);
 // True if `path` is on a cgroup (v1) or cgroup2 filesystem.
 bool IsCgroupFs(const std::filesystem::path& path);
 // mkdir; on a fake tree also creates the parent's control files (empty). EEXIST is an
-// error (kAlreadyExists) unless `exist_ok`.
-Status MakeGroupDir(const std::filesystem::path& dir, bool exist_ok);
+// error (kAlreadyExists) unless `exist_ok`. `fake`: whether the tree is fake, when the
+// caller knows (else a statfs finds out).
+Status MakeGroupDir(const std::filesystem::path& dir, bool exist_ok,
+                    std::optional<bool> fake = std::nullopt);
 // `dir` and every group below it, children before parents; missing dir = empty.
 std::vector<std::filesystem::path> GroupsPostOrder(const std::filesystem::path& dir);
 // Names of the groups directly below `dir`, sorted; missing dir = empty.
@@ -197,8 +199,12 @@ bool InGroup(std::string_view proc_cgroup, std::string_view relative_path);
 Status KillAllByFreezing(Cgroup& cgroup);
 // Destroy() for groups whose directories are `dirs`: KillAll, poll until no process is
 // left (killing again every 100 ms), then remove the directories and everything below.
+// `children`: the names of the groups known to be below each of `dirs` (made by
+// CreateChild); when those and `dirs` are all there is and no process is left, they are
+// removed without listing a directory.
 Status DestroyGroups(Cgroup& cgroup, const std::vector<std::filesystem::path>& dirs,
-                     std::chrono::milliseconds timeout);
+                     std::chrono::milliseconds timeout,
+                     const std::vector<std::string>& children = {});
 // Calls `done` until it returns true or `deadline` passes; sleeps 1..10 ms between calls.
 bool PollUntil(std::chrono::steady_clock::time_point deadline, const std::function<bool()>& done);
 

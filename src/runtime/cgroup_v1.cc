@@ -28,7 +28,8 @@ std::vector<fs::path> UniquePaths(const std::map<std::string, fs::path>& by_cont
 
 }  // namespace
 
-Status MakeGroupDirsV1(const std::vector<fs::path>& dirs, bool exist_ok) {
+Status MakeGroupDirsV1(const std::vector<fs::path>& dirs, const fs::path& memory_dir,
+                       bool exist_ok, bool fake) {
   std::vector<fs::path> made;
   ScopeGuard remove([&] {
     for (const fs::path& dir : made) {
@@ -36,21 +37,26 @@ Status MakeGroupDirsV1(const std::vector<fs::path>& dirs, bool exist_ok) {
     }
   });
   for (const fs::path& dir : dirs) {
-    std::error_code ec;
-    bool existed = fs::exists(dir, ec);
-    RETURN_IF_ERROR(cgroupfs::MakeGroupDir(dir, exist_ok));
-    if (!existed) made.push_back(dir);
+    RETURN_IF_ERROR(cgroupfs::MakeGroupDir(dir, exist_ok, fake));
+    if (!exist_ok) made.push_back(dir);  // parents that existed are never removed
     // SECURITY: use_hierarchy=1 charges nested groups (user code below envd) to this
     // group, so its memory limit bounds the whole sandbox; with 0 a child group would
     // escape it. Only the memory hierarchy has the file; kernels >= 5.11 force 1.
-    RETURN_IF_ERROR(cgroupfs::WriteIfPresent(dir / "memory.use_hierarchy", "1"));
+    if (dir == memory_dir) {
+      RETURN_IF_ERROR(cgroupfs::WriteIfPresent(dir / "memory.use_hierarchy", "1"));
+    }
   }
   remove.Cancel();
   return Ok();
 }
 
-CgroupV1::CgroupV1(const std::map<std::string, fs::path>& roots, fs::path relative)
-    : roots_(roots), relative_(std::move(relative)), dirs_(UniquePaths(roots_, relative_)) {}
+CgroupV1::CgroupV1(const std::map<std::string, fs::path>& roots, fs::path relative, bool fake,
+                   bool fresh)
+    : roots_(roots),
+      relative_(std::move(relative)),
+      dirs_(UniquePaths(roots_, relative_)),
+      fake_(fake),
+      fresh_(fresh) {}
 
 fs::path CgroupV1::Dir(const std::string& controller) const {
   auto it = roots_.find(controller);
@@ -58,6 +64,7 @@ fs::path CgroupV1::Dir(const std::string& controller) const {
 }
 
 Status CgroupV1::SetMemoryLimit(uint64_t bytes) {
+  if (fresh_ && bytes == 0) return Ok();  // unlimited already
   std::string value = bytes == 0 ? "-1" : std::to_string(bytes);
   fs::path limit = Dir("memory") / "memory.limit_in_bytes";
   fs::path memsw = Dir("memory") / "memory.memsw.limit_in_bytes";
@@ -84,22 +91,29 @@ Status CgroupV1::SetMemoryLimit(uint64_t bytes) {
 Status CgroupV1::SetCpuLimits(const CgroupLimits& limits) {
   fs::path dir = Dir("cpu");
   uint64_t quota = cgroupfs::CpuQuotaUsec(limits.cpu_millicores);
-  RETURN_IF_ERROR(
-      cgroupfs::WriteFile(dir / "cpu.cfs_period_us", std::to_string(cgroupfs::kCpuPeriodUsec)));
-  RETURN_IF_ERROR(
-      cgroupfs::WriteFile(dir / "cpu.cfs_quota_us", quota == 0 ? "-1" : std::to_string(quota)));
+  // A fresh group has no quota (-1) and the default shares: only what differs is written.
+  if (!fresh_ || quota != 0) {
+    RETURN_IF_ERROR(
+        cgroupfs::WriteFile(dir / "cpu.cfs_period_us", std::to_string(cgroupfs::kCpuPeriodUsec)));
+    RETURN_IF_ERROR(
+        cgroupfs::WriteFile(dir / "cpu.cfs_quota_us", quota == 0 ? "-1" : std::to_string(quota)));
+  }
   uint64_t shares = limits.cpu_weight == 0
                         ? kDefaultCpuShares
                         : std::max(kMinCpuShares, uint64_t{limits.cpu_weight} * 1024 / 100);
+  if (fresh_ && shares == kDefaultCpuShares) return Ok();
   return cgroupfs::WriteFile(dir / "cpu.shares", std::to_string(shares));
 }
 
 Status CgroupV1::SetLimits(const CgroupLimits& limits) {
   RETURN_IF_ERROR(cgroupfs::ValidateLimits(limits));
+  ScopeGuard written([&] { fresh_ = false; });  // whatever was written is no longer a default
   // SECURITY: pids.max bounds fork bombs; without it one sandbox exhausts the host's pid
-  // space and no process on the machine can fork.
-  RETURN_IF_ERROR(cgroupfs::WriteFile(
-      Dir("pids") / "pids.max", limits.pids_max == 0 ? "max" : std::to_string(limits.pids_max)));
+  // space and no process on the machine can fork. (A fresh group's is "max" already.)
+  if (!fresh_ || limits.pids_max != 0) {
+    RETURN_IF_ERROR(cgroupfs::WriteFile(
+        Dir("pids") / "pids.max", limits.pids_max == 0 ? "max" : std::to_string(limits.pids_max)));
+  }
   RETURN_IF_ERROR(SetMemoryLimit(limits.memory_bytes));
   return SetCpuLimits(limits);
 }
@@ -150,8 +164,13 @@ Result<UniqueFd> CgroupV1::OpenEventFile(CgroupEventFile which) {
 
 Result<std::unique_ptr<Cgroup>> CgroupV1::CreateChild(std::string_view name) {
   RETURN_IF_ERROR(cgroupfs::ValidateName(name));
-  RETURN_IF_ERROR(MakeGroupDirsV1(UniquePaths(roots_, relative_ / name), /*exist_ok=*/false));
-  return std::unique_ptr<Cgroup>(std::make_unique<CgroupV1>(roots_, relative_ / name));
+  fs::path memory = Dir("memory");
+  RETURN_IF_ERROR(MakeGroupDirsV1(UniquePaths(roots_, relative_ / name),
+                                  memory.empty() ? memory : memory / name, /*exist_ok=*/false,
+                                  fake_));
+  children_.emplace_back(name);
+  return std::unique_ptr<Cgroup>(
+      std::make_unique<CgroupV1>(roots_, relative_ / name, fake_, /*fresh=*/!fake_));
 }
 
 Status CgroupV1::Freeze() {
@@ -177,7 +196,7 @@ Status CgroupV1::Thaw() { return cgroupfs::WriteFile(Dir("freezer") / "freezer.s
 Status CgroupV1::KillAll() { return cgroupfs::KillAllByFreezing(*this); }
 
 Status CgroupV1::Destroy(std::chrono::milliseconds timeout) {
-  return cgroupfs::DestroyGroups(*this, dirs_, timeout);
+  return cgroupfs::DestroyGroups(*this, dirs_, timeout, children_);
 }
 
 Result<CgroupStats> CgroupV1::Stats() {
@@ -206,8 +225,18 @@ Result<CgroupStats> CgroupV1::Stats() {
 }
 
 Result<uint64_t> CgroupV1::OomKills() {
-  // v1 counts OOM kills only in the group of the process concerned: sum the subtree.
-  return cgroupfs::SumKeyedRecursive(Dir("memory"), "memory.oom_control", "oom_kill");
+  // v1 counts OOM kills only in the group of the process concerned: sum the subtree,
+  // which is this group and the children it made when it knows them (no process in a
+  // sandbox can make groups: it has no cgroup filesystem).
+  fs::path memory = Dir("memory");
+  if (children_.empty()) return cgroupfs::SumKeyedRecursive(memory, "memory.oom_control", "oom_kill");
+  ASSIGN_OR_RETURN(uint64_t sum, cgroupfs::ReadKeyed(memory / "memory.oom_control", "oom_kill"));
+  for (const std::string& child : children_) {
+    ASSIGN_OR_RETURN(uint64_t value,
+                     cgroupfs::ReadKeyed(memory / child / "memory.oom_control", "oom_kill"));
+    sum += value;
+  }
+  return sum;
 }
 
 std::vector<pid_t> CgroupV1::Pids() {
@@ -219,16 +248,24 @@ std::vector<pid_t> CgroupV1::Pids() {
 }
 
 CgroupManagerV1::CgroupManagerV1(std::map<std::string, fs::path> roots, std::string parent)
-    : roots_(std::move(roots)), parent_(std::move(parent)) {}
+    : roots_(std::move(roots)),
+      parent_(std::move(parent)),
+      fake_(std::any_of(roots_.begin(), roots_.end(),
+                        [](const auto& root) { return !cgroupfs::IsCgroupFs(root.second); })) {}
 
 std::vector<fs::path> CgroupManagerV1::UniqueRoots() const { return UniquePaths(roots_, {}); }
 
 Status CgroupManagerV1::PrepareParent() {
+  if (parent_ready_.load()) return Ok();
   fs::path relative;
+  auto memory = roots_.find("memory");
   for (const fs::path& component : parent_) {
     relative /= component;
-    RETURN_IF_ERROR(MakeGroupDirsV1(UniquePaths(roots_, relative), /*exist_ok=*/true));
+    RETURN_IF_ERROR(MakeGroupDirsV1(UniquePaths(roots_, relative),
+                                    memory == roots_.end() ? fs::path() : memory->second / relative,
+                                    /*exist_ok=*/true, fake_));
   }
+  parent_ready_.store(true);
   return Ok();
 }
 
@@ -238,8 +275,17 @@ Result<std::unique_ptr<Cgroup>> CgroupManagerV1::Create(std::string_view name,
   RETURN_IF_ERROR(cgroupfs::ValidateLimits(limits));
   std::string context = fmt::format("create cgroup {}/{}", parent_.string(), name);
   RETURN_IF_ERROR(WithContext(PrepareParent(), context));
-  auto cgroup = std::make_unique<CgroupV1>(roots_, parent_ / name);
-  RETURN_IF_ERROR(WithContext(MakeGroupDirsV1(cgroup->Dirs(), /*exist_ok=*/false), context));
+  auto cgroup = std::make_unique<CgroupV1>(roots_, parent_ / name, fake_, /*fresh=*/!fake_);
+  auto memory = roots_.find("memory");
+  fs::path memory_dir = memory == roots_.end() ? fs::path() : memory->second / parent_ / name;
+  Status made = MakeGroupDirsV1(cgroup->Dirs(), memory_dir, /*exist_ok=*/false, fake_);
+  if (!made && made.error().sys_errno == ENOENT) {
+    // The parent groups went away since they were made (removed by hand): again, once.
+    parent_ready_.store(false);
+    RETURN_IF_ERROR(WithContext(PrepareParent(), context));
+    made = MakeGroupDirsV1(cgroup->Dirs(), memory_dir, /*exist_ok=*/false, fake_);
+  }
+  RETURN_IF_ERROR(WithContext(made, context));
   ScopeGuard remove([&] {
     for (const fs::path& dir : cgroup->Dirs()) {
       (void)cgroupfs::RemoveGroupTree(dir, std::chrono::steady_clock::now());
@@ -255,7 +301,7 @@ Result<std::unique_ptr<Cgroup>> CgroupManagerV1::Create(std::string_view name,
 
 Result<std::unique_ptr<Cgroup>> CgroupManagerV1::Open(std::string_view name) {
   RETURN_IF_ERROR(cgroupfs::ValidateName(name));
-  auto cgroup = std::make_unique<CgroupV1>(roots_, parent_ / name);
+  auto cgroup = std::make_unique<CgroupV1>(roots_, parent_ / name, fake_);
   size_t present = 0;
   std::error_code ec;
   for (const fs::path& dir : cgroup->Dirs()) present += fs::is_directory(dir, ec) ? 1 : 0;

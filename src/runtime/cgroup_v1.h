@@ -2,6 +2,7 @@
 // the memory, pids, cpu, cpuacct (if mounted) and freezer hierarchies.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -14,9 +15,11 @@ namespace isobox::runtime {
 class CgroupV1 final : public Cgroup {
  public:
   // `roots`: controller -> hierarchy root (as given to CgroupManager::ForV1);
-  // `relative`: the group below each root.
+  // `relative`: the group below each root; `fake`: the roots are a fake tree (tests);
+  // `fresh`: the group was just made by the kernel (not on a fake tree): its limits are
+  // the kernel's defaults.
   CgroupV1(const std::map<std::string, std::filesystem::path>& roots,
-           std::filesystem::path relative);
+           std::filesystem::path relative, bool fake, bool fresh = false);
 
   std::string RelativePath() const override { return relative_.string(); }
   Status SetLimits(const CgroupLimits& limits) override;
@@ -44,6 +47,13 @@ class CgroupV1 final : public Cgroup {
   std::map<std::string, std::filesystem::path> roots_;
   std::filesystem::path relative_;
   std::vector<std::filesystem::path> dirs_;
+  bool fake_;
+  // Until the first SetLimits: every limit is the kernel's default, which need not be
+  // written again (a create writes only what differs).
+  bool fresh_;
+  // The groups made below this one by CreateChild: Destroy and OomKills visit them
+  // without listing directories.
+  std::vector<std::string> children_;
 };
 
 class CgroupManagerV1 final : public CgroupManager {
@@ -57,17 +67,22 @@ class CgroupManagerV1 final : public CgroupManager {
   std::vector<std::string> List() override;
 
  private:
-  // Creates the parent group(s) in every hierarchy.
+  // Creates the parent group(s) in every hierarchy, once (again after a create found
+  // them gone).
   Status PrepareParent();
   // Each distinct hierarchy root once.
   std::vector<std::filesystem::path> UniqueRoots() const;
 
   std::map<std::string, std::filesystem::path> roots_;
   std::filesystem::path parent_;
+  bool fake_;
+  std::atomic<bool> parent_ready_{false};
 };
 
-// mkdir of a group in every hierarchy given, with memory.use_hierarchy=1 in the memory
-// one; removes what it made if a later step fails.
-Status MakeGroupDirsV1(const std::vector<std::filesystem::path>& dirs, bool exist_ok);
+// mkdir of a group in every hierarchy given, with memory.use_hierarchy=1 in
+// `memory_dir` (the one in the memory hierarchy); unless `exist_ok`, removes what it made
+// if a later step fails.
+Status MakeGroupDirsV1(const std::vector<std::filesystem::path>& dirs,
+                       const std::filesystem::path& memory_dir, bool exist_ok, bool fake);
 
 }  // namespace isobox::runtime

@@ -340,6 +340,68 @@ TEST_F(CgroupIntegrationTest, DestroyKillsAndLeavesNoDirectoryInAnyHierarchy) {
   EXPECT_TRUE(cgroup->Destroy(kTimeout));  // idempotent
 }
 
+// A create writes only the limits that differ from a new group's: what it leaves
+// unwritten must read as unlimited in the kernel, in the group and in its children.
+TEST_F(CgroupIntegrationTest, UnsetLimitsAreTheKernelsUnlimitedDefaults) {
+  auto cgroup = Create("defaults");
+  ASSERT_NE(cgroup, nullptr);
+  auto child = cgroup->CreateChild("agent");
+  ASSERT_TRUE(child) << child.error().message;
+  ASSERT_TRUE((*child)->SetLimits({.cpu_weight = 100}));
+  auto stats = cgroup->Stats();
+  ASSERT_TRUE(stats) << stats.error().message;
+  EXPECT_EQ(stats->memory_limit, 0u);
+  EXPECT_EQ(stats->pids_max, 0u);
+  if (manager_->Version() != 1) return;
+  for (const char* name : {"defaults", "defaults/agent"}) {
+    EXPECT_EQ(ReadTrimmed(GroupFile("pids", name, "pids.max")), "max") << name;
+    EXPECT_EQ(ReadTrimmed(GroupFile("cpu", name, "cpu.cfs_quota_us")), "-1") << name;
+    EXPECT_EQ(ReadTrimmed(GroupFile("cpu", name, "cpu.shares")), "1024") << name;
+    EXPECT_EQ(ReadTrimmed(GroupFile("memory", name, "memory.use_hierarchy")), "1") << name;
+  }
+  // A later SetLimits back to "unlimited" is written, not skipped.
+  ASSERT_TRUE(cgroup->SetLimits({.pids_max = 7}));
+  ASSERT_TRUE(cgroup->SetLimits({}));
+  EXPECT_EQ(ReadTrimmed(GroupFile("pids", "defaults", "pids.max")), "max");
+}
+
+// The OOM kills of a group's children count as the group's, and a group whose children
+// were made by CreateChild is destroyed with them, processes and all.
+TEST_F(CgroupIntegrationTest, OomKillsOfChildrenCountAndDestroyTakesThem) {
+  auto cgroup = Create("family", {.pids_max = 20});
+  ASSERT_NE(cgroup, nullptr);
+  auto agent = cgroup->CreateChild("agent");
+  auto user = cgroup->CreateChild("user");
+  ASSERT_TRUE(agent && user);
+  ASSERT_TRUE((*user)->SetLimits({.memory_bytes = 16 * kMiB}));
+  GatedChild hog([] {
+    size_t size = 200 * kMiB;
+    void* mem = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return 2;
+    for (size_t offset = 0; offset < size; offset += 4096) static_cast<char*>(mem)[offset] = 1;
+    return 0;
+  });
+  ASSERT_TRUE((*user)->AddProcess(hog.Pid()));
+  hog.Go();
+  auto status = hog.Process().Wait();
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->signal, SIGKILL);
+  auto kills = cgroup->OomKills();
+  ASSERT_TRUE(kills) << kills.error().message;
+  EXPECT_GE(*kills, 1u);
+
+  GatedChild sleeper(Sleep);
+  ASSERT_TRUE((*agent)->AddProcess(sleeper.Pid()));
+  sleeper.Go();
+  ASSERT_TRUE(cgroup->Destroy(kTimeout));
+  auto slept = sleeper.Process().Wait();
+  ASSERT_TRUE(slept);
+  EXPECT_EQ(slept->signal, SIGKILL);
+  for (const auto& [controller, root] : roots_) {
+    EXPECT_FALSE(fs::exists(root / parent_ / "family")) << root;
+  }
+}
+
 TEST_F(CgroupIntegrationTest, OpenReadoptsAndListShows) {
   ASSERT_NE(Create("readopt", {.pids_max = 20}), nullptr);
   EXPECT_THAT(manager_->List(), Contains("readopt"));

@@ -359,8 +359,7 @@ bool InGroup(std::string_view proc_cgroup, std::string_view relative_path) {
   while (!proc_cgroup.empty()) {
     size_t newline = proc_cgroup.find('\n');
     std::string_view line = proc_cgroup.substr(0, newline);
-    proc_cgroup.remove_prefix(newline == std::string_view::npos ? proc_cgroup.size()
-                                                                : newline + 1);
+    proc_cgroup.remove_prefix(newline == std::string_view::npos ? proc_cgroup.size() : newline + 1);
     // "<id>:<controllers>:<path>"
     size_t second = line.find(':', line.find(':') + 1);
     if (second == std::string_view::npos) continue;
@@ -413,12 +412,13 @@ Status DestroyGroups(Cgroup& cgroup, const std::vector<fs::path>& dirs,
   // The usual case, when the caller knows the groups' children: each rmdir succeeds (or
   // finds the group gone), and nothing is listed or stat'ed. A group with processes left
   // (EBUSY), with groups nobody told us of (ENOTEMPTY) or on a fake tree goes the long way.
-  bool removed = !children.empty() && std::all_of(dirs.begin(), dirs.end(), [&](const fs::path& dir) {
-    for (const std::string& child : children) {
-      if (::rmdir((dir / child).c_str()) != 0 && errno != ENOENT) return false;
-    }
-    return ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
-  });
+  bool removed =
+      !children.empty() && std::all_of(dirs.begin(), dirs.end(), [&](const fs::path& dir) {
+        for (const std::string& child : children) {
+          if (::rmdir((dir / child).c_str()) != 0 && errno != ENOENT) return false;
+        }
+        return ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
+      });
   if (removed) return Ok();
   std::error_code ec;
   if (std::none_of(dirs.begin(), dirs.end(),

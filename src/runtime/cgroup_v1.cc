@@ -28,8 +28,8 @@ std::vector<fs::path> UniquePaths(const std::map<std::string, fs::path>& by_cont
 
 }  // namespace
 
-Status MakeGroupDirsV1(const std::vector<fs::path>& dirs, const fs::path& memory_dir,
-                       bool exist_ok, bool fake) {
+Status MakeGroupDirsV1(const std::vector<fs::path>& dirs, const fs::path& memory_dir, bool exist_ok,
+                       bool fake) {
   std::vector<fs::path> made;
   ScopeGuard remove([&] {
     for (const fs::path& dir : made) {
@@ -229,7 +229,8 @@ Result<uint64_t> CgroupV1::OomKills() {
   // which is this group and the children it made when it knows them (no process in a
   // sandbox can make groups: it has no cgroup filesystem).
   fs::path memory = Dir("memory");
-  if (children_.empty()) return cgroupfs::SumKeyedRecursive(memory, "memory.oom_control", "oom_kill");
+  if (children_.empty())
+    return cgroupfs::SumKeyedRecursive(memory, "memory.oom_control", "oom_kill");
   ASSIGN_OR_RETURN(uint64_t sum, cgroupfs::ReadKeyed(memory / "memory.oom_control", "oom_kill"));
   for (const std::string& child : children_) {
     ASSIGN_OR_RETURN(uint64_t value,

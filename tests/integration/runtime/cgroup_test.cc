@@ -60,6 +60,15 @@ class GatedChild {
   ChildProcess process_;
 };
 
+// Touches 200 MiB: past any memory limit the tests set.
+int FillMemory() {
+  size_t size = 200 * kMiB;
+  void* mem = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return 2;
+  for (size_t offset = 0; offset < size; offset += 4096) static_cast<char*>(mem)[offset] = 1;
+  return 0;
+}
+
 int Sleep() {
   ::execl("/bin/sleep", "sleep", "30", nullptr);
   return 127;
@@ -233,13 +242,7 @@ TEST_F(CgroupIntegrationTest, PidsLimitRefusesForks) {
 TEST_F(CgroupIntegrationTest, MemoryLimitOomKills) {
   auto cgroup = Create("oom", {.memory_bytes = 64 * kMiB});
   ASSERT_NE(cgroup, nullptr);
-  GatedChild child([] {
-    size_t size = 200 * kMiB;
-    void* mem = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return 2;
-    for (size_t offset = 0; offset < size; offset += 4096) static_cast<char*>(mem)[offset] = 1;
-    return 0;
-  });
+  GatedChild child(FillMemory);
   ASSERT_TRUE(cgroup->AddProcess(child.Pid()));
   child.Go();
   auto status = child.Process().Wait();
@@ -374,13 +377,7 @@ TEST_F(CgroupIntegrationTest, OomKillsOfChildrenCountAndDestroyTakesThem) {
   auto user = cgroup->CreateChild("user");
   ASSERT_TRUE(agent && user);
   ASSERT_TRUE((*user)->SetLimits({.memory_bytes = 16 * kMiB}));
-  GatedChild hog([] {
-    size_t size = 200 * kMiB;
-    void* mem = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return 2;
-    for (size_t offset = 0; offset < size; offset += 4096) static_cast<char*>(mem)[offset] = 1;
-    return 0;
-  });
+  GatedChild hog(FillMemory);
   ASSERT_TRUE((*user)->AddProcess(hog.Pid()));
   hog.Go();
   auto status = hog.Process().Wait();

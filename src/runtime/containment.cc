@@ -3,12 +3,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/prctl.h>
-#include <net/if.h>
 #include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,34 +125,6 @@ int MountDev() {
                  "mode=0755,size=64k");
 }
 
-int LoopbackUp() {
-  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  struct ifreq request {};
-  std::strcpy(request.ifr_name, "lo");
-  int rc = ::ioctl(fd, SIOCGIFFLAGS, &request);
-  if (rc == 0) {
-    request.ifr_flags |= IFF_UP | IFF_RUNNING;
-    rc = ::ioctl(fd, SIOCSIFFLAGS, &request);
-  }
-  int saved = errno;
-  ::close(fd);
-  errno = saved;
-  return rc;
-}
-
-int AllowUnprivilegedPorts() {
-  // The sandbox's own network namespace (loopback only): user code has no capabilities,
-  // so without this a server as sandbox root could not listen on port 80.
-  int fd = ::open("proc/sys/net/ipv4/ip_unprivileged_port_start", O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = ::write(fd, "0", 1);
-  int saved = errno;
-  ::close(fd);
-  errno = saved;
-  return n == 1 ? 0 : -1;
-}
-
 int InstallSeccomp(const sock_fprog* program) {
   if (program == nullptr || program->len == 0) {
     errno = EINVAL;  // fail closed: no filter, no sandbox
@@ -216,13 +185,13 @@ int SetupFds(const ContainmentPlan& plan, int* error_fd) {
 }  // namespace
 
 std::string_view ContainmentStepName(ContainmentStep step) {
-  static constexpr std::array<std::string_view, 24> kNames = {
-      "wait for parent",    "make mounts private", "open mountpoint", "become sandbox root",
-      "attach root",        "attach /usr",         "attach agent",    "mount /proc",
-      "unprivileged ports", "mount /dev",          "mask /proc",      "mount /tmp",
-      "pivot_root",         "detach old root",     "set hostname",    "loopback up",
-      "wait for cgroup",    "unshare cgroup ns",   "set rlimits",     "become agent",
-      "no_new_privs",       "set up fds",          "seccomp",         "exec agent"};
+  static constexpr std::array<std::string_view, 22> kNames = {
+      "wait for parent", "make mounts private", "open mountpoint", "become sandbox root",
+      "attach root",     "attach /usr",         "attach agent",    "mount /proc",
+      "mount /dev",      "mask /proc",          "mount /tmp",      "pivot_root",
+      "detach old root", "set hostname",        "wait for cgroup", "unshare cgroup ns",
+      "set rlimits",     "become agent",        "no_new_privs",    "set up fds",
+      "seccomp",         "exec agent"};
   auto index = static_cast<size_t>(step);
   return index < kNames.size() ? kNames[index] : "unknown step";
 }
@@ -247,7 +216,6 @@ void RunContainment(const ContainmentPlan& plan) {
        ::move_mount(plan.agent_mount_fd, "", AT_FDCWD, ".isobox", MOVE_MOUNT_F_EMPTY_PATH));
   // A fresh procfs of the sandbox's own pid namespace: only its processes are visible.
   STEP(kMountProc, ::mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
-  STEP(kUnprivilegedPorts, AllowUnprivilegedPorts());
   STEP(kMountDev, MountDev());
   STEP(kMaskProc, MaskProc());
   STEP(kMountTmp, ::mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options));
@@ -257,7 +225,6 @@ void RunContainment(const ContainmentPlan& plan) {
   STEP(kDetachOldRoot, ::umount2(".", MNT_DETACH));
   STEP(kDetachOldRoot, ::chdir("/"));
   STEP(kSetHostname, ::sethostname(plan.hostname, std::strlen(plan.hostname)));
-  STEP(kLoopbackUp, LoopbackUp());
   // The parent moves the init into its cgroup while the steps above run (on cgroup v1 a
   // move waits out an RCU grace period of ~10 ms); nothing past this point, and nothing
   // of the user's, runs outside the cgroup.

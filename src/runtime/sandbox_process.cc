@@ -20,6 +20,7 @@
 #include "runtime/containment.h"
 #include "runtime/detached_mount.h"
 #include "runtime/disk.h"
+#include "runtime/netns.h"
 #include "runtime/seccomp.h"
 #include "runtime/zygote.h"
 
@@ -242,11 +243,11 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
       .envp = envp.data(),
   };
 
-  // SECURITY: every namespace the sandbox can have is new; the cgroup namespace follows
-  // once the init sits in its cgroup (containment steps "wait for cgroup", "unshare
-  // cgroup ns").
-  uint64_t namespaces = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
-                        CLONE_NEWUTS | CLONE_NEWIPC;
+  // SECURITY: every namespace the sandbox can have is new; the network namespace is made
+  // by host root before the clone (netns.h: a zygote's own, or one made below), and the
+  // cgroup namespace follows once the init sits in its cgroup (containment steps "wait
+  // for cgroup", "unshare cgroup ns").
+  uint64_t namespaces = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
   ChildProcess init;
   if (spec.zygote != nullptr) {
     // The same plan, cloned by a zygote that already sits in the sandbox's group (zygote.h).
@@ -274,9 +275,15 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
       args.flags |= CLONE_INTO_CGROUP;
       args.cgroup = static_cast<uint64_t>(spec.cgroup_dir_fd);
     }
-    long pid = sys::Clone3(&args, sizeof(args));
-    if (pid < 0) return SysError("clone3 sandbox init");
-    if (pid == 0) RunContainment(plan);
+    long pid;
+    int clone_errno;
+    {
+      ASSIGN_OR_RETURN(ScopedSandboxNetns netns, ScopedSandboxNetns::Enter());
+      pid = sys::Clone3(&args, sizeof(args));
+      if (pid == 0) RunContainment(plan);
+      clone_errno = errno;
+    }  // this thread is back in its own network namespace; the init stays in the new one
+    if (pid < 0) return ErrnoError(clone_errno, "clone3 sandbox init");
     init = ChildProcess(static_cast<pid_t>(pid), UniqueFd(pidfd));
   }
   times.Mark(spec.zygote != nullptr ? "zygote clone" : "clone");

@@ -16,6 +16,7 @@
 #include "base/sys/syscalls.h"
 #include "base/thread_priority.h"
 #include "runtime/containment.h"
+#include "runtime/netns.h"
 #include "runtime/seccomp.h"
 
 namespace isobox::runtime {
@@ -25,6 +26,10 @@ constexpr size_t kMaxRequestBytes = 16 * 1024;
 constexpr size_t kMaxFds = 32;
 constexpr int kReplyTimeoutMs = 10000;
 constexpr uint32_t kMagic = 0x1b0c2901;
+
+// What a zygote's negative reply is the errno of.
+constexpr uint32_t kFailedClone = 0;
+constexpr uint32_t kFailedNetns = 1;
 
 // The request, flat: a header, then six length-prefixed strings.
 struct RequestHeader {
@@ -38,7 +43,9 @@ struct RequestHeader {
 };
 
 struct Reply {
-  int64_t pid;  // > 0: the init; otherwise -errno of the clone
+  int64_t pid;  // > 0: the init; otherwise -errno of `failed`
+  uint32_t failed = kFailedClone;
+  uint32_t reserved = 0;
 };
 
 void AppendString(std::string& out, std::string_view text) {
@@ -227,7 +234,11 @@ Result<ChildProcess> Zygote::Clone(uint64_t clone_flags, const ZygotePlan& plan,
     return MakeError(ErrorCode::kInternal, "zygote gave no answer (it exited)");
   }
   std::memcpy(&reply, data.data(), sizeof(reply));
-  if (reply.pid <= 0) return ErrnoError(static_cast<int>(-reply.pid), "zygote clone3 sandbox init");
+  if (reply.pid <= 0) {
+    return ErrnoError(
+        static_cast<int>(-reply.pid), "zygote {}",
+        reply.failed == kFailedNetns ? "network namespace set-up" : "clone3 sandbox init");
+  }
   if (received.size() != 1) return MakeError(ErrorCode::kInternal, "zygote sent no pidfd");
   return ChildProcess(static_cast<pid_t>(reply.pid), std::move(received[0]));
 }
@@ -264,15 +275,16 @@ bool ParseRequest(std::string_view in, const std::vector<UniqueFd>& fds,
   return true;
 }
 
-void Answer(int socket, long pid, int pidfd) {
-  Reply reply{.pid = pid};
+void Answer(int socket, long pid, int pidfd, uint32_t failed = kFailedClone) {
+  Reply reply{.pid = pid, .failed = failed};
   std::string_view data(reinterpret_cast<const char*>(&reply), sizeof(reply));
   std::array<int, 1> fds = {pidfd};
   (void)SendWithFds(socket, data, pid > 0 ? std::span<const int>(fds) : std::span<const int>());
 }
 
 // A zygote: reads one request from `socket_fd`, clones the init, answers, exits.
-int ZygoteMain(int socket_fd, SeccompProgram& seccomp) {
+// `netns_errno`: how setting up its network namespace failed (0: it did not).
+int ZygoteMain(int socket_fd, SeccompProgram& seccomp, int netns_errno) {
   std::string data(kMaxRequestBytes, '\0');
   std::vector<UniqueFd> fds;
   if (!ReceiveWithFds(socket_fd, data, fds)) return 1;  // isoboxd closed the socket
@@ -282,6 +294,10 @@ int ZygoteMain(int socket_fd, SeccompProgram& seccomp) {
   uint64_t clone_flags = 0;
   if (!ParseRequest(data, fds, strings, plan, pass_fds, clone_flags)) {
     Answer(socket_fd, -EPROTO, -1);
+    return 1;
+  }
+  if (netns_errno != 0) {
+    Answer(socket_fd, -netns_errno, -1, kFailedNetns);
     return 1;
   }
   sock_fprog seccomp_prog = seccomp.Prog();
@@ -297,8 +313,9 @@ int ZygoteMain(int socket_fd, SeccompProgram& seccomp) {
 
   int pidfd = -1;
   struct clone_args args {};
-  // SECURITY: the same namespaces SpawnSandbox asks for (clone_flags); CLONE_PARENT makes
-  // the init isoboxd's child, so isoboxd reaps it and its pidfd waits work.
+  // SECURITY: the same namespaces SpawnSandbox asks for (clone_flags), in the zygote's own
+  // network namespace (netns.h); CLONE_PARENT makes the init isoboxd's child, so isoboxd
+  // reaps it and its pidfd waits work.
   args.flags = (clone_flags & ~static_cast<uint64_t>(CLONE_INTO_CGROUP)) | CLONE_PARENT |
                CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
@@ -329,8 +346,10 @@ int ZygoteServerMain(int socket_fd, pid_t daemon) {
     int pidfd = -1;
     struct clone_args args {};
     // CLONE_PARENT: the zygote is isoboxd's child, not ours (isoboxd reaps it; this
-    // server never has children to wait for).
-    args.flags = CLONE_PARENT | CLONE_PIDFD;
+    // server never has children to wait for). SECURITY: CLONE_NEWNET: the network
+    // namespace its sandbox will have, made here by host root (netns.h), ahead of the
+    // create that takes the zygote.
+    args.flags = CLONE_PARENT | CLONE_PIDFD | CLONE_NEWNET;
     args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
     args.exit_signal = 0;  // with CLONE_PARENT the kernel takes the server's own
     long pid = sys::Clone3(&args, sizeof(args));
@@ -341,7 +360,8 @@ int ZygoteServerMain(int socket_fd, pid_t daemon) {
       ::close_range(4, ~0U, 0);
       // Dies with isoboxd (its parent now); if isoboxd is gone already, serves no one.
       if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || ::getppid() != daemon) ::_exit(1);
-      ::_exit(ZygoteMain(3, *seccomp));
+      int netns_errno = SetUpSandboxNetns() < 0 ? errno : 0;
+      ::_exit(ZygoteMain(3, *seccomp, netns_errno));
     }
     Answer(socket_fd, pid < 0 ? -errno : pid, pidfd);
     if (pidfd >= 0) ::close(pidfd);

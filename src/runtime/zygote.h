@@ -9,6 +9,9 @@
 // cloned with CLONE_PARENT: it is isoboxd's child, not the zygote's. cgroup v2 clones
 // straight into a group (CLONE_INTO_CGROUP) and needs no zygote.
 //
+// A zygote also takes the making of the sandbox's network namespace off the create: it
+// is forked into a new one (netns.h), which the init it clones inherits.
+//
 // Zygotes come from a zygote server: one isobox-zygote process, exec'd once (isoboxd has
 // threads; after a fork of isoboxd only async-signal-safe code could run, and every fork
 // of its large address space costs copy-on-write faults afterwards). The server compiles

@@ -2,9 +2,14 @@
 // "key=value" line each, to stdout (the sandbox log). Static, so it runs in any rootfs.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/nsfs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -60,6 +65,34 @@ void PrintStatus(const char* field) {
   }
 }
 
+// The network namespace: its id, whether loopback is up, whether an unprivileged
+// process may bind port 80, and whether the namespace's owner (NS_GET_USERNS) is visible
+// from inside ("Operation not permitted": it belongs to a user namespace outside ours).
+void PrintNetwork() {
+  char link[64] = {};
+  ssize_t n = readlink("/proc/self/ns/net", link, sizeof(link) - 1);
+  std::printf("netns=%s\n", n > 0 ? link : std::strerror(errno));
+  int sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct ifreq request {};
+  std::strcpy(request.ifr_name, "lo");
+  if (sock >= 0 && ioctl(sock, SIOCGIFFLAGS, &request) == 0) {
+    std::printf("lo_up=%d\n", (request.ifr_flags & IFF_UP) != 0 ? 1 : 0);
+  } else {
+    std::printf("lo_up=%s\n", std::strerror(errno));
+  }
+  struct sockaddr_in addr {};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(80);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  PrintRc("bind_port_80", bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
+  if (sock >= 0) close(sock);
+  int netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  int owner = netns >= 0 ? ioctl(netns, NS_GET_USERNS) : -1;
+  std::printf("netns_owner=%s\n", owner >= 0 ? "visible" : std::strerror(errno));
+  if (owner >= 0) close(owner);
+  if (netns >= 0) close(netns);
+}
+
 }  // namespace
 
 int main() {
@@ -87,6 +120,7 @@ int main() {
     std::printf("root_fs_mib=%llu\n",
                 static_cast<unsigned long long>(root_fs.f_blocks) * root_fs.f_frsize >> 20);
   }
+  PrintNetwork();
   PrintRc("mount_tmpfs", mount("none", "/mnt", "tmpfs", 0, nullptr));
   PrintRc("unshare_user", unshare(CLONE_NEWUSER));
   PrintRc("unshare_cgroup", unshare(CLONE_NEWCGROUP));

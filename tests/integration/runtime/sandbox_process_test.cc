@@ -79,6 +79,16 @@ class SandboxProcessTest : public ::testing::Test {
     return report;
   }
 
+  // The probe's network namespace (runtime/netns.h): new, not the host's, loopback up,
+  // port 80 open to the unprivileged agent, owned by a user namespace outside the sandbox.
+  static void ExpectOwnNetworkNamespace(std::map<std::string, std::string>& report) {
+    EXPECT_EQ(report["netns"].rfind("net:[", 0), 0u) << report["netns"];
+    EXPECT_NE(report["netns"], fs::read_symlink("/proc/self/ns/net").string());
+    EXPECT_EQ(report["lo_up"], "1");
+    EXPECT_EQ(report["bind_port_80"], "ok");
+    EXPECT_EQ(report["netns_owner"], "Operation not permitted");
+  }
+
   fs::path dir_;
   IdRange range_{kTestHostBase, 65536};
   UniqueFd userns_;
@@ -110,6 +120,17 @@ TEST_F(SandboxProcessTest, InitIsRootOfItsOwnNamespacesWithHostLayersMapped) {
   // read-only mount would.
   EXPECT_EQ(report["write_proc_sys"], "Permission denied");
   EXPECT_EQ(report["open_fd_5"], "No such file or directory");  // no leaked fds
+  ExpectOwnNetworkNamespace(report);
+}
+
+TEST_F(SandboxProcessTest, EachSandboxGetsANewNetworkNamespaceTheCallerStaysInItsOwn) {
+  fs::path before = fs::read_symlink("/proc/thread-self/ns/net");
+  auto first = Probe(Spec("net1"));
+  auto second = Probe(Spec("net2"));
+  EXPECT_EQ(fs::read_symlink("/proc/thread-self/ns/net"), before);
+  ExpectOwnNetworkNamespace(first);
+  ExpectOwnNetworkNamespace(second);
+  EXPECT_NE(first["netns"], second["netns"]);
 }
 
 TEST_F(SandboxProcessTest, LayerMountsGivenByTheCallerServeSandboxesOneAfterAnother) {
@@ -315,6 +336,7 @@ TEST_F(ZygoteTest, ClonesAFullyContainedInitThatIsOurChild) {
   EXPECT_EQ(report["CapBnd"], "00000000002001ff");
   EXPECT_EQ(report["unshare_cgroup"], "ok");
   EXPECT_EQ(report["open_fd_5"], "No such file or directory");
+  ExpectOwnNetworkNamespace(report);
   // One clone per zygote.
   auto again = SpawnSandbox(Spec("probe9"));
   EXPECT_TRUE(again) << again.error().message;

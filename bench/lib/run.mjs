@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { BWRAP, UNSHARE, ociBundle } from './peers.mjs'
+import { busyCpuMs, clientCpuMs, costPer, costSnapshot } from './proc.mjs'
 import { CONCURRENCY, CREATE_PEERS, rowIds } from './rows.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -397,17 +398,10 @@ function python(args) {
   return JSON.parse(result.stdout)
 }
 
-// Busy CPU time of the whole machine (all cores, every process and the kernel), in ms,
-// from /proc/stat: what a loop costs, beside how fast it goes.
-function busyCpuMs() {
-  // user nice system idle iowait irq softirq steal (guest time is in user already)
-  const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1, 9).map(Number)
-  const idle = ticks[3] + ticks[4]  // idle + iowait
-  return (ticks.reduce((a, b) => a + b, 0) - idle) * 10  // USER_HZ = 100
-}
-
 // Creates and kills for `seconds` with a few callers at once; the rate is completed
-// create+kill pairs per second, and the machine's busy CPU per pair is in `what`.
+// create+kill pairs per second; `what` also says where a pair's cost went: the machine's
+// busy CPU, isoboxd's own and its reaped children's (zygotes, inits, agents), this
+// client's, and the bytes written to the host's disks.
 async function sustainedRows() {
   const workers = 4
   console.error(`sustained create+kill for ${counts.sustainedS} s`)
@@ -417,7 +411,7 @@ async function sustainedRows() {
     let errors = 0
     let firstError
     const start = now()
-    const cpuStart = busyCpuMs()
+    const before = costSnapshot(daemon.pid)
     await Promise.all(Array.from({ length: workers }, async () => {
       while (Date.now() < end) {
         try {
@@ -431,17 +425,20 @@ async function sustainedRows() {
       }
     }))
     const seconds = (now() - start) / 1000
-    const cpuPerPair = (busyCpuMs() - cpuStart) / Math.max(done, 1)
+    const cost = costPer(before, costSnapshot(daemon.pid), done)
     const failures = errors ? `, ${errors} failed, first: ${firstError.slice(0, 160)}` : ''
     record('sustained.isobox', { what: `isobox create + kill loop, ${workers} callers, ${counts.sustainedS} s, ` +
-      `${cpuPerPair.toFixed(1)} ms busy CPU per pair${failures}`,
+      `${cost.busyMs.toFixed(1)} ms busy CPU per pair (isoboxd ${cost.daemonMs.toFixed(1)}, ` +
+      `its children ${cost.daemonChildrenMs.toFixed(1)}, client ${cost.clientMs.toFixed(1)}), ` +
+      `${cost.hostWritesKiB.toFixed(0)} KiB host disk writes per pair${failures}`,
       unit: '/s', value: +(done / seconds).toFixed(1), n: done, errors, firstError,
-      cpuMsPerPair: +cpuPerPair.toFixed(2) })
+      cpuMsPerPair: cost.busyMs, cost })
   })
   const end = Date.now() + counts.sustainedS * 1000
   let done = 0
   const start = now()
   const cpuStart = busyCpuMs()
+  const clientStart = clientCpuMs()
   await Promise.all(Array.from({ length: workers }, async () => {
     while (Date.now() < end) {
       await spawnTimed('bwrap', BWRAP)
@@ -450,9 +447,11 @@ async function sustainedRows() {
   }))
   const seconds = (now() - start) / 1000
   const cpuPerRun = (busyCpuMs() - cpuStart) / Math.max(done, 1)
+  const clientPerRun = (clientCpuMs() - clientStart) / Math.max(done, 1)
   record('sustained.bwrap', { what: `bwrap /bin/true loop, ${workers} callers, ${counts.sustainedS} s, ` +
-    `${cpuPerRun.toFixed(1)} ms busy CPU per run`,
-    unit: '/s', value: +(done / seconds).toFixed(1), n: done, cpuMsPerRun: +cpuPerRun.toFixed(2) })
+    `${cpuPerRun.toFixed(1)} ms busy CPU per run (client ${clientPerRun.toFixed(1)})`,
+    unit: '/s', value: +(done / seconds).toFixed(1), n: done, cpuMsPerRun: +cpuPerRun.toFixed(2),
+    clientMsPerRun: +clientPerRun.toFixed(2) })
 }
 
 // Idle sandboxes at once: creates (2 callers) until the cap, the first failure, the host's

@@ -18,6 +18,7 @@
 
 #include "base/log.h"
 #include "runtime/cgroup.h"
+#include "runtime/state_tmpfs.h"
 #include "server/control/ids.h"
 #include "server/control/listing.h"
 #include "server/control/registry.h"
@@ -263,6 +264,10 @@ int Run(const Flags& flags) {
   if (!pools) return fail(pools.error());
   auto cgroups = runtime::CgroupManager::Detect("isobox");
   if (!cgroups) return fail(cgroups.error().WithContext("cgroups"));
+  // Before the registry, so that it goes after it: unmounted once the sandboxes and the
+  // spares are gone, unless sandboxes are kept.
+  auto state_tmpfs = runtime::StateTmpfs::Mount(flags.state_dir / "sandboxes");
+  if (!state_tmpfs) return fail(state_tmpfs.error());
   auto templates = TemplateStore::Open(flags.state_dir, flags.disk_mb);
   if (!templates) return fail(templates.error());
   for (const auto& [id, tmpl] : templates->All()) {

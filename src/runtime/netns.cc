@@ -50,25 +50,45 @@ int SetUpSandboxNetns() {
   return AllowUnprivilegedPorts();
 }
 
-Result<ScopedSandboxNetns> ScopedSandboxNetns::Enter() {
-  UniqueFd previous(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  if (!previous) return SysError("open /proc/thread-self/ns/net");
+namespace {
+
+// isoboxd's own network namespace: its main thread's, which never leaves it.
+int DaemonNetns() {
+  static const int fd = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  return fd;
+}
+
+}  // namespace
+
+Result<ScopedNetns> ScopedNetns::EnterNewSandboxNetns() {
+  if (DaemonNetns() < 0) return SysError("open /proc/self/ns/net");
   // SECURITY: made by host root, so owned by the host's user namespace: the sandbox
   // cloned into it has no capability over it (netns.h).
   if (::unshare(CLONE_NEWNET) < 0) return SysError("unshare network namespace");
-  ScopedSandboxNetns entered(std::move(previous));  // from here on, returns on every path
+  ScopedNetns entered;
+  entered.entered_ = true;  // from here on, the thread returns on every path
   if (SetUpSandboxNetns() < 0) return SysError("set up the sandbox network namespace");
   return entered;
 }
 
-ScopedSandboxNetns::~ScopedSandboxNetns() {
-  if (!previous_) return;
-  if (::setns(previous_.Get(), CLONE_NEWNET) < 0) {
+Result<ScopedNetns> ScopedNetns::Enter(int netns_fd) {
+  if (DaemonNetns() < 0) return SysError("open /proc/self/ns/net");
+  if (::setns(netns_fd, CLONE_NEWNET) < 0) return SysError("enter network namespace");
+  ScopedNetns entered;
+  entered.entered_ = true;
+  return entered;
+}
+
+ScopedNetns::~ScopedNetns() {
+  if (!entered_) return;
+  int saved = errno;  // the caller may still read the errno of its last call
+  if (::setns(DaemonNetns(), CLONE_NEWNET) < 0) {
     // SECURITY: a daemon thread left in a sandbox's network namespace would serve host
     // traffic from inside it. Never continue.
-    LOG_ERROR("cannot return to the host network namespace: {}", std::strerror(errno));
+    LOG_ERROR("cannot return to isoboxd's network namespace: {}", std::strerror(errno));
     std::abort();
   }
+  errno = saved;
 }
 
 }  // namespace isobox::runtime

@@ -11,8 +11,9 @@
 // sandbox root can serve port 80).
 #pragma once
 
+#include <utility>
+
 #include "base/result.h"
-#include "base/unique_fd.h"
 
 namespace isobox::runtime {
 
@@ -20,19 +21,25 @@ namespace isobox::runtime {
 // ports from 0. Async-signal-safe; returns -1 with errno set on failure.
 int SetUpSandboxNetns();
 
-// The calling thread in a new sandbox network namespace (SetUpSandboxNetns) until this
-// object goes, when the thread returns to the namespace it was in. Processes cloned
-// meanwhile keep the new one.
-class ScopedSandboxNetns {
+// The calling thread in another network namespace until this object goes, when the
+// thread returns to isoboxd's own (that of its main thread; a thread that cannot return
+// aborts the process: a daemon thread left in a sandbox's namespace would serve host
+// traffic from inside it). Sockets made and processes cloned meanwhile keep the other
+// namespace.
+class ScopedNetns {
  public:
-  static Result<ScopedSandboxNetns> Enter();
-  ScopedSandboxNetns(ScopedSandboxNetns&&) noexcept = default;
-  ScopedSandboxNetns& operator=(ScopedSandboxNetns&&) = delete;
-  ~ScopedSandboxNetns();
+  // A new sandbox network namespace, set up (SetUpSandboxNetns).
+  static Result<ScopedNetns> EnterNewSandboxNetns();
+  // The namespace of `netns_fd` (an fd of /proc/<pid>/ns/net).
+  static Result<ScopedNetns> Enter(int netns_fd);
+
+  ScopedNetns(ScopedNetns&& other) noexcept : entered_(std::exchange(other.entered_, false)) {}
+  ScopedNetns& operator=(ScopedNetns&&) = delete;
+  ~ScopedNetns();
 
  private:
-  explicit ScopedSandboxNetns(UniqueFd previous) : previous_(std::move(previous)) {}
-  UniqueFd previous_;
+  ScopedNetns() = default;
+  bool entered_ = false;
 };
 
 }  // namespace isobox::runtime

@@ -276,14 +276,12 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
       args.cgroup = static_cast<uint64_t>(spec.cgroup_dir_fd);
     }
     long pid;
-    int clone_errno;
     {
-      ASSIGN_OR_RETURN(ScopedSandboxNetns netns, ScopedSandboxNetns::Enter());
+      ASSIGN_OR_RETURN(ScopedNetns netns, ScopedNetns::EnterNewSandboxNetns());
       pid = sys::Clone3(&args, sizeof(args));
       if (pid == 0) RunContainment(plan);
-      clone_errno = errno;
-    }  // this thread is back in its own network namespace; the init stays in the new one
-    if (pid < 0) return ErrnoError(clone_errno, "clone3 sandbox init");
+    }  // this thread is back in isoboxd's network namespace; the init stays in the new one
+    if (pid < 0) return SysError("clone3 sandbox init");
     init = ChildProcess(static_cast<pid_t>(pid), UniqueFd(pidfd));
   }
   times.Mark(spec.zygote != nullptr ? "zygote clone" : "clone");

@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "base/step_times.h"
 #include "runtime/idmap.h"
+#include "runtime/netns.h"
 #include "runtime/sandbox_cgroups.h"
 #include "server/control/agent_client.h"
 #include "server/control/disk_usage.h"
@@ -127,8 +128,7 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
       templates_(std::move(templates)),
       cgroups_(std::move(cgroups)),
       disks_(config_.state_dir / "disks", kSpareDisksPerSize),
-      store_(store),
-      host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {
+      store_(store) {
   if (cgroups_->Version() == 1 && !config_.zygote_program.empty()) {
     spares_ = std::make_unique<CgroupSpares>(*cgroups_, config_.zygote_program,
                                              config_.state_dir / "sandboxes", kSparesPerTemplate);
@@ -789,16 +789,13 @@ Result<UniqueFd> Registry::SocketInSandbox(const std::string& id) const {
   // A socket belongs to the network namespace it was created in: create it inside the
   // sandbox's namespace, then return this thread to the host's at once. The sandbox gets
   // no route out; the daemon only connects to the sandbox's own loopback.
-  if (::setns(it->second->netns.Get(), CLONE_NEWNET) < 0) return SysError("setns sandbox net");
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  int saved = errno;
-  if (::setns(host_netns_.Get(), CLONE_NEWNET) < 0) {
-    // SECURITY: a daemon thread left in a sandbox's network namespace would serve host
-    // traffic from inside it. Never continue.
-    LOG_ERROR("cannot return to the host network namespace: {}", std::strerror(errno));
-    std::abort();
+  UniqueFd fd;
+  {
+    ASSIGN_OR_RETURN(runtime::ScopedNetns in_sandbox,
+                     runtime::ScopedNetns::Enter(it->second->netns.Get()));
+    fd.Reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   }
-  if (!fd) return ErrnoError(saved, "socket in sandbox {}", id);
+  if (!fd) return SysError("socket in sandbox {}", id);
   return fd;
 }
 

@@ -188,7 +188,6 @@ class Registry {
   runtime::DiskReserve disks_;  // a spare disk of each template's size (runtime/disk.h)
   std::unique_ptr<CgroupSpares> spares_;  // cgroup v1 with a zygote program only
   Store& store_;
-  UniqueFd host_netns_;
   EventObserver observer_;
 
   mutable std::mutex mutex_;

@@ -139,7 +139,7 @@ TEST_F(SandboxProcessTest, EachSandboxGetsANewNetworkNamespaceTheCallerStaysInIt
 }
 
 // Two namespaces alive at once are two, each set up, and the thread comes back each time.
-TEST(ScopedSandboxNetnsTest, EveryEnterMakesANewSetUpNamespace) {
+TEST(ScopedNetnsTest, EveryEnterMakesANewSetUpNamespace) {
   std::thread([] {
     auto id = [] { return fs::read_symlink("/proc/thread-self/ns/net").string(); };
     auto read = [](const char* path) {
@@ -151,7 +151,7 @@ TEST(ScopedSandboxNetnsTest, EveryEnterMakesANewSetUpNamespace) {
     std::string first_id;
     UniqueFd first;  // keeps the first namespace alive, so its id cannot be reused
     {
-      auto entered = ScopedSandboxNetns::Enter();
+      auto entered = ScopedNetns::EnterNewSandboxNetns();
       ASSERT_TRUE(entered) << entered.error().message;
       first_id = id();
       first.Reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
@@ -164,13 +164,20 @@ TEST(ScopedSandboxNetnsTest, EveryEnterMakesANewSetUpNamespace) {
     }
     EXPECT_EQ(id(), host);
     {
-      auto entered = ScopedSandboxNetns::Enter();
+      auto entered = ScopedNetns::EnterNewSandboxNetns();
       ASSERT_TRUE(entered) << entered.error().message;
       EXPECT_NE(id(), first_id);
       EXPECT_NE(id(), host);
     }
     EXPECT_EQ(id(), host);
     EXPECT_NE(first_id, host);
+    {
+      // An existing namespace, by fd (the proxy's way into a sandbox's).
+      auto entered = ScopedNetns::Enter(first.Get());
+      ASSERT_TRUE(entered) << entered.error().message;
+      EXPECT_EQ(id(), first_id);
+    }
+    EXPECT_EQ(id(), host);
   }).join();
 }
 

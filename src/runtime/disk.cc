@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +27,9 @@ namespace fs = std::filesystem;
 
 constexpr uint64_t kMinDiskBytes = 16ull << 20;
 constexpr int kLoopAttempts = 16;
+// A returned disk with more files than this is dropped rather than emptied: removing them
+// would cost more than making a new disk.
+constexpr uint64_t kMaxRecycledInodes = 4096;
 
 // Runs mke2fs on `image`, with kLayerDirs made from a staging directory; the only
 // external program Isobox runs (e2fsprogs).
@@ -235,6 +239,45 @@ Result<UniqueFd> CreateSandboxDisk(const fs::path& images_dir, uint64_t size_byt
   return mounted;  // the loop device and the image live as long as the mount
 }
 
+Result<DiskFree> FreeSpaceOf(int disk) {
+  struct statfs st {};
+  if (::fstatfs(disk, &st) < 0) return SysError("statfs disk");
+  return DiskFree{.blocks = st.f_bfree, .inodes = st.f_ffree};
+}
+
+Status EmptyDisk(int disk, const DiskFree& fresh, uint64_t max_inodes) {
+  ASSIGN_OR_RETURN(DiskFree before, FreeSpaceOf(disk));
+  if (before.inodes + max_inodes < fresh.inodes) {
+    return MakeError(ErrorCode::kResourceExhausted, "{} files left on the disk, more than {}",
+                     fresh.inodes - before.inodes, max_inodes);
+  }
+  // SECURITY: what the last sandbox wrote goes, all of it: the layers' directories are
+  // removed whole (their modes, owners and extended attributes with them) and made anew.
+  // remove_all removes links, never what they point to; nothing else can change the tree
+  // meanwhile, its sandbox being gone (the caller's guarantee).
+  fs::path root = fmt::format("/proc/self/fd/{}", disk);
+  for (const char* top : {"upper", "work"}) {
+    std::error_code ec;
+    fs::remove_all(root / top, ec);
+    if (ec) return MakeError(ErrorCode::kInternal, "empty disk: remove {}: {}", top, ec.message());
+  }
+  for (const LayerDir& dir : kLayerDirs) {
+    if (::mkdirat(disk, dir.path, dir.mode) < 0 || ::fchmodat(disk, dir.path, dir.mode, 0) < 0) {
+      return SysError("empty disk: mkdir {}", dir.path);
+    }
+  }
+  // SECURITY: the disk is handed out again only as a new disk would be: with every block
+  // and inode free that a new one has. Anything the last sandbox left that something still
+  // holds (an open file, a mount of its overlay) would keep its inode and blocks.
+  ASSIGN_OR_RETURN(DiskFree after, FreeSpaceOf(disk));
+  if (after != fresh) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "empty disk: {} blocks and {} inodes free, a new disk has {} and {}",
+                     after.blocks, after.inodes, fresh.blocks, fresh.inodes);
+  }
+  return Ok();
+}
+
 DiskReserve::DiskReserve(fs::path images_dir, int spares_per_size)
     : images_dir_(std::move(images_dir)),
       spares_per_size_(static_cast<size_t>(std::max(spares_per_size, 0))),
@@ -257,7 +300,7 @@ Result<UniqueFd> DiskReserve::Take(uint64_t size_bytes) {
     }
   }
   wake_.notify_all();  // the size is wanted now: make spares while this one is made here
-  return CreateSandboxDisk(images_dir_, size_bytes);
+  return Make(size_bytes);
 }
 
 void DiskReserve::Want(uint64_t size_bytes) {
@@ -268,6 +311,29 @@ void DiskReserve::Want(uint64_t size_bytes) {
   wake_.notify_all();
 }
 
+void DiskReserve::Return(uint64_t size_bytes, UniqueFd disk) {
+  if (!disk) return;
+  {
+    std::lock_guard lock(mutex_);
+    returned_.push_back({size_bytes, std::move(disk)});
+  }
+  wake_.notify_all();
+}
+
+DiskReserve::Counts DiskReserve::counts() const {
+  std::lock_guard lock(mutex_);
+  return counts_;
+}
+
+Result<UniqueFd> DiskReserve::Make(uint64_t size_bytes) {
+  ASSIGN_OR_RETURN(UniqueFd disk, CreateSandboxDisk(images_dir_, size_bytes));
+  auto free = FreeSpaceOf(disk.Get());
+  std::lock_guard lock(mutex_);
+  ++counts_.made;
+  if (free) fresh_.try_emplace(size_bytes, *free);
+  return disk;
+}
+
 uint64_t DiskReserve::ShortSize() const {
   for (const auto& [size, ready] : spares_) {
     if (ready.size() < spares_per_size_) return size;
@@ -275,15 +341,48 @@ uint64_t DiskReserve::ShortSize() const {
   return 0;
 }
 
+void DiskReserve::Recycle(Returned returned, std::unique_lock<std::mutex>& lock) {
+  auto ready = spares_.find(returned.size_bytes);
+  auto fresh = fresh_.find(returned.size_bytes);
+  Status emptied = MakeError(ErrorCode::kFailedPrecondition, "spares of its size are full");
+  // Returned disks may fill up to twice the spares: a loop of creates and kills then takes
+  // back what it took, and no new disk is made.
+  if (ready != spares_.end() && fresh != fresh_.end() &&
+      ready->second.size() < 2 * spares_per_size_) {
+    DiskFree fresh_free = fresh->second;
+    lock.unlock();
+    emptied = EmptyDisk(returned.disk.Get(), fresh_free, kMaxRecycledInodes);
+    lock.lock();
+    ready = spares_.find(returned.size_bytes);  // the map may have changed meanwhile
+    if (emptied && ready != spares_.end()) {
+      ++counts_.reused;
+      ready->second.push_front(std::move(returned.disk));
+      return;
+    }
+  }
+  ++counts_.dropped;
+  LOG_DEBUG("returned disk of {} bytes dropped: {}", returned.size_bytes,
+            emptied ? "its size is no longer wanted" : emptied.error().message);
+  lock.unlock();
+  returned.disk.Reset();  // the unmount, off the lock
+  lock.lock();
+}
+
 void DiskReserve::Run(std::stop_token stop) {
   RunInBackground();  // spares wait for creates, not the other way round
   std::unique_lock lock(mutex_);
   while (!stop.stop_requested()) {
     uint64_t size = 0;
-    wake_.wait(lock, stop, [&] { return (size = ShortSize()) != 0; });
+    wake_.wait(lock, stop, [&] { return !returned_.empty() || (size = ShortSize()) != 0; });
     if (stop.stop_requested()) return;
+    if (!returned_.empty()) {  // first: an emptied disk is much cheaper than a new one
+      Returned returned = std::move(returned_.front());
+      returned_.pop_front();
+      Recycle(std::move(returned), lock);
+      continue;
+    }
     lock.unlock();
-    auto disk = CreateSandboxDisk(images_dir_, size);
+    auto disk = Make(size);
     lock.lock();
     if (disk) {
       spares_[size].push_back(std::move(*disk));

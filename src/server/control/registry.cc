@@ -625,9 +625,13 @@ ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
   fs::remove_all(sandbox->state_dir, ec);
   if (ec) LOG_ERROR("remove {}: {}", sandbox->state_dir.string(), ec.message());
   times.Mark("state dir");
-  // SECURITY: a slot's uids go to another sandbox only once no process of this one is
-  // left; if the group could not be emptied, the slot stays taken.
+  // SECURITY: a slot's uids, and a disk, go to another sandbox only once no process of
+  // this one is left; if the group could not be emptied, the slot stays taken and the disk
+  // goes with the sandbox. The reserve empties the disk before it hands it out again.
   if (emptied) {
+    if (status.known) {
+      disks_.Return(uint64_t{sandbox->info.disk_mb} << 20, std::move(sandbox->process.disk));
+    }
     ReleaseSlot(sandbox->slot);
   } else {
     LOG_ERROR("sandbox {}: its uid slot {} stays reserved (processes may be left)",

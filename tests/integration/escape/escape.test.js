@@ -204,3 +204,43 @@ test('another sandbox: its processes are invisible', async () => {
     await other.kill()
   }
 })
+
+// A disk comes back to the reserve when its sandbox is killed and is handed out again
+// only emptied (docs/security.md, Teardown): whatever the dead sandbox wrote, however it
+// tried to keep it, no later sandbox sees a trace of it, and each starts with exactly the
+// free blocks and inodes of a new disk.
+test('a killed sandbox leaves nothing on the disks of the next ones', async () => {
+  const freeSpace = async (box) => (await box.commands.run('stat -f -c "%f %d" /')).stdout.trim()
+  const mark = `isobox-left-${randomBytes(4).toString('hex')}`
+  const first = await Sandbox.create()
+  const fresh = await freeSpace(first)
+  await first.kill()
+  const victim = await Sandbox.create()
+  try {
+    const script = [
+      `mkdir -p /home/user/${mark}/a/b/c && head -c 2000000 /dev/urandom > /home/user/${mark}/a/data`,
+      `ln /home/user/${mark}/a/data /home/user/${mark}.hard`,
+      `ln -s /etc/passwd /home/user/${mark}.sym && mkfifo /home/user/${mark}.fifo`,
+      `echo secret > /home/user/${mark}/a/b/c/in && chmod 000 /home/user/${mark}/a/b`,
+      `(exec 3>/home/user/${mark}.open; rm /home/user/${mark}.open; exec sleep 600) &`,
+    ].join('\n')
+    assert.equal((await victim.commands.run(script)).exitCode, 0)
+    assert.equal((await victim.commands.run(`echo root > /etc/${mark}`, { user: 'root' })).exitCode, 0)
+    assert.notEqual(await freeSpace(victim), fresh)
+  } finally {
+    await victim.kill()
+  }
+  // More sandboxes than the reserve keeps disks, one after another, so that the victim's
+  // disk, when it was kept, serves one of them.
+  for (let i = 0; i < 10; i++) {
+    const next = await Sandbox.create()
+    try {
+      const found = await next.commands.run(
+        `ls -a /home/user /etc /tmp | grep -c ${mark}`).catch((error) => error)
+      assert.equal(found.stdout.trim(), '0', `sandbox ${i} sees the victim's files`)
+      assert.equal(await freeSpace(next), fresh, `sandbox ${i} has a used disk`)
+    } finally {
+      await next.kill()
+    }
+  }
+})

@@ -53,6 +53,9 @@ using Result = tl::expected<T, Error>;
 
 using Status = Result<void>;
 
+// An error as a Result of any type returns it (what MakeError builds).
+using Unexpected = tl::unexpected<Error>;
+
 inline tl::unexpected<Error> MakeError(ErrorCode code, std::string message) {
   return tl::unexpected<Error>(Error{code, 0, std::move(message)});
 }

@@ -406,19 +406,15 @@ Status KillAllByFreezing(Cgroup& cgroup) {
 }
 
 Status DestroyGroups(Cgroup& cgroup, const std::vector<fs::path>& dirs,
-                     std::chrono::milliseconds timeout, const std::vector<std::string>& children) {
+                     std::chrono::milliseconds timeout, const std::vector<fs::path>& child_dirs) {
   using Clock = std::chrono::steady_clock;
   auto deadline = Clock::now() + timeout;
   // The usual case, when the caller knows the groups' children: each rmdir succeeds (or
   // finds the group gone), and nothing is listed or stat'ed. A group with processes left
   // (EBUSY), with groups nobody told us of (ENOTEMPTY) or on a fake tree goes the long way.
-  bool removed =
-      !children.empty() && std::all_of(dirs.begin(), dirs.end(), [&](const fs::path& dir) {
-        for (const std::string& child : children) {
-          if (::rmdir((dir / child).c_str()) != 0 && errno != ENOENT) return false;
-        }
-        return ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
-      });
+  auto remove = [](const fs::path& dir) { return ::rmdir(dir.c_str()) == 0 || errno == ENOENT; };
+  bool removed = !child_dirs.empty() && std::all_of(child_dirs.begin(), child_dirs.end(), remove) &&
+                 std::all_of(dirs.begin(), dirs.end(), remove);
   if (removed) return Ok();
   std::error_code ec;
   if (std::none_of(dirs.begin(), dirs.end(),

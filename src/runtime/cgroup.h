@@ -3,8 +3,9 @@
 // cgroup_v2.cc and cgroup_v1.cc implement them.
 //
 // Layout: <root>/<parent>/<sandbox id>[/<child>], where parent is Isobox's own group
-// ("isobox"). On v1 the same relative path exists in each of the memory, pids, cpu,
-// cpuacct and freezer hierarchies; cpuset is not used (an empty cpuset refuses attaches).
+// ("isobox"). On v1 the sandbox's path exists in each of the memory, pids, cpu, cpuacct
+// and freezer hierarchies, a child's only in those it asked for (CgroupChildControllers);
+// cpuset is not used (an empty cpuset refuses attaches).
 //
 // Roots that are not a cgroup filesystem (statfs magic) are treated as a fake tree for
 // tests: mkdir there creates the parent's control files as empty regular files, and rmdir
@@ -56,6 +57,17 @@ struct CgroupStats {
   uint64_t pids_max_events = 0;  // forks refused by a pids limit, this group and below
 };
 
+// The controllers in which a child group needs a group of its own on cgroup v1 (each is a
+// mkdir and an rmdir per sandbox): for its limits there, its event files and its
+// accounting. In the other hierarchies its processes stay in its parent's group, which
+// limits, freezes and accounts them with everything else in it; freezer and cpuacct are
+// always the parent's. v2 makes one directory with every controller.
+struct CgroupChildControllers {
+  bool memory = false;
+  bool pids = false;
+  bool cpu = false;
+};
+
 // One sandbox's cgroup (v1: one directory per controller; v2: one directory).
 // Not thread-safe; the owner serialises calls.
 class Cgroup {
@@ -77,8 +89,11 @@ class Cgroup {
   virtual Result<UniqueFd> OpenEventFile(CgroupEventFile which) = 0;
   // A nested group without limits of its own (bounded by this one), e.g. user code below
   // envd. v2: enables memory, pids and cpu in this group's subtree_control, which the
-  // kernel refuses (EBUSY) once this group holds processes: create children first.
-  virtual Result<std::unique_ptr<Cgroup>> CreateChild(std::string_view name) = 0;
+  // kernel refuses (EBUSY) once this group holds processes: create children first; the
+  // child has every controller. v1: the child is a group only in the hierarchies of
+  // `own` (see CgroupChildControllers).
+  virtual Result<std::unique_ptr<Cgroup>> CreateChild(std::string_view name,
+                                                      const CgroupChildControllers& own) = 0;
   // Blocks until every process in the group and below is frozen (or a deadline passes).
   virtual Status Freeze() = 0;
   virtual Status Thaw() = 0;
@@ -199,12 +214,12 @@ bool InGroup(std::string_view proc_cgroup, std::string_view relative_path);
 Status KillAllByFreezing(Cgroup& cgroup);
 // Destroy() for groups whose directories are `dirs`: KillAll, poll until no process is
 // left (killing again every 100 ms), then remove the directories and everything below.
-// `children`: the names of the groups known to be below each of `dirs` (made by
-// CreateChild); when those and `dirs` are all there is and no process is left, they are
-// removed without listing a directory.
+// `child_dirs`: the groups known to be below `dirs` (made by CreateChild); when those and
+// `dirs` are all there is and no process is left, they are removed without listing a
+// directory.
 Status DestroyGroups(Cgroup& cgroup, const std::vector<std::filesystem::path>& dirs,
                      std::chrono::milliseconds timeout,
-                     const std::vector<std::string>& children = {});
+                     const std::vector<std::filesystem::path>& child_dirs = {});
 // Calls `done` until it returns true or `deadline` passes; sleeps 1..10 ms between calls.
 bool PollUntil(std::chrono::steady_clock::time_point deadline, const std::function<bool()>& done);
 

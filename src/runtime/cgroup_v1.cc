@@ -26,6 +26,13 @@ std::vector<fs::path> UniquePaths(const std::map<std::string, fs::path>& by_cont
   return out;
 }
 
+std::map<std::string, fs::path> DirsBelow(const std::map<std::string, fs::path>& roots,
+                                          const fs::path& relative) {
+  std::map<std::string, fs::path> dirs;
+  for (const auto& [controller, root] : roots) dirs[controller] = root / relative;
+  return dirs;
+}
+
 }  // namespace
 
 Status MakeGroupDirsV1(const std::vector<fs::path>& dirs, const fs::path& memory_dir, bool exist_ok,
@@ -52,18 +59,35 @@ Status MakeGroupDirsV1(const std::vector<fs::path>& dirs, const fs::path& memory
 
 CgroupV1::CgroupV1(const std::map<std::string, fs::path>& roots, fs::path relative, bool fake,
                    bool fresh)
-    : roots_(roots),
+    : CgroupV1(ChildTag{}, DirsBelow(roots, relative), UniquePaths(roots, relative), relative, fake,
+               fresh) {}
+
+CgroupV1::CgroupV1(ChildTag, std::map<std::string, fs::path> member_dirs, std::vector<fs::path> own,
+                   fs::path relative, bool fake, bool fresh)
+    : member_dirs_(std::move(member_dirs)),
       relative_(std::move(relative)),
-      dirs_(UniquePaths(roots_, relative_)),
+      dirs_(std::move(own)),
       fake_(fake),
       fresh_(fresh) {}
 
+fs::path CgroupV1::MemberDir(const std::string& controller) const {
+  auto it = member_dirs_.find(controller);
+  return it == member_dirs_.end() ? fs::path() : it->second;
+}
+
 fs::path CgroupV1::Dir(const std::string& controller) const {
-  auto it = roots_.find(controller);
-  return it == roots_.end() ? fs::path() : it->second / relative_;
+  fs::path dir = MemberDir(controller);
+  return std::find(dirs_.begin(), dirs_.end(), dir) == dirs_.end() ? fs::path() : dir;
+}
+
+Unexpected CgroupV1::NotOwn(std::string_view controller) const {
+  return MakeError(ErrorCode::kFailedPrecondition,
+                   "cgroup {}: no {} group of its own (cgroup v1 child)", RelativePath(),
+                   controller);
 }
 
 Status CgroupV1::SetMemoryLimit(uint64_t bytes) {
+  if (Dir("memory").empty()) return bytes == 0 ? Ok() : NotOwn("memory");
   if (fresh_ && bytes == 0) return Ok();  // unlimited already
   std::string value = bytes == 0 ? "-1" : std::to_string(bytes);
   fs::path limit = Dir("memory") / "memory.limit_in_bytes";
@@ -91,6 +115,7 @@ Status CgroupV1::SetMemoryLimit(uint64_t bytes) {
 Status CgroupV1::SetCpuLimits(const CgroupLimits& limits) {
   fs::path dir = Dir("cpu");
   uint64_t quota = cgroupfs::CpuQuotaUsec(limits.cpu_millicores);
+  if (dir.empty()) return quota == 0 && limits.cpu_weight == 0 ? Ok() : NotOwn("cpu");
   // A fresh group has no quota (-1) and the default shares: only what differs is written.
   if (!fresh_ || quota != 0) {
     RETURN_IF_ERROR(
@@ -110,7 +135,9 @@ Status CgroupV1::SetLimits(const CgroupLimits& limits) {
   ScopeGuard written([&] { fresh_ = false; });  // whatever was written is no longer a default
   // SECURITY: pids.max bounds fork bombs; without it one sandbox exhausts the host's pid
   // space and no process on the machine can fork. (A fresh group's is "max" already.)
-  if (!fresh_ || limits.pids_max != 0) {
+  if (Dir("pids").empty()) {
+    if (limits.pids_max != 0) return NotOwn("pids");
+  } else if (!fresh_ || limits.pids_max != 0) {
     RETURN_IF_ERROR(cgroupfs::WriteFile(
         Dir("pids") / "pids.max", limits.pids_max == 0 ? "max" : std::to_string(limits.pids_max)));
   }
@@ -124,7 +151,7 @@ Status CgroupV1::AddProcess(pid_t pid) {
   // process, and until then it is already bounded.
   std::vector<fs::path> done;
   for (const char* controller : {"pids", "memory", "freezer", "cpu", "cpuacct"}) {
-    fs::path dir = Dir(controller);
+    fs::path dir = MemberDir(controller);
     if (dir.empty() || std::find(done.begin(), done.end(), dir) != done.end()) continue;
     done.push_back(dir);
     RETURN_IF_ERROR(cgroupfs::WriteFile(dir / "cgroup.procs", std::to_string(pid)));
@@ -143,7 +170,7 @@ Result<std::vector<UniqueFd>> CgroupV1::OpenProcsFiles() {
   // SECURITY: the same hierarchies as AddProcess, pids and memory first: a process that
   // writes to all of them is bounded like one AddProcess put there.
   for (const char* controller : {"pids", "memory", "freezer", "cpu", "cpuacct"}) {
-    fs::path dir = Dir(controller);
+    fs::path dir = MemberDir(controller);
     if (dir.empty() || std::find(done.begin(), done.end(), dir) != done.end()) continue;
     done.push_back(dir);
     fs::path file = dir / "cgroup.procs";
@@ -155,25 +182,44 @@ Result<std::vector<UniqueFd>> CgroupV1::OpenProcsFiles() {
 }
 
 Result<UniqueFd> CgroupV1::OpenEventFile(CgroupEventFile which) {
-  fs::path file = which == CgroupEventFile::kMemory ? Dir("memory") / "memory.oom_control"
-                                                    : Dir("pids") / "pids.events";
+  const char* controller = which == CgroupEventFile::kMemory ? "memory" : "pids";
+  fs::path dir = Dir(controller);
+  if (dir.empty()) return NotOwn(controller);
+  fs::path file = dir / (which == CgroupEventFile::kMemory ? "memory.oom_control" : "pids.events");
   UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return SysError("open {}", file.string());
   return fd;
 }
 
-Result<std::unique_ptr<Cgroup>> CgroupV1::CreateChild(std::string_view name) {
+Result<std::unique_ptr<Cgroup>> CgroupV1::CreateChild(std::string_view name,
+                                                      const CgroupChildControllers& own) {
   RETURN_IF_ERROR(cgroupfs::ValidateName(name));
-  fs::path memory = Dir("memory");
-  RETURN_IF_ERROR(MakeGroupDirsV1(UniquePaths(roots_, relative_ / name),
-                                  memory.empty() ? memory : memory / name, /*exist_ok=*/false,
-                                  fake_));
-  children_.emplace_back(name);
-  return std::unique_ptr<Cgroup>(
-      std::make_unique<CgroupV1>(roots_, relative_ / name, fake_, /*fresh=*/!fake_));
+  // The hierarchies the child has a group in: those asked for, and any controller
+  // co-mounted with one of them (cpu,cpuacct), whose directory is the same.
+  std::vector<fs::path> owned_parents;
+  for (auto [controller, wanted] :
+       {std::pair{"memory", own.memory}, {"pids", own.pids}, {"cpu", own.cpu}}) {
+    if (fs::path dir = Dir(controller); wanted && !dir.empty()) owned_parents.push_back(dir);
+  }
+  // SECURITY: where the child has no group of its own, its processes are put in this
+  // group (AddProcess writes every hierarchy): never left where they came from.
+  std::map<std::string, fs::path> member_dirs = member_dirs_;
+  std::vector<fs::path> made;
+  for (auto& [controller, dir] : member_dirs) {
+    if (std::find(owned_parents.begin(), owned_parents.end(), dir) == owned_parents.end()) continue;
+    dir /= name;
+    if (std::find(made.begin(), made.end(), dir) == made.end()) made.push_back(dir);
+  }
+  fs::path memory = own.memory && !Dir("memory").empty() ? member_dirs["memory"] : fs::path();
+  RETURN_IF_ERROR(MakeGroupDirsV1(made, memory, /*exist_ok=*/false, fake_));
+  child_dirs_.insert(child_dirs_.end(), made.begin(), made.end());
+  if (!memory.empty()) child_memory_dirs_.push_back(memory);
+  return std::unique_ptr<Cgroup>(new CgroupV1(ChildTag{}, std::move(member_dirs), std::move(made),
+                                              relative_ / name, fake_, /*fresh=*/!fake_));
 }
 
 Status CgroupV1::Freeze() {
+  if (Dir("freezer").empty()) return NotOwn("freezer");
   fs::path state = Dir("freezer") / "freezer.state";
   RETURN_IF_ERROR(cgroupfs::WriteFile(state, "FROZEN"));
   // Reads FREEZING until every task (children groups included) has stopped.
@@ -191,18 +237,22 @@ Status CgroupV1::Freeze() {
   return Ok();
 }
 
-Status CgroupV1::Thaw() { return cgroupfs::WriteFile(Dir("freezer") / "freezer.state", "THAWED"); }
+Status CgroupV1::Thaw() {
+  if (Dir("freezer").empty()) return NotOwn("freezer");
+  return cgroupfs::WriteFile(Dir("freezer") / "freezer.state", "THAWED");
+}
 
 Status CgroupV1::KillAll() { return cgroupfs::KillAllByFreezing(*this); }
 
 Status CgroupV1::Destroy(std::chrono::milliseconds timeout) {
-  return cgroupfs::DestroyGroups(*this, dirs_, timeout, children_);
+  return cgroupfs::DestroyGroups(*this, dirs_, timeout, child_dirs_);
 }
 
 Result<CgroupStats> CgroupV1::Stats() {
   CgroupStats s;
   fs::path memory = Dir("memory");
   fs::path pids = Dir("pids");
+  if (memory.empty() || pids.empty()) return NotOwn(memory.empty() ? "memory" : "pids");
   auto stats = [&]() -> Status {
     ASSIGN_OR_RETURN(s.memory_current, cgroupfs::ReadLimit(memory / "memory.usage_in_bytes"));
     ASSIGN_OR_RETURN(s.memory_limit, cgroupfs::ReadLimit(memory / "memory.limit_in_bytes"));
@@ -229,12 +279,12 @@ Result<uint64_t> CgroupV1::OomKills() {
   // which is this group and the children it made when it knows them (no process in a
   // sandbox can make groups: it has no cgroup filesystem).
   fs::path memory = Dir("memory");
-  if (children_.empty())
+  if (memory.empty()) return NotOwn("memory");
+  if (child_dirs_.empty())
     return cgroupfs::SumKeyedRecursive(memory, "memory.oom_control", "oom_kill");
   ASSIGN_OR_RETURN(uint64_t sum, cgroupfs::ReadKeyed(memory / "memory.oom_control", "oom_kill"));
-  for (const std::string& child : children_) {
-    ASSIGN_OR_RETURN(uint64_t value,
-                     cgroupfs::ReadKeyed(memory / child / "memory.oom_control", "oom_kill"));
+  for (const fs::path& child : child_memory_dirs_) {
+    ASSIGN_OR_RETURN(uint64_t value, cgroupfs::ReadKeyed(child / "memory.oom_control", "oom_kill"));
     sum += value;
   }
   return sum;

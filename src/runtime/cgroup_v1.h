@@ -1,5 +1,6 @@
 // Cgroup over the legacy hierarchies (cgroup v1): the same relative directory in each of
-// the memory, pids, cpu, cpuacct (if mounted) and freezer hierarchies.
+// the memory, pids, cpu, cpuacct (if mounted) and freezer hierarchies, or for a child
+// group in those it asked for (CgroupChildControllers).
 #pragma once
 
 #include <atomic>
@@ -27,7 +28,8 @@ class CgroupV1 final : public Cgroup {
   Result<UniqueFd> OpenDirFd() override;
   Result<std::vector<UniqueFd>> OpenProcsFiles() override;
   Result<UniqueFd> OpenEventFile(CgroupEventFile which) override;
-  Result<std::unique_ptr<Cgroup>> CreateChild(std::string_view name) override;
+  Result<std::unique_ptr<Cgroup>> CreateChild(std::string_view name,
+                                              const CgroupChildControllers& own) override;
   Status Freeze() override;
   Status Thaw() override;
   Status KillAll() override;
@@ -40,20 +42,34 @@ class CgroupV1 final : public Cgroup {
   const std::vector<std::filesystem::path>& Dirs() const { return dirs_; }
 
  private:
+  struct ChildTag {};
+  // `member_dirs`: for each controller, the group its processes are in: its own directory,
+  // or (a child) its parent's where it has none of its own; `own`: its own directories.
+  CgroupV1(ChildTag, std::map<std::string, std::filesystem::path> member_dirs,
+           std::vector<std::filesystem::path> own, std::filesystem::path relative, bool fake,
+           bool fresh);
+
+  // This group's own directory in the controller's hierarchy; empty where it has none (a
+  // child's processes are in its parent's group there).
   std::filesystem::path Dir(const std::string& controller) const;
+  // The group its processes are in, in the controller's hierarchy; empty if not mounted.
+  std::filesystem::path MemberDir(const std::string& controller) const;
+  // The error for a limit or file asked of a hierarchy this group has no group in.
+  Unexpected NotOwn(std::string_view controller) const;
   Status SetMemoryLimit(uint64_t bytes);
   Status SetCpuLimits(const CgroupLimits& limits);
 
-  std::map<std::string, std::filesystem::path> roots_;
+  std::map<std::string, std::filesystem::path> member_dirs_;
   std::filesystem::path relative_;
-  std::vector<std::filesystem::path> dirs_;
+  std::vector<std::filesystem::path> dirs_;  // its own, each once
   bool fake_;
   // Until the first SetLimits: every limit is the kernel's default, which need not be
   // written again (a create writes only what differs).
   bool fresh_;
-  // The groups made below this one by CreateChild: Destroy and OomKills visit them
-  // without listing directories.
-  std::vector<std::string> children_;
+  // The directories made below this one by CreateChild, and those of them in the memory
+  // hierarchy: Destroy and OomKills visit them without listing directories.
+  std::vector<std::filesystem::path> child_dirs_;
+  std::vector<std::filesystem::path> child_memory_dirs_;
 };
 
 class CgroupManagerV1 final : public CgroupManager {

@@ -95,7 +95,8 @@ Result<UniqueFd> CgroupV2::OpenEventFile(CgroupEventFile which) {
   return fd;
 }
 
-Result<std::unique_ptr<Cgroup>> CgroupV2::CreateChild(std::string_view name) {
+Result<std::unique_ptr<Cgroup>> CgroupV2::CreateChild(std::string_view name,
+                                                      const CgroupChildControllers& /*own*/) {
   RETURN_IF_ERROR(cgroupfs::ValidateName(name));
   // Fails with EBUSY once this group has processes ("no internal processes" rule).
   RETURN_IF_ERROR(EnableControllers(dir_, controllers_));

@@ -17,8 +17,12 @@ Result<SandboxCgroups> CreateSandboxCgroups(CgroupManager& manager, std::string_
                      .cpu_millicores = resources.cpu_millicores};
   ASSIGN_OR_RETURN(groups.sandbox, manager.Create(id, total));
   // Children before any process: v2 refuses to enable controllers below a populated group.
-  ASSIGN_OR_RETURN(groups.agent, groups.sandbox->CreateChild("agent"));
-  ASSIGN_OR_RETURN(groups.user, groups.sandbox->CreateChild("user"));
+  // On v1 each child is a group only where it has limits or events of its own: envd its
+  // cpu shares (v1 has no memory.min), user code its memory and pids limits, their event
+  // files and its cpu shares. Freezing and cpu accounting are the sandbox group's.
+  ASSIGN_OR_RETURN(groups.agent, groups.sandbox->CreateChild("agent", {.cpu = true}));
+  ASSIGN_OR_RETURN(groups.user, groups.sandbox->CreateChild(
+                                    "user", {.memory = true, .pids = true, .cpu = true}));
   std::string context = fmt::format("cgroups of sandbox {}", id);
   RETURN_IF_ERROR(WithContext(
       groups.agent->SetLimits({.cpu_weight = kAgentCpuWeight,

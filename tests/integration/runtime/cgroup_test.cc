@@ -25,6 +25,7 @@ using ::testing::Contains;
 using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kMiB = 1024 * 1024;
+constexpr CgroupChildControllers kAllChildControllers{.memory = true, .pids = true, .cpu = true};
 constexpr std::chrono::seconds kTimeout(10);
 
 // A forked child that runs `body` (its return value is the exit code) only after Go(),
@@ -325,7 +326,7 @@ TEST_F(CgroupIntegrationTest, KillAllKillsChildrenAndGrandchildren) {
 TEST_F(CgroupIntegrationTest, DestroyKillsAndLeavesNoDirectoryInAnyHierarchy) {
   auto cgroup = Create("destroy", {.memory_bytes = 64 * kMiB, .pids_max = 20});
   ASSERT_NE(cgroup, nullptr);
-  auto user = cgroup->CreateChild("user");
+  auto user = cgroup->CreateChild("user", kAllChildControllers);
   ASSERT_TRUE(user) << user.error().message;
   GatedChild child(Sleep);
   ASSERT_TRUE((*user)->AddProcess(child.Pid()));
@@ -348,7 +349,7 @@ TEST_F(CgroupIntegrationTest, DestroyKillsAndLeavesNoDirectoryInAnyHierarchy) {
 TEST_F(CgroupIntegrationTest, UnsetLimitsAreTheKernelsUnlimitedDefaults) {
   auto cgroup = Create("defaults");
   ASSERT_NE(cgroup, nullptr);
-  auto child = cgroup->CreateChild("agent");
+  auto child = cgroup->CreateChild("agent", kAllChildControllers);
   ASSERT_TRUE(child) << child.error().message;
   ASSERT_TRUE((*child)->SetLimits({.cpu_weight = 100}));
   auto stats = cgroup->Stats();
@@ -373,8 +374,8 @@ TEST_F(CgroupIntegrationTest, UnsetLimitsAreTheKernelsUnlimitedDefaults) {
 TEST_F(CgroupIntegrationTest, OomKillsOfChildrenCountAndDestroyTakesThem) {
   auto cgroup = Create("family", {.pids_max = 20});
   ASSERT_NE(cgroup, nullptr);
-  auto agent = cgroup->CreateChild("agent");
-  auto user = cgroup->CreateChild("user");
+  auto agent = cgroup->CreateChild("agent", {.cpu = true});
+  auto user = cgroup->CreateChild("user", kAllChildControllers);
   ASSERT_TRUE(agent && user);
   ASSERT_TRUE((*user)->SetLimits({.memory_bytes = 16 * kMiB}));
   GatedChild hog(FillMemory);
@@ -396,6 +397,56 @@ TEST_F(CgroupIntegrationTest, OomKillsOfChildrenCountAndDestroyTakesThem) {
   EXPECT_EQ(slept->signal, SIGKILL);
   for (const auto& [controller, root] : roots_) {
     EXPECT_FALSE(fs::exists(root / parent_ / "family")) << root;
+  }
+}
+
+// On v1 a child is a group only in the hierarchies it asked for: elsewhere its processes
+// stay in the parent's group, which still freezes them and counts them, and limits asked
+// of a hierarchy it has no group in are refused, not written to the parent.
+TEST_F(CgroupIntegrationTest, AV1ChildIsAGroupOnlyWhereItAskedForOne) {
+  if (manager_->Version() != 1) GTEST_SKIP() << "cgroup v1 only";
+  auto cgroup = Create("partial");
+  ASSERT_NE(cgroup, nullptr);
+  auto agent = cgroup->CreateChild("agent", {.cpu = true});
+  ASSERT_TRUE(agent) << agent.error().message;
+  for (const auto& [controller, root] : roots_) {
+    bool own = controller == "cpu" || root == roots_["cpu"];  // cpuacct may share cpu's
+    EXPECT_EQ(fs::exists(root / parent_ / "partial/agent"), own) << controller;
+  }
+  EXPECT_TRUE((*agent)->SetLimits({.cpu_weight = 1000}));
+  EXPECT_EQ(ReadTrimmed(GroupFile("cpu", "partial/agent", "cpu.shares")), "10240");
+  auto refused = (*agent)->SetLimits({.pids_max = 5});
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("no pids group of its own"), std::string::npos)
+      << refused.error().message;
+  EXPECT_EQ(ReadTrimmed(GroupFile("pids", "partial", "pids.max")), "max");
+  EXPECT_FALSE((*agent)->Freeze());
+  EXPECT_FALSE((*agent)->OpenEventFile(CgroupEventFile::kMemory));
+
+  GatedChild busy([] {
+    for (;;) {
+    }
+    return 0;
+  });
+  ASSERT_TRUE((*agent)->AddProcess(busy.Pid()));
+  busy.Go();
+  auto membership = cgroupfs::ReadFile(fmt::format("/proc/{}/cgroup", busy.Pid()));
+  ASSERT_TRUE(membership);
+  std::string sandbox = "/" + parent_ + "/partial";
+  EXPECT_NE(membership->find(":cpu:" + sandbox + "/agent\n"), std::string::npos) << *membership;
+  EXPECT_NE(membership->find(":memory:" + sandbox + "\n"), std::string::npos) << *membership;
+  EXPECT_NE(membership->find(":freezer:" + sandbox + "\n"), std::string::npos) << *membership;
+  EXPECT_THAT(cgroup->Pids(), Contains(busy.Pid()));
+  ASSERT_TRUE(cgroup->Freeze());  // the parent's freezer holds the child's process
+  EXPECT_EQ(ReadTrimmed(GroupFile("freezer", "partial", "freezer.state")), "FROZEN");
+  ASSERT_TRUE(cgroup->Thaw());
+
+  ASSERT_TRUE(cgroup->Destroy(kTimeout));
+  auto status = busy.Process().Wait();
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->signal, SIGKILL);
+  for (const auto& [controller, root] : roots_) {
+    EXPECT_FALSE(fs::exists(root / parent_ / "partial")) << controller;
   }
 }
 

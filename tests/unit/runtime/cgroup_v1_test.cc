@@ -11,6 +11,7 @@ namespace {
 using ::testing::ElementsAre;
 
 constexpr uint64_t kMiB = 1024 * 1024;
+constexpr CgroupChildControllers kAllChildControllers{.memory = true, .pids = true, .cpu = true};
 
 class CgroupV1Test : public ::testing::Test {
  protected:
@@ -131,7 +132,7 @@ TEST_F(CgroupV1Test, StatsSumsEventCountersOverChildren) {
   auto manager = Manager();
   auto cgroup = Create(*manager, "sb1", {.memory_bytes = 64 * kMiB, .pids_max = 20});
   ASSERT_NE(cgroup, nullptr);
-  ASSERT_TRUE(cgroup->CreateChild("user"));
+  ASSERT_TRUE(cgroup->CreateChild("user", kAllChildControllers));
   fake_.Write("memory/isobox/sb1/memory.usage_in_bytes", "5000\n");
   fake_.Write("memory/isobox/sb1/memory.stat", "cache 10\nrss 20\ntotal_cache 4096\n");
   fake_.Write("memory/isobox/sb1/memory.oom_control",
@@ -176,7 +177,7 @@ TEST_F(CgroupV1Test, DestroyRemovesEveryHierarchyOpenAndList) {
   ASSERT_NE(Create(*manager, "sb2"), nullptr);
   auto cgroup = Create(*manager, "sb1");
   ASSERT_NE(cgroup, nullptr);
-  ASSERT_TRUE(cgroup->CreateChild("user"));
+  ASSERT_TRUE(cgroup->CreateChild("user", kAllChildControllers));
   EXPECT_THAT(manager->List(), ElementsAre("sb1", "sb2"));
   auto opened = manager->Open("sb1");
   ASSERT_TRUE(opened) << opened.error().message;

@@ -14,6 +14,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr uint64_t kMiB = 1024 * 1024;
+constexpr CgroupChildControllers kAllChildControllers{.memory = true, .pids = true, .cpu = true};
 
 class CgroupV2Test : public ::testing::Test {
  protected:
@@ -218,21 +219,22 @@ TEST_F(CgroupV2Test, CreateChildEnablesControllersBelowTheSandbox) {
   auto manager = Manager();
   auto cgroup = Create(*manager, "sb1");
   ASSERT_NE(cgroup, nullptr);
-  auto child = cgroup->CreateChild("user");
+  auto child = cgroup->CreateChild("user", kAllChildControllers);
   ASSERT_TRUE(child) << child.error().message;
   EXPECT_EQ((*child)->RelativePath(), "isobox/sb1/user");
   EXPECT_EQ(fake_.Read("isobox/sb1/cgroup.subtree_control"), "+memory +pids +cpu");
   ASSERT_TRUE((*child)->AddProcess(77));
   EXPECT_EQ(fake_.Read("isobox/sb1/user/cgroup.procs"), "77");
   EXPECT_THAT(cgroup->Pids(), ElementsAre(77));  // children included
-  EXPECT_EQ(cgroup->CreateChild("../up").error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(cgroup->CreateChild("../up", kAllChildControllers).error().code,
+            ErrorCode::kInvalidArgument);
 }
 
 TEST_F(CgroupV2Test, DestroyRemovesGroupAndChildrenAndIsIdempotent) {
   auto manager = Manager();
   auto cgroup = Create(*manager, "sb1");
   ASSERT_NE(cgroup, nullptr);
-  ASSERT_TRUE(cgroup->CreateChild("user"));
+  ASSERT_TRUE(cgroup->CreateChild("user", kAllChildControllers));
   auto destroyed = cgroup->Destroy(std::chrono::seconds(1));
   ASSERT_TRUE(destroyed) << destroyed.error().message;
   EXPECT_FALSE(fake_.Exists("isobox/sb1"));

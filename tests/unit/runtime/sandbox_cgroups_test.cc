@@ -77,11 +77,23 @@ TEST(SandboxCgroupsV1Test, OneProcsFdPerHierarchy) {
   EXPECT_EQ(fake.Read("cpu/isobox/sb1/user/cpu.shares"), "1024");
   EXPECT_EQ(fake.Read("cpu/isobox/sb1/cpu.cfs_quota_us"), "150000");
 
+  // Each child is a group only where it has limits or events of its own: the freezer
+  // (and cpuacct) hold the whole sandbox, and envd's memory and pids are the sandbox's.
+  EXPECT_TRUE(fake.Exists("cpu/isobox/sb1/agent"));
+  EXPECT_FALSE(fake.Exists("memory/isobox/sb1/agent"));
+  EXPECT_FALSE(fake.Exists("pids/isobox/sb1/agent"));
+  EXPECT_FALSE(fake.Exists("freezer/isobox/sb1/agent"));
+  EXPECT_FALSE(fake.Exists("freezer/isobox/sb1/user"));
+
   auto isolation = PrepareAgentIsolation(*groups->user, 5);
   ASSERT_TRUE(isolation) << isolation.error().message;
-  // seccomp, pids, memory, freezer, cpu procs, memory.oom_control, pids.events
+  // seccomp, pids, memory, freezer (the sandbox's), cpu procs, memory.oom_control,
+  // pids.events: a process moved into "user" is in the sandbox's freezer group whatever
+  // group it came from.
   ASSERT_EQ(isolation->fds.size(), 7u);
   EXPECT_THAT(isolation->json, HasSubstr(R"("userCgroupFds":[6,7,8,9],"oomEventsFd":10,)"));
+  ASSERT_EQ(::write(isolation->fds[3].Get(), "0", 1), 1);
+  EXPECT_EQ(fake.Read("freezer/isobox/sb1/cgroup.procs"), "0");
 }
 
 }  // namespace

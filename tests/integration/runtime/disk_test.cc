@@ -31,11 +31,12 @@ class DiskTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  // Waits until the reserve has dealt with `n` returned disks.
-  static DiskReserve::Counts AwaitReturns(const DiskReserve& disks, uint64_t n) {
+  // Gives `disk` back and waits until the reserve has dealt with it (its first return).
+  static DiskReserve::Counts GiveBack(DiskReserve& disks, UniqueFd disk) {
+    disks.Return(kSize, std::move(disk));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     DiskReserve::Counts counts = disks.counts();
-    while (counts.reused + counts.dropped < n && std::chrono::steady_clock::now() < deadline) {
+    while (counts.reused + counts.dropped < 1 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       counts = disks.counts();
     }
@@ -82,8 +83,7 @@ TEST_F(DiskTest, AReturnedDiskIsHandedOutAgainEmptied) {
   dev_t device = DeviceOf(used->Get());
   LeaveThingsBehind(used->Get());
   if (HasFatalFailure()) return;
-  disks.Return(kSize, std::move(*used));
-  DiskReserve::Counts counts = AwaitReturns(disks, 1);
+  DiskReserve::Counts counts = GiveBack(disks, std::move(*used));
   EXPECT_EQ(counts.reused, 1u);
   EXPECT_EQ(counts.dropped, 0u);
 
@@ -123,8 +123,7 @@ TEST_F(DiskTest, AReturnedDiskSomethingStillHoldsIsDropped) {
   UniqueFd held(::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600));
   ASSERT_TRUE(held);
   ASSERT_EQ(::write(held.Get(), "data", 4), 4);
-  disks.Return(kSize, std::move(*used));
-  DiskReserve::Counts counts = AwaitReturns(disks, 1);
+  DiskReserve::Counts counts = GiveBack(disks, std::move(*used));
   EXPECT_EQ(counts.reused, 0u);
   EXPECT_EQ(counts.dropped, 1u);
   auto next = disks.Take(kSize);
@@ -145,8 +144,7 @@ TEST_F(DiskTest, AReturnedDiskWithManyFilesIsDroppedNotEmptied) {
         ::open((dir + "/f" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
     ASSERT_TRUE(file) << i;
   }
-  disks.Return(kSize, std::move(*used));
-  DiskReserve::Counts counts = AwaitReturns(disks, 1);
+  DiskReserve::Counts counts = GiveBack(disks, std::move(*used));
   EXPECT_EQ(counts.reused, 0u);
   EXPECT_EQ(counts.dropped, 1u);
 }

@@ -130,6 +130,8 @@ class Registry {
   // forgotten.
   Result<std::optional<SandboxRecord>> Record(const std::string& id) const;
   std::vector<SandboxInfo> List() const;
+  // What the sandbox disk reserve has done since isoboxd started.
+  runtime::DiskReserve::Counts DiskCounts() const { return disks_.counts(); }
   // Samples with start <= time <= end; NotFound for an unknown sandbox.
   Result<std::vector<MetricSample>> Metrics(const std::string& id, SystemTime start,
                                             SystemTime end) const;

@@ -104,7 +104,7 @@ void MetricFamily::Add(const LabelValues& labels, double by) {
 }
 
 void MetricFamily::Set(const LabelValues& labels, double value) {
-  assert(type_ == MetricType::kGauge);
+  assert(type_ != MetricType::kHistogram);
   std::lock_guard lock(mutex_);
   SeriesFor(labels).value = value;
 }

@@ -26,7 +26,8 @@ class MetricFamily {
 
   // Counter: adds `by` (>= 0). Gauge: adds `by` (any sign).
   void Add(const LabelValues& labels, double by = 1);
-  // Gauge only.
+  // Gauge; or a counter whose total is kept elsewhere (it only ever grows there), copied
+  // in before rendering.
   void Set(const LabelValues& labels, double value);
   // Gauge only: forgets every series (before setting a fresh snapshot of them).
   void Clear();

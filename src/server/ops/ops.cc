@@ -139,7 +139,12 @@ Ops::Ops(std::unique_ptr<AuditLog> audit)
                                  "Sandboxes ended, by reason (killed, timeout, exited).",
                                  {"reason"})),
       audit_dropped_(metrics_.AddGauge("isobox_audit_dropped_records",
-                                       "Audit records dropped because the writer fell behind.")) {}
+                                       "Audit records dropped because the writer fell behind.")),
+      disks_(metrics_.AddCounter(
+          "isobox_sandbox_disks_total",
+          "Sandbox disks: made new, reused (a killed sandbox's, emptied), dropped when given "
+          "back (not fresh after emptying, or enough kept).",
+          {"outcome"})) {}
 
 void Ops::Audit(AuditRecord record) {
   if (audit_) audit_->Append(record);
@@ -208,7 +213,7 @@ void Ops::OnSandboxEvent(const std::string& id, std::string_view event, std::str
          .details = json::object{{"reason", reason}}});
 }
 
-std::string Ops::RenderMetrics(const std::vector<SandboxInfo>& sandboxes) {
+std::string Ops::RenderMetrics(const std::vector<SandboxInfo>& sandboxes, const DiskCounts& disks) {
   size_t running = 0, paused = 0;
   for (const SandboxInfo& info : sandboxes) {
     (info.state == SandboxState::kPaused ? paused : running)++;
@@ -216,6 +221,9 @@ std::string Ops::RenderMetrics(const std::vector<SandboxInfo>& sandboxes) {
   sandboxes_.Set({"running"}, static_cast<double>(running));
   sandboxes_.Set({"paused"}, static_cast<double>(paused));
   audit_dropped_.Set({}, audit_ ? static_cast<double>(audit_->dropped()) : 0);
+  disks_.Set({"made"}, static_cast<double>(disks.made));
+  disks_.Set({"reused"}, static_cast<double>(disks.reused));
+  disks_.Set({"dropped"}, static_cast<double>(disks.dropped));
   return metrics_.Render();
 }
 

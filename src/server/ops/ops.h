@@ -80,8 +80,15 @@ class Ops {
   // "exited". Any thread.
   void OnSandboxEvent(const std::string& id, std::string_view event, std::string_view reason);
 
-  // The exposition text, with the sandbox gauge set from `sandboxes`.
-  std::string RenderMetrics(const std::vector<SandboxInfo>& sandboxes);
+  // What the sandbox disk reserve has done (runtime::DiskReserve::Counts).
+  struct DiskCounts {
+    uint64_t made = 0;
+    uint64_t reused = 0;
+    uint64_t dropped = 0;
+  };
+  // The exposition text, with the sandbox gauge set from `sandboxes` and the disk
+  // counters from `disks`.
+  std::string RenderMetrics(const std::vector<SandboxInfo>& sandboxes, const DiskCounts& disks);
   std::chrono::steady_clock::duration Uptime() const;
   AuditLog* audit() { return audit_.get(); }
   MetricsRegistry& metrics() { return metrics_; }
@@ -97,6 +104,7 @@ class Ops {
   MetricFamily& requests_;
   MetricFamily& ended_;
   MetricFamily& audit_dropped_;
+  MetricFamily& disks_;
 };
 
 }  // namespace isobox::server::ops

@@ -34,7 +34,10 @@ StringResponse Health(const StringRequest& request, IsoboxContext& context) {
 StringResponse Metrics(const StringRequest& request, IsoboxContext& context) {
   StringResponse response{http::status::ok, request.version()};
   response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-  response.body() = context.ops.RenderMetrics(context.registry.List());
+  runtime::DiskReserve::Counts disks = context.registry.DiskCounts();
+  response.body() = context.ops.RenderMetrics(
+      context.registry.List(),
+      {.made = disks.made, .reused = disks.reused, .dropped = disks.dropped});
   response.keep_alive(request.keep_alive());
   response.prepare_payload();
   return response;

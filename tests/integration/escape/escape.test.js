@@ -243,4 +243,9 @@ test('a killed sandbox leaves nothing on the disks of the next ones', async () =
       await next.kill()
     }
   }
+  // The path under test ran: killed sandboxes' disks were reused, the victim's first.
+  const metrics = await (await fetch(`${daemon.url}/isobox/metrics`,
+    { headers: { 'X-API-KEY': daemon.apiKey } })).text()
+  const reused = /isobox_sandbox_disks_total\{outcome="reused"\} (\d+)/.exec(metrics)
+  assert.ok(reused && Number(reused[1]) >= 1, metrics)
 })

@@ -82,7 +82,7 @@ TEST(OpsTest, ControlEventsMoveTheCountersAndTheCreateHistogram) {
                  .elapsed = std::chrono::milliseconds(30)});
   ops.OnControl({.caller = caller, .method = "DELETE", .target = "/sandboxes/abc", .status = 204});
   ops.OnSandboxEvent("def", "kill", "timeout");
-  std::string text = ops.RenderMetrics({});
+  std::string text = ops.RenderMetrics({}, {.made = 3, .reused = 5, .dropped = 1});
   EXPECT_NE(text.find("isobox_http_requests_total{route=\"/sandboxes\",code=\"201\"} 1\n"),
             std::string::npos);
   EXPECT_NE(text.find("isobox_http_requests_total{route=\"/sandboxes/{id}\",code=\"204\"} 1\n"),
@@ -92,6 +92,8 @@ TEST(OpsTest, ControlEventsMoveTheCountersAndTheCreateHistogram) {
   EXPECT_NE(text.find("isobox_sandbox_ended_total{reason=\"killed\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("isobox_sandbox_ended_total{reason=\"timeout\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("isobox_sandboxes{state=\"running\"} 0\n"), std::string::npos);
+  EXPECT_NE(text.find("isobox_sandbox_disks_total{outcome=\"reused\"} 5\n"), std::string::npos);
+  EXPECT_NE(text.find("isobox_sandbox_disks_total{outcome=\"dropped\"} 1\n"), std::string::npos);
 }
 
 }  // namespace

@@ -162,6 +162,13 @@ Result<SeccompProgram> CompileSeccomp(const std::vector<SeccompRule>& rules,
   // The containment sets no_new_privs itself, before the filter is installed.
   rc = ::seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
   if (rc < 0) return ErrnoError(-rc, "seccomp nnp attribute");
+  // The syscall numbers as a binary tree instead of one list: a longer program (~410
+  // instructions instead of ~340), but any syscall passes ~10 comparisons instead of up
+  // to ~330. Installing the filter is what gains most: the kernel runs the program for
+  // every syscall number under a spinlock with interrupts off to build its cache of
+  // always-allowed calls (0.31 ms per install here with the list, on every create's path).
+  rc = ::seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+  if (rc < 0) return ErrnoError(-rc, "seccomp binary-tree attribute");
   for (const SeccompRule& rule : rules) {
     if (rule.agent_only && profile != SeccompProfile::kAgent) continue;
     RETURN_IF_ERROR(AddRule(ctx, rule));

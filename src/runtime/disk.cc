@@ -278,9 +278,9 @@ Status EmptyDisk(int disk, const DiskFree& fresh, uint64_t max_inodes) {
   return Ok();
 }
 
-DiskReserve::DiskReserve(fs::path images_dir, int spares_per_size)
+DiskReserve::DiskReserve(fs::path images_dir, SpareCount spares)
     : images_dir_(std::move(images_dir)),
-      spares_per_size_(static_cast<size_t>(std::max(spares_per_size, 0))),
+      spare_count_(spares),
       worker_([this](std::stop_token stop) { Run(stop); }) {}
 
 DiskReserve::~DiskReserve() {
@@ -298,6 +298,7 @@ Result<UniqueFd> DiskReserve::Take(uint64_t size_bytes) {
       wake_.notify_all();
       return disk;
     }
+    TargetOf(size_bytes).Missed(std::chrono::steady_clock::now());
   }
   wake_.notify_all();  // the size is wanted now: make spares while this one is made here
   return Make(size_bytes);
@@ -325,6 +326,23 @@ DiskReserve::Counts DiskReserve::counts() const {
   return counts_;
 }
 
+size_t DiskReserve::Ready(uint64_t size_bytes) const {
+  std::lock_guard lock(mutex_);
+  auto it = spares_.find(size_bytes);
+  return it == spares_.end() ? 0 : it->second.size();
+}
+
+size_t DiskReserve::Target(uint64_t size_bytes) const {
+  std::lock_guard lock(mutex_);
+  auto it = targets_.find(size_bytes);
+  return it == targets_.end() ? SpareTarget(spare_count_).base()
+                              : it->second.Get(std::chrono::steady_clock::now());
+}
+
+SpareTarget& DiskReserve::TargetOf(uint64_t size_bytes) {
+  return targets_.try_emplace(size_bytes, spare_count_).first->second;
+}
+
 Result<UniqueFd> DiskReserve::Make(uint64_t size_bytes) {
   ASSIGN_OR_RETURN(UniqueFd disk, CreateSandboxDisk(images_dir_, size_bytes));
   auto free = FreeSpaceOf(disk.Get());
@@ -334,11 +352,22 @@ Result<UniqueFd> DiskReserve::Make(uint64_t size_bytes) {
   return disk;
 }
 
-uint64_t DiskReserve::ShortSize() const {
+uint64_t DiskReserve::ShortSize(SpareTarget::TimePoint now) {
   for (const auto& [size, ready] : spares_) {
-    if (ready.size() < spares_per_size_) return size;
+    if (ready.size() < TargetOf(size).Get(now)) return size;
   }
   return 0;
+}
+
+UniqueFd DiskReserve::TakeSurplus(SpareTarget::TimePoint now) {
+  for (auto& [size, ready] : spares_) {
+    if (ready.size() > 2 * TargetOf(size).Get(now)) {
+      UniqueFd disk = std::move(ready.back());  // the one that waited least
+      ready.pop_back();
+      return disk;
+    }
+  }
+  return UniqueFd();
 }
 
 void DiskReserve::Recycle(Returned returned, std::unique_lock<std::mutex>& lock) {
@@ -348,7 +377,8 @@ void DiskReserve::Recycle(Returned returned, std::unique_lock<std::mutex>& lock)
   // Returned disks may fill up to twice the spares: a loop of creates and kills then takes
   // back what it took, and no new disk is made.
   if (ready != spares_.end() && fresh != fresh_.end() &&
-      ready->second.size() < 2 * spares_per_size_) {
+      ready->second.size() <
+          2 * TargetOf(returned.size_bytes).Get(std::chrono::steady_clock::now())) {
     DiskFree fresh_free = fresh->second;
     lock.unlock();
     emptied = EmptyDisk(returned.disk.Get(), fresh_free, kMaxRecycledInodes);
@@ -373,8 +403,21 @@ void DiskReserve::Run(std::stop_token stop) {
   std::unique_lock lock(mutex_);
   while (!stop.stop_requested()) {
     uint64_t size = 0;
-    wake_.wait(lock, stop, [&] { return !returned_.empty() || (size = ShortSize()) != 0; });
+    UniqueFd surplus;
+    // Woken by a take or a return; the timeout notices targets that fell in the quiet.
+    bool work = wake_.wait_for(lock, stop, spare_count_.shrink_after, [&] {
+      auto now = std::chrono::steady_clock::now();
+      return !returned_.empty() || (size = ShortSize(now)) != 0 ||
+             (surplus = TakeSurplus(now));
+    });
     if (stop.stop_requested()) return;
+    if (!work) continue;
+    if (surplus) {
+      lock.unlock();
+      surplus.Reset();  // the unmount, off the lock
+      lock.lock();
+      continue;
+    }
     if (!returned_.empty()) {  // first: an emptied disk is much cheaper than a new one
       Returned returned = std::move(returned_.front());
       returned_.pop_front();

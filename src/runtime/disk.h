@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "base/result.h"
+#include "base/spare_target.h"
 #include "base/unique_fd.h"
 
 namespace isobox::runtime {
@@ -84,9 +85,11 @@ class DiskReserve {
     uint64_t dropped = 0;  // returned disks not kept (full stock, EmptyDisk failed)
   };
 
-  // Keeps up to `spares_per_size` ready disks of each size that was asked for, and up to
-  // twice that when returned disks come back.
-  DiskReserve(std::filesystem::path images_dir, int spares_per_size);
+  // Keeps ready disks of each size that was asked for: `spares.base`, one more for each
+  // Take that found none (up to `spares.max`), one fewer per `spares.shrink_after` without
+  // such a miss (base/spare_target.h); up to twice that count when returned disks come
+  // back, and the surplus beyond it is unmounted.
+  DiskReserve(std::filesystem::path images_dir, SpareCount spares);
   ~DiskReserve();
   DiskReserve(const DiskReserve&) = delete;
   DiskReserve& operator=(const DiskReserve&) = delete;
@@ -99,6 +102,9 @@ class DiskReserve {
   // no process of the sandbox that used it is left (all were killed and reaped).
   void Return(uint64_t size_bytes, UniqueFd disk);
   Counts counts() const;
+  // How many disks of `size_bytes` are ready now, and how many the reserve aims to keep.
+  size_t Ready(uint64_t size_bytes) const;
+  size_t Target(uint64_t size_bytes) const;
 
   const std::filesystem::path& images_dir() const { return images_dir_; }
 
@@ -115,13 +121,17 @@ class DiskReserve {
   // which it releases while it works.
   void Recycle(Returned returned, std::unique_lock<std::mutex>& lock);
   // A size whose spares are short (0 if none); called with mutex_ held.
-  uint64_t ShortSize() const;
+  uint64_t ShortSize(SpareTarget::TimePoint now);
+  // A disk beyond twice its size's target, taken out to be dropped; called with mutex_ held.
+  UniqueFd TakeSurplus(SpareTarget::TimePoint now);
+  SpareTarget& TargetOf(uint64_t size_bytes);  // called with mutex_ held
 
   const std::filesystem::path images_dir_;
-  const size_t spares_per_size_;
+  const SpareCount spare_count_;
   mutable std::mutex mutex_;
   std::condition_variable_any wake_;
   std::map<uint64_t, std::deque<UniqueFd>> spares_;  // by size; every wanted size has a key
+  std::map<uint64_t, SpareTarget> targets_;          // by size: how many to keep ready
   std::map<uint64_t, DiskFree> fresh_;               // by size: a new disk's free space
   std::deque<Returned> returned_;                    // waiting to be emptied
   Counts counts_;

@@ -36,10 +36,11 @@ constexpr uint32_t kIdsPerSandbox = 65536;
 constexpr auto kAgentStartTimeout = std::chrono::seconds(10);
 constexpr auto kCgroupTeardownTimeout = std::chrono::seconds(10);
 // Made ahead per disk size and per template (runtime/disk.h, control/spares.h): four, so
-// that a burst or a create+kill loop of a few callers finds them ready. A spare zygote
-// costs ~0.8 MiB PSS.
-constexpr int kSpareDisksPerSize = 4;
-constexpr size_t kSparesPerTemplate = 4;
+// that a create+kill loop of a few callers finds them ready, and one more for each create
+// that found none, up to 32, so that a burst of creates finds them the next time; one
+// fewer per 10 s without such a create (base/spare_target.h). A spare zygote costs ~0.8
+// MiB PSS, a spare disk a loop device and a mounted, empty ext4.
+constexpr SpareCount kSpares{.base = 4, .max = 32, .shrink_after = std::chrono::seconds(10)};
 // How long after handing out a pooled sandbox its replacement starts (Create).
 constexpr auto kPoolRefillDelay = std::chrono::milliseconds(10);
 
@@ -127,11 +128,11 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
       config_(std::move(config)),
       templates_(std::move(templates)),
       cgroups_(std::move(cgroups)),
-      disks_(config_.state_dir / "disks", kSpareDisksPerSize),
+      disks_(config_.state_dir / "disks", kSpares),
       store_(store) {
   if (cgroups_->Version() == 1 && !config_.zygote_program.empty()) {
     spares_ = std::make_unique<CgroupSpares>(*cgroups_, config_.zygote_program,
-                                             config_.state_dir / "sandboxes", kSparesPerTemplate);
+                                             config_.state_dir / "sandboxes", kSpares);
   }
 }
 

@@ -17,7 +17,7 @@ constexpr auto kTeardownTimeout = std::chrono::seconds(10);
 }  // namespace
 
 CgroupSpares::CgroupSpares(runtime::CgroupManager& cgroups, std::filesystem::path zygote_program,
-                           std::filesystem::path sandboxes_dir, size_t per_template)
+                           std::filesystem::path sandboxes_dir, SpareCount per_template)
     : cgroups_(cgroups),
       zygote_program_(std::move(zygote_program)),
       sandboxes_dir_(std::move(sandboxes_dir)),
@@ -37,9 +37,23 @@ void CgroupSpares::Want(const std::string& template_id,
                         const runtime::SandboxResources& resources) {
   {
     std::lock_guard lock(mutex_);
-    kinds_[template_id].resources = resources;
+    auto [it, added] = kinds_.try_emplace(template_id);
+    if (added) it->second.target = SpareTarget(per_template_);
+    it->second.resources = resources;
   }
   wake_.notify_all();
+}
+
+size_t CgroupSpares::Ready(const std::string& template_id) {
+  std::lock_guard lock(mutex_);
+  auto it = kinds_.find(template_id);
+  return it == kinds_.end() ? 0 : it->second.ready.size();
+}
+
+size_t CgroupSpares::Target(const std::string& template_id) {
+  std::lock_guard lock(mutex_);
+  auto it = kinds_.find(template_id);
+  return it == kinds_.end() ? 0 : it->second.target.Get(std::chrono::steady_clock::now());
 }
 
 std::optional<CgroupSpare> CgroupSpares::Take(const std::string& template_id) {
@@ -52,6 +66,8 @@ std::optional<CgroupSpare> CgroupSpares::Take(const std::string& template_id) {
     if (!it->second.ready.empty()) {
       spare = std::move(it->second.ready.front());
       it->second.ready.pop_front();
+    } else {
+      it->second.target.Missed(std::chrono::steady_clock::now());
     }
   }
   wake_.notify_all();
@@ -111,17 +127,36 @@ void CgroupSpares::Run(std::stop_token stop) {
   std::unique_lock lock(mutex_);
   while (!stop.stop_requested()) {
     std::string short_id;
-    auto is_short = [&] {
-      for (const auto& [id, kind] : kinds_) {
-        if (!kind.failing && kind.ready.size() < per_template_) {
+    std::optional<CgroupSpare> surplus;
+    auto has_work = [&] {
+      auto now = std::chrono::steady_clock::now();
+      for (auto& [id, kind] : kinds_) {
+        size_t target = kind.target.Get(now);
+        if (kind.ready.size() > target) {  // its target fell: the newest goes
+          surplus = std::move(kind.ready.back());
+          kind.ready.pop_back();
+          return true;
+        }
+        if (!kind.failing && kind.ready.size() < target) {
           short_id = id;
           return true;
         }
       }
       return false;
     };
-    wake_.wait(lock, stop, is_short);
-    if (stop.stop_requested()) return;
+    // Woken by a take; the timeout notices targets that fell in the quiet.
+    bool work = wake_.wait_for(lock, stop, per_template_.shrink_after, has_work);
+    if (stop.stop_requested()) {
+      if (surplus) Discard(*surplus);  // out of kinds_: the destructor would miss it
+      return;
+    }
+    if (!work) continue;
+    if (surplus) {
+      lock.unlock();
+      Discard(*surplus);
+      lock.lock();
+      continue;
+    }
     runtime::SandboxResources resources = kinds_[short_id].resources;
     lock.unlock();
     auto spare = Make(resources);

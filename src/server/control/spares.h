@@ -5,7 +5,8 @@
 // their own. A create that takes one skips the
 // cgroup v1 move's grace period (10-15 ms) on its path; a create that finds none makes
 // its groups and joins them itself, as before. No sandbox runs in a spare: it holds a
-// few empty cgroup directories and one idle process.
+// few empty cgroup directories and one idle process. How many spares a template keeps
+// follows the creates that found none (base/spare_target.h).
 #pragma once
 
 #include <condition_variable>
@@ -18,6 +19,7 @@
 #include <string>
 #include <thread>
 
+#include "base/spare_target.h"
 #include "runtime/cgroup.h"
 #include "runtime/sandbox_cgroups.h"
 #include "runtime/sandbox_process.h"
@@ -37,7 +39,7 @@ class CgroupSpares {
   // `sandboxes_dir`: a spare's state directory is made there first, so a daemon that
   // dies with spares leaves directories its next start removes with their groups.
   CgroupSpares(runtime::CgroupManager& cgroups, std::filesystem::path zygote_program,
-               std::filesystem::path sandboxes_dir, size_t per_template);
+               std::filesystem::path sandboxes_dir, SpareCount per_template);
   ~CgroupSpares();  // kills the zygotes, removes the groups
   CgroupSpares(const CgroupSpares&) = delete;
   CgroupSpares& operator=(const CgroupSpares&) = delete;
@@ -46,10 +48,14 @@ class CgroupSpares {
   void Want(const std::string& template_id, const runtime::SandboxResources& resources);
   // A ready spare for `template_id`, if any (a new one is made in the background).
   std::optional<CgroupSpare> Take(const std::string& template_id);
+  // How many spares of `template_id` are ready now, and how many are aimed at.
+  size_t Ready(const std::string& template_id);
+  size_t Target(const std::string& template_id);
 
  private:
   struct Kind {
     runtime::SandboxResources resources;
+    SpareTarget target;
     std::deque<CgroupSpare> ready;
     bool failing = false;  // the last attempt failed: wait for the next Take
   };
@@ -61,7 +67,7 @@ class CgroupSpares {
   runtime::CgroupManager& cgroups_;
   const std::filesystem::path zygote_program_;
   const std::filesystem::path sandboxes_dir_;
-  const size_t per_template_;
+  const SpareCount per_template_;
   std::mutex mutex_;
   std::condition_variable_any wake_;
   std::map<std::string, Kind> kinds_;

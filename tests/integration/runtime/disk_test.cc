@@ -13,6 +13,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace isobox::runtime {
 namespace {
@@ -72,7 +73,7 @@ class DiskTest : public ::testing::Test {
 };
 
 TEST_F(DiskTest, AReturnedDiskIsHandedOutAgainEmptied) {
-  DiskReserve disks(dir_ / "disks", 1);
+  DiskReserve disks(dir_ / "disks", {.base = 1, .max = 1});
   auto fresh = CreateSandboxDisk(dir_ / "disks", kSize);
   ASSERT_TRUE(fresh) << fresh.error().message;
   auto fresh_free = FreeSpaceOf(fresh->Get());
@@ -113,7 +114,7 @@ TEST_F(DiskTest, AReturnedDiskIsHandedOutAgainEmptied) {
 }
 
 TEST_F(DiskTest, AReturnedDiskSomethingStillHoldsIsDropped) {
-  DiskReserve disks(dir_ / "disks", 1);
+  DiskReserve disks(dir_ / "disks", {.base = 1, .max = 1});
   auto used = disks.Take(kSize);
   ASSERT_TRUE(used) << used.error().message;
   dev_t device = DeviceOf(used->Get());
@@ -135,7 +136,7 @@ TEST_F(DiskTest, AReturnedDiskSomethingStillHoldsIsDropped) {
 }
 
 TEST_F(DiskTest, AReturnedDiskWithManyFilesIsDroppedNotEmptied) {
-  DiskReserve disks(dir_ / "disks", 1);
+  DiskReserve disks(dir_ / "disks", {.base = 1, .max = 1});
   auto used = disks.Take(kSize);
   ASSERT_TRUE(used) << used.error().message;
   std::string dir = "/proc/self/fd/" + std::to_string(used->Get()) + "/upper/root";
@@ -147,6 +148,44 @@ TEST_F(DiskTest, AReturnedDiskWithManyFilesIsDroppedNotEmptied) {
   DiskReserve::Counts counts = GiveBack(disks, std::move(*used));
   EXPECT_EQ(counts.reused, 0u);
   EXPECT_EQ(counts.dropped, 1u);
+}
+
+// Takes that find no disk ready raise how many disks the reserve keeps; each quiet
+// period lowers that again, and the disks beyond twice the count are unmounted.
+TEST_F(DiskTest, TakesThatFindNoneRaiseTheSparesAndQuietLowersThem) {
+  using std::chrono::steady_clock;
+  DiskReserve disks(dir_ / "disks", {.base = 1, .max = 4, .shrink_after = std::chrono::seconds(1)});
+  disks.Want(kSize);
+  auto wait_until = [](auto done) {
+    auto deadline = steady_clock::now() + std::chrono::seconds(30);
+    while (!done() && steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return done();
+  };
+  ASSERT_TRUE(wait_until([&] { return disks.Ready(kSize) == 1; }));
+  EXPECT_EQ(disks.Target(kSize), 1u);
+
+  // Four at once: the spare, then at least one made on the spot (a disk takes
+  // milliseconds to make; the next take comes microseconds after the last).
+  std::vector<UniqueFd> taken;
+  for (int i = 0; i < 4; ++i) {
+    auto disk = disks.Take(kSize);
+    ASSERT_TRUE(disk) << disk.error().message;
+    taken.push_back(std::move(*disk));
+  }
+  size_t raised = disks.Target(kSize);
+  EXPECT_GE(raised, 2u);
+  EXPECT_LE(raised, 4u);
+  ASSERT_TRUE(wait_until([&] { return disks.Ready(kSize) >= raised; }))
+      << "ready " << disks.Ready(kSize) << ", target " << raised;
+
+  // After three quiet seconds the target is back at 1; of the spares, two (twice the
+  // target) stay and any beyond go.
+  ASSERT_TRUE(wait_until([&] { return disks.Target(kSize) == 1 && disks.Ready(kSize) == 2; }))
+      << "ready " << disks.Ready(kSize) << ", target " << disks.Target(kSize);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(disks.Ready(kSize), 2u);
 }
 
 TEST_F(DiskTest, EmptyDiskRefusesADiskThatIsNotFresh) {

@@ -235,7 +235,7 @@ TEST_F(SandboxProcessTest, WritesStayInTheSandboxUpperLayerOwnedByItsRange) {
 TEST_F(SandboxProcessTest, DiskLimitIsAFilesystemOfItsOwn) {
   SandboxSpec spec = Spec("probe5");
   spec.disk_bytes = 64ull << 20;
-  DiskReserve disks(dir_ / "disks", 1);
+  DiskReserve disks(dir_ / "disks", {.base = 1, .max = 1});
   spec.disks = &disks;
   auto report = Probe(spec);
   // "/" is the overlay; its free space is the upper layer's: the 64 MiB ext4 (minus
@@ -248,7 +248,7 @@ TEST_F(SandboxProcessTest, DiskLimitIsAFilesystemOfItsOwn) {
 }
 
 TEST_F(SandboxProcessTest, SpareDisksAreFreshAndNeverShared) {
-  DiskReserve disks(dir_ / "disks", 1);
+  DiskReserve disks(dir_ / "disks", {.base = 1, .max = 1});
   constexpr uint64_t kSize = 32ull << 20;
   disks.Want(kSize);
   // Each disk handed out is an empty filesystem of its own: what one sandbox wrote is not
@@ -285,7 +285,7 @@ std::string Ext4Options(int fd) {
 }
 
 TEST_F(SandboxProcessTest, SpareDisksDoNoBackgroundWorkNorHostWrites) {
-  DiskReserve disks(dir_ / "disks", 1);
+  DiskReserve disks(dir_ / "disks", {.base = 1, .max = 1});
   auto disk = disks.Take(32ull << 20);
   ASSERT_TRUE(disk) << disk.error().message;
   // No ext4lazyinit work per disk: zeroing the inode tables would write ~16 MiB per GiB

@@ -43,7 +43,6 @@ class SpareTarget {
     return periods >= raised_ - base_ ? base_ : raised_ - periods;
   }
 
-  size_t base() const { return base_; }
 
  private:
   size_t base_ = 0;

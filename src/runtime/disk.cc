@@ -335,7 +335,7 @@ size_t DiskReserve::Ready(uint64_t size_bytes) const {
 size_t DiskReserve::Target(uint64_t size_bytes) const {
   std::lock_guard lock(mutex_);
   auto it = targets_.find(size_bytes);
-  return it == targets_.end() ? SpareTarget(spare_count_).base()
+  return it == targets_.end() ? spare_count_.base
                               : it->second.Get(std::chrono::steady_clock::now());
 }
 

@@ -11,9 +11,12 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "runtime/cgroup.h"
 
 namespace isobox::runtime {
 namespace {
@@ -156,12 +159,8 @@ TEST_F(DiskTest, TakesThatFindNoneRaiseTheSparesAndQuietLowersThem) {
   using std::chrono::steady_clock;
   DiskReserve disks(dir_ / "disks", {.base = 1, .max = 4, .shrink_after = std::chrono::seconds(1)});
   disks.Want(kSize);
-  auto wait_until = [](auto done) {
-    auto deadline = steady_clock::now() + std::chrono::seconds(30);
-    while (!done() && steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return done();
+  auto wait_until = [](const std::function<bool()>& done) {
+    return cgroupfs::PollUntil(steady_clock::now() + std::chrono::seconds(30), done);
   };
   ASSERT_TRUE(wait_until([&] { return disks.Ready(kSize) == 1; }));
   EXPECT_EQ(disks.Target(kSize), 1u);

@@ -9,11 +9,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "base/log.h"
 #include "runtime/cgroup.h"
 
 namespace isobox::server {
@@ -24,13 +23,8 @@ using std::chrono::steady_clock;
 
 constexpr auto kTimeout = std::chrono::seconds(10);
 
-template <typename Done>
-bool WaitUntil(Done done) {
-  auto deadline = steady_clock::now() + std::chrono::seconds(30);
-  while (!done() && steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return done();
+bool WaitUntil(const std::function<bool()>& done) {
+  return runtime::cgroupfs::PollUntil(steady_clock::now() + std::chrono::seconds(30), done);
 }
 
 class CgroupSparesTest : public ::testing::Test {

@@ -33,8 +33,12 @@ enum class Step : uint32_t {
 };
 
 constexpr std::array<std::string_view, 9> kStepNames = {
-    "reset signals", "set controlling terminal", "setsid", "set up stdio", "setgroups",
-    "setgid",        "setuid",                   "chdir",  "execve"};
+    "reset signals", "set controlling terminal",
+    "setsid",        "set up stdio",
+    "setgroups",     "setgid",
+    "setuid",        "chdir",
+    "execve",
+};
 
 struct Pipe {
   UniqueFd read;

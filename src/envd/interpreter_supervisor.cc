@@ -7,7 +7,9 @@
 
 #include <array>
 #include <chrono>
+#include <cstring>
 
+#include "base/child_error.h"
 #include "base/log.h"
 #include "envd/isolation.h"
 
@@ -24,31 +26,64 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
   return out;
 }
 
-// After fork: async-signal-safe calls only. No error pipe: a failed step ends the child
-// with a distinct exit code, which the supervisor logs.
-[[noreturn]] void ChildMain(int listen_fd, int null_fd, const User& user, const char* home,
-                            char* const* argv, char* const* envp) {
+// The child's steps as it reports them (base/child_error.h); a failed isolation step i
+// (isolation.h) is reported as kIsolation + i.
+enum class Step : uint32_t {
+  kSetsid,
+  kStdio,
+  kSetgroups,
+  kSetgid,
+  kSetuid,
+  kChdir,
+  kExec,
+  kIsolation
+};
+constexpr std::array<std::string_view, 7> kStepNames = {
+    "setsid", "set up stdio", "setgroups", "setgid", "setuid", "chdir", "execve"};
+
+std::string StepName(uint32_t step) {
+  constexpr auto kIsolation = static_cast<uint32_t>(Step::kIsolation);
+  if (step >= kIsolation) {
+    return fmt::format("isolation step '{}'", isolation::UserSandboxStepName(step - kIsolation));
+  }
+  return std::string(step < kStepNames.size() ? kStepNames[step] : "unknown step");
+}
+
+[[noreturn]] void ChildFail(int report_fd, Step step) {
+  ExitWithChildError(report_fd, static_cast<uint32_t>(step), errno);
+}
+
+// After fork: async-signal-safe calls only. A failed step is reported on `report_fd`.
+[[noreturn]] void ChildMain(int listen_fd, int null_fd, int report_fd, const User& user,
+                            const char* home, char* const* argv, char* const* envp) {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) (void)::sigaction(sig, &dfl, nullptr);
   sigset_t none;
   sigemptyset(&none);
   (void)::sigprocmask(SIG_SETMASK, &none, nullptr);
-  if (::setsid() < 0) ::_exit(120);
+  if (::setsid() < 0) ChildFail(report_fd, Step::kSetsid);
   // fd 3 is the listening socket; dup2 clears close-on-exec. stdin is /dev/null; stdout
   // and stderr stay envd's (its log).
-  if (::dup2(listen_fd, kInterpreterFd) < 0 || ::dup2(null_fd, 0) < 0) ::_exit(121);
+  if (::dup2(listen_fd, kInterpreterFd) < 0 || ::dup2(null_fd, 0) < 0) {
+    ChildFail(report_fd, Step::kStdio);
+  }
   // SECURITY: the interpreter and its kernels run user code: drop to the sandbox user,
   // groups first, then gid, then uid.
-  if (::setgroups(user.groups.size(), user.groups.data()) < 0) ::_exit(122);
-  if (::setresgid(user.gid, user.gid, user.gid) < 0) ::_exit(123);
-  if (::setresuid(user.uid, user.uid, user.uid) < 0) ::_exit(124);
-  if (::chdir(home) < 0 && ::chdir("/") < 0) ::_exit(125);
+  if (::setgroups(user.groups.size(), user.groups.data()) < 0) {
+    ChildFail(report_fd, Step::kSetgroups);
+  }
+  if (::setresgid(user.gid, user.gid, user.gid) < 0) ChildFail(report_fd, Step::kSetgid);
+  if (::setresuid(user.uid, user.uid, user.uid) < 0) ChildFail(report_fd, Step::kSetuid);
+  if (::chdir(home) < 0 && ::chdir("/") < 0) ChildFail(report_fd, Step::kChdir);
   // SECURITY: user cgroup, no capabilities, user seccomp filter (isolation.h): the
   // interpreter runs user code like any command.
-  if (isolation::EnterUserSandbox(user.uid, user.gid) < 0) ::_exit(127);
+  uint32_t failed = 0;
+  if (isolation::EnterUserSandbox(user.uid, user.gid, &failed) < 0) {
+    ExitWithChildError(report_fd, static_cast<uint32_t>(Step::kIsolation) + failed, errno);
+  }
   ::execve(argv[0], argv, envp);
-  ::_exit(126);
+  ChildFail(report_fd, Step::kExec);
 }
 
 }  // namespace
@@ -92,19 +127,33 @@ Status InterpreterSupervisor::Spawn() {
   std::vector<char*> c_env = CStrings(env);
   UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null_fd) return SysError("open /dev/null");
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) < 0) return SysError("pipe2");
+  UniqueFd report_read(report[0]), report_write(report[1]);
   pid_t pid = ::fork();
   if (pid < 0) return SysError("fork interpreter");
   if (pid == 0) {
-    ChildMain(listen_fd_.Get(), null_fd.Get(), user, home.c_str(), c_argv.data(), c_env.data());
+    ChildMain(listen_fd_.Get(), null_fd.Get(), report_write.Get(), user, home.c_str(),
+              c_argv.data(), c_env.data());
   }
+  report_write.Reset();
   pid_ = pid;
-  // Registered before returning to the loop (reaper.h).
+  // Registered before returning to the loop (reaper.h); it restarts a child that failed
+  // a step too.
   envd_.reaper.Watch(pid, [this](const ExitInfo& info) {
     LOG_WARN("interpreter {} ended: {}", pid_, StatusString(info));
     pid_ = -1;
     OnExit(++failures_);
   });
-  LOG_INFO("interpreter started, pid {}", pid);
+  auto error = AwaitChildError(report_read.Get());
+  if (!error) {
+    LOG_ERROR("interpreter {}: {}", pid, error.error().message);
+  } else if (*error) {
+    LOG_ERROR("interpreter {}: {}: {}", pid, StepName((*error)->step),
+              std::strerror((*error)->sys_errno));
+  } else {
+    LOG_INFO("interpreter started, pid {}", pid);
+  }
   return Ok();
 }
 

@@ -5,13 +5,13 @@
 #include <linux/filter.h>
 #include <linux/prctl.h>
 #include <linux/securebits.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/json.hpp>
 #include <charconv>
 #include <cstring>
@@ -182,6 +182,41 @@ int DropCapabilitiesStandalone() {
   return sys::Capset(&header, data);
 }
 
+int RefuseAgentIds(UserIds& ids) {
+  if (state.has_agent_uid && (ids.uid == state.agent_uid || ids.gid == state.agent_uid)) {
+    errno = EPERM;
+    return -1;
+  }
+  return 0;
+}
+
+int JoinUserCgroup(UserIds&) {
+  // "0" = the writer. isoboxd opened the fds: user code never holds a cgroup handle.
+  for (size_t i = 0; i < state.cgroup_fd_count; ++i) {
+    if (::write(state.cgroup_fds[i], "0", 1) != 1) return -1;
+  }
+  return 0;
+}
+
+int InstallUserSeccomp(UserIds&) { return sys::SeccompSetFilter(0, &state.seccomp_prog); }
+
+// The user-process sequence, in order (docs/security.md U1-U4). Runs after the switch to
+// the user's uid/gid and the chdir, right before execve.
+constexpr std::array<UserStep, 4> kUserSteps = {{
+    {"refuse the agent's ids", RefuseAgentIds,
+     "SECURITY: the agent's uid/gid are what keeps user code from signalling or tracing "
+     "envd; no user process may have them"},
+    {"join the user cgroup", JoinUserCgroup,
+     "SECURITY: into the user cgroup, which carries the sandbox's memory, pids and cpu "
+     "limits; everything the process forks stays there, and envd's own cgroup stays out of "
+     "its reach"},
+    {"drop capabilities", [](UserIds&) { return DropCapabilities(); },
+     "SECURITY: no capability at all, whatever the uid (sandbox root included): bounding, "
+     "ambient, effective, permitted and inheritable sets empty, securebits locked, verified"},
+    {"seccomp", InstallUserSeccomp,
+     "SECURITY: the user seccomp filter, stacked on the agent's (inherited); both apply"},
+}};
+
 }  // namespace
 
 Status Init(int config_fd) {
@@ -208,24 +243,19 @@ Status Init(int config_fd) {
 
 bool Enabled() { return state.enabled; }
 
-int EnterUserSandbox(uid_t uid, gid_t gid) {
+std::span<const UserStep> UserSandboxSteps() { return kUserSteps; }
+
+std::string_view UserSandboxStepName(uint32_t step) {
+  return ChildStepName(UserSandboxSteps(), step);
+}
+
+int EnterUserSandbox(uid_t uid, gid_t gid, uint32_t* failed_step) {
   if (!state.enabled) return DropCapabilitiesStandalone();
-  // SECURITY: the agent's uid/gid are what keeps user code from signalling or tracing
-  // envd; no user process may have them.
-  if (state.has_agent_uid && (uid == state.agent_uid || gid == state.agent_uid)) {
-    errno = EPERM;
-    return -1;
-  }
-  // SECURITY: into the user cgroup, which carries the sandbox's memory, pids and cpu
-  // limits; envd's own cgroup stays out of the user code's reach. "0" = the writer.
-  for (size_t i = 0; i < state.cgroup_fd_count; ++i) {
-    if (::write(state.cgroup_fds[i], "0", 1) != 1) return -1;
-  }
-  // A cgroup namespace rooted at the user cgroup: /proc/self/cgroup shows "/".
-  if (::unshare(CLONE_NEWCGROUP) < 0) return -1;
-  if (DropCapabilities() < 0) return -1;
-  // SECURITY: the user seccomp filter, stacked on the agent's (inherited); both apply.
-  return sys::SeccompSetFilter(0, &state.seccomp_prog);
+  UserIds ids{uid, gid};
+  size_t failed = RunChildSteps(UserSandboxSteps(), ids);
+  if (failed == kUserSteps.size()) return 0;
+  if (failed_step != nullptr) *failed_step = static_cast<uint32_t>(failed);
+  return -1;
 }
 
 Counters ReadCounters() {

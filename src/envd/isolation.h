@@ -19,8 +19,10 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 
+#include "base/child_error.h"
 #include "base/result.h"
 
 namespace isobox::envd {
@@ -34,12 +36,23 @@ namespace isolation {
 Status Init(int config_fd);
 bool Enabled();
 
+// The user-process steps, in order, as a table (base/child_error.h): refuse the agent's
+// own uid/gid, move into the user cgroup, drop every capability (bounding, ambient,
+// effective, permitted, inheritable) and lock the securebits, install the user seccomp
+// filter. The process stays in the cgroup namespace envd has (the init's, containment
+// step "unshare cgroup ns"): envd holds no CAP_SYS_ADMIN to make it one of its own.
+struct UserIds {
+  uid_t uid;
+  gid_t gid;
+};
+using UserStep = ChildStep<UserIds>;
+std::span<const UserStep> UserSandboxSteps();
+std::string_view UserSandboxStepName(uint32_t step);
+
 // In the forked child, after the switch to the user's uid/gid and the chdir, right before
-// execve. Async-signal-safe. In order: refuse the agent's own uid, move into the user
-// cgroup, enter a cgroup namespace rooted there, drop every capability (bounding,
-// ambient, effective, permitted, inheritable) and lock the securebits, install the user
-// seccomp filter. Returns -1 with errno set on failure.
-int EnterUserSandbox(uid_t uid, gid_t gid);
+// execve. Async-signal-safe. Runs UserSandboxSteps() in order; returns -1 with errno set
+// and the failed step's index in `*failed_step` (when given) on failure.
+int EnterUserSandbox(uid_t uid, gid_t gid, uint32_t* failed_step = nullptr);
 
 // The user cgroup's event counters, to tell later what ended a process.
 struct Counters {
@@ -51,7 +64,7 @@ Counters ReadCounters();
 // Why a process ended, as it is reported in the end event's "isobox" object:
 // exited, signaled, oom_killed, timeout, killed_by_user, pids_limit, disk_full.
 struct EndMarks {
-  bool timed_out = false;       // envd's own timeout killed it
+  bool timed_out = false;         // envd's own timeout killed it
   bool signaled_by_user = false;  // SendSignal reached it
   Counters at_start;
 };

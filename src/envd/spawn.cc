@@ -11,12 +11,15 @@
 
 #include <array>
 
+#include "base/child_error.h"
 #include "envd/isolation.h"
 
 namespace isobox::envd {
 namespace {
 
-enum class Step : int {
+// The child's steps as it reports them (base/child_error.h); a failed isolation step i
+// (isolation.h) is reported as kIsolation + i.
+enum class Step : uint32_t {
   kSignals,
   kControllingTty,
   kSetsid,
@@ -29,14 +32,12 @@ enum class Step : int {
   kIsolation,
 };
 
-constexpr std::array<std::string_view, 10> kStepNames = {
-    "reset signals", "set controlling terminal", "setsid", "set up stdio", "setgroups",
-    "setgid",        "setuid",                   "chdir",  "execve",       "isolation",
-};
-
-struct ChildError {
-  Step step;
-  int err;
+constexpr std::array<std::string_view, 9> kStepNames = {
+    "reset signals", "set controlling terminal",
+    "setsid",        "set up stdio",
+    "setgroups",     "setgid",
+    "setuid",        "chdir",
+    "execve",
 };
 
 struct Pipe {
@@ -65,9 +66,7 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
 }
 
 [[noreturn]] void ChildFail(int report_fd, Step step) {
-  ChildError error{step, errno};
-  (void)!::write(report_fd, &error, sizeof error);
-  ::_exit(127);
+  ExitWithChildError(report_fd, static_cast<uint32_t>(step), errno);
 }
 
 // Runs in the forked child: async-signal-safe calls only, no allocation.
@@ -96,8 +95,9 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
   if (::setresuid(request.uid, request.uid, request.uid) < 0) ChildFail(report, Step::kSetuid);
   if (::chdir(request.cwd.c_str()) < 0) ChildFail(report, Step::kChdir);
   // SECURITY: user cgroup, no capabilities, user seccomp filter (isolation.h).
-  if (isolation::EnterUserSandbox(request.uid, request.gid) < 0) {
-    ChildFail(report, Step::kIsolation);
+  uint32_t failed = 0;
+  if (isolation::EnterUserSandbox(request.uid, request.gid, &failed) < 0) {
+    ExitWithChildError(report, static_cast<uint32_t>(Step::kIsolation) + failed, errno);
   }
   ::execve(request.executable.c_str(), argv, envp);
   ChildFail(report, Step::kExec);
@@ -105,20 +105,22 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
 
 // Waits for the child's exec (the report pipe closes) or its report of a failed step.
 Status AwaitExec(pid_t pid, UniqueFd report, const SpawnRequest& request) {
-  ChildError error{};
-  ssize_t n;
-  do {
-    n = ::read(report.Get(), &error, sizeof error);
-  } while (n < 0 && errno == EINTR);
-  if (n == 0) return Ok();
+  auto error = AwaitChildError(report.Get());
+  if (error && !*error) return Ok();
   int status;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (n != static_cast<ssize_t>(sizeof error)) return SysError("read exec report");
-  auto step = static_cast<size_t>(error.step);
-  std::string_view name = step < kStepNames.size() ? kStepNames[step] : "unknown step";
-  if (error.step == Step::kExec) return ErrnoError(error.err, "exec {}", request.executable);
-  return ErrnoError(error.err, "{}", name);
+  if (!error) return Unexpected(error.error().WithContext("exec report"));
+  auto [step, err] = **error;
+  if (step == static_cast<uint32_t>(Step::kExec)) {
+    return ErrnoError(err, "exec {}", request.executable);
+  }
+  if (step >= static_cast<uint32_t>(Step::kIsolation)) {
+    return ErrnoError(
+        err, "isolation step '{}'",
+        isolation::UserSandboxStepName(step - static_cast<uint32_t>(Step::kIsolation)));
+  }
+  return ErrnoError(err, "{}", step < kStepNames.size() ? kStepNames[step] : "unknown step");
 }
 
 

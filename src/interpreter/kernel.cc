@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "base/child_error.h"
 #include "base/log.h"
 #include "base/sys/syscalls.h"
 #include "base/unique_fd.h"
@@ -74,18 +75,12 @@ Status WriteConnectionFile(const fs::path& path, const std::vector<int>& ports,
   return Ok();
 }
 
-enum class Step : int { kSignals, kSetsid, kStdio, kChdir, kExec };
-constexpr std::array<std::string_view, 5> kStepNames = {"reset signals", "setsid",
-                                                        "set up stdio", "chdir", "execve"};
-struct ChildError {
-  Step step;
-  int err;
-};
+enum class Step : uint32_t { kSignals, kSetsid, kStdio, kChdir, kExec };
+constexpr std::array<std::string_view, 5> kStepNames = {"reset signals", "setsid", "set up stdio",
+                                                        "chdir", "execve"};
 
 [[noreturn]] void ChildFail(int report_fd, Step step) {
-  ChildError error{step, errno};
-  (void)!::write(report_fd, &error, sizeof error);
-  ::_exit(127);
+  ExitWithChildError(report_fd, static_cast<uint32_t>(step), errno);
 }
 
 // After fork: async-signal-safe calls only.
@@ -138,15 +133,12 @@ Result<ChildProcess> SpawnKernel(const std::vector<std::string>& argv,
   report_write.Reset();
   UniqueFd pidfd(sys::PidfdOpen(pid, 0));
   ChildProcess child(pid, std::move(pidfd));
-  ChildError error{};
-  ssize_t n;
-  do {
-    n = ::read(report_read.Get(), &error, sizeof error);
-  } while (n < 0 && errno == EINTR);
-  if (n == sizeof error) {
+  auto error = AwaitChildError(report_read.Get());
+  if (error && *error) {
     child.KillAndReap();
-    return ErrnoError(error.err, "start kernel {}: {}", argv[0],
-                      kStepNames[static_cast<size_t>(error.step)]);
+    uint32_t step = (*error)->step;
+    return ErrnoError((*error)->sys_errno, "start kernel {}: {}", argv[0],
+                      step < kStepNames.size() ? kStepNames[step] : "unknown step");
   }
   if (!child.Valid()) return SysError("pidfd_open kernel");
   return child;

@@ -23,13 +23,18 @@ inline constexpr uid_t kAgentUid = 65535;
 inline constexpr gid_t kAgentGid = 65535;
 
 // What envd needs: switch users (SETUID, SETGID), drop capabilities of user processes
-// (SETPCAP), move them into the user cgroup namespace (SYS_ADMIN; the agent seccomp filter
-// allows unshare(CLONE_NEWCGROUP) only), act on files as any user (CHOWN, DAC_OVERRIDE,
-// DAC_READ_SEARCH, FOWNER, FSETID) and signal user processes (KILL).
+// (SETPCAP), act on files as any user (CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER,
+// FSETID) and signal user processes (KILL).
+//
+// SECURITY: not CAP_SYS_ADMIN. Without it nothing in the sandbox, envd included, can
+// mount, remount (the attached mounts' flags: read-only /.isobox, nosuid, nodev, noexec),
+// make namespaces or reach the many other paths gated on it; the bounding set keeps it
+// out for good. User processes share the cgroup namespace the init made (containment step
+// "unshare cgroup ns") instead of one of their own.
 inline constexpr uint64_t kAgentCaps =
     (1ull << CAP_CHOWN) | (1ull << CAP_DAC_OVERRIDE) | (1ull << CAP_DAC_READ_SEARCH) |
     (1ull << CAP_FOWNER) | (1ull << CAP_FSETID) | (1ull << CAP_KILL) | (1ull << CAP_SETGID) |
-    (1ull << CAP_SETUID) | (1ull << CAP_SETPCAP) | (1ull << CAP_SYS_ADMIN);
+    (1ull << CAP_SETUID) | (1ull << CAP_SETPCAP);
 
 // Drops every capability outside kAgentCaps from the bounding set, locks the securebits
 // so that uid changes never grant or silently drop capabilities (NO_SETUID_FIXUP, NOROOT,

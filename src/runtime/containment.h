@@ -1,52 +1,27 @@
 // The containment sequence: every step that turns a freshly cloned child into a sandbox
-// init, in order, in one function (RunContainment). docs/security.md lists the same
-// steps in the same order.
+// init, in order, as one table (ContainmentSteps, containment.cc) that RunContainment
+// walks. docs/security.md lists the same steps in the same order, from that table.
 //
 // The child runs between clone3 and execve of a multi-threaded parent, so RunContainment
-// and everything it calls is async-signal-safe: no allocation, no locks, no logging.
-// Every input is prepared by the parent in a ContainmentPlan. On failure the child writes
-// a ContainmentFailure {step, errno} to `error_fd` and exits; the parent names the step.
+// and everything it calls is async-signal-safe: no allocation, no locks, no logging; the
+// table is static data of plain function pointers. Every input is prepared by the parent
+// in a ContainmentPlan. On failure the child writes a ChildError {step index, errno}
+// (base/child_error.h) to `error_fd` and exits; the parent names the step from the same
+// table (AwaitContainment, ContainmentStepName).
 #pragma once
 
 #include <linux/filter.h>
 #include <sys/resource.h>
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 
+#include "base/child_error.h"
+#include "base/result.h"
+#include "runtime/rlimits.h"
+
 namespace isobox::runtime {
-
-enum class ContainmentStep : uint32_t {
-  kWaitForParent,
-  kMountsPrivate,
-  kOpenMountpoint,
-  kBecomeSandboxRoot,
-  kAttachRoot,
-  kAttachUsr,
-  kAttachAgent,
-  kMountProc,
-  kMountDev,
-  kMaskProc,
-  kMountTmp,
-  kPivotRoot,
-  kDetachOldRoot,
-  kSetHostname,
-  kWaitForCgroup,
-  kUnshareCgroupNs,
-  kRlimits,
-  kBecomeAgent,
-  kNoNewPrivs,
-  kSetupFds,
-  kSeccomp,
-  kExec,
-};
-
-std::string_view ContainmentStepName(ContainmentStep step);
-
-struct ContainmentFailure {
-  ContainmentStep step;
-  int sys_errno;
-};
 
 // What the parent writes on ContainmentPlan::sync_fd: once when the id maps are written
 // (the child starts), once more when the init sits in its cgroup (the child may unshare
@@ -54,17 +29,19 @@ struct ContainmentFailure {
 inline constexpr char kGoByte = 'g';
 
 struct ContainmentPlan {
-  int sync_fd = -1;        // read end: kGoByte twice (id maps written; cgroup joined)
-  int sync_write_fd = -1;  // the parent's write end; the child closes its copy first
-  int error_fd = -1;       // write end, O_CLOEXEC: gets a ContainmentFailure on error
+  int sync_fd = -1;                  // read end: kGoByte twice (id maps written; cgroup joined)
+  int sync_write_fd = -1;            // the parent's write end; the child closes its copy first
+  int error_fd = -1;                 // write end, O_CLOEXEC: gets a ChildError on error
   const char* mountpoint = nullptr;  // host directory the new root is attached to
   int root_mount_fd = -1;            // detached overlay for /
   int usr_mount_fd = -1;             // detached overlay for /usr (-1: none)
   int agent_mount_fd = -1;  // detached read-only mount holding the agent binary, at /.isobox
   const char* hostname = nullptr;
   const char* tmp_options = nullptr;  // tmpfs options for /tmp, e.g. "mode=1777,size=256m"
-  rlim_t nofile = 1048576;
-  rlim_t fsize = RLIM_INFINITY;
+  // RLIMIT_NOFILE and RLIMIT_FSIZE (soft = hard); every other limit is kSandboxRlimits'
+  // (rlimits.h). All are capped at the hard limits the init inherited.
+  rlim_t nofile = kSandboxRlimits[RLIMIT_NOFILE].hard;
+  rlim_t fsize = kSandboxRlimits[RLIMIT_FSIZE].hard;
   // Fds handed to the agent: they become 3, 4, ... in this order; stdin is /dev/null;
   // stdout and stderr go to log_fd.
   const int* pass_fds = nullptr;
@@ -77,7 +54,26 @@ struct ContainmentPlan {
   char* const* envp = nullptr;
 };
 
-// Runs in the child after clone3; never returns.
+// What the steps hand on to each other besides the plan.
+struct ContainmentContext {
+  const ContainmentPlan& plan;
+  int mountpoint_fd = -1;  // "open mountpoint" opens it, "attach root" attaches there
+  int error_fd = -1;       // plan.error_fd until "set up fds" moves it above the agent's fds
+};
+using ContainmentStep = ChildStep<ContainmentContext>;
+
+// The steps in the order RunContainment runs them.
+std::span<const ContainmentStep> ContainmentSteps();
+// The name of the step with that index ("unknown step" past the end).
+std::string_view ContainmentStepName(uint32_t step);
+
+// Runs in the child after clone3: walks ContainmentSteps(), the last of which execs the
+// agent. Never returns.
 [[noreturn]] void RunContainment(const ContainmentPlan& plan);
+
+// In the parent, after closing its copy of the error pipe's write end: Ok once the agent
+// exec'd, else "containment step '<name>': <errno text>" (kDeadlineExceeded after
+// `timeout_ms`).
+Status AwaitContainment(int error_fd, int timeout_ms);
 
 }  // namespace isobox::runtime

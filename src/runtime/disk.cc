@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "base/child_error.h"
 #include "base/log.h"
 #include "base/scope_guard.h"
 #include "base/thread_priority.h"
@@ -50,20 +52,30 @@ Status Format(const fs::path& image) {
       "mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", "-O", "^has_journal",
       "-E", "lazy_itable_init=1,nodiscard,root_owner=0:0", "-d", staging.c_str(),
       path.c_str(), nullptr};
+  // Made before the fork: the child of a threaded process may not allocate.
+  const std::array<std::string, 3> programs = {"/usr/sbin/mke2fs", "/sbin/mke2fs",
+                                               "/usr/bin/mke2fs"};
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) < 0) return SysError("pipe2");
+  UniqueFd report_read(report[0]), report_write(report[1]);
   pid_t pid = ::fork();
   if (pid < 0) return SysError("fork mke2fs");
   if (pid == 0) {
     int null_fd = ::open("/dev/null", O_RDWR);
     if (null_fd >= 0) ::dup2(null_fd, 0), ::dup2(null_fd, 1);
-    for (const char* dir : {"/usr/sbin/", "/sbin/", "/usr/bin/"}) {
-      std::string program = std::string(dir) + "mke2fs";
+    for (const std::string& program : programs) {
       ::execv(program.c_str(), const_cast<char* const*>(argv.data()));
     }
-    ::_exit(127);
+    ExitWithChildError(report_write.Get(), 0, errno);  // the one step: exec
   }
+  report_write.Reset();
+  auto exec_error = AwaitChildError(report_read.Get());
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return SysError("wait mke2fs");
+  }
+  if (exec_error && *exec_error) {
+    return ErrnoError((*exec_error)->sys_errno, "exec mke2fs (is e2fsprogs installed?)");
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return MakeError(ErrorCode::kInternal, "mke2fs {} failed (status {}); is e2fsprogs installed?",

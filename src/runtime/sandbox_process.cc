@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -157,24 +156,6 @@ Result<UniqueFd> ConfigMemfd(const std::string& config) {
   return fd;
 }
 
-// Waits until the child exec'd (EOF on the error pipe) or reports a failed step.
-Status AwaitExec(int error_fd) {
-  struct pollfd pfd {
-    error_fd, POLLIN, 0
-  };
-  int ready;
-  do {
-    ready = ::poll(&pfd, 1, kSpawnTimeoutMs);
-  } while (ready < 0 && errno == EINTR);
-  if (ready < 0) return SysError("poll spawn pipe");
-  if (ready == 0) return MakeError(ErrorCode::kDeadlineExceeded, "sandbox init did not start");
-  ContainmentFailure failure{};
-  ssize_t n = ::read(error_fd, &failure, sizeof(failure));
-  if (n == 0) return Ok();
-  if (n != sizeof(failure)) return SysError("read spawn pipe");
-  return ErrnoError(failure.sys_errno, "containment step '{}'", ContainmentStepName(failure.step));
-}
-
 }  // namespace
 
 fs::path AgentSocketPath(const fs::path& state_dir) { return state_dir / "envd.sock"; }
@@ -296,7 +277,7 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   if (spec.join_cgroup) RETURN_IF_ERROR(spec.join_cgroup(init.Pid()));
   if (::write(sync.write.Get(), &kGoByte, 1) != 1) return SysError("start sandbox init");
   sync.write.Reset();
-  RETURN_IF_ERROR(AwaitExec(error.read.Get()));
+  RETURN_IF_ERROR(AwaitContainment(error.read.Get(), kSpawnTimeoutMs));
   times.Mark("containment");
   LOG_DEBUG("spawn {} (ms): {}", spec.id, times.Text());
   // Only a disk is kept; state_dir's fd is not a mount of its own.

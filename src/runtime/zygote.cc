@@ -13,6 +13,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "base/child_error.h"
 #include "base/sys/syscalls.h"
 #include "base/thread_priority.h"
 #include "runtime/containment.h"
@@ -133,6 +134,9 @@ Result<ZygoteServer> ZygoteServer::Start(const std::filesystem::path& program) {
   std::string path = program.string();
   std::array<char*, 3> argv = {const_cast<char*>("isobox-zygote"), parent.data(), nullptr};
   std::array<char*, 1> envp = {nullptr};
+  int report[2];  // base/child_error.h; above fd 3 (the socket pair took the lower fds)
+  if (::pipe2(report, O_CLOEXEC) < 0) return SysError("pipe2");
+  UniqueFd report_read(report[0]), report_write(report[1]);
   int pidfd = -1;
   struct clone_args args {};
   args.flags = CLONE_PIDFD;
@@ -142,15 +146,24 @@ Result<ZygoteServer> ZygoteServer::Start(const std::filesystem::path& program) {
   if (pid < 0) return SysError("clone3 zygote server");
   if (pid == 0) {
     // Async-signal-safe only: the server's end of the socket becomes fd 3, nothing else
-    // of isoboxd's is inherited.
+    // of isoboxd's is inherited (the report pipe closes at execve).
     int fd = theirs.Get();
-    if (fd == 3 ? ::fcntl(3, F_SETFD, 0) < 0 : ::dup2(fd, 3) < 0) ::_exit(126);
-    ::close_range(4, ~0U, 0);
+    if (fd == 3 ? ::fcntl(3, F_SETFD, 0) < 0 : ::dup2(fd, 3) < 0) {
+      ExitWithChildError(report_write.Get(), 0, errno);
+    }
+    ::close_range(4, ~0U, CLOSE_RANGE_CLOEXEC);
     ::execve(path.c_str(), argv.data(), envp.data());
-    ::_exit(127);
+    ExitWithChildError(report_write.Get(), 1, errno);
   }
   ZygoteServer server;
   server.process_ = ChildProcess(static_cast<pid_t>(pid), UniqueFd(pidfd));
+  report_write.Reset();
+  auto failed = AwaitChildError(report_read.Get());
+  if (!failed) return Unexpected(failed.error().WithContext("start zygote server"));
+  if (*failed) {
+    return ErrnoError((*failed)->sys_errno, "start zygote server: {} {}",
+                      (*failed)->step == 0 ? "socket as fd 3" : "exec", path);
+  }
   server.socket_ = std::move(ours);
   return server;
 }

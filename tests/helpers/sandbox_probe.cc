@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -93,12 +94,32 @@ void PrintNetwork() {
   if (netns >= 0) close(netns);
 }
 
+// Every resource limit, "rlimit_<RLIMIT_ number>=<soft>:<hard>" ("unlimited" for none).
+void PrintRlimits() {
+  auto text = [](rlim_t value) {
+    return value == RLIM_INFINITY ? std::string("unlimited") : std::to_string(value);
+  };
+  for (int resource = 0; resource < RLIM_NLIMITS; ++resource) {
+    struct rlimit limit {};
+    if (getrlimit(static_cast<__rlimit_resource>(resource), &limit) < 0) {
+      std::printf("rlimit_%d=%s\n", resource, std::strerror(errno));
+    } else {
+      std::printf("rlimit_%d=%s:%s\n", resource, text(limit.rlim_cur).c_str(),
+                  text(limit.rlim_max).c_str());
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
   struct utsname uts {};
   uname(&uts);
   std::printf("pid=%d\nuid=%d\ngid=%d\nhostname=%s\n", getpid(), getuid(), getgid(), uts.nodename);
+  // The session: 1 when the init leads its own (0: a session led outside its pid namespace).
+  std::printf("sid=%d\n", getsid(0));
+  PrintOpen("open_dev_tty", "/dev/tty", O_RDWR | O_NOCTTY);
+  PrintRlimits();
   std::printf("proc_pids=%d\n", CountPids());
   std::printf("no_new_privs=%d\n", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
   PrintOwner("owner_usr_bin_ls", "/usr/bin/ls");
@@ -124,6 +145,7 @@ int main() {
   PrintRc("mount_tmpfs", mount("none", "/mnt", "tmpfs", 0, nullptr));
   PrintRc("unshare_user", unshare(CLONE_NEWUSER));
   PrintRc("unshare_cgroup", unshare(CLONE_NEWCGROUP));
+  PrintRc("remount_agent_rw", mount(nullptr, "/.isobox", nullptr, MS_REMOUNT | MS_BIND, nullptr));
   std::fflush(stdout);
   return 0;
 }

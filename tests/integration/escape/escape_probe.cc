@@ -183,6 +183,20 @@ std::map<std::string, Attack> Attacks() {
       {"mount_tmpfs", [] { return Errno(mount("none", "/mnt", "tmpfs", 0, nullptr)); }},
       {"mount_cgroup", [] { return Errno(mount("none", "/mnt", "cgroup2", 0, nullptr)); }},
       {"umount_proc", [] { return Errno(umount2("/proc", MNT_DETACH)); }},
+      // The flags of the mounts handed in: read-only agent, nosuid layers.
+      {"remount_agent_rw",
+       [] { return Errno(mount(nullptr, "/.isobox", nullptr, MS_REMOUNT | MS_BIND, nullptr)); }},
+      {"remount_usr_suid",
+       [] { return Errno(mount(nullptr, "/usr", nullptr, MS_REMOUNT, nullptr)); }},
+      {"remount_dev_rw",
+       [] { return Errno(mount(nullptr, "/dev", nullptr, MS_REMOUNT | MS_BIND, nullptr)); }},
+      {"mount_setattr_agent_rw",
+       [] {
+         struct {
+           uint64_t attr_set, attr_clr, propagation, userns_fd;
+         } attr{0, 0x1 /*MOUNT_ATTR_RDONLY*/, 0, 0};
+         return Sys(syscall(SYS_mount_setattr, AT_FDCWD, "/.isobox", 0, &attr, sizeof attr));
+       }},
       {"pivot_root", [] { return Sys(syscall(SYS_pivot_root, "/tmp", "/tmp")); }},
       {"chroot", [] { return Errno(chroot("/tmp")); }},
       {"fsopen", [] { return Sys(syscall(SYS_fsopen, "tmpfs", 0)); }},

@@ -8,11 +8,14 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -27,6 +30,7 @@
 #include "runtime/cgroup.h"
 #include "runtime/idmap.h"
 #include "runtime/netns.h"
+#include "runtime/rlimits.h"
 #include "runtime/zygote.h"
 #include "runtime/rootfs.h"
 
@@ -102,6 +106,10 @@ class SandboxProcessTest : public ::testing::Test {
 TEST_F(SandboxProcessTest, InitIsRootOfItsOwnNamespacesWithHostLayersMapped) {
   auto report = Probe(Spec("probe1"));
   EXPECT_EQ(report["pid"], "1");
+  // Containment step "new session": the init leads a session of its own, without a
+  // controlling terminal (0 would be a session led outside its pid namespace).
+  EXPECT_EQ(report["sid"], "1");
+  EXPECT_EQ(report["open_dev_tty"], "No such device or address");
   // The agent's own uid, not sandbox root (caps.h).
   EXPECT_EQ(report["uid"], "65535");
   EXPECT_EQ(report["gid"], "65535");
@@ -209,18 +217,19 @@ TEST_F(SandboxProcessTest, LayerMountsGivenByTheCallerServeSandboxesOneAfterAnot
 TEST_F(SandboxProcessTest, AgentHasItsCapabilitiesOnlyAndTheSeccompFilter) {
   auto report = Probe(Spec("probe4"));
   // kAgentCaps: CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP
-  // SYS_ADMIN = bits 0-7 and 21.
-  EXPECT_EQ(report["CapEff"], "00000000002001ff");
-  EXPECT_EQ(report["CapPrm"], "00000000002001ff");
-  EXPECT_EQ(report["CapBnd"], "00000000002001ff");
-  EXPECT_EQ(report["CapAmb"], "00000000002001ff");
+  // = bits 0-8. Not SYS_ADMIN (bit 21): nothing in the sandbox can mount or remount.
+  EXPECT_EQ(report["CapEff"], "00000000000001ff");
+  EXPECT_EQ(report["CapPrm"], "00000000000001ff");
+  EXPECT_EQ(report["CapBnd"], "00000000000001ff");
+  EXPECT_EQ(report["CapAmb"], "00000000000001ff");
   EXPECT_EQ(report["Seccomp"], "2");  // filter mode
   EXPECT_EQ(report["NoNewPrivs"], "1");
-  // Not in the policy for anyone: the agent filter answers EPERM even with SYS_ADMIN.
+  // Not in the policy for anyone, nor allowed by the capabilities.
   EXPECT_EQ(report["mount_tmpfs"], "Operation not permitted");
+  EXPECT_EQ(report["remount_agent_rw"], "Operation not permitted");
   EXPECT_EQ(report["unshare_user"], "Operation not permitted");
-  // The one namespace the agent may create (for user processes).
-  EXPECT_EQ(report["unshare_cgroup"], "ok");
+  // Not even a cgroup namespace: user processes share the init's.
+  EXPECT_EQ(report["unshare_cgroup"], "Operation not permitted");
 }
 
 TEST_F(SandboxProcessTest, WritesStayInTheSandboxUpperLayerOwnedByItsRange) {
@@ -298,6 +307,88 @@ TEST_F(SandboxProcessTest, SpareDisksDoNoBackgroundWorkNorHostWrites) {
   EXPECT_NE(options.find("nobarrier"), std::string::npos) << options;
 }
 
+// Odd soft limits for this process (and so for what it spawns), restored when it goes.
+// The hard limits stay: raising one needs CAP_SYS_RESOURCE, which a test may not have,
+// and a lowered one could not come back. A sandbox showing the table's values (capped at
+// these hard limits) got them from the containment step "set rlimits", not its parent.
+class OddRlimits {
+ public:
+  OddRlimits() {
+    for (int resource = 0; resource < RLIM_NLIMITS; ++resource) {
+      EXPECT_EQ(::getrlimit(static_cast<__rlimit_resource>(resource), &saved_[resource]), 0);
+      rlim_t hard = saved_[resource].rlim_max;
+      Set(resource, std::min(hard, kOddSoft[resource]), hard);
+    }
+  }
+  ~OddRlimits() {
+    for (int resource = 0; resource < RLIM_NLIMITS; ++resource) {
+      EXPECT_EQ(::setrlimit(static_cast<__rlimit_resource>(resource), &saved_[resource]), 0);
+    }
+  }
+  rlim_t Hard(int resource) const { return saved_[resource].rlim_max; }
+  static void Set(int resource, rlim_t soft, rlim_t hard) {
+    struct rlimit limit {
+      soft, hard
+    };
+    EXPECT_EQ(::setrlimit(static_cast<__rlimit_resource>(resource), &limit), 0)
+        << resource << ": " << std::strerror(errno);
+  }
+
+ private:
+  // In RLIMIT_ order: cpu, fsize, data, stack, core, rss, nproc, nofile, memlock, as,
+  // locks, sigpending, msgqueue, nice, rtprio, rttime. Large enough for this test itself.
+  static constexpr std::array<rlim_t, RLIM_NLIMITS> kOddSoft = {99991,
+                                                                (1ull << 40) + 7,
+                                                                (1ull << 44) + 5,
+                                                                (12 << 20) + 4096,
+                                                                12345,
+                                                                1 << 30,
+                                                                4321,
+                                                                777,
+                                                                (1 << 20) + 1,
+                                                                (1ull << 45) + 9,
+                                                                99,
+                                                                77,
+                                                                1000,
+                                                                1,
+                                                                1,
+                                                                12345};
+  std::array<struct rlimit, RLIM_NLIMITS> saved_{};
+};
+
+std::string LimitText(rlim_t value) {
+  return value == RLIM_INFINITY ? "unlimited" : std::to_string(value);
+}
+
+// The probe must show, for each limit, the table's values capped at `hard` (the hard
+// limit its parent had, by resource).
+void ExpectRlimits(std::map<std::string, std::string>& report,
+                   const std::function<rlim_t(int)>& hard_of) {
+  for (const SandboxRlimit& limit : kSandboxRlimits) {
+    rlim_t hard = std::min(limit.hard, hard_of(limit.resource));
+    rlim_t soft = std::min(limit.soft, hard);
+    EXPECT_EQ(report[fmt::format("rlimit_{}", limit.resource)],
+              LimitText(soft) + ":" + LimitText(hard))
+        << limit.name;
+  }
+}
+
+TEST_F(SandboxProcessTest, EveryRlimitIsSetNoneInherited) {
+  OddRlimits odd;
+  auto report = Probe(Spec("limits1"));
+  ExpectRlimits(report, [&](int resource) { return odd.Hard(resource); });
+}
+
+TEST_F(SandboxProcessTest, AFailedStepIsNamedFromTheTable) {
+  // sethostname refuses more than 64 bytes: the step in the middle of the table fails,
+  // after the mounts and before the cgroup wait.
+  SandboxSpec spec = Spec("probe15");
+  spec.id = std::string(70, 'h');
+  auto sandbox = SpawnSandbox(spec);
+  ASSERT_FALSE(sandbox);
+  EXPECT_EQ(sandbox.error().message, "containment step 'set hostname': Invalid argument");
+}
+
 // The parent moves the init into its cgroup while the init runs its mount steps; the init
 // must not exec (nor unshare its cgroup namespace) before the move is done.
 std::string CommOf(pid_t pid) {
@@ -319,7 +410,6 @@ TEST_F(SandboxProcessTest, InitWaitsForItsCgroupBeforeGoingOn) {
   auto report = Probe(spec);
   EXPECT_TRUE(called);
   EXPECT_EQ(report["pid"], "1");
-  EXPECT_EQ(report["unshare_cgroup"], "ok");
 
   SandboxSpec failing = Spec("probe7");
   failing.join_cgroup = [](pid_t) -> Status {
@@ -381,8 +471,9 @@ TEST_F(ZygoteTest, ClonesAFullyContainedInitThatIsOurChild) {
   EXPECT_EQ(report["uid"], "65535");
   EXPECT_EQ(report["hostname"], "probe8");
   EXPECT_EQ(report["Seccomp"], "2");
-  EXPECT_EQ(report["CapBnd"], "00000000002001ff");
-  EXPECT_EQ(report["unshare_cgroup"], "ok");
+  EXPECT_EQ(report["CapBnd"], "00000000000001ff");
+  EXPECT_EQ(report["sid"], "1");
+  EXPECT_EQ(report["unshare_cgroup"], "Operation not permitted");
   EXPECT_EQ(report["open_fd_5"], "No such file or directory");
   ExpectOwnNetworkNamespace(report);
   // One clone per zygote.
@@ -393,6 +484,43 @@ TEST_F(ZygoteTest, ClonesAFullyContainedInitThatIsOurChild) {
   auto refused = SpawnSandbox(reused);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("already used"), std::string::npos);
+}
+
+TEST_F(ZygoteTest, EveryRlimitIsSetNoneInherited) {
+  OddRlimits odd;  // before the zygote server starts: it and its zygotes inherit them
+  Zygote zygote = ZygoteInGroup("limits", 8);
+  SandboxSpec spec = Spec("limits3");
+  spec.zygote = &zygote;
+  auto report = Probe(spec);
+  EXPECT_EQ(report["sid"], "1");
+  ExpectRlimits(report, [&](int resource) { return odd.Hard(resource); });
+}
+
+TEST_F(ZygoteTest, RlimitsNeverExceedTheHardLimitsOfTheParent) {
+  // Lowered in the zygote server alone (prlimit(2) on it), so this process keeps its own.
+  auto server = ZygoteServer::Start(ISOBOX_ZYGOTE);
+  ASSERT_TRUE(server) << server.error().message;
+  server_ = std::move(*server);
+  std::map<int, rlim_t> lowered = {
+      {RLIMIT_NOFILE, 4321}, {RLIMIT_STACK, 16 << 20}, {RLIMIT_SIGPENDING, 999}};
+  for (auto [resource, hard] : lowered) {
+    struct rlimit limit {
+      std::min<rlim_t>(hard, 100), hard
+    };
+    ASSERT_EQ(::prlimit(server_.Pid(), static_cast<__rlimit_resource>(resource), &limit, nullptr),
+              0)
+        << resource << ": " << std::strerror(errno);
+  }
+  Zygote zygote = ZygoteInGroup("lowered", 8);
+  SandboxSpec spec = Spec("limits4");
+  spec.zygote = &zygote;
+  auto report = Probe(spec);
+  ExpectRlimits(report, [&](int resource) {
+    struct rlimit own {};
+    ::getrlimit(static_cast<__rlimit_resource>(resource), &own);
+    auto it = lowered.find(resource);
+    return it != lowered.end() ? std::min(it->second, own.rlim_max) : own.rlim_max;
+  });
 }
 
 TEST_F(ZygoteTest, ADeadZygoteIsNotRunning) {

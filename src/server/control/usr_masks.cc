@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstring>
 #include <optional>
 #include <string_view>
 
@@ -37,16 +38,23 @@ bool OnlyRootWrites(const struct stat& st) {
   return st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
 }
 
-Result<bool> TrustedCacheDir(const fs::path& dir) {
+// Whether the cache directory may be used; made when missing. A cache that cannot be used
+// costs a scan per start, never the start.
+bool TrustedCacheDir(const fs::path& dir) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(dir, ec))) {
     fs::create_directories(dir.parent_path(), ec);
-    if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST)
-      return SysError("mkdir {}", dir.string());
+    if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) {
+      LOG_WARN("mkdir {}: {}: the /usr scan is not cached", dir.string(), std::strerror(errno));
+      return false;
+    }
   }
   struct stat st {};
-  if (::lstat(dir.c_str(), &st) < 0) return SysError("stat {}", dir.string());
-  return S_ISDIR(st.st_mode) && OnlyRootWrites(st);
+  if (::lstat(dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode) || !OnlyRootWrites(st)) {
+    LOG_WARN("{}: not a directory only root may write: the /usr scan is not cached", dir.string());
+    return false;
+  }
+  return true;
 }
 
 struct CachedScan {
@@ -131,9 +139,7 @@ Result<std::shared_ptr<UsrMask>> UsrMask::Open(const fs::path& dir, const UsrMas
   if (ec) return MakeError(ErrorCode::kInternal, "mkdir {}: {}", dir.string(), ec.message());
   ASSIGN_OR_RETURN(std::string key_text, runtime::UsrScanKey(options.usr, options.dpkg_dir));
   std::string key = HexSha256(key_text);
-  ASSIGN_OR_RETURN(bool cache_ok, TrustedCacheDir(options.cache_dir));
-  if (!cache_ok)
-    LOG_WARN("{}: not only root's: the /usr scan is not cached", options.cache_dir.string());
+  bool cache_ok = TrustedCacheDir(options.cache_dir);
   std::optional<CachedScan> cached;
   if (cache_ok) cached = LoadCache(options.cache_dir, key);
   if (cached && !mask->Install(cached->hidden)) cached.reset();  // a damaged cache: scan
@@ -208,8 +214,7 @@ Status UsrMask::Rescan() {
              hidden_.size());
     RETURN_IF_ERROR(WithContext(Install(hidden), "build the /usr mask"));
   }
-  ASSIGN_OR_RETURN(bool cache_ok, TrustedCacheDir(options_.cache_dir));
-  if (cache_ok)
+  if (TrustedCacheDir(options_.cache_dir))
     RETURN_IF_ERROR(SaveCache(options_.cache_dir, HexSha256(key_text), hidden, scanned));
   return Ok();
 }

@@ -165,5 +165,14 @@ TEST_F(TemplateStoreTest, ACacheOthersMayWriteIsNotUsed) {
   EXPECT_FALSE(fs::exists(dir_ / "cache/usr-scan"));
 }
 
+TEST_F(TemplateStoreTest, ACacheThatCannotBeMadeCostsAScanNotTheStart) {
+  Write("not-a-directory", "file\n");
+  TemplateOptions options = Options();
+  options.usr.cache_dir = dir_ / "not-a-directory/cache";
+  auto store = TemplateStore::Open(dir_ / "a", options);
+  ASSERT_TRUE(store) << store.error().message;
+  EXPECT_TRUE(Masks(*store->Find("base"), "share/private"));
+}
+
 }  // namespace
 }  // namespace isobox::server

@@ -9,18 +9,14 @@
 #include <fstream>
 #include <string_view>
 
+#include "base/log.h"
 #include "base/unique_fd.h"
+#include "runtime/etc_allowlist.h"
 
 namespace isobox::runtime {
 namespace {
 
 namespace fs = std::filesystem;
-
-// SECURITY: host secrets never enter a sandbox: shadow files, ssh host keys, private TLS
-// keys, sudo rules, subordinate id ranges and the machine id stay on the host.
-constexpr std::array<std::string_view, 14> kEtcSkipped = {
-    "shadow",    "shadow-", "gshadow", "gshadow-",   "ssh",    "ssl/private", "sudoers",
-    "sudoers.d", "subuid",  "subgid",  "machine-id", "isobox", ".pwd.lock",   "security/opasswd"};
 
 constexpr std::string_view kPasswd =
     "root:x:0:0:root:/root:/bin/bash\n"
@@ -44,13 +40,6 @@ constexpr std::string_view kNsswitch =
     "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\n"
     "protocols: files\nservices: files\nethers: files\nrpc: files\n";
 
-bool Skipped(const fs::path& relative) {
-  for (std::string_view skip : kEtcSkipped) {
-    if (relative == fs::path(skip)) return true;
-  }
-  return false;
-}
-
 Status WriteFile(const fs::path& path, std::string_view content, mode_t mode) {
   std::error_code ec;
   fs::remove(path, ec);
@@ -63,35 +52,61 @@ Status WriteFile(const fs::path& path, std::string_view content, mode_t mode) {
   return Ok();
 }
 
-// Copies the host's /etc without the secrets, keeping symlinks as symlinks.
-Status CopyEtc(const fs::path& target) {
-  std::error_code ec;
-  fs::create_directory(target, ec);
-  if (ec) return MakeError(ErrorCode::kInternal, "mkdir {}: {}", target.string(), ec.message());
-  auto it =
-      fs::recursive_directory_iterator("/etc", fs::directory_options::skip_permission_denied, ec);
-  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    fs::path relative = it->path().lexically_relative("/etc");
-    if (Skipped(relative)) {
-      if (it->is_directory(ec) && !it->is_symlink(ec)) it.disable_recursion_pending();
-      continue;
-    }
-    fs::path out = target / relative;
-    fs::file_status status = it->symlink_status(ec);
-    if (ec)
-      return MakeError(ErrorCode::kInternal, "stat {}: {}", it->path().string(), ec.message());
-    if (fs::is_symlink(status)) {
-      fs::copy_symlink(it->path(), out, ec);
-    } else if (fs::is_directory(status)) {
-      fs::create_directory(out, it->path(), ec);
-    } else if (fs::is_regular_file(status)) {
-      fs::copy_file(it->path(), out, fs::copy_options::overwrite_existing, ec);
-    }
-    if (ec) {
-      return MakeError(ErrorCode::kInternal, "copy {}: {}", it->path().string(), ec.message());
-    }
+// Copies a regular file of the host's /etc, rechecking on the open file what the walk saw:
+// still a regular file that others may read.
+Status CopyEtcFile(const fs::path& from, const fs::path& to, mode_t mode) {
+  UniqueFd in(::open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!in) return SysError("open {}", from.string());
+  struct stat st {};
+  if (::fstat(in.Get(), &st) < 0) return SysError("stat {}", from.string());
+  // SECURITY: a file made private between the walk and the open is not copied.
+  if (!S_ISREG(st.st_mode) || (st.st_mode & S_IROTH) == 0) return Ok();
+  UniqueFd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!out) return SysError("create {}", to.string());
+  std::array<char, 65536> buffer;
+  for (;;) {
+    ssize_t n = ::read(in.Get(), buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return SysError("read {}", from.string());
+    if (n == 0) break;
+    if (::write(out.Get(), buffer.data(), n) != n) return SysError("write {}", to.string());
   }
-  if (ec) return MakeError(ErrorCode::kInternal, "walk /etc: {}", ec.message());
+  if (::fchmod(out.Get(), mode) < 0) return SysError("chmod {}", to.string());
+  return Ok();
+}
+
+Status MakeEtcDir(const fs::path& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) < 0) return SysError("mkdir {}", path.string());
+  if (::chmod(path.c_str(), mode) < 0) return SysError("chmod {}", path.string());
+  return Ok();
+}
+
+// Copies the allowlisted part of the host's /etc (etc_allowlist.h), owned by root,
+// without set-id bits; symlinks stay symlinks.
+Status CopyEtc(const fs::path& host_etc, const fs::path& target) {
+  RETURN_IF_ERROR(MakeEtcDir(target, 0755));
+  size_t copied = 0, skipped = 0;
+  RETURN_IF_ERROR(WalkAllowedEtc(host_etc, [&](const EtcVisit& visit) -> Status {
+    fs::path out = target / visit.relative;
+    mode_t mode = visit.st.st_mode & 01777;
+    switch (visit.action) {
+      case EtcVisit::Action::kSkip:
+        ++skipped;
+        return Ok();
+      case EtcVisit::Action::kParent:
+        return MakeEtcDir(out, mode);
+      case EtcVisit::Action::kCopy:
+        ++copied;
+        if (S_ISDIR(visit.st.st_mode)) return MakeEtcDir(out, mode);
+        if (S_ISREG(visit.st.st_mode)) return CopyEtcFile(host_etc / visit.relative, out, mode);
+        if (::symlink(visit.link_target.c_str(), out.c_str()) < 0) {
+          return SysError("symlink {}", out.string());
+        }
+        return Ok();
+    }
+    return Ok();
+  }));
+  LOG_DEBUG("base layer /etc: {} entries copied, {} skipped", copied, skipped);
   return Ok();
 }
 
@@ -110,7 +125,10 @@ Status WriteAccounts(const fs::path& etc) {
   return Ok();
 }
 
-Status MakeDirs(const fs::path& dir) {
+// The host's top-level links into /usr (/bin -> usr/bin, ...), made alike in the layer.
+constexpr std::array<const char*, 6> kUsrLinks = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+
+Status MakeDirs(const fs::path& dir, const fs::path& host_root) {
   struct Dir {
     const char* path;
     mode_t mode;
@@ -126,8 +144,8 @@ Status MakeDirs(const fs::path& dir) {
     if (::mkdir(path.c_str(), d.mode) < 0) return SysError("mkdir {}", path.string());
     if (::chmod(path.c_str(), d.mode) < 0) return SysError("chmod {}", path.string());
   }
-  for (const char* link : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
-    fs::path host = fs::path("/") / link;
+  for (const char* link : kUsrLinks) {
+    fs::path host = host_root / link;
     std::error_code ec;
     if (!fs::is_symlink(host, ec)) continue;
     fs::create_symlink(fs::read_symlink(host, ec), dir / link, ec);
@@ -136,13 +154,15 @@ Status MakeDirs(const fs::path& dir) {
   return Ok();
 }
 
-// /home/user gets the usual dotfiles from /etc/skel, owned by the user.
+// /home/user gets the usual dotfiles from the layer's /etc/skel (the host's, as far as
+// others may read it), owned by the user.
 Status MakeHome(const fs::path& dir) {
   fs::path home = dir / "home/user";
+  fs::path skel = dir / "etc/skel";
   std::error_code ec;
-  if (fs::is_directory("/etc/skel", ec)) {
-    fs::copy("/etc/skel", home, fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
-    if (ec) return MakeError(ErrorCode::kInternal, "copy /etc/skel: {}", ec.message());
+  if (fs::is_directory(fs::symlink_status(skel, ec))) {
+    fs::copy(skel, home, fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
+    if (ec) return MakeError(ErrorCode::kInternal, "copy {}: {}", skel.string(), ec.message());
   }
   for (auto it = fs::recursive_directory_iterator(home, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
@@ -158,14 +178,44 @@ Status MakeHome(const fs::path& dir) {
 
 }  // namespace
 
-const char* BaseLayerVersion() { return "base-layer-1"; }
+// Bumped whenever what BuildBaseLayer makes changes for the same host files.
+const char* BaseLayerVersion() { return "base-layer-2"; }
 
-Status BuildBaseLayer(const fs::path& dir) {
+Status BuildBaseLayer(const fs::path& dir, const fs::path& host_root) {
   if (::mkdir(dir.c_str(), 0755) < 0) return SysError("mkdir {}", dir.string());
-  RETURN_IF_ERROR(MakeDirs(dir));
-  RETURN_IF_ERROR(CopyEtc(dir / "etc"));
+  RETURN_IF_ERROR(MakeDirs(dir, host_root));
+  RETURN_IF_ERROR(CopyEtc(host_root / "etc", dir / "etc"));
   RETURN_IF_ERROR(WriteAccounts(dir / "etc"));
   return MakeHome(dir);
+}
+
+Result<std::string> BaseLayerSources(const fs::path& host_root) {
+  std::string text = fmt::format("{}\n", BaseLayerVersion());
+  for (const char* link : kUsrLinks) {
+    std::error_code ec;
+    fs::path target = fs::read_symlink(host_root / link, ec);
+    if (!ec) text += fmt::format("link {} {}\n", link, target.string());
+  }
+  RETURN_IF_ERROR(WalkAllowedEtc(host_root / "etc", [&](const EtcVisit& visit) -> Status {
+    const struct stat& st = visit.st;
+    // A parent directory is made with its mode only: what else changes in it (a new file
+    // next to the allowlisted entry) changes nothing in the layer.
+    // A skipped entry matters by its mode only (made readable, it would be copied).
+    if (visit.action == EtcVisit::Action::kCopy) {
+      text += fmt::format("copy {:o} {}:{} {} {}.{} {}.{} ", st.st_mode, st.st_uid, st.st_gid,
+                          st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec,
+                          st.st_ctim.tv_nsec);
+    } else {
+      text += fmt::format("{} {:o} ", visit.action == EtcVisit::Action::kParent ? "parent" : "skip",
+                          st.st_mode);
+    }
+    text += visit.relative;
+    text += '\0';
+    text += visit.link_target;
+    text += '\n';
+    return Ok();
+  }));
+  return text;
 }
 
 }  // namespace isobox::runtime

@@ -98,7 +98,7 @@ Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times) {
   ASSIGN_OR_RETURN(mounts.layers, OpenLayers(spec));
   times.Mark("disk");
   fs::path layers_path = fmt::format("/proc/self/fd/{}", mounts.layers.Get());
-  UniqueFd owned_root, owned_usr;
+  UniqueFd owned_root, owned_usr, owned_mask;
   ASSIGN_OR_RETURN(int root_layer, LayerMount(spec.root_layer_mount_fd, spec.root_layer,
                                               spec.idmap_userns_fd, owned_root));
   ASSIGN_OR_RETURN(mounts.root, MakeOverlay({root_layer}, layers_path / "upper/root",
@@ -106,8 +106,17 @@ Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times) {
   if (!spec.usr_layer.empty()) {
     ASSIGN_OR_RETURN(int usr_layer, LayerMount(spec.usr_layer_mount_fd, spec.usr_layer,
                                                spec.idmap_userns_fd, owned_usr));
-    ASSIGN_OR_RETURN(mounts.usr, MakeOverlay({usr_layer}, layers_path / "upper/usr",
-                                             layers_path / "work/usr"));
+    std::vector<int> lowers = {usr_layer};
+    if (!spec.usr_mask_layer.empty()) {
+      // SECURITY: the mask's whiteouts above the host's /usr hide what only some host
+      // users may read there (usr_mask.h); without it, sandbox root reads host root's
+      // private files under /usr through the idmapped layer.
+      ASSIGN_OR_RETURN(int mask, LayerMount(spec.usr_mask_mount_fd, spec.usr_mask_layer,
+                                            spec.idmap_userns_fd, owned_mask));
+      lowers.insert(lowers.begin(), mask);
+    }
+    ASSIGN_OR_RETURN(mounts.usr,
+                     MakeOverlay(lowers, layers_path / "upper/usr", layers_path / "work/usr"));
   }
   // SECURITY: the agent binary is owned by host root and mounted read-only: nothing in
   // the sandbox can replace it (cf. CVE-2019-5736).

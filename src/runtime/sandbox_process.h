@@ -35,12 +35,15 @@ struct SandboxSpec {
   int idmap_userns_fd = -1;          // a user namespace with `ids` as mapping (CreateMappedUserns)
   std::filesystem::path root_layer;  // read-only template layer for /
   std::filesystem::path usr_layer;   // read-only layer for /usr (empty: none)
-  // CloneLayer mounts of root_layer and usr_layer for this `ids`, made and kept by the
-  // caller; -1: the spawn makes its own and closes them. Closing a detached mount costs
-  // an expedited RCU grace period (0.2-0.5 ms here), so a caller that spawns often keeps
-  // one per id range and layer.
+  // The /usr mask (usr_mask.h), a layer of whiteouts above usr_layer (empty: none).
+  std::filesystem::path usr_mask_layer;
+  // CloneLayer mounts of root_layer, usr_layer and usr_mask_layer for this `ids`, made and
+  // kept by the caller; -1: the spawn makes its own and closes them. Closing a detached
+  // mount costs an expedited RCU grace period (0.2-0.5 ms here), so a caller that spawns
+  // often keeps one per id range and layer.
   int root_layer_mount_fd = -1;
   int usr_layer_mount_fd = -1;
+  int usr_mask_mount_fd = -1;
   std::filesystem::path agent_dir;   // host directory holding the agent, shown at /.isobox
   std::string agent_name = "isobox-envd";  // the agent's file name in agent_dir
   std::filesystem::path state_dir;         // this sandbox's private directory on the host

@@ -360,6 +360,12 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   ASSIGN_OR_RETURN(spec.root_layer_mount_fd, LayerMountForSlot(slot, userns, tmpl.root_layer));
   if (!tmpl.usr_layer.empty()) {
     ASSIGN_OR_RETURN(spec.usr_layer_mount_fd, LayerMountForSlot(slot, userns, tmpl.usr_layer));
+    // The mask current at this create (a rescan may replace it for later ones).
+    spec.usr_mask_layer = tmpl.usr_mask ? tmpl.usr_mask->Current() : fs::path();
+    if (!spec.usr_mask_layer.empty()) {
+      ASSIGN_OR_RETURN(spec.usr_mask_mount_fd,
+                       LayerMountForSlot(slot, userns, spec.usr_mask_layer));
+    }
   }
   spec.agent_dir = config_.agent_dir;
   spec.state_dir = sandbox->state_dir;

@@ -1,9 +1,12 @@
 #include "server/control/templates.h"
 
+#include <fmt/format.h>
+
 #include <fstream>
 #include <sstream>
 
 #include "base/log.h"
+#include "protocol/sha256.h"
 #include "runtime/rootfs.h"
 
 namespace isobox::server {
@@ -18,36 +21,86 @@ std::string ReadSmallFile(const fs::path& path) {
   return content.str();
 }
 
-// Builds into a scratch directory and renames it into place, so a crash never leaves a
-// half-built layer that looks complete.
-Status EnsureBaseLayer(const fs::path& dir) {
-  fs::path layer = dir / "layer";
-  fs::path version_file = dir / "VERSION";
-  if (fs::is_directory(layer) && ReadSmallFile(version_file) == runtime::BaseLayerVersion()) {
+std::string HexSha256(std::string_view data) {
+  std::string hex;
+  for (uint8_t byte : protocol::Sha256(data)) hex += fmt::format("{:02x}", byte);
+  return hex;
+}
+
+// No sandbox of an earlier run is left to use an old layer.
+bool NoSandboxesLeft(const fs::path& state_dir) {
+  std::error_code ec;
+  return fs::is_empty(state_dir / "sandboxes", ec) || ec;
+}
+
+// Moves a replaced layer out of the way: removed when no sandbox can have it mounted,
+// else kept below old/ (removing a lower layer's files under a mounted overlay would take
+// them from the sandboxes using it) until a start without sandboxes.
+Status Retire(const fs::path& dir, const fs::path& layer, bool collect) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(layer, ec))) return Ok();
+  if (collect) {
+    fs::remove_all(layer, ec);
+    if (ec) return MakeError(ErrorCode::kInternal, "remove {}: {}", layer.string(), ec.message());
     return Ok();
   }
-  LOG_INFO("building the base template layer in {}", layer.string());
+  fs::create_directories(dir / "old", ec);
+  for (int n = 0;; ++n) {
+    fs::path aside = dir / "old" / std::to_string(n);
+    if (fs::exists(fs::symlink_status(aside, ec))) continue;
+    fs::rename(layer, aside, ec);
+    if (ec) return MakeError(ErrorCode::kInternal, "rename {}: {}", layer.string(), ec.message());
+    return Ok();
+  }
+}
+
+// Builds into a scratch directory and renames it into place, so a crash never leaves a
+// half-built layer that looks complete. The hash of the sources is taken before the
+// build: a host file changed during it makes the next start build again.
+Status EnsureBaseLayer(const fs::path& dir, const fs::path& host_root, bool collect) {
+  fs::path layer = dir / "layer";
+  fs::path hash_file = dir / "sources.sha256";
   std::error_code ec;
+  if (collect) fs::remove_all(dir / "old", ec);
+  ASSIGN_OR_RETURN(std::string sources, runtime::BaseLayerSources(host_root));
+  std::string hash = HexSha256(sources);
+  if (fs::is_directory(layer, ec) && ReadSmallFile(hash_file) == hash) return Ok();
+  LOG_INFO("building the base template layer in {}", layer.string());
   fs::create_directories(dir, ec);
   if (ec) return MakeError(ErrorCode::kInternal, "mkdir {}: {}", dir.string(), ec.message());
   fs::path scratch = dir / "layer.new";
   fs::remove_all(scratch, ec);
-  RETURN_IF_ERROR(WithContext(runtime::BuildBaseLayer(scratch), "build base layer"));
-  fs::remove_all(layer, ec);
+  RETURN_IF_ERROR(WithContext(runtime::BuildBaseLayer(scratch, host_root), "build base layer"));
+  RETURN_IF_ERROR(Retire(dir, layer, collect));
   fs::rename(scratch, layer, ec);
   if (ec) return MakeError(ErrorCode::kInternal, "rename {}: {}", scratch.string(), ec.message());
-  std::ofstream(version_file) << runtime::BaseLayerVersion();
+  fs::path hash_scratch = dir / "sources.sha256.new";
+  std::ofstream(hash_scratch) << hash;
+  fs::rename(hash_scratch, hash_file, ec);
+  if (ec) return MakeError(ErrorCode::kInternal, "rename {}: {}", hash_file.string(), ec.message());
+  fs::remove(dir / "VERSION", ec);  // the stamp of layouts before base-layer-2
   return Ok();
 }
 
 }  // namespace
 
 Result<TemplateStore> TemplateStore::Open(const fs::path& state_dir, uint32_t disk_mb) {
+  return Open(state_dir, TemplateOptions{.disk_mb = disk_mb});
+}
+
+Result<TemplateStore> TemplateStore::Open(const fs::path& state_dir,
+                                          const TemplateOptions& options) {
   fs::path base_dir = state_dir / "templates" / "base";
-  RETURN_IF_ERROR(EnsureBaseLayer(base_dir));
+  bool collect = NoSandboxesLeft(state_dir);
+  RETURN_IF_ERROR(EnsureBaseLayer(base_dir, options.host_root, collect));
+  ASSIGN_OR_RETURN(std::shared_ptr<UsrMask> usr_mask,
+                   UsrMask::Open(base_dir / "usr-mask", options.usr, collect));
   TemplateStore store;
-  Template base{.id = "base", .root_layer = base_dir / "layer", .usr_layer = "/usr"};
-  base.disk_mb = disk_mb;
+  Template base{.id = "base",
+                .root_layer = base_dir / "layer",
+                .usr_layer = options.usr.usr,
+                .usr_mask = std::move(usr_mask)};
+  base.disk_mb = options.disk_mb;
   store.templates_["base"] = base;
   Template interpreter = base;
   interpreter.id = "code-interpreter-v1";

@@ -5,9 +5,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "base/result.h"
+#include "server/control/usr_masks.h"
 
 namespace isobox::server {
 
@@ -15,6 +17,8 @@ struct Template {
   std::string id;
   std::filesystem::path root_layer;
   std::filesystem::path usr_layer;
+  // Hides what only some host users may read under usr_layer (null: nothing to hide).
+  std::shared_ptr<const UsrMask> usr_mask;
   uint32_t cpu_count = 2;
   uint32_t memory_mb = 1024;
   uint32_t disk_mb = 1024;
@@ -22,12 +26,25 @@ struct Template {
   bool interpreter = false;  // runs isobox-interpreter (E2B port 49999)
 };
 
+struct TemplateOptions {
+  uint32_t disk_mb = 1024;  // the built-in templates' writable disk size
+  // The host the built-in templates come from: its /etc and top-level links ("/" but in
+  // tests), its /usr and what keeps the /usr mask current.
+  std::filesystem::path host_root = "/";
+  UsrMaskOptions usr{};
+};
+
 class TemplateStore {
  public:
-  // Prepares the built-in templates under <state_dir>/templates, building the base layer
-  // when it is missing or from an older layout. `disk_mb`: their writable disk size.
+  // Prepares the built-in templates under <state_dir>/templates: builds the base layer
+  // when it is missing or the host files it is made from have changed
+  // (runtime::BaseLayerSources), and the /usr mask (usr_masks.h). A layer that is
+  // replaced is removed only when <state_dir>/sandboxes is empty: kept sandboxes of an
+  // earlier run may still have it mounted, and it then waits for a start without them.
   static Result<TemplateStore> Open(const std::filesystem::path& state_dir,
                                     uint32_t disk_mb = 1024);
+  static Result<TemplateStore> Open(const std::filesystem::path& state_dir,
+                                    const TemplateOptions& options);
 
   // Looks a template up by id or alias.
   const Template* Find(const std::string& id) const;

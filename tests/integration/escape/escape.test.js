@@ -4,7 +4,7 @@
 // `root`; the other attacks are shell commands and files-API calls.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync, rmSync, mkdirSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -13,6 +13,26 @@ import { Sandbox, startDaemon } from './sdk.js'
 const PROBE = process.env.ESCAPE_PROBE
 const hostMarker = join(tmpdir(), `isobox-escape-marker-${randomBytes(6).toString('hex')}`)
 const hostHostname = hostname()
+// Host files only host root may read, planted before the daemon builds its layers: in
+// /etc (not allowlisted), inside an allowlisted /etc directory, and under /usr/local (a
+// 0600 file, and a file in a 0700 directory).
+const privateMark = `isobox-escape-marker-${randomBytes(6).toString('hex')}`
+const privateFiles = [
+  `/etc/${privateMark}`,
+  `/etc/ld.so.conf.d/${privateMark}.conf`,
+  `/usr/local/${privateMark}`,
+  `/usr/local/${privateMark}-dir/inner`,
+]
+function plantPrivateFiles() {
+  mkdirSync(`/usr/local/${privateMark}-dir`, { mode: 0o700 })
+  // Comments only: ldconfig may read the ld.so.conf.d one meanwhile.
+  for (const path of privateFiles) writeFileSync(path, '# isobox escape marker\n', { mode: 0o600 })
+}
+function removePrivateFiles() {
+  for (const path of privateFiles) rmSync(path, { force: true })
+  rmSync(`/usr/local/${privateMark}-dir`, { recursive: true, force: true })
+}
+process.on('exit', removePrivateFiles)
 let daemon
 let sandbox
 const seen = { user: {}, root: {} }
@@ -27,6 +47,7 @@ async function run(cmd, opts = {}) {
 before(async () => {
   assert.ok(PROBE, 'ESCAPE_PROBE must name the escape_probe binary')
   writeFileSync(hostMarker, 'host secret\n')
+  plantPrivateFiles()
   daemon = await startDaemon()
   sandbox = await Sandbox.create()
   await sandbox.files.write('/tmp/escape_probe', readFileSync(PROBE).buffer)
@@ -46,6 +67,7 @@ after(async () => {
   await sandbox?.kill()
   await daemon?.stop()
   rmSync(hostMarker, { force: true })
+  removePrivateFiles()
 })
 
 // [attack, result as user, result as sandbox root (if different)], with what it shows.
@@ -167,6 +189,20 @@ test('sandbox root writes its own /etc, never the host\'s', async () => {
   const result = await run('echo escaped > /etc/hostname && cat /etc/hostname', { user: 'root' })
   assert.equal(result.stdout, 'escaped\n')
   assert.equal(readFileSync('/etc/hostname', 'utf8'), before)
+})
+
+// docs/security.md, "No host secret in a sandbox": the base layer's /etc is an allowlist
+// of what others may read; the /usr mask hides what they may not under the host's /usr.
+test('sandbox root cannot read host files that only host root may read', async () => {
+  for (const path of privateFiles) {
+    const result = await run(`cat ${path}`, { user: 'root' })
+    assert.equal(result.exitCode, 1, path)
+    assert.match(result.stderr, /No such file or directory/, path)
+  }
+  const listing = await run('ls -a /etc /etc/ld.so.conf.d /usr/local', { user: 'root' })
+  assert.equal(listing.exitCode, 0, listing.stderr)
+  assert.ok(!listing.stdout.includes(privateMark), listing.stdout)
+  for (const path of privateFiles) assert.ok(existsSync(path), `${path} on the host`)
 })
 
 test('user namespaces give no capabilities: unshare -r fails', async () => {

@@ -33,6 +33,7 @@
 #include "runtime/rlimits.h"
 #include "runtime/zygote.h"
 #include "runtime/rootfs.h"
+#include "runtime/usr_mask.h"
 
 namespace isobox::runtime {
 namespace {
@@ -134,6 +135,16 @@ TEST_F(SandboxProcessTest, InitIsRootOfItsOwnNamespacesWithHostLayersMapped) {
   EXPECT_EQ(report["write_proc_sys"], "Permission denied");
   EXPECT_EQ(report["open_fd_5"], "No such file or directory");  // no leaked fds
   ExpectOwnNetworkNamespace(report);
+}
+
+TEST_F(SandboxProcessTest, TheUsrMaskHidesItsPathsInsideTheSandbox) {
+  auto built = BuildUsrMask("/usr", {"bin/ls"}, dir_ / "usr-mask");
+  ASSERT_TRUE(built) << built.error().message;
+  SandboxSpec spec = Spec("mask1");
+  spec.usr_mask_layer = dir_ / "usr-mask";
+  auto report = Probe(spec);
+  EXPECT_EQ(report["owner_usr_bin_ls"], "error:No such file or directory");
+  EXPECT_EQ(report["write_usr"], "ok");  // the rest of /usr is there, privately writable
 }
 
 TEST_F(SandboxProcessTest, EachSandboxGetsANewNetworkNamespaceTheCallerStaysInItsOwn) {

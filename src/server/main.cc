@@ -55,6 +55,13 @@ struct Flags {
   fs::path tls_port_file;
   bool metrics_public = false;
   bool audit = true;
+  uint32_t audit_max_mb = 64;
+  unsigned audit_keep = 5;
+  // Flood bounds (docs/security.md).
+  uint32_t max_connections_per_client = 256;
+  uint64_t max_connections = 0;      // 0: derived from the open-file limit
+  unsigned header_timeout = 30;      // seconds
+  unsigned relay_idle_timeout = 60;  // seconds; 0: none
   // `isoboxd dev-cert`
   std::string dev_cert_domain = "isobox.test";
   fs::path dev_cert_out;
@@ -244,6 +251,30 @@ int DevCert(const Flags& flags) {
   return 0;
 }
 
+// Raises the open-file limit and derives the global connection cap from it (unless
+// --max-connections gives one).
+uint64_t ConnectionCap(const Flags& flags) {
+  auto limit = RaiseOpenFileLimit();
+  if (!limit) LOG_WARN("{}", limit.error().message);
+  uint64_t files = limit ? *limit : 1024;
+  uint64_t cap = flags.max_connections > 0 ? flags.max_connections
+                                           : GlobalConnectionCap(files, flags.max_sandboxes);
+  uint64_t rest = files > kBaseFdReserve + kFdsPerConnection * cap
+                      ? files - kBaseFdReserve - kFdsPerConnection * cap
+                      : 0;
+  LOG_INFO(
+      "open files: {} at most; client connections: {} at most ({} per address); room left "
+      "for about {} sandboxes",
+      files, cap,
+      flags.max_connections_per_client == 0 ? std::string("no cap")
+                                            : std::to_string(flags.max_connections_per_client),
+      rest / kFdsPerSandbox);
+  if (files < 4096) {
+    LOG_WARN("the open-file limit {} is low: raise the hard limit (LimitNOFILE=)", files);
+  }
+  return cap;
+}
+
 int Run(const Flags& flags) {
   InitLogging("isoboxd", flags.log_level);
   // SECURITY: every process isoboxd starts is reaped by isoboxd, even orphans.
@@ -252,6 +283,7 @@ int Run(const Flags& flags) {
     LOG_ERROR("{}", error.message);
     return 1;
   };
+  uint64_t max_connections = ConnectionCap(flags);
   if (auto ok = PrepareStateDir(flags.state_dir); !ok) return fail(ok.error());
   auto store = Store::Open(flags.state_dir / "isobox.db");
   if (!store) return fail(store.error());
@@ -278,7 +310,9 @@ int Run(const Flags& flags) {
 
   std::unique_ptr<ops::AuditLog> audit;
   if (flags.audit) {
-    auto opened = ops::AuditLog::Open(flags.state_dir / "audit.log");
+    auto opened = ops::AuditLog::Open(
+        flags.state_dir / "audit.log",
+        {.max_file_bytes = uint64_t{flags.audit_max_mb} << 20, .keep = flags.audit_keep});
     if (!opened) return fail(opened.error());
     audit = std::move(*opened);
   }
@@ -303,10 +337,15 @@ int Run(const Flags& flags) {
   registry.StartSampler();
   registry.StartSpares();
   registry.StartPools();
-  HttpServer server(io, workers, registry, ops,
-                    HttpConfig{.api_keys = flags.api_keys,
-                               .key_store = store->get(),
-                               .metrics_public = flags.metrics_public});
+  HttpServer server(
+      io, workers, registry, ops,
+      HttpConfig{.api_keys = flags.api_keys,
+                 .key_store = store->get(),
+                 .metrics_public = flags.metrics_public,
+                 .max_connections_per_client = flags.max_connections_per_client,
+                 .max_connections = max_connections,
+                 .header_timeout = std::chrono::seconds(flags.header_timeout),
+                 .relay = {.idle_timeout = std::chrono::seconds(flags.relay_idle_timeout)}});
   auto port = server.Listen(flags.listen, flags.port);
   if (!port) return fail(port.error());
   if (auto tls = ListenTls(flags, server); !tls) return fail(tls.error());
@@ -404,6 +443,29 @@ int main(int argc, char** argv) {
   app.add_flag("--metrics-public", flags.metrics_public,
                "serve /isobox/metrics without an API key");
   app.add_flag("!--no-audit", flags.audit, "do not write <state-dir>/audit.log");
+  app.add_option("--audit-max-mb", flags.audit_max_mb,
+                 "rotate audit.log before it grows past this many MiB (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 1u << 20));
+  app.add_option("--audit-keep", flags.audit_keep,
+                 "rotated audit logs kept (audit.log.1 is the newest)")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 100u));
+  app.add_option("--max-connections-per-client", flags.max_connections_per_client,
+                 "open connections from one client address at most, both listeners (0: no cap)")
+      ->capture_default_str();
+  app.add_option("--max-connections", flags.max_connections,
+                 "open client connections at most (0: derived from the open-file limit)")
+      ->capture_default_str();
+  app.add_option("--header-timeout", flags.header_timeout,
+                 "seconds a connection has to send a request's headers")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 3600u));
+  app.add_option("--relay-idle-timeout", flags.relay_idle_timeout,
+                 "seconds a relayed body or upgraded connection may move no byte before it is "
+                 "cut (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 86400u));
   CLI::App* dev_cert = app.add_subcommand(
       "dev-cert", "make a local CA and a wildcard certificate for testing TLS, then exit");
   dev_cert->add_option("--domain", flags.dev_cert_domain, "the sandbox domain")

@@ -28,6 +28,14 @@ std::string RandomString(size_t length, std::string_view alphabet) {
 
 std::string NewSandboxId() { return RandomString(20, "abcdefghijklmnopqrstuvwxyz0123456789"); }
 
+bool IsSandboxId(std::string_view id) {
+  if (id.empty() || id.size() > kSandboxIdLength) return false;
+  for (char c : id) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return false;
+  }
+  return true;
+}
+
 std::string NewToken(size_t length) {
   return RandomString(length, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
 }

@@ -2,11 +2,19 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace isobox::server {
 
 // A sandbox id: 20 characters [a-z0-9], DNS-label safe, no '-' (hosts are "<port>-<id>").
 std::string NewSandboxId();
+
+// The length of a sandbox id (E2B's too: uniuri.UUIDLen).
+inline constexpr size_t kSandboxIdLength = 20;
+
+// Whether `id` can name a sandbox: 1 to kSandboxIdLength characters [a-z0-9]. Anything
+// else from a client is refused before it is logged, audited or looked up.
+bool IsSandboxId(std::string_view id);
 
 // A secret token of `length` characters [A-Za-z0-9].
 std::string NewToken(size_t length = 32);

@@ -3,14 +3,18 @@
 // Between two plain sockets (TCP or unix) the opaque body data is moved by splice(2)
 // through a pipe, without copying it through user space; over TLS it is copied through a
 // buffer of kRelayRead bytes. Memory stays bounded either way: the pipe's capacity and one
-// read buffer per relayed body.
+// read buffer per relayed body. Time is bounded too: every byte moved is noted in a
+// RelayProgress, whose watchdog ends a relay that moved nothing for its timeout.
 #pragma once
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -50,13 +54,74 @@ constexpr bool kIsPlainSocket =
                    std::remove_cvref_t<S>> ||
     std::is_same_v<std::remove_cvref_t<S>, Stream>;
 
+// When a relay last moved a byte, and a watchdog that ends it once it has moved none for
+// `timeout`. A slow stream is fine; a stalled one (a client that trickles nothing, or reads
+// nothing, or a sandbox that sends nothing) holds its descriptors for `timeout` at most.
+class RelayProgress {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // A zero timeout never expires.
+  explicit RelayProgress(Clock::duration timeout) : timeout_(timeout), last_(Clock::now()) {}
+
+  // Bytes moved (either way).
+  void Touch() { last_ = Clock::now(); }
+
+  // Completes once nothing has moved for the timeout (then stalled() is true), or when
+  // cancelled: run it against the relay with `||`, which cancels the loser.
+  Task<void> Stalled() {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    boost::system::error_code ec;
+    for (;;) {
+      timer.expires_at(timeout_ == Clock::duration::zero() ? Clock::time_point::max()
+                                                           : last_ + timeout_);
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return;
+      if (Clock::now() - last_ >= timeout_) {
+        stalled_ = true;
+        co_return;
+      }
+    }
+  }
+
+  bool stalled() const { return stalled_; }
+  Clock::duration timeout() const { return timeout_; }
+
+ private:
+  const Clock::duration timeout_;
+  Clock::time_point last_;
+  bool stalled_ = false;
+};
+
+// Notes progress through a pointer that may be null.
+inline void Touch(RelayProgress* progress) {
+  if (progress != nullptr) progress->Touch();
+}
+
+// Writes all of `data` to `output`, noting each partial write in `progress`: a slow reader
+// still makes progress; one that reads nothing does not.
+template <typename Output>
+Task<boost::system::error_code> WriteAll(Output& output, asio::const_buffer data,
+                                         RelayProgress* progress) {
+  boost::system::error_code ec;
+  while (data.size() > 0) {
+    size_t n =
+        co_await output.async_write_some(data, asio::redirect_error(asio::use_awaitable, ec));
+    data += n;
+    if (n > 0) Touch(progress);
+    if (ec) co_return ec;
+  }
+  co_return ec;
+}
+
 // A pipe between two sockets, for splice(2). Made on first use.
 class SplicePipe {
  public:
   // Moves exactly `count` bytes from `in` to `out`, waiting for either socket as needed.
   // On success every byte taken from `in` has been written to `out`.
   template <typename In, typename Out>
-  Task<boost::system::error_code> Move(In& in, Out& out, uint64_t count) {
+  Task<boost::system::error_code> Move(In& in, Out& out, uint64_t count,
+                                       RelayProgress* progress = nullptr) {
     if (!read_end_ && !Open()) {
       co_return boost::system::error_code(errno, boost::system::system_category());
     }
@@ -94,7 +159,10 @@ class SplicePipe {
           co_return boost::system::error_code(errno, boost::system::system_category());
         }
       }
-      if (progressed) continue;
+      if (progressed) {
+        Touch(progress);
+        continue;
+      }
       // Nothing moved: the pipe holds bytes the output cannot take yet, or it is empty and
       // the input has nothing yet. Both were just tried (EAGAIN), so the edge-triggered
       // reactor reports the next change.
@@ -133,11 +201,13 @@ class SplicePipe {
 // pipelined request) stay in `input_buffer`. `framing.DataBytes()` tells afterwards how
 // much body data passed, also when the relay failed. Malformed chunk framing ends the relay
 // with http::error::bad_chunk and, with `problem`, says what was wrong there; the bytes
-// from the piece that held the error on are not relayed.
+// from the piece that held the error on are not relayed. Each byte moved is noted in
+// `progress`, if given.
 template <typename Input, typename Output>
 Task<boost::system::error_code> RelayBody(Input& input, beast::flat_buffer& input_buffer,
                                           protocol::BodyFraming& framing, Output& output,
-                                          std::string* problem = nullptr) {
+                                          std::string* problem = nullptr,
+                                          RelayProgress* progress = nullptr) {
   constexpr bool kSplice = kIsPlainSocket<Input> && kIsPlainSocket<Output>;
   SplicePipe pipe;
   boost::system::error_code ec;
@@ -150,8 +220,7 @@ Task<boost::system::error_code> RelayBody(Input& input, beast::flat_buffer& inpu
         if (problem != nullptr) *problem = taken.error().message;
         co_return http::error::bad_chunk;
       }
-      co_await asio::async_write(output, asio::buffer(held.data(), *taken),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+      ec = co_await WriteAll(output, asio::buffer(held.data(), *taken), progress);
       if (ec) co_return ec;
       input_buffer.consume(*taken);
       continue;
@@ -159,7 +228,7 @@ Task<boost::system::error_code> RelayBody(Input& input, beast::flat_buffer& inpu
     if constexpr (kSplice) {
       if (framing.OpaqueAhead() >= kMinSplice) {
         uint64_t count = framing.OpaqueAhead();
-        ec = co_await pipe.Move(LowestSocket(input), LowestSocket(output), count);
+        ec = co_await pipe.Move(LowestSocket(input), LowestSocket(output), count, progress);
         if (ec) co_return ec;
         framing.Skip(count);
         continue;
@@ -173,6 +242,7 @@ Task<boost::system::error_code> RelayBody(Input& input, beast::flat_buffer& inpu
     size_t n = co_await input.async_read_some(input_buffer.prepare(want),
                                               asio::redirect_error(asio::use_awaitable, ec));
     input_buffer.commit(n);
+    if (n > 0) Touch(progress);
     if (ec == asio::error::eof) ec = http::error::partial_message;
     if (ec) co_return ec;
   }

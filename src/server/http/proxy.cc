@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "protocol/base64.h"
 #include "protocol/body_framing.h"
+#include "server/control/ids.h"
 #include "server/http/body_relay.h"
 
 namespace isobox::server {
@@ -24,6 +25,11 @@ using Upstream = asio::local::stream_protocol::socket;
 constexpr std::string_view kIdHeader = "E2b-Sandbox-Id";
 constexpr std::string_view kPortHeader = "E2b-Sandbox-Port";
 constexpr size_t kRelayChunk = 64 * 1024;
+// How long a refusal written to a client that stalled may take.
+constexpr auto kRefuseWriteTimeout = std::chrono::seconds(5);
+constexpr std::string_view kKeepaliveHeader = "Keepalive-Ping-Interval";
+// envd's keepalive interval without the header (E2B's default; src/envd/rpc.cc).
+constexpr uint64_t kEnvdDefaultKeepalive = 90;
 // Ports the agent itself serves: envd and the code interpreter.
 constexpr unsigned kEnvdPort = 49983;
 constexpr unsigned kInterpreterPort = 49999;
@@ -51,6 +57,20 @@ Task<bool> Refuse(ClientStream& client, unsigned version, http::status status, s
   co_return false;
 }
 
+// E2B's proxy answers a request it cannot route with a plain-text 400 (Go's http.Error).
+template <typename ClientStream>
+Task<bool> RefusePlain(ClientStream& client, unsigned version, std::string_view text) {
+  StringResponse response{http::status::bad_request, version};
+  response.set(http::field::content_type, "text/plain; charset=utf-8");
+  response.set("X-Content-Type-Options", "nosniff");
+  response.body() = std::string(text) + "\n";
+  response.keep_alive(false);
+  response.prepare_payload();
+  boost::system::error_code ec;
+  co_await http::async_write(client, response, asio::redirect_error(asio::use_awaitable, ec));
+  co_return false;
+}
+
 // What the audit log and the metrics learn about one relayed request. Filled before the
 // request is relayed; reported once, when the answer's status is known.
 struct RelayReport {
@@ -65,6 +85,7 @@ struct RelayReport {
   std::string body{};
   uint64_t body_bytes = 0;
   std::string problem{};  // what was malformed in the request body, if anything
+  bool live = true;       // false: no running sandbox has the id (counted, not audited)
   bool reported = false;
 
   void Report(int status) {
@@ -79,7 +100,8 @@ struct RelayReport {
                  .status = status,
                  .body = body,
                  .body_complete = capture && body.size() == body_bytes,
-                 .body_bytes = body_bytes});
+                 .body_bytes = body_bytes,
+                 .live = live});
   }
 };
 
@@ -100,19 +122,22 @@ std::optional<protocol::BodyFraming> VerbatimFraming(
 // and large bodies never sit in memory. The header is written first. A body with a length
 // or chunked framing passes verbatim (RelayBody); otherwise it is parsed and re-encoded
 // piece by piece. With `report`, counts the body's bytes and keeps up to
-// kMaxCapturedBody of them when the report asks for a capture.
+// kMaxCapturedBody of them when the report asks for a capture. Every byte moved is noted
+// in `progress`.
 template <bool kIsRequest, typename Input, typename Output>
 Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_buffer,
                                       http::parser<kIsRequest, http::buffer_body>& parser,
-                                      Output& output, RelayReport* report = nullptr) {
+                                      Output& output, RelayReport* report,
+                                      RelayProgress& progress) {
   http::serializer<kIsRequest, http::buffer_body> serializer{parser.get()};
   boost::system::error_code ec;
   co_await http::async_write_header(output, serializer,
                                     asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return ec;
+  progress.Touch();
   if (auto framing = VerbatimFraming(parser, report)) {
     ec = co_await RelayBody(input, input_buffer, *framing, output,
-                            report != nullptr ? &report->problem : nullptr);
+                            report != nullptr ? &report->problem : nullptr, &progress);
     if (report != nullptr) report->body_bytes = framing->DataBytes();
     co_return ec;
   }
@@ -122,8 +147,9 @@ Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_bu
     if (!parser.is_done()) {
       body.data = chunk.data();
       body.size = chunk.size();
-      co_await http::async_read_some(input, input_buffer, parser,
-                                     asio::redirect_error(asio::use_awaitable, ec));
+      size_t read = co_await http::async_read_some(input, input_buffer, parser,
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+      if (read > 0) progress.Touch();
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return ec;
       body.size = chunk.size() - body.size;
@@ -143,7 +169,12 @@ Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_bu
       body.size = 0;
       body.more = false;
     }
-    co_await http::async_write(output, serializer, asio::redirect_error(asio::use_awaitable, ec));
+    // A piece at a time, so that a client that reads slowly still shows progress.
+    do {
+      size_t written = co_await http::async_write_some(
+          output, serializer, asio::redirect_error(asio::use_awaitable, ec));
+      if (written > 0) progress.Touch();
+    } while (!ec && !serializer.is_done());
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return ec;
   }
@@ -158,15 +189,24 @@ unsigned ParsePort(std::string_view text) {
 }
 
 struct Target {
-  std::string id;
+  std::string id{};  // IsSandboxId, or empty with a problem
   unsigned port = 0;
+  // Why the request cannot be routed, in E2B's words (answered 400); empty when it can.
+  std::string_view problem{};
 };
 
 // The sandbox and port of a request: the E2b-Sandbox-Id/-Port headers, else a Host of
 // the form "<port>-<sandboxId>.<domain>" (as E2B's proxy parses it).
 std::optional<Target> ParseTarget(const HeaderParser::value_type& request) {
   if (request.find(kPortHeader) != request.end()) {
-    return Target{std::string(request[kIdHeader]), ParsePort(request[kPortHeader])};
+    std::string_view id = request[kIdHeader];
+    unsigned port = ParsePort(request[kPortHeader]);
+    // SECURITY: the id is checked before it is copied anywhere. A client can send any
+    // bytes, of any length up to the header limit; only an id of E2B's form goes on to
+    // the registry lookup, the logs and the audit log.
+    if (id.empty()) return Target{.port = port, .problem = "missing header"};
+    if (!IsSandboxId(id)) return Target{.port = port, .problem = "Invalid sandbox ID"};
+    return Target{std::string(id), port};
   }
   std::string_view host = request[http::field::host];
   std::string_view label = host.substr(0, host.find('.'));
@@ -180,6 +220,8 @@ std::optional<Target> ParseTarget(const HeaderParser::value_type& request) {
       })) {
     return std::nullopt;
   }
+  // SECURITY: as for the header, an over-long id goes no further.
+  if (!IsSandboxId(id)) return Target{.port = port, .problem = "Invalid sandbox ID"};
   return Target{std::string(id), port};
 }
 
@@ -189,15 +231,15 @@ bool IsUpgrade(const HeaderParser::value_type& request) {
 
 // Copies bytes one way until EOF or an error, then half-closes the other side.
 template <typename From, typename To>
-Task<> Pump(From& from, To& to) {
+Task<> Pump(From& from, To& to, RelayProgress& progress) {
   std::vector<char> chunk(kRelayChunk);
   boost::system::error_code ec;
   for (;;) {
     size_t n = co_await from.async_read_some(asio::buffer(chunk),
                                              asio::redirect_error(asio::use_awaitable, ec));
+    if (n > 0) progress.Touch();
     if (ec) break;
-    co_await asio::async_write(to, asio::buffer(chunk.data(), n),
-                               asio::redirect_error(asio::use_awaitable, ec));
+    ec = co_await WriteAll(to, asio::buffer(chunk.data(), n), &progress);
     if (ec) break;
   }
   // Over TLS this ends the TCP stream without a close_notify: the upgraded protocol
@@ -206,11 +248,11 @@ Task<> Pump(From& from, To& to) {
 }
 
 // After a 101 Switching Protocols (WebSocket), bytes flow both ways until either side
-// closes.
+// closes, or until neither way has moved a byte for the progress timeout.
 template <typename ClientStream, typename Upstream>
 Task<> Tunnel(ClientStream& client, beast::flat_buffer& buffer, Upstream& upstream,
               beast::flat_buffer& upstream_buffer,
-              http::response_parser<http::buffer_body>& response_parser) {
+              http::response_parser<http::buffer_body>& response_parser, RelayProgress& progress) {
   boost::system::error_code ec;
   http::response_serializer<http::buffer_body> serializer{response_parser.get()};
   co_await http::async_write_header(client, serializer,
@@ -226,7 +268,9 @@ Task<> Tunnel(ClientStream& client, beast::flat_buffer& buffer, Upstream& upstre
   }
   if (!ec) {
     using namespace asio::experimental::awaitable_operators;
-    co_await (Pump(client, upstream) && Pump(upstream, client));
+    progress.Touch();
+    co_await ((Pump(client, upstream, progress) && Pump(upstream, client, progress)) ||
+              progress.Stalled());
   }
 }
 
@@ -257,7 +301,8 @@ Task<void> ClientGone(ClientStream& client) {
 // One request and its answer between the client and a connected upstream.
 template <typename ClientStream, typename Upstream>
 Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderParser& header,
-                    Upstream& upstream, RelayReport& report) {
+                    Upstream& upstream, RelayReport& report, const RelayLimits& limits) {
+  using namespace asio::experimental::awaitable_operators;
   auto& request = header.get();
   const unsigned version = request.version();
   const bool client_keep_alive = request.keep_alive();
@@ -268,8 +313,20 @@ Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderPars
   // One upstream connection per request: the upstream closes it after the answer.
   if (!upgrade) request_parser.get().keep_alive(false);
   beast::flat_buffer upstream_buffer;
-  boost::system::error_code request_ec =
-      co_await Relay<true>(client, buffer, request_parser, upstream, &report);
+  RelayProgress progress(limits.idle_timeout);
+  auto sent = co_await (Relay<true>(client, buffer, request_parser, upstream, &report, progress) ||
+                        progress.Stalled());
+  if (sent.index() == 1) {
+    // The request body stopped coming: the upstream is dropped with this connection.
+    report.ops.OnRelayTimeout();
+    report.Report(408);
+    beast::get_lowest_layer(client).expires_after(kRefuseWriteTimeout);
+    co_return co_await Refuse(
+        client, version, http::status::request_timeout,
+        JsonError(408, fmt::format("the request body made no progress for {} s",
+                                   limits.idle_timeout.count())));
+  }
+  boost::system::error_code request_ec = std::get<0>(sent);
   if (request_ec == http::error::bad_chunk && !report.problem.empty()) {
     // The client's chunk framing is broken: the upstream got a body cut short and is
     // dropped with this connection; the client learns what was wrong.
@@ -300,7 +357,8 @@ Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderPars
   auto& response = response_parser.get();
   report.Report(static_cast<int>(response.result_int()));
   if (upgrade && response.result() == http::status::switching_protocols) {
-    co_await Tunnel(client, buffer, upstream, upstream_buffer, response_parser);
+    co_await Tunnel(client, buffer, upstream, upstream_buffer, response_parser, progress);
+    if (progress.stalled()) report.ops.OnRelayTimeout();
     co_return false;
   }
   const bool keep_alive = client_keep_alive && !request_ec;
@@ -310,10 +368,20 @@ Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderPars
       response.result() != http::status::not_modified) {
     response.chunked(true);
   }
-  using namespace asio::experimental::awaitable_operators;
-  auto relayed = co_await (Relay<false>(upstream, upstream_buffer, response_parser, client) ||
-                           ClientGone(client));
-  ec = relayed.index() == 0 ? std::get<0>(relayed) : asio::error::connection_aborted;
+  // Waiting for the answer's header is not timed (a slow computation before a response is
+  // legitimate); its body must then keep moving.
+  progress.Touch();
+  auto relayed = co_await (
+      Relay<false>(upstream, upstream_buffer, response_parser, client, nullptr, progress) ||
+      ClientGone(client) || progress.Stalled());
+  if (relayed.index() == 0) {
+    ec = std::get<0>(relayed);
+  } else if (relayed.index() == 1) {
+    ec = asio::error::connection_aborted;
+  } else {
+    ec = asio::error::timed_out;
+    report.ops.OnRelayTimeout();
+  }
   if (ec) {
     // Cut off mid-answer (e.g. the sandbox was killed during a stream): drop the client
     // connection without a clean end, so the client sees the stream terminate.
@@ -347,6 +415,22 @@ Task<bool> RefuseAndReport(ClientStream& client, unsigned version, std::string b
   co_return co_await Refuse(client, version, http::status::bad_gateway, std::move(body));
 }
 
+// envd sends a keepalive on a quiet stream (a command with no output, a directory watch)
+// every Keepalive-Ping-Interval seconds: 90 without the header, 50 from E2B's SDKs. The
+// interval asked of envd stays under three quarters of the relay's idle timeout, so that
+// a quiet stream is never taken for a stalled one.
+void KeepStreamsMoving(HeaderParser::value_type& request, std::chrono::seconds idle_timeout) {
+  if (idle_timeout.count() <= 0) return;
+  uint64_t most = std::max<int64_t>(1, idle_timeout.count() * 3 / 4);
+  std::string_view asked = request[kKeepaliveHeader];
+  uint64_t interval = kEnvdDefaultKeepalive;
+  auto [end, err] = std::from_chars(asked.data(), asked.data() + asked.size(), interval);
+  if (asked.empty() || err != std::errc() || end != asked.data() + asked.size() || interval == 0) {
+    interval = kEnvdDefaultKeepalive;
+  }
+  if (interval > most) request.set(kKeepaliveHeader, std::to_string(most));
+}
+
 }  // namespace
 
 bool IsSandboxTraffic(const HeaderParser::value_type& request) {
@@ -355,21 +439,33 @@ bool IsSandboxTraffic(const HeaderParser::value_type& request) {
 
 template <typename ClientStream>
 Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, HeaderParser& header,
-                            const Registry& registry, ops::Ops& ops, const std::string& remote) {
+                            const Registry& registry, ops::Ops& ops, const std::string& remote,
+                            const RelayLimits& limits) {
   const unsigned version = header.get().version();
   Target target = ParseTarget(header.get()).value_or(Target{});
   RelayReport report{.ops = ops, .caller = {"", remote}, .id = target.id, .port = target.port};
   Identify(header.get(), report);
+  if (!target.problem.empty()) {
+    report.live = false;
+    report.Report(400);
+    co_return co_await RefusePlain(client, version, target.problem);
+  }
   const std::string& id = target.id;
   std::optional<std::filesystem::path> socket_path = registry.AgentSocket(id);
-  if (!socket_path)
+  if (!socket_path) {
+    report.live = false;
     co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
+  }
+  if (target.port == kEnvdPort) KeepStreamsMoving(header.get(), limits.idle_timeout);
   boost::system::error_code ec;
   if (target.port != kEnvdPort && target.port != kInterpreterPort) {
     // A user port: connect to the sandbox's own loopback from inside its network
     // namespace. The sandbox itself never gets a route out.
     auto fd = registry.SocketInSandbox(id);
-    if (!fd) co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
+    if (!fd) {
+      report.live = false;
+      co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
+    }
     asio::ip::tcp::socket upstream(client.get_executor(), asio::ip::tcp::v4(), fd->Release());
     co_await upstream.async_connect(asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(),
                                                             static_cast<uint16_t>(target.port)),
@@ -377,7 +473,7 @@ Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, He
     if (ec || target.port == 0) {
       co_return co_await RefuseAndReport(client, version, PortNotOpen(id, target.port), report);
     }
-    co_return co_await Exchange(client, buffer, header, upstream, report);
+    co_return co_await Exchange(client, buffer, header, upstream, report, limits);
   }
   if (target.port == kInterpreterPort) socket_path = registry.InterpreterSocket(id);
   if (!socket_path) {
@@ -386,13 +482,17 @@ Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, He
   Upstream upstream(client.get_executor());
   co_await upstream.async_connect(socket_path->string(),
                                   asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
-  co_return co_await Exchange(client, buffer, header, upstream, report);
+  if (ec) {
+    report.live = registry.AgentSocket(id).has_value();  // or it is being killed now
+    co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
+  }
+  co_return co_await Exchange(client, buffer, header, upstream, report, limits);
 }
 
 template Task<bool> ForwardToSandbox(Stream&, beast::flat_buffer&, HeaderParser&, const Registry&,
-                                     ops::Ops&, const std::string&);
+                                     ops::Ops&, const std::string&, const RelayLimits&);
 template Task<bool> ForwardToSandbox(TlsStream&, beast::flat_buffer&, HeaderParser&,
-                                     const Registry&, ops::Ops&, const std::string&);
+                                     const Registry&, ops::Ops&, const std::string&,
+                                     const RelayLimits&);
 
 }  // namespace isobox::server

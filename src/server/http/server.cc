@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "base/log.h"
 #include "server/http/proxy.h"
@@ -14,11 +15,31 @@
 namespace isobox::server {
 namespace {
 
+// A kept-alive connection may wait this long for its next request's first byte.
 constexpr auto kIdleTimeout = std::chrono::seconds(300);
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 constexpr auto kTlsShutdownTimeout = std::chrono::seconds(2);
+// A control-plane request body (at most max_control_body) must arrive, and an answer be
+// taken by the client, within this.
+constexpr auto kControlIoTimeout = std::chrono::seconds(60);
+// After accept(2) fails for want of descriptors or memory: the connection stays in the
+// backlog, and accepting again at once would fail again, in a loop.
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 constexpr size_t kMaxHeader = 64 * 1024;
 constexpr uint64_t kMaxDrainedBody = 64 << 20;
+constexpr size_t kFirstRead = 4096;
+// Written, without waiting, to a plain connection over a cap; E2B's SDKs report a 429 as
+// a RateLimitError. The global cap answers the same: the client only learns to back off.
+const std::string& TooManyConnections() {
+  static const std::string response = [] {
+    std::string body = JsonError(429, "too many connections from this address");
+    return fmt::format(
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.size(), body);
+  }();
+  return response;
+}
 
 // Reads a request body into a small scratch buffer and forgets it.
 template <typename S>
@@ -59,6 +80,12 @@ std::string RemoteOf(const asio::ip::tcp::socket& socket) {
   return fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
 }
 
+std::string_view AcceptErrorName(const boost::system::error_code& ec) {
+  if (ec == asio::error::no_descriptors) return "EMFILE";
+  if (ec.category() == boost::system::system_category() && ec.value() == ENFILE) return "ENFILE";
+  return "other";
+}
+
 bool SameSecret(std::string_view accepted, std::string_view given) {
   // Constant time for equal lengths: the comparison does not leak a prefix.
   return accepted.size() == given.size() &&
@@ -75,7 +102,24 @@ HttpServer::HttpServer(asio::io_context& io, asio::thread_pool& workers, Registr
       ops_(ops),
       config_(std::move(config)),
       acceptor_(io),
-      tls_acceptor_(io) {}
+      tls_acceptor_(io),
+      limits_(std::make_shared<ConnectionLimits>(config_.max_connections_per_client,
+                                                 config_.max_connections)) {}
+
+HttpServer::Slot::Slot(std::shared_ptr<ConnectionLimits> limits, ops::Ops& ops,
+                       asio::ip::address address)
+    : limits_(std::move(limits)), ops_(&ops), address_(address) {
+  ops_->OnConnectionCount(1);
+}
+
+HttpServer::Slot::Slot(Slot&& other) noexcept
+    : limits_(std::move(other.limits_)), ops_(other.ops_), address_(other.address_) {}
+
+HttpServer::Slot::~Slot() {
+  if (!limits_) return;  // moved from
+  limits_->Release(address_);
+  ops_->OnConnectionCount(-1);
+}
 
 Result<uint16_t> HttpServer::Listen(const std::string& address, uint16_t port) {
   return Bind(acceptor_, address, port);
@@ -99,22 +143,57 @@ void HttpServer::Stop() {
 }
 
 Task<> HttpServer::Accept(asio::ip::tcp::acceptor& acceptor, bool tls) {
+  asio::steady_timer backoff(io_);
+  uint64_t failures = 0;
   for (;;) {
     boost::system::error_code ec;
     asio::ip::tcp::socket socket =
         co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
-      LOG_WARN("accept: {}", ec.message());
+      std::string_view name = AcceptErrorName(ec);
+      ops_.OnAcceptError(name);
+      // The first failure of a run, then every thousandth: a flood must not flood the log.
+      if (failures++ % 1000 == 0) {
+        LOG_WARN("accept: {} ({} in a row)", ec.message(), failures);
+      }
+      if (name != "other" || ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
+        backoff.expires_after(kAcceptBackoff);
+        co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
       continue;
     }
+    failures = 0;
+    auto peer = socket.remote_endpoint(ec);
+    if (ec) continue;  // already gone
+    ConnectionLimits::Verdict verdict = limits_->Admit(peer.address());
+    if (verdict != ConnectionLimits::Verdict::kAdmitted) {
+      RefuseConnection(socket, tls, verdict);
+      continue;
+    }
+    Slot slot(limits_, ops_, peer.address());
     socket.set_option(asio::ip::tcp::no_delay(true), ec);
     if (tls) {
-      asio::co_spawn(io_, TlsSession(std::move(socket)), asio::detached);
+      asio::co_spawn(io_, TlsSession(std::move(socket), std::move(slot)), asio::detached);
     } else {
-      asio::co_spawn(io_, PlainSession(std::move(socket)), asio::detached);
+      asio::co_spawn(io_, PlainSession(std::move(socket), std::move(slot)), asio::detached);
     }
   }
+}
+
+void HttpServer::RefuseConnection(asio::ip::tcp::socket& socket, bool tls,
+                                  ConnectionLimits::Verdict why) {
+  ops_.OnConnectionRefused(why == ConnectionLimits::Verdict::kPerClient ? "per_client" : "global");
+  if (!tls) {
+    // One non-blocking send into the empty send buffer; the request is never read.
+    const std::string& response = TooManyConnections();
+    ssize_t sent = ::send(socket.native_handle(), response.data(), response.size(),
+                          MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)sent;  // best effort: the connection is closed either way
+  }
+  boost::system::error_code ignored;
+  socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
 }
 
 template <typename S>
@@ -165,6 +244,9 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
   const bool public_route =
       path == "/isobox/health" || (path == "/isobox/metrics" && config_.metrics_public);
   ops::Caller caller{"anonymous", remote};
+  auto& lowest = beast::get_lowest_layer(stream);
+  // The body must arrive, and a refusal be taken, in bounded time.
+  lowest.expires_after(kControlIoTimeout);
   auto count_only = [&](int status) {
     ops_.OnControl({.caller = caller,
                     .method = method,
@@ -202,6 +284,7 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
   if (ec) co_return false;
   auto started = std::chrono::steady_clock::now();
   StringResponse response;
+  lowest.expires_never();  // the handler may take long (a create); nothing waits on the socket
   ++control_in_flight_;
   if (isobox) {
     IsoboxContext context{registry_, workers_, ops_};
@@ -212,6 +295,7 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
   }
   --control_in_flight_;
   auto elapsed = std::chrono::steady_clock::now() - started;
+  lowest.expires_after(kControlIoTimeout);  // a client that reads nothing is dropped
   co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
   ops_.OnControl({.caller = caller,
                   .method = method,
@@ -228,15 +312,32 @@ Task<> HttpServer::Serve(S& stream, const std::string& remote) {
   auto& lowest = beast::get_lowest_layer(stream);
   beast::flat_buffer buffer;
   try {
-    for (;;) {
+    for (bool first = true;; first = false) {
       HeaderParser header;
       header.header_limit(kMaxHeader);
       header.body_limit(boost::none);
       boost::system::error_code ec;
-      lowest.expires_after(kIdleTimeout);
+      if (!first && buffer.size() == 0) {
+        // Kept alive between requests: the next one may be a while; its first byte starts
+        // the header clock.
+        lowest.expires_after(kIdleTimeout);
+        size_t n = co_await stream.async_read_some(buffer.prepare(kFirstRead),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+        buffer.commit(n);
+        if (ec) break;  // closed, reset or idle too long: nothing to answer
+      }
+      // SECURITY: a connection that trickles its headers (slowloris) holds a descriptor and
+      // a slot of its address's cap for header_timeout at most, however slowly it sends:
+      // from the connection's start for the first request, from its first byte for later
+      // ones.
+      lowest.expires_after(config_.header_timeout);
       co_await http::async_read_header(stream, buffer, header,
                                        asio::redirect_error(asio::use_awaitable, ec));
-      if (ec == http::error::end_of_stream || ec == beast::error::timeout) break;
+      if (ec == beast::error::timeout) {
+        ops_.OnHeaderTimeout();
+        break;
+      }
+      if (ec == http::error::end_of_stream) break;
       if (ec == asio::ssl::error::stream_truncated || ec == asio::error::eof) break;
       if (ec) {
         auto response =
@@ -247,10 +348,10 @@ Task<> HttpServer::Serve(S& stream, const std::string& remote) {
         break;
       }
       lowest.expires_never();
-      bool keep_alive =
-          IsSandboxTraffic(header.get())
-              ? co_await ForwardToSandbox(stream, buffer, header, registry_, ops_, remote)
-              : co_await HandleControlRequest(stream, buffer, header, remote);
+      bool keep_alive = IsSandboxTraffic(header.get())
+                            ? co_await ForwardToSandbox(stream, buffer, header, registry_, ops_,
+                                                        remote, config_.relay)
+                            : co_await HandleControlRequest(stream, buffer, header, remote);
       if (!keep_alive) break;
     }
   } catch (const std::exception& e) {
@@ -258,7 +359,7 @@ Task<> HttpServer::Serve(S& stream, const std::string& remote) {
   }
 }
 
-Task<> HttpServer::PlainSession(asio::ip::tcp::socket socket) {
+Task<> HttpServer::PlainSession(asio::ip::tcp::socket socket, Slot slot) {
   std::string remote = RemoteOf(socket);
   Stream stream(std::move(socket));
   co_await Serve(stream, remote);
@@ -266,7 +367,7 @@ Task<> HttpServer::PlainSession(asio::ip::tcp::socket socket) {
   stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
 }
 
-Task<> HttpServer::TlsSession(asio::ip::tcp::socket socket) {
+Task<> HttpServer::TlsSession(asio::ip::tcp::socket socket, Slot slot) {
   std::string remote = RemoteOf(socket);
   TlsStream stream(std::move(socket), *tls_);
   boost::system::error_code ec;

@@ -5,11 +5,14 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "server/control/registry.h"
+#include "server/http/connection_limits.h"
+#include "server/http/proxy.h"
 #include "server/http/types.h"
 #include "server/ops/ops.h"
 
@@ -20,6 +23,14 @@ struct HttpConfig {
   Store* key_store = nullptr;         // and the unrevoked keys in the store
   size_t max_control_body = 1 << 20;
   bool metrics_public = false;  // serve /isobox/metrics without an API key
+  // Open connections from one client address at most, over both listeners (0: no cap),
+  // and in total (main derives it from the open-file limit: GlobalConnectionCap).
+  uint32_t max_connections_per_client = 256;
+  uint64_t max_connections = 4096;
+  // A connection's first request headers must arrive within this of the connection's
+  // start (after the TLS handshake); a later request's within this of its first byte.
+  std::chrono::seconds header_timeout{30};
+  RelayLimits relay{};
 };
 
 class HttpServer {
@@ -41,9 +52,26 @@ class HttpServer {
   int ControlRequestsInFlight() const { return control_in_flight_; }
 
  private:
+  // Counts one admitted connection until it ends (the session coroutine holds it). Shares
+  // the counts, which outlive the server when the I/O context outlives it.
+  class Slot {
+   public:
+    Slot(std::shared_ptr<ConnectionLimits> limits, ops::Ops& ops, asio::ip::address address);
+    Slot(Slot&& other) noexcept;
+    Slot& operator=(Slot&&) = delete;
+    ~Slot();
+
+   private:
+    std::shared_ptr<ConnectionLimits> limits_;
+    ops::Ops* ops_;
+    asio::ip::address address_;
+  };
+
   Task<> Accept(asio::ip::tcp::acceptor& acceptor, bool tls);
-  Task<> PlainSession(asio::ip::tcp::socket socket);
-  Task<> TlsSession(asio::ip::tcp::socket socket);
+  // Closes a connection over a cap at once; on the plain listener after a best-effort 429.
+  void RefuseConnection(asio::ip::tcp::socket& socket, bool tls, ConnectionLimits::Verdict why);
+  Task<> PlainSession(asio::ip::tcp::socket socket, Slot slot);
+  Task<> TlsSession(asio::ip::tcp::socket socket, Slot slot);
   template <typename S>
   Task<> Serve(S& stream, const std::string& remote);
   template <typename S>
@@ -66,6 +94,7 @@ class HttpServer {
   int control_in_flight_ = 0;  // I/O context only
   asio::ip::tcp::acceptor tls_acceptor_;
   std::shared_ptr<asio::ssl::context> tls_;
+  std::shared_ptr<ConnectionLimits> limits_;
 };
 
 }  // namespace isobox::server

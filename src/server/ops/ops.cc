@@ -1,10 +1,10 @@
 #include "server/ops/ops.h"
 
-#include "server/http/types.h"
-
 #include <boost/json.hpp>
 
 #include "base/log.h"
+#include "server/control/ids.h"
+#include "server/http/types.h"
 
 namespace isobox::server::ops {
 namespace {
@@ -140,11 +140,43 @@ Ops::Ops(std::unique_ptr<AuditLog> audit)
                                  {"reason"})),
       audit_dropped_(metrics_.AddGauge("isobox_audit_dropped_records",
                                        "Audit records dropped because the writer fell behind.")),
+      audit_dropped_total_(
+          metrics_.AddCounter("isobox_audit_dropped_records_total",
+                              "Audit records dropped because the writer's queue was full.")),
       disks_(metrics_.AddCounter(
           "isobox_sandbox_disks_total",
           "Sandbox disks: made new, reused (a killed sandbox's, emptied), dropped when given "
           "back (not fresh after emptying, or enough kept).",
-          {"outcome"})) {}
+          {"outcome"})),
+      connections_(metrics_.AddGauge("isobox_http_connections", "Client connections open.")),
+      refused_(metrics_.AddCounter(
+          "isobox_http_connections_refused_total",
+          "Client connections closed at once: over the cap per client address (per_client) "
+          "or over the global cap (global).",
+          {"reason"})),
+      accept_errors_(metrics_.AddCounter("isobox_http_accept_errors_total",
+                                         "accept(2) failures (EMFILE, ENFILE, other).", {"error"})),
+      header_timeouts_(metrics_.AddCounter(
+          "isobox_http_header_timeouts_total",
+          "Connections closed because a request's headers did not arrive in time.")),
+      relay_timeouts_(metrics_.AddCounter(
+          "isobox_relay_timeouts_total",
+          "Relays to or from a sandbox cut because their body made no progress.")) {
+  connections_.Set({}, 0);
+  for (const char* reason : {"per_client", "global"}) refused_.Set({reason}, 0);
+  header_timeouts_.Set({}, 0);
+  relay_timeouts_.Set({}, 0);
+}
+
+void Ops::OnConnectionCount(int delta) { connections_.Add({}, delta); }
+
+void Ops::OnConnectionRefused(std::string_view reason) { refused_.Add({std::string(reason)}); }
+
+void Ops::OnAcceptError(std::string_view error) { accept_errors_.Add({std::string(error)}); }
+
+void Ops::OnHeaderTimeout() { header_timeouts_.Add({}); }
+
+void Ops::OnRelayTimeout() { relay_timeouts_.Add({}); }
 
 void Ops::Audit(AuditRecord record) {
   if (audit_) audit_->Append(record);
@@ -154,6 +186,11 @@ void Ops::OnControl(const ControlEvent& event) {
   ControlRoute route = ClassifyControl(event.method, event.target);
   requests_.Add({route.route, std::to_string(event.status)});
   if (route.action.empty() || !event.authenticated) return;
+  // Only acts on sandboxes that exist are audited: an unknown (404) or malformed id names
+  // nothing, and must not let a caller fill the log with ids it made up.
+  if (!route.sandbox_id.empty() && (event.status == 404 || !IsSandboxId(route.sandbox_id))) {
+    return;
+  }
   if (route.action == "sandbox.create" && event.status == 201) {
     create_seconds_.Observe({}, std::chrono::duration<double>(event.elapsed).count());
     if (auto answer = ParseObject(event.response_body)) {
@@ -176,6 +213,7 @@ void Ops::OnControl(const ControlEvent& event) {
 
 void Ops::OnRelay(const RelayEvent& event) {
   requests_.Add({std::string(SandboxRoute(event.port)), std::to_string(event.status)});
+  if (!event.live) return;
   std::string action;
   json::object details;
   if (event.port == kEnvdPort && event.method == "POST" && event.path == "/process.Process/Start") {
@@ -220,7 +258,9 @@ std::string Ops::RenderMetrics(const std::vector<SandboxInfo>& sandboxes, const 
   }
   sandboxes_.Set({"running"}, static_cast<double>(running));
   sandboxes_.Set({"paused"}, static_cast<double>(paused));
-  audit_dropped_.Set({}, audit_ ? static_cast<double>(audit_->dropped()) : 0);
+  double dropped = audit_ ? static_cast<double>(audit_->dropped()) : 0;
+  audit_dropped_.Set({}, dropped);
+  audit_dropped_total_.Set({}, dropped);
   disks_.Set({"made"}, static_cast<double>(disks.made));
   disks_.Set({"reused"}, static_cast<double>(disks.reused));
   disks_.Set({"dropped"}, static_cast<double>(disks.dropped));

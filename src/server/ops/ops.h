@@ -54,6 +54,9 @@ struct RelayEvent {
   std::string_view body{};     // the captured request body (code execution only)
   bool body_complete = false;  // the capture holds the whole body
   uint64_t body_bytes = 0;
+  // Whether the sandbox was running. Requests for other ids are counted, never audited:
+  // anyone can send them, with any id.
+  bool live = true;
 };
 
 inline constexpr unsigned kEnvdPort = 49983;
@@ -90,6 +93,17 @@ class Ops {
   // counters from `disks`.
   std::string RenderMetrics(const std::vector<SandboxInfo>& sandboxes, const DiskCounts& disks);
   std::chrono::steady_clock::duration Uptime() const;
+
+  // Flood bounds (http/server.h). A client connection opened (+1) or closed (-1).
+  void OnConnectionCount(int delta);
+  // A connection closed at once: reason "per_client" or "global" (the caps).
+  void OnConnectionRefused(std::string_view reason);
+  // accept(2) failed: error "EMFILE", "ENFILE" or "other".
+  void OnAcceptError(std::string_view error);
+  // A connection closed because its request headers did not arrive in time.
+  void OnHeaderTimeout();
+  // A relay to or from a sandbox cut because its body made no progress.
+  void OnRelayTimeout();
   AuditLog* audit() { return audit_.get(); }
   MetricsRegistry& metrics() { return metrics_; }
 
@@ -104,7 +118,13 @@ class Ops {
   MetricFamily& requests_;
   MetricFamily& ended_;
   MetricFamily& audit_dropped_;
+  MetricFamily& audit_dropped_total_;
   MetricFamily& disks_;
+  MetricFamily& connections_;
+  MetricFamily& refused_;
+  MetricFamily& accept_errors_;
+  MetricFamily& header_timeouts_;
+  MetricFamily& relay_timeouts_;
 };
 
 }  // namespace isobox::server::ops

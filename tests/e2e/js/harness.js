@@ -19,6 +19,7 @@ async function readPortFile(path, child, deadline) {
 }
 
 // options.args: extra isoboxd flags; options.tls: {cert, key} for a TLS listener too;
+// options.wrapper: argv that execs the daemon (prlimit ... --);
 // options.dir: reuse this directory (its state/ is the daemon's state directory), as a
 // restarted daemon does. Sandboxes are killed when the daemon stops (--on-exit kill)
 // unless options.onExit is 'keep'. Warm pools are empty unless options.pools lists
@@ -41,7 +42,12 @@ export async function startDaemon(options = {}) {
     '--api-key', API_KEY, '--log-level', options.logLevel ?? 'warn', '--on-exit', options.onExit ?? 'kill',
     ...(options.pools ?? ['base=0', 'code-interpreter-v1=0']).flatMap((p) => ['--pool', p]),
     ...tlsArgs, ...(options.args ?? [])]
-  const child = spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] })
+  // options.wrapper: a command that execs the daemon in its place (e.g. prlimit), so that
+  // the pid stays the daemon's.
+  const wrapper = options.wrapper ?? []
+  const child = wrapper.length > 0
+    ? spawn(wrapper[0], [...wrapper.slice(1), binary, ...args], { stdio: ['ignore', 'inherit', 'inherit'] })
+    : spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] })
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const deadline = Date.now() + 30000
   const port = await readPortFile(portFile, child, deadline)

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <filesystem>
 
 namespace isobox::server::ops {
 namespace {
@@ -94,6 +95,90 @@ TEST(OpsTest, ControlEventsMoveTheCountersAndTheCreateHistogram) {
   EXPECT_NE(text.find("isobox_sandboxes{state=\"running\"} 0\n"), std::string::npos);
   EXPECT_NE(text.find("isobox_sandbox_disks_total{outcome=\"reused\"} 5\n"), std::string::npos);
   EXPECT_NE(text.find("isobox_sandbox_disks_total{outcome=\"dropped\"} 1\n"), std::string::npos);
+}
+
+TEST(OpsTest, OnlyRequestsForLiveSandboxesAreAudited) {
+  char pattern[] = "/tmp/isobox-ops-test-XXXXXX";
+  std::filesystem::path dir = ::mkdtemp(pattern);
+  auto log = AuditLog::Open(dir / "audit.log");
+  ASSERT_TRUE(log);
+  AuditLog& audit = **log;
+  Ops ops(std::move(*log));
+  Caller caller{"access-token", "127.0.0.1:1"};
+  const std::string live_id = "aaaaaaaaaaaaaaaaaaaa";
+  // A command started in a running sandbox, and the same request for ids that name none.
+  ops.OnRelay({.caller = caller,
+               .sandbox_id = live_id,
+               .port = kEnvdPort,
+               .method = "POST",
+               .path = "/process.Process/Start",
+               .status = 200});
+  ops.OnRelay({.caller = caller,
+               .sandbox_id = "bbbbbbbbbbbbbbbbbbbb",
+               .port = kEnvdPort,
+               .method = "POST",
+               .path = "/process.Process/Start",
+               .status = 502,
+               .live = false});
+  ops.OnRelay({.caller = caller,
+               .port = kInterpreterPort,
+               .method = "POST",
+               .path = "/execute",
+               .status = 400,
+               .live = false});
+  Caller keyed{"key:0123456789ab", "127.0.0.1:2"};
+  ops.OnControl(
+      {.caller = keyed, .method = "DELETE", .target = "/sandboxes/" + live_id, .status = 204});
+  ops.OnControl(
+      {.caller = keyed, .method = "DELETE", .target = "/sandboxes/cccccccccccc", .status = 404});
+  ops.OnControl({.caller = keyed,
+                 .method = "POST",
+                 .target = "/sandboxes/" + std::string(5000, 'd') + "/pause",
+                 .status = 404});
+  ops.OnControl(
+      {.caller = keyed, .method = "POST", .target = "/sandboxes/NOT-AN-ID/timeout", .status = 400});
+  auto records = audit.Read({.limit = kMaxAuditLimit});
+  ASSERT_TRUE(records);
+  ASSERT_EQ(records->size(), 2u);
+  EXPECT_EQ((*records)[0].at("action").as_string(), "process.start");
+  EXPECT_EQ((*records)[0].at("sandboxId").as_string(), live_id);
+  EXPECT_EQ((*records)[1].at("action").as_string(), "sandbox.kill");
+  EXPECT_EQ((*records)[1].at("sandboxId").as_string(), live_id);
+  // Every request is still counted.
+  std::string text = ops.RenderMetrics({}, {});
+  EXPECT_NE(text.find("isobox_http_requests_total{route=\"envd\",code=\"502\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("isobox_http_requests_total{route=\"interpreter\",code=\"400\"} 1\n"),
+            std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(OpsTest, FloodCountersAreExposedFromTheStart) {
+  Ops ops(nullptr);
+  std::string before = ops.RenderMetrics({}, {});
+  for (std::string_view series :
+       {"isobox_http_connections 0\n",
+        "isobox_http_connections_refused_total{reason=\"global\"} 0\n",
+        "isobox_http_connections_refused_total{reason=\"per_client\"} 0\n",
+        "isobox_http_header_timeouts_total 0\n", "isobox_relay_timeouts_total 0\n",
+        "isobox_audit_dropped_records_total 0\n", "isobox_audit_dropped_records 0\n"}) {
+    EXPECT_NE(before.find(series), std::string::npos) << series;
+  }
+  ops.OnConnectionCount(1);
+  ops.OnConnectionCount(1);
+  ops.OnConnectionCount(-1);
+  ops.OnConnectionRefused("per_client");
+  ops.OnAcceptError("EMFILE");
+  ops.OnHeaderTimeout();
+  ops.OnRelayTimeout();
+  std::string after = ops.RenderMetrics({}, {});
+  for (std::string_view series :
+       {"isobox_http_connections 1\n",
+        "isobox_http_connections_refused_total{reason=\"per_client\"} 1\n",
+        "isobox_http_accept_errors_total{error=\"EMFILE\"} 1\n",
+        "isobox_http_header_timeouts_total 1\n", "isobox_relay_timeouts_total 1\n"}) {
+    EXPECT_NE(after.find(series), std::string::npos) << series;
+  }
 }
 
 }  // namespace

@@ -54,6 +54,9 @@ struct RelayEvent {
   std::string_view body{};     // the captured request body (code execution only)
   bool body_complete = false;  // the capture holds the whole body
   uint64_t body_bytes = 0;
+  // Why isoboxd refused the request itself ("missing access token"), never relaying it;
+  // empty for a relayed request. Audited as "sandbox.unauthorized".
+  std::string_view refused{};
 };
 
 inline constexpr unsigned kEnvdPort = 49983;

@@ -16,7 +16,7 @@ import { CONCURRENCY, CREATE_PEERS, rowIds } from './rows.mjs'
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = resolve(here, '../..')
 const e2eDir = join(repo, 'tests/e2e/js')
-const { startDaemon } = await import(pathToFileURL(join(e2eDir, 'harness.js')).href)
+const { privateName, startDaemon } = await import(pathToFileURL(join(e2eDir, 'harness.js')).href)
 const sdkRequire = createRequire(join(e2eDir, 'package.json'))
 const { Sandbox } = sdkRequire('e2b')
 const { Sandbox: CodeSandbox } = sdkRequire('@e2b/code-interpreter')
@@ -260,13 +260,14 @@ function pss(pid) {
 
 // Per idle sandbox: the sandbox cgroup's memory.usage_in_bytes (v1, hierarchical: the
 // agent and user groups, page cache and kernel memory charged to them) and the PSS of
-// every process in it (smaps_rollup), averaged over `ids`.
+// every process in it (smaps_rollup), averaged over `ids`. The group is named after a
+// digest of the id (harness.js privateName).
 function sandboxMemory(ids) {
   let cgroup = 0
   let proportional = 0
   let measured = 0
   for (const id of ids) {
-    const dir = join(CGROUP_MEMORY, id)
+    const dir = join(CGROUP_MEMORY, privateName(id))
     const usage = readNumber(join(dir, 'memory.usage_in_bytes'))
     if (usage === null) continue
     cgroup += usage

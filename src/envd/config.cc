@@ -54,6 +54,14 @@ Result<Config> ParseConfig(std::string_view text) {
                        "config: 'interpreter' must be {\"fd\": <3..1023>}");
     }
     config.interpreter_fd = static_cast<int>(fd->get_int64());
+    const json::value* binary = interp->get_object().if_contains("binary");
+    if (binary != nullptr && !binary->is_null()) {
+      if (!binary->is_string() || !binary->get_string().starts_with("/")) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "config: 'interpreter.binary' must be an absolute path");
+      }
+      config.interpreter_binary = std::string(binary->get_string());
+    }
   }
   if (const json::value* envs = object.if_contains("envVars"); envs && !envs->is_null()) {
     if (!envs->is_object()) {

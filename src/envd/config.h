@@ -1,6 +1,7 @@
 // The configuration isoboxd hands to envd through a memfd (fd 4 by default):
 //   {"sandboxId": "...", "accessToken": "...", "envVars": {"K": "V"}, "defaultUser": "user",
-//    "defaultWorkdir": "/home/user", "passwdPath": "/etc/passwd", "groupPath": "/etc/group", "fsRoot": "/"}
+//    "defaultWorkdir": "/home/user", "passwdPath": "/etc/passwd", "groupPath": "/etc/group",
+//    "fsRoot": "/"}
 // accessToken may be absent or empty (no token check). passwdPath/groupPath and fsRoot
 // are for host-side tests: fsRoot is the directory the files and filesystem APIs treat
 // as "/" (fs_root.h); processes still run in envd's own root.
@@ -28,6 +29,9 @@ struct Config {
   // The code interpreter's listening socket, handed over by isoboxd ("interpreter":
   // {"fd": N}); -1: this sandbox has no interpreter.
   int interpreter_fd = -1;
+  // Its binary ("interpreter": {"binary": "/abs/path"}, for host-side tests); empty: the
+  // one isoboxd mounts at /.isobox.
+  std::string interpreter_binary;
 };
 
 Result<Config> ParseConfig(std::string_view json);

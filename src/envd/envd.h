@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <functional>
 
 #include "envd/config.h"
 #include "envd/fs_root.h"
@@ -28,6 +29,9 @@ struct Envd {
   FsRoot fs_root;  // opened by main from config.fs_root
   WatcherTable watchers;
   int64_t last_init_ns = 0;  // timestamp of the last applied POST /init (init.h)
+  // Called when POST /init changed config.access_token, before it is answered (the code
+  // interpreter's supervisor: the interpreter checks the same token). May be empty.
+  std::function<void()> access_token_changed;
 };
 
 }  // namespace isobox::envd

@@ -146,7 +146,12 @@ Status ApplyInit(Envd& envd, const InitRequest& request) {
     }
     if (!replaced) config.env_vars.emplace_back(key, value);
   }
-  config.access_token = request.access_token.value_or("");
+  std::string token = request.access_token.value_or("");
+  const bool token_changed = token != config.access_token;
+  config.access_token = std::move(token);
+  // SECURITY: the code interpreter checks the same token; it learns the new one before
+  // this /init is answered, so no request sent after the answer meets the old one.
+  if (token_changed && envd.access_token_changed) envd.access_token_changed();
   return Ok();
 }
 

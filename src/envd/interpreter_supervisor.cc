@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
@@ -17,6 +18,9 @@ namespace isobox::envd {
 namespace {
 
 constexpr int kInterpreterFd = 3;
+constexpr int kTokenFd = 4;
+// The first byte of every token message (interpreter/access_token.h: kTokenMessageTag).
+constexpr char kTokenMessageTag = 't';
 constexpr auto kMaxBackoff = std::chrono::seconds(5);
 
 std::vector<char*> CStrings(const std::vector<std::string>& strings) {
@@ -53,9 +57,22 @@ std::string StepName(uint32_t step) {
   ExitWithChildError(report_fd, static_cast<uint32_t>(step), errno);
 }
 
+// One token message: the tag, then the whole token (none: the tag alone). Never blocks:
+// the interpreter reads its socket as messages arrive.
+Status SendToken(int fd, const std::string& token) {
+  std::string message = kTokenMessageTag + token;
+  ssize_t n = ::send(fd, message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n < 0) return SysError("send the access token to the interpreter");
+  if (static_cast<size_t>(n) != message.size()) {
+    return MakeError(ErrorCode::kInternal, "send the access token to the interpreter: short");
+  }
+  return Ok();
+}
+
 // After fork: async-signal-safe calls only. A failed step is reported on `report_fd`.
-[[noreturn]] void ChildMain(int listen_fd, int null_fd, int report_fd, const User& user,
-                            const char* home, char* const* argv, char* const* envp) {
+[[noreturn]] void ChildMain(int listen_fd, int token_fd, int null_fd, int report_fd,
+                            const User& user, const char* home, char* const* argv,
+                            char* const* envp) {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) (void)::sigaction(sig, &dfl, nullptr);
@@ -63,9 +80,14 @@ std::string StepName(uint32_t step) {
   sigemptyset(&none);
   (void)::sigprocmask(SIG_SETMASK, &none, nullptr);
   if (::setsid() < 0) ChildFail(report_fd, Step::kSetsid);
-  // fd 3 is the listening socket; dup2 clears close-on-exec. stdin is /dev/null; stdout
-  // and stderr stay envd's (its log).
-  if (::dup2(listen_fd, kInterpreterFd) < 0 || ::dup2(null_fd, 0) < 0) {
+  // fd 3 is the listening socket, fd 4 the token socket, each first copied above both (a
+  // source could sit on the other's target, and dup2 onto itself would keep
+  // close-on-exec); dup2 clears close-on-exec. stdin is /dev/null; stdout and stderr stay
+  // envd's (its log).
+  int listen_copy = ::fcntl(listen_fd, F_DUPFD_CLOEXEC, 10);
+  int token_copy = ::fcntl(token_fd, F_DUPFD_CLOEXEC, 10);
+  if (listen_copy < 0 || token_copy < 0 || ::dup2(listen_copy, kInterpreterFd) < 0 ||
+      ::dup2(token_copy, kTokenFd) < 0 || ::dup2(null_fd, 0) < 0) {
     ChildFail(report_fd, Step::kStdio);
   }
   // SECURITY: the interpreter and its kernels run user code: drop to the sandbox user,
@@ -93,9 +115,14 @@ InterpreterSupervisor::InterpreterSupervisor(Envd& envd, UniqueFd listen_fd,
     : envd_(envd),
       listen_fd_(std::move(listen_fd)),
       options_(std::move(options)),
-      backoff_(envd.io) {}
+      backoff_(envd.io) {
+  envd_.access_token_changed = [this] { TokenChanged(); };
+}
 
-InterpreterSupervisor::~InterpreterSupervisor() { Stop(); }
+InterpreterSupervisor::~InterpreterSupervisor() {
+  envd_.access_token_changed = nullptr;
+  Stop();
+}
 
 void InterpreterSupervisor::Start() {
   if (auto started = Spawn(); !started) {
@@ -117,8 +144,15 @@ Status InterpreterSupervisor::Spawn() {
     contexts += (contexts.empty() ? "" : ",") + language;
   }
   std::string home = user.home.empty() ? "/" : user.home;
-  std::vector<std::string> argv = {options_.binary, "--listen-fd", std::to_string(kInterpreterFd),
-                                   "--cwd", home, "--default-contexts", contexts};
+  std::vector<std::string> argv = {options_.binary,
+                                   "--listen-fd",
+                                   std::to_string(kInterpreterFd),
+                                   "--token-fd",
+                                   std::to_string(kTokenFd),
+                                   "--cwd",
+                                   home,
+                                   "--default-contexts",
+                                   contexts};
   std::vector<std::string> env = {
       "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
       "HOME=" + home, "USER=" + user.name, "LOGNAME=" + user.name, "LANG=C.UTF-8"};
@@ -127,17 +161,26 @@ Status InterpreterSupervisor::Spawn() {
   std::vector<char*> c_env = CStrings(env);
   UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null_fd) return SysError("open /dev/null");
+  // SECURITY: the token waits in the socket before the interpreter exists, so it never
+  // serves a request without it; nothing else envd starts holds either end (CLOEXEC).
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+    return SysError("socketpair for the interpreter's token");
+  }
+  UniqueFd ours(pair[0]), theirs(pair[1]);
+  RETURN_IF_ERROR(SendToken(ours.Get(), envd_.config.access_token));
   int report[2];
   if (::pipe2(report, O_CLOEXEC) < 0) return SysError("pipe2");
   UniqueFd report_read(report[0]), report_write(report[1]);
   pid_t pid = ::fork();
   if (pid < 0) return SysError("fork interpreter");
   if (pid == 0) {
-    ChildMain(listen_fd_.Get(), null_fd.Get(), report_write.Get(), user, home.c_str(),
+    ChildMain(listen_fd_.Get(), theirs.Get(), null_fd.Get(), report_write.Get(), user, home.c_str(),
               c_argv.data(), c_env.data());
   }
   report_write.Reset();
   pid_ = pid;
+  token_channel_ = std::move(ours);
   // Registered before returning to the loop (reaper.h); it restarts a child that failed
   // a step too.
   envd_.reaper.Watch(pid, [this](const ExitInfo& info) {
@@ -155,6 +198,16 @@ Status InterpreterSupervisor::Spawn() {
     LOG_INFO("interpreter started, pid {}", pid);
   }
   return Ok();
+}
+
+void InterpreterSupervisor::TokenChanged() {
+  if (pid_ <= 0 || !token_channel_) return;  // the next start sends the current token
+  if (auto sent = SendToken(token_channel_.Get(), envd_.config.access_token); !sent) {
+    // SECURITY: an interpreter that may still hold the old token must not go on serving:
+    // its restart reads the current one.
+    LOG_WARN("interpreter {}: {}; restarting it", pid_, sent.error().message);
+    ::kill(pid_, SIGKILL);
+  }
 }
 
 void InterpreterSupervisor::OnExit(int restarts_in_a_row) {

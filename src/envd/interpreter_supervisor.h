@@ -5,6 +5,11 @@
 //
 // The interpreter runs as the sandbox's default user, in its home directory, with the
 // sandbox-wide env vars; its kernels inherit all of that.
+//
+// The sandbox's access token goes to it over a socket pair (fd 4, --token-fd; the protocol
+// is in interpreter/access_token.h), never in argv or the environment, which user code of
+// the same uid can read in /proc: the current token before each start, and every change
+// that POST /init makes, before /init is answered.
 #pragma once
 
 #include <sys/types.h>
@@ -32,6 +37,9 @@ class InterpreterSupervisor {
   void Start();
   // SIGTERM to the interpreter; no more restarts.
   void Stop();
+  // Sends the running interpreter the current token (after POST /init changed it). If it
+  // cannot, the interpreter is killed: its restart reads the current token.
+  void TokenChanged();
   pid_t Pid() const { return pid_; }
 
  private:
@@ -40,6 +48,7 @@ class InterpreterSupervisor {
 
   Envd& envd_;
   UniqueFd listen_fd_;
+  UniqueFd token_channel_;  // envd's end of the running interpreter's token socket
   InterpreterOptions options_;
   boost::asio::steady_timer backoff_;
   pid_t pid_ = -1;

@@ -116,8 +116,10 @@ int Run(int argc, char** argv) {
   envd.reaper.Start();
   std::unique_ptr<InterpreterSupervisor> interpreter;
   if (envd.config.interpreter_fd >= 0) {
+    InterpreterOptions options;
+    if (!envd.config.interpreter_binary.empty()) options.binary = envd.config.interpreter_binary;
     interpreter = std::make_unique<InterpreterSupervisor>(
-        envd, UniqueFd(envd.config.interpreter_fd), InterpreterOptions{});
+        envd, UniqueFd(envd.config.interpreter_fd), std::move(options));
     interpreter->Start();
   }
   Server server(envd);

@@ -2,9 +2,13 @@
 // as the sandbox user with a listening unix socket; it runs one Jupyter kernel per code
 // context and serves /execute and /contexts (server.h).
 //
-//   isobox-interpreter (--listen-fd N | --socket PATH) [--cwd DIR]
+//   isobox-interpreter (--listen-fd N | --socket PATH) [--token-fd M] [--cwd DIR]
 //                      [--default-contexts python,javascript] [--resources DIR]
+//
+// --token-fd: the channel on which envd sends the sandbox's access token
+// (access_token.h); without it nothing is checked.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -29,6 +33,7 @@ namespace fs = std::filesystem;
 
 struct Flags {
   int listen_fd = -1;
+  int token_fd = -1;
   std::string socket_path;
   std::string cwd = "/home/user";
   std::string default_contexts = "python,javascript";
@@ -100,6 +105,22 @@ int Run(const Flags& flags) {
     LOG_ERROR("one of --listen-fd or --socket is required");
     return 2;
   }
+  // SECURITY: kernels run user code as this process's uid; without this, that code could
+  // read this process's memory (/proc/<pid>/mem: the access token, other requests' headers)
+  // and its fds. Kernels are execve'd, which makes them dumpable again.
+  if (::prctl(PR_SET_DUMPABLE, 0) < 0) {
+    LOG_ERROR("prctl(PR_SET_DUMPABLE): {}", std::strerror(errno));
+    return 1;
+  }
+  std::unique_ptr<AccessToken> token = std::make_unique<AccessToken>();
+  if (flags.token_fd >= 0) {
+    auto from_envd = AccessToken::FromFd(UniqueFd(flags.token_fd));
+    if (!from_envd) {
+      LOG_ERROR("{}", from_envd.error().message);
+      return 1;
+    }
+    token = std::move(*from_envd);
+  }
   auto runtime_dir = MakeRuntimeDir();
   if (!runtime_dir) {
     LOG_ERROR("{}", runtime_dir.error().message);
@@ -124,7 +145,8 @@ int Run(const Flags& flags) {
   auto* contexts_ptr = new Contexts(io, std::move(config));
   {
     Contexts& contexts = *contexts_ptr;
-    Server server(io, contexts);
+    token->Watch(io);
+    Server server(io, contexts, *token);
     if (auto started = server.Start(std::move(listener)); !started) {
       LOG_ERROR("{}", started.error().message);
       return 1;
@@ -153,6 +175,8 @@ int main(int argc, char** argv) {
   CLI::App app{"isobox-interpreter: the code interpreter of an Isobox sandbox"};
   app.add_option("--listen-fd", flags.listen_fd, "a listening unix socket to serve on");
   app.add_option("--socket", flags.socket_path, "bind and serve on this unix socket path");
+  app.add_option("--token-fd", flags.token_fd,
+                 "a seqpacket socket on which envd sends the sandbox's access token");
   app.add_option("--cwd", flags.cwd, "default working directory of contexts")
       ->capture_default_str();
   app.add_option("--default-contexts", flags.default_contexts,

@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
+#include <cstring>
 
 #include "base/log.h"
 #include "interpreter/execute.h"
@@ -21,6 +22,9 @@ using envd::kNoThrow;
 constexpr uint32_t kMaxHeaderBytes = 64 << 10;
 constexpr size_t kMaxContextBody = 64 << 10;
 constexpr std::string_view kContextsPrefix = "/contexts/";
+// envd's answer to a missing or wrong token (E2B's envd, api/auth.go).
+constexpr std::string_view kUnauthorized =
+    "unauthorized access, please provide a valid access token or method signing if supported";
 
 void LogException(std::exception_ptr error) {
   if (!error) return;
@@ -59,9 +63,28 @@ http::status StatusFor(const Error& error) {
   }
 }
 
+// The routes the official SDKs call without the access token (the context routes: E2B does
+// not check them, and none runs code) and the liveness checks. Every other route needs the
+// token, so that one added later is protected unless it is listed here. isoboxd's relay
+// keeps the same list (server/http/proxy.cc, TokenlessInterpreterRoute).
+bool TokenlessRoute(http::verb method, std::string_view path) {
+  if (method == http::verb::get)
+    return path == "/health" || path == "/ready" || path == "/contexts";
+  if (method == http::verb::post) {
+    return path == "/contexts" || (path.starts_with(kContextsPrefix) && path.ends_with("/restart"));
+  }
+  return method == http::verb::delete_ && path.starts_with(kContextsPrefix);
+}
+
 }  // namespace
 
 Status Server::Start(UniqueFd listen_fd) {
+  // SECURITY: the listening socket came in without close-on-exec (envd's dup2): kernels,
+  // which run user code and are forked from here, must not inherit it, or user code could
+  // accept the requests isoboxd relays (and read their access tokens).
+  if (::fcntl(listen_fd.Get(), F_SETFD, FD_CLOEXEC) < 0) {
+    return MakeError(ErrorCode::kInternal, "fcntl listening socket: {}", std::strerror(errno));
+  }
   boost::system::error_code ec;
   acceptor_.assign(asio::local::stream_protocol(), listen_fd.Get(), ec);
   if (ec) return MakeError(ErrorCode::kInternal, "adopt listening socket: {}", ec.message());
@@ -145,6 +168,16 @@ asio::awaitable<void> Server::CreateContext(envd::Exchange& exchange) {
 asio::awaitable<void> Server::Dispatch(envd::Exchange& exchange) {
   std::string path(exchange.Path());
   http::verb method = exchange.Method();
+  // SECURITY: the code interpreter runs code as the sandbox user: only the holder of the
+  // sandbox's access token may ask it to (isoboxd's relay checks the same before it
+  // connects here; this holds for anything that reaches the socket another way).
+  if (!token_.Allows(exchange.Header("X-Access-Token"), !TokenlessRoute(method, path))) {
+    LOG_WARN("refused {} {}: no valid access token",
+             std::string_view(exchange.Request().method_string()),
+             std::string_view(path).substr(0, 128));
+    (void)co_await exchange.SendError(http::status::unauthorized, kUnauthorized);
+    co_return;
+  }
   if (path == "/health" && method == http::verb::get) {
     co_await SendJson(exchange, json::value("OK"));
   } else if (path == "/ready" && method == http::verb::get) {

@@ -7,6 +7,9 @@
 //   GET  /contexts               [{"id","language","cwd"}] in creation order
 //   POST /contexts               {"language"?, "cwd"?} → the new context, once its kernel is ready
 //   POST /contexts/{id}/restart  DELETE /contexts/{id}
+//
+// The sandbox's access token (access_token.h) is checked first: without it, or with a
+// wrong one, 401 with envd's JSON body.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -15,14 +18,15 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "envd/http.h"
+#include "interpreter/access_token.h"
 #include "interpreter/contexts.h"
 
 namespace isobox::interpreter {
 
 class Server {
  public:
-  Server(boost::asio::io_context& io, Contexts& contexts)
-      : io_(io), contexts_(contexts), acceptor_(io) {}
+  Server(boost::asio::io_context& io, Contexts& contexts, AccessToken& token)
+      : io_(io), contexts_(contexts), token_(token), acceptor_(io) {}
 
   Status Start(UniqueFd listen_fd);
   void Stop();
@@ -35,6 +39,7 @@ class Server {
 
   boost::asio::io_context& io_;
   Contexts& contexts_;
+  AccessToken& token_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
 };
 

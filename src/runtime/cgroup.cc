@@ -305,6 +305,13 @@ Status MakeGroupDir(const fs::path& dir, bool exist_ok, std::optional<bool> fake
   return Ok();
 }
 
+Status MakeParentPrivate(const fs::path& dir) {
+  // SECURITY: sandbox ids name the groups below `dir`; an id is what routes traffic to a
+  // sandbox's ports, so other host users must not list them.
+  if (::chmod(dir.c_str(), 0700) != 0) return SysError("chmod 0700 {}", dir.string());
+  return Ok();
+}
+
 std::vector<fs::path> GroupsPostOrder(const fs::path& dir) {
   std::vector<fs::path> out;
   std::error_code ec;

@@ -193,6 +193,10 @@ bool IsCgroupFs(const std::filesystem::path& path);
 // caller knows (else a statfs finds out).
 Status MakeGroupDir(const std::filesystem::path& dir, bool exist_ok,
                     std::optional<bool> fake = std::nullopt);
+// Makes Isobox's parent group `dir` mode 0700 (the kernel makes groups 0755): the names
+// below it are sandbox ids, which only root may list. Nothing else needs to pass through
+// it: a sandbox's processes join their groups through fds isoboxd opened.
+Status MakeParentPrivate(const std::filesystem::path& dir);
 // `dir` and every group below it, children before parents; missing dir = empty.
 std::vector<std::filesystem::path> GroupsPostOrder(const std::filesystem::path& dir);
 // Names of the groups directly below `dir`, sorted; missing dir = empty.

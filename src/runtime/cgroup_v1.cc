@@ -316,6 +316,9 @@ Status CgroupManagerV1::PrepareParent() {
                                     memory == roots_.end() ? fs::path() : memory->second / relative,
                                     /*exist_ok=*/true, fake_));
   }
+  for (const fs::path& dir : UniquePaths(roots_, parent_)) {
+    RETURN_IF_ERROR(cgroupfs::MakeParentPrivate(dir));
+  }
   parent_ready_.store(true);
   return Ok();
 }

@@ -185,6 +185,7 @@ Status CgroupManagerV2::PrepareParent(const std::vector<std::string>& controller
     dir /= component;
     RETURN_IF_ERROR(cgroupfs::MakeGroupDir(dir, /*exist_ok=*/true));
   }
+  RETURN_IF_ERROR(cgroupfs::MakeParentPrivate(dir));
   return EnableControllers(dir, controllers);
 }
 

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "protocol/sha256.h"
+
 namespace isobox::server {
 namespace {
 
@@ -34,6 +36,17 @@ bool IsSandboxId(std::string_view id) {
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return false;
   }
   return true;
+}
+
+std::string PrivateName(std::string_view id) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  protocol::Sha256Digest digest = protocol::Sha256(id);
+  std::string out;
+  for (size_t i = 0; i < 16; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
 }
 
 std::string NewToken(size_t length) {

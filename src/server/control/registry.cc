@@ -55,6 +55,13 @@ json::object AgentConfig(const std::string& id, const std::string& token,
   return config;
 }
 
+// The name of a sandbox's state directory and cgroups (ids.h: PrivateName); a sandbox
+// that an earlier version started, whose directory has its id, keeps that name.
+std::string HostName(const fs::path& sandboxes_dir, const std::string& id) {
+  std::error_code ec;
+  return fs::is_directory(sandboxes_dir / id, ec) ? id : PrivateName(id);
+}
+
 tl::unexpected<Error> NotFound(const std::string& id) {
   return MakeError(ErrorCode::kNotFound, "sandbox '{}' not found", id);
 }
@@ -119,7 +126,6 @@ SandboxEnd EndOf(const EndCause& cause, const ExitStatus& status, uint64_t oom_k
 
 }  // namespace
 
-
 Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryConfig config,
                    TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups,
                    Store& store)
@@ -163,7 +169,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Readopt(const SandboxRecord
   auto sandbox = std::make_unique<Sandbox>();
   sandbox->info = record.info;
   sandbox->slot = record.slot;
-  sandbox->state_dir = config_.state_dir / "sandboxes" / id;
+  const std::string name = HostName(config_.state_dir / "sandboxes", id);
+  sandbox->state_dir = config_.state_dir / "sandboxes" / name;
   sandbox->init_start_ticks = record.init_start_ticks;
   sandbox->persisted = true;
   sandbox->process.init = std::move(init);
@@ -173,7 +180,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Readopt(const SandboxRecord
     Destroy(std::move(sandbox));
     return tl::unexpected(error);
   };
-  auto cgroup = cgroups_->Open(id);
+  auto cgroup = cgroups_->Open(name);
   if (!cgroup) return fail(cgroup.error().WithContext("its cgroup"));
   sandbox->cgroup = std::move(*cgroup);
   std::string netns_path = fmt::format("/proc/{}/ns/net", record.init_pid);
@@ -200,9 +207,10 @@ void Registry::Recover() {
       // Whatever is left of it goes: processes in its cgroup, the cgroup, its directory.
       auto rest = std::make_unique<Sandbox>();
       rest->info = record.info;
-      rest->state_dir = config_.state_dir / "sandboxes" / id;
+      const std::string name = HostName(config_.state_dir / "sandboxes", id);
+      rest->state_dir = config_.state_dir / "sandboxes" / name;
       rest->slot = config_.max_sandboxes;  // not allocated
-      if (auto cgroup = cgroups_->Open(id)) rest->cgroup = std::move(*cgroup);
+      if (auto cgroup = cgroups_->Open(name)) rest->cgroup = std::move(*cgroup);
       Destroy(std::move(rest));
       SandboxEnd end{.at = std::chrono::system_clock::now(),
                      .reason = "lost",
@@ -226,15 +234,19 @@ void Registry::Recover() {
   }
   // Anything else in this state directory is a leftover of a crash during create or
   // kill. Only this state directory: other daemons (tests run several) keep theirs.
+  // A directory and its cgroups have one name (HostName).
+  std::set<std::string> live;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, sandbox] : sandboxes_)
+      live.insert(sandbox->state_dir.filename().string());
+  }
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(config_.state_dir / "sandboxes", ec)) {
-    std::string id = entry.path().filename().string();
-    {
-      std::lock_guard lock(mutex_);
-      if (sandboxes_.contains(id)) continue;
-    }
-    LOG_INFO("removing leftover sandbox {}", id);
-    if (auto cgroup = cgroups_->Open(id)) (void)(*cgroup)->Destroy(kCgroupTeardownTimeout);
+    std::string name = entry.path().filename().string();
+    if (live.contains(name)) continue;
+    LOG_INFO("removing leftover sandbox directory {}", name);
+    if (auto cgroup = cgroups_->Open(name)) (void)(*cgroup)->Destroy(kCgroupTeardownTimeout);
     fs::remove_all(entry.path(), ec);
   }
   if (auto pruned = store_.PruneEnded(std::chrono::system_clock::now() - config_.ended_kept);
@@ -320,7 +332,9 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   StepTimes times;
   auto sandbox = std::make_unique<Sandbox>();
   sandbox->slot = slot;
-  sandbox->state_dir = config_.state_dir / "sandboxes" / id;
+  // SECURITY: named by a digest of the id (ids.h: PrivateName), like its cgroups: the
+  // id appears in no host path that other host users can read.
+  sandbox->state_dir = config_.state_dir / "sandboxes" / PrivateName(id);
   SandboxInfo& info = sandbox->info;
   info.id = id;
   info.template_id = tmpl.id;
@@ -341,7 +355,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   if (spare) {
     groups = std::move(spare->groups);
   } else {
-    ASSIGN_OR_RETURN(groups, runtime::CreateSandboxCgroups(*cgroups_, id, Resources(tmpl)));
+    ASSIGN_OR_RETURN(groups,
+                     runtime::CreateSandboxCgroups(*cgroups_, PrivateName(id), Resources(tmpl)));
   }
   sandbox->cgroup = std::move(groups.sandbox);
   times.Mark("cgroups");
@@ -431,8 +446,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::CreateNew(const SandboxOpti
     // Start failed part way: tear down whatever exists (cgroup, processes, state dir).
     auto partial = std::make_unique<Sandbox>();
     partial->slot = slot;
-    partial->state_dir = config_.state_dir / "sandboxes" / id;
-    if (auto cgroup = cgroups_->Open(id)) partial->cgroup = std::move(*cgroup);
+    partial->state_dir = config_.state_dir / "sandboxes" / PrivateName(id);
+    if (auto cgroup = cgroups_->Open(PrivateName(id))) partial->cgroup = std::move(*cgroup);
     Destroy(std::move(partial));
     return tl::unexpected(started.error().WithContext(fmt::format("create sandbox {}", id)));
   }

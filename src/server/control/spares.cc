@@ -83,7 +83,7 @@ std::optional<CgroupSpare> CgroupSpares::Take(const std::string& template_id) {
 Result<CgroupSpare> CgroupSpares::Make(const runtime::SandboxResources& resources) {
   CgroupSpare spare;
   spare.id = NewSandboxId();
-  std::filesystem::path dir = sandboxes_dir_ / spare.id;
+  std::filesystem::path dir = sandboxes_dir_ / PrivateName(spare.id);
   if (::mkdir(dir.c_str(), 0700) < 0) return SysError("mkdir {}", dir.string());
   auto files = runtime::PrepareStateFiles(dir);
   if (!files) {
@@ -91,7 +91,7 @@ Result<CgroupSpare> CgroupSpares::Make(const runtime::SandboxResources& resource
     return tl::unexpected(files.error());
   }
   spare.files = std::move(*files);
-  auto groups = runtime::CreateSandboxCgroups(cgroups_, spare.id, resources);
+  auto groups = runtime::CreateSandboxCgroups(cgroups_, PrivateName(spare.id), resources);
   if (groups) spare.groups = std::move(*groups);
   auto zygote = groups ? ForkZygote() : Result<runtime::Zygote>(tl::unexpected(groups.error()));
   if (zygote) spare.zygote = std::move(*zygote);
@@ -117,9 +117,9 @@ Result<runtime::Zygote> CgroupSpares::ForkZygote() {
 
 void CgroupSpares::Discard(CgroupSpare& spare) {
   spare.zygote = runtime::Zygote();  // kills and reaps it
-  if (auto group = cgroups_.Open(spare.id)) (void)(*group)->Destroy(kTeardownTimeout);
+  if (auto group = cgroups_.Open(PrivateName(spare.id))) (void)(*group)->Destroy(kTeardownTimeout);
   std::error_code ec;
-  std::filesystem::remove_all(sandboxes_dir_ / spare.id, ec);
+  std::filesystem::remove_all(sandboxes_dir_ / PrivateName(spare.id), ec);
 }
 
 void CgroupSpares::Run(std::stop_token stop) {

@@ -1,8 +1,8 @@
 // cgroup v1 spares: for each template, the groups of a sandbox-to-be (with the template's
-// limits, named by the sandbox id it will have) and its state directory's files
-// (runtime/sandbox_process.h StateFiles), with a zygote already inside the groups
-// (runtime/zygote.h, forked by a zygote server that thread starts), made by a thread of
-// their own. A create that takes one skips the
+// limits, named after the sandbox id it will have: ids.h PrivateName) and its state
+// directory's files (runtime/sandbox_process.h StateFiles), with a zygote already inside
+// the groups (runtime/zygote.h, forked by a zygote server that thread starts), made by a
+// thread of their own. A create that takes one skips the
 // cgroup v1 move's grace period (10-15 ms) on its path; a create that finds none makes
 // its groups and joins them itself, as before. No sandbox runs in a spare: it holds a
 // few empty cgroup directories and one idle process. How many spares a template keeps
@@ -28,10 +28,10 @@
 namespace isobox::server {
 
 struct CgroupSpare {
-  std::string id;  // the sandbox id the groups are named after
+  std::string id;  // the sandbox id the groups are named after (PrivateName(id))
   runtime::SandboxCgroups groups;
   runtime::Zygote zygote;  // in groups.agent
-  runtime::StateFiles files;  // in the sandbox's state directory, named after `id`
+  runtime::StateFiles files;  // in the sandbox's state directory, PrivateName(id)
 };
 
 class CgroupSpares {

@@ -1,5 +1,6 @@
 #include "server/http/proxy.h"
 
+#include <openssl/crypto.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -33,6 +34,9 @@ constexpr uint64_t kEnvdDefaultKeepalive = 90;
 // Ports the agent itself serves: envd and the code interpreter.
 constexpr unsigned kEnvdPort = 49983;
 constexpr unsigned kInterpreterPort = 49999;
+// envd's answer to a missing or wrong access token (E2B's envd, api/auth.go).
+constexpr std::string_view kUnauthorized =
+    "unauthorized access, please provide a valid access token or method signing if supported";
 
 std::string SandboxNotFound(std::string_view id) {
   boost::json::object body{
@@ -86,6 +90,7 @@ struct RelayReport {
   uint64_t body_bytes = 0;
   std::string problem{};  // what was malformed in the request body, if anything
   bool live = true;       // false: no running sandbox has the id (counted, not audited)
+  std::string refused{};  // why isoboxd refused the request itself (never relayed)
   bool reported = false;
 
   void Report(int status) {
@@ -101,7 +106,8 @@ struct RelayReport {
                  .body = body,
                  .body_complete = capture && body.size() == body_bytes,
                  .body_bytes = body_bytes,
-                 .live = live});
+                 .live = live,
+                 .refused = refused});
   }
 };
 
@@ -408,6 +414,35 @@ void Identify(const HeaderParser::value_type& request, RelayReport& report) {
   report.capture = ops::CaptureForAudit(report.port, report.method, report.path);
 }
 
+// The code interpreter's routes that the official SDKs call without the access token (the
+// context routes; E2B does not check them, and none runs code) and the liveness checks.
+// The interpreter keeps the same list (interpreter/server.cc, TokenlessRoute).
+bool TokenlessInterpreterRoute(std::string_view method, std::string_view path) {
+  if (method == "GET") return path == "/health" || path == "/ready" || path == "/contexts";
+  if (method == "POST") {
+    return path == "/contexts" || (path.starts_with("/contexts/") && path.ends_with("/restart"));
+  }
+  return method == "DELETE" && path.starts_with("/contexts/");
+}
+
+// Why a request to the code interpreter must be refused, or "" when it may go on. The
+// rule of the interpreter itself (interpreter/access_token.h), with the route list
+// inverted so that a route added later needs the token unless it is listed above.
+std::string InterpreterTokenProblem(const HeaderParser::value_type& request,
+                                    const RelayReport& report, const std::string& expected) {
+  if (expected.empty()) return "";
+  auto it = request.find("X-Access-Token");
+  std::string_view presented =
+      it == request.end() ? std::string_view() : std::string_view(it->value());
+  if (presented.empty()) {
+    return TokenlessInterpreterRoute(report.method, report.path) ? "" : "missing access token";
+  }
+  // Constant time for the token's length (tokens have one length; the length is no secret).
+  bool same = presented.size() == expected.size() &&
+              CRYPTO_memcmp(presented.data(), expected.data(), expected.size()) == 0;
+  return same ? "" : "wrong access token";
+}
+
 template <typename ClientStream>
 Task<bool> RefuseAndReport(ClientStream& client, unsigned version, std::string body,
                            RelayReport& report) {
@@ -457,6 +492,19 @@ Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, He
     co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
   }
   if (target.port == kEnvdPort) KeepStreamsMoving(header.get(), limits.idle_timeout);
+  if (target.port == kInterpreterPort) {
+    // SECURITY: the code interpreter runs code: only the holder of the sandbox's access
+    // token may reach it (envd checks its own port itself; user ports stay open as in
+    // E2B). Refused here, the request never reaches the sandbox; the refusal is audited.
+    std::optional<SandboxInfo> info = registry.Get(id);
+    if (!info) co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
+    report.refused = InterpreterTokenProblem(header.get(), report, info->access_token);
+    if (!report.refused.empty()) {
+      report.Report(401);
+      co_return co_await Refuse(client, version, http::status::unauthorized,
+                                JsonError(401, kUnauthorized));
+    }
+  }
   boost::system::error_code ec;
   if (target.port != kEnvdPort && target.port != kInterpreterPort) {
     // A user port: connect to the sandbox's own loopback from inside its network

@@ -216,7 +216,15 @@ void Ops::OnRelay(const RelayEvent& event) {
   if (!event.live) return;
   std::string action;
   json::object details;
-  if (event.port == kEnvdPort && event.method == "POST" && event.path == "/process.Process/Start") {
+  if (!event.refused.empty()) {
+    // Facts of the request, never its headers (the token presented, if any, is not kept).
+    action = "sandbox.unauthorized";
+    details = json::object{{"port", event.port},
+                           {"method", std::string(event.method.substr(0, kMaxDetail))},
+                           {"path", std::string(event.path.substr(0, kMaxDetail))},
+                           {"reason", std::string(event.refused.substr(0, kMaxDetail))}};
+  } else if (event.port == kEnvdPort && event.method == "POST" &&
+             event.path == "/process.Process/Start") {
     // The command line, its arguments and env are in the body: none of it is read.
     action = "process.start";
     // No Basic user: envd runs the command as the sandbox's default user.

@@ -57,6 +57,9 @@ struct RelayEvent {
   // Whether the sandbox was running. Requests for other ids are counted, never audited:
   // anyone can send them, with any id.
   bool live = true;
+  // Why isoboxd refused the request itself ("missing access token"), never relaying it;
+  // empty for a relayed request. Audited as "sandbox.unauthorized".
+  std::string_view refused{};
 };
 
 inline constexpr unsigned kEnvdPort = 49983;

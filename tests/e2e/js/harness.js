@@ -1,6 +1,7 @@
 // Starts a real isoboxd on 127.0.0.1 with a free port and a private state directory, and
 // points the official E2B SDK at it through its documented environment variables.
 import { execFile, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -89,6 +90,13 @@ export async function startTlsDaemon(options = {}) {
     ...options, tls: { cert: join(certDir, 'cert.pem'), key: join(certDir, 'key.pem') },
   })
   return { daemon, ca, certDir }
+}
+
+// The name of a sandbox's state directory (<state>/sandboxes/<name>) and cgroups
+// (isobox/<name>): never its id, which other host users must not learn
+// (src/server/control/ids.h, PrivateName).
+export function privateName(id) {
+  return createHash('sha256').update(id).digest('hex').slice(0, 32)
 }
 
 // Polls `predicate` until it returns a truthy value (returned) or `timeoutMs` passes.

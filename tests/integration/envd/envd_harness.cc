@@ -155,6 +155,18 @@ EnvdHarness::EnvdHarness(EnvdOptions options) {
                       {"envVars", options.env_vars},    {"defaultUser", "user"},
                       {"passwdPath", dir_ + "/passwd"}, {"groupPath", dir_ + "/group"},
                       {"fsRoot", options.dir_is_fs_root ? dir_ : "/"}};
+  int interpreter_listener = -1;
+  if (options.interpreter) {
+    interpreter_socket_path_ = dir_ + "/interpreter.sock";
+    interpreter_listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, interpreter_socket_path_.c_str(), sizeof addr.sun_path - 1);
+    Check(::bind(interpreter_listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0,
+          "bind interpreter socket");
+    Check(::listen(interpreter_listener, 64) == 0, "listen interpreter socket");
+    config["interpreter"] = json::object{{"fd", 5}, {"binary", ISOBOX_INTERPRETER_BINARY}};
+  }
   std::string config_text = json::serialize(config);
   int memfd = ::memfd_create("envd-config", MFD_CLOEXEC);
   Check(memfd >= 0 && ::write(memfd, config_text.data(), config_text.size()) ==
@@ -171,16 +183,20 @@ EnvdHarness::EnvdHarness(EnvdOptions options) {
   Check(pid_ >= 0, "fork");
   if (pid_ == 0) {
     int l = ::fcntl(listener, F_DUPFD, 10), m = ::fcntl(memfd, F_DUPFD, 10);
+    int i = interpreter_listener >= 0 ? ::fcntl(interpreter_listener, F_DUPFD, 10) : -1;
     ::dup2(l, 3);
     ::dup2(m, 4);
+    if (i >= 0) ::dup2(i, 5);
     ::close(l);
     ::close(m);
+    if (i >= 0) ::close(i);
     const char* argv[] = {"isobox-envd", "--log-level", "warn", nullptr};
     ::execv(ISOBOX_ENVD_BINARY, const_cast<char**>(argv));
     ::_exit(127);
   }
   ::close(listener);
   ::close(memfd);
+  if (interpreter_listener >= 0) ::close(interpreter_listener);
 }
 
 EnvdHarness::~EnvdHarness() {
@@ -206,6 +222,20 @@ int EnvdHarness::Connect() const {
   timeval timeout{30, 0};  // a hung envd fails the test instead of hanging it
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   return fd;
+}
+
+HttpResponse EnvdHarness::InterpreterRequest(const std::string& method, const std::string& target,
+                                             const std::string& body, const Headers& headers) {
+  Check(!interpreter_socket_path_.empty(), "the harness runs no interpreter");
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, interpreter_socket_path_.c_str(), sizeof addr.sun_path - 1);
+  Check(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "connect interpreter");
+  timeval timeout{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  WriteAllTo(fd, RawRequest(method, target, body, headers, false));
+  return ReadResponse(fd);
 }
 
 HttpResponse EnvdHarness::Request(const std::string& method, const std::string& target,

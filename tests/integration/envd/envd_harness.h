@@ -45,6 +45,9 @@ struct EnvdOptions {
   // Runs envd with the harness directory as its "fsRoot": homes are /home/user and /root
   // inside it, and the files/filesystem APIs must not reach anything outside it.
   bool dir_is_fs_root = false;
+  // Also hands envd a listening socket for the code interpreter, which envd then runs
+  // (ISOBOX_INTERPRETER_BINARY) as `user`: InterpreterRequest() talks to it.
+  bool interpreter = false;
 };
 
 // An open server stream (WatchDir, Start, Connect) read one message at a time.
@@ -92,6 +95,9 @@ class EnvdHarness {
   HttpResponse Unary(const std::string& method, const std::string& json,
                      const Headers& headers = {});
   int Connect() const;  // a raw connected socket with a receive timeout
+  // One request to the code interpreter (EnvdOptions::interpreter) on a new connection.
+  HttpResponse InterpreterRequest(const std::string& method, const std::string& target,
+                                  const std::string& body = "", const Headers& headers = {});
   // POST /<service>/<method> (unary, JSON), e.g. Rpc("filesystem.Filesystem/Stat", ...).
   HttpResponse Rpc(const std::string& method, const std::string& json,
                    const Headers& headers = {});
@@ -105,6 +111,7 @@ class EnvdHarness {
   std::string user_home_;
   std::string root_home_;
   std::string socket_path_;
+  std::string interpreter_socket_path_;
   pid_t pid_ = -1;
 };
 

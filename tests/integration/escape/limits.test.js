@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { Sandbox, startDaemon } from './sdk.js'
+import { Sandbox, privateName, startDaemon } from './sdk.js'
 
 const PROBE = process.env.ESCAPE_PROBE
 let daemon
@@ -60,8 +60,8 @@ async function assertResponsive(sandbox, what) {
 }
 
 function cgroupValue(sandbox, controller, file) {
-  return readFileSync(`/sys/fs/cgroup/${controller}/isobox/${sandbox.sandboxId}/${file}`, 'utf8')
-    .trim()
+  const group = `/sys/fs/cgroup/${controller}/isobox/${privateName(sandbox.sandboxId)}`
+  return readFileSync(`${group}/${file}`, 'utf8').trim()
 }
 
 before(async () => {

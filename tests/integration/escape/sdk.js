@@ -9,4 +9,5 @@ const require = createRequire(join(e2eDir, 'package.json'))
 const e2b = await import(pathToFileURL(require.resolve('e2b')).href)
 
 export const { Sandbox, CommandExitError } = e2b
-export const { startDaemon } = await import(pathToFileURL(join(e2eDir, 'harness.js')).href)
+export const { startDaemon, privateName } =
+  await import(pathToFileURL(join(e2eDir, 'harness.js')).href)

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "runtime/cgroup.h"
+#include "server/control/ids.h"
 
 namespace isobox::server {
 namespace {
@@ -52,7 +53,7 @@ class CgroupSparesTest : public ::testing::Test {
     }
   }
 
-  // The spares' state directories (one per spare, named by the sandbox id it will have).
+  // The spares' state directories (one per spare, named after the sandbox id it will have).
   size_t StateDirs() const {
     size_t n = 0;
     for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir_)) ++n;
@@ -64,7 +65,7 @@ class CgroupSparesTest : public ::testing::Test {
     spare.zygote = runtime::Zygote();
     auto destroyed = spare.groups.sandbox->Destroy(kTimeout);
     EXPECT_TRUE(destroyed) << destroyed.error().message;
-    fs::remove_all(dir_ / spare.id);
+    fs::remove_all(dir_ / PrivateName(spare.id));
   }
 
   std::string parent_;

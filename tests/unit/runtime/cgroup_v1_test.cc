@@ -1,6 +1,7 @@
 // CgroupManager over cgroup v1, against a fake tree of per-controller hierarchies.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "fake_cgroupfs.h"
 #include "runtime/cgroup.h"
@@ -68,6 +69,20 @@ TEST_F(CgroupV1Test, CreateWritesLimitsInEachHierarchy) {
   EXPECT_TRUE(fake_.Exists("freezer/isobox/sb1/freezer.state"));
   EXPECT_TRUE(fake_.Exists("cpuacct/isobox/sb1/cpuacct.usage"));
   EXPECT_FALSE(fake_.Exists("cpuset/isobox"));  // cpuset is never used
+}
+
+TEST_F(CgroupV1Test, ParentIsPrivateInEveryHierarchyEvenIfItExisted) {
+  ASSERT_NE(Create(*Manager(), "sb1"), nullptr);
+  // A parent left 0755 (by an earlier version, or by hand) is made private again.
+  ASSERT_EQ(::chmod((fake_.Root() / "memory/isobox").c_str(), 0755), 0);
+  auto manager = Manager();
+  ASSERT_NE(Create(*manager, "sb2"), nullptr);
+  for (const char* controller : {"memory", "pids", "cpu", "cpuacct", "freezer"}) {
+    struct stat st {};
+    std::string parent = (fake_.Root() / controller / "isobox").string();
+    ASSERT_EQ(::stat(parent.c_str(), &st), 0) << parent;
+    EXPECT_EQ(st.st_mode & 07777, 0700u) << parent;
+  }
 }
 
 TEST_F(CgroupV1Test, ZeroLimitsMeanUnlimited) {

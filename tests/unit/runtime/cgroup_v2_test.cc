@@ -61,6 +61,19 @@ TEST_F(CgroupV2Test, CreateWritesLimits) {
   EXPECT_EQ(fake_.Read("isobox/cgroup.subtree_control"), "+memory +pids +cpu");
 }
 
+TEST_F(CgroupV2Test, ParentIsPrivateEvenIfItExisted) {
+  auto manager = Manager();
+  ASSERT_NE(Create(*manager, "sb1"), nullptr);
+  struct stat st {};
+  ASSERT_EQ(::stat((fake_.Root() / "isobox").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  // A parent left 0755 (by an earlier version, or by hand) is made private again.
+  ASSERT_EQ(::chmod((fake_.Root() / "isobox").c_str(), 0755), 0);
+  ASSERT_NE(Create(*manager, "sb2"), nullptr);
+  ASSERT_EQ(::stat((fake_.Root() / "isobox").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+}
+
 TEST_F(CgroupV2Test, ZeroLimitsMeanUnlimitedButSwapStaysOff) {
   auto manager = Manager();
   auto cgroup = Create(*manager, "sb1");

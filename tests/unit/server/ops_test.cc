@@ -149,6 +149,39 @@ TEST(OpsTest, OnlyRequestsForLiveSandboxesAreAudited) {
   EXPECT_NE(text.find("isobox_http_requests_total{route=\"envd\",code=\"502\"} 1\n"),
             std::string::npos);
   EXPECT_NE(text.find("isobox_http_requests_total{route=\"interpreter\",code=\"400\"} 1\n"),
+
+TEST(OpsTest, ARelayRefusedForItsTokenIsAuditedWithoutTheToken) {
+  char pattern[] = "/tmp/isobox-ops-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  std::filesystem::path dir = pattern;
+  auto log = AuditLog::Open(dir / "audit.log");
+  ASSERT_TRUE(log) << log.error().message;
+  AuditLog* audit = log->get();
+  Ops ops(std::move(*log));
+  Caller caller{"access-token", "127.0.0.1:7"};
+  // A refused POST /execute: its own action, not "code.execute" (nothing was executed).
+  ops.OnRelay({.caller = caller,
+               .sandbox_id = "sbx1",
+               .port = kInterpreterPort,
+               .method = "POST",
+               .path = "/execute",
+               .status = 401,
+               .refused = "wrong access token"});
+  audit->Flush();
+  auto records = audit->Read({.sandbox_id = "sbx1"});
+  ASSERT_TRUE(records) << records.error().message;
+  ASSERT_EQ(records->size(), 1u);
+  const json::object& record = (*records)[0];
+  EXPECT_EQ(record.at("action").as_string(), "sandbox.unauthorized");
+  EXPECT_EQ(record.at("status").as_int64(), 401);
+  EXPECT_EQ(record.at("actor").as_string(), "access-token");
+  const json::object& details = record.at("details").as_object();
+  EXPECT_EQ(details.at("port").as_int64(), 49999);
+  EXPECT_EQ(details.at("method").as_string(), "POST");
+  EXPECT_EQ(details.at("path").as_string(), "/execute");
+  EXPECT_EQ(details.at("reason").as_string(), "wrong access token");
+  std::string text = ops.RenderMetrics({}, {});
+  EXPECT_NE(text.find("isobox_http_requests_total{route=\"interpreter\",code=\"401\"} 1\n"),
             std::string::npos);
   std::filesystem::remove_all(dir);
 }
@@ -180,6 +213,7 @@ TEST(OpsTest, FloodCountersAreExposedFromTheStart) {
     EXPECT_NE(after.find(series), std::string::npos) << series;
   }
 }
+
 
 }  // namespace
 }  // namespace isobox::server::ops

@@ -7,6 +7,7 @@
 
 #include "envd/config.h"
 #include "envd/fs_root.h"
+#include "envd/isolation.h"
 #include "envd/process.h"
 #include "envd/reaper.h"
 #include "envd/users.h"
@@ -18,7 +19,7 @@ struct Envd {
   Envd(boost::asio::io_context& io_context, Config cfg)
       : io(io_context),
         config(std::move(cfg)),
-        users(config.passwd_path, config.group_path),
+        users(config.passwd_path, config.group_path, isolation::AgentId()),
         reaper(io_context) {}
 
   boost::asio::io_context& io;

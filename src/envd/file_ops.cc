@@ -101,12 +101,9 @@ Status MakeDirs(const FsRoot& root, const std::string& dir, const User& user) {
 
 Result<UniqueFd> OpenForUpload(const FsRoot& root, const std::string& path, const User& user) {
   RETURN_IF_ERROR(MakeDirs(root, ParentOf(path), user));
-  auto fd = root.Open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-  if (!fd && fd.error().sys_errno == EISDIR) {
-    return MakeError(ErrorCode::kInvalidArgument, "path '{}' is a directory", path);
-  }
-  if (!fd) return fd;
-  if (::fchown(fd->Get(), user.uid, user.gid) < 0) return SysError("chown {}", path);
+  // A directory, a FIFO or a device at `path` is refused, never opened (fs_root.h).
+  ASSIGN_OR_RETURN(UniqueFd fd, root.OpenForWrite(path, 0666));
+  if (::fchown(fd.Get(), user.uid, user.gid) < 0) return SysError("chown {}", path);
   return fd;
 }
 

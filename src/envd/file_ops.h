@@ -20,7 +20,8 @@ namespace isobox::envd {
 Status MakeDirs(const FsRoot& root, const std::string& dir, const User& user);
 
 // Creates the parents, then opens `path` with O_TRUNC (mode 0666 & ~umask for a new
-// file) and chowns it to the user. A directory at `path` is kInvalidArgument.
+// file) and chowns it to the user. Anything but a regular file at `path` (a directory, a
+// FIFO, a device) is kInvalidArgument, and is never opened.
 Result<UniqueFd> OpenForUpload(const FsRoot& root, const std::string& path, const User& user);
 
 // rm -rf: a missing path is fine; a symlink is removed, not followed.

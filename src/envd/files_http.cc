@@ -45,8 +45,9 @@ Result<Download> OpenDownload(const Envd& envd, const Exchange& exchange) {
   ASSIGN_OR_RETURN(User user, FilesUser(envd, query));
   Download download;
   download.path = FilesPath(envd, query.path.value_or(""), user);
-  // O_NONBLOCK: opening a FIFO must not hang the loop; regular files ignore it.
-  auto fd = envd.fs_root.Open(download.path, O_RDONLY | O_NONBLOCK);
+  // A directory, a FIFO or a device is refused without being opened (fs_root.h): a FIFO
+  // would hang the loop, /dev/zero would never end.
+  auto fd = envd.fs_root.OpenRegular(download.path, O_RDONLY);
   if (!fd && fd.error().sys_errno == ENOENT) {
     return MakeError(ErrorCode::kNotFound, "path '{}' does not exist", download.path);
   }
@@ -54,12 +55,6 @@ Result<Download> OpenDownload(const Envd& envd, const Exchange& exchange) {
   download.fd = std::move(*fd);
   struct stat st {};
   if (::fstat(download.fd.Get(), &st) < 0) return SysError("stat {}", download.path);
-  if (S_ISDIR(st.st_mode)) {
-    return MakeError(ErrorCode::kInvalidArgument, "path '{}' is a directory", download.path);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return MakeError(ErrorCode::kInvalidArgument, "path '{}' is not a regular file", download.path);
-  }
   download.size = static_cast<uint64_t>(st.st_size);
   return download;
 }

@@ -10,6 +10,7 @@
 
 #include "base/sys/syscalls.h"
 #include "envd/paths.h"
+#include "envd/regular_file.h"
 
 namespace isobox::envd {
 namespace {
@@ -51,6 +52,28 @@ Result<UniqueFd> FsRoot::Open(std::string_view path, int flags, mode_t mode) con
     if (errno == EINTR) continue;
     return SysError("open {}", CleanPath(path));
   }
+}
+
+Result<UniqueFd> FsRoot::OpenRegular(std::string_view path, int flags) const {
+  ASSIGN_OR_RETURN(UniqueFd path_fd, Open(path, O_PATH));
+  return ReopenRegularFile(path_fd.Get(), flags, CleanPath(path));
+}
+
+Result<UniqueFd> FsRoot::OpenForWrite(std::string_view path, mode_t mode) const {
+  auto existing = Open(path, O_PATH);
+  if (existing) return ReopenRegularFile(existing->Get(), O_WRONLY | O_TRUNC, CleanPath(path));
+  if (existing.error().sys_errno != ENOENT) return existing;
+  // Missing: created here. SECURITY: something made at the path since the lookup above is
+  // not waited for either: O_NONBLOCK makes a FIFO's open fail (ENXIO, no reader) or
+  // return at once, and the check refuses whatever is not a regular file.
+  ASSIGN_OR_RETURN(UniqueFd fd,
+                   Open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY, mode));
+  RETURN_IF_ERROR(CheckRegularFile(fd.Get(), CleanPath(path)));
+  int flags = ::fcntl(fd.Get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.Get(), F_SETFL, flags & ~O_NONBLOCK) < 0) {
+    return SysError("fcntl {}", CleanPath(path));
+  }
+  return fd;
 }
 
 Result<std::pair<UniqueFd, std::string>> FsRoot::OpenParent(std::string_view path) const {

@@ -31,6 +31,16 @@ class FsRoot {
   // Add O_NOFOLLOW to refuse a symlink as the last component.
   Result<UniqueFd> Open(std::string_view path, int flags, mode_t mode = 0) const;
 
+  // A regular file at `path` opened with `flags` (O_RDONLY, O_RDWR), never anything else
+  // (regular_file.h): a directory, a FIFO or a device is kInvalidArgument, and its open
+  // neither blocks nor runs a driver. Symlinks are followed inside the root.
+  Result<UniqueFd> OpenRegular(std::string_view path, int flags) const;
+
+  // For writing the whole file: an existing regular file is opened with O_TRUNC, a
+  // missing one is created with `mode` (& ~umask); anything else is refused as by
+  // OpenRegular. The parent directory must exist.
+  Result<UniqueFd> OpenForWrite(std::string_view path, mode_t mode) const;
+
   // The parent directory of `path` (opened O_PATH|O_DIRECTORY inside the root) and the
   // last component, for the *at() calls that must not follow it. "/" has no parent:
   // kInvalidArgument.

@@ -36,8 +36,8 @@ constexpr uint64_t kDiskFullBytes = 8 << 20;
 // Prepared by Init before any fork; only read afterwards (also in forked children).
 struct State {
   bool enabled = false;
-  uid_t agent_uid = 0;
-  bool has_agent_uid = false;
+  bool unconfined_for_tests = false;  // no "isolation" object, accepted by a test build
+  uid_t agent_uid = kDefaultAgentId;
   std::vector<sock_filter> seccomp;
   sock_fprog seccomp_prog{};
   int cgroup_fds[kMaxCgroupFds] = {};
@@ -93,7 +93,6 @@ Status Parse(const json::object& isolation) {
     return MakeError(ErrorCode::kInvalidArgument, "config: isolation.agentUid is required");
   }
   state.agent_uid = static_cast<uid_t>(uid->get_int64());
-  state.has_agent_uid = true;
   ASSIGN_OR_RETURN(int seccomp_fd, FdField(isolation, "seccompFd"));
   RETURN_IF_ERROR(LoadSeccomp(seccomp_fd));
   const json::value* fds = isolation.if_contains("userCgroupFds");
@@ -173,6 +172,21 @@ int DropCapabilities() {
   return 0;
 }
 
+// The supplementary groups the kernel holds for this process, read back rather than
+// trusted from the list handed to setgroups. Static: no allocation after fork.
+constexpr int kMaxCheckedGroups = 4096;
+gid_t checked_groups[kMaxCheckedGroups];
+
+bool HoldsAgentId(uid_t uid, gid_t gid) {
+  if (uid == state.agent_uid || gid == state.agent_uid) return true;
+  int count = ::getgroups(kMaxCheckedGroups, checked_groups);
+  if (count < 0) return true;  // more than we can check: fail closed
+  for (int i = 0; i < count; ++i) {
+    if (checked_groups[i] == state.agent_uid) return true;
+  }
+  return false;
+}
+
 int DropCapabilitiesStandalone() {
   // Host-side tests: envd is not in a sandbox and may lack CAP_SETPCAP; dropping the
   // sets themselves never needs a privilege.
@@ -183,7 +197,9 @@ int DropCapabilitiesStandalone() {
 }
 
 int RefuseAgentIds(UserIds& ids) {
-  if (state.has_agent_uid && (ids.uid == state.agent_uid || ids.gid == state.agent_uid)) {
+  // The agent's id as uid, gid or supplementary group (read back from the kernel),
+  // whatever the sandbox's /etc/passwd and /etc/group say.
+  if (HoldsAgentId(ids.uid, ids.gid)) {
     errno = EPERM;
     return -1;
   }
@@ -205,7 +221,8 @@ int InstallUserSeccomp(UserIds&) { return sys::SeccompSetFilter(0, &state.seccom
 constexpr std::array<UserStep, 4> kUserSteps = {{
     {"refuse the agent's ids", RefuseAgentIds,
      "SECURITY: the agent's uid/gid are what keeps user code from signalling or tracing "
-     "envd; no user process may have them"},
+     "envd, or reading what only the agent's group may; no user process may hold them, as "
+     "its own ids or as a supplementary group"},
     {"join the user cgroup", JoinUserCgroup,
      "SECURITY: into the user cgroup, which carries the sandbox's memory, pids and cpu "
      "limits; everything the process forks stays there, and envd's own cgroup stays out of "
@@ -219,7 +236,7 @@ constexpr std::array<UserStep, 4> kUserSteps = {{
 
 }  // namespace
 
-Status Init(int config_fd) {
+Status Init(int config_fd, Unconfined unconfined) {
   ASSIGN_OR_RETURN(std::string text, ReadAll(config_fd, kMaxConfigBytes));
   boost::system::error_code ec;
   json::value root = json::parse(text, ec);
@@ -228,7 +245,23 @@ Status Init(int config_fd) {
   }
   const json::value* isolation = root.get_object().if_contains("isolation");
   if (isolation == nullptr || isolation->is_null()) {
-    LOG_WARN("no isolation config: user processes run without seccomp filter or cgroup");
+    // SECURITY: fail closed. Without the object user code would run without seccomp
+    // filter or cgroup; only the host-side test build accepts that, and never as PID 1
+    // (a sandbox's agent).
+    if (unconfined == Unconfined::kRefuse) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "config: 'isolation' is required: isobox-envd runs user code only in a "
+                       "sandbox set up by isoboxd");
+    }
+    if (::getpid() == 1) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "config: 'isolation' is required: isobox-envd-unconfined is a test build "
+                       "and never runs as a sandbox's agent");
+    }
+    LOG_WARN(
+        "test build without isolation config: user processes run without seccomp filter "
+        "or cgroup");
+    state.unconfined_for_tests = true;
     return Ok();
   }
   if (!isolation->is_object()) {
@@ -243,6 +276,8 @@ Status Init(int config_fd) {
 
 bool Enabled() { return state.enabled; }
 
+uid_t AgentId() { return state.agent_uid; }
+
 std::span<const UserStep> UserSandboxSteps() { return kUserSteps; }
 
 std::string_view UserSandboxStepName(uint32_t step) {
@@ -250,7 +285,14 @@ std::string_view UserSandboxStepName(uint32_t step) {
 }
 
 int EnterUserSandbox(uid_t uid, gid_t gid, uint32_t* failed_step) {
-  if (!state.enabled) return DropCapabilitiesStandalone();
+  if (!state.enabled) {
+    // SECURITY: never unconfined outside the test build (Init refuses it before).
+    if (HoldsAgentId(uid, gid) || !state.unconfined_for_tests) {
+      errno = EPERM;
+      return -1;
+    }
+    return DropCapabilitiesStandalone();
+  }
   UserIds ids{uid, gid};
   size_t failed = RunChildSteps(UserSandboxSteps(), ids);
   if (failed == kUserSteps.size()) return 0;

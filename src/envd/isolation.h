@@ -12,8 +12,17 @@
 //   oomEventsFd    read-only: v1 memory.oom_control / v2 memory.events of that cgroup
 //   pidsEventsFd   read-only: pids.events of that cgroup
 //
-// Without the object (envd run by host-side tests) only the capability drop happens.
-// With it every step is required: a process that cannot be fully confined is not started.
+// Every step is required: a process that cannot be fully confined is not started. The
+// object itself is required too: isobox-envd, the build isoboxd installs into sandboxes,
+// refuses to start at all without it, so a config that lost it (or an agent started by
+// anything but isoboxd) never runs user code unconfined. Only isobox-envd-unconfined, a
+// separate build for host-side tests (ISOBOX_ENVD_UNCONFINED_FOR_TESTS), accepts a config
+// without it, and then runs user processes with the capability drop only; it still
+// refuses when it is PID 1, i.e. when it was started as a sandbox's agent by mistake.
+//
+// Whatever the build, no user process ever holds the agent's id (agentUid, which is also
+// the agent's gid; kDefaultAgentId without the object) as its uid, its gid or a
+// supplementary group, whatever the sandbox's /etc/passwd and /etc/group say.
 #pragma once
 
 #include <sys/types.h>
@@ -31,13 +40,25 @@ struct ExitInfo;
 
 namespace isolation {
 
+// runtime/caps.h kAgentUid and kAgentGid (envd does not link runtime/).
+inline constexpr uid_t kDefaultAgentId = 65535;
+
+// What a config without the "isolation" object means: main picks it per build.
+enum class Unconfined {
+  kRefuse,         // isobox-envd: Init fails
+  kAllowForTests,  // isobox-envd-unconfined: user processes get the capability drop only
+};
+
 // Reads the "isolation" object from the config memfd (pread: the fd is left as it is) and
 // loads the seccomp program. Call once at startup, before any process is spawned.
-Status Init(int config_fd);
+Status Init(int config_fd, Unconfined unconfined);
 bool Enabled();
 
+// The id no user process may hold (see above).
+uid_t AgentId();
+
 // The user-process steps, in order, as a table (base/child_error.h): refuse the agent's
-// own uid/gid, move into the user cgroup, drop every capability (bounding, ambient,
+// id as uid, gid or supplementary group (read back from the kernel), move into the user cgroup, drop every capability (bounding, ambient,
 // effective, permitted, inheritable) and lock the securebits, install the user seccomp
 // filter. The process stays in the cgroup namespace envd has (the init's, containment
 // step "unshare cgroup ns"): envd holds no CAP_SYS_ADMIN to make it one of its own.

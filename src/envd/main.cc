@@ -28,6 +28,14 @@
 namespace isobox::envd {
 namespace {
 
+// Whether a config without the "isolation" object may run user code (isolation.h): only
+// in isobox-envd-unconfined, the build for host-side tests; never in isobox-envd.
+#ifdef ISOBOX_ENVD_UNCONFINED_FOR_TESTS
+constexpr isolation::Unconfined kUnconfined = isolation::Unconfined::kAllowForTests;
+#else
+constexpr isolation::Unconfined kUnconfined = isolation::Unconfined::kRefuse;
+#endif
+
 struct Args {
   int listen_fd = 3;
   int config_fd = 4;
@@ -92,7 +100,7 @@ int Run(int argc, char** argv) {
   }
   InitLogging("isobox-envd", args->log_level);
   // Before ReadConfigFd, which closes the fd. Fails closed (isolation.h).
-  if (auto isolated = isolation::Init(args->config_fd); !isolated) {
+  if (auto isolated = isolation::Init(args->config_fd, kUnconfined); !isolated) {
     LOG_ERROR("{}", isolated.error().message);
     return 1;
   }

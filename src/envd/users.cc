@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "base/unique_fd.h"
+#include "envd/regular_file.h"
 #include "protocol/passwd.h"
 
 namespace isobox::envd {
@@ -14,8 +16,10 @@ constexpr size_t kMaxAccountFileBytes = 4 << 20;
 }  // namespace
 
 Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return SysError("open {}", path);
+  // SECURITY: sandbox root can replace /etc/passwd and /etc/group with a FIFO or a link
+  // to a device; only a regular file is opened (regular_file.h), so a lookup never blocks
+  // envd's I/O thread nor reads /dev/zero forever.
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularFile(path, O_RDONLY));
   std::string text;
   char buffer[16 << 10];
   while (true) {
@@ -36,9 +40,20 @@ Result<User> UserDb::Lookup(std::string_view name) const {
   auto entry = protocol::FindPasswd(passwd, name);
   if (!entry) return MakeError(ErrorCode::kNotFound, "unknown user '{}'", name);
   User user{entry->name, entry->uid, entry->gid, {}, entry->home, entry->shell};
+  // SECURITY: the agent's id is never a user's, whatever the sandbox's passwd says (root
+  // of the sandbox writes it); EnterUserSandbox refuses it again in the child.
+  if (user.uid == reserved_id_ || user.gid == reserved_id_) {
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "user '{}' has {} {}, which is reserved for the sandbox's agent", name,
+                     user.uid == reserved_id_ ? "uid" : "gid", reserved_id_);
+  }
   // A missing or unreadable group file leaves only the primary group.
   auto group = ReadSmallFile(group_path_, kMaxAccountFileBytes);
   user.groups = protocol::GroupsOf(group ? *group : std::string(), user.name, user.gid);
+  // SECURITY: nor is it ever a supplementary group of theirs, whatever /etc/group lists.
+  if (std::erase(user.groups, reserved_id_) > 0) {
+    LOG_WARN("uid {}: group {} (the agent's) left out of its groups", user.uid, reserved_id_);
+  }
   if (user.home.empty()) user.home = "/";
   return user;
 }

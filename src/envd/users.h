@@ -38,10 +38,14 @@ class IdNames {
 
 class UserDb {
  public:
-  UserDb(std::string passwd_path, std::string group_path)
-      : passwd_path_(std::move(passwd_path)), group_path_(std::move(group_path)) {}
+  // `reserved_id`: the agent's uid and gid (isolation.h), which no user may have.
+  UserDb(std::string passwd_path, std::string group_path, uid_t reserved_id)
+      : passwd_path_(std::move(passwd_path)),
+        group_path_(std::move(group_path)),
+        reserved_id_(reserved_id) {}
 
-  // kNotFound when there is no such user.
+  // kNotFound when there is no such user; kPermissionDenied when its uid or primary gid is
+  // the reserved id. The reserved id is left out of its supplementary groups.
   Result<User> Lookup(std::string_view name) const;
   // A snapshot of every uid and gid name (unreadable files give numbers only).
   IdNames Names() const;
@@ -49,9 +53,11 @@ class UserDb {
  private:
   std::string passwd_path_;
   std::string group_path_;
+  uid_t reserved_id_;
 };
 
-// Reads a whole small file, failing with kResourceExhausted beyond max_bytes.
+// Reads a whole small file, failing with kResourceExhausted beyond max_bytes. Anything but
+// a regular file (a FIFO, a device) is kInvalidArgument and never opened (regular_file.h).
 Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes);
 
 }  // namespace isobox::envd

@@ -61,6 +61,9 @@ Status Format(const fs::path& image) {
   pid_t pid = ::fork();
   if (pid < 0) return SysError("fork mke2fs");
   if (pid == 0) {
+    // Its own session: a terminal's Ctrl-C to isoboxd's process group must not end it
+    // under a create that isoboxd lets finish (zygote.h).
+    (void)::setsid();
     int null_fd = ::open("/dev/null", O_RDWR);
     if (null_fd >= 0) ::dup2(null_fd, 0), ::dup2(null_fd, 1);
     for (const std::string& program : programs) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -47,6 +48,9 @@ Result<UniqueFd> CreateMappedUserns(const IdRange& range) {
   if (pid < 0) return SysError("clone3 CLONE_NEWUSER");
   if (pid == 0) {
     // Child: holds the namespace alive until the parent has opened it. Async-signal-safe.
+    // Its own session: a terminal's Ctrl-C to isoboxd's process group must not end it
+    // under a create that isoboxd lets finish (zygote.h).
+    (void)::setsid();
     ::close(write_end.Get());
     char byte;
     (void)!::read(read_end.Get(), &byte, 1);

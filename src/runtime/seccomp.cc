@@ -5,9 +5,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <array>
-#include <charconv>
 #include <algorithm>
+#include <array>
+#include <bit>
+#include <charconv>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -19,13 +20,17 @@ namespace {
 
 #include "seccomp_policy.inc"
 
-constexpr std::array<std::pair<std::string_view, int>, 5> kErrnos = {{
+constexpr std::array<std::pair<std::string_view, int>, 6> kErrnos = {{
     {"EPERM", EPERM},
     {"ENOSYS", ENOSYS},
     {"EACCES", EACCES},
     {"EINVAL", EINVAL},
     {"EOPNOTSUPP", EOPNOTSUPP},
+    {"EPROTONOSUPPORT", EPROTONOSUPPORT},
 }};
+
+// The filter's default action: a rule with this answer needs no BPF of its own.
+constexpr int kDefaultErrno = EPERM;
 
 std::vector<std::string_view> Words(std::string_view line) {
   std::vector<std::string_view> words;
@@ -70,6 +75,11 @@ Result<SeccompCondition> ParseCondition(const std::vector<std::string_view>& wor
   }
   auto value = ParseNumber(words[i + 2]);
   if (!value) return MakeError(ErrorCode::kInvalidArgument, "bad value '{}'", words[i + 2]);
+  if (condition.mask != 0 && (*value & ~condition.mask) != 0) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "value {} has bits outside mask {} (never matches)", words[i + 2],
+                     op.substr(2));
+  }
   condition.value = *value;
   return condition;
 }
@@ -101,6 +111,106 @@ Result<SeccompRule> ParseRule(std::string_view line) {
     return MakeError(ErrorCode::kInvalidArgument, "more than 6 conditions");
   }
   return rule;
+}
+
+bool SameCondition(const SeccompCondition& a, const SeccompCondition& b) {
+  return a.arg == b.arg && a.mask == b.mask && a.value == b.value;
+}
+
+// The one condition `narrow` has beyond all of `broad`'s (same syscall); nullptr when
+// `narrow` is not exactly one condition narrower.
+const SeccompCondition* ExtraCondition(const SeccompRule& broad, const SeccompRule& narrow) {
+  if (narrow.conditions.size() != broad.conditions.size() + 1 || narrow.syscall != broad.syscall) {
+    return nullptr;
+  }
+  const SeccompCondition* extra = nullptr;
+  for (const SeccompCondition& condition : narrow.conditions) {
+    if (std::any_of(broad.conditions.begin(), broad.conditions.end(),
+                    [&](const SeccompCondition& b) { return SameCondition(b, condition); })) {
+      continue;
+    }
+    if (extra != nullptr) return nullptr;
+    extra = &condition;
+  }
+  return extra;
+}
+
+// Every value of argument `arg` under `mask` but the `excluded` ones, as masked
+// comparisons: a binary trie over the mask's bits, highest first. Each comparison fixes
+// the bits above one branching point; about (bits in mask) x (excluded values) of them.
+void CoverComplement(unsigned arg, uint64_t mask, uint64_t prefix_mask, uint64_t prefix,
+                     const std::vector<uint64_t>& excluded, std::vector<SeccompCondition>& out) {
+  if (excluded.empty()) {
+    out.push_back({arg, prefix_mask == ~uint64_t{0} ? 0 : prefix_mask, prefix});
+    return;
+  }
+  uint64_t rest = mask & ~prefix_mask;
+  if (rest == 0) return;  // the prefix is one of the excluded values
+  uint64_t bit = uint64_t{1} << (63 - std::countl_zero(rest));
+  std::vector<uint64_t> zero;
+  std::vector<uint64_t> one;
+  for (uint64_t value : excluded) (value & bit ? one : zero).push_back(value);
+  CoverComplement(arg, mask, prefix_mask | bit, prefix, zero, out);
+  CoverComplement(arg, mask, prefix_mask | bit, prefix | bit, one, out);
+}
+
+// A rule with exactly one condition more than another rule of the same syscall is an
+// exception to it: where its condition holds, its action wins. libseccomp cannot layer
+// rules (a narrower rule next to a broader one with another action is refused or
+// silently dropped), so the broader rule is emitted for the complement of its
+// exceptions' values instead, and every rule whose action is the default one is left out
+// (the default answers it). The result has no two rules that match the same call.
+Result<std::vector<SeccompRule>> ResolveExceptions(const std::vector<SeccompRule>& rules) {
+  std::vector<int> broader(rules.size(), -1);
+  for (size_t i = 0; i < rules.size(); ++i) {
+    for (size_t j = 0; j < rules.size(); ++j) {
+      if (i == j || ExtraCondition(rules[j], rules[i]) == nullptr) continue;
+      if (broader[i] >= 0) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "seccomp policy line {}: an exception to both line {} and line {}",
+                         rules[i].line, rules[broader[i]].line, rules[j].line);
+      }
+      broader[i] = static_cast<int>(j);
+    }
+  }
+  std::vector<SeccompRule> out;
+  for (size_t j = 0; j < rules.size(); ++j) {
+    const SeccompRule& rule = rules[j];
+    std::vector<uint64_t> values;
+    const SeccompCondition* first = nullptr;
+    for (size_t i = 0; i < rules.size(); ++i) {
+      if (broader[i] != static_cast<int>(j)) continue;
+      const SeccompCondition* extra = ExtraCondition(rule, rules[i]);
+      if (first == nullptr) first = extra;
+      auto fail = [&](std::string_view why) {
+        return MakeError(ErrorCode::kInvalidArgument, "seccomp policy line {}: {} (line {})",
+                         rules[i].line, why, rule.line);
+      };
+      if (broader[j] >= 0) return fail("an exception to an exception");
+      if (rules[i].errno_value == rule.errno_value)
+        return fail("an exception with the same action");
+      if (extra->arg != first->arg || extra->mask != first->mask) {
+        return fail("exceptions to one rule must compare the same argument with the same mask");
+      }
+      if (std::any_of(rule.conditions.begin(), rule.conditions.end(),
+                      [&](const SeccompCondition& c) { return c.arg == extra->arg; })) {
+        return fail("an exception on an argument the rule itself compares");
+      }
+      values.push_back(extra->value);
+    }
+    if (rule.errno_value == kDefaultErrno) continue;
+    if (first == nullptr) {
+      out.push_back(rule);
+      continue;
+    }
+    std::vector<SeccompCondition> terms;
+    CoverComplement(first->arg, first->mask == 0 ? ~uint64_t{0} : first->mask, 0, 0, values, terms);
+    for (const SeccompCondition& term : terms) {
+      out.push_back(rule);
+      out.back().conditions.push_back(term);
+    }
+  }
+  return out;
 }
 
 Status AddRule(scmp_filter_ctx ctx, const SeccompRule& rule) {
@@ -169,10 +279,13 @@ Result<SeccompProgram> CompileSeccomp(const std::vector<SeccompRule>& rules,
   // always-allowed calls (0.31 ms per install here with the list, on every create's path).
   rc = ::seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
   if (rc < 0) return ErrnoError(-rc, "seccomp binary-tree attribute");
+  std::vector<SeccompRule> selected;
   for (const SeccompRule& rule : rules) {
     if (rule.agent_only && profile != SeccompProfile::kAgent) continue;
-    RETURN_IF_ERROR(AddRule(ctx, rule));
+    selected.push_back(rule);
   }
+  ASSIGN_OR_RETURN(std::vector<SeccompRule> resolved, ResolveExceptions(selected));
+  for (const SeccompRule& rule : resolved) RETURN_IF_ERROR(AddRule(ctx, rule));
   UniqueFd out(::memfd_create("isobox-seccomp", MFD_CLOEXEC));
   if (!out) return SysError("memfd_create");
   rc = ::seccomp_export_bpf(ctx, out.Get());

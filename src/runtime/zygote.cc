@@ -145,8 +145,13 @@ Result<ZygoteServer> ZygoteServer::Start(const std::filesystem::path& program) {
   long pid = sys::Clone3(&args, sizeof(args));
   if (pid < 0) return SysError("clone3 zygote server");
   if (pid == 0) {
-    // Async-signal-safe only: the server's end of the socket becomes fd 3, nothing else
-    // of isoboxd's is inherited (the report pipe closes at execve).
+    // Async-signal-safe only. A session of its own, without a terminal: the SIGINT (or
+    // SIGQUIT, SIGTSTP, SIGHUP) a terminal sends to isoboxd's foreground process group
+    // must not end the server or its zygotes while isoboxd drains its requests, nor the
+    // sandbox inits they clone (which start in the zygote's session and process group).
+    if (::setsid() < 0) ExitWithChildError(report_write.Get(), 0, errno);
+    // The server's end of the socket becomes fd 3, nothing else of isoboxd's is inherited
+    // (the report pipe closes at execve).
     int fd = theirs.Get();
     if (fd == 3 ? ::fcntl(3, F_SETFD, 0) < 0 : ::dup2(fd, 3) < 0) {
       ExitWithChildError(report_write.Get(), 0, errno);

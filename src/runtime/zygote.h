@@ -17,7 +17,9 @@
 // of its large address space costs copy-on-write faults afterwards). The server compiles
 // the agent's seccomp program once and forks a zygote per request, with CLONE_PARENT too:
 // each zygote is isoboxd's child, which reaps it and holds its pidfd. Server and zygotes
-// die with the isoboxd thread that started the server (PR_SET_PDEATHSIG).
+// die with the isoboxd thread that started the server (PR_SET_PDEATHSIG), and only then:
+// the server runs in a session of its own, so a terminal's Ctrl-C (SIGINT to isoboxd's
+// foreground process group) reaches isoboxd alone, which shuts down as it chooses.
 #pragma once
 
 #include <sys/types.h>

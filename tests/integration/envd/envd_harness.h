@@ -1,5 +1,7 @@
-// Test harness: starts isobox-envd in a temporary directory (its own passwd/group files,
-// homes for `root` and `user`) and talks HTTP/1.1 to it over the unix socket.
+// Test harness: starts isobox-envd-unconfined (the test build of isobox-envd, which runs
+// user processes without the sandbox's isolation config: isolation.h) in a temporary
+// directory (its own passwd/group files, homes for `root` and `user`) and talks HTTP/1.1
+// to it over the unix socket.
 #pragma once
 
 #include <sys/types.h>

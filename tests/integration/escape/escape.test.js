@@ -159,6 +159,19 @@ const ATTACKS = [
   // Time.
   ['clock_settime', 'EPERM'],
   ['settimeofday', 'EPERM'],
+  // Terminals (issue 17): no typing into a terminal for whoever reads it next.
+  ['tiocsti', 'EPERM'],
+  ['tiocsti_high_bits', 'EPERM'],
+  ['tioclinux', 'EPERM'],
+  ['tiocgwinsz', 'ok'],
+  // Netlink (issue 17): route and sock_diag only; no host uevents.
+  ['netlink_route', 'ok'],
+  ['netlink_sock_diag', 'ok'],
+  ['netlink_uevent', 'EPROTONOSUPPORT'],
+  ['netlink_uevent_high_bits', 'EPROTONOSUPPORT'],
+  ['netlink_audit', 'EPROTONOSUPPORT'],
+  ['netlink_generic', 'EPROTONOSUPPORT'],
+  ['netlink_connector', 'EPROTONOSUPPORT'],
 ]
 
 for (const [attack, asUser, asRoot = asUser] of ATTACKS) {
@@ -293,4 +306,64 @@ test('a killed sandbox leaves nothing on the disks of the next ones', async () =
     { headers: { 'X-API-KEY': daemon.apiKey } })).text()
   const reused = /isobox_sandbox_disks_total\{outcome="reused"\} (\d+)/.exec(metrics)
   assert.ok(reused && Number(reused[1]) >= 1, metrics)
+})
+
+// envd opens nothing at a sandbox path but a regular file (issue 17): a FIFO's open would
+// wait forever on envd's only I/O thread, a device's runs its driver. Each call answers at
+// once, and envd keeps serving.
+test('files API: FIFOs and devices are refused at once, and envd keeps serving', async () => {
+  assert.equal((await run('mkfifo /home/user/fifo')).exitCode, 0)
+  const refused = (kind) => (error) =>
+    error.name === 'InvalidArgumentError' && error.message.includes(`is not a regular file (${kind})`)
+  await assert.rejects(sandbox.files.read('/home/user/fifo'), refused('a named pipe'))
+  await assert.rejects(sandbox.files.write('/home/user/fifo', 'data'), refused('a named pipe'))
+  await assert.rejects(sandbox.files.read('/dev/zero'), refused('a character device'))
+  await assert.rejects(sandbox.files.write('/dev/null', 'data', { user: 'root' }),
+    refused('a character device'))
+  assert.equal((await run('echo served')).stdout, 'served\n')
+  assert.equal((await run('test -p /home/user/fifo && rm /home/user/fifo')).exitCode, 0)
+})
+
+test('an /etc/passwd replaced by a FIFO fails user lookups clearly and blocks nothing',
+  async () => {
+    const other = await Sandbox.create()
+    try {
+      const made = await other.commands.run('rm /etc/passwd && mkfifo -m 644 /etc/passwd',
+        { user: 'root' })
+      assert.equal(made.exitCode, 0, made.stderr)
+      const why = /path '\/etc\/passwd' is not a regular file \(a named pipe\)/
+      await assert.rejects(other.commands.run('id', { user: 'user' }), (error) => why.test(error.message))
+      await assert.rejects(other.commands.run('id', { user: 'root' }), (error) => why.test(error.message))
+      await assert.rejects(other.files.read('/etc/hostname'), (error) => why.test(error.message))
+      assert.equal(await other.isRunning(), true)  // envd's /health still answers
+    } finally {
+      await other.kill()
+    }
+  })
+
+// The agent's uid and gid (65535) are what keeps user code from signalling, tracing or
+// reading envd; sandbox root writes /etc/passwd and /etc/group, so envd never believes
+// them about that id (issue 17).
+test('the agent\'s id is never a user process\'s group or id, whatever /etc says', async () => {
+  const other = await Sandbox.create()
+  try {
+    const made = await other.commands.run([
+      'echo "agentgrp:x:65535:user,root" >> /etc/group',
+      'echo "eve:x:1001:65535::/tmp:/bin/sh" >> /etc/passwd',
+      'echo "mallory:x:65535:1000::/tmp:/bin/sh" >> /etc/passwd',
+    ].join(' && '), { user: 'root' })
+    assert.equal(made.exitCode, 0, made.stderr)
+    for (const user of ['user', 'root']) {
+      const groups = (await other.commands.run('id -G', { user })).stdout.trim().split(' ')
+      assert.ok(groups.length > 0 && !groups.includes('65535'), `${user}: ${groups}`)
+      const status = (await other.commands.run('grep ^Groups: /proc/self/status', { user })).stdout
+      assert.ok(!/\b65535\b/.test(status), status)
+    }
+    for (const [user, id] of [['eve', 'gid'], ['mallory', 'uid']]) {
+      await assert.rejects(other.commands.run('id', { user }), (error) =>
+        error.message.includes(`user '${user}' has ${id} 65535, which is reserved for the sandbox's agent`))
+    }
+  } finally {
+    await other.kill()
+  }
 })

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/keyctl.h>
+#include <linux/netlink.h>
 #include <linux/perf_event.h>
 #include <linux/reboot.h>
 #include <linux/userfaultfd.h>
@@ -17,6 +18,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -140,6 +142,31 @@ std::string Ia32Getpid() {
 #else
   return "n/a";
 #endif
+}
+
+// A terminal of its own: a new pty, made the controlling terminal of a new session (the
+// attack runs in a forked child, never a process group leader). TIOCSTI acts on the
+// caller's own terminal without any capability, so only seccomp stands in the way.
+int OwnTerminal() {
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) return -1;
+  const char* name = ptsname(master);
+  if (name == nullptr || setsid() < 0) return -1;
+  return open(name, O_RDWR | O_CLOEXEC);  // no O_NOCTTY: becomes the controlling terminal
+}
+
+// ioctl(request) on its own terminal; `request` as the raw 64-bit syscall argument.
+std::string TerminalIoctl(uint64_t request, char arg) {
+  int tty = OwnTerminal();
+  if (tty < 0) return "setup-" + Errno(-1);
+  return Sys(syscall(SYS_ioctl, tty, request, &arg));
+}
+
+std::string NetlinkSocket(uint64_t protocol) {
+  long fd = syscall(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, protocol);
+  std::string out = Sys(fd);
+  if (fd >= 0) close(static_cast<int>(fd));
+  return out;
 }
 
 std::map<std::string, Attack> Attacks() {
@@ -283,6 +310,23 @@ std::map<std::string, Attack> Attacks() {
          gettimeofday(&now, nullptr);
          return Errno(settimeofday(&now, nullptr));
        }},
+      // Terminals: typing into one's own terminal for whoever reads it next (TIOCSTI), and
+      // the console's selection paste (TIOCLINUX subcode 3). The kernel reads the request
+      // from the low 32 bits only: garbage above must not get past the filter.
+      {"tiocsti", [] { return TerminalIoctl(TIOCSTI, '#'); }},
+      {"tiocsti_high_bits", [] { return TerminalIoctl(0xffffffff00000000 | TIOCSTI, '#'); }},
+      {"tioclinux", [] { return TerminalIoctl(TIOCLINUX, 3); }},
+      {"tiocgwinsz", [] { return TerminalIoctl(TIOCGWINSZ, 0); }},  // other ioctls work
+      // Netlink: only route (getifaddrs, ip) and sock_diag (ss); the rest, host uevents
+      // first, is refused as the kernel refuses a protocol it lacks.
+      {"netlink_route", [] { return NetlinkSocket(NETLINK_ROUTE); }},
+      {"netlink_sock_diag", [] { return NetlinkSocket(NETLINK_SOCK_DIAG); }},
+      {"netlink_uevent", [] { return NetlinkSocket(NETLINK_KOBJECT_UEVENT); }},
+      {"netlink_uevent_high_bits",
+       [] { return NetlinkSocket(0xffffffff00000000 | NETLINK_KOBJECT_UEVENT); }},
+      {"netlink_audit", [] { return NetlinkSocket(NETLINK_AUDIT); }},
+      {"netlink_generic", [] { return NetlinkSocket(NETLINK_GENERIC); }},
+      {"netlink_connector", [] { return NetlinkSocket(NETLINK_CONNECTOR); }},
   };
 }
 

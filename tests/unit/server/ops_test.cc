@@ -149,6 +149,37 @@ TEST(OpsTest, OnlyRequestsForLiveSandboxesAreAudited) {
   EXPECT_NE(text.find("isobox_http_requests_total{route=\"envd\",code=\"502\"} 1\n"),
             std::string::npos);
   EXPECT_NE(text.find("isobox_http_requests_total{route=\"interpreter\",code=\"400\"} 1\n"),
+            std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(OpsTest, FloodCountersAreExposedFromTheStart) {
+  Ops ops(nullptr);
+  std::string before = ops.RenderMetrics({}, {});
+  for (std::string_view series :
+       {"isobox_http_connections 0\n",
+        "isobox_http_connections_refused_total{reason=\"global\"} 0\n",
+        "isobox_http_connections_refused_total{reason=\"per_client\"} 0\n",
+        "isobox_http_header_timeouts_total 0\n", "isobox_relay_timeouts_total 0\n",
+        "isobox_audit_dropped_records_total 0\n", "isobox_audit_dropped_records 0\n"}) {
+    EXPECT_NE(before.find(series), std::string::npos) << series;
+  }
+  ops.OnConnectionCount(1);
+  ops.OnConnectionCount(1);
+  ops.OnConnectionCount(-1);
+  ops.OnConnectionRefused("per_client");
+  ops.OnAcceptError("EMFILE");
+  ops.OnHeaderTimeout();
+  ops.OnRelayTimeout();
+  std::string after = ops.RenderMetrics({}, {});
+  for (std::string_view series :
+       {"isobox_http_connections 1\n",
+        "isobox_http_connections_refused_total{reason=\"per_client\"} 1\n",
+        "isobox_http_accept_errors_total{error=\"EMFILE\"} 1\n",
+        "isobox_http_header_timeouts_total 1\n", "isobox_relay_timeouts_total 1\n"}) {
+    EXPECT_NE(after.find(series), std::string::npos) << series;
+  }
+}
 
 TEST(OpsTest, ARelayRefusedForItsTokenIsAuditedWithoutTheToken) {
   char pattern[] = "/tmp/isobox-ops-test-XXXXXX";
@@ -185,35 +216,6 @@ TEST(OpsTest, ARelayRefusedForItsTokenIsAuditedWithoutTheToken) {
             std::string::npos);
   std::filesystem::remove_all(dir);
 }
-
-TEST(OpsTest, FloodCountersAreExposedFromTheStart) {
-  Ops ops(nullptr);
-  std::string before = ops.RenderMetrics({}, {});
-  for (std::string_view series :
-       {"isobox_http_connections 0\n",
-        "isobox_http_connections_refused_total{reason=\"global\"} 0\n",
-        "isobox_http_connections_refused_total{reason=\"per_client\"} 0\n",
-        "isobox_http_header_timeouts_total 0\n", "isobox_relay_timeouts_total 0\n",
-        "isobox_audit_dropped_records_total 0\n", "isobox_audit_dropped_records 0\n"}) {
-    EXPECT_NE(before.find(series), std::string::npos) << series;
-  }
-  ops.OnConnectionCount(1);
-  ops.OnConnectionCount(1);
-  ops.OnConnectionCount(-1);
-  ops.OnConnectionRefused("per_client");
-  ops.OnAcceptError("EMFILE");
-  ops.OnHeaderTimeout();
-  ops.OnRelayTimeout();
-  std::string after = ops.RenderMetrics({}, {});
-  for (std::string_view series :
-       {"isobox_http_connections 1\n",
-        "isobox_http_connections_refused_total{reason=\"per_client\"} 1\n",
-        "isobox_http_accept_errors_total{error=\"EMFILE\"} 1\n",
-        "isobox_http_header_timeouts_total 1\n", "isobox_relay_timeouts_total 1\n"}) {
-    EXPECT_NE(after.find(series), std::string::npos) << series;
-  }
-}
-
 
 }  // namespace
 }  // namespace isobox::server::ops

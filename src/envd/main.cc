@@ -24,6 +24,8 @@
 #include "envd/interpreter_supervisor.h"
 #include "envd/isolation.h"
 #include "envd/server.h"
+#include "envd/sudo_broker.h"
+#include "protocol/sudo_wire.h"
 
 namespace isobox::envd {
 namespace {
@@ -120,6 +122,14 @@ int Run(int argc, char** argv) {
         envd, UniqueFd(envd.config.interpreter_fd), InterpreterOptions{});
     interpreter->Start();
   }
+  // Only in a sandbox: its abstract socket is then in the sandbox's own network namespace.
+  SudoBroker sudo(envd);
+  if (isolation::Enabled()) {
+    if (auto status = sudo.Start(protocol::kSudoSocketName); !status) {
+      LOG_ERROR("{}", status.error().message);
+      return 1;
+    }
+  }
   Server server(envd);
   if (auto status = server.Start(UniqueFd(args->listen_fd)); !status) {
     LOG_ERROR("{}", status.error().message);
@@ -130,6 +140,7 @@ int Run(int argc, char** argv) {
     if (ec) return;
     LOG_INFO("signal {}: stopping", sig);
     server.Stop();
+    sudo.Stop();
     if (interpreter) interpreter->Stop();
     envd.processes.KillAll();
     io.stop();

@@ -135,7 +135,15 @@ int Run(int argc, char** argv) {
     LOG_ERROR("{}", status.error().message);
     return 1;
   }
-  boost::asio::signal_set stop(io, SIGTERM, SIGINT);
+  // SECURITY: in a sandbox envd is PID 1 of its pid namespace, and the kernel delivers to
+  // it only the signals it handles, whoever sends them: without a SIGTERM/SIGINT handler
+  // nothing in the sandbox can stop it, not even sandbox root with CAP_KILL. isoboxd ends
+  // sandboxes from outside (cgroup kill). Host-side tests stop envd with SIGTERM.
+  boost::asio::signal_set stop(io);
+  if (!isolation::Enabled()) {
+    stop.add(SIGTERM);
+    stop.add(SIGINT);
+  }
   stop.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     LOG_INFO("signal {}: stopping", sig);

@@ -38,6 +38,8 @@ struct State {
   bool enabled = false;
   bool unconfined_for_tests = false;  // no "isolation" object, accepted by a test build
   uid_t agent_uid = kDefaultAgentId;
+  uint64_t agent_caps = 0;  // what envd itself uses (its effective set)
+  uint64_t root_caps = 0;   // what commands run as uid 0 hold (runtime/caps.h kRootCaps)
   std::vector<sock_filter> seccomp;
   sock_fprog seccomp_prog{};
   int cgroup_fds[kMaxCgroupFds] = {};
@@ -93,6 +95,14 @@ Status Parse(const json::object& isolation) {
     return MakeError(ErrorCode::kInvalidArgument, "config: isolation.agentUid is required");
   }
   state.agent_uid = static_cast<uid_t>(uid->get_int64());
+  for (auto [key, target] :
+       {std::pair{"agentCaps", &state.agent_caps}, std::pair{"rootCaps", &state.root_caps}}) {
+    const json::value* caps = isolation.if_contains(key);
+    if (caps == nullptr || !caps->is_number() || caps->to_number<uint64_t>() >> 41 != 0) {
+      return MakeError(ErrorCode::kInvalidArgument, "config: isolation.{} must be a cap mask", key);
+    }
+    *target = caps->to_number<uint64_t>();
+  }
   ASSIGN_OR_RETURN(int seccomp_fd, FdField(isolation, "seccompFd"));
   RETURN_IF_ERROR(LoadSeccomp(seccomp_fd));
   const json::value* fds = isolation.if_contains("userCgroupFds");
@@ -141,30 +151,66 @@ bool DiskFull() {
 
 // Everything below runs in the forked child: async-signal-safe code only.
 
-int DropCapabilities() {
-  // SECURITY: user code holds no capability at all, whatever uid it runs as (sandbox root
-  // included): first the bounding set (nothing can come back through execve), then the
-  // securebits (no ambient raise, uid 0 not special), then the sets themselves.
+// Reads the capability sets into `sets` (effective, permitted, inheritable).
+int ReadCaps(uint64_t sets[3]) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (sys::Capget(&header, data) < 0) return -1;
+  sets[0] = data[0].effective | (uint64_t{data[1].effective} << 32);
+  sets[1] = data[0].permitted | (uint64_t{data[1].permitted} << 32);
+  sets[2] = data[0].inheritable | (uint64_t{data[1].inheritable} << 32);
+  return 0;
+}
+
+int WriteCaps(uint64_t caps) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  for (auto& d : data) {
+    d.effective = d.permitted = d.inheritable = static_cast<uint32_t>(caps);
+    caps >>= 32;
+  }
+  return sys::Capset(&header, data);
+}
+
+int DropCapabilities(uid_t uid) {
+  // SECURITY: a command holds no capability at all, unless it runs as sandbox root (uid
+  // 0), which holds root's set (runtime/caps.h kRootCaps) inside the sandbox's user
+  // namespace. First the bounding set (nothing else can ever come back), then the sets,
+  // root's also as ambient capabilities (NOROOT makes uid 0 plain at execve, so ambient is
+  // how they survive it), then the securebits: no further ambient raise, and setuid fixup
+  // on, so that a root command that gives up uid 0 (su, setuid) loses them all.
+  const uint64_t keep = uid == 0 ? state.root_caps : 0;
   for (int cap = 0; cap < 64; ++cap) {
+    if ((keep >> cap) & 1) continue;
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
       if (errno == EINVAL) break;  // past this kernel's last capability
       return -1;
     }
   }
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) return -1;
+  // Needs CAP_SETPCAP, which the child still has from envd (and root keeps).
   int bits = ::prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
   if (bits < 0) return -1;
-  bits |= SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
-          SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED | SECBIT_KEEP_CAPS_LOCKED;
-  bits &= ~SECBIT_KEEP_CAPS;
+  bits |= SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED |
+          SECBIT_KEEP_CAPS_LOCKED;
+  bits &= ~(SECBIT_KEEP_CAPS | SECBIT_NO_SETUID_FIXUP);
+  if (keep == 0) bits |= SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
   if (::prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) return -1;
-  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) return -1;
-  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};
-  if (sys::Capset(&header, data) < 0) return -1;
-  // Verify: a kernel that silently kept anything fails the spawn.
-  if (sys::Capget(&header, data) < 0) return -1;
-  for (const auto& d : data) {
-    if (d.effective != 0 || d.permitted != 0 || d.inheritable != 0) {
+  if (WriteCaps(keep) < 0) return -1;
+  for (int cap = 0; cap < 64; ++cap) {
+    if (((keep >> cap) & 1) && ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) {
+      return -1;
+    }
+  }
+  if (keep != 0) {
+    bits |= SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    if (::prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) return -1;
+  }
+  // Verify: a kernel that silently kept anything else fails the spawn.
+  uint64_t sets[3];
+  if (ReadCaps(sets) < 0) return -1;
+  for (uint64_t set : sets) {
+    if (set != keep) {
       errno = EPERM;
       return -1;
     }
@@ -227,9 +273,10 @@ constexpr std::array<UserStep, 4> kUserSteps = {{
      "SECURITY: into the user cgroup, which carries the sandbox's memory, pids and cpu "
      "limits; everything the process forks stays there, and envd's own cgroup stays out of "
      "its reach"},
-    {"drop capabilities", [](UserIds&) { return DropCapabilities(); },
-     "SECURITY: no capability at all, whatever the uid (sandbox root included): bounding, "
-     "ambient, effective, permitted and inheritable sets empty, securebits locked, verified"},
+    {"set capabilities", [](UserIds& ids) { return DropCapabilities(ids.uid); },
+     "SECURITY: no capability at all for every uid but sandbox root, which holds root's "
+     "set inside its user namespace (runtime/caps.h kRootCaps, also ambient); bounding set "
+     "the same, securebits locked (NOROOT, setuid fixup on, no ambient raise), verified"},
     {"seccomp", InstallUserSeccomp,
      "SECURITY: the user seccomp filter, stacked on the agent's (inherited); both apply"},
 }};
@@ -268,6 +315,18 @@ Status Init(int config_fd, Unconfined unconfined) {
     return MakeError(ErrorCode::kInvalidArgument, "config: 'isolation' must be an object");
   }
   RETURN_IF_ERROR(Parse(isolation->get_object()));
+  // envd holds root's capabilities only to hand them to root's commands: its effective set
+  // is its own (runtime/caps.h kAgentCaps).
+  uint64_t sets[3];
+  if (ReadCaps(sets) < 0) return SysError("capget");
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  for (int i = 0; i < 2; ++i) {
+    data[i].effective = static_cast<uint32_t>((state.agent_caps & sets[1]) >> (32 * i));
+    data[i].permitted = static_cast<uint32_t>(sets[1] >> (32 * i));
+    data[i].inheritable = static_cast<uint32_t>(sets[2] >> (32 * i));
+  }
+  if (sys::Capset(&header, data) < 0) return SysError("capset");
   state.enabled = true;
   LOG_INFO("isolation: seccomp {} instructions, {} cgroup fds", state.seccomp.size(),
            state.cgroup_fd_count);
@@ -307,7 +366,8 @@ Counters ReadCounters() {
 
 std::string_view TerminationReason(const ExitInfo& exit, const EndMarks& marks) {
   bool failed = !exit.exited || exit.code != 0;
-  bool killed = (!exit.exited && exit.signal == SIGKILL) || (exit.exited && exit.code == 128 + SIGKILL);
+  bool killed =
+      (!exit.exited && exit.signal == SIGKILL) || (exit.exited && exit.code == 128 + SIGKILL);
   if (marks.timed_out) return "timeout";
   if (marks.signaled_by_user && !exit.exited) return "killed_by_user";
   if (state.enabled && failed) {

@@ -24,6 +24,8 @@
 #include "envd/interpreter_supervisor.h"
 #include "envd/isolation.h"
 #include "envd/server.h"
+#include "envd/sudo_broker.h"
+#include "protocol/sudo_wire.h"
 
 namespace isobox::envd {
 namespace {
@@ -130,16 +132,33 @@ int Run(int argc, char** argv) {
         envd, UniqueFd(envd.config.interpreter_fd), std::move(options));
     interpreter->Start();
   }
+  // Only in a sandbox: its abstract socket is then in the sandbox's own network namespace.
+  SudoBroker sudo(envd);
+  if (isolation::Enabled()) {
+    if (auto status = sudo.Start(protocol::kSudoSocketName); !status) {
+      LOG_ERROR("{}", status.error().message);
+      return 1;
+    }
+  }
   Server server(envd);
   if (auto status = server.Start(UniqueFd(args->listen_fd)); !status) {
     LOG_ERROR("{}", status.error().message);
     return 1;
   }
-  boost::asio::signal_set stop(io, SIGTERM, SIGINT);
+  // SECURITY: in a sandbox envd is PID 1 of its pid namespace, and the kernel delivers to
+  // it only the signals it handles, whoever sends them: without a SIGTERM/SIGINT handler
+  // nothing in the sandbox can stop it, not even sandbox root with CAP_KILL. isoboxd ends
+  // sandboxes from outside (cgroup kill). Host-side tests stop envd with SIGTERM.
+  boost::asio::signal_set stop(io);
+  if (!isolation::Enabled()) {
+    stop.add(SIGTERM);
+    stop.add(SIGINT);
+  }
   stop.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     LOG_INFO("signal {}: stopping", sig);
     server.Stop();
+    sudo.Stop();
     if (interpreter) interpreter->Stop();
     envd.processes.KillAll();
     io.stop();

@@ -24,14 +24,16 @@ namespace {
 
 constexpr std::string_view kDefaultPath =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-// PATH, HOME, USER, LOGNAME, SHELL of the user, then the sandbox-wide variables, then the
-// command's own; a later value replaces an earlier one.
+// PATH, HOME, USER, LOGNAME, SHELL of the user, LANG=C.UTF-8 (glibc's built-in UTF-8
+// locale: no locale data needed), then the sandbox-wide variables, then the command's own;
+// a later value replaces an earlier one.
 std::vector<std::pair<std::string, std::string>> BuildEnv(const Envd& envd, const User& user,
                                                           const ProcessConfig& config) {
   std::vector<std::pair<std::string, std::string>> env = {{"PATH", std::string(kDefaultPath)},
                                                           {"HOME", user.home},
                                                           {"USER", user.name},
-                                                          {"LOGNAME", user.name}};
+                                                          {"LOGNAME", user.name},
+                                                          {"LANG", "C.UTF-8"}};
   if (!user.shell.empty()) env.emplace_back("SHELL", user.shell);
   auto set = [&env](const std::string& key, const std::string& value) {
     for (auto& entry : env) {

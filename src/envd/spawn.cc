@@ -175,6 +175,29 @@ Result<SpawnedProcess> SpawnPty(const SpawnRequest& request) {
   return spawned;
 }
 
+// The sudo broker's processes: the caller's own stdio fds, nothing for envd to read.
+Result<SpawnedProcess> SpawnInherited(const SpawnRequest& request) {
+  ASSIGN_OR_RETURN(Pipe report, MakePipe());
+  std::vector<char*> argv = CStrings(request.argv);
+  std::vector<char*> envp = CStrings(request.env);
+  const std::array<int, 3>& fds = request.inherit_stdio;
+  sigset_t all, old;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, &old);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ChildMain(request, fds[0], fds[1], fds[2], report.write.Get(), argv.data(), envp.data());
+  }
+  int fork_errno = errno;
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return ErrnoError(fork_errno, "fork");
+  report.write.Reset();
+  RETURN_IF_ERROR(AwaitExec(pid, std::move(report.read), request));
+  SpawnedProcess spawned;
+  spawned.pid = pid;
+  return spawned;
+}
+
 }  // namespace
 
 Status ResizePty(int master_fd, unsigned short cols, unsigned short rows) {
@@ -187,6 +210,7 @@ Status ResizePty(int master_fd, unsigned short cols, unsigned short rows) {
 
 Result<SpawnedProcess> Spawn(const SpawnRequest& request) {
   if (request.pty) return SpawnPty(request);
+  if (request.inherit_stdio[0] >= 0) return SpawnInherited(request);
   UniqueFd devnull;
   Pipe in;
   if (request.stdin_pipe) {

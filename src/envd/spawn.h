@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +29,9 @@ struct SpawnRequest {
   bool pty = false;
   unsigned short cols = 80;
   unsigned short rows = 24;
+  // Neither pipes nor a pty: these fds (another process's stdin, stdout and stderr, from
+  // the sudo broker) become the process's 0, 1 and 2. The caller keeps ownership.
+  std::array<int, 3> inherit_stdio{-1, -1, -1};
 };
 
 struct SpawnedProcess {

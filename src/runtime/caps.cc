@@ -41,29 +41,33 @@ int BecomeAgent() {
   // capabilities the agent does not need (SYS_MODULE, NET_RAW, MKNOD, SYS_PTRACE, ...)
   // leave it here. The loop ends at the first number this kernel does not know (EINVAL).
   for (int cap = 0; cap < 64; ++cap) {
-    if ((kAgentCaps >> cap) & 1) continue;
+    if ((kAgentHeldCaps >> cap) & 1) continue;
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
       if (errno == EINVAL) break;
       return -1;
     }
   }
   // SECURITY: uid changes keep the capability sets exactly as they are (NO_SETUID_FIXUP):
-  // the agent keeps its capabilities as kAgentUid, and envd's user processes drop theirs
-  // explicitly. uid 0 is not special at execve (NOROOT): a user process running as sandbox
-  // root gains nothing by exec. Both locked for every descendant.
-  if (::prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
-                                     SECBIT_NOROOT | SECBIT_NOROOT_LOCKED,
-              0, 0, 0) < 0) {
+  // the agent keeps its capabilities as kAgentUid. Not locked: envd's user processes turn
+  // it off (isolation.cc), so that a root command that gives up uid 0 (su, setuid) loses
+  // its capabilities as on any Linux. uid 0 is not special at execve (NOROOT, locked for
+  // every descendant): root's commands hold exactly what envd gives them as ambient
+  // capabilities, and setuid-root files grant nothing.
+  if (::prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP | SECBIT_NOROOT | SECBIT_NOROOT_LOCKED, 0,
+              0, 0) < 0) {
     return -1;
   }
-  CapSets caps{kAgentCaps, kAgentCaps, kAgentCaps};
+  // Permitted and inheritable hold root's set too (envd cannot give what it lacks); the
+  // effective set is the agent's own.
+  CapSets caps{kAgentCaps, kAgentHeldCaps, kAgentHeldCaps};
   if (SetCaps(caps) < 0) return -1;
   if (::setgroups(0, nullptr) < 0) return -1;
   if (::setresgid(kAgentGid, kAgentGid, kAgentGid) < 0) return -1;
   if (::setresuid(kAgentUid, kAgentUid, kAgentUid) < 0) return -1;
   // Ambient: the only way a non-root uid keeps capabilities across execve of a plain file.
   for (int cap = 0; cap < 64; ++cap) {
-    if (((kAgentCaps >> cap) & 1) && ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) {
+    if (((kAgentHeldCaps >> cap) & 1) &&
+        ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) {
       return -1;
     }
   }

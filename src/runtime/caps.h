@@ -36,6 +36,32 @@ inline constexpr uint64_t kAgentCaps =
     (1ull << CAP_FOWNER) | (1ull << CAP_FSETID) | (1ull << CAP_KILL) | (1ull << CAP_SETGID) |
     (1ull << CAP_SETUID) | (1ull << CAP_SETPCAP);
 
+// What a command run as sandbox root holds, inside the sandbox's user namespace only: the
+// default set of rootless OCI runtimes (podman, crun), so that root administers its own
+// sandbox (chown, writes anywhere in its tree, su, kill of its processes, binding port 80,
+// chroot, file capabilities) as root of its own machine would. MKNOD is left out: device
+// nodes are refused in a user namespace anyway and /dev is read-only. Never SYS_ADMIN,
+// NET_ADMIN, SYS_PTRACE, SYS_MODULE, SYS_RAWIO, SYS_TIME, SYS_BOOT, DAC_READ_SEARCH, MAC_*,
+// SYSLOG, PERFMON, BPF, CHECKPOINT_RESTORE, SYS_RESOURCE (docs/security.md, "Root").
+//
+// SECURITY: none of these reaches beyond the sandbox: they act on objects owned by the
+// sandbox's user namespace (its uids, its files on its own writable layer, its
+// processes); the host's files are not in its mount namespace, ids outside its range are
+// unmapped (EINVAL), the shared layers are read-only mounts (changes copy up into the
+// sandbox's own layer), its network namespace belongs to host root, and envd, PID 1 of its
+// pid namespace, has no handler for any signal but SIGCHLD, so even CAP_KILL cannot end
+// it. The agent keeps DAC_READ_SEARCH, which root lacks: ptrace-mode checks of /proc/1
+// (environ, mem, fd) fail for root because envd's capabilities are not a subset of its.
+inline constexpr uint64_t kRootCaps =
+    (1ull << CAP_CHOWN) | (1ull << CAP_DAC_OVERRIDE) | (1ull << CAP_FOWNER) | (1ull << CAP_FSETID) |
+    (1ull << CAP_KILL) | (1ull << CAP_SETGID) | (1ull << CAP_SETUID) | (1ull << CAP_SETPCAP) |
+    (1ull << CAP_NET_BIND_SERVICE) | (1ull << CAP_SYS_CHROOT) | (1ull << CAP_SETFCAP) |
+    (1ull << CAP_AUDIT_WRITE);
+
+// The agent's permitted, inheritable and bounding sets: its own and root's, which it can
+// only give to root's commands if it holds them.
+inline constexpr uint64_t kAgentHeldCaps = kAgentCaps | kRootCaps;
+
 // Drops every capability outside kAgentCaps from the bounding set, locks the securebits
 // so that uid changes never grant or silently drop capabilities (NO_SETUID_FIXUP, NOROOT,
 // both locked), switches to kAgentUid/kAgentGid with no supplementary groups, and puts

@@ -11,7 +11,7 @@ namespace {
 // The containment sequence, in order. A reviewer reads the order here; the functions are
 // in containment_steps.cc; docs/security.md lists this table. Each entry's reason is the
 // invariant it holds (the // SECURITY: of the step) or what it is there for.
-constexpr std::array<ContainmentStep, 23> kSteps = {{
+constexpr std::array<ContainmentStep, 26> kSteps = {{
     {"new session", steps::NewSession,
      "SECURITY: the init leads a session of its own without a controlling terminal: a "
      "terminal's signals to isoboxd's process group never reach the sandbox, /dev/tty "
@@ -22,6 +22,8 @@ constexpr std::array<ContainmentStep, 23> kSteps = {{
      "SECURITY: no mount propagates between host and sandbox, either way"},
     {"open mountpoint", steps::OpenMountpoint,
      "while still host uid 0: the state directory is 0700 root on the host"},
+    {"open limits view", steps::OpenLimitsView,
+     "while still host uid 0: the sandbox's limits as files (limits_view.h), if there are"},
     {"become sandbox root", steps::BecomeSandboxRoot,
      "SECURITY: uid/gid 0 inside, an unprivileged host uid (the range's base) outside"},
     {"attach root", steps::AttachRoot,
@@ -39,6 +41,12 @@ constexpr std::array<ContainmentStep, 23> kSteps = {{
      "SECURITY: /dev/null over kcore, keys, kallsyms, sysrq-trigger...; /proc/sys, bus, fs, "
      "irq... read-only"},
     {"mount /tmp", steps::MountTmp, "a private tmpfs, charged to the sandbox's memory"},
+    {"show limits", steps::ShowLimits,
+     "SECURITY: read-only binds of host-root-owned files over /proc/meminfo and "
+     "/proc/cpuinfo, and as /sys (cgroup files, cpu online): programs size themselves by "
+     "the sandbox's limits; nothing else of /sys"},
+    {"pin cpus", steps::PinCpus,
+     "sched_setaffinity to cpu_count cpus, so nproc and sched_getaffinity say cpu_count"},
     {"pivot_root", steps::PivotRoot, "SECURITY: the overlay becomes the root"},
     {"detach old root", steps::DetachOldRoot,
      "SECURITY: the host's filesystem is unreachable from here on"},

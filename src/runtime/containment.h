@@ -58,6 +58,7 @@ struct ContainmentPlan {
 struct ContainmentContext {
   const ContainmentPlan& plan;
   int mountpoint_fd = -1;  // "open mountpoint" opens it, "attach root" attaches there
+  int view_fd = -1;        // the state directory's limits view (limits_view.h), or -1
   int error_fd = -1;       // plan.error_fd until "set up fds" moves it above the agent's fds
 };
 using ContainmentStep = ChildStep<ContainmentContext>;

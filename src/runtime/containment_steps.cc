@@ -90,6 +90,21 @@ int OpenMountpoint(ContainmentContext& context) {
   return context.mountpoint_fd;
 }
 
+int OpenLimitsView(ContainmentContext& context) {
+  // "<state>/rootfs/../view", opened as host uid 0 too; absent for host-side tests.
+  static char path[4096];
+  size_t length = std::strlen(context.plan.mountpoint);
+  if (length + sizeof "/../view" > sizeof path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  std::memcpy(path, context.plan.mountpoint, length);
+  std::memcpy(path + length, "/../view", sizeof "/../view");
+  context.view_fd = ::open(path, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (context.view_fd < 0 && errno == ENOENT) return 0;
+  return context.view_fd;
+}
+
 int BecomeSandboxRoot(ContainmentContext&) {
   // The parent wrote uid_map/gid_map; switch from the (unmapped) host root we were
   // cloned as to sandbox root, i.e. host uid `host_base`, keeping namespace capabilities.
@@ -206,6 +221,49 @@ int UnshareCgroupNs(ContainmentContext&) {
   // to the init's group, and the host's cgroup paths stay hidden. User processes inherit
   // this namespace (envd has no CAP_SYS_ADMIN to make them one of their own).
   return ::unshare(CLONE_NEWCGROUP);
+}
+
+namespace {
+
+// A read-only bind of `name` under the view directory over `target` (a file or directory
+// of the new root), as a detached clone moved into place.
+int BindFromView(int view_fd, const char* name, const char* target) {
+  int tree = ::open_tree(view_fd, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (tree < 0) return -1;
+  struct mount_attr attr {};
+  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+  int rc = ::mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr);
+  if (rc == 0) rc = ::move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
+  int saved = errno;
+  ::close(tree);
+  errno = saved;
+  return rc;
+}
+
+}  // namespace
+
+int ShowLimits(ContainmentContext& context) {
+  // SECURITY: host-root-owned files, bound read-only (limits_view.h).
+  if (context.view_fd < 0) return 0;
+  if (BindFromView(context.view_fd, "meminfo", "proc/meminfo") < 0) return -1;
+  if (BindFromView(context.view_fd, "cpuinfo", "proc/cpuinfo") < 0) return -1;
+  // Only what the view holds: /sys/fs/cgroup and /sys/devices/system/cpu, no more of /sys.
+  if (::mkdir("sys", 0555) < 0 && errno != EEXIST) return -1;
+  return BindFromView(context.view_fd, "sys", "sys");
+}
+
+int PinCpus(ContainmentContext& context) {
+  if (context.view_fd < 0) return 0;
+  int fd = ::openat(context.view_fd, "affinity", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  cpu_set_t set;
+  ssize_t n = ::read(fd, &set, sizeof set);
+  ::close(fd);
+  if (n != static_cast<ssize_t>(sizeof set)) {
+    errno = EIO;
+    return -1;
+  }
+  return ::sched_setaffinity(0, sizeof set, &set);
 }
 
 int SetRlimits(ContainmentContext& context) {

@@ -7,31 +7,19 @@
 
 #include <array>
 #include <fstream>
+#include <sstream>
 #include <string_view>
 
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "runtime/accounts.h"
+#include "runtime/dpkg_db.h"
 #include "runtime/etc_allowlist.h"
 
 namespace isobox::runtime {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr std::string_view kPasswd =
-    "root:x:0:0:root:/root:/bin/bash\n"
-    "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
-    "bin:x:2:2:bin:/bin:/usr/sbin/nologin\n"
-    "sys:x:3:3:sys:/dev:/usr/sbin/nologin\n"
-    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-    "user:x:1000:1000::/home/user:/bin/bash\n";
-
-constexpr std::string_view kGroup =
-    "root:x:0:\ndaemon:x:1:\nbin:x:2:\nsys:x:3:\nadm:x:4:\ntty:x:5:\ndisk:x:6:\n"
-    "users:x:100:user\nnogroup:x:65534:\nuser:x:1000:\n";
-
-constexpr std::string_view kShadow =
-    "root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\nuser:*:19000:0:99999:7:::\n";
 
 constexpr std::string_view kHosts =
     "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
@@ -110,10 +98,21 @@ Status CopyEtc(const fs::path& host_etc, const fs::path& target) {
   return Ok();
 }
 
-Status WriteAccounts(const fs::path& etc) {
-  RETURN_IF_ERROR(WriteFile(etc / "passwd", kPasswd, 0644));
-  RETURN_IF_ERROR(WriteFile(etc / "group", kGroup, 0644));
-  RETURN_IF_ERROR(WriteFile(etc / "shadow", kShadow, 0600));
+// A small world-readable host file; empty when it cannot be read.
+std::string ReadSmall(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str().substr(0, 1 << 20);
+}
+
+Status WriteAccounts(const fs::path& etc, const fs::path& host_etc) {
+  // accounts.h: the host's system accounts (world-readable there), none of its people.
+  std::string passwd = SandboxPasswd(ReadSmall(host_etc / "passwd"));
+  RETURN_IF_ERROR(WriteFile(etc / "passwd", passwd, 0644));
+  RETURN_IF_ERROR(
+      WriteFile(etc / "group", SandboxGroup(ReadSmall(host_etc / "group"), passwd), 0644));
+  RETURN_IF_ERROR(WriteFile(etc / "shadow", SandboxShadow(passwd), 0600));
   RETURN_IF_ERROR(WriteFile(etc / "hosts", kHosts, 0644));
   RETURN_IF_ERROR(WriteFile(etc / "hostname", "isobox\n", 0644));
   RETURN_IF_ERROR(WriteFile(etc / "resolv.conf", "", 0644));
@@ -179,18 +178,27 @@ Status MakeHome(const fs::path& dir) {
 }  // namespace
 
 // Bumped whenever what BuildBaseLayer makes changes for the same host files.
-const char* BaseLayerVersion() { return "base-layer-2"; }
+const char* BaseLayerVersion() { return "base-layer-3"; }
 
 Status BuildBaseLayer(const fs::path& dir, const fs::path& host_root) {
   if (::mkdir(dir.c_str(), 0755) < 0) return SysError("mkdir {}", dir.string());
   RETURN_IF_ERROR(MakeDirs(dir, host_root));
   RETURN_IF_ERROR(CopyEtc(host_root / "etc", dir / "etc"));
-  RETURN_IF_ERROR(WriteAccounts(dir / "etc"));
+  RETURN_IF_ERROR(WriteAccounts(dir / "etc", host_root / "etc"));
+  RETURN_IF_ERROR(CopyDpkgDatabase(host_root, dir));
   return MakeHome(dir);
 }
 
 Result<std::string> BaseLayerSources(const fs::path& host_root) {
   std::string text = fmt::format("{}\n", BaseLayerVersion());
+  text += DpkgSources(host_root);
+  for (const char* accounts : {"etc/passwd", "etc/group"}) {
+    struct stat st {};
+    if (::stat((host_root / accounts).c_str(), &st) == 0) {
+      text += fmt::format("accounts {} {} {} {}.{}\n", accounts, st.st_ino, st.st_size,
+                          st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    }
+  }
   for (const char* link : kUsrLinks) {
     std::error_code ec;
     fs::path target = fs::read_symlink(host_root / link, ec);

@@ -25,10 +25,9 @@ Result<SandboxCgroups> CreateSandboxCgroups(CgroupManager& manager, std::string_
                                     "user", {.memory = true, .pids = true, .cpu = true}));
   std::string context = fmt::format("cgroups of sandbox {}", id);
   RETURN_IF_ERROR(WithContext(
-      groups.agent->SetLimits({.cpu_weight = kAgentCpuWeight,
-                               .memory_min_bytes = resources.memory_bytes == 0
-                                                       ? 0
-                                                       : kAgentMemoryReserveBytes}),
+      groups.agent->SetLimits(
+          {.cpu_weight = kAgentCpuWeight,
+           .memory_min_bytes = resources.memory_bytes == 0 ? 0 : kAgentMemoryReserveBytes}),
       context));
   // SECURITY: the user group carries the template's limits: a memory bomb is OOM-killed
   // here and a fork bomb stops here, while envd keeps its reserve in the sandbox total.
@@ -58,8 +57,9 @@ Result<AgentIsolation> PrepareAgentIsolation(Cgroup& user, int first_fd) {
   int pids_fd = first_fd + static_cast<int>(isolation.fds.size());
   isolation.fds.push_back(std::move(pids));
   isolation.json = fmt::format(
-      R"({{"agentUid":{},"seccompFd":{},"userCgroupFds":[{}],"oomEventsFd":{},"pidsEventsFd":{}}})",
-      kAgentUid, first_fd, procs_json, oom_fd, pids_fd);
+      R"({{"agentUid":{},"agentCaps":{},"rootCaps":{},"seccompFd":{},"userCgroupFds":[{}],)"
+      R"("oomEventsFd":{},"pidsEventsFd":{}}})",
+      kAgentUid, kAgentCaps, kRootCaps, first_fd, procs_json, oom_fd, pids_fd);
   return isolation;
 }
 

@@ -202,6 +202,9 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   ASSIGN_OR_RETURN(Pipe error, MakePipe());
   times.Mark("config");
 
+  if (spec.limits_view.cpu_count != 0) {
+    RETURN_IF_ERROR(WriteLimitsView(spec.state_dir / "view", spec.limits_view));
+  }
   std::string mountpoint = (spec.state_dir / "rootfs").string();
   std::string tmp_options = fmt::format("mode=1777,size={}", spec.tmp_size_bytes);
   ASSIGN_OR_RETURN(SeccompProgram seccomp, DefaultSeccompProgram(SeccompProfile::kAgent));

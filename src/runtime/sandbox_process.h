@@ -16,6 +16,7 @@
 #include "base/unique_fd.h"
 #include "runtime/disk.h"
 #include "runtime/idmap.h"
+#include "runtime/limits_view.h"
 #include "runtime/zygote.h"
 
 namespace isobox::runtime {
@@ -69,6 +70,9 @@ struct SandboxSpec {
   // The state directory's files, made ahead for this state_dir (PrepareStateFiles);
   // null: the spawn makes them. Used up by the spawn.
   StateFiles* state_files = nullptr;
+  // What the sandbox sees of its limits (limits_view.h), written to state_dir/view;
+  // cpu_count 0: no view.
+  LimitsView limits_view;
 };
 
 struct SandboxProcess {

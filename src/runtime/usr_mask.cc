@@ -160,6 +160,20 @@ Result<std::string> UsrScanKey(const fs::path& usr, const fs::path& dpkg_dir) {
   return text;
 }
 
+std::vector<std::string> SandboxWhiteouts(const fs::path& usr) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(usr / "lib", ec)) {
+    std::string name = entry.path().filename().string();
+    if (!name.starts_with("python3")) continue;
+    if (fs::is_regular_file(entry.path() / "EXTERNALLY-MANAGED", ec)) {
+      out.push_back("lib/" + name + "/EXTERNALLY-MANAGED");
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 Status BuildUsrMask(const fs::path& usr, const std::vector<std::string>& hidden,
                     const fs::path& dir) {
   for (const std::string& path : hidden) {
@@ -200,6 +214,23 @@ Status BuildUsrMask(const fs::path& usr, const std::vector<std::string>& hidden,
     }
     whiteouts.insert(path);
   }
+  // The sandbox's sudo (src/sudo/main.cc, in the agent's directory), above the host's if
+  // it has one: a setuid sudo can never work under no_new_privs and nosuid.
+  if (!made_names.contains("bin")) {
+    struct stat st {};
+    if (::lstat((usr / "bin").c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) {
+      st = {};  // no usr/bin on the host (tests): a plain root-owned one
+      st.st_mode = S_IFDIR | 0755;
+    }
+    fs::path out = dir / "bin";
+    if (::mkdir(out.c_str(), 0700) < 0) return SysError("mkdir {}", out.string());
+    if (::chown(out.c_str(), st.st_uid, st.st_gid) < 0) return SysError("chown {}", out.string());
+    if (::chmod(out.c_str(), st.st_mode & 07777) < 0) return SysError("chmod {}", out.string());
+    made.emplace_back("bin", st);
+  }
+  fs::path sudo = dir / "bin" / "sudo";
+  if (::symlink(kSandboxSudo, sudo.c_str()) < 0) return SysError("symlink {}", sudo.string());
+  if (::lchown(sudo.c_str(), 0, 0) < 0) return SysError("chown {}", sudo.string());
   for (const auto& [parent, st] : made) {
     struct timespec times[2] = {st.st_atim, st.st_mtim};
     fs::path out = dir / parent;

@@ -33,6 +33,14 @@ Result<std::vector<std::string>> ScanUsr(const std::filesystem::path& usr,
 Result<std::string> UsrScanKey(const std::filesystem::path& usr,
                                const std::filesystem::path& dpkg_dir = "/var/lib/dpkg");
 
+// What the mask also hides from every sandbox, whatever the modes: Debian's
+// lib/python3.*/EXTERNALLY-MANAGED markers, so that pip installs into the sandbox (its own
+// writable layer, or --user) as in E2B's sandboxes instead of refusing (PEP 668).
+std::vector<std::string> SandboxWhiteouts(const std::filesystem::path& usr);
+
+// Where the mask's bin/sudo points: the sandbox's sudo in the agent's directory.
+inline constexpr const char* kSandboxSudo = "/.isobox/isobox-sudo";
+
 // Builds the mask layer into `dir` (which must not exist): a whiteout (a 0/0 character
 // device) at each of `hidden` (ScanUsr's paths) and the directories above them with the
 // mode, owner and times of `usr`'s. A hidden path whose directory is no longer one on

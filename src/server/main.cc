@@ -127,8 +127,14 @@ Result<fs::path> InstallAgent(const fs::path& source, const fs::path& state_dir)
   };
   RETURN_IF_ERROR(install(source, dir / "isobox-envd"));
   if (::chmod((dir / "isobox-envd").c_str(), 0755) < 0) return SysError("chmod agent");
-  // The code interpreter and its Python helpers, built next to the agent.
   fs::path bin = source.parent_path();
+  // The sandbox's sudo (envd's sudo broker is its other half), built next to the agent.
+  if (fs::exists(bin / "isobox-sudo")) {
+    RETURN_IF_ERROR(install(bin / "isobox-sudo", dir / "isobox-sudo"));
+  } else {
+    LOG_WARN("no isobox-sudo next to {}: sandboxes will have no sudo", source.string());
+  }
+  // The code interpreter and its Python helpers, built next to the agent.
   if (fs::exists(bin / "isobox-interpreter")) {
     RETURN_IF_ERROR(install(bin / "isobox-interpreter", dir / "isobox-interpreter"));
     RETURN_IF_ERROR(install(bin / "interpreter", dir / "interpreter"));

@@ -1,8 +1,8 @@
 #include "server/control/registry.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <fmt/format.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -104,9 +104,8 @@ Result<uint64_t> StartTicks(pid_t pid) {
 }
 
 SandboxEnd EndOf(const EndCause& cause, const ExitStatus& status, uint64_t oom_kills) {
-  SandboxEnd end{.at = std::chrono::system_clock::now(),
-                 .reason = cause.reason,
-                 .message = cause.message};
+  SandboxEnd end{
+      .at = std::chrono::system_clock::now(), .reason = cause.reason, .message = cause.message};
   if (cause.reason != kAgentExited.reason) return end;
   if (!status.known) {
     end.reason = "exited";
@@ -202,8 +201,7 @@ void Registry::Recover() {
     const std::string& id = record.info.id;
     auto sandbox = Readopt(record);
     if (!sandbox) {
-      LOG_WARN("sandbox {} ended while isoboxd was not running: {}", id,
-               sandbox.error().message);
+      LOG_WARN("sandbox {} ended while isoboxd was not running: {}", id, sandbox.error().message);
       // Whatever is left of it goes: processes in its cgroup, the cgroup, its directory.
       auto rest = std::make_unique<Sandbox>();
       rest->info = record.info;
@@ -212,10 +210,10 @@ void Registry::Recover() {
       rest->slot = config_.max_sandboxes;  // not allocated
       if (auto cgroup = cgroups_->Open(name)) rest->cgroup = std::move(*cgroup);
       Destroy(std::move(rest));
-      SandboxEnd end{.at = std::chrono::system_clock::now(),
-                     .reason = "lost",
-                     .message = "it ended while isoboxd was not running: " +
-                                sandbox.error().message};
+      SandboxEnd end{
+          .at = std::chrono::system_clock::now(),
+          .reason = "lost",
+          .message = "it ended while isoboxd was not running: " + sandbox.error().message};
       if (auto ended = store_.EndSandbox(id, end); !ended) {
         LOG_ERROR("record the end of sandbox {}: {}", id, ended.error().message);
       }
@@ -313,8 +311,7 @@ Result<int> Registry::KeptFd(std::map<Key, UniqueFd>& fds, Key key, Make make) {
 
 Result<int> Registry::UsernsForSlot(uint32_t slot) {
   return KeptFd(userns_by_slot_, slot, [&] {
-    return runtime::CreateMappedUserns(
-        {config_.uid_base + slot * kIdsPerSandbox, kIdsPerSandbox});
+    return runtime::CreateMappedUserns({config_.uid_base + slot * kIdsPerSandbox, kIdsPerSandbox});
   });
 }
 
@@ -384,6 +381,10 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   }
   spec.agent_dir = config_.agent_dir;
   spec.state_dir = sandbox->state_dir;
+  spec.limits_view = {.cpu_count = tmpl.cpu_count,
+                      .memory_bytes = uint64_t{tmpl.memory_mb} << 20,
+                      .pids_max = tmpl.pids_max,
+                      .slot = slot};
   // The writable layer's own filesystem, as big as the template's disk (runtime/disk.h).
   spec.disk_bytes = uint64_t{tmpl.disk_mb} << 20;
   spec.disks = &disks_;
@@ -416,7 +417,9 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   } else if (spare) {
     spec.zygote = &spare->zygote;  // already in groups.agent
   }
-  if (spare) spec.state_files = &spare->files; else {
+  if (spare)
+    spec.state_files = &spare->files;
+  else {
     runtime::Cgroup* cgroup = groups.agent.get();
     spec.join_cgroup = [cgroup](pid_t pid) { return cgroup->AddProcess(pid); };
   }
@@ -466,8 +469,8 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
   if (!tmpl->interpreter || options.env_vars.empty()) sandbox = TakePooled(tmpl->id);
   if (sandbox) {
     if (auto personal = Personalize(*sandbox, options); !personal) {
-      LOG_WARN("pooled sandbox {} refused its settings ({}); creating a new one",
-               sandbox->info.id, personal.error().message);
+      LOG_WARN("pooled sandbox {} refused its settings ({}); creating a new one", sandbox->info.id,
+               personal.error().message);
       Destroy(std::move(sandbox));
     }
   }
@@ -869,13 +872,15 @@ void Registry::SampleAll() {
     std::string id;
     std::shared_ptr<runtime::Cgroup> cgroup;
     fs::path root;  // the sandbox's root as seen through its init
+    fs::path state_dir;
   };
   std::vector<Target> targets;
   {
     std::lock_guard lock(mutex_);
     for (const auto& [id, sandbox] : sandboxes_) {
-      targets.push_back(
-          {id, sandbox->cgroup, fmt::format("/proc/{}/root", sandbox->process.init.Pid())});
+      targets.push_back({id, sandbox->cgroup,
+                         fmt::format("/proc/{}/root", sandbox->process.init.Pid()),
+                         sandbox->state_dir});
     }
   }
   for (const Target& target : targets) {
@@ -895,6 +900,10 @@ void Registry::SampleAll() {
                         .mem_cache = stats->memory_cache,
                         .disk_used = disk.used,
                         .disk_total = disk.total};
+    // The sandbox's /proc/meminfo (runtime/limits_view.h); absent for adopted sandboxes
+    // of an older daemon.
+    (void)runtime::RefreshMeminfo(target.state_dir / "view", sample.mem_total, sample.mem_used,
+                                  sample.mem_cache);
     if (sandbox.last_sample_at.time_since_epoch().count() != 0) {
       double wall_us =
           std::chrono::duration<double, std::micro>(now - sandbox.last_sample_at).count();

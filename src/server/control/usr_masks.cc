@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <optional>
@@ -121,7 +122,8 @@ Status SaveCache(const fs::path& dir, std::string_view key, const std::vector<st
 }
 
 std::string MaskName(const std::vector<std::string>& hidden) {
-  std::string joined;
+  std::string joined = "sandbox-additions-1";  // bin/sudo (usr_mask.h)
+  joined += '\0';
   for (const std::string& path : hidden) {
     joined += path;
     joined += '\0';
@@ -184,16 +186,21 @@ fs::path UsrMask::Current() const {
 }
 
 Status UsrMask::Install(const std::vector<std::string>& hidden) {
+  // Never empty: every sandbox also gets the mask's additions (usr_mask.h: sudo, pip).
+  std::vector<std::string> all = hidden;
+  for (std::string& path : runtime::SandboxWhiteouts(options_.usr)) all.push_back(path);
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
   fs::path layer;
-  if (!hidden.empty()) {
-    layer = dir_ / MaskName(hidden);
+  {
+    layer = dir_ / MaskName(all);
     std::error_code ec;
     if (!fs::is_directory(fs::symlink_status(layer, ec))) {
       // Built aside and renamed into place: a crash never leaves a partial mask that
       // looks complete.
       fs::path scratch = dir_ / (layer.filename().string() + ".new");
       fs::remove_all(scratch, ec);
-      RETURN_IF_ERROR(runtime::BuildUsrMask(options_.usr, hidden, scratch));
+      RETURN_IF_ERROR(runtime::BuildUsrMask(options_.usr, all, scratch));
       fs::rename(scratch, layer, ec);
       if (ec)
         return MakeError(ErrorCode::kInternal, "rename {}: {}", scratch.string(), ec.message());

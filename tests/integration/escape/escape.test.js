@@ -4,7 +4,9 @@
 // `root`; the other attacks are shell commands and files-API calls.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync, writeFileSync, rmSync, mkdirSync } from 'node:fs'
+import {
+  existsSync, readFileSync, readdirSync, statSync, writeFileSync, rmSync, mkdirSync,
+} from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -84,9 +86,11 @@ const ATTACKS = [
   ['write_agent', 'EACCES'],
   // Processes: other pid namespaces are invisible; envd is another uid with capabilities.
   ['signal_host_pid', 'ESRCH'],
-  ['signal_agent_term', 'EPERM'],
-  ['signal_agent_kill', 'EPERM'],
-  ['pidfd_signal_agent', 'EPERM'],
+  // Root holds CAP_KILL inside its sandbox, so the kernel accepts the call, and then drops
+  // the signal: envd, PID 1 of the pid namespace, handles none of these (test below).
+  ['signal_agent_term', 'EPERM', 'ok'],
+  ['signal_agent_kill', 'EPERM', 'ok'],
+  ['pidfd_signal_agent', 'EPERM', 'ok'],
   ['ptrace_attach_agent', 'EPERM'],
   ['ptrace_traceme', 'EPERM'],
   ['process_vm_readv_agent', 'EPERM'],
@@ -149,10 +153,16 @@ const ATTACKS = [
   // Identity and privileges.
   ['sethostname', 'EPERM'],
   ['setuid_0', 'EPERM', 'ok'],  // root may "become" the uid it already has
-  ['cap_effective', 'zero'],
-  ['cap_permitted', 'zero'],
-  ['cap_bounding', 'zero'],
-  ['cap_ambient', 'zero'],
+  // Ids outside the sandbox's range are not mapped in its user namespace.
+  ['setuid_unmapped', 'EINVAL'],
+  ['setuid_agent', 'EPERM', 'EPERM'],
+  // Root: the rootless runtimes' default set inside its user namespace (runtime/caps.h
+  // kRootCaps): CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+  // NET_BIND_SERVICE SYS_CHROOT AUDIT_WRITE SETFCAP. Never SYS_ADMIN, SYS_PTRACE, ...
+  ['cap_effective', 'zero', '00000000a00405fb'],
+  ['cap_permitted', 'zero', '00000000a00405fb'],
+  ['cap_bounding', 'zero', '00000000a00405fb'],
+  ['cap_ambient', 'zero', '00000000a00405fb'],
   ['no_new_privs', '1'],
   ['seccomp_mode', '2'],
   ['leaked_fds', 'none'],
@@ -230,6 +240,46 @@ test('setuid binaries do nothing (nosuid mounts, no_new_privs)', async () => {
   assert.equal(made.exitCode, 0, made.stderr)
   assert.equal((await run('stat -c "%A %U" /opt/suid-id')).stdout, '-rwsr-xr-x root\n')
   assert.equal((await run('/opt/suid-id -u')).stdout, '1000\n')
+})
+
+test('the agent survives every signal its sandbox root sends', async () => {
+  const killed = await run('kill -TERM 1; kill -INT 1; kill -HUP 1; kill -KILL 1; kill -STOP 1; echo sent',
+    { user: 'root' })
+  assert.equal(killed.stdout, 'sent\n', killed.stderr)
+  assert.equal((await run('echo still here')).stdout, 'still here\n')
+})
+
+test('root\'s capabilities reach nothing outside its sandbox', async () => {
+  const root = { user: 'root' }
+  // A file of the shared read-only layers: the change is copied up into this sandbox only.
+  const hostEnv = statSync('/usr/bin/env')
+  const chowned = await run('chown 1000:1000 /usr/bin/env && chmod 4777 /usr/bin/env && stat -c "%u %a" /usr/bin/env', root)
+  assert.equal(chowned.stdout, '1000 4777\n', chowned.stderr)
+  const after = statSync('/usr/bin/env')
+  assert.deepEqual([after.uid, after.gid, after.mode], [hostEnv.uid, hostEnv.gid, hostEnv.mode])
+  // A setuid-root binary made by root does nothing for user (nosuid, no_new_privs, NOROOT).
+  await run('cp /usr/bin/id /home/user/rootid && chown 0:0 /home/user/rootid && chmod 4755 /home/user/rootid', root)
+  assert.equal((await run('/home/user/rootid -u')).stdout, '1000\n')
+  // su to user drops every capability (setuid fixup), and no way back.
+  const su = await run("su user -c 'grep CapEff /proc/self/status; su -c id root </dev/null'", root)
+  assert.match(su.stdout, /CapEff:\t0000000000000000/)
+  assert.notEqual(su.exitCode, 0)
+  // Another sandbox's processes: not in this pid namespace, so no /proc/<pid>/root to write.
+  const other = await Sandbox.create()
+  try {
+    const pid = (await other.commands.run('echo $$', { user: 'root', background: false })).stdout.trim()
+    const hostPids = readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name)).slice(-50)
+    for (const hostPid of [pid, ...hostPids.slice(0, 5)]) {
+      const write = await run(`echo x > /proc/${hostPid}/root/tmp/escaped-${hostPid}`, root)
+      if (write.exitCode === 0) {
+        // Only possible for a pid of this very sandbox: then it is its own /tmp.
+        assert.equal((await run(`test -e /tmp/escaped-${hostPid} && echo own`)).stdout, 'own\n')
+      }
+    }
+    assert.equal((await other.commands.run('ls /tmp')).stdout.includes('escaped'), false)
+  } finally {
+    await other.kill()
+  }
 })
 
 test('cgroups: only its own, relative to the sandbox', async () => {

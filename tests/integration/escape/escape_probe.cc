@@ -6,6 +6,7 @@
 //   escape_probe [attack...]      no argument: every attack
 //   Environment: HOST_MARKER=<path of a file that exists only on the host>,
 //                HOST_PID=<a pid of the host>.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/keyctl.h>
@@ -13,7 +14,6 @@
 #include <linux/perf_event.h>
 #include <linux/reboot.h>
 #include <linux/userfaultfd.h>
-#include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -72,6 +72,17 @@ std::string Env(const char* name) {
   return value ? value : "";
 }
 
+// Runs `call` in a forked child (it may change the child's identity) and reports its errno.
+template <typename F>
+std::string InChild(F call) {
+  pid_t pid = fork();
+  if (pid == 0) _exit(call() < 0 ? (errno & 0xff) : 0);
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return "fork failed";
+  errno = WEXITSTATUS(status);
+  return Errno(errno == 0 ? 0 : -1);
+}
+
 std::string StatusField(const char* field) {
   std::ifstream status("/proc/self/status");
   std::string prefix = std::string(field) + ":";
@@ -109,7 +120,8 @@ std::string OpenFds() {
   // Every fd of this process but stdio and the directory being listed.
   std::string out;
   for (int fd = 3; fd < 1024; ++fd) {
-    if (fd != g_report_fd && fcntl(fd, F_GETFD) >= 0) out += (out.empty() ? "" : ",") + std::to_string(fd);
+    if (fd != g_report_fd && fcntl(fd, F_GETFD) >= 0)
+      out += (out.empty() ? "" : ",") + std::to_string(fd);
   }
   return out.empty() ? "none" : out;
 }
@@ -259,9 +271,13 @@ std::map<std::string, Attack> Attacks() {
       {"keyctl", [] { return Sys(syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, -3, 0)); }},
       {"add_key", [] { return Sys(syscall(SYS_add_key, "user", "x", "y", 1, -3)); }},
       {"userfaultfd", [] { return Sys(syscall(SYS_userfaultfd, 0)); }},
-      {"open_by_handle_at", [] { return Sys(syscall(SYS_open_by_handle_at, AT_FDCWD, nullptr, 0)); }},
-      {"reboot", [] { return Sys(syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
-                                         LINUX_REBOOT_CMD_CAD_OFF, nullptr)); }},
+      {"open_by_handle_at",
+       [] { return Sys(syscall(SYS_open_by_handle_at, AT_FDCWD, nullptr, 0)); }},
+      {"reboot",
+       [] {
+         return Sys(syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
+                            LINUX_REBOOT_CMD_CAD_OFF, nullptr));
+       }},
       {"swapon", [] { return Errno(swapon("/tmp/swap", 0)); }},
       {"acct", [] { return Errno(acct("/tmp/acct")); }},
       {"io_uring_setup", [] { return Sys(syscall(SYS_io_uring_setup, 1, nullptr)); }},
@@ -290,6 +306,9 @@ std::map<std::string, Attack> Attacks() {
       // Identity and privileges.
       {"sethostname", [] { return Errno(sethostname("escaped", 7)); }},
       {"setuid_0", [] { return Errno(setuid(0)); }},
+      {"setuid_unmapped", [] { return Sys(syscall(SYS_setresuid, 70000, 70000, 70000)); }},
+      {"setuid_agent",
+       [] { return InChild([] { return syscall(SYS_setresuid, 65535, 65535, 65535); }); }},
       {"cap_effective", [] { return StatusField("CapEff"); }},
       {"cap_permitted", [] { return StatusField("CapPrm"); }},
       {"cap_bounding", [] { return StatusField("CapBnd"); }},
@@ -389,7 +408,8 @@ int main(int argc, char** argv) {
   if (argc > 1) {
     for (int i = 1; i < argc; ++i) {
       auto it = attacks.find(argv[i]);
-      std::printf("%s %s\n", argv[i], it == attacks.end() ? "unknown" : RunIsolated(it->second).c_str());
+      std::printf("%s %s\n", argv[i],
+                  it == attacks.end() ? "unknown" : RunIsolated(it->second).c_str());
     }
   } else {
     for (const auto& [name, attack] : attacks) {

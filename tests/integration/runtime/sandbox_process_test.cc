@@ -228,11 +228,14 @@ TEST_F(SandboxProcessTest, LayerMountsGivenByTheCallerServeSandboxesOneAfterAnot
 TEST_F(SandboxProcessTest, AgentHasItsCapabilitiesOnlyAndTheSeccompFilter) {
   auto report = Probe(Spec("probe4"));
   // kAgentCaps: CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP
-  // = bits 0-8. Not SYS_ADMIN (bit 21): nothing in the sandbox can mount or remount.
-  EXPECT_EQ(report["CapEff"], "00000000000001ff");
-  EXPECT_EQ(report["CapPrm"], "00000000000001ff");
-  EXPECT_EQ(report["CapBnd"], "00000000000001ff");
-  EXPECT_EQ(report["CapAmb"], "00000000000001ff");
+  // = bits 0-8, and root's (kRootCaps) to give them to root's commands: NET_BIND_SERVICE
+  // (10), SYS_CHROOT (18), AUDIT_WRITE (29), SETFCAP (31). envd lowers its effective set
+  // to kAgentCaps itself. Not SYS_ADMIN (bit 21): nothing in the sandbox can mount or
+  // remount.
+  EXPECT_EQ(report["CapEff"], "00000000a00405ff");
+  EXPECT_EQ(report["CapPrm"], "00000000a00405ff");
+  EXPECT_EQ(report["CapBnd"], "00000000a00405ff");
+  EXPECT_EQ(report["CapAmb"], "00000000a00405ff");
   EXPECT_EQ(report["Seccomp"], "2");  // filter mode
   EXPECT_EQ(report["NoNewPrivs"], "1");
   // Not in the policy for anyone, nor allowed by the capabilities.

@@ -16,6 +16,8 @@
 #include <string>
 #include <thread>
 
+#include "runtime/usr_mask.h"
+
 namespace isobox::server {
 namespace {
 
@@ -151,10 +153,14 @@ TEST_F(TemplateStoreTest, ABackgroundRescanFindsWhatTheCacheMissed) {
   EXPECT_EQ(::lstat((started_with / "share/private").c_str(), &st), 0);
 }
 
-TEST_F(TemplateStoreTest, NothingToHideMeansNoMaskLayer) {
+TEST_F(TemplateStoreTest, NothingToHideLeavesOnlyTheSandboxAdditions) {
   fs::remove(dir_ / "usr/share/private");
   TemplateStore store = Open("a");
-  EXPECT_EQ(store.Find("base")->usr_mask->Current(), fs::path());
+  fs::path mask = store.Find("base")->usr_mask->Current();
+  ASSERT_FALSE(mask.empty());
+  // No whiteout, only the sandbox's sudo (usr_mask.h).
+  EXPECT_FALSE(fs::exists(fs::symlink_status(mask / "share/private")));
+  EXPECT_EQ(fs::read_symlink(mask / "bin/sudo"), runtime::kSandboxSudo);
 }
 
 TEST_F(TemplateStoreTest, ACacheOthersMayWriteIsNotUsed) {

@@ -33,13 +33,14 @@ size_t IndexOf(std::string_view name) {
 }
 
 TEST(ContainmentTableTest, StepsAreInTheDocumentedOrder) {
-  EXPECT_THAT(Names(), ::testing::ElementsAre(
-                           "new session", "wait for parent", "make mounts private",
-                           "open mountpoint", "become sandbox root", "attach root", "attach /usr",
-                           "attach agent", "mount /proc", "mount /dev", "mask /proc", "mount /tmp",
-                           "pivot_root", "detach old root", "set hostname", "wait for cgroup",
-                           "unshare cgroup ns", "set rlimits", "become agent", "no_new_privs",
-                           "set up fds", "seccomp", "exec agent"));
+  EXPECT_THAT(
+      Names(),
+      ::testing::ElementsAre(
+          "new session", "wait for parent", "make mounts private", "open mountpoint",
+          "open limits view", "become sandbox root", "attach root", "attach /usr", "attach agent",
+          "mount /proc", "mount /dev", "mask /proc", "mount /tmp", "show limits", "pin cpus",
+          "pivot_root", "detach old root", "set hostname", "wait for cgroup", "unshare cgroup ns",
+          "set rlimits", "become agent", "no_new_privs", "set up fds", "seccomp", "exec agent"));
 }
 
 // The orderings the sequence depends on, each for its reason.
@@ -48,6 +49,10 @@ TEST(ContainmentTableTest, OrderingsThatMatter) {
   EXPECT_EQ(IndexOf("new session"), 0u);
   // The state directory is 0700 host root: opened before the switch to sandbox root.
   EXPECT_LT(IndexOf("open mountpoint"), IndexOf("become sandbox root"));
+  EXPECT_LT(IndexOf("open limits view"), IndexOf("become sandbox root"));
+  // Over the fresh /proc, before the root is pivoted.
+  EXPECT_LT(IndexOf("mask /proc"), IndexOf("show limits"));
+  EXPECT_LT(IndexOf("show limits"), IndexOf("pivot_root"));
   // Mount events never propagate: private before the first mount.
   EXPECT_LT(IndexOf("make mounts private"), IndexOf("attach root"));
   EXPECT_LT(IndexOf("mount /proc"), IndexOf("mask /proc"));

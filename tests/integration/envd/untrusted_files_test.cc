@@ -183,7 +183,12 @@ Ended RunWithoutIsolation(const char* binary, bool as_pid1) {
       ::waitpid(init, &status, 0);
       ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 121);
     }
-    ::dup2(memfd, 4);
+    // dup2 onto the same number keeps O_CLOEXEC: clear it then, or fd 4 closes at execv.
+    if (memfd == 4) {
+      ::fcntl(4, F_SETFD, 0);
+    } else {
+      ::dup2(memfd, 4);
+    }
     ::dup2(log[1], 2);
     const char* argv[] = {"isobox-envd", nullptr};
     ::execv(binary, const_cast<char**>(argv));

@@ -485,7 +485,7 @@ TEST_F(ZygoteTest, ClonesAFullyContainedInitThatIsOurChild) {
   EXPECT_EQ(report["uid"], "65535");
   EXPECT_EQ(report["hostname"], "probe8");
   EXPECT_EQ(report["Seccomp"], "2");
-  EXPECT_EQ(report["CapBnd"], "00000000000001ff");
+  EXPECT_EQ(report["CapBnd"], "00000000a00405ff");  // kAgentCaps | kRootCaps
   EXPECT_EQ(report["sid"], "1");
   EXPECT_EQ(report["unshare_cgroup"], "Operation not permitted");
   EXPECT_EQ(report["open_fd_5"], "No such file or directory");

@@ -46,8 +46,8 @@ TEST(SandboxCgroupsV2Test, UserCarriesTheLimitsAgentTheReserve) {
   ASSERT_TRUE(isolation) << isolation.error().message;
   ASSERT_EQ(isolation->fds.size(), 4u);  // seccomp, cgroup.procs, memory.events, pids.events
   EXPECT_EQ(isolation->json,
-            R"({"agentUid":65535,"seccompFd":5,"userCgroupFds":[6],"oomEventsFd":7,)"
-            R"("pidsEventsFd":8})");
+            R"({"agentUid":65535,"agentCaps":511,"rootCaps":2684618235,"seccompFd":5,)"
+            R"("userCgroupFds":[6],"oomEventsFd":7,"pidsEventsFd":8})");
   // The procs fd writes into the user group (the kernel would move the writer).
   ASSERT_EQ(::write(isolation->fds[1].Get(), "0", 1), 1);
   EXPECT_EQ(fake.Read("isobox/sb1/user/cgroup.procs"), "0");

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Sandbox } from 'e2b'
-import { startDaemon, until } from './harness.js'
+import { privateName, startDaemon, until } from './harness.js'
 
 const HELPER = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'foreground_job.py')
 const API_KEY = 'e2b_' + '0123456789abcdef'.repeat(2) + '01234567'  // harness.js's
@@ -24,7 +24,7 @@ function agentPids(id) {
     if (!/^\d+$/.test(entry)) continue
     let cgroups
     try { cgroups = readFileSync(`/proc/${entry}/cgroup`, 'utf8') } catch { continue }
-    if (cgroups.includes(`/isobox/${id}/agent\n`)) pids.push(Number(entry))
+    if (cgroups.includes(`/isobox/${privateName(id)}/agent\n`)) pids.push(Number(entry))
   }
   return pids
 }

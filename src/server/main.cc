@@ -135,15 +135,15 @@ Result<fs::path> InstallAgent(const fs::path& source, const fs::path& state_dir)
 }
 
 // API keys live in the store as digests. Keys listed in <state>/api-keys (one per line)
-// are added to it at start (a revoked key stays revoked). When the store has no key and
-// none is given on the command line, a fresh key is created and written to that file,
-// the one place the operator reads it from.
+// are added to it at start as admin keys (a revoked key stays revoked). When the store has
+// no key and none is given for this run, a fresh admin key is created and written to that
+// file, the one place the operator reads it from.
 Status PrepareApiKeys(const Flags& flags, Store& store) {
   fs::path path = flags.state_dir / "api-keys";
   std::ifstream in(path);
   for (std::string line; std::getline(in, line);) {
     if (line.empty() || line[0] == '#') continue;
-    RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(line), "from " + path.string()));
+    RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(line), "from " + path.string(), /*admin=*/true));
   }
   ASSIGN_OR_RETURN(std::vector<ApiKeyRecord> keys, store.ListApiKeys());
   if (!keys.empty() || !flags.api_keys.empty()) return Ok();
@@ -151,8 +151,8 @@ Status PrepareApiKeys(const Flags& flags, Store& store) {
   std::ofstream out(path, std::ios::app);
   out << key << "\n";
   if (!out || ::chmod(path.c_str(), 0600) < 0) return SysError("write {}", path.string());
-  RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(key), "first start"));
-  LOG_INFO("created an API key in {}", path.string());
+  RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(key), "first start", /*admin=*/true));
+  LOG_INFO("created an admin API key in {}", path.string());
   return Ok();
 }
 
@@ -178,11 +178,12 @@ std::string TemplateJson(const Template& tmpl) {
   return boost::json::serialize(spec);
 }
 
-enum class KeyCommand { kCreate, kList, kRevoke };
+enum class KeyCommand { kCreate, kList, kRevoke, kPromote, kDemote };
 
-// `isoboxd api-key create|list|revoke`: works on the store of --state-dir, also while a
-// daemon runs (SQLite serialises the writers; the daemon reads keys per request).
-int RunKeyCommand(const Flags& flags, KeyCommand command, const std::string& argument) {
+// `isoboxd api-key create|list|revoke|promote|demote`: works on the store of --state-dir,
+// also while a daemon runs (SQLite serialises the writers; the daemon reads keys per
+// request).
+int RunKeyCommand(const Flags& flags, KeyCommand command, const std::string& argument, bool admin) {
   InitLogging("isoboxd", "warn");
   if (auto ok = PrepareStateDir(flags.state_dir); !ok) {
     std::fprintf(stderr, "%s\n", ok.error().message.c_str());
@@ -196,17 +197,20 @@ int RunKeyCommand(const Flags& flags, KeyCommand command, const std::string& arg
   Status done = Ok();
   if (command == KeyCommand::kCreate) {
     std::string key = "e2b_" + NewToken(40);
-    done = (*store)->AddApiKey(ApiKeyDigest(key), argument);
+    done = (*store)->AddApiKey(ApiKeyDigest(key), argument, admin);
     if (done) std::printf("%s\t%s\n", ApiKeyId(ApiKeyDigest(key)).c_str(), key.c_str());
   } else if (command == KeyCommand::kList) {
+    // id, created, admin or tenant, name
     auto keys = (*store)->ListApiKeys();
     if (!keys) done = tl::unexpected(keys.error());
     for (const ApiKeyRecord& key : keys ? *keys : std::vector<ApiKeyRecord>{}) {
-      std::printf("%s\t%s\t%s\n", key.id.c_str(), FormatRfc3339(key.created_at).c_str(),
-                  key.name.c_str());
+      std::printf("%s\t%s\t%s\t%s\n", key.id.c_str(), FormatRfc3339(key.created_at).c_str(),
+                  key.admin ? "admin" : "tenant", key.name.c_str());
     }
-  } else {
+  } else if (command == KeyCommand::kRevoke) {
     done = (*store)->RevokeApiKey(argument);
+  } else {
+    done = (*store)->SetApiKeyAdmin(argument, command == KeyCommand::kPromote);
   }
   if (!done) {
     std::fprintf(stderr, "%s\n", done.error().message.c_str());
@@ -356,7 +360,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--state-dir", flags.state_dir, "directory for all state")->capture_default_str();
   app.add_option("--api-key", flags.api_keys,
-                 "also accept this API key, for this run only (repeatable); stored keys: "
+                 "also accept this admin API key, for this run only (repeatable); stored keys: "
                  "`isoboxd api-key`, <state-dir>/api-keys");
   app.add_option("--agent", flags.agent, "isobox-envd binary (default: next to isoboxd)");
   app.add_option("--port-file", flags.port_file, "write the bound port to this file");
@@ -390,11 +394,20 @@ int main(int argc, char** argv) {
   keys->require_subcommand(1);
   std::string key_name = "created with isoboxd api-key";
   std::string key_id;
-  CLI::App* create = keys->add_subcommand("create", "create a key and print it (shown once)");
+  bool key_admin = false;
+  CLI::App* create = keys->add_subcommand(
+      "create", "create a key and print it (shown once); it sees only its own sandboxes");
   create->add_option("--name", key_name, "what the key is for");
-  CLI::App* list = keys->add_subcommand("list", "list the keys (ids and names, never keys)");
+  create->add_flag("--admin", key_admin,
+                   "an admin key: sees every sandbox, the audit log and operator routes");
+  CLI::App* list = keys->add_subcommand(
+      "list", "list the keys: id, created, admin or tenant, name (never keys)");
   CLI::App* revoke = keys->add_subcommand("revoke", "revoke a key by id");
   revoke->add_option("id", key_id, "the key's id (from list)")->required();
+  CLI::App* promote = keys->add_subcommand("promote", "make a key an admin key, by id");
+  promote->add_option("id", key_id, "the key's id (from list)")->required();
+  CLI::App* demote = keys->add_subcommand("demote", "make an admin key a tenant key, by id");
+  demote->add_option("id", key_id, "the key's id (from list)")->required();
   app.add_option("--tls-cert", flags.tls_cert,
                  "PEM certificate chain for the TLS listener (with --tls-key)");
   app.add_option("--tls-key", flags.tls_key, "PEM private key for the TLS listener");
@@ -417,10 +430,14 @@ int main(int argc, char** argv) {
   if (dev_cert->parsed()) return isobox::server::DevCert(flags);
 
   if (keys->parsed()) {
-    isobox::server::KeyCommand command = create->parsed() ? isobox::server::KeyCommand::kCreate
-                                         : list->parsed() ? isobox::server::KeyCommand::kList
-                                                          : isobox::server::KeyCommand::kRevoke;
-    return isobox::server::RunKeyCommand(flags, command, create->parsed() ? key_name : key_id);
+    using isobox::server::KeyCommand;
+    KeyCommand command = create->parsed()    ? KeyCommand::kCreate
+                         : list->parsed()    ? KeyCommand::kList
+                         : revoke->parsed()  ? KeyCommand::kRevoke
+                         : promote->parsed() ? KeyCommand::kPromote
+                                             : KeyCommand::kDemote;
+    return isobox::server::RunKeyCommand(flags, command, create->parsed() ? key_name : key_id,
+                                         key_admin);
   }
   // Its uid range must fit below 2^32 - 1 with every slot.
   if (uint64_t{flags.uid_base} + uint64_t{flags.max_sandboxes} * 65536 > 0xffffffffull) {

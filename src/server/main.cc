@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "runtime/cgroup.h"
 #include "runtime/state_tmpfs.h"
+#include "server/api_key_file.h"
 #include "server/control/ids.h"
 #include "server/control/listing.h"
 #include "server/control/registry.h"
@@ -38,6 +39,8 @@ struct Flags {
   uint16_t port = 49982;
   fs::path state_dir = "/var/lib/isobox";
   std::vector<std::string> api_keys;
+  bool api_key_in_argv = false;  // given as a flag, not in the --config file
+  fs::path api_key_file;
   fs::path agent;
   fs::path port_file;
   std::string log_level = "info";
@@ -138,15 +141,15 @@ Result<fs::path> InstallAgent(const fs::path& source, const fs::path& state_dir)
 // are added to it at start as admin keys (a revoked key stays revoked). When the store has
 // no key and none is given for this run, a fresh admin key is created and written to that
 // file, the one place the operator reads it from.
-Status PrepareApiKeys(const Flags& flags, Store& store) {
+Status PrepareApiKeys(const Flags& flags, const std::vector<std::string>& run_keys, Store& store) {
   fs::path path = flags.state_dir / "api-keys";
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(line), "from " + path.string(), /*admin=*/true));
+  auto listed = ReadApiKeyFile(path);
+  if (!listed && listed.error().code != ErrorCode::kNotFound) return tl::unexpected(listed.error());
+  for (const std::string& key : listed ? *listed : std::vector<std::string>{}) {
+    RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(key), "from " + path.string(), /*admin=*/true));
   }
   ASSIGN_OR_RETURN(std::vector<ApiKeyRecord> keys, store.ListApiKeys());
-  if (!keys.empty() || !flags.api_keys.empty()) return Ok();
+  if (!keys.empty() || !run_keys.empty()) return Ok();
   std::string key = "e2b_" + NewToken(40);
   std::ofstream out(path, std::ios::app);
   out << key << "\n";
@@ -154,6 +157,32 @@ Status PrepareApiKeys(const Flags& flags, Store& store) {
   RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(key), "first start", /*admin=*/true));
   LOG_INFO("created an admin API key in {}", path.string());
   return Ok();
+}
+
+// The keys accepted for this run only, all admin keys: --api-key, --api-key-file and
+// ISOBOXD_API_KEY.
+Result<std::vector<std::string>> RunApiKeys(const Flags& flags) {
+  std::vector<std::string> keys = flags.api_keys;
+  if (flags.api_key_in_argv) {
+    LOG_WARN(
+        "--api-key puts the key on the command line, where every local user sees it (ps, "
+        "/proc/<pid>/cmdline): prefer --api-key-file or ISOBOXD_API_KEY");
+  }
+  if (!flags.api_key_file.empty()) {
+    ASSIGN_OR_RETURN(std::vector<std::string> listed, ReadApiKeyFile(flags.api_key_file));
+    if (listed.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "--api-key-file {} holds no key",
+                       flags.api_key_file.string());
+    }
+    struct stat st {};
+    if (::stat(flags.api_key_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      LOG_WARN("--api-key-file {} can be read by other users than its owner (mode {:o})",
+               flags.api_key_file.string(), st.st_mode & 0777);
+    }
+    keys.insert(keys.end(), listed.begin(), listed.end());
+  }
+  if (auto key = TakeApiKeyFromEnv("ISOBOXD_API_KEY")) keys.push_back(std::move(*key));
+  return keys;
 }
 
 Status PrepareStateDir(const fs::path& dir) {
@@ -256,10 +285,12 @@ int Run(const Flags& flags) {
     LOG_ERROR("{}", error.message);
     return 1;
   };
+  auto run_keys = RunApiKeys(flags);
+  if (!run_keys) return fail(run_keys.error());
   if (auto ok = PrepareStateDir(flags.state_dir); !ok) return fail(ok.error());
   auto store = Store::Open(flags.state_dir / "isobox.db");
   if (!store) return fail(store.error());
-  if (auto keys = PrepareApiKeys(flags, **store); !keys) return fail(keys.error());
+  if (auto keys = PrepareApiKeys(flags, *run_keys, **store); !keys) return fail(keys.error());
   auto agent_source = flags.agent.empty() ? DefaultAgentPath() : Result<fs::path>(flags.agent);
   if (!agent_source) return fail(agent_source.error());
   auto agent_dir = InstallAgent(*agent_source, flags.state_dir);
@@ -308,7 +339,7 @@ int Run(const Flags& flags) {
   registry.StartSpares();
   registry.StartPools();
   HttpServer server(io, workers, registry, ops,
-                    HttpConfig{.api_keys = flags.api_keys,
+                    HttpConfig{.api_keys = *run_keys,
                                .key_store = store->get(),
                                .metrics_public = flags.metrics_public});
   auto port = server.Listen(flags.listen, flags.port);
@@ -360,8 +391,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--state-dir", flags.state_dir, "directory for all state")->capture_default_str();
   app.add_option("--api-key", flags.api_keys,
-                 "also accept this admin API key, for this run only (repeatable); stored keys: "
-                 "`isoboxd api-key`, <state-dir>/api-keys");
+                 "also accept this admin API key, for this run only (repeatable). Visible to "
+                 "every local user in ps: prefer --api-key-file or ISOBOXD_API_KEY. Stored "
+                 "keys: `isoboxd api-key`, <state-dir>/api-keys");
+  app.add_option("--api-key-file", flags.api_key_file,
+                 "also accept the admin API keys in this file (one per line), for this run "
+                 "only; the environment variable ISOBOXD_API_KEY gives one more");
   app.add_option("--agent", flags.agent, "isobox-envd binary (default: next to isoboxd)");
   app.add_option("--port-file", flags.port_file, "write the bound port to this file");
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
@@ -427,6 +462,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(64u, 1u << 20));
   CLI11_PARSE(app, argc, argv);
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--api-key" || arg.starts_with("--api-key=")) flags.api_key_in_argv = true;
+  }
   if (dev_cert->parsed()) return isobox::server::DevCert(flags);
 
   if (keys->parsed()) {

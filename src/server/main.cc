@@ -28,6 +28,7 @@
 #include "server/store/store.h"
 #include "server/http/tls.h"
 #include "server/ops/ops.h"
+#include "server/uid_ranges.h"
 
 namespace isobox::server {
 namespace {
@@ -47,8 +48,10 @@ struct Flags {
   unsigned workers = 4;
   std::string on_exit = "keep";
   unsigned shutdown_grace = 10;  // seconds
-  uint32_t uid_base = 1u << 30;
-  uint32_t max_sandboxes = 4096;
+  // 0x70000000: above systemd's container ranges (524288-1879048191), and 4094 slots end
+  // where its foreign range starts (2147352576); server/uid_ranges.h checks the rest.
+  uint32_t uid_base = 1879048192;
+  uint32_t max_sandboxes = 4094;
   // TEMPLATE=SIZE; templates not named keep their default size.
   std::vector<std::string> pools;
   // Operations: the TLS listener, metrics, audit (README "Operations").
@@ -287,6 +290,10 @@ int Run(const Flags& flags) {
   };
   auto run_keys = RunApiKeys(flags);
   if (!run_keys) return fail(run_keys.error());
+  // SECURITY: sandboxes run as host ids that must be nobody else's (server/uid_ranges.h).
+  if (auto ids = CheckSandboxIdRange(flags.uid_base, flags.max_sandboxes); !ids) {
+    return fail(ids.error());
+  }
   if (auto ok = PrepareStateDir(flags.state_dir); !ok) return fail(ok.error());
   auto store = Store::Open(flags.state_dir / "isobox.db");
   if (!store) return fail(store.error());
@@ -413,8 +420,10 @@ int main(int argc, char** argv) {
                  "seconds a stopping isoboxd waits for control requests in flight")
       ->capture_default_str();
   app.add_option("--uid-base", flags.uid_base,
-                 "first host uid/gid of sandbox ranges (65536 ids per sandbox); daemons on "
-                 "one host need disjoint ranges")
+                 "first host uid/gid of sandbox ranges (65536 ids per sandbox); isoboxd "
+                 "refuses a range that overlaps /etc/subuid, /etc/subgid, /etc/passwd, "
+                 "/etc/group or ranges systemd and LXD document; daemons on one host need "
+                 "disjoint ranges")
       ->capture_default_str()
       ->check(CLI::Range(65536u, 1u << 31));
   app.add_option("--max-sandboxes", flags.max_sandboxes, "sandboxes at once")

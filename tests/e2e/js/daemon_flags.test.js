@@ -1,5 +1,6 @@
 // Start-up flags checked end to end: API keys from a file or the environment (never on the
-// command line, where `ps` shows them).
+// command line, where `ps` shows them) and the refusal of a sandbox uid range that is
+// someone else's.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile, execFileSync, spawn } from 'node:child_process'
@@ -78,3 +79,20 @@ test('a missing or empty --api-key-file stops the start', async () => {
   }
 })
 
+test('isoboxd refuses a --uid-base whose range another runtime documents as its own', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'isobox-uids-'))
+  const state = join(dir, 'state')
+  try {
+    // 2^30, the default before this check: inside systemd-nspawn's container ranges.
+    await assert.rejects(run(process.env.ISOBOXD, ['--state-dir', state, '--port', '0',
+      '--api-key', 'e2b_x', '--uid-base', String(2 ** 30), '--max-sandboxes', '16']), (e) => {
+      assert.equal(e.code, 1)
+      assert.match(e.stderr, /systemd's container uid ranges/)
+      assert.match(e.stderr, /change --uid-base or --max-sandboxes/)
+      return true
+    })
+    assert.ok(!existsSync(state), 'refused before it made anything')
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})

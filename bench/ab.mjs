@@ -32,7 +32,7 @@ async function round(dir) {
   process.env.ISOBOXD = binary  // the daemon startDaemon starts
   const daemon = await startDaemon({
     pools: ['base=0', 'code-interpreter-v1=0'],
-    args: ['--uid-base', String(3 << 28)],
+    args: ['--uid-base', String(0x78000000), '--max-sandboxes', '512'],
   })
   try {
     const headers = { 'X-API-KEY': daemon.apiKey, 'Content-Type': 'application/json' }

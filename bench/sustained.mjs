@@ -20,7 +20,7 @@ const pool = Number(process.argv[4] ?? 0)
 const extraArgs = process.argv.slice(5)
 
 const daemon = await startDaemon({ pools: [`base=${pool}`, 'code-interpreter-v1=0'],
-  args: ['--uid-base', '1500000000', ...extraArgs] })
+  args: ['--uid-base', String(0x76000000), '--max-sandboxes', '512', ...extraArgs] })
 const headers = { 'X-API-KEY': daemon.apiKey, 'Content-Type': 'application/json' }
 const cpu = () => readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1, 9).map(Number)
 const median = (a) => a.sort((x, y) => x - y)[Math.floor(a.length / 2)]?.toFixed(2)

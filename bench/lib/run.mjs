@@ -23,7 +23,9 @@ const { Sandbox: CodeSandbox } = sdkRequire('@e2b/code-interpreter')
 
 // A uid range of its own, so the benchmark's sandboxes never share host ids with other
 // daemons on this machine (isoboxd's default base is 2^30).
-const UID_BASE = String(3 * 2 ** 29)
+// Its own 512 sandbox uid slots, clear of other runtimes' ranges (isoboxd refuses those)
+// and of the slots other daemons on this machine use first (from the default base 0x70000000).
+const UID_BASE = String(0x74000000)
 const MIB = 1024 * 1024
 const CGROUP_MEMORY = '/sys/fs/cgroup/memory/isobox'
 
@@ -143,7 +145,7 @@ function skip(id, what, reason) { record(id, { what, skipped: reason }) }
 // ---------------------------------------------------------------- isoboxd helpers
 
 async function withDaemon(pools, fn, args = []) {
-  const daemon = await startDaemon({ pools, args: ['--uid-base', UID_BASE, ...args] })
+  const daemon = await startDaemon({ pools, args: ['--uid-base', UID_BASE, '--max-sandboxes', '512', ...args] })
   try {
     return await fn(daemon)
   } finally {

@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "runtime/cgroup.h"
 #include "runtime/state_tmpfs.h"
+#include "server/api_key_file.h"
 #include "server/control/ids.h"
 #include "server/control/listing.h"
 #include "server/control/registry.h"
@@ -27,6 +28,7 @@
 #include "server/store/store.h"
 #include "server/http/tls.h"
 #include "server/ops/ops.h"
+#include "server/uid_ranges.h"
 
 namespace isobox::server {
 namespace {
@@ -38,14 +40,18 @@ struct Flags {
   uint16_t port = 49982;
   fs::path state_dir = "/var/lib/isobox";
   std::vector<std::string> api_keys;
+  bool api_key_in_argv = false;  // given as a flag, not in the --config file
+  fs::path api_key_file;
   fs::path agent;
   fs::path port_file;
   std::string log_level = "info";
   unsigned workers = 4;
   std::string on_exit = "keep";
   unsigned shutdown_grace = 10;  // seconds
-  uint32_t uid_base = 1u << 30;
-  uint32_t max_sandboxes = 4096;
+  // 0x70000000: above systemd's container ranges (524288-1879048191), and 4094 slots end
+  // where its foreign range starts (2147352576); server/uid_ranges.h checks the rest.
+  uint32_t uid_base = 1879048192;
+  uint32_t max_sandboxes = 4094;
   // TEMPLATE=SIZE; templates not named keep their default size.
   std::vector<std::string> pools;
   // Operations: the TLS listener, metrics, audit (README "Operations").
@@ -148,25 +154,51 @@ Result<fs::path> InstallAgent(const fs::path& source, const fs::path& state_dir)
 }
 
 // API keys live in the store as digests. Keys listed in <state>/api-keys (one per line)
-// are added to it at start (a revoked key stays revoked). When the store has no key and
-// none is given on the command line, a fresh key is created and written to that file,
-// the one place the operator reads it from.
-Status PrepareApiKeys(const Flags& flags, Store& store) {
+// are added to it at start as admin keys (a revoked key stays revoked). When the store has
+// no key and none is given for this run, a fresh admin key is created and written to that
+// file, the one place the operator reads it from.
+Status PrepareApiKeys(const Flags& flags, const std::vector<std::string>& run_keys, Store& store) {
   fs::path path = flags.state_dir / "api-keys";
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(line), "from " + path.string()));
+  auto listed = ReadApiKeyFile(path);
+  if (!listed && listed.error().code != ErrorCode::kNotFound) return tl::unexpected(listed.error());
+  for (const std::string& key : listed ? *listed : std::vector<std::string>{}) {
+    RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(key), "from " + path.string(), /*admin=*/true));
   }
   ASSIGN_OR_RETURN(std::vector<ApiKeyRecord> keys, store.ListApiKeys());
-  if (!keys.empty() || !flags.api_keys.empty()) return Ok();
+  if (!keys.empty() || !run_keys.empty()) return Ok();
   std::string key = "e2b_" + NewToken(40);
   std::ofstream out(path, std::ios::app);
   out << key << "\n";
   if (!out || ::chmod(path.c_str(), 0600) < 0) return SysError("write {}", path.string());
-  RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(key), "first start"));
-  LOG_INFO("created an API key in {}", path.string());
+  RETURN_IF_ERROR(store.AddApiKey(ApiKeyDigest(key), "first start", /*admin=*/true));
+  LOG_INFO("created an admin API key in {}", path.string());
   return Ok();
+}
+
+// The keys accepted for this run only, all admin keys: --api-key, --api-key-file and
+// ISOBOXD_API_KEY.
+Result<std::vector<std::string>> RunApiKeys(const Flags& flags) {
+  std::vector<std::string> keys = flags.api_keys;
+  if (flags.api_key_in_argv) {
+    LOG_WARN(
+        "--api-key puts the key on the command line, where every local user sees it (ps, "
+        "/proc/<pid>/cmdline): prefer --api-key-file or ISOBOXD_API_KEY");
+  }
+  if (!flags.api_key_file.empty()) {
+    ASSIGN_OR_RETURN(std::vector<std::string> listed, ReadApiKeyFile(flags.api_key_file));
+    if (listed.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "--api-key-file {} holds no key",
+                       flags.api_key_file.string());
+    }
+    struct stat st {};
+    if (::stat(flags.api_key_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      LOG_WARN("--api-key-file {} can be read by other users than its owner (mode {:o})",
+               flags.api_key_file.string(), st.st_mode & 0777);
+    }
+    keys.insert(keys.end(), listed.begin(), listed.end());
+  }
+  if (auto key = TakeApiKeyFromEnv("ISOBOXD_API_KEY")) keys.push_back(std::move(*key));
+  return keys;
 }
 
 Status PrepareStateDir(const fs::path& dir) {
@@ -191,11 +223,12 @@ std::string TemplateJson(const Template& tmpl) {
   return boost::json::serialize(spec);
 }
 
-enum class KeyCommand { kCreate, kList, kRevoke };
+enum class KeyCommand { kCreate, kList, kRevoke, kPromote, kDemote };
 
-// `isoboxd api-key create|list|revoke`: works on the store of --state-dir, also while a
-// daemon runs (SQLite serialises the writers; the daemon reads keys per request).
-int RunKeyCommand(const Flags& flags, KeyCommand command, const std::string& argument) {
+// `isoboxd api-key create|list|revoke|promote|demote`: works on the store of --state-dir,
+// also while a daemon runs (SQLite serialises the writers; the daemon reads keys per
+// request).
+int RunKeyCommand(const Flags& flags, KeyCommand command, const std::string& argument, bool admin) {
   InitLogging("isoboxd", "warn");
   if (auto ok = PrepareStateDir(flags.state_dir); !ok) {
     std::fprintf(stderr, "%s\n", ok.error().message.c_str());
@@ -209,17 +242,20 @@ int RunKeyCommand(const Flags& flags, KeyCommand command, const std::string& arg
   Status done = Ok();
   if (command == KeyCommand::kCreate) {
     std::string key = "e2b_" + NewToken(40);
-    done = (*store)->AddApiKey(ApiKeyDigest(key), argument);
+    done = (*store)->AddApiKey(ApiKeyDigest(key), argument, admin);
     if (done) std::printf("%s\t%s\n", ApiKeyId(ApiKeyDigest(key)).c_str(), key.c_str());
   } else if (command == KeyCommand::kList) {
+    // id, created, admin or tenant, name
     auto keys = (*store)->ListApiKeys();
     if (!keys) done = tl::unexpected(keys.error());
     for (const ApiKeyRecord& key : keys ? *keys : std::vector<ApiKeyRecord>{}) {
-      std::printf("%s\t%s\t%s\n", key.id.c_str(), FormatRfc3339(key.created_at).c_str(),
-                  key.name.c_str());
+      std::printf("%s\t%s\t%s\t%s\n", key.id.c_str(), FormatRfc3339(key.created_at).c_str(),
+                  key.admin ? "admin" : "tenant", key.name.c_str());
     }
-  } else {
+  } else if (command == KeyCommand::kRevoke) {
     done = (*store)->RevokeApiKey(argument);
+  } else {
+    done = (*store)->SetApiKeyAdmin(argument, command == KeyCommand::kPromote);
   }
   if (!done) {
     std::fprintf(stderr, "%s\n", done.error().message.c_str());
@@ -289,11 +325,17 @@ int Run(const Flags& flags) {
     LOG_ERROR("{}", error.message);
     return 1;
   };
+  auto run_keys = RunApiKeys(flags);
+  if (!run_keys) return fail(run_keys.error());
+  // SECURITY: sandboxes run as host ids that must be nobody else's (server/uid_ranges.h).
+  if (auto ids = CheckSandboxIdRange(flags.uid_base, flags.max_sandboxes); !ids) {
+    return fail(ids.error());
+  }
   uint64_t max_connections = ConnectionCap(flags);
   if (auto ok = PrepareStateDir(flags.state_dir); !ok) return fail(ok.error());
   auto store = Store::Open(flags.state_dir / "isobox.db");
   if (!store) return fail(store.error());
-  if (auto keys = PrepareApiKeys(flags, **store); !keys) return fail(keys.error());
+  if (auto keys = PrepareApiKeys(flags, *run_keys, **store); !keys) return fail(keys.error());
   auto agent_source = flags.agent.empty() ? DefaultAgentPath() : Result<fs::path>(flags.agent);
   if (!agent_source) return fail(agent_source.error());
   auto agent_dir = InstallAgent(*agent_source, flags.state_dir);
@@ -345,7 +387,7 @@ int Run(const Flags& flags) {
   registry.StartPools();
   HttpServer server(
       io, workers, registry, ops,
-      HttpConfig{.api_keys = flags.api_keys,
+      HttpConfig{.api_keys = *run_keys,
                  .key_store = store->get(),
                  .metrics_public = flags.metrics_public,
                  .max_connections_per_client = flags.max_connections_per_client,
@@ -401,8 +443,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--state-dir", flags.state_dir, "directory for all state")->capture_default_str();
   app.add_option("--api-key", flags.api_keys,
-                 "also accept this API key, for this run only (repeatable); stored keys: "
-                 "`isoboxd api-key`, <state-dir>/api-keys");
+                 "also accept this admin API key, for this run only (repeatable). Visible to "
+                 "every local user in ps: prefer --api-key-file or ISOBOXD_API_KEY. Stored "
+                 "keys: `isoboxd api-key`, <state-dir>/api-keys");
+  app.add_option("--api-key-file", flags.api_key_file,
+                 "also accept the admin API keys in this file (one per line), for this run "
+                 "only; the environment variable ISOBOXD_API_KEY gives one more");
   app.add_option("--agent", flags.agent, "isobox-envd binary (default: next to isoboxd)");
   app.add_option("--port-file", flags.port_file, "write the bound port to this file");
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
@@ -419,8 +465,10 @@ int main(int argc, char** argv) {
                  "seconds a stopping isoboxd waits for control requests in flight")
       ->capture_default_str();
   app.add_option("--uid-base", flags.uid_base,
-                 "first host uid/gid of sandbox ranges (65536 ids per sandbox); daemons on "
-                 "one host need disjoint ranges")
+                 "first host uid/gid of sandbox ranges (65536 ids per sandbox); isoboxd "
+                 "refuses a range that overlaps /etc/subuid, /etc/subgid, /etc/passwd, "
+                 "/etc/group or ranges systemd and LXD document; daemons on one host need "
+                 "disjoint ranges")
       ->capture_default_str()
       ->check(CLI::Range(65536u, 1u << 31));
   app.add_option("--max-sandboxes", flags.max_sandboxes, "sandboxes at once")
@@ -435,11 +483,20 @@ int main(int argc, char** argv) {
   keys->require_subcommand(1);
   std::string key_name = "created with isoboxd api-key";
   std::string key_id;
-  CLI::App* create = keys->add_subcommand("create", "create a key and print it (shown once)");
+  bool key_admin = false;
+  CLI::App* create = keys->add_subcommand(
+      "create", "create a key and print it (shown once); it sees only its own sandboxes");
   create->add_option("--name", key_name, "what the key is for");
-  CLI::App* list = keys->add_subcommand("list", "list the keys (ids and names, never keys)");
+  create->add_flag("--admin", key_admin,
+                   "an admin key: sees every sandbox, the audit log and operator routes");
+  CLI::App* list = keys->add_subcommand(
+      "list", "list the keys: id, created, admin or tenant, name (never keys)");
   CLI::App* revoke = keys->add_subcommand("revoke", "revoke a key by id");
   revoke->add_option("id", key_id, "the key's id (from list)")->required();
+  CLI::App* promote = keys->add_subcommand("promote", "make a key an admin key, by id");
+  promote->add_option("id", key_id, "the key's id (from list)")->required();
+  CLI::App* demote = keys->add_subcommand("demote", "make an admin key a tenant key, by id");
+  demote->add_option("id", key_id, "the key's id (from list)")->required();
   app.add_option("--tls-cert", flags.tls_cert,
                  "PEM certificate chain for the TLS listener (with --tls-key)");
   app.add_option("--tls-key", flags.tls_key, "PEM private key for the TLS listener");
@@ -482,13 +539,21 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(64u, 1u << 20));
   CLI11_PARSE(app, argc, argv);
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--api-key" || arg.starts_with("--api-key=")) flags.api_key_in_argv = true;
+  }
   if (dev_cert->parsed()) return isobox::server::DevCert(flags);
 
   if (keys->parsed()) {
-    isobox::server::KeyCommand command = create->parsed() ? isobox::server::KeyCommand::kCreate
-                                         : list->parsed() ? isobox::server::KeyCommand::kList
-                                                          : isobox::server::KeyCommand::kRevoke;
-    return isobox::server::RunKeyCommand(flags, command, create->parsed() ? key_name : key_id);
+    using isobox::server::KeyCommand;
+    KeyCommand command = create->parsed()    ? KeyCommand::kCreate
+                         : list->parsed()    ? KeyCommand::kList
+                         : revoke->parsed()  ? KeyCommand::kRevoke
+                         : promote->parsed() ? KeyCommand::kPromote
+                                             : KeyCommand::kDemote;
+    return isobox::server::RunKeyCommand(flags, command, create->parsed() ? key_name : key_id,
+                                         key_admin);
   }
   // Its uid range must fit below 2^32 - 1 with every slot.
   if (uint64_t{flags.uid_base} + uint64_t{flags.max_sandboxes} * 65536 > 0xffffffffull) {

@@ -148,6 +148,9 @@ Status Registry::Personalize(Sandbox& sandbox, const SandboxOptions& options) {
   SandboxInfo& info = sandbox.info;
   info.metadata = options.metadata;
   info.auto_pause = options.auto_pause;
+  // SECURITY: a pooled sandbox belongs to nobody until taken; from here on, to the key
+  // whose create took it (control/tenancy.h).
+  info.owner = options.owner;
   info.started_at = std::chrono::system_clock::now();
   info.end_at = info.started_at + options.timeout;
   if (options.env_vars.empty()) return Ok();

@@ -343,6 +343,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   info.memory_mb = tmpl.memory_mb;
   info.disk_mb = tmpl.disk_mb;
   info.auto_pause = options.auto_pause;
+  info.owner = options.owner;
 
   // SECURITY: limits are in place before the first process of the sandbox exists.
   // Three groups: the sandbox total, envd's "agent", and "user" with the template's

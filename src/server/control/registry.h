@@ -40,6 +40,7 @@ struct SandboxOptions {
   std::map<std::string, std::string> metadata;
   std::map<std::string, std::string> env_vars;
   bool auto_pause = false;  // at the end of its timeout: pause instead of kill
+  std::string owner;        // the creating API key's id (SandboxInfo::owner)
 };
 
 struct MetricSample {
@@ -130,6 +131,10 @@ class Registry {
   // forgotten.
   Result<std::optional<SandboxRecord>> Record(const std::string& id) const;
   std::vector<SandboxInfo> List() const;
+  // Live and recently ended sandboxes created by the API key with this id (tenancy.h).
+  Result<std::set<std::string>> OwnedBy(const std::string& key_id) const {
+    return store_.SandboxesOwnedBy(key_id);
+  }
   // What the sandbox disk reserve has done since isoboxd started.
   runtime::DiskReserve::Counts DiskCounts() const { return disks_.counts(); }
   // Samples with start <= time <= end; NotFound for an unknown sandbox.

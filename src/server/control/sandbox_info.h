@@ -28,6 +28,9 @@ struct SandboxInfo {
   uint32_t memory_mb = 0;
   uint32_t disk_mb = 0;
   bool auto_pause = false;
+  // The id of the API key that created it (store/store.h ApiKeyId); empty for sandboxes
+  // made before isoboxd recorded owners, which only admin keys see.
+  std::string owner;
 };
 
 // How and why a sandbox ended (kept after the end: GET /isobox/sandboxes/{id}).

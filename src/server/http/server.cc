@@ -207,8 +207,8 @@ Task<bool> HttpServer::TooLarge(S& stream, unsigned version) {
   co_return false;
 }
 
-std::optional<std::string> HttpServer::Authenticate(const HeaderParser::value_type& request,
-                                                    bool isobox) const {
+std::optional<Tenant> HttpServer::Authenticate(const HeaderParser::value_type& request,
+                                               bool isobox) const {
   std::string_view key = request["X-API-KEY"];
   std::string_view authorization = request[http::field::authorization];
   std::string_view bearer;
@@ -221,14 +221,16 @@ std::optional<std::string> HttpServer::Authenticate(const HeaderParser::value_ty
       match = &accepted;
     }
   }
-  if (match != nullptr) return ops::ApiKeyId(*match);
+  // SECURITY: keys given for one run (--api-key, --api-key-file, ISOBOXD_API_KEY) come
+  // from the operator: admin keys.
+  if (match != nullptr) return Tenant{.key_id = ApiKeyId(ApiKeyDigest(*match)), .admin = true};
   if (config_.key_store == nullptr) return std::nullopt;
   // The store keeps digests only; comparing digests leaks nothing about the key.
   for (std::string_view presented : {key, bearer}) {
     if (presented.empty()) continue;
     auto found = config_.key_store->FindApiKey(ApiKeyDigest(presented));
     if (!found) LOG_ERROR("API key lookup: {}", found.error().message);
-    if (found && *found) return "key:" + **found;
+    if (found && *found) return Tenant{.key_id = (*found)->id, .admin = (*found)->admin};
   }
   return std::nullopt;
 }
@@ -255,8 +257,8 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
                     .authenticated = false});
   };
   boost::system::error_code ec;
-  std::optional<std::string> actor = Authenticate(header.get(), isobox);
-  if (!actor && !public_route) {
+  std::optional<Tenant> tenant = Authenticate(header.get(), isobox);
+  if (!tenant && !public_route) {
     auto response = JsonResponse(http::status::unauthorized,
                                  JsonError(401, "missing or invalid API key (X-API-KEY header)"),
                                  version, false);
@@ -264,7 +266,7 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
     count_only(401);
     co_return false;
   }
-  if (actor) caller.actor = *actor;
+  if (tenant) caller.actor = tenant->Actor();
   // The header was parsed without a body limit, so a declared length is checked here;
   // the parser's limit catches chunked bodies that grow too large.
   auto declared = header.content_length();
@@ -287,10 +289,10 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
   lowest.expires_never();  // the handler may take long (a create); nothing waits on the socket
   ++control_in_flight_;
   if (isobox) {
-    IsoboxContext context{registry_, workers_, ops_};
+    IsoboxContext context{registry_, workers_, ops_, tenant, config_.metrics_public};
     response = co_await HandleIsobox(parser.get(), context);
   } else {
-    ControlContext context{registry_, workers_};
+    ControlContext context{registry_, workers_, *tenant};
     response = co_await HandleControl(parser.get(), context);
   }
   --control_in_flight_;

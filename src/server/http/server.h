@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "server/control/registry.h"
+#include "server/control/tenancy.h"
 #include "server/http/connection_limits.h"
 #include "server/http/proxy.h"
 #include "server/http/types.h"
@@ -80,10 +81,8 @@ class HttpServer {
   template <typename S>
   Task<bool> TooLarge(S& stream, unsigned version);
   // The API key that authenticates the request (X-API-KEY; for /isobox/ routes also
-  // Authorization: Bearer), or null.
-  // Returns the caller's actor name ("key:<id>").
-  std::optional<std::string> Authenticate(const HeaderParser::value_type& request,
-                                          bool isobox) const;
+  // Authorization: Bearer) as the tenant it acts for, or null.
+  std::optional<Tenant> Authenticate(const HeaderParser::value_type& request, bool isobox) const;
 
   asio::io_context& io_;
   asio::thread_pool& workers_;

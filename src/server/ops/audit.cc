@@ -56,6 +56,7 @@ Result<SystemTime> ParseSince(std::string_view value) {
 }
 
 bool Matches(const json::object& record, const AuditQuery& query) {
+  if (query.visible && !query.visible(record)) return false;
   if (query.sandbox_id) {
     const json::value* id = record.if_contains("sandboxId");
     if (id == nullptr || !id->is_string() || id->as_string() != *query.sandbox_id) return false;

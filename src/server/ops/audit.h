@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,6 +60,8 @@ struct AuditQuery {
   std::optional<std::string> sandbox_id{};
   std::optional<SystemTime> since{};  // records at or after
   size_t limit = 100;                 // the newest `limit` matching records
+  // When set, only records it accepts match (a key's own records: routes/isobox.cc).
+  std::function<bool(const boost::json::object&)> visible{};
 };
 
 inline constexpr size_t kMaxAuditLimit = 1000;

@@ -18,6 +18,29 @@ StringResponse Json(const StringRequest& request, http::status status, std::stri
   return JsonResponse(status, std::move(body), request.version(), request.keep_alive());
 }
 
+StringResponse Forbidden(const StringRequest& request, std::string_view what) {
+  return Json(request, http::status::forbidden,
+              JsonError(403, fmt::format("{} needs an admin API key", what)));
+}
+
+// SECURITY: the audit records a key that is not an admin key may read: those of the
+// sandboxes it created (whoever acted on them: the key, the sandbox's access token,
+// isoboxd, another key that tried) and its own requests (on any id it named). Others'
+// sandbox ids, key ids and addresses stay hidden (control/tenancy.h).
+Result<std::function<bool(const json::object&)>> AuditFilter(const Tenant& tenant,
+                                                             const Registry& registry) {
+  if (tenant.admin) return std::function<bool(const json::object&)>();
+  ASSIGN_OR_RETURN(std::set<std::string> owned, registry.OwnedBy(tenant.key_id));
+  return std::function<bool(const json::object&)>(
+      [owned = std::move(owned), actor = tenant.Actor()](const json::object& record) {
+        const json::value* who = record.if_contains("actor");
+        if (who != nullptr && who->is_string() && who->as_string() == actor) return true;
+        const json::value* id = record.if_contains("sandboxId");
+        return id != nullptr && id->is_string() && !id->as_string().empty() &&
+               owned.contains(std::string(id->as_string()));
+      });
+}
+
 StringResponse Health(const StringRequest& request, IsoboxContext& context) {
   size_t running = 0, paused = 0;
   for (const SandboxInfo& info : context.registry.List()) {
@@ -54,8 +77,11 @@ Task<StringResponse> Audit(const StringRequest& request, IsoboxContext& context)
   if (log == nullptr) {
     co_return Json(request, http::status::not_found, JsonError(404, "the audit log is off"));
   }
-  // Reading the file blocks: on a worker thread.
-  auto records = co_await OnWorker(context.workers, [&] { return log->Read(*query); });
+  // Reading the store and the file blocks: on a worker thread.
+  auto records = co_await OnWorker(context.workers, [&]() -> Result<std::vector<json::object>> {
+    ASSIGN_OR_RETURN(query->visible, AuditFilter(*context.tenant, context.registry));
+    return log->Read(*query);
+  });
   if (!records) {
     co_return Json(request, http::status::internal_server_error,
                    JsonError(500, records.error().message));
@@ -73,9 +99,13 @@ Task<StringResponse> HandleIsobox(const StringRequest& request, IsoboxContext& c
   std::string_view target = request.target();
   std::string_view path = target.substr(0, target.find('?'));
   bool known = path == "/isobox/health" || path == "/isobox/metrics" || path == "/isobox/audit";
+  // Only /isobox/health (and /isobox/metrics with --metrics-public) come without a key.
+  if (!context.tenant && path != "/isobox/health" && path != "/isobox/metrics") {
+    co_return Json(request, http::status::unauthorized, JsonError(401, "missing API key"));
+  }
   if (!known) {
     // /isobox/sandboxes/{id}, /isobox/pools and unknown paths: the control routes.
-    ControlContext control{context.registry, context.workers};
+    ControlContext control{context.registry, context.workers, *context.tenant};
     co_return co_await HandleControl(request, control);
   }
   if (request.method() != http::verb::get) {
@@ -84,7 +114,13 @@ Task<StringResponse> HandleIsobox(const StringRequest& request, IsoboxContext& c
                                               std::string_view(request.method_string()), path)));
   }
   if (path == "/isobox/health") co_return Health(request, context);
-  if (path == "/isobox/metrics") co_return Metrics(request, context);
+  if (path == "/isobox/metrics") {
+    // Counts and rates of every tenant: operator data, unless the operator made it public.
+    if (!context.metrics_public && !(context.tenant && context.tenant->admin)) {
+      co_return Forbidden(request, "GET /isobox/metrics");
+    }
+    co_return Metrics(request, context);
+  }
   co_return co_await Audit(request, context);
 }
 

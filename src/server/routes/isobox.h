@@ -15,10 +15,13 @@ struct IsoboxContext {
   Registry& registry;
   asio::thread_pool& workers;
   ops::Ops& ops;
+  std::optional<Tenant> tenant;  // null on a public route reached without a key
+  bool metrics_public = false;   // --metrics-public: /isobox/metrics for anyone
 };
 
 // GET /isobox/health, GET /isobox/metrics, GET /isobox/audit?sandboxId=&since=&limit=;
-// other /isobox/ paths go to HandleControl (sandbox records, pools).
+// other /isobox/ paths go to HandleControl (sandbox records, pools). Metrics are for admin
+// keys (unless public); a key that is not an admin key reads only its own audit records.
 Task<StringResponse> HandleIsobox(const StringRequest& request, IsoboxContext& context);
 
 // The version isoboxd reports (the project version from CMake).

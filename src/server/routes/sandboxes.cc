@@ -49,6 +49,24 @@ Reply BadRequest(std::string_view message) {
   return {http::status::bad_request, JsonError(400, message)};
 }
 
+// What the registry answers for an id it does not know.
+Reply SandboxNotFound(const std::string& id) {
+  return ErrorReply(Error{ErrorCode::kNotFound, 0, "sandbox '" + id + "' not found"});
+}
+
+// SECURITY: a live sandbox of another key (control/tenancy.h). Every route that names a
+// sandbox asks this where it would first look the sandbox up, and answers
+// SandboxNotFound, so that a foreign id gets exactly the answers an unknown id gets.
+bool Hidden(const std::string& id, const ControlContext& context) {
+  if (context.tenant.admin) return false;
+  std::optional<SandboxInfo> info = context.registry.Get(id);
+  return info && !context.tenant.Sees(*info);
+}
+
+Reply Forbidden(std::string_view what) {
+  return {http::status::forbidden, JsonError(403, fmt::format("{} needs an admin API key", what))};
+}
+
 json::object StringMap(const std::map<std::string, std::string>& map) {
   json::object out;
   for (const auto& [key, value] : map) out[key] = value;
@@ -195,18 +213,21 @@ json::object MetricJson(const MetricSample& sample) {
 Task<Reply> CreateSandbox(const StringRequest& request, ControlContext& context) {
   auto options = ParseNewSandbox(request.body());
   if (!options) co_return BadRequest(options.error().message);
+  options->owner = context.tenant.key_id;
   auto info = co_await OnWorker(context.workers, [&] { return context.registry.Create(*options); });
   if (!info) co_return ErrorReply(info.error());
   co_return Reply{http::status::created, json::serialize(SandboxJson(*info))};
 }
 
 Task<Reply> KillSandbox(const std::string& id, ControlContext& context) {
+  if (Hidden(id, context)) co_return SandboxNotFound(id);
   auto killed = co_await OnWorker(context.workers, [&] { return context.registry.Kill(id); });
   if (!killed) co_return ErrorReply(killed.error());
   co_return Reply{http::status::no_content, ""};
 }
 
 Task<Reply> PauseSandbox(const std::string& id, ControlContext& context) {
+  if (Hidden(id, context)) co_return SandboxNotFound(id);
   auto paused = co_await OnWorker(context.workers, [&] { return context.registry.Pause(id); });
   if (!paused && paused.error().code == ErrorCode::kFailedPrecondition) {
     co_return Reply{http::status::conflict, JsonError(409, paused.error().message)};
@@ -227,6 +248,7 @@ Task<Reply> ConnectSandbox(const std::string& id, const StringRequest& request,
   if (!body) co_return BadRequest(body.error().message);
   auto timeout = ParseTimeout(*body);
   if (!timeout) co_return BadRequest(timeout.error().message);
+  if (Hidden(id, context)) co_return SandboxNotFound(id);
   if (resume_only) {
     auto info = context.registry.Get(id);
     if (info && info->state == SandboxState::kRunning) {
@@ -249,6 +271,7 @@ Reply SetTimeout(const std::string& id, const StringRequest& request, ControlCon
   auto timeout = ParseTimeout(*body);
   if (!timeout) return BadRequest(timeout.error().message);
   if (!*timeout) return BadRequest("'timeout' is required");
+  if (Hidden(id, context)) return SandboxNotFound(id);
   auto set = context.registry.SetTimeout(id, **timeout);
   if (!set) return ErrorReply(set.error());
   return {http::status::no_content, ""};
@@ -256,7 +279,7 @@ Reply SetTimeout(const std::string& id, const StringRequest& request, ControlCon
 
 Reply GetSandbox(const std::string& id, ControlContext& context) {
   auto info = context.registry.Get(id);
-  if (!info) return ErrorReply(Error{ErrorCode::kNotFound, 0, "sandbox '" + id + "' not found"});
+  if (!info || !context.tenant.Sees(*info)) return SandboxNotFound(id);
   return {http::status::ok, json::serialize(DetailJson(*info))};
 }
 
@@ -265,9 +288,8 @@ Reply GetSandbox(const std::string& id, ControlContext& context) {
 Reply GetSandboxRecord(const std::string& id, ControlContext& context) {
   auto record = context.registry.Record(id);
   if (!record) return ErrorReply(record.error());
-  if (!*record) {
-    return ErrorReply(Error{ErrorCode::kNotFound, 0, "sandbox '" + id + "' not found"});
-  }
+  // SECURITY: ended sandboxes too: their owner is in their record (control/tenancy.h).
+  if (!*record || !context.tenant.Sees((*record)->info)) return SandboxNotFound(id);
   json::object out = DetailJson((*record)->info);
   json::object extra;
   if (const auto& end = (*record)->end) {
@@ -304,6 +326,7 @@ Reply GetMetrics(const std::string& id, std::string_view query, ControlContext& 
     if (!time) return BadRequest(time.error().message);
     (key == "start" ? start : end) = *time;
   }
+  if (Hidden(id, context)) return SandboxNotFound(id);
   auto samples = context.registry.Metrics(id, start, end);
   if (!samples) return ErrorReply(samples.error());
   json::array out;
@@ -316,7 +339,9 @@ Reply ListSandboxes(std::string_view query, ControlContext& context, bool v2) {
   if (!parsed) return BadRequest(parsed.error().message);
   // The v1 list shows running sandboxes only.
   if (!v2 && parsed->states.empty()) parsed->states = {SandboxState::kRunning};
-  auto page = ApplyListQuery(context.registry.List(), *parsed);
+  std::vector<SandboxInfo> visible = context.registry.List();
+  std::erase_if(visible, [&](const SandboxInfo& info) { return !context.tenant.Sees(info); });
+  auto page = ApplyListQuery(std::move(visible), *parsed);
   if (!page) return BadRequest(page.error().message);
   json::array out;
   for (const SandboxInfo& info : page->items) out.push_back(ListedJson(info));
@@ -374,11 +399,13 @@ Task<Reply> Route(const StringRequest& request, ControlContext& context) {
   std::vector<std::string_view> parts = PathSegments(path);
   if (parts.size() == 2 && parts[0] == "isobox" && parts[1] == "pools") {
     if (request.method() != http::verb::get) co_return NotAllowed(request, path);
+    // Pools are operator data (sizes, use by every tenant).
+    if (!context.tenant.admin) co_return Forbidden("GET /isobox/pools");
     json::object out;
     for (const auto& [id, target] : context.registry.PoolTargets()) {
       out[id] = json::object{{"ready", context.registry.PoolSize(id)},
-                           {"target", target},
-                           {"taken", context.registry.PoolTaken(id)}};
+                             {"target", target},
+                             {"taken", context.registry.PoolTaken(id)}};
     }
     co_return Reply{http::status::ok, json::serialize(out)};
   }

@@ -4,6 +4,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "server/control/registry.h"
+#include "server/control/tenancy.h"
 #include "server/http/types.h"
 
 namespace isobox::server {
@@ -13,6 +14,7 @@ using StringRequest = http::request<http::string_body>;
 struct ControlContext {
   Registry& registry;
   asio::thread_pool& workers;
+  Tenant tenant;  // the authenticated key: what it sees (control/tenancy.h)
 };
 
 // The body of POST /sandboxes and /v2/sandboxes (untrusted; fuzzed): kInvalidArgument

@@ -11,8 +11,9 @@ namespace {
 namespace json = boost::json;
 using std::chrono::milliseconds;
 
-// Schema version 1. Times are milliseconds since the Unix epoch.
-constexpr const char* kSchema = R"sql(
+// Schema version 1, as the first isoboxd made it; Migrate() brings it to kSchemaVersion.
+// Times are milliseconds since the Unix epoch.
+constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE IF NOT EXISTS sandboxes(
   id TEXT PRIMARY KEY,
   template_id TEXT NOT NULL,
@@ -48,10 +49,24 @@ CREATE TABLE IF NOT EXISTS templates(
 PRAGMA user_version = 1;
 )sql";
 
+// Version 2: tenancy. A sandbox records the id of the API key that created it (NULL for
+// the sandboxes made before: only admin keys see those); a key is an admin key or not.
+// The keys isoboxd added itself (the first start's key, keys from <state>/api-keys) were
+// operator keys and become admin keys; keys made with `isoboxd api-key create` do not.
+constexpr const char* kMigrateV2 = R"sql(
+ALTER TABLE sandboxes ADD COLUMN owner TEXT;
+CREATE INDEX IF NOT EXISTS sandboxes_owner ON sandboxes(owner);
+ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+UPDATE api_keys SET admin = 1 WHERE name = 'first start' OR name LIKE 'from %';
+PRAGMA user_version = 2;
+)sql";
+
+constexpr int64_t kSchemaVersion = 2;
+
 constexpr const char* kSandboxColumns =
     "id, template_id, access_token, metadata, state, started_at, end_at, cpu_count, "
     "memory_mb, disk_mb, auto_pause, slot, init_pid, init_start_ticks, interpreter, "
-    "ended_at, end_reason, end_message, exit_code, exit_signal";
+    "ended_at, end_reason, end_message, exit_code, exit_signal, owner";
 
 int64_t Millis(SystemTime time) {
   return std::chrono::duration_cast<milliseconds>(time.time_since_epoch()).count();
@@ -100,6 +115,7 @@ SandboxRecord ReadSandbox(const sqlite::Statement& row) {
     if (auto signal = row.OptionalInt(19)) end.signal = static_cast<int>(*signal);
     record.end = std::move(end);
   }
+  info.owner = row.Text(20);  // NULL (made before tenancy): empty, admin keys only
   return record;
 }
 
@@ -133,25 +149,37 @@ Result<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& path) {
 
 Status Store::Migrate() {
   std::lock_guard lock(mutex_);
-  ASSIGN_OR_RETURN(sqlite::Statement version, db_.Prepare("PRAGMA user_version"));
-  ASSIGN_OR_RETURN(bool row, version.Step());
-  int64_t current = row ? version.Int(0) : 0;
-  if (current > 1) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "the state database has schema version {}, newer than this isoboxd (1)",
-                     current);
+  // One write transaction: a daemon and an `isoboxd api-key` command that open the same
+  // old database at once migrate it once (the second sees the new version).
+  RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+  auto migrate = [&]() -> Status {
+    ASSIGN_OR_RETURN(sqlite::Statement version, db_.Prepare("PRAGMA user_version"));
+    ASSIGN_OR_RETURN(bool row, version.Step());
+    int64_t current = row ? version.Int(0) : 0;
+    if (current > kSchemaVersion) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "the state database has schema version {}, newer than this isoboxd ({})",
+                       current, kSchemaVersion);
+    }
+    if (current < 1) RETURN_IF_ERROR(db_.Exec(kSchemaV1));
+    if (current < 2) RETURN_IF_ERROR(db_.Exec(kMigrateV2));
+    return Ok();
+  };
+  Status migrated = migrate();
+  if (!migrated) {
+    (void)db_.Exec("ROLLBACK");
+    return migrated;
   }
-  return db_.Exec(kSchema);
+  return db_.Exec("COMMIT");
 }
 
 Status Store::PutSandbox(const SandboxRecord& record) {
   std::lock_guard lock(mutex_);
   const SandboxInfo& info = record.info;
-  ASSIGN_OR_RETURN(
-      sqlite::Statement insert,
-      db_.Prepare(fmt::format("INSERT OR REPLACE INTO sandboxes({}) VALUES "
-                              "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                              kSandboxColumns)));
+  ASSIGN_OR_RETURN(sqlite::Statement insert,
+                   db_.Prepare(fmt::format("INSERT OR REPLACE INTO sandboxes({}) VALUES "
+                                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                           kSandboxColumns)));
   std::string state = record.end ? "ended" : std::string(SandboxStateName(info.state));
   insert.Bind(1, info.id)
       .Bind(2, info.template_id)
@@ -168,12 +196,13 @@ Status Store::PutSandbox(const SandboxRecord& record) {
       .Bind(13, int64_t{record.init_pid})
       .Bind(14, static_cast<int64_t>(record.init_start_ticks))
       .Bind(15, int64_t{record.interpreter});
+  if (!info.owner.empty()) insert.Bind(21, info.owner);  // else NULL: admin keys only
   if (record.end) {
     insert.Bind(16, Millis(record.end->at))
         .Bind(17, record.end->reason)
         .Bind(18, record.end->message)
-        .Bind(19, record.end->exit_code ? std::optional<int64_t>(*record.end->exit_code)
-                                        : std::nullopt)
+        .Bind(19,
+              record.end->exit_code ? std::optional<int64_t>(*record.end->exit_code) : std::nullopt)
         .Bind(20, record.end->signal ? std::optional<int64_t>(*record.end->signal) : std::nullopt);
   }
   return insert.Run();
@@ -205,9 +234,9 @@ Status Store::EndSandbox(const std::string& id, const SandboxEnd& end) {
 
 Result<std::optional<SandboxRecord>> Store::GetSandbox(const std::string& id) {
   std::lock_guard lock(mutex_);
-  ASSIGN_OR_RETURN(sqlite::Statement select,
-                   db_.Prepare(fmt::format("SELECT {} FROM sandboxes WHERE id = ?",
-                                           kSandboxColumns)));
+  ASSIGN_OR_RETURN(
+      sqlite::Statement select,
+      db_.Prepare(fmt::format("SELECT {} FROM sandboxes WHERE id = ?", kSandboxColumns)));
   select.Bind(1, id);
   ASSIGN_OR_RETURN(bool row, select.Step());
   if (!row) return std::optional<SandboxRecord>();
@@ -237,46 +266,77 @@ Result<int64_t> Store::PruneEnded(SystemTime before) {
   return db_.Changes();
 }
 
-Status Store::AddApiKey(const std::string& digest, const std::string& name) {
+Status Store::AddApiKey(const std::string& digest, const std::string& name, bool admin) {
   std::lock_guard lock(mutex_);
   ASSIGN_OR_RETURN(sqlite::Statement insert,
-                   db_.Prepare("INSERT INTO api_keys(id, digest, name, created_at) "
-                               "VALUES (?,?,?,?) ON CONFLICT(digest) DO NOTHING"));
+                   db_.Prepare("INSERT INTO api_keys(id, digest, name, created_at, admin) "
+                               "VALUES (?,?,?,?,?) ON CONFLICT(digest) DO NOTHING"));
   insert.Bind(1, ApiKeyId(digest))
       .Bind(2, digest)
       .Bind(3, name)
-      .Bind(4, Millis(std::chrono::system_clock::now()));
+      .Bind(4, Millis(std::chrono::system_clock::now()))
+      .Bind(5, int64_t{admin});
   return insert.Run();
 }
 
-Result<std::optional<std::string>> Store::FindApiKey(const std::string& digest) {
+Result<std::optional<ApiKeyRecord>> Store::FindApiKey(const std::string& digest) {
   std::lock_guard lock(mutex_);
   ASSIGN_OR_RETURN(sqlite::Statement select,
-                   db_.Prepare("SELECT id FROM api_keys WHERE digest = ? AND revoked_at IS NULL"));
+                   db_.Prepare("SELECT id, name, created_at, admin FROM api_keys "
+                               "WHERE digest = ? AND revoked_at IS NULL"));
   select.Bind(1, digest);
   ASSIGN_OR_RETURN(bool row, select.Step());
-  if (!row) return std::optional<std::string>();
-  return std::optional<std::string>(select.Text(0));
+  if (!row) return std::optional<ApiKeyRecord>();
+  return std::optional<ApiKeyRecord>(ApiKeyRecord{.id = select.Text(0),
+                                                  .name = select.Text(1),
+                                                  .created_at = FromMillis(select.Int(2)),
+                                                  .admin = select.Int(3) != 0});
 }
 
 Result<std::vector<ApiKeyRecord>> Store::ListApiKeys() {
   std::lock_guard lock(mutex_);
   ASSIGN_OR_RETURN(sqlite::Statement select,
-                   db_.Prepare("SELECT id, name, created_at FROM api_keys "
+                   db_.Prepare("SELECT id, name, created_at, admin FROM api_keys "
                                "WHERE revoked_at IS NULL ORDER BY created_at"));
   std::vector<ApiKeyRecord> out;
   for (;;) {
     ASSIGN_OR_RETURN(bool row, select.Step());
     if (!row) return out;
-    out.push_back({select.Text(0), select.Text(1), FromMillis(select.Int(2))});
+    out.push_back({.id = select.Text(0),
+                   .name = select.Text(1),
+                   .created_at = FromMillis(select.Int(2)),
+                   .admin = select.Int(3) != 0});
+  }
+}
+
+Status Store::SetApiKeyAdmin(const std::string& id, bool admin) {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(
+      sqlite::Statement update,
+      db_.Prepare("UPDATE api_keys SET admin = ? WHERE id = ? AND revoked_at IS NULL"));
+  update.Bind(1, int64_t{admin}).Bind(2, id);
+  RETURN_IF_ERROR(update.Run());
+  if (db_.Changes() == 0) return MakeError(ErrorCode::kNotFound, "no API key with id '{}'", id);
+  return Ok();
+}
+
+Result<std::set<std::string>> Store::SandboxesOwnedBy(const std::string& owner) {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(sqlite::Statement select,
+                   db_.Prepare("SELECT id FROM sandboxes WHERE owner = ?"));
+  select.Bind(1, owner);
+  std::set<std::string> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return out;
+    out.insert(select.Text(0));
   }
 }
 
 Status Store::RevokeApiKey(const std::string& id) {
   std::lock_guard lock(mutex_);
-  ASSIGN_OR_RETURN(sqlite::Statement update,
-                   db_.Prepare("UPDATE api_keys SET revoked_at = ? "
-                               "WHERE id = ? AND revoked_at IS NULL"));
+  ASSIGN_OR_RETURN(sqlite::Statement update, db_.Prepare("UPDATE api_keys SET revoked_at = ? "
+                                                         "WHERE id = ? AND revoked_at IS NULL"));
   update.Bind(1, Millis(std::chrono::system_clock::now())).Bind(2, id);
   RETURN_IF_ERROR(update.Run());
   if (db_.Changes() == 0) return MakeError(ErrorCode::kNotFound, "no API key with id '{}'", id);

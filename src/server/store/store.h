@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ struct ApiKeyRecord {
   std::string id;  // short, public: names the key in logs and the audit trail
   std::string name;
   SystemTime created_at;
+  // An admin key sees and acts on every sandbox and reads operator routes; any other key
+  // only the sandboxes it created (README "API keys").
+  bool admin = false;
 };
 
 class Store {
@@ -50,12 +54,17 @@ class Store {
   // Forgets ended sandboxes that ended before `before`; returns how many.
   Result<int64_t> PruneEnded(SystemTime before);
 
-  Status AddApiKey(const std::string& digest, const std::string& name);
-  // The id of the (unrevoked) key with this SHA-256 hex digest.
-  Result<std::optional<std::string>> FindApiKey(const std::string& digest);
+  // Adds a key unless one with this digest exists (revoked or not: it stays as it is).
+  Status AddApiKey(const std::string& digest, const std::string& name, bool admin = false);
+  // The (unrevoked) key with this SHA-256 hex digest.
+  Result<std::optional<ApiKeyRecord>> FindApiKey(const std::string& digest);
   Result<std::vector<ApiKeyRecord>> ListApiKeys();
   // NotFound for an unknown id.
   Status RevokeApiKey(const std::string& id);
+  // Promotes a key to admin or demotes it; NotFound for an unknown or revoked id.
+  Status SetApiKeyAdmin(const std::string& id, bool admin);
+  // The sandboxes (live, and ended but not yet pruned) created by the key with this id.
+  Result<std::set<std::string>> SandboxesOwnedBy(const std::string& owner);
 
   // The template catalog: id -> JSON description.
   Status PutTemplate(const std::string& id, const std::string& spec_json);

@@ -24,7 +24,8 @@ async function readPortFile(path, child, deadline) {
 // options.dir: reuse this directory (its state/ is the daemon's state directory), as a
 // restarted daemon does. Sandboxes are killed when the daemon stops (--on-exit kill)
 // unless options.onExit is 'keep'. Warm pools are empty unless options.pools lists
-// TEMPLATE=SIZE entries.
+// TEMPLATE=SIZE entries. options.apiKey: the --api-key to pass (default: a fixed test
+// key; null: none, as an operator starts it); options.env: extra environment variables.
 export async function startDaemon(options = {}) {
   const binary = process.env.ISOBOXD
   if (!binary) throw new Error('ISOBOXD must name the isoboxd binary to test')
@@ -39,16 +40,20 @@ export async function startDaemon(options = {}) {
     ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-port', '0',
         '--tls-port-file', tlsPortFile]
     : []
+  const apiKey = options.apiKey === undefined ? API_KEY : options.apiKey
   const args = ['--state-dir', stateDir, '--port', '0', '--port-file', portFile,
-    '--api-key', API_KEY, '--log-level', options.logLevel ?? 'warn', '--on-exit', options.onExit ?? 'kill',
+    ...(apiKey ? ['--api-key', apiKey] : []), '--log-level', options.logLevel ?? 'warn', '--on-exit', options.onExit ?? 'kill',
     ...(options.pools ?? ['base=0', 'code-interpreter-v1=0']).flatMap((p) => ['--pool', p]),
     ...tlsArgs, ...(options.args ?? [])]
   // options.wrapper: a command that execs the daemon in its place (e.g. prlimit), so that
-  // the pid stays the daemon's.
+  // the pid stays the daemon's. options.env: more environment for the daemon.
   const wrapper = options.wrapper ?? []
+  const spawnOptions = {
+    stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...(options.env ?? {}) },
+  }
   const child = wrapper.length > 0
-    ? spawn(wrapper[0], [...wrapper.slice(1), binary, ...args], { stdio: ['ignore', 'inherit', 'inherit'] })
-    : spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] })
+    ? spawn(wrapper[0], [...wrapper.slice(1), binary, ...args], spawnOptions)
+    : spawn(binary, args, spawnOptions)
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const deadline = Date.now() + 30000
   const port = await readPortFile(portFile, child, deadline)
@@ -56,12 +61,12 @@ export async function startDaemon(options = {}) {
   const url = `http://127.0.0.1:${port}`
   process.env.E2B_API_URL = url
   process.env.E2B_SANDBOX_URL = url
-  process.env.E2B_API_KEY = API_KEY
+  if (apiKey) process.env.E2B_API_KEY = apiKey
   return {
     url,
     tlsPort,
     stateDir,
-    apiKey: API_KEY,
+    apiKey,
     dir,
     pid: child.pid,
     // SIGTERM, wait, and remove the state directory (unless keepDir).

@@ -112,7 +112,10 @@ TEST_F(StoreTest, ApiKeysAreStoredAsDigestsAndCanBeRevoked) {
   ASSERT_EQ(keys->size(), 1u);
   EXPECT_EQ((*keys)[0].id, ApiKeyId(digest));
   EXPECT_EQ((*keys)[0].name, "ci");
-  EXPECT_EQ(*store->FindApiKey(digest), ApiKeyId(digest));
+  auto found = store->FindApiKey(digest);
+  ASSERT_TRUE(found && found->has_value());
+  EXPECT_EQ((*found)->id, ApiKeyId(digest));
+  EXPECT_FALSE((*found)->admin);
   EXPECT_FALSE(store->FindApiKey(ApiKeyDigest("e2b_other"))->has_value());
   ASSERT_TRUE(store->RevokeApiKey(ApiKeyId(digest)));
   EXPECT_FALSE(store->FindApiKey(digest)->has_value());
@@ -120,6 +123,92 @@ TEST_F(StoreTest, ApiKeysAreStoredAsDigestsAndCanBeRevoked) {
   ASSERT_TRUE(store->AddApiKey(digest, "file"));
   EXPECT_FALSE(store->FindApiKey(digest)->has_value());
   EXPECT_EQ(store->RevokeApiKey("nope").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(StoreTest, SandboxesKeepTheKeyThatCreatedThem) {
+  auto store = Open();
+  SandboxRecord mine = Record("aaa");
+  mine.info.owner = "0123456789ab";
+  ASSERT_TRUE(store->PutSandbox(mine));
+  ASSERT_TRUE(store->PutSandbox(Record("bbb")));  // no owner
+  SandboxRecord ended = Record("ccc");
+  ended.info.owner = "0123456789ab";
+  ASSERT_TRUE(store->PutSandbox(ended));
+  ASSERT_TRUE(store->EndSandbox("ccc", {.at = SystemTime{}, .reason = "timeout", .message = ""}));
+  EXPECT_EQ((*store->GetSandbox("aaa"))->info.owner, "0123456789ab");
+  EXPECT_EQ((*store->GetSandbox("bbb"))->info.owner, "");
+  EXPECT_EQ((*store->LiveSandboxes())[0].info.owner, "0123456789ab");
+  // Ended ones too, until pruned: their audit records stay the key's.
+  EXPECT_EQ(*store->SandboxesOwnedBy("0123456789ab"), (std::set<std::string>{"aaa", "ccc"}));
+  EXPECT_TRUE(store->SandboxesOwnedBy("")->empty());
+}
+
+TEST_F(StoreTest, AdminKeysCanBePromotedAndDemoted) {
+  auto store = Open();
+  std::string admin = ApiKeyDigest("e2b_admin");
+  std::string tenant = ApiKeyDigest("e2b_tenant");
+  ASSERT_TRUE(store->AddApiKey(admin, "ops", /*admin=*/true));
+  ASSERT_TRUE(store->AddApiKey(tenant, "team"));
+  EXPECT_TRUE((*store->FindApiKey(admin))->admin);
+  EXPECT_FALSE((*store->FindApiKey(tenant))->admin);
+  // Adding an existing key again never changes what it is.
+  ASSERT_TRUE(store->AddApiKey(tenant, "again", /*admin=*/true));
+  EXPECT_FALSE((*store->FindApiKey(tenant))->admin);
+  ASSERT_TRUE(store->SetApiKeyAdmin(ApiKeyId(tenant), true));
+  EXPECT_TRUE((*store->FindApiKey(tenant))->admin);
+  ASSERT_TRUE(store->SetApiKeyAdmin(ApiKeyId(admin), false));
+  auto keys = store->ListApiKeys();
+  ASSERT_TRUE(keys);
+  ASSERT_EQ(keys->size(), 2u);
+  EXPECT_FALSE((*keys)[0].admin);
+  EXPECT_TRUE((*keys)[1].admin);
+  ASSERT_TRUE(store->RevokeApiKey(ApiKeyId(tenant)));
+  EXPECT_EQ(store->SetApiKeyAdmin(ApiKeyId(tenant), true).error().code, ErrorCode::kNotFound);
+}
+
+// A state database as isoboxd made it before tenancy (schema version 1).
+TEST_F(StoreTest, UpgradesAVersion1DatabaseWithoutOwners) {
+  {
+    auto db = sqlite::Database::Open(dir_ / "isobox.db");
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db->Exec(R"sql(
+CREATE TABLE sandboxes(
+  id TEXT PRIMARY KEY, template_id TEXT NOT NULL, access_token TEXT NOT NULL,
+  metadata TEXT NOT NULL, state TEXT NOT NULL, started_at INTEGER NOT NULL,
+  end_at INTEGER NOT NULL, cpu_count INTEGER NOT NULL, memory_mb INTEGER NOT NULL,
+  disk_mb INTEGER NOT NULL, auto_pause INTEGER NOT NULL, slot INTEGER NOT NULL,
+  init_pid INTEGER NOT NULL, init_start_ticks INTEGER NOT NULL, interpreter INTEGER NOT NULL,
+  ended_at INTEGER, end_reason TEXT, end_message TEXT, exit_code INTEGER, exit_signal INTEGER);
+CREATE INDEX sandboxes_state ON sandboxes(state);
+CREATE TABLE api_keys(id TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+  created_at INTEGER NOT NULL, revoked_at INTEGER);
+CREATE TABLE templates(id TEXT PRIMARY KEY, spec TEXT NOT NULL, updated_at INTEGER NOT NULL);
+INSERT INTO sandboxes VALUES('old', 'base', 'tok', '{}', 'running', 1, 2, 1, 512, 1024, 0, 3,
+  4242, 99, 0, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO api_keys VALUES('aaaaaaaaaaaa', 'da', 'first start', 1, NULL);
+INSERT INTO api_keys VALUES('bbbbbbbbbbbb', 'db', 'from /var/lib/isobox/api-keys', 2, NULL);
+INSERT INTO api_keys VALUES('cccccccccccc', 'dc', 'created with isoboxd api-key', 3, NULL);
+PRAGMA user_version = 1;
+)sql"));
+  }
+  for (int open = 0; open < 2; ++open) {  // the second open finds version 2: no change
+    auto store = Open();
+    ASSERT_TRUE(store);
+    auto old = store->GetSandbox("old");
+    ASSERT_TRUE(old && old->has_value());
+    EXPECT_EQ((*old)->info.owner, "");  // admin keys only
+    EXPECT_EQ((*old)->slot, 3u);
+    auto keys = store->ListApiKeys();
+    ASSERT_TRUE(keys);
+    ASSERT_EQ(keys->size(), 3u);
+    EXPECT_TRUE((*keys)[0].admin) << "the first start's key";
+    EXPECT_TRUE((*keys)[1].admin) << "a key from <state>/api-keys";
+    EXPECT_FALSE((*keys)[2].admin) << "a key made with isoboxd api-key create";
+  }
+  auto db = sqlite::Database::Open(dir_ / "isobox.db");
+  auto version = db->Prepare("PRAGMA user_version");
+  ASSERT_TRUE(version && *version->Step());
+  EXPECT_EQ(version->Int(0), 2);
 }
 
 TEST_F(StoreTest, RefusesADatabaseFromANewerSchema) {

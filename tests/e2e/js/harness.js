@@ -1,6 +1,6 @@
 // Starts a real isoboxd on 127.0.0.1 with a free port and a private state directory, and
 // points the official E2B SDK at it through its documented environment variables.
-import { execFile, spawn } from 'node:child_process'
+import { execFile, execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,11 +18,22 @@ async function readPortFile(path, child, deadline) {
   return Number(readFileSync(path, 'utf8').trim())
 }
 
+// Whether `binary` has --disk-pool-mb (bench/ab.mjs runs builds from before it too).
+const diskPoolFlag = new Map()
+function knowsDiskPool(binary) {
+  if (!diskPoolFlag.has(binary)) {
+    diskPoolFlag.set(binary, execFileSync(binary, ['--help'], { encoding: 'utf8' })
+      .includes('--disk-pool-mb'))
+  }
+  return diskPoolFlag.get(binary)
+}
+
 // options.args: extra isoboxd flags; options.tls: {cert, key} for a TLS listener too;
 // options.dir: reuse this directory (its state/ is the daemon's state directory), as a
 // restarted daemon does. Sandboxes are killed when the daemon stops (--on-exit kill)
 // unless options.onExit is 'keep'. Warm pools are empty unless options.pools lists
-// TEMPLATE=SIZE entries.
+// TEMPLATE=SIZE entries. The sandboxes' disk pool is 4 GiB unless options.args names
+// --disk-pool-mb.
 export async function startDaemon(options = {}) {
   const binary = process.env.ISOBOXD
   if (!binary) throw new Error('ISOBOXD must name the isoboxd binary to test')
@@ -37,10 +48,14 @@ export async function startDaemon(options = {}) {
     ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-port', '0',
         '--tls-port-file', tlsPortFile]
     : []
+  // A disk pool of 4 GiB unless the test gives one: the default (a quarter of the free
+  // space) taken by every test daemon at once would crowd the host.
+  const poolArgs = (options.args ?? []).includes('--disk-pool-mb') || !knowsDiskPool(binary)
+    ? [] : ['--disk-pool-mb', '4096']
   const args = ['--state-dir', stateDir, '--port', '0', '--port-file', portFile,
     '--api-key', API_KEY, '--log-level', options.logLevel ?? 'warn', '--on-exit', options.onExit ?? 'kill',
     ...(options.pools ?? ['base=0', 'code-interpreter-v1=0']).flatMap((p) => ['--pool', p]),
-    ...tlsArgs, ...(options.args ?? [])]
+    ...tlsArgs, ...poolArgs, ...(options.args ?? [])]
   const child = spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] })
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const deadline = Date.now() + 30000

@@ -1,6 +1,7 @@
 #include "protocol/status.h"
 
 #include <array>
+#include <cerrno>
 
 namespace isobox::protocol {
 namespace {
@@ -40,6 +41,11 @@ const Row& Find(ErrorCode code) {
 }  // namespace
 
 int HttpStatus(ErrorCode code) { return Find(code).http_status; }
+
+int HttpStatus(const Error& error) {
+  if (error.sys_errno == ENOSPC || error.sys_errno == EDQUOT) return 507;
+  return HttpStatus(error.code);
+}
 
 std::string_view ConnectCodeName(ErrorCode code) { return Find(code).connect_name; }
 

@@ -8,7 +8,6 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +20,7 @@
 #include "base/log.h"
 #include "base/scope_guard.h"
 #include "base/thread_priority.h"
+#include "runtime/loop_device.h"
 
 namespace isobox::runtime {
 namespace {
@@ -28,13 +28,11 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr uint64_t kMinDiskBytes = 16ull << 20;
-constexpr int kLoopAttempts = 16;
 // A returned disk with more files than this is dropped rather than emptied: removing them
 // would cost more than making a new disk.
 constexpr uint64_t kMaxRecycledInodes = 4096;
 
-// Runs mke2fs on `image`, with kLayerDirs made from a staging directory; the only
-// external program Isobox runs (e2fsprogs).
+// Runs mke2fs on `image`, with kLayerDirs made from a staging directory.
 Status Format(const fs::path& image) {
   fs::path staging = image.string() + ".d";
   std::error_code ec;
@@ -47,44 +45,9 @@ Status Format(const fs::path& image) {
       return SysError("mkdir {}", path.string());
     }
   }
-  std::string path = image.string();
-  std::vector<const char*> argv = {
-      "mke2fs", "-q", "-F", "-t", "ext4", "-m", "0", "-O", "^has_journal",
-      "-E", "lazy_itable_init=1,nodiscard,root_owner=0:0", "-d", staging.c_str(),
-      path.c_str(), nullptr};
-  // Made before the fork: the child of a threaded process may not allocate.
-  const std::array<std::string, 3> programs = {"/usr/sbin/mke2fs", "/sbin/mke2fs",
-                                               "/usr/bin/mke2fs"};
-  int report[2];
-  if (::pipe2(report, O_CLOEXEC) < 0) return SysError("pipe2");
-  UniqueFd report_read(report[0]), report_write(report[1]);
-  pid_t pid = ::fork();
-  if (pid < 0) return SysError("fork mke2fs");
-  if (pid == 0) {
-    // Its own session: a terminal's Ctrl-C to isoboxd's process group must not end it
-    // under a create that isoboxd lets finish (zygote.h).
-    (void)::setsid();
-    int null_fd = ::open("/dev/null", O_RDWR);
-    if (null_fd >= 0) ::dup2(null_fd, 0), ::dup2(null_fd, 1);
-    for (const std::string& program : programs) {
-      ::execv(program.c_str(), const_cast<char* const*>(argv.data()));
-    }
-    ExitWithChildError(report_write.Get(), 0, errno);  // the one step: exec
-  }
-  report_write.Reset();
-  auto exec_error = AwaitChildError(report_read.Get());
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return SysError("wait mke2fs");
-  }
-  if (exec_error && *exec_error) {
-    return ErrnoError((*exec_error)->sys_errno, "exec mke2fs (is e2fsprogs installed?)");
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return MakeError(ErrorCode::kInternal, "mke2fs {} failed (status {}); is e2fsprogs installed?",
-                     path, status);
-  }
-  return Ok();
+  return RunMke2fs({"-q", "-F", "-t", "ext4", "-m", "0", "-O", "^has_journal", "-E",
+                    "lazy_itable_init=1,nodiscard,root_owner=0:0", "-d", staging.string(),
+                    image.string()});
 }
 
 // The formatted image for `size_bytes`, made once (atomically renamed into place).
@@ -141,8 +104,8 @@ Result<std::vector<std::pair<off_t, off_t>>> CopyData(const fs::path& image, int
   for (auto [in_off, end] : ranges) {
     off_t out_off = in_off;
     while (in_off < end) {
-      ssize_t n = ::copy_file_range(in.Get(), &in_off, out, &out_off,
-                                    static_cast<size_t>(end - in_off), 0);
+      ssize_t n =
+          ::copy_file_range(in.Get(), &in_off, out, &out_off, static_cast<size_t>(end - in_off), 0);
       if (n < 0) return SysError("copy {}", image.string());
       if (n == 0) break;
     }
@@ -173,32 +136,6 @@ void WarmUp(int loop, int backing, const std::vector<std::pair<off_t, off_t>>& r
   (void)::posix_fadvise(backing, 0, 0, POSIX_FADV_NORMAL);
 }
 
-struct Loop {
-  UniqueFd fd;
-  std::string device;
-};
-
-// Attaches `backing` to a free loop device that detaches itself once unused.
-Result<Loop> AttachLoop(int backing) {
-  UniqueFd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
-  if (!control) return SysError("open /dev/loop-control");
-  for (int attempt = 0; attempt < kLoopAttempts; ++attempt) {
-    int number = ::ioctl(control.Get(), LOOP_CTL_GET_FREE);
-    if (number < 0) return SysError("LOOP_CTL_GET_FREE");
-    std::string device = fmt::format("/dev/loop{}", number);
-    UniqueFd loop(::open(device.c_str(), O_RDWR | O_CLOEXEC));
-    if (!loop) return SysError("open {}", device);
-    struct loop_config config {};
-    config.fd = static_cast<uint32_t>(backing);
-    config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
-    if (::ioctl(loop.Get(), LOOP_CONFIGURE, &config) == 0) return Loop{std::move(loop), device};
-    if (errno != EBUSY) return SysError("LOOP_CONFIGURE {}", device);
-    // Another creator took it between GET_FREE and CONFIGURE: ask again.
-  }
-  return MakeError(ErrorCode::kResourceExhausted, "no free loop device after {} attempts",
-                   kLoopAttempts);
-}
-
 Result<UniqueFd> MountExt4(const std::string& device) {
   UniqueFd fs(::fsopen("ext4", FSOPEN_CLOEXEC));
   if (!fs) return SysError("fsopen ext4");
@@ -214,7 +151,10 @@ Result<UniqueFd> MountExt4(const std::string& device) {
   // the backing file, which wrote the disk's dirty metadata (~0.7 MB, at the unmount of
   // every disk) to the host's disk. Nothing on this disk outlives the sandbox, so it has
   // nothing to make durable.
-  for (const char* flag : {"noinit_itable", "no_prefetch_block_bitmaps", "nobarrier"}) {
+  // Online discard: what the sandbox deletes is punched out of the image at once, so a
+  // disk holds only as much of the disk pool (runtime/disk_pool.h) as it has files, not
+  // as much as it ever wrote; a disk given back and emptied holds no more than a new one.
+  for (const char* flag : {"noinit_itable", "no_prefetch_block_bitmaps", "nobarrier", "discard"}) {
     if (::fsconfig(fs.Get(), FSCONFIG_SET_FLAG, flag, nullptr, 0) < 0) {
       return SysError("ext4 option {}", flag);
     }
@@ -241,13 +181,13 @@ Result<UniqueFd> CreateSandboxDisk(const fs::path& images_dir, uint64_t size_byt
   // ~1 MB of metadata to the host's disk for every sandbox (the copy is thrown away with
   // the sandbox, usually before writeback would ever have written it).
   ASSIGN_OR_RETURN(UniqueFd copy, EmptyBackingFile(images_dir, size_bytes));
-  ASSIGN_OR_RETURN(Loop loop, AttachLoop(copy.Get()));
+  ASSIGN_OR_RETURN(LoopDevice loop, AttachLoop(copy.Get(), LO_FLAGS_AUTOCLEAR));
   ScopeGuard detach([&] { (void)::ioctl(loop.fd.Get(), LOOP_CLR_FD, 0); });
   ASSIGN_OR_RETURN(auto ranges, CopyData(image, copy.Get(), size_bytes));
   // The copy went into the backing file, past the device's page cache: whatever read the
   // device meanwhile (a udev probe on the host) cached holes; drop it before ext4 reads.
-  if (::ioctl(loop.fd.Get(), BLKFLSBUF, 0) < 0) return SysError("flush {}", loop.device);
-  auto mounted = MountExt4(loop.device);
+  if (::ioctl(loop.fd.Get(), BLKFLSBUF, 0) < 0) return SysError("flush {}", loop.path);
+  auto mounted = MountExt4(loop.path);
   if (!mounted) return mounted;
   detach.Cancel();
   WarmUp(loop.fd.Get(), copy.Get(), ranges);
@@ -281,6 +221,13 @@ Status EmptyDisk(int disk, const DiskFree& fresh, uint64_t max_inodes) {
       return SysError("empty disk: mkdir {}", dir.path);
     }
   }
+  // A disk that lost a write (its disk pool was full, runtime/disk_pool.h) may read back
+  // stale metadata: it is never handed out again. syncfs reports any write error of the
+  // disk's filesystem since it was made that nothing has reported yet, and this one's
+  // own; it writes what is still dirty into the pool's page cache (no flush: nobarrier).
+  UniqueFd synced(::openat(disk, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!synced) return SysError("empty disk: open");
+  if (::syncfs(synced.Get()) < 0) return SysError("empty disk: it lost writes");
   // SECURITY: the disk is handed out again only as a new disk would be: with every block
   // and inode free that a new one has. Anything the last sandbox left that something still
   // holds (an open file, a mount of its overlay) would keep its inode and blocks.
@@ -422,8 +369,7 @@ void DiskReserve::Run(std::stop_token stop) {
     // Woken by a take or a return; the timeout notices targets that fell in the quiet.
     bool work = wake_.wait_for(lock, stop, spare_count_.shrink_after, [&] {
       auto now = std::chrono::steady_clock::now();
-      return !returned_.empty() || (size = ShortSize(now)) != 0 ||
-             (surplus = TakeSurplus(now));
+      return !returned_.empty() || (size = ShortSize(now)) != 0 || (surplus = TakeSurplus(now));
     });
     if (stop.stop_requested()) return;
     if (!work) continue;

@@ -7,7 +7,10 @@
 // 1 GiB sandbox could not be filled without an OOM kill); project quotas need the host's
 // state filesystem formatted and mounted for them. The image is formatted once per size
 // (mke2fs, no journal: the layer dies with the sandbox) and copied sparsely per sandbox,
-// which costs ~1 MB of I/O.
+// which costs ~1 MB of I/O. The images live in the disk pool (runtime/disk_pool.h), a
+// filesystem of their own whose space is taken from the host's up front: sandboxes that
+// fill their sparse disks fill the pool, never the host's filesystem. Mounted with online
+// discard, a disk holds as much of the pool as it has data, not as much as it ever wrote.
 //
 // Nothing is left behind: the per-sandbox copy is an unnamed O_TMPFILE held only by the
 // loop device (LO_FLAGS_AUTOCLEAR), and the filesystem is a detached mount that is never
@@ -43,15 +46,16 @@ struct LayerDir {
   bool sandbox_owned;
 };
 inline constexpr std::array<LayerDir, 6> kLayerDirs = {{{"upper", 0700, false},
-                                                      {"work", 0700, false},
-                                                      {"upper/root", 0755, true},
-                                                      {"upper/usr", 0755, true},
-                                                      {"work/root", 0700, false},
-                                                      {"work/usr", 0700, false}}};
+                                                        {"work", 0700, false},
+                                                        {"upper/root", 0755, true},
+                                                        {"upper/usr", 0755, true},
+                                                        {"work/root", 0700, false},
+                                                        {"work/usr", 0700, false}}};
 
 // A detached, nosuid/nodev mount of a fresh ext4 filesystem of `size_bytes` (root
-// directory owned by host root, mode 0700) holding kLayerDirs, all owned by host root. `images_dir` caches the formatted images and
-// holds the temporary copies; it must be a directory only root can reach.
+// directory owned by host root, mode 0700) holding kLayerDirs, all owned by host root.
+// `images_dir` (the disk pool's, DiskPool::dir) caches the formatted images and holds the
+// temporary copies; it must be a directory only root can reach.
 Result<UniqueFd> CreateSandboxDisk(const std::filesystem::path& images_dir, uint64_t size_bytes);
 
 // Free blocks and inodes of a disk, as statfs reports them.
@@ -67,8 +71,9 @@ Result<DiskFree> FreeSpaceOf(int disk);
 // following a link) and makes them again as CreateSandboxDisk does, owned by host root.
 // Fails, and the disk must then be dropped, when the sandbox left more than `max_inodes`
 // files (removing them would cost more than a new disk), when something cannot be removed,
-// or when the disk then does not have exactly the free blocks and inodes of a new disk
-// (`fresh`): a file or directory that something still holds keeps its inode and blocks.
+// when a write to the disk was ever lost (a full disk pool), or when the disk then does not
+// have exactly the free blocks and inodes of a new disk (`fresh`): a file or directory that
+// something still holds keeps its inode and blocks.
 Status EmptyDisk(int disk, const DiskFree& fresh, uint64_t max_inodes);
 
 // Disks made ahead of need, so a sandbox create does not wait for the copy, the loop

@@ -18,6 +18,7 @@
 
 #include "base/log.h"
 #include "runtime/cgroup.h"
+#include "runtime/disk_pool.h"
 #include "runtime/state_tmpfs.h"
 #include "server/api_key_file.h"
 #include "server/control/ids.h"
@@ -72,6 +73,7 @@ struct Flags {
   std::string dev_cert_domain = "isobox.test";
   fs::path dev_cert_out;
   uint32_t disk_mb = 1024;
+  uint32_t disk_pool_mb = 0;  // 0: the pool's size as it is, or the default for a new one
 };
 
 // Warm pool sizes unless --pool says otherwise: a few base sandboxes cost ~1 MiB each; a
@@ -348,6 +350,10 @@ int Run(const Flags& flags) {
   // spares are gone, unless sandboxes are kept.
   auto state_tmpfs = runtime::StateTmpfs::Mount(flags.state_dir / "sandboxes");
   if (!state_tmpfs) return fail(state_tmpfs.error());
+  // The sandboxes' disks live in it (runtime/disk_pool.h); before the registry, whose
+  // disks are in it, so that it goes after it.
+  auto disk_pool = runtime::DiskPool::Open(flags.state_dir, uint64_t{flags.disk_pool_mb} << 20);
+  if (!disk_pool) return fail(disk_pool.error());
   auto templates = TemplateStore::Open(flags.state_dir, flags.disk_mb);
   if (!templates) return fail(templates.error());
   for (const auto& [id, tmpl] : templates->All()) {
@@ -375,7 +381,8 @@ int Run(const Flags& flags) {
                                    .uid_base = flags.uid_base,
                                    .max_sandboxes = flags.max_sandboxes,
                                    .pool_sizes = *pools,
-                                   .zygote_program = zygote_program},
+                                   .zygote_program = zygote_program,
+                                   .disk_pool = &*disk_pool},
                     std::move(*templates), std::move(*cgroups), **store);
   registry.SetEventObserver(
       [&ops](const std::string& id, std::string_view event, std::string_view reason) {
@@ -422,7 +429,10 @@ int Run(const Flags& flags) {
   });
   ::signal(SIGPIPE, SIG_IGN);
   io.run();
-  registry.Shutdown(flags.on_exit == "kill" ? OnExit::kKill : OnExit::kKeep);
+  OnExit on_exit = flags.on_exit == "kill" ? OnExit::kKill : OnExit::kKeep;
+  // Sandboxes left running keep their disks, and so the pool: its udev rule stays.
+  if (on_exit == OnExit::kKeep && !registry.List().empty()) disk_pool->Keep();
+  registry.Shutdown(on_exit);
   workers.join();
   return 0;
 }
@@ -538,6 +548,12 @@ int main(int argc, char** argv) {
                  "size of each sandbox's writable disk in MiB (built-in templates)")
       ->capture_default_str()
       ->check(CLI::Range(64u, 1u << 20));
+  app.add_option("--disk-pool-mb", flags.disk_pool_mb,
+                 "size in MiB of the filesystem all sandbox disks share, "
+                 "<state-dir>/disk-pool.img, allocated in full up front (default: as it is; for "
+                 "a new pool a quarter of the free space, 2 to 64 GiB); a new size applies at a "
+                 "start with no disk left in it")
+      ->check(CLI::Range(64u, 1u << 30));
   CLI11_PARSE(app, argc, argv);
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];

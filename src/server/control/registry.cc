@@ -133,7 +133,8 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
       config_(std::move(config)),
       templates_(std::move(templates)),
       cgroups_(std::move(cgroups)),
-      disks_(config_.state_dir / "disks", kSpares),
+      disks_(config_.disk_pool != nullptr ? config_.disk_pool->dir() : config_.state_dir / "disks",
+             kSpares),
       store_(store) {
   if (cgroups_->Version() == 1 && !config_.zygote_program.empty()) {
     spares_ = std::make_unique<CgroupSpares>(*cgroups_, config_.zygote_program,
@@ -440,6 +441,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
 
 Result<std::unique_ptr<Registry::Sandbox>> Registry::CreateNew(const SandboxOptions& options,
                                                                const Template& tmpl) {
+  // Pool fills too: no new sandbox starts on a full disk pool.
+  if (config_.disk_pool != nullptr) RETURN_IF_ERROR(config_.disk_pool->Admit());
   ASSIGN_OR_RETURN(uint32_t slot, AllocateSlot());
   std::optional<CgroupSpare> spare;
   if (spares_) spare = spares_->Take(tmpl.id);
@@ -463,6 +466,8 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
   if (tmpl == nullptr) {
     return MakeError(ErrorCode::kNotFound, "template '{}' not found", options.template_id);
   }
+  // A full disk pool: 507, before a pooled sandbox is handed out on it (runtime/disk_pool.h).
+  if (config_.disk_pool != nullptr) RETURN_IF_ERROR(config_.disk_pool->Admit());
   // From the warm pool when it has one ready; otherwise a new one. A code interpreter's
   // pooled kernels already run with the environment they started with and would not see
   // env vars given now: such a create gets a new sandbox.

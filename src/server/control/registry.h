@@ -26,6 +26,7 @@
 #include "base/unique_fd.h"
 #include "runtime/cgroup.h"
 #include "runtime/disk.h"
+#include "runtime/disk_pool.h"
 #include "runtime/sandbox_process.h"
 #include "server/control/spares.h"
 #include "server/control/sandbox_info.h"
@@ -64,6 +65,10 @@ struct RegistryConfig {
   std::chrono::hours ended_kept{24};
   std::chrono::milliseconds metrics_interval{2000};
   size_t metrics_kept = 1800;  // samples per sandbox (an hour at 2 s)
+  // The filesystem the sandboxes' disks live on (runtime/disk_pool.h): creates are
+  // refused (507) while it is below its reserve. None: the disks live in
+  // <state_dir>/disks, on the state directory's own filesystem.
+  const runtime::DiskPool* disk_pool = nullptr;
 };
 
 // How Connect found the sandbox.

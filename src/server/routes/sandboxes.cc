@@ -41,7 +41,7 @@ std::vector<std::string_view> SplitQuery(std::string_view query) {
 }
 
 Reply ErrorReply(const Error& error) {
-  int status = protocol::HttpStatus(error.code);
+  int status = protocol::HttpStatus(error);  // 507 for a full disk pool
   return {static_cast<http::status>(status), JsonError(status, error.message)};
 }
 

@@ -1,6 +1,6 @@
 // Starts a real isoboxd on 127.0.0.1 with a free port and a private state directory, and
 // points the official E2B SDK at it through its documented environment variables.
-import { execFile, spawn } from 'node:child_process'
+import { execFile, execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -19,6 +19,16 @@ async function readPortFile(path, child, deadline) {
   return Number(readFileSync(path, 'utf8').trim())
 }
 
+// Whether `binary` has --disk-pool-mb (bench/ab.mjs runs builds from before it too).
+const diskPoolFlag = new Map()
+function knowsDiskPool(binary) {
+  if (!diskPoolFlag.has(binary)) {
+    diskPoolFlag.set(binary, execFileSync(binary, ['--help'], { encoding: 'utf8' })
+      .includes('--disk-pool-mb'))
+  }
+  return diskPoolFlag.get(binary)
+}
+
 // options.args: extra isoboxd flags; options.tls: {cert, key} for a TLS listener too;
 // options.wrapper: argv that execs the daemon (prlimit ... --);
 // options.dir: reuse this directory (its state/ is the daemon's state directory), as a
@@ -26,6 +36,7 @@ async function readPortFile(path, child, deadline) {
 // unless options.onExit is 'keep'. Warm pools are empty unless options.pools lists
 // TEMPLATE=SIZE entries. options.apiKey: the --api-key to pass (default: a fixed test
 // key; null: none, as an operator starts it); options.env: extra environment variables.
+// The sandboxes' disk pool is 4 GiB unless options.args names --disk-pool-mb.
 export async function startDaemon(options = {}) {
   const binary = process.env.ISOBOXD
   if (!binary) throw new Error('ISOBOXD must name the isoboxd binary to test')
@@ -41,10 +52,14 @@ export async function startDaemon(options = {}) {
         '--tls-port-file', tlsPortFile]
     : []
   const apiKey = options.apiKey === undefined ? API_KEY : options.apiKey
+  // A disk pool of 4 GiB unless the test gives one: the default (a quarter of the free
+  // space) taken by every test daemon at once would crowd the host.
+  const poolArgs = (options.args ?? []).includes('--disk-pool-mb') || !knowsDiskPool(binary)
+    ? [] : ['--disk-pool-mb', '4096']
   const args = ['--state-dir', stateDir, '--port', '0', '--port-file', portFile,
     ...(apiKey ? ['--api-key', apiKey] : []), '--log-level', options.logLevel ?? 'warn', '--on-exit', options.onExit ?? 'kill',
     ...(options.pools ?? ['base=0', 'code-interpreter-v1=0']).flatMap((p) => ['--pool', p]),
-    ...tlsArgs, ...(options.args ?? [])]
+    ...tlsArgs, ...poolArgs, ...(options.args ?? [])]
   // options.wrapper: a command that execs the daemon in its place (e.g. prlimit), so that
   // the pid stays the daemon's. options.env: more environment for the daemon.
   const wrapper = options.wrapper ?? []

@@ -65,7 +65,7 @@ test('sandboxes that fill the disk pool leave the database and audit log writabl
 
     // The database takes writes: a new API key, stored and then accepted.
     const out = execFileSync(process.env.ISOBOXD,
-      ['--state-dir', daemon.stateDir, 'api-key', 'create', '--name', 'while the pool is full'],
+      ['--state-dir', daemon.stateDir, 'api-key', 'create', '--admin', '--name', 'while the pool is full'],
       { encoding: 'utf8' })
     const newKey = out.trim().split('\t')[1]
     assert.match(newKey, /^e2b_/)

@@ -42,12 +42,17 @@ std::vector<int> OnlineCpus() {
   return cpus;
 }
 
-std::string ReadHostCpuinfo() {
-  std::string text;
-  UniqueFd fd(::open("/proc/cpuinfo", O_RDONLY | O_CLOEXEC));
-  char buffer[16384];
-  ssize_t n;
-  while (fd && (n = ::read(fd.Get(), buffer, sizeof buffer)) > 0) text.append(buffer, n);
+// Read once per daemon: the host's processors do not change under it, and every create
+// would otherwise read and copy the whole file on its path.
+const std::string& HostCpuinfo() {
+  static const std::string text = [] {
+    std::string out;
+    UniqueFd fd(::open("/proc/cpuinfo", O_RDONLY | O_CLOEXEC));
+    char buffer[16384];
+    ssize_t n;
+    while (fd && (n = ::read(fd.Get(), buffer, sizeof buffer)) > 0) out.append(buffer, n);
+    return out;
+  }();
   return text;
 }
 
@@ -97,7 +102,7 @@ Status WriteLimitsView(const fs::path& dir, const LimitsView& view) {
   RETURN_IF_ERROR(MakeDirs(dir / "sys/devices/system/cpu"));
   RETURN_IF_ERROR(MakeDirs(dir / "sys/fs/cgroup"));
   RETURN_IF_ERROR(WriteFile(dir / "meminfo", FormatMeminfo(view.memory_bytes, 0, 0)));
-  RETURN_IF_ERROR(WriteFile(dir / "cpuinfo", FormatCpuinfo(ReadHostCpuinfo(), cpus)));
+  RETURN_IF_ERROR(WriteFile(dir / "cpuinfo", FormatCpuinfo(HostCpuinfo(), cpus)));
   std::string range = cpus == 1 ? "0\n" : fmt::format("0-{}\n", cpus - 1);
   for (const char* name : {"online", "possible", "present"}) {
     RETURN_IF_ERROR(WriteFile(dir / "sys/devices/system/cpu" / name, range));

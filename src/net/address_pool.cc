@@ -19,7 +19,9 @@ Result<AddressPool> AddressPool::Make(Ipv4Cidr block) {
 }
 
 AddressPool::AddressPool(AddressPool&& other) noexcept
-    : block_(other.block_), used_(std::move(other.used_)), next_(other.next_),
+    : block_(other.block_),
+      used_(std::move(other.used_)),
+      next_(other.next_),
       in_use_(other.in_use_) {}
 
 size_t AddressPool::in_use() const {
@@ -42,8 +44,8 @@ Result<uint32_t> AddressPool::Allocate() {
     return block_.First() + 2 + static_cast<uint32_t>(index);
   }
   return MakeError(ErrorCode::kResourceExhausted,
-                   "the sandbox address pool {} is full ({} addresses in use)",
-                   block_.ToString(), in_use_);
+                   "the sandbox address pool {} is full ({} addresses in use)", block_.ToString(),
+                   in_use_);
 }
 
 Result<void> AddressPool::Reserve(uint32_t address) {

@@ -1,14 +1,12 @@
 #include "net/cidr.h"
 
-#include <charconv>
-
 #include <fmt/format.h>
+
+#include <charconv>
 
 namespace isobox::net {
 
-std::string Ipv4Cidr::ToString() const {
-  return fmt::format("{}/{}", FormatIpv4(address), prefix);
-}
+std::string Ipv4Cidr::ToString() const { return fmt::format("{}/{}", FormatIpv4(address), prefix); }
 
 std::string FormatIpv4(uint32_t address) {
   return fmt::format("{}.{}.{}.{}", address >> 24, (address >> 16) & 0xff, (address >> 8) & 0xff,

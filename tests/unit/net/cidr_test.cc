@@ -21,8 +21,8 @@ TEST(CidrTest, ParsesBlocksAndSingleAddresses) {
   EXPECT_EQ(*ParseCidr("0.0.0.0/0"), (Ipv4Cidr{0, 0}));
   EXPECT_EQ(*ParseCidr("198.51.100.7"), (Ipv4Cidr{0xc6336407, 32}));
   EXPECT_EQ(ParseCidr("169.254.0.0/16")->ToString(), "169.254.0.0/16");
-  for (const char* bad : {"10.0.0.0/", "10.0.0.0/33", "10.0.0.0/08", "10.0.0.0/x", "/8",
-                          "10.0.0.0/8/8"}) {
+  for (const char* bad :
+       {"10.0.0.0/", "10.0.0.0/33", "10.0.0.0/08", "10.0.0.0/x", "/8", "10.0.0.0/8/8"}) {
     EXPECT_FALSE(ParseCidr(bad)) << bad;
   }
 }
@@ -30,8 +30,7 @@ TEST(CidrTest, ParsesBlocksAndSingleAddresses) {
 TEST(CidrTest, RefusesHostBitsNamingTheNetwork) {
   auto parsed = ParseCidr("10.1.2.3/8");
   ASSERT_FALSE(parsed);
-  EXPECT_NE(parsed.error().message.find("10.0.0.0/8"), std::string::npos)
-      << parsed.error().message;
+  EXPECT_NE(parsed.error().message.find("10.0.0.0/8"), std::string::npos) << parsed.error().message;
 }
 
 TEST(CidrTest, ContainsAndOverlaps) {

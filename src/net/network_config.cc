@@ -67,9 +67,10 @@ Result<std::vector<EgressEntry>> ParseEntries(const json::object& network, std::
 
 // The `network` fields Isobox does not honour yet: refused by name while absent or at
 // their default, so that a request never silently gets less than it asked for.
-Status RefuseUnsupported(const json::object& network) {
+Status RefuseUnsupported(const json::object& network, bool update) {
   for (const auto& [key, value] : network) {
     if (key == "allowOut" || key == "denyOut" || value.is_null()) continue;
+    if (update && key == "allow_internet_access") continue;
     if (key == "allowPublicTraffic" && value.is_bool() && value.as_bool()) continue;
     if ((key == "rules" && value.is_object() && value.as_object().empty()) ||
         (key == "httpsPorts" && value.is_array() && value.as_array().empty())) {
@@ -78,11 +79,11 @@ Status RefuseUnsupported(const json::object& network) {
     if (key == "rules" || key == "egressProxy" || key == "allowPublicTraffic" ||
         key == "maskRequestHost" || key == "httpsPorts") {
       return MakeError(ErrorCode::kInvalidArgument,
-                       "'network.{}' is not supported by this Isobox version (README "
+                       "'{}{}' is not supported by this Isobox version (README "
                        "\"Network\" lists what is)",
-                       std::string_view(key));
+                       update ? "" : "network.", std::string_view(key));
     }
-    return MakeError(ErrorCode::kInvalidArgument, "unknown field 'network.{}'",
+    return MakeError(ErrorCode::kInvalidArgument, "unknown field '{}{}'", update ? "" : "network.",
                      std::string_view(key));
   }
   return Ok();
@@ -139,22 +140,37 @@ Result<EgressEntry> ParseEgressEntry(std::string_view text) {
   return entry;
 }
 
+namespace {
+
+Result<bool> ParseInternet(const json::object& body, bool otherwise) {
+  const json::value* internet = body.if_contains("allow_internet_access");
+  if (internet == nullptr || internet->is_null()) return otherwise;
+  if (!internet->is_bool()) {
+    return MakeError(ErrorCode::kInvalidArgument, "'allow_internet_access' must be a boolean");
+  }
+  return internet->as_bool();
+}
+
+}  // namespace
+
+Result<NetworkConfig> ParseNetworkUpdate(const json::object& body, const NetworkConfig& current) {
+  NetworkConfig config;
+  ASSIGN_OR_RETURN(config.internet, ParseInternet(body, current.internet));
+  RETURN_IF_ERROR(RefuseUnsupported(body, /*update=*/true));
+  ASSIGN_OR_RETURN(config.allow_out, ParseEntries(body, "allowOut"));
+  ASSIGN_OR_RETURN(config.deny_out, ParseEntries(body, "denyOut"));
+  return config;
+}
+
 Result<NetworkConfig> ParseNetworkConfig(const json::object& body, bool default_internet) {
   NetworkConfig config;
-  config.internet = default_internet;
-  if (const json::value* internet = body.if_contains("allow_internet_access");
-      internet != nullptr && !internet->is_null()) {
-    if (!internet->is_bool()) {
-      return MakeError(ErrorCode::kInvalidArgument, "'allow_internet_access' must be a boolean");
-    }
-    config.internet = internet->as_bool();
-  }
+  ASSIGN_OR_RETURN(config.internet, ParseInternet(body, default_internet));
   const json::value* network = body.if_contains("network");
   if (network == nullptr || network->is_null()) return config;
   if (!network->is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "'network' must be an object");
   }
-  RETURN_IF_ERROR(RefuseUnsupported(network->as_object()));
+  RETURN_IF_ERROR(RefuseUnsupported(network->as_object(), /*update=*/false));
   ASSIGN_OR_RETURN(config.allow_out, ParseEntries(network->as_object(), "allowOut"));
   ASSIGN_OR_RETURN(config.deny_out, ParseEntries(network->as_object(), "denyOut"));
   return config;

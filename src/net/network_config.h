@@ -56,6 +56,12 @@ Result<EgressEntry> ParseEgressEntry(std::string_view text);
 // body. Options Isobox does not honour yet are refused by name, never dropped.
 Result<NetworkConfig> ParseNetworkConfig(const boost::json::object& body, bool default_internet);
 
+// The body of PUT /sandboxes/{id}/network (Sandbox.updateNetwork): the rules it gives
+// replace the sandbox's (absent lists: none); `allow_internet_access` absent keeps
+// `current`'s.
+Result<NetworkConfig> ParseNetworkUpdate(const boost::json::object& body,
+                                         const NetworkConfig& current);
+
 // The `network` block GET /sandboxes/{id} answers (the SDK's getInfo reads it).
 boost::json::object NetworkJson(const NetworkConfig& config);
 // The whole config as the store keeps it, and back.

@@ -79,6 +79,13 @@ Result<ScopedNetns> ScopedNetns::Enter(int netns_fd) {
   return entered;
 }
 
+Result<UniqueFd> MakeSandboxNetns() {
+  ASSIGN_OR_RETURN(ScopedNetns entered, ScopedNetns::EnterNewSandboxNetns());
+  UniqueFd netns(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (!netns) return SysError("open /proc/thread-self/ns/net");
+  return netns;
+}
+
 ScopedNetns::~ScopedNetns() {
   if (!entered_) return;
   int saved = errno;  // the caller may still read the errno of its last call

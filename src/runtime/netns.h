@@ -14,12 +14,18 @@
 #include <utility>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 
 namespace isobox::runtime {
 
 // Sets up the calling thread's network namespace for a sandbox: loopback up, unprivileged
 // ports from 0. Async-signal-safe; returns -1 with errno set on failure.
 int SetUpSandboxNetns();
+
+// A new sandbox network namespace, set up (SetUpSandboxNetns), held by the returned fd
+// only: made by a thread that enters it and returns. For namespaces made ahead of creates
+// (server/control/sandbox_network.h), given to SpawnSandbox as SandboxSpec::netns_fd.
+Result<UniqueFd> MakeSandboxNetns();
 
 // The calling thread in another network namespace until this object goes, when the
 // thread returns to isoboxd's own (that of its main thread; a thread that cannot return

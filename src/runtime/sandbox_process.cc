@@ -63,6 +63,30 @@ Status PrepareLayers(int layers, uid_t sandbox_root) {
   return Ok();
 }
 
+// SandboxSpec::etc_files, in the root layer's upper /etc: files of the sandbox's root,
+// which it may edit or replace like any file of its own. No sandbox process exists yet, and
+// nothing is followed (a name that is not a plain file or directory is an error).
+Status WriteEtcFiles(int layers, const SandboxSpec& spec) {
+  if (spec.etc_files.empty()) return Ok();
+  uid_t root = spec.ids.host_base;
+  constexpr const char* kEtc = "upper/root/etc";
+  if (::mkdirat(layers, kEtc, 0755) < 0 && errno != EEXIST) return SysError("mkdir {}", kEtc);
+  UniqueFd etc(::openat(layers, kEtc, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!etc) return SysError("open {}", kEtc);
+  if (::fchownat(etc.Get(), "", root, root, AT_EMPTY_PATH) < 0) return SysError("chown {}", kEtc);
+  for (const auto& [name, content] : spec.etc_files) {
+    UniqueFd file(::openat(etc.Get(), name.c_str(),
+                           O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!file) return SysError("create {}/{}", kEtc, name);
+    if (::write(file.Get(), content.data(), content.size()) !=
+            static_cast<ssize_t>(content.size()) ||
+        ::fchown(file.Get(), root, root) < 0) {
+      return SysError("write {}/{}", kEtc, name);
+    }
+  }
+  return Ok();
+}
+
 // Where the upper and work directories live: an fd of the sandbox's disk, or state_dir.
 Result<UniqueFd> OpenLayers(const SandboxSpec& spec) {
   UniqueFd layers;
@@ -76,6 +100,7 @@ Result<UniqueFd> OpenLayers(const SandboxSpec& spec) {
     if (!layers) return SysError("open {}", spec.state_dir.string());
   }
   RETURN_IF_ERROR(PrepareLayers(layers.Get(), spec.ids.host_base));
+  RETURN_IF_ERROR(WriteEtcFiles(layers.Get(), spec));
   return layers;
 }
 
@@ -270,7 +295,10 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
     }
     long pid;
     {
-      ASSIGN_OR_RETURN(ScopedNetns netns, ScopedNetns::EnterNewSandboxNetns());
+      // SECURITY: a prepared namespace was made by host root too (netns.h), its link and
+      // rules in place before the init exists.
+      ASSIGN_OR_RETURN(ScopedNetns netns, spec.netns_fd >= 0 ? ScopedNetns::Enter(spec.netns_fd)
+                                                             : ScopedNetns::EnterNewSandboxNetns());
       pid = sys::Clone3(&args, sizeof(args));
       if (pid == 0) RunContainment(plan);
     }  // this thread is back in isoboxd's network namespace; the init stays in the new one

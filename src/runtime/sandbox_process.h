@@ -58,6 +58,12 @@ struct SandboxSpec {
   DiskReserve* disks = nullptr;  // where the disk comes from; required with disk_bytes
   uint64_t tmp_size_bytes = 256ull << 20;
   uint64_t max_file_size_bytes = 0;  // RLIMIT_FSIZE; 0 = unlimited
+  // A network namespace made ahead for this sandbox (netns.h MakeSandboxNetns), which the
+  // init is cloned into; -1: a new one (or the zygote's own). Borrowed.
+  int netns_fd = -1;
+  // Files written into the writable layer's /etc before the sandbox starts, owned by the
+  // sandbox's root and editable by it (resolv.conf, hosts): name -> content.
+  std::vector<std::pair<std::string, std::string>> etc_files;
   // v2: an O_PATH fd of the sandbox cgroup (the init is cloned straight into it).
   int cgroup_dir_fd = -1;
   // Called with the init's host pid while it runs the mount steps; it waits for this

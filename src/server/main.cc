@@ -10,13 +10,15 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json.hpp>
-#include <filesystem>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
 
 #include "base/log.h"
+#include "net/links.h"
+#include "protocol/sha256.h"
 #include "runtime/cgroup.h"
 #include "runtime/disk_pool.h"
 #include "runtime/state_tmpfs.h"
@@ -24,11 +26,12 @@
 #include "server/control/ids.h"
 #include "server/control/listing.h"
 #include "server/control/registry.h"
+#include "server/control/sandbox_network.h"
 #include "server/control/templates.h"
 #include "server/http/server.h"
-#include "server/store/store.h"
 #include "server/http/tls.h"
 #include "server/ops/ops.h"
+#include "server/store/store.h"
 #include "server/uid_ranges.h"
 
 namespace isobox::server {
@@ -74,7 +77,49 @@ struct Flags {
   fs::path dev_cert_out;
   uint32_t disk_mb = 1024;
   uint32_t disk_pool_mb = 0;  // 0: the pool's size as it is, or the default for a new one
+  // Sandbox networking (README "Network").
+  bool network = true;
+  std::string sandbox_cidr = "10.205.0.0/16";
+  std::vector<std::string> allow_private_cidrs;
+  std::vector<std::string> dns_servers;
 };
+
+// This daemon's nftables table: named after its state directory, so that daemons with
+// different state directories (tests run several) keep apart.
+std::string FirewallTable(const fs::path& state_dir) {
+  std::error_code ec;
+  fs::path canonical = fs::weakly_canonical(state_dir, ec);
+  auto digest = protocol::Sha256((ec ? state_dir : canonical).string());
+  return fmt::format("isobox_{:02x}{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2], digest[3]);
+}
+
+// The sandboxes' network, with the live sandboxes a previous run left (re-adopted by the
+// registry, which gives back the leases of those that are gone); null with --no-network.
+Result<std::unique_ptr<SandboxNetwork>> StartNetwork(const Flags& flags, Store& store,
+                                                     boost::asio::io_context& io) {
+  if (!flags.network) return std::unique_ptr<SandboxNetwork>();
+  NetworkSettings settings{
+      .cidr = {}, .dns_servers = flags.dns_servers, .table = FirewallTable(flags.state_dir)};
+  ASSIGN_OR_RETURN(settings.cidr, net::ParseCidr(flags.sandbox_cidr));
+  for (const std::string& text : flags.allow_private_cidrs) {
+    ASSIGN_OR_RETURN(net::Ipv4Cidr cidr, net::ParseCidr(text));
+    settings.allowed_private.push_back(cidr);
+  }
+  ASSIGN_OR_RETURN(std::vector<SandboxRecord> records, store.LiveSandboxes());
+  std::vector<SandboxNetwork::Live> live;
+  for (const SandboxRecord& record : records) {
+    if (record.info.address == 0) continue;
+    live.push_back(
+        {.lease = {.address = record.info.address, .link = net::HostLinkName(record.info.address)},
+         .config = record.info.network});
+  }
+  auto network = SandboxNetwork::Start(std::move(settings), io, live);
+  if (!network) {
+    return tl::unexpected(network.error().WithContext(
+        "sandbox network (--no-network gives sandboxes loopback only)"));
+  }
+  return network;
+}
 
 // Warm pool sizes unless --pool says otherwise: a few base sandboxes cost ~1 MiB each; a
 // code interpreter's ready kernels cost ~150 MiB, so one.
@@ -375,6 +420,9 @@ int Run(const Flags& flags) {
   boost::asio::io_context io;
   boost::asio::thread_pool workers(flags.workers);
   fs::path zygote_program = (*cgroups)->Version() == 1 ? ZygoteProgram() : fs::path();
+  // Before the registry, so that it goes after it.
+  auto network = StartNetwork(flags, **store, io);
+  if (!network) return fail(network.error());
   Registry registry(io, workers,
                     RegistryConfig{.state_dir = flags.state_dir,
                                    .agent_dir = *agent_dir,
@@ -382,7 +430,8 @@ int Run(const Flags& flags) {
                                    .max_sandboxes = flags.max_sandboxes,
                                    .pool_sizes = *pools,
                                    .zygote_program = zygote_program,
-                                   .disk_pool = &*disk_pool},
+                                   .disk_pool = &*disk_pool,
+                                   .network = network->get()},
                     std::move(*templates), std::move(*cgroups), **store);
   registry.SetEventObserver(
       [&ops](const std::string& id, std::string_view event, std::string_view reason) {
@@ -433,6 +482,8 @@ int Run(const Flags& flags) {
   // Sandboxes left running keep their disks, and so the pool: its udev rule stays.
   if (on_exit == OnExit::kKeep && !registry.List().empty()) disk_pool->Keep();
   registry.Shutdown(on_exit);
+  // With no sandbox left, the sandboxes' rules go too; kept sandboxes keep theirs.
+  if (*network && registry.List().empty()) (*network)->RemoveRules();
   workers.join();
   return 0;
 }
@@ -554,6 +605,19 @@ int main(int argc, char** argv) {
                  "a new pool a quarter of the free space, 2 to 64 GiB); a new size applies at a "
                  "start with no disk left in it")
       ->check(CLI::Range(64u, 1u << 30));
+  app.add_flag("!--no-network", flags.network,
+               "sandboxes get loopback only: no link, address, NAT or DNS (allow_internet_access "
+               "and network rules are then refused)");
+  app.add_option("--sandbox-cidr", flags.sandbox_cidr,
+                 "IPv4 block the sandboxes' addresses come from; its first address is the "
+                 "gateway, where isoboxd serves DNS. Daemons on one host need disjoint blocks")
+      ->capture_default_str();
+  app.add_option("--allow-private-cidr", flags.allow_private_cidrs,
+                 "let sandboxes reach this private (RFC 1918, CGNAT, link-local) block, which "
+                 "is otherwise never reachable (repeatable)");
+  app.add_option("--dns-server", flags.dns_servers,
+                 "upstream resolver ADDR[:PORT] for the sandboxes' DNS (repeatable; default: "
+                 "the nameservers of /etc/resolv.conf)");
   CLI11_PARSE(app, argc, argv);
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];

@@ -6,7 +6,6 @@
 // and uid range were chosen when it was started, and nobody has seen them before it is
 // handed out.
 #include <algorithm>
-
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
@@ -32,8 +31,8 @@ constexpr auto kInitTimeout = std::chrono::seconds(5);
 // Waits until the code interpreter's default contexts answer: /ready waits for the
 // default kernels itself and answers 200, or 503 when one failed to start.
 Status WaitInterpreterReady(const std::filesystem::path& socket) {
-  ASSIGN_OR_RETURN(int status, SocketRequest(socket, "GET", "/ready", "", "",
-                                             kInterpreterReadyTimeout));
+  ASSIGN_OR_RETURN(int status,
+                   SocketRequest(socket, "GET", "/ready", "", "", kInterpreterReadyTimeout));
   if (status == 200) return Ok();
   return MakeError(ErrorCode::kUnavailable, "the code interpreter answered /ready with {}", status);
 }
@@ -153,6 +152,15 @@ Status Registry::Personalize(Sandbox& sandbox, const SandboxOptions& options) {
   info.owner = options.owner;
   info.started_at = std::chrono::system_clock::now();
   info.end_at = info.started_at + options.timeout;
+  // It was made with the default network policy; a create asking for another gets it
+  // before the sandbox is handed out.
+  if (!options.network.IsDefault()) {
+    if (config_.network == nullptr) {
+      return MakeError(ErrorCode::kInvalidArgument, "this isoboxd gives sandboxes no network");
+    }
+    RETURN_IF_ERROR(config_.network->Apply(sandbox.net, options.network));
+  }
+  info.network = options.network;
   if (options.env_vars.empty()) return Ok();
   // The sandbox-wide env vars, for every later process, /envs and the code interpreter.
   json::object env;
@@ -160,10 +168,10 @@ Status Registry::Personalize(Sandbox& sandbox, const SandboxOptions& options) {
   // envd's /init checks the token in its body (and keeps it as the token).
   std::string body = json::serialize(
       json::object{{"envVars", std::move(env)}, {"accessToken", info.access_token}});
-  std::string headers = fmt::format(
-      "Content-Type: application/json\r\nX-Access-Token: {}\r\n", info.access_token);
-  ASSIGN_OR_RETURN(int status, SocketRequest(sandbox.process.socket_path, "POST", "/init",
-                                             headers, body, kInitTimeout));
+  std::string headers =
+      fmt::format("Content-Type: application/json\r\nX-Access-Token: {}\r\n", info.access_token);
+  ASSIGN_OR_RETURN(int status, SocketRequest(sandbox.process.socket_path, "POST", "/init", headers,
+                                             body, kInitTimeout));
   if (status / 100 != 2) {
     return MakeError(ErrorCode::kUnavailable, "its agent answered /init with {}", status);
   }

@@ -15,7 +15,9 @@
 #include <iterator>
 
 #include "base/log.h"
+#include "base/scope_guard.h"
 #include "base/step_times.h"
+#include "net/links.h"
 #include "runtime/idmap.h"
 #include "runtime/netns.h"
 #include "runtime/sandbox_cgroups.h"
@@ -137,8 +139,9 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
              kSpares),
       store_(store) {
   if (cgroups_->Version() == 1 && !config_.zygote_program.empty()) {
-    spares_ = std::make_unique<CgroupSpares>(*cgroups_, config_.zygote_program,
-                                             config_.state_dir / "sandboxes", kSpares);
+    spares_ =
+        std::make_unique<CgroupSpares>(*cgroups_, config_.zygote_program,
+                                       config_.state_dir / "sandboxes", kSpares, config_.network);
   }
 }
 
@@ -175,6 +178,10 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Readopt(const SandboxRecord
   sandbox->persisted = true;
   sandbox->process.init = std::move(init);
   sandbox->process.socket_path = runtime::AgentSocketPath(sandbox->state_dir);
+  if (record.info.address != 0) {
+    sandbox->net =
+        NetLease{.address = record.info.address, .link = net::HostLinkName(record.info.address)};
+  }
   if (record.interpreter) sandbox->interpreter_socket = sandbox->state_dir / "interpreter.sock";
   auto fail = [&](const Error& error) -> tl::unexpected<Error> {
     Destroy(std::move(sandbox));
@@ -209,6 +216,10 @@ void Registry::Recover() {
       const std::string name = HostName(config_.state_dir / "sandboxes", id);
       rest->state_dir = config_.state_dir / "sandboxes" / name;
       rest->slot = config_.max_sandboxes;  // not allocated
+      if (record.info.address != 0) {
+        rest->net = NetLease{.address = record.info.address,
+                             .link = net::HostLinkName(record.info.address)};
+      }
       if (auto cgroup = cgroups_->Open(name)) rest->cgroup = std::move(*cgroup);
       Destroy(std::move(rest));
       SandboxEnd end{
@@ -427,6 +438,16 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   }
   spec.agent_config = json::serialize(agent_config);
   times.Mark("config");
+  std::optional<PreparedNetns> prepared_netns;
+  Sandbox& started = *sandbox;
+  ScopeGuard release_network([&] { DetachNetwork(started); });
+  if (config_.network != nullptr) {
+    RETURN_IF_ERROR(AttachNetwork(*sandbox, spec, spare, options.network, prepared_netns));
+    times.Mark("network");
+  } else {
+    info.network = options.network;
+    info.network.internet = false;  // loopback only (--no-network)
+  }
   ASSIGN_OR_RETURN(sandbox->process, runtime::SpawnSandbox(spec));
   times.Mark("spawn");
   ASSIGN_OR_RETURN(sandbox->init_start_ticks, StartTicks(sandbox->process.init.Pid()));
@@ -435,6 +456,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   if (!sandbox->netns) return SysError("open {}", netns_path);
   RETURN_IF_ERROR(WaitAgentHealthy(sandbox->process.socket_path, kAgentStartTimeout));
   times.Mark("healthy");
+  release_network.Cancel();
   LOG_DEBUG("create {} (ms): {}", id, times.Text());
   return sandbox;
 }
@@ -466,6 +488,7 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
   if (tmpl == nullptr) {
     return MakeError(ErrorCode::kNotFound, "template '{}' not found", options.template_id);
   }
+  if (config_.network != nullptr) RETURN_IF_ERROR(config_.network->Check(options.network));
   // A full disk pool: 507, before a pooled sandbox is handed out on it (runtime/disk_pool.h).
   if (config_.disk_pool != nullptr) RETURN_IF_ERROR(config_.disk_pool->Admit());
   // From the warm pool when it has one ready; otherwise a new one. A code interpreter's
@@ -656,6 +679,10 @@ ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
   fs::remove_all(sandbox->state_dir, ec);
   if (ec) LOG_ERROR("remove {}: {}", sandbox->state_dir.string(), ec.message());
   times.Mark("state dir");
+  // Its link goes with its namespace; its rules and address are given back here. An address
+  // goes to another sandbox only with a new link: nothing left of this one can use it.
+  DetachNetwork(*sandbox);
+  times.Mark("network");
   // SECURITY: a slot's uids, and a disk, go to another sandbox only once no process of
   // this one is left; if the group could not be emptied, the slot stays taken and the disk
   // goes with the sandbox. The reserve empties the disk before it hands it out again.

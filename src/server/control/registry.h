@@ -28,8 +28,9 @@
 #include "runtime/disk.h"
 #include "runtime/disk_pool.h"
 #include "runtime/sandbox_process.h"
-#include "server/control/spares.h"
 #include "server/control/sandbox_info.h"
+#include "server/control/sandbox_network.h"
+#include "server/control/spares.h"
 #include "server/control/templates.h"
 #include "server/store/store.h"
 
@@ -42,6 +43,7 @@ struct SandboxOptions {
   std::map<std::string, std::string> env_vars;
   bool auto_pause = false;  // at the end of its timeout: pause instead of kill
   std::string owner;        // the creating API key's id (SandboxInfo::owner)
+  net::NetworkConfig network;
 };
 
 struct MetricSample {
@@ -69,6 +71,8 @@ struct RegistryConfig {
   // refused (507) while it is below its reserve. None: the disks live in
   // <state_dir>/disks, on the state directory's own filesystem.
   const runtime::DiskPool* disk_pool = nullptr;
+  // The sandboxes' network (control/sandbox_network.h); null: loopback only (--no-network).
+  SandboxNetwork* network = nullptr;
 };
 
 // How Connect found the sandbox.
@@ -87,8 +91,7 @@ enum class OnExit { kKeep, kKill };
 class Registry {
  public:
   Registry(boost::asio::io_context& io, boost::asio::thread_pool& workers, RegistryConfig config,
-           TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups,
-           Store& store);
+           TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups, Store& store);
   // Kills every sandbox unless Shutdown(kKeep) released them first.
   ~Registry();
 
@@ -130,6 +133,10 @@ class Registry {
                                                          std::chrono::seconds timeout);
   // The end time becomes now + timeout (earlier or later).
   Status SetTimeout(const std::string& id, std::chrono::seconds timeout);
+  // Replaces the sandbox's network policy (one transaction; connections the new rules
+  // deny are cut). NotFound for an unknown sandbox.
+  Status UpdateNetwork(const std::string& id, const net::NetworkConfig& config);
+  bool NetworkEnabled() const { return config_.network != nullptr; }
 
   std::optional<SandboxInfo> Get(const std::string& id) const;
   // A live or ended sandbox with how it ended (from the store); nullopt if unknown or
@@ -168,6 +175,11 @@ class Registry {
   Result<std::unique_ptr<Sandbox>> Start(const SandboxOptions& options, const Template& tmpl,
                                          const std::string& id, uint32_t slot,
                                          std::optional<CgroupSpare> spare);
+  // Its link, address and policy (registry_network.cc); DetachNetwork gives them back.
+  Status AttachNetwork(Sandbox& sandbox, runtime::SandboxSpec& spec,
+                       std::optional<CgroupSpare>& spare, const net::NetworkConfig& config,
+                       std::optional<PreparedNetns>& prepared);
+  void DetachNetwork(Sandbox& sandbox);
   // Kills and removes everything of the sandbox; returns how its init ended.
   ExitStatus Destroy(std::unique_ptr<Sandbox> sandbox);
   Status Persist(const Sandbox& sandbox);
@@ -197,7 +209,7 @@ class Registry {
   RegistryConfig config_;
   TemplateStore templates_;
   std::unique_ptr<runtime::CgroupManager> cgroups_;
-  runtime::DiskReserve disks_;  // a spare disk of each template's size (runtime/disk.h)
+  runtime::DiskReserve disks_;            // a spare disk of each template's size (runtime/disk.h)
   std::unique_ptr<CgroupSpares> spares_;  // cgroup v1 with a zygote program only
   Store& store_;
   EventObserver observer_;

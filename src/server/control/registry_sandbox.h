@@ -9,6 +9,7 @@
 #include "runtime/cgroup.h"
 #include "runtime/sandbox_process.h"
 #include "server/control/registry.h"
+#include "server/control/sandbox_network.h"
 
 namespace isobox::server {
 
@@ -20,6 +21,7 @@ struct Registry::Sandbox {
   runtime::SandboxProcess process;
   std::filesystem::path interpreter_socket;  // empty: the template has no code interpreter
   UniqueFd netns;
+  NetLease net;  // its link and address (control/sandbox_network.h); none without network
   uint64_t init_start_ticks = 0;
   bool persisted = false;  // has a record in the store
   std::deque<MetricSample> samples;

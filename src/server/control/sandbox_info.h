@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "net/network_config.h"
+
 namespace isobox::server {
 
 using SystemTime = std::chrono::system_clock::time_point;
@@ -31,6 +33,8 @@ struct SandboxInfo {
   // The id of the API key that created it (store/store.h ApiKeyId); empty for sandboxes
   // made before isoboxd recorded owners, which only admin keys see.
   std::string owner;
+  net::NetworkConfig network;  // what its create (or the last network update) asked for
+  uint32_t address = 0;        // its IPv4 address; 0: loopback only
 };
 
 // How and why a sandbox ended (kept after the end: GET /isobox/sandboxes/{id}).

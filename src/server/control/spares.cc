@@ -1,5 +1,7 @@
 #include "server/control/spares.h"
 
+#include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -17,11 +19,13 @@ constexpr auto kTeardownTimeout = std::chrono::seconds(10);
 }  // namespace
 
 CgroupSpares::CgroupSpares(runtime::CgroupManager& cgroups, std::filesystem::path zygote_program,
-                           std::filesystem::path sandboxes_dir, SpareCount per_template)
+                           std::filesystem::path sandboxes_dir, SpareCount per_template,
+                           SandboxNetwork* network)
     : cgroups_(cgroups),
       zygote_program_(std::move(zygote_program)),
       sandboxes_dir_(std::move(sandboxes_dir)),
       per_template_(per_template),
+      network_(network),
       worker_([this](std::stop_token stop) { Run(stop); }) {}
 
 CgroupSpares::~CgroupSpares() {
@@ -103,6 +107,18 @@ Result<CgroupSpare> CgroupSpares::Make(const runtime::SandboxResources& resource
     Discard(spare);
     return tl::unexpected(joined.error());
   }
+  if (network_ != nullptr) {
+    // The zygote's namespace gets its link and the default policy now, off the create.
+    std::string path = fmt::format("/proc/{}/ns/net", spare.zygote.Pid());
+    UniqueFd netns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    auto lease =
+        netns ? network_->Connect(netns.Get()) : Result<NetLease>(SysError("open {}", path));
+    if (!lease) {
+      Discard(spare);
+      return tl::unexpected(lease.error());
+    }
+    spare.net = std::move(*lease);
+  }
   return spare;
 }
 
@@ -117,6 +133,7 @@ Result<runtime::Zygote> CgroupSpares::ForkZygote() {
 
 void CgroupSpares::Discard(CgroupSpare& spare) {
   spare.zygote = runtime::Zygote();  // kills and reaps it
+  if (network_ != nullptr) network_->Release(spare.net);
   if (auto group = cgroups_.Open(PrivateName(spare.id))) (void)(*group)->Destroy(kTeardownTimeout);
   std::error_code ec;
   std::filesystem::remove_all(sandboxes_dir_ / PrivateName(spare.id), ec);

@@ -24,6 +24,7 @@
 #include "runtime/sandbox_cgroups.h"
 #include "runtime/sandbox_process.h"
 #include "runtime/zygote.h"
+#include "server/control/sandbox_network.h"
 
 namespace isobox::server {
 
@@ -31,6 +32,7 @@ struct CgroupSpare {
   std::string id;  // the sandbox id the groups are named after (PrivateName(id))
   runtime::SandboxCgroups groups;
   runtime::Zygote zygote;  // in groups.agent
+  NetLease net;  // the zygote's namespace's link (control/sandbox_network.h); none without
   runtime::StateFiles files;  // in the sandbox's state directory, PrivateName(id)
 };
 
@@ -39,7 +41,8 @@ class CgroupSpares {
   // `sandboxes_dir`: a spare's state directory is made there first, so a daemon that
   // dies with spares leaves directories its next start removes with their groups.
   CgroupSpares(runtime::CgroupManager& cgroups, std::filesystem::path zygote_program,
-               std::filesystem::path sandboxes_dir, SpareCount per_template);
+               std::filesystem::path sandboxes_dir, SpareCount per_template,
+               SandboxNetwork* network = nullptr);
   ~CgroupSpares();  // kills the zygotes, removes the groups
   CgroupSpares(const CgroupSpares&) = delete;
   CgroupSpares& operator=(const CgroupSpares&) = delete;
@@ -68,11 +71,12 @@ class CgroupSpares {
   const std::filesystem::path zygote_program_;
   const std::filesystem::path sandboxes_dir_;
   const SpareCount per_template_;
+  SandboxNetwork* const network_;  // links each zygote's namespace; null: no network
   std::mutex mutex_;
   std::condition_variable_any wake_;
   std::map<std::string, Kind> kinds_;
   runtime::ZygoteServer server_;  // used by worker_ only
-  std::jthread worker_;  // last: joined before the members above go
+  std::jthread worker_;           // last: joined before the members above go
 };
 
 }  // namespace isobox::server

@@ -133,7 +133,7 @@ Result<bool> ParseBool(const json::object& body, std::string_view field) {
 
 }  // namespace
 
-Result<SandboxOptions> ParseNewSandbox(std::string_view text) {
+Result<SandboxOptions> ParseNewSandbox(std::string_view text, bool network) {
   ASSIGN_OR_RETURN(json::object body, ParseObject(text));
   SandboxOptions options;
   const json::value* tmpl = body.if_contains("templateID");
@@ -146,17 +146,11 @@ Result<SandboxOptions> ParseNewSandbox(std::string_view text) {
   ASSIGN_OR_RETURN(options.metadata, ParseStringMap(body, "metadata"));
   ASSIGN_OR_RETURN(options.env_vars, ParseStringMap(body, "envVars"));
   ASSIGN_OR_RETURN(options.auto_pause, ParseBool(body, "autoPause"));
-  ASSIGN_OR_RETURN(bool internet, ParseBool(body, "allow_internet_access"));
-  if (internet) {
+  ASSIGN_OR_RETURN(options.network, net::ParseNetworkConfig(body, /*default_internet=*/network));
+  if (!network && (options.network.internet || !options.network.IsDefault())) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "allow_internet_access=true is not supported: Isobox sandboxes have "
-                     "loopback networking only");
-  }
-  if (const json::value* network = body.if_contains("network");
-      network != nullptr && !network->is_null() &&
-      !(network->is_object() && network->as_object().empty())) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "'network' rules are not supported: sandboxes have no network access");
+                     "this isoboxd gives sandboxes loopback only (--no-network): "
+                     "'allow_internet_access' and 'network' rules cannot be honoured");
   }
   return options;
 }
@@ -189,7 +183,8 @@ json::object ListedJson(const SandboxInfo& info) {
 json::object DetailJson(const SandboxInfo& info) {
   json::object out = ListedJson(info);
   out["envdAccessToken"] = info.access_token;
-  out["allowInternetAccess"] = false;
+  out["allowInternetAccess"] = info.network.internet;
+  out["network"] = net::NetworkJson(info.network);
   out["domain"] = nullptr;
   out["lifecycle"] =
       json::object{{"onTimeout", info.auto_pause ? "pause" : "kill"}, {"autoResume", false}};
@@ -211,7 +206,7 @@ json::object MetricJson(const MetricSample& sample) {
 }
 
 Task<Reply> CreateSandbox(const StringRequest& request, ControlContext& context) {
-  auto options = ParseNewSandbox(request.body());
+  auto options = ParseNewSandbox(request.body(), context.registry.NetworkEnabled());
   if (!options) co_return BadRequest(options.error().message);
   options->owner = context.tenant.key_id;
   auto info = co_await OnWorker(context.workers, [&] { return context.registry.Create(*options); });
@@ -275,6 +270,22 @@ Reply SetTimeout(const std::string& id, const StringRequest& request, ControlCon
   auto set = context.registry.SetTimeout(id, **timeout);
   if (!set) return ErrorReply(set.error());
   return {http::status::no_content, ""};
+}
+
+// PUT /sandboxes/{id}/network (Sandbox.updateNetwork): 204; 404 unknown; 400 naming a bad
+// entry, the sandbox's rules unchanged.
+Task<Reply> UpdateNetwork(const std::string& id, const StringRequest& request,
+                          ControlContext& context) {
+  auto body = ParseObject(request.body());
+  if (!body) co_return BadRequest(body.error().message);
+  auto info = context.registry.Get(id);
+  if (!info || !context.tenant.Sees(*info)) co_return SandboxNotFound(id);
+  auto config = net::ParseNetworkUpdate(*body, info->network);
+  if (!config) co_return BadRequest(config.error().message);
+  auto updated = co_await OnWorker(context.workers,
+                                   [&] { return context.registry.UpdateNetwork(id, *config); });
+  if (!updated) co_return ErrorReply(updated.error());
+  co_return Reply{http::status::no_content, ""};
 }
 
 Reply GetSandbox(const std::string& id, ControlContext& context) {
@@ -381,11 +392,14 @@ Task<Reply> RouteAction(const StringRequest& request, ControlContext& context,
   }
   if (action == "pause" && method == http::verb::post) co_return co_await PauseSandbox(id, context);
   if (action == "metrics" && method == http::verb::get) co_return GetMetrics(id, query, context);
-  if (action == "network" || action == "fork" || action == "snapshots") {
+  if (action == "network" && method == http::verb::put) {
+    co_return co_await UpdateNetwork(id, request, context);
+  }
+  if (action == "fork" || action == "snapshots") {
     co_return Unsupported(fmt::format("/sandboxes/{{id}}/{}", action));
   }
   if (action == "timeout" || action == "connect" || action == "resume" || action == "pause" ||
-      action == "metrics") {
+      action == "metrics" || action == "network") {
     co_return NotAllowed(request, path);
   }
   co_return NoRoute(request, path);

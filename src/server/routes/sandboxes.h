@@ -18,8 +18,9 @@ struct ControlContext {
 };
 
 // The body of POST /sandboxes and /v2/sandboxes (untrusted; fuzzed): kInvalidArgument
-// with a message naming the field.
-Result<SandboxOptions> ParseNewSandbox(std::string_view body);
+// with a message naming the field. `network`: the daemon gives sandboxes a network (else
+// internet access and rules are refused).
+Result<SandboxOptions> ParseNewSandbox(std::string_view body, bool network = true);
 
 // Answers one authenticated control-plane request.
 Task<StringResponse> HandleControl(const StringRequest& request, ControlContext& context);

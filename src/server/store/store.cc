@@ -61,12 +61,20 @@ UPDATE api_keys SET admin = 1 WHERE name = 'first start' OR name LIKE 'from %';
 PRAGMA user_version = 2;
 )sql";
 
-constexpr int64_t kSchemaVersion = 2;
+// Version 3: networking. A sandbox's IPv4 address (0: loopback only, as every sandbox
+// had before) and its network configuration (net/network_config.h; NULL: the default).
+constexpr const char* kMigrateV3 = R"sql(
+ALTER TABLE sandboxes ADD COLUMN address INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sandboxes ADD COLUMN network TEXT;
+PRAGMA user_version = 3;
+)sql";
+
+constexpr int64_t kSchemaVersion = 3;
 
 constexpr const char* kSandboxColumns =
     "id, template_id, access_token, metadata, state, started_at, end_at, cpu_count, "
     "memory_mb, disk_mb, auto_pause, slot, init_pid, init_start_ticks, interpreter, "
-    "ended_at, end_reason, end_message, exit_code, exit_signal, owner";
+    "ended_at, end_reason, end_message, exit_code, exit_signal, owner, address, network";
 
 int64_t Millis(SystemTime time) {
   return std::chrono::duration_cast<milliseconds>(time.time_since_epoch()).count();
@@ -116,6 +124,13 @@ SandboxRecord ReadSandbox(const sqlite::Statement& row) {
     record.end = std::move(end);
   }
   info.owner = row.Text(20);  // NULL (made before tenancy): empty, admin keys only
+  info.address = static_cast<uint32_t>(row.Int(21));
+  if (std::string network = row.Text(22); !network.empty()) {
+    auto config = net::DeserializeNetworkConfig(network);
+    if (config) info.network = std::move(*config);
+  } else if (info.address == 0) {
+    info.network.internet = false;  // made before networking: loopback only
+  }
   return record;
 }
 
@@ -163,6 +178,7 @@ Status Store::Migrate() {
     }
     if (current < 1) RETURN_IF_ERROR(db_.Exec(kSchemaV1));
     if (current < 2) RETURN_IF_ERROR(db_.Exec(kMigrateV2));
+    if (current < 3) RETURN_IF_ERROR(db_.Exec(kMigrateV3));
     return Ok();
   };
   Status migrated = migrate();
@@ -178,7 +194,7 @@ Status Store::PutSandbox(const SandboxRecord& record) {
   const SandboxInfo& info = record.info;
   ASSIGN_OR_RETURN(sqlite::Statement insert,
                    db_.Prepare(fmt::format("INSERT OR REPLACE INTO sandboxes({}) VALUES "
-                                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                            kSandboxColumns)));
   std::string state = record.end ? "ended" : std::string(SandboxStateName(info.state));
   insert.Bind(1, info.id)
@@ -197,6 +213,7 @@ Status Store::PutSandbox(const SandboxRecord& record) {
       .Bind(14, static_cast<int64_t>(record.init_start_ticks))
       .Bind(15, int64_t{record.interpreter});
   if (!info.owner.empty()) insert.Bind(21, info.owner);  // else NULL: admin keys only
+  insert.Bind(22, int64_t{info.address}).Bind(23, net::SerializeNetworkConfig(info.network));
   if (record.end) {
     insert.Bind(16, Millis(record.end->at))
         .Bind(17, record.end->reason)

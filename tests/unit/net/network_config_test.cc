@@ -102,3 +102,34 @@ TEST(NetworkConfigTest, RoundTripsThroughTheStoreAndAnswersGetInfo) {
 
 }  // namespace
 }  // namespace isobox::net
+
+namespace isobox::net {
+namespace {
+
+TEST(NetworkUpdateTest, ReplacesRulesAndKeepsInternetUnlessGiven) {
+  NetworkConfig current;
+  current.internet = false;
+  current.deny_out.push_back(*ParseEgressEntry("198.51.100.0/24"));
+  auto update = ParseNetworkUpdate(
+      boost::json::parse(R"({"allowOut":["203.0.113.9"]})").as_object(), current);
+  ASSERT_TRUE(update) << update.error().message;
+  EXPECT_FALSE(update->internet);
+  EXPECT_TRUE(update->deny_out.empty());
+  ASSERT_EQ(update->allow_out.size(), 1u);
+  auto online = ParseNetworkUpdate(
+      boost::json::parse(R"({"allow_internet_access":true})").as_object(), current);
+  ASSERT_TRUE(online);
+  EXPECT_TRUE(online->IsDefault());
+  auto bad = ParseNetworkUpdate(boost::json::parse(R"({"network":{}})").as_object(), current);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("unknown field 'network'"), std::string::npos)
+      << bad.error().message;
+  auto proxy = ParseNetworkUpdate(
+      boost::json::parse(R"({"egressProxy":{"address":"p:1"}})").as_object(), current);
+  ASSERT_FALSE(proxy);
+  EXPECT_NE(proxy.error().message.find("'egressProxy' is not supported"), std::string::npos)
+      << proxy.error().message;
+}
+
+}  // namespace
+}  // namespace isobox::net

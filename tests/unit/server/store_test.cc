@@ -198,6 +198,8 @@ PRAGMA user_version = 1;
     ASSERT_TRUE(old && old->has_value());
     EXPECT_EQ((*old)->info.owner, "");  // admin keys only
     EXPECT_EQ((*old)->slot, 3u);
+    EXPECT_EQ((*old)->info.address, 0u);
+    EXPECT_FALSE((*old)->info.network.internet) << "made before networking: loopback only";
     auto keys = store->ListApiKeys();
     ASSERT_TRUE(keys);
     ASSERT_EQ(keys->size(), 3u);
@@ -208,7 +210,23 @@ PRAGMA user_version = 1;
   auto db = sqlite::Database::Open(dir_ / "isobox.db");
   auto version = db->Prepare("PRAGMA user_version");
   ASSERT_TRUE(version && *version->Step());
-  EXPECT_EQ(version->Int(0), 2);
+  EXPECT_EQ(version->Int(0), 3);
+}
+
+TEST_F(StoreTest, KeepsASandboxsAddressAndNetworkConfig) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  SandboxRecord record;
+  record.info.id = "net1";
+  record.info.template_id = "base";
+  record.info.address = 0x0acd0002;
+  record.info.network.internet = false;
+  record.info.network.deny_out.push_back(*net::ParseEgressEntry("198.51.100.0/24"));
+  ASSERT_TRUE(store->PutSandbox(record));
+  auto back = store->GetSandbox("net1");
+  ASSERT_TRUE(back && back->has_value());
+  EXPECT_EQ((*back)->info.address, 0x0acd0002u);
+  EXPECT_EQ((*back)->info.network, record.info.network);
 }
 
 TEST_F(StoreTest, RefusesADatabaseFromANewerSchema) {

@@ -1,0 +1,242 @@
+#include "server/control/sandbox_network.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+
+#include "base/log.h"
+#include "base/thread_priority.h"
+#include "net/dns_resolver.h"
+#include "net/firewall.h"
+#include "net/links.h"
+#include "runtime/netns.h"
+
+namespace isobox::server {
+namespace {
+
+constexpr uint16_t kDnsPort = 53;
+
+net::SandboxPolicy PolicyOf(const NetLease& lease, const net::NetworkConfig& config) {
+  net::SandboxPolicy policy;
+  policy.address = lease.address;
+  policy.host_link = lease.link;
+  policy.internet = config.internet;
+  for (const net::EgressEntry& entry : config.allow_out) policy.allow_out.push_back(entry.cidr);
+  for (const net::EgressEntry& entry : config.deny_out) policy.deny_out.push_back(entry.cidr);
+  return policy;
+}
+
+}  // namespace
+
+SandboxNetwork::SandboxNetwork(NetworkSettings settings, net::AddressPool pool)
+    : settings_(std::move(settings)),
+      pool_(std::move(pool)),
+      target_(
+          SpareCount{.base = settings_.spare_namespaces, .max = settings_.spare_namespaces * 4}) {}
+
+Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings settings,
+                                                              boost::asio::io_context& io,
+                                                              const std::vector<Live>& live) {
+  ASSIGN_OR_RETURN(std::vector<std::string> conflicts, net::ConflictingRoutes(settings.cidr));
+  if (!conflicts.empty()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "sandbox CIDR {} overlaps the host's route {} (another network or another "
+                     "isoboxd): choose another with --sandbox-cidr",
+                     settings.cidr.ToString(), conflicts.front());
+  }
+  ASSIGN_OR_RETURN(net::AddressPool pool, net::AddressPool::Make(settings.cidr));
+  std::unique_ptr<SandboxNetwork> network(new SandboxNetwork(std::move(settings), std::move(pool)));
+  SandboxNetwork& self = *network;
+  // SECURITY: sandboxes reach other hosts only through this host's forwarding, and only
+  // as this daemon's table allows (net/firewall.h).
+  RETURN_IF_ERROR(net::EnableIpv4Forwarding());
+
+  std::vector<net::SandboxPolicy> policies;
+  std::set<uint32_t> kept;
+  for (const Live& sandbox : live) {
+    if (!sandbox.lease.Valid()) continue;
+    if (auto reserved = self.pool_.Reserve(sandbox.lease.address); !reserved) {
+      LOG_WARN("re-adopted sandbox at {}: {}", net::FormatIpv4(sandbox.lease.address),
+               reserved.error().message);
+      continue;
+    }
+    policies.push_back(PolicyOf(sandbox.lease, sandbox.config));
+    self.internet_[sandbox.lease.address] = sandbox.config.internet;
+    kept.insert(sandbox.lease.address);
+  }
+  net::FirewallConfig firewall{.table = self.settings_.table,
+                               .sandbox_cidr = self.settings_.cidr,
+                               .gateway = self.pool_.gateway(),
+                               .allowed_private = self.settings_.allowed_private,
+                               .gateway_udp_ports = {kDnsPort},
+                               .gateway_tcp_ports = {kDnsPort}};
+  ASSIGN_OR_RETURN(self.firewall_, net::Firewall::Install(firewall, policies));
+  // Links of sandboxes that are gone (a daemon killed with sandboxes it never cleaned up).
+  ASSIGN_OR_RETURN(std::vector<net::HostLink> links, net::ListHostLinks());
+  for (const net::HostLink& link : links) {
+    if (!self.settings_.cidr.Contains(link.sandbox_address) || kept.contains(link.sandbox_address))
+      continue;
+    LOG_INFO("removing the link {} of a sandbox that is gone", link.name);
+    if (auto deleted = net::DeleteHostLink(link.name); !deleted) {
+      LOG_WARN("remove link {}: {}", link.name, deleted.error().message);
+    }
+  }
+  net::DnsResolverConfig dns{.listen_address = self.pool_.gateway(),
+                             .listen_port = kDnsPort,
+                             .upstreams = self.settings_.dns_servers};
+  ASSIGN_OR_RETURN(self.resolver_,
+                   net::DnsResolver::Start(io, dns, [raw = network.get()](uint32_t source) {
+                     return raw->Internet(source);
+                   }));
+  self.worker_ = std::jthread([raw = network.get()](std::stop_token stop) { raw->Run(stop); });
+  LOG_INFO("sandbox network {} (gateway {}), nftables table {}", self.settings_.cidr.ToString(),
+           net::FormatIpv4(self.pool_.gateway()), self.settings_.table);
+  return network;
+}
+
+SandboxNetwork::~SandboxNetwork() {
+  worker_.request_stop();
+  wake_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  std::deque<PreparedNetns> spares;
+  {
+    std::lock_guard lock(mutex_);
+    spares.swap(ready_);
+  }
+  for (PreparedNetns& spare : spares) Release(spare.lease);
+  // The table stays: sandboxes a stopping daemon keeps (--on-exit keep) stay under their
+  // rules until the next start replaces the table. Links go with their namespaces.
+}
+
+bool SandboxNetwork::Internet(uint32_t source) const {
+  std::lock_guard lock(mutex_);
+  auto it = internet_.find(source);
+  return it != internet_.end() && it->second;
+}
+
+Status SandboxNetwork::Check(const net::NetworkConfig& config) const {
+  if (config.HasDomains()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "domain entries in 'network.allowOut'/'network.denyOut' are not supported "
+                     "by this Isobox version: give addresses or CIDR blocks");
+  }
+  return Ok();
+}
+
+Result<NetLease> SandboxNetwork::Attach(int netns_fd, bool default_policy) {
+  ASSIGN_OR_RETURN(uint32_t address, pool_.Allocate());
+  NetLease lease{.address = address, .link = net::HostLinkName(address)};
+  if (auto linked = net::CreateSandboxLink(
+          netns_fd, {.sandbox_address = address, .gateway = pool_.gateway()});
+      !linked) {
+    pool_.Release(address);
+    return tl::unexpected(linked.error());
+  }
+  if (default_policy) {
+    if (auto applied = Apply(lease, net::NetworkConfig{}); !applied) {
+      Release(lease);
+      return tl::unexpected(applied.error());
+    }
+  }
+  return lease;
+}
+
+Result<NetLease> SandboxNetwork::Connect(int netns_fd) { return Attach(netns_fd, true); }
+
+Result<PreparedNetns> SandboxNetwork::MakeNamespace() {
+  ASSIGN_OR_RETURN(UniqueFd netns, runtime::MakeSandboxNetns());
+  ASSIGN_OR_RETURN(NetLease lease, Attach(netns.Get(), true));
+  return PreparedNetns{std::move(netns), std::move(lease)};
+}
+
+Result<PreparedNetns> SandboxNetwork::TakeNamespace() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!ready_.empty()) {
+      PreparedNetns spare = std::move(ready_.front());
+      ready_.pop_front();
+      wake_.notify_all();
+      return spare;
+    }
+    target_.Missed(std::chrono::steady_clock::now());
+  }
+  wake_.notify_all();
+  return MakeNamespace();
+}
+
+void SandboxNetwork::Run(std::stop_token stop) {
+  RunInBackground();
+  std::unique_lock lock(mutex_);
+  auto wanted = [this] { return ready_.size() < target_.Get(std::chrono::steady_clock::now()); };
+  while (!stop.stop_requested()) {
+    if (!wanted()) {
+      // Woken by a take; the timeout lets the target shrink back after a burst.
+      wake_.wait_for(lock, stop, std::chrono::seconds(10), wanted);
+      continue;
+    }
+    lock.unlock();
+    auto made = MakeNamespace();
+    lock.lock();
+    if (!made) {
+      LOG_WARN("prepare a sandbox network namespace: {}", made.error().message);
+      wake_.wait_for(lock, stop, std::chrono::seconds(5), [] { return false; });  // retry later
+      continue;
+    }
+    ready_.push_back(std::move(*made));
+  }
+}
+
+Status SandboxNetwork::Apply(const NetLease& lease, const net::NetworkConfig& config) {
+  if (!lease.Valid()) {
+    if (config.IsDefault() || !config.internet) return Ok();
+    return MakeError(ErrorCode::kFailedPrecondition, "the sandbox has no network link");
+  }
+  RETURN_IF_ERROR(Check(config));
+  RETURN_IF_ERROR(firewall_->Apply(PolicyOf(lease, config)));
+  std::lock_guard lock(mutex_);
+  internet_[lease.address] = config.internet;
+  return Ok();
+}
+
+void SandboxNetwork::Release(NetLease& lease) {
+  if (!lease.Valid()) return;
+  if (auto removed = firewall_->Remove(lease.address); !removed) {
+    LOG_WARN("remove the rules of {}: {}", lease.link, removed.error().message);
+  }
+  if (auto deleted = net::DeleteHostLink(lease.link); !deleted) {
+    LOG_WARN("remove link {}: {}", lease.link, deleted.error().message);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    internet_.erase(lease.address);
+  }
+  pool_.Release(lease.address);
+  lease = NetLease{};
+}
+
+Result<NetCounters> SandboxNetwork::Read(const NetLease& lease) {
+  if (!lease.Valid()) return NetCounters{};
+  ASSIGN_OR_RETURN(net::Firewall::Counters counters, firewall_->Read(lease.address));
+  return NetCounters{.egress_bytes = counters.egress_bytes,
+                     .egress_packets = counters.egress_packets,
+                     .denied_packets = counters.denied_packets};
+}
+
+void SandboxNetwork::RemoveRules() {
+  if (auto removed = firewall_->Uninstall(); !removed) {
+    LOG_WARN("remove nftables table {}: {}", settings_.table, removed.error().message);
+  }
+}
+
+std::string SandboxNetwork::ResolvConf() const {
+  return fmt::format("nameserver {}\n", net::FormatIpv4(pool_.gateway()));
+}
+
+std::string SandboxNetwork::Hosts(const NetLease& lease, const std::string& hostname) const {
+  std::string own = lease.Valid() ? net::FormatIpv4(lease.address) : "127.0.1.1";
+  return fmt::format("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
+                     own, hostname);
+}
+
+}  // namespace isobox::server

@@ -1,0 +1,129 @@
+// The sandboxes' network (README "Network", docs/architecture.md "The packet's path"):
+// every sandbox's network namespace gets a veth link to the host (net/links.h), an
+// address from --sandbox-cidr (net/address_pool.h), its egress policy in this daemon's
+// nftables table (net/firewall.h), and a resolver on the gateway (net/dns_resolver.h).
+//
+// Links and the default policy are made ahead of creates: for a cgroup v1 spare's zygote
+// (control/spares.h: Connect on its namespace) and, for the direct clone path, as
+// prepared namespaces kept by a thread of this class (TakeNamespace). A create whose
+// config is not the default applies it (one firewall transaction) before its init runs.
+//
+// Thread-safe.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "base/spare_target.h"
+#include "base/unique_fd.h"
+#include "net/address_pool.h"
+#include "net/cidr.h"
+#include "net/network_config.h"
+
+namespace isobox::net {
+class Firewall;
+class DnsResolver;
+}  // namespace isobox::net
+
+namespace isobox::server {
+
+struct NetworkSettings {
+  bool enabled = true;  // false (--no-network): loopback only, as before issue 19
+  net::Ipv4Cidr cidr;   // --sandbox-cidr
+  std::vector<net::Ipv4Cidr> allowed_private;  // --allow-private-cidr
+  // Upstream resolvers as "a.b.c.d" or "a.b.c.d:port" (--dns-server); empty: the host's
+  // /etc/resolv.conf.
+  std::vector<std::string> dns_servers;
+  std::string table;  // this daemon's nftables table
+  size_t spare_namespaces = 2;
+};
+
+// One sandbox's place on the network. address 0: none (loopback only).
+struct NetLease {
+  uint32_t address = 0;
+  std::string link;  // the host end of its veth
+  bool Valid() const { return address != 0; }
+};
+
+// A network namespace made ahead, with its link and the default policy.
+struct PreparedNetns {
+  UniqueFd netns;
+  NetLease lease;
+};
+
+struct NetCounters {
+  uint64_t egress_bytes = 0;
+  uint64_t egress_packets = 0;
+  uint64_t denied_packets = 0;
+};
+
+class SandboxNetwork {
+ public:
+  // A live sandbox a restarted daemon found (re-adopted with its lease and config).
+  struct Live {
+    NetLease lease;
+    net::NetworkConfig config;
+  };
+
+  // Checks the CIDR against the host's routes, turns on forwarding, installs the table
+  // (replacing a stale one) with the live sandboxes' policies, removes links of
+  // sandboxes that are gone, and starts the resolver on the gateway.
+  static Result<std::unique_ptr<SandboxNetwork>> Start(NetworkSettings settings,
+                                                       boost::asio::io_context& io,
+                                                       const std::vector<Live>& live);
+  ~SandboxNetwork();  // removes the table; links go with their namespaces
+  SandboxNetwork(const SandboxNetwork&) = delete;
+  SandboxNetwork& operator=(const SandboxNetwork&) = delete;
+
+  uint32_t gateway() const { return pool_.gateway(); }
+  const NetworkSettings& settings() const { return settings_; }
+
+  // Refuses what this daemon cannot give a sandbox (domain entries need the egress proxy).
+  Status Check(const net::NetworkConfig& config) const;
+  // A link and the default policy for the namespace of `netns_fd` (a zygote's).
+  Result<NetLease> Connect(int netns_fd);
+  // A prepared namespace (made now when none is ready).
+  Result<PreparedNetns> TakeNamespace();
+  // The sandbox's policy from `config` (after Check), replacing what it had, in one
+  // transaction.
+  Status Apply(const NetLease& lease, const net::NetworkConfig& config);
+  // Removes the sandbox's rules and link and frees its address. Idempotent.
+  void Release(NetLease& lease);
+  Result<NetCounters> Read(const NetLease& lease);
+  // Removes this daemon's table (at a stop that leaves no sandbox running).
+  void RemoveRules();
+
+  // /etc/resolv.conf and /etc/hosts for a sandbox named `hostname` at `lease`.
+  std::string ResolvConf() const;
+  std::string Hosts(const NetLease& lease, const std::string& hostname) const;
+
+ private:
+  SandboxNetwork(NetworkSettings settings, net::AddressPool pool);
+  Result<NetLease> Attach(int netns_fd, bool default_policy);
+  Result<PreparedNetns> MakeNamespace();
+  void Run(std::stop_token stop);
+  bool Internet(uint32_t source) const;
+
+  const NetworkSettings settings_;
+  net::AddressPool pool_;
+  std::unique_ptr<net::Firewall> firewall_;
+  std::unique_ptr<net::DnsResolver> resolver_;
+  mutable std::mutex mutex_;
+  std::map<uint32_t, bool> internet_;  // by sandbox address: may it resolve names
+  std::deque<PreparedNetns> ready_;
+  SpareTarget target_;
+  std::condition_variable_any wake_;
+  std::jthread worker_;  // last: joined before the members above go
+};
+
+}  // namespace isobox::server

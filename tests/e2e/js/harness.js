@@ -2,7 +2,7 @@
 // points the official E2B SDK at it through its documented environment variables.
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -27,6 +27,25 @@ function knowsDiskPool(binary) {
       .includes('--disk-pool-mb'))
   }
   return diskPoolFlag.get(binary)
+}
+
+// Whether `binary` gives sandboxes a network (--sandbox-cidr; bench/ab.mjs runs older
+// builds too).
+const networkFlag = new Map()
+function knowsNetwork(binary) {
+  if (!networkFlag.has(binary)) {
+    networkFlag.set(binary, execFileSync(binary, ['--help'], { encoding: 'utf8' })
+      .includes('--sandbox-cidr'))
+  }
+  return networkFlag.get(binary)
+}
+
+// A /22 of 10.128.0.0/9 for one test daemon's sandboxes: daemons on one host need
+// disjoint blocks, and tests run several at once.
+export function testSandboxCidr() {
+  const second = 128 + Math.floor(Math.random() * 128)
+  const third = Math.floor(Math.random() * 64) * 4
+  return `10.${second}.${third}.0/22`
 }
 
 // options.args: extra isoboxd flags; options.tls: {cert, key} for a TLS listener too;
@@ -56,10 +75,17 @@ export async function startDaemon(options = {}) {
   // space) taken by every test daemon at once would crowd the host.
   const poolArgs = (options.args ?? []).includes('--disk-pool-mb') || !knowsDiskPool(binary)
     ? [] : ['--disk-pool-mb', '4096']
+  // A block of its own unless the test gives one (or turns networking off).
+  const givenNet = (options.args ?? []).some((a) => a === '--sandbox-cidr' || a === '--no-network')
+  // A restarted daemon (options.dir) keeps its block: its sandboxes keep their addresses.
+  const cidrFile = join(dir, 'sandbox-cidr')
+  if (!givenNet && !existsSync(cidrFile)) writeFileSync(cidrFile, testSandboxCidr())
+  const netArgs = givenNet || !knowsNetwork(binary)
+    ? [] : ['--sandbox-cidr', readFileSync(cidrFile, 'utf8').trim()]
   const args = ['--state-dir', stateDir, '--port', '0', '--port-file', portFile,
     ...(apiKey ? ['--api-key', apiKey] : []), '--log-level', options.logLevel ?? 'warn', '--on-exit', options.onExit ?? 'kill',
     ...(options.pools ?? ['base=0', 'code-interpreter-v1=0']).flatMap((p) => ['--pool', p]),
-    ...tlsArgs, ...poolArgs, ...(options.args ?? [])]
+    ...tlsArgs, ...poolArgs, ...netArgs, ...(options.args ?? [])]
   // options.wrapper: a command that execs the daemon in its place (e.g. prlimit), so that
   // the pid stays the daemon's. options.env: more environment for the daemon.
   const wrapper = options.wrapper ?? []
@@ -117,6 +143,19 @@ export async function startTlsDaemon(options = {}) {
 // (src/server/control/ids.h, PrivateName).
 export function privateName(id) {
   return createHash('sha256').update(id).digest('hex').slice(0, 32)
+}
+
+// Host pids of the sandbox's agent cgroup (its isobox-envd, PID 1 inside), which is named
+// after a digest of the sandbox id, never the id (privateName).
+export function agentPids(id) {
+  const pids = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let cgroups
+    try { cgroups = readFileSync(`/proc/${entry}/cgroup`, 'utf8') } catch { continue }
+    if (cgroups.includes(`/isobox/${privateName(id)}/agent\n`)) pids.push(Number(entry))
+  }
+  return pids
 }
 
 // Polls `predicate` until it returns a truthy value (returned) or `timeoutMs` passes.

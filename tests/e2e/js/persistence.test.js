@@ -5,12 +5,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Sandbox, SandboxNotFoundError } from 'e2b'
-import { privateName, startDaemon, until } from './harness.js'
+import { agentPids, startDaemon, until } from './harness.js'
 
 async function record(daemon, id) {
   const res = await fetch(`${daemon.url}/isobox/sandboxes/${id}`,
@@ -18,18 +18,6 @@ async function record(daemon, id) {
   return { status: res.status, body: await res.json() }
 }
 
-// Host pids of the sandbox's agent cgroup (its isobox-envd, PID 1 inside), which is named
-// after a digest of the sandbox id, never the id (harness.js privateName).
-function agentPids(id) {
-  const pids = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    let cgroups
-    try { cgroups = readFileSync(`/proc/${entry}/cgroup`, 'utf8') } catch { continue }
-    if (cgroups.includes(`/isobox/${privateName(id)}/agent\n`)) pids.push(Number(entry))
-  }
-  return pids
-}
 
 test('kill -9 of isoboxd: a restart re-adopts running sandboxes and reports the lost ones', async () => {
   let daemon = await startDaemon()

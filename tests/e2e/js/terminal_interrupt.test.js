@@ -12,22 +12,10 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Sandbox } from 'e2b'
-import { privateName, startDaemon, until } from './harness.js'
+import { agentPids, startDaemon, until } from './harness.js'
 
 const HELPER = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'foreground_job.py')
 const API_KEY = 'e2b_' + '0123456789abcdef'.repeat(2) + '01234567'  // harness.js's
-
-// Host pids of a sandbox's agent cgroup (its isobox-envd, PID 1 inside).
-function agentPids(id) {
-  const pids = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    let cgroups
-    try { cgroups = readFileSync(`/proc/${entry}/cgroup`, 'utf8') } catch { continue }
-    if (cgroups.includes(`/isobox/${privateName(id)}/agent\n`)) pids.push(Number(entry))
-  }
-  return pids
-}
 
 // /proc/<pid>/stat: [state, process group, session] (a zombie is not alive).
 function stat(pid) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cctype>
+#include <optional>
 
 namespace isobox::net {
 namespace {
@@ -70,7 +71,7 @@ Result<std::vector<EgressEntry>> ParseEntries(const json::object& network, std::
 Status RefuseUnsupported(const json::object& network, bool update) {
   for (const auto& [key, value] : network) {
     if (key == "allowOut" || key == "denyOut" || value.is_null()) continue;
-    if (update && key == "allow_internet_access") continue;
+    if (update && (key == "allow_internet_access" || key == "allowInternetAccess")) continue;
     if (key == "allowPublicTraffic" && value.is_bool() && value.as_bool()) continue;
     if ((key == "rules" && value.is_object() && value.as_object().empty()) ||
         (key == "httpsPorts" && value.is_array() && value.as_array().empty())) {
@@ -101,6 +102,12 @@ bool NetworkConfig::HasDomains() const {
   auto is_domain = [](const EgressEntry& e) { return e.kind != EgressEntry::Kind::kCidr; };
   return std::any_of(allow_out.begin(), allow_out.end(), is_domain) ||
          std::any_of(deny_out.begin(), deny_out.end(), is_domain);
+}
+
+bool NetworkConfig::NeedsDns() const {
+  return internet || std::any_of(allow_out.begin(), allow_out.end(), [](const EgressEntry& e) {
+           return e.kind != EgressEntry::Kind::kCidr;
+         });
 }
 
 Result<EgressEntry> ParseEgressEntry(std::string_view text) {
@@ -142,13 +149,23 @@ Result<EgressEntry> ParseEgressEntry(std::string_view text) {
 
 namespace {
 
+// `allow_internet_access` as the SDKs send it; `allowInternetAccess` as E2B's API also
+// takes it (PUT /sandboxes/{id}/network documents the camel-case name).
 Result<bool> ParseInternet(const json::object& body, bool otherwise) {
-  const json::value* internet = body.if_contains("allow_internet_access");
-  if (internet == nullptr || internet->is_null()) return otherwise;
-  if (!internet->is_bool()) {
-    return MakeError(ErrorCode::kInvalidArgument, "'allow_internet_access' must be a boolean");
+  std::optional<bool> found;
+  for (const char* name : {"allow_internet_access", "allowInternetAccess"}) {
+    const json::value* internet = body.if_contains(name);
+    if (internet == nullptr || internet->is_null()) continue;
+    if (!internet->is_bool()) {
+      return MakeError(ErrorCode::kInvalidArgument, "'{}' must be a boolean", name);
+    }
+    if (found && *found != internet->as_bool()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "'allow_internet_access' and 'allowInternetAccess' disagree");
+    }
+    found = internet->as_bool();
   }
-  return internet->as_bool();
+  return found.value_or(otherwise);
 }
 
 }  // namespace

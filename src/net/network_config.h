@@ -3,7 +3,8 @@
 // checked in one place. Every entry is checked; the error names the offending one.
 //
 // Egress rules follow E2B: `allowOut` wins over `denyOut`; a destination neither names
-// is reachable when the sandbox has internet. Entries are IPv4 addresses, IPv4 CIDR
+// is reachable when the sandbox has internet; no internet is `denyOut: ["0.0.0.0/0"]`
+// (so `allowOut` still opens what it names). Entries are IPv4 addresses, IPv4 CIDR
 // blocks, domain names and `*.`-wildcard domains. What no sandbox reaches whatever its
 // rules (the host, private ranges, other sandboxes) is the firewall's (firewall.h), not
 // the config's.
@@ -44,6 +45,9 @@ struct NetworkConfig {
   std::vector<EgressEntry> deny_out;
 
   bool HasDomains() const;
+  // Names need the resolver: internet, or names in allowOut (which wins over the deny-all
+  // that no internet is, as E2B documents).
+  bool NeedsDns() const;
   // Internet on and no rules: what a sandbox has unless asked otherwise.
   bool IsDefault() const { return internet && allow_out.empty() && deny_out.empty(); }
   bool operator==(const NetworkConfig&) const = default;

@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/thread_priority.h"
 #include "net/dns_resolver.h"
+#include "net/egress_proxy.h"
 #include "net/firewall.h"
 #include "net/links.h"
 #include "runtime/netns.h"
@@ -16,12 +17,16 @@ namespace isobox::server {
 namespace {
 
 constexpr uint16_t kDnsPort = 53;
+// The egress proxy on the gateway (net/egress_proxy.h): where the firewall redirects web
+// connections of sandboxes with rules by name.
+constexpr uint16_t kProxyPort = 3128;
 
 net::SandboxPolicy PolicyOf(const NetLease& lease, const net::NetworkConfig& config) {
   net::SandboxPolicy policy;
   policy.address = lease.address;
   policy.host_link = lease.link;
   policy.internet = config.internet;
+  if (config.HasDomains()) policy.web_proxy_port = kProxyPort;
   for (const net::EgressEntry& entry : config.allow_out) policy.allow_out.push_back(entry.cidr);
   for (const net::EgressEntry& entry : config.deny_out) policy.deny_out.push_back(entry.cidr);
   return policy;
@@ -62,7 +67,7 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
       continue;
     }
     policies.push_back(PolicyOf(sandbox.lease, sandbox.config));
-    self.internet_[sandbox.lease.address] = sandbox.config.internet;
+    self.configs_[sandbox.lease.address] = sandbox.config;
     kept.insert(sandbox.lease.address);
   }
   net::FirewallConfig firewall{.table = self.settings_.table,
@@ -70,7 +75,7 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
                                .gateway = self.pool_.gateway(),
                                .allowed_private = self.settings_.allowed_private,
                                .gateway_udp_ports = {kDnsPort},
-                               .gateway_tcp_ports = {kDnsPort}};
+                               .gateway_tcp_ports = {kDnsPort, kProxyPort}};
   ASSIGN_OR_RETURN(self.firewall_, net::Firewall::Install(firewall, policies));
   // Links of sandboxes that are gone (a daemon killed with sandboxes it never cleaned up).
   ASSIGN_OR_RETURN(std::vector<net::HostLink> links, net::ListHostLinks());
@@ -85,10 +90,24 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
   net::DnsResolverConfig dns{.listen_address = self.pool_.gateway(),
                              .listen_port = kDnsPort,
                              .upstreams = self.settings_.dns_servers};
-  ASSIGN_OR_RETURN(self.resolver_,
-                   net::DnsResolver::Start(io, dns, [raw = network.get()](uint32_t source) {
-                     return raw->Internet(source);
+  SandboxNetwork* raw = network.get();
+  ASSIGN_OR_RETURN(self.resolver_, net::DnsResolver::Start(io, dns, [raw](uint32_t source) {
+                     return raw->ResolvesFor(source);
                    }));
+  net::EgressProxyConfig proxy{
+      .listen_address = self.pool_.gateway(),
+      .listen_port = kProxyPort,
+      .limits = {.sandbox_cidr = self.settings_.cidr,
+                 .allowed_private = self.settings_.allowed_private,
+                 .host_addresses = {}}};
+  ASSIGN_OR_RETURN(
+      self.proxy_,
+      net::EgressProxy::Start(
+          io, proxy, [raw](uint32_t source) { return raw->ConfigOf(source); },
+          [raw](std::string name) { return raw->resolver_->ResolveA(std::move(name)); },
+          [raw](uint32_t source, const std::string& name, uint32_t address, std::string_view why) {
+            if (raw->on_denied_) raw->on_denied_(source, name, address, why);
+          }));
   self.worker_ = std::jthread([raw = network.get()](std::stop_token stop) { raw->Run(stop); });
   LOG_INFO("sandbox network {} (gateway {}), nftables table {}", self.settings_.cidr.ToString(),
            net::FormatIpv4(self.pool_.gateway()), self.settings_.table);
@@ -109,20 +128,22 @@ SandboxNetwork::~SandboxNetwork() {
   // rules until the next start replaces the table. Links go with their namespaces.
 }
 
-bool SandboxNetwork::Internet(uint32_t source) const {
+bool SandboxNetwork::ResolvesFor(uint32_t source) const {
   std::lock_guard lock(mutex_);
-  auto it = internet_.find(source);
-  return it != internet_.end() && it->second;
+  auto it = configs_.find(source);
+  return it != configs_.end() && it->second.NeedsDns();
 }
 
-Status SandboxNetwork::Check(const net::NetworkConfig& config) const {
-  if (config.HasDomains()) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "domain entries in 'network.allowOut'/'network.denyOut' are not supported "
-                     "by this Isobox version: give addresses or CIDR blocks");
-  }
-  return Ok();
+std::optional<net::NetworkConfig> SandboxNetwork::ConfigOf(uint32_t source) const {
+  std::lock_guard lock(mutex_);
+  auto it = configs_.find(source);
+  if (it == configs_.end()) return std::nullopt;
+  return it->second;
 }
+
+void SandboxNetwork::SetOnDenied(OnDenied on_denied) { on_denied_ = std::move(on_denied); }
+
+Status SandboxNetwork::Check(const net::NetworkConfig& config) const { return Ok(); }
 
 Result<NetLease> SandboxNetwork::Attach(int netns_fd, bool default_policy) {
   ASSIGN_OR_RETURN(uint32_t address, pool_.Allocate());
@@ -194,8 +215,12 @@ Status SandboxNetwork::Apply(const NetLease& lease, const net::NetworkConfig& co
   }
   RETURN_IF_ERROR(Check(config));
   RETURN_IF_ERROR(firewall_->Apply(PolicyOf(lease, config)));
-  std::lock_guard lock(mutex_);
-  internet_[lease.address] = config.internet;
+  {
+    std::lock_guard lock(mutex_);
+    configs_[lease.address] = config;
+  }
+  // Relayed connections the new rules deny are cut too (the kernel cuts the others).
+  proxy_->Recheck(lease.address, config);
   return Ok();
 }
 
@@ -209,8 +234,9 @@ void SandboxNetwork::Release(NetLease& lease) {
   }
   {
     std::lock_guard lock(mutex_);
-    internet_.erase(lease.address);
+    configs_.erase(lease.address);
   }
+  proxy_->Forget(lease.address);
   pool_.Release(lease.address);
   lease = NetLease{};
 }
@@ -218,9 +244,11 @@ void SandboxNetwork::Release(NetLease& lease) {
 Result<NetCounters> SandboxNetwork::Read(const NetLease& lease) {
   if (!lease.Valid()) return NetCounters{};
   ASSIGN_OR_RETURN(net::Firewall::Counters counters, firewall_->Read(lease.address));
-  return NetCounters{.egress_bytes = counters.egress_bytes,
+  net::EgressProxy::Counters proxied = proxy_->Read(lease.address);
+  return NetCounters{.egress_bytes = counters.egress_bytes + proxied.bytes_out,
                      .egress_packets = counters.egress_packets,
-                     .denied_packets = counters.denied_packets};
+                     .denied_packets = counters.denied_packets,
+                     .denied_connections = proxied.denied};
 }
 
 void SandboxNetwork::RemoveRules() {

@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,7 @@
 namespace isobox::net {
 class Firewall;
 class DnsResolver;
+class EgressProxy;
 }  // namespace isobox::net
 
 namespace isobox::server {
@@ -65,6 +67,7 @@ struct NetCounters {
   uint64_t egress_bytes = 0;
   uint64_t egress_packets = 0;
   uint64_t denied_packets = 0;
+  uint64_t denied_connections = 0;  // by the egress proxy (rules by name)
 };
 
 class SandboxNetwork {
@@ -88,7 +91,7 @@ class SandboxNetwork {
   uint32_t gateway() const { return pool_.gateway(); }
   const NetworkSettings& settings() const { return settings_; }
 
-  // Refuses what this daemon cannot give a sandbox (domain entries need the egress proxy).
+  // Refuses what this daemon cannot give a sandbox.
   Status Check(const net::NetworkConfig& config) const;
   // A link and the default policy for the namespace of `netns_fd` (a zygote's).
   Result<NetLease> Connect(int netns_fd);
@@ -103,6 +106,11 @@ class SandboxNetwork {
   // Removes this daemon's table (at a stop that leaves no sandbox running).
   void RemoveRules();
 
+  // Audit records of refused connections (rate-limited per sandbox by the caller).
+  using OnDenied = std::function<void(uint32_t source, const std::string& name,
+                                      uint32_t address, std::string_view why)>;
+  void SetOnDenied(OnDenied on_denied);
+
   // /etc/resolv.conf and /etc/hosts for a sandbox named `hostname` at `lease`.
   std::string ResolvConf() const;
   std::string Hosts(const NetLease& lease, const std::string& hostname) const;
@@ -112,14 +120,17 @@ class SandboxNetwork {
   Result<NetLease> Attach(int netns_fd, bool default_policy);
   Result<PreparedNetns> MakeNamespace();
   void Run(std::stop_token stop);
-  bool Internet(uint32_t source) const;
+  bool ResolvesFor(uint32_t source) const;
+  std::optional<net::NetworkConfig> ConfigOf(uint32_t source) const;
 
   const NetworkSettings settings_;
   net::AddressPool pool_;
   std::unique_ptr<net::Firewall> firewall_;
   std::unique_ptr<net::DnsResolver> resolver_;
+  std::unique_ptr<net::EgressProxy> proxy_;
   mutable std::mutex mutex_;
-  std::map<uint32_t, bool> internet_;  // by sandbox address: may it resolve names
+  std::map<uint32_t, net::NetworkConfig> configs_;  // by sandbox address
+  OnDenied on_denied_;  // set before the first sandbox
   std::deque<PreparedNetns> ready_;
   SpareTarget target_;
   std::condition_variable_any wake_;

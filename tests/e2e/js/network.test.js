@@ -183,6 +183,41 @@ while True:
   }
 })
 
+test('allowOut by domain: HTTP Host and TLS SNI, wildcards, lying DNS, other ports', async () => {
+  const sandbox = await Sandbox.create({
+    network: { allowOut: ['api.example.test'], denyOut: ['0.0.0.0/0'] },
+  })
+  const wildcard = await Sandbox.create({
+    network: { allowOut: ['*.example.test'], denyOut: ['0.0.0.0/0'] },
+  })
+  try {
+    await sandbox.files.write('/tmp/ca.pem', fake.caPem)
+    const allowed = await fetchEcho(sandbox, 'http://api.example.test/named')
+    assert.equal(allowed.host, 'api.example.test', JSON.stringify(allowed))
+    const tls = await fetchEcho(sandbox, 'https://api.example.test/secure', '--cacert /tmp/ca.pem')
+    assert.equal(tls.sni, 'api.example.test', JSON.stringify(tls))
+    // Denied names: HTTP gets a 403 from the proxy, TLS a closed connection.
+    const refused = await run(sandbox, 'curl -sS -m 3 -o /dev/null -w "%{http_code}" http://other.example.test/')
+    assert.equal(refused.stdout, '403')
+    assert.ok((await fetchEcho(sandbox, 'https://other.example.test/', '--cacert /tmp/ca.pem')).failed)
+    // By address, the name's server is denied: the rule is for the name.
+    assert.ok((await fetchEcho(sandbox, `http://${OTHER}/`)).failed)
+    // A sandbox that lies in DNS reaches the name's real address, not the one it chose.
+    const lied = await fetchEcho(sandbox, 'http://api.example.test/lie',
+      `--resolve api.example.test:80:${OTHER}`)
+    assert.equal(lied.host, 'api.example.test')
+    assert.equal(lied.localAddress, WEB, JSON.stringify(lied))
+    // Another port to a destination allowed only by name: denied.
+    const otherPort = await run(sandbox,
+      `timeout 3 bash -c 'exec 3<>/dev/tcp/${WEB}/${fake.echoPort}; echo hi >&3; head -c2 <&3'`)
+    assert.notEqual(otherPort.exitCode, 0)
+    assert.equal((await fetchEcho(wildcard, 'http://other.example.test/w')).host, 'other.example.test')
+    assert.equal((await fetchEcho(wildcard, 'http://api.example.test/w')).host, 'api.example.test')
+  } finally {
+    await Promise.all([sandbox.kill(), wildcard.kill()])
+  }
+})
+
 test('bad rules: 400 naming the entry, the rules unchanged; unknown sandbox 404', async () => {
   await assert.rejects(Sandbox.create({ network: { denyOut: ['10.0.0.1/8'] } }),
     /10\.0\.0\.0\/8/)

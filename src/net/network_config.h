@@ -25,7 +25,7 @@ namespace isobox::net {
 
 // Bounds on what one sandbox may ask for (README "Network"): rules are compiled into the
 // kernel's firewall and into the proxy's tables, per sandbox.
-inline constexpr size_t kMaxEgressEntries = 256;  // in allowOut and in denyOut, each
+inline constexpr size_t kMaxEgressEntries = 128;  // in allowOut and in denyOut, each
 inline constexpr size_t kMaxDomainLength = 253;
 
 struct EgressEntry {

@@ -86,7 +86,7 @@ TEST(NetworkConfigTest, BoundsTheNumberOfEntries) {
   json::object body{{"network", json::object{{"denyOut", many}}}};
   auto config = ParseNetworkConfig(body, true);
   ASSERT_FALSE(config);
-  EXPECT_NE(config.error().message.find("at most 256"), std::string::npos);
+  EXPECT_NE(config.error().message.find("at most 128"), std::string::npos);
 }
 
 TEST(NetworkConfigTest, RoundTripsThroughTheStoreAndAnswersGetInfo) {

@@ -8,13 +8,14 @@ export const CREATE_PEERS = [
   { key: 'bwrap', what: 'bwrap --unshare-all ... /bin/true' },
   { key: 'crun', what: 'crun run (bundle, /bin/true)' },
   { key: 'runc', what: 'runc run (bundle, /bin/true)' },
-  { key: 'runsc', what: 'runsc do true' },
+  { key: 'runsc', what: 'runsc do true (gVisor, ptrace platform)' },
 ]
 
 export function rowIds() {
   const ids = []
   for (const pool of ['nopool', 'pool']) {
     for (const c of CONCURRENCY) ids.push(`create.c${c}.${pool}`)
+    if (pool === 'nopool') ids.push('create.c1.nopool.nonet')
   }
   for (const peer of CREATE_PEERS) {
     for (const c of CONCURRENCY) ids.push(`peer.${peer.key}.c${c}`)

@@ -1,0 +1,199 @@
+#include "net/firewall.h"
+
+#include <nftables/libnftables.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+#include <string_view>
+
+namespace isobox::net {
+namespace {
+
+// libnftables' error text: the first lines are enough (the rest repeats the command).
+std::string ErrorText(nft_ctx* ctx) {
+  const char* buffer = nft_ctx_get_error_buffer(ctx);
+  std::string text = buffer != nullptr ? buffer : "";
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  if (text.size() > 600) text = text.substr(0, 600) + "...";
+  return text.empty() ? "libnftables reported no detail" : text;
+}
+
+uint64_t JsonU64(const boost::json::object& object, std::string_view key) {
+  const boost::json::value* value = object.if_contains(key);
+  if (value == nullptr) return 0;
+  if (value->is_uint64()) return value->as_uint64();
+  if (value->is_int64() && value->as_int64() >= 0) return value->as_int64();
+  return 0;
+}
+
+// {"nftables": [{"metainfo": ...}, {"set": {"name": ..., "elem": [{"elem": {"val": "ib…",
+// "counter": {"packets": N, "bytes": M}}}, ...]}}]}: link name -> {packets, bytes}.
+Result<std::map<std::string, std::pair<uint64_t, uint64_t>>> ParseCounterSet(
+    std::string_view json) {
+  boost::system::error_code error;
+  boost::json::value root = boost::json::parse(json, error);
+  if (error || !root.is_object()) {
+    return MakeError(ErrorCode::kInternal, "nftables counters: unreadable JSON ({} bytes)",
+                     json.size());
+  }
+  std::map<std::string, std::pair<uint64_t, uint64_t>> out;
+  const boost::json::value* items = root.as_object().if_contains("nftables");
+  if (items == nullptr || !items->is_array()) return out;
+  for (const auto& item : items->as_array()) {
+    const boost::json::value* set =
+        item.is_object() ? item.as_object().if_contains("set") : nullptr;
+    if (set == nullptr || !set->is_object()) continue;
+    const boost::json::value* elements = set->as_object().if_contains("elem");
+    if (elements == nullptr || !elements->is_array()) continue;
+    for (const auto& wrapped : elements->as_array()) {
+      const boost::json::value* element =
+          wrapped.is_object() ? wrapped.as_object().if_contains("elem") : nullptr;
+      if (element == nullptr || !element->is_object()) continue;
+      const boost::json::value* name = element->as_object().if_contains("val");
+      const boost::json::value* counter = element->as_object().if_contains("counter");
+      if (name == nullptr || !name->is_string() || counter == nullptr || !counter->is_object()) {
+        continue;
+      }
+      out[std::string(name->as_string())] = {JsonU64(counter->as_object(), "packets"),
+                                             JsonU64(counter->as_object(), "bytes")};
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Firewall>> Firewall::Install(FirewallConfig config,
+                                                    const std::vector<SandboxPolicy>& live) {
+  RETURN_IF_ERROR(ValidateFirewallConfig(config));
+  std::map<uint32_t, SandboxPolicy> applied;
+  for (const auto& policy : live) {
+    RETURN_IF_ERROR(WithContext(ValidateSandboxPolicy(config, policy),
+                                fmt::format("sandbox {}", FormatIpv4(policy.address))));
+    if (!applied.emplace(policy.address, policy).second) {
+      return MakeError(ErrorCode::kInvalidArgument, "sandbox {} is listed twice",
+                       FormatIpv4(policy.address));
+    }
+  }
+  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  if (ctx == nullptr) return MakeError(ErrorCode::kInternal, "libnftables: nft_ctx_new failed");
+  if (nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0) {
+    nft_ctx_free(ctx);
+    return MakeError(ErrorCode::kInternal, "libnftables: cannot buffer output");
+  }
+  std::unique_ptr<Firewall> firewall(new Firewall(std::move(config), ctx));
+  // SECURITY: the whole table, with every live sandbox, is one transaction: a stale table
+  // is replaced without a moment in which sandbox traffic passes unchecked.
+  RETURN_IF_ERROR(WithContext(firewall->Run(RenderInstall(firewall->config_, live)),
+                              fmt::format("install firewall table {}", firewall->config_.table)));
+  firewall->applied_ = std::move(applied);
+  return firewall;
+}
+
+Firewall::~Firewall() { nft_ctx_free(ctx_); }
+
+Status Firewall::Run(const std::string& commands) {
+  if (commands.empty()) return Ok();
+  if (nft_run_cmd_from_buffer(ctx_, commands.c_str()) != 0) {
+    return MakeError(ErrorCode::kInternal, "nftables: {}", ErrorText(ctx_));
+  }
+  nft_ctx_get_output_buffer(ctx_);  // discard
+  return Ok();
+}
+
+Status Firewall::Apply(const SandboxPolicy& policy) {
+  auto context = fmt::format("firewall rules of sandbox {}", FormatIpv4(policy.address));
+  RETURN_IF_ERROR(WithContext(ValidateSandboxPolicy(config_, policy), context));
+  std::lock_guard lock(mutex_);
+  if (!installed_) {
+    return MakeError(ErrorCode::kFailedPrecondition, "{}: the firewall is uninstalled", context);
+  }
+  auto previous = applied_.find(policy.address);
+  const SandboxPolicy* old_policy = previous == applied_.end() ? nullptr : &previous->second;
+  // SECURITY: one transaction; if it fails, the kernel keeps the previous policy and so
+  // does applied_, so the two never disagree.
+  RETURN_IF_ERROR(WithContext(Run(RenderApply(config_, old_policy, policy)), context));
+  applied_[policy.address] = policy;
+  return Ok();
+}
+
+Status Firewall::Remove(uint32_t address) {
+  std::lock_guard lock(mutex_);
+  if (!installed_) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "remove firewall rules of sandbox {}: the firewall is uninstalled",
+                     FormatIpv4(address));
+  }
+  auto found = applied_.find(address);
+  if (found == applied_.end()) return Ok();
+  RETURN_IF_ERROR(
+      WithContext(Run(RenderRemove(config_, found->second)),
+                  fmt::format("remove firewall rules of sandbox {}", FormatIpv4(address))));
+  applied_.erase(found);
+  return Ok();
+}
+
+Status Firewall::Uninstall() {
+  std::lock_guard lock(mutex_);
+  if (!installed_) return MakeError(ErrorCode::kFailedPrecondition, "firewall uninstalled twice");
+  RETURN_IF_ERROR(WithContext(Run(RenderUninstall(config_.table)),
+                              fmt::format("uninstall firewall table {}", config_.table)));
+  installed_ = false;
+  applied_.clear();
+  return Ok();
+}
+
+Result<std::map<std::string, Firewall::Counters>> Firewall::ReadCountersLocked() {
+  if (!installed_) {
+    return MakeError(ErrorCode::kFailedPrecondition, "read counters: the firewall is uninstalled");
+  }
+  unsigned flags = nft_ctx_output_get_flags(ctx_);
+  nft_ctx_output_set_flags(ctx_, flags | NFT_CTX_OUTPUT_JSON);
+  std::map<std::string, Counters> out;
+  Status status = Ok();
+  for (std::string_view set : {"egress", "denied"}) {
+    std::string command = fmt::format("list set inet {} {}", config_.table, set);
+    if (nft_run_cmd_from_buffer(ctx_, command.c_str()) != 0) {
+      status = MakeError(ErrorCode::kInternal, "read counters: nftables: {}", ErrorText(ctx_));
+      break;
+    }
+    const char* output = nft_ctx_get_output_buffer(ctx_);
+    auto parsed = ParseCounterSet(output != nullptr ? output : "");
+    if (!parsed) {
+      status = tl::unexpected(parsed.error());
+      break;
+    }
+    for (const auto& [link, value] : *parsed) {
+      if (set == "egress") {
+        out[link].egress_packets = value.first;
+        out[link].egress_bytes = value.second;
+      } else {
+        out[link].denied_packets = value.first;
+      }
+    }
+  }
+  nft_ctx_output_set_flags(ctx_, flags);
+  RETURN_IF_ERROR(status);
+  return out;
+}
+
+Result<Firewall::Counters> Firewall::Read(uint32_t address) {
+  std::lock_guard lock(mutex_);
+  auto found = applied_.find(address);
+  if (found == applied_.end()) {
+    return MakeError(ErrorCode::kNotFound, "read counters: sandbox {} has no firewall rules",
+                     FormatIpv4(address));
+  }
+  ASSIGN_OR_RETURN(auto by_link, ReadCountersLocked());
+  return by_link[found->second.host_link];
+}
+
+Result<std::map<uint32_t, Firewall::Counters>> Firewall::ReadAll() {
+  std::lock_guard lock(mutex_);
+  ASSIGN_OR_RETURN(auto by_link, ReadCountersLocked());
+  std::map<uint32_t, Counters> out;
+  for (const auto& [address, policy] : applied_) out[address] = by_link[policy.host_link];
+  return out;
+}
+
+}  // namespace isobox::net

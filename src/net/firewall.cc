@@ -61,6 +61,16 @@ Result<std::map<std::string, std::pair<uint64_t, uint64_t>>> ParseCounterSet(
   return out;
 }
 
+Result<nft_ctx*> NewContext() {
+  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  if (ctx == nullptr) return MakeError(ErrorCode::kInternal, "libnftables: nft_ctx_new failed");
+  if (nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0) {
+    nft_ctx_free(ctx);
+    return MakeError(ErrorCode::kInternal, "libnftables: cannot buffer output");
+  }
+  return ctx;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Firewall>> Firewall::Install(FirewallConfig config,
@@ -75,13 +85,13 @@ Result<std::unique_ptr<Firewall>> Firewall::Install(FirewallConfig config,
                        FormatIpv4(policy.address));
     }
   }
-  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-  if (ctx == nullptr) return MakeError(ErrorCode::kInternal, "libnftables: nft_ctx_new failed");
-  if (nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0) {
+  ASSIGN_OR_RETURN(nft_ctx * ctx, NewContext());
+  auto read_ctx = NewContext();
+  if (!read_ctx) {
     nft_ctx_free(ctx);
-    return MakeError(ErrorCode::kInternal, "libnftables: cannot buffer output");
+    return tl::unexpected(read_ctx.error());
   }
-  std::unique_ptr<Firewall> firewall(new Firewall(std::move(config), ctx));
+  std::unique_ptr<Firewall> firewall(new Firewall(std::move(config), ctx, *read_ctx));
   // SECURITY: the whole table, with every live sandbox, is one transaction: a stale table
   // is replaced without a moment in which sandbox traffic passes unchecked.
   RETURN_IF_ERROR(WithContext(firewall->Run(RenderInstall(firewall->config_, live)),
@@ -90,7 +100,10 @@ Result<std::unique_ptr<Firewall>> Firewall::Install(FirewallConfig config,
   return firewall;
 }
 
-Firewall::~Firewall() { nft_ctx_free(ctx_); }
+Firewall::~Firewall() {
+  nft_ctx_free(ctx_);
+  nft_ctx_free(read_ctx_);
+}
 
 Status Firewall::Run(const std::string& commands) {
   if (commands.empty()) return Ok();
@@ -143,27 +156,28 @@ Status Firewall::Uninstall() {
   return Ok();
 }
 
-Result<std::map<std::string, Firewall::Counters>> Firewall::ReadCountersLocked() {
+Result<std::map<uint32_t, std::string>> Firewall::Links() {
+  std::lock_guard lock(mutex_);
   if (!installed_) {
     return MakeError(ErrorCode::kFailedPrecondition, "read counters: the firewall is uninstalled");
   }
-  unsigned flags = nft_ctx_output_get_flags(ctx_);
-  nft_ctx_output_set_flags(ctx_, flags | NFT_CTX_OUTPUT_JSON);
+  std::map<uint32_t, std::string> out;
+  for (const auto& [address, policy] : applied_) out[address] = policy.host_link;
+  return out;
+}
+
+Result<std::map<std::string, Firewall::Counters>> Firewall::ReadCounters() {
+  std::lock_guard lock(read_mutex_);
+  nft_ctx_output_set_flags(read_ctx_, NFT_CTX_OUTPUT_JSON);
   std::map<std::string, Counters> out;
-  Status status = Ok();
   for (std::string_view set : {"egress", "denied"}) {
     std::string command = fmt::format("list set inet {} {}", config_.table, set);
-    if (nft_run_cmd_from_buffer(ctx_, command.c_str()) != 0) {
-      status = MakeError(ErrorCode::kInternal, "read counters: nftables: {}", ErrorText(ctx_));
-      break;
+    if (nft_run_cmd_from_buffer(read_ctx_, command.c_str()) != 0) {
+      return MakeError(ErrorCode::kInternal, "read counters: nftables: {}", ErrorText(read_ctx_));
     }
-    const char* output = nft_ctx_get_output_buffer(ctx_);
-    auto parsed = ParseCounterSet(output != nullptr ? output : "");
-    if (!parsed) {
-      status = tl::unexpected(parsed.error());
-      break;
-    }
-    for (const auto& [link, value] : *parsed) {
+    const char* output = nft_ctx_get_output_buffer(read_ctx_);
+    ASSIGN_OR_RETURN(auto parsed, ParseCounterSet(output != nullptr ? output : ""));
+    for (const auto& [link, value] : parsed) {
       if (set == "egress") {
         out[link].egress_packets = value.first;
         out[link].egress_bytes = value.second;
@@ -172,27 +186,25 @@ Result<std::map<std::string, Firewall::Counters>> Firewall::ReadCountersLocked()
       }
     }
   }
-  nft_ctx_output_set_flags(ctx_, flags);
-  RETURN_IF_ERROR(status);
   return out;
 }
 
 Result<Firewall::Counters> Firewall::Read(uint32_t address) {
-  std::lock_guard lock(mutex_);
-  auto found = applied_.find(address);
-  if (found == applied_.end()) {
+  ASSIGN_OR_RETURN(auto links, Links());
+  auto found = links.find(address);
+  if (found == links.end()) {
     return MakeError(ErrorCode::kNotFound, "read counters: sandbox {} has no firewall rules",
                      FormatIpv4(address));
   }
-  ASSIGN_OR_RETURN(auto by_link, ReadCountersLocked());
-  return by_link[found->second.host_link];
+  ASSIGN_OR_RETURN(auto by_link, ReadCounters());
+  return by_link[found->second];
 }
 
 Result<std::map<uint32_t, Firewall::Counters>> Firewall::ReadAll() {
-  std::lock_guard lock(mutex_);
-  ASSIGN_OR_RETURN(auto by_link, ReadCountersLocked());
+  ASSIGN_OR_RETURN(auto links, Links());
+  ASSIGN_OR_RETURN(auto by_link, ReadCounters());
   std::map<uint32_t, Counters> out;
-  for (const auto& [address, policy] : applied_) out[address] = by_link[policy.host_link];
+  for (const auto& [address, link] : links) out[address] = by_link[link];
   return out;
 }
 

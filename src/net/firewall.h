@@ -8,7 +8,9 @@
 // from a user or a sandbox ever reaches the parser). JSON input goes through the same
 // cache and evaluation and would not be faster.
 //
-// Thread-safe: one libnftables context, used under a mutex.
+// Thread-safe: one libnftables context for changes, used under a mutex, and another for
+// reading counters, so that a /metrics scrape (milliseconds with a thousand sandboxes)
+// never delays an Apply.
 #pragma once
 
 #include <cstdint>
@@ -57,16 +59,22 @@ class Firewall {
   const FirewallConfig& config() const { return config_; }
 
  private:
-  Firewall(FirewallConfig config, nft_ctx* ctx) : config_(std::move(config)), ctx_(ctx) {}
+  Firewall(FirewallConfig config, nft_ctx* ctx, nft_ctx* read_ctx)
+      : config_(std::move(config)), ctx_(ctx), read_ctx_(read_ctx) {}
   // Runs `commands` as one transaction; the error carries libnftables' message.
   Status Run(const std::string& commands);
-  Result<std::map<std::string, Counters>> ReadCountersLocked();
+  // Counters by link name, read with read_ctx_.
+  Result<std::map<std::string, Counters>> ReadCounters();
+  // The link of every applied sandbox, by address; kFailedPrecondition once uninstalled.
+  Result<std::map<uint32_t, std::string>> Links();
 
   const FirewallConfig config_;
-  std::mutex mutex_;
-  nft_ctx* ctx_;  // owned; freed in the destructor
+  std::mutex mutex_;  // guards ctx_, installed_ and applied_
+  nft_ctx* ctx_;      // owned; freed in the destructor
   bool installed_ = true;
   std::map<uint32_t, SandboxPolicy> applied_;
+  std::mutex read_mutex_;  // guards read_ctx_
+  nft_ctx* read_ctx_;      // owned
 };
 
 }  // namespace isobox::net

@@ -2,8 +2,6 @@
 
 #include <nftables/libnftables.h>
 
-#include <boost/json/parse.hpp>
-#include <boost/json/value.hpp>
 #include <string_view>
 
 namespace isobox::net {
@@ -16,49 +14,6 @@ std::string ErrorText(nft_ctx* ctx) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   if (text.size() > 600) text = text.substr(0, 600) + "...";
   return text.empty() ? "libnftables reported no detail" : text;
-}
-
-uint64_t JsonU64(const boost::json::object& object, std::string_view key) {
-  const boost::json::value* value = object.if_contains(key);
-  if (value == nullptr) return 0;
-  if (value->is_uint64()) return value->as_uint64();
-  if (value->is_int64() && value->as_int64() >= 0) return value->as_int64();
-  return 0;
-}
-
-// {"nftables": [{"metainfo": ...}, {"set": {"name": ..., "elem": [{"elem": {"val": "ib…",
-// "counter": {"packets": N, "bytes": M}}}, ...]}}]}: link name -> {packets, bytes}.
-Result<std::map<std::string, std::pair<uint64_t, uint64_t>>> ParseCounterSet(
-    std::string_view json) {
-  boost::system::error_code error;
-  boost::json::value root = boost::json::parse(json, error);
-  if (error || !root.is_object()) {
-    return MakeError(ErrorCode::kInternal, "nftables counters: unreadable JSON ({} bytes)",
-                     json.size());
-  }
-  std::map<std::string, std::pair<uint64_t, uint64_t>> out;
-  const boost::json::value* items = root.as_object().if_contains("nftables");
-  if (items == nullptr || !items->is_array()) return out;
-  for (const auto& item : items->as_array()) {
-    const boost::json::value* set =
-        item.is_object() ? item.as_object().if_contains("set") : nullptr;
-    if (set == nullptr || !set->is_object()) continue;
-    const boost::json::value* elements = set->as_object().if_contains("elem");
-    if (elements == nullptr || !elements->is_array()) continue;
-    for (const auto& wrapped : elements->as_array()) {
-      const boost::json::value* element =
-          wrapped.is_object() ? wrapped.as_object().if_contains("elem") : nullptr;
-      if (element == nullptr || !element->is_object()) continue;
-      const boost::json::value* name = element->as_object().if_contains("val");
-      const boost::json::value* counter = element->as_object().if_contains("counter");
-      if (name == nullptr || !name->is_string() || counter == nullptr || !counter->is_object()) {
-        continue;
-      }
-      out[std::string(name->as_string())] = {JsonU64(counter->as_object(), "packets"),
-                                             JsonU64(counter->as_object(), "bytes")};
-    }
-  }
-  return out;
 }
 
 Result<nft_ctx*> NewContext() {
@@ -176,13 +131,13 @@ Result<std::map<std::string, Firewall::Counters>> Firewall::ReadCounters() {
       return MakeError(ErrorCode::kInternal, "read counters: nftables: {}", ErrorText(read_ctx_));
     }
     const char* output = nft_ctx_get_output_buffer(read_ctx_);
-    ASSIGN_OR_RETURN(auto parsed, ParseCounterSet(output != nullptr ? output : ""));
+    ASSIGN_OR_RETURN(auto parsed, ParseCounterListing(output != nullptr ? output : ""));
     for (const auto& [link, value] : parsed) {
       if (set == "egress") {
-        out[link].egress_packets = value.first;
-        out[link].egress_bytes = value.second;
+        out[link].egress_packets = value.packets;
+        out[link].egress_bytes = value.bytes;
       } else {
-        out[link].denied_packets = value.first;
+        out[link].denied_packets = value.packets;
       }
     }
   }

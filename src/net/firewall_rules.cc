@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
 #include <map>
 #include <set>
 #include <utility>
@@ -226,6 +228,14 @@ void AppendChains(const FirewallConfig& config, std::string& out) {
       config.sandbox_cidr.ToString());
 }
 
+uint64_t JsonU64(const boost::json::object& object, std::string_view key) {
+  const boost::json::value* value = object.if_contains(key);
+  if (value == nullptr) return 0;
+  if (value->is_uint64()) return value->as_uint64();
+  if (value->is_int64() && value->as_int64() >= 0) return value->as_int64();
+  return 0;
+}
+
 }  // namespace
 
 Status ValidateFirewallConfig(const FirewallConfig& config) {
@@ -385,8 +395,36 @@ std::string RenderUninstall(const std::string& table) {
   return fmt::format("table inet {0}\ndelete table inet {0}\n", table);
 }
 
-std::string RenderListCounters(const std::string& table) {
-  return fmt::format("list set inet {0} egress\nlist set inet {0} denied\n", table);
+Result<std::map<std::string, CounterValues>> ParseCounterListing(std::string_view json) {
+  boost::system::error_code error;
+  boost::json::value root = boost::json::parse(json, error);
+  if (error || !root.is_object()) {
+    return MakeError(ErrorCode::kInternal, "nftables counters: unreadable JSON ({} bytes)",
+                     json.size());
+  }
+  std::map<std::string, CounterValues> out;
+  const boost::json::value* items = root.as_object().if_contains("nftables");
+  if (items == nullptr || !items->is_array()) return out;
+  for (const auto& item : items->as_array()) {
+    const boost::json::value* set =
+        item.is_object() ? item.as_object().if_contains("set") : nullptr;
+    if (set == nullptr || !set->is_object()) continue;
+    const boost::json::value* elements = set->as_object().if_contains("elem");
+    if (elements == nullptr || !elements->is_array()) continue;
+    for (const auto& wrapped : elements->as_array()) {
+      const boost::json::value* element =
+          wrapped.is_object() ? wrapped.as_object().if_contains("elem") : nullptr;
+      if (element == nullptr || !element->is_object()) continue;
+      const boost::json::value* name = element->as_object().if_contains("val");
+      const boost::json::value* counter = element->as_object().if_contains("counter");
+      if (name == nullptr || !name->is_string() || counter == nullptr || !counter->is_object()) {
+        continue;
+      }
+      out[std::string(name->as_string())] = {JsonU64(counter->as_object(), "packets"),
+                                             JsonU64(counter->as_object(), "bytes")};
+    }
+  }
+  return out;
 }
 
 }  // namespace isobox::net

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -92,7 +93,13 @@ std::string RenderApply(const FirewallConfig& config, const SandboxPolicy* previ
 std::string RenderRemove(const FirewallConfig& config, const SandboxPolicy& applied);
 // Drops the table; not an error when it does not exist.
 std::string RenderUninstall(const std::string& table);
-// Lists the two counter sets (egress, denied), one element per sandbox link.
-std::string RenderListCounters(const std::string& table);
+struct CounterValues {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  bool operator==(const CounterValues&) const = default;
+};
+// Reads libnftables' JSON listing of one counter set (`list set` with JSON output): each
+// element's name (a sandbox link) and counter. Elements without a counter are skipped.
+Result<std::map<std::string, CounterValues>> ParseCounterListing(std::string_view json);
 
 }  // namespace isobox::net

@@ -323,5 +323,36 @@ TEST(RenderUninstallTest, DropsTheTableEvenIfItIsGone) {
             "table inet isobox_1a2b3c4d\ndelete table inet isobox_1a2b3c4d\n");
 }
 
+TEST(ParseCounterListingTest, ReadsEachLinksCounter) {
+  // What libnftables 1.0.6 prints for `list set inet T egress` with JSON output.
+  auto counters = ParseCounterListing(
+      R"({"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},)"
+      R"( {"set": {"family": "inet", "name": "egress", "table": "isobox_1a2b3c4d",)"
+      R"( "type": "ifname", "handle": 5, "elem": [)"
+      R"({"elem": {"val": "ib0acd0002", "counter": {"packets": 3, "bytes": 180}}},)"
+      R"( {"elem": {"val": "ib0acd0003", "counter": {"packets": 0, "bytes": 0}}}],)"
+      R"( "stmt": [{"counter": null}]}}]})");
+  ASSERT_TRUE(counters) << counters.error().message;
+  EXPECT_EQ(*counters, (std::map<std::string, CounterValues>{{"ib0acd0002", {3, 180}},
+                                                             {"ib0acd0003", {0, 0}}}));
+}
+
+TEST(ParseCounterListingTest, AnEmptySetHasNoElementArray) {
+  auto counters = ParseCounterListing(
+      R"({"nftables": [{"metainfo": {}}, {"set": {"name": "denied", "type": "ifname"}}]})");
+  ASSERT_TRUE(counters) << counters.error().message;
+  EXPECT_TRUE(counters->empty());
+}
+
+TEST(ParseCounterListingTest, SkipsElementsWithoutCounterAndRejectsNonJson) {
+  auto counters = ParseCounterListing(
+      R"({"nftables": [{"set": {"elem": [{"elem": {"val": "ib0acd0002"}}, "x", 7]}}]})");
+  ASSERT_TRUE(counters) << counters.error().message;
+  EXPECT_TRUE(counters->empty());
+  auto broken = ParseCounterListing("table inet x {");
+  ASSERT_FALSE(broken);
+  EXPECT_EQ(broken.error().message, "nftables counters: unreadable JSON (14 bytes)");
+}
+
 }  // namespace
 }  // namespace isobox::net

@@ -167,19 +167,21 @@ void AppendLookups(std::string_view list, std::string_view before, std::string_v
   }
 }
 
-void AppendChains(const FirewallConfig& config, std::string& out) {
-  std::string gateway = FormatIpv4(config.gateway);
-  // SECURITY: before conntrack (priority raw), every packet from a sandbox link must carry
-  // the address applied for that link: spoofed sources, IPv6 and links of sandboxes not
-  // applied (no element in @links) are dropped here and never get a conntrack entry.
+// SECURITY: before conntrack (priority raw), every packet from a sandbox link must carry
+// the address applied for that link: spoofed sources, IPv6 and links of sandboxes not
+// applied (no element in @links) are dropped here and never get a conntrack entry.
+void AppendLinkChains(std::string& out) {
   out +=
       "\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n"
       "\t\tiifname \"ib*\" jump from_link\n\t}\n"
       "\tchain from_link {\n\t\tmeta nfproto ipv6 drop\n"
       "\t\tiifname . ip saddr @links return\n\t\tiifname @denied\n\t\tdrop\n\t}\n";
-  // Domain rules: new TCP connections to ports 80/443 that the address rules deny go to
-  // isoboxd's proxy (only sandboxes with an element in @web_proxy; a miss leaves the
-  // packet alone and the forward chain rejects it).
+}
+
+// Domain rules: new TCP connections to ports 80/443 that the address rules deny go to
+// isoboxd's proxy (only sandboxes with an element in @web_proxy; a miss leaves the packet
+// alone and the forward chain rejects it).
+void AppendRedirectChains(std::string& out) {
   out +=
       "\tchain dstnat {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"
       "\t\tiifname \"ib*\" meta l4proto tcp th dport { 80, 443 } ip saddr @ruled "
@@ -188,8 +190,11 @@ void AppendChains(const FirewallConfig& config, std::string& out) {
   AppendLookups("allow", "", "return", out);
   AppendLookups("deny", "meta l4proto tcp ", "dnat ip to ip saddr map @web_proxy", out);
   out += "\t}\n";
-  // SECURITY: every forwarded packet a sandbox sends is checked, not only new connections,
-  // so that narrower rules cut open connections at once. Inbound: replies only.
+}
+
+// SECURITY: every forwarded packet a sandbox sends is checked, not only new connections,
+// so that narrower rules cut open connections at once. Inbound: replies only.
+void AppendForwardChains(std::string& out) {
   out +=
       "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n"
       "\t\tiifname \"ib*\" jump from_sandbox\n\t\toifname \"ib*\" jump to_sandbox\n\t}\n"
@@ -200,13 +205,18 @@ void AppendChains(const FirewallConfig& config, std::string& out) {
   AppendLookups("deny", "", "goto deny", out);
   out += "\t\tgoto accept_egress\n\t}\n";
   out += "\tchain to_sandbox {\n\t\tct direction reply accept\n\t\tdrop\n\t}\n";
-  // SECURITY: the host itself, on every address and port, is closed to sandboxes but for
-  // the gateway's listed service ports, and those only for sandboxes with internet.
-  out += std::string(
+}
+
+// SECURITY: the host itself, on every address and port, is closed to sandboxes but for
+// the gateway's listed service ports, and those only for sandboxes with internet. Host
+// processes open no connection into a sandbox either (output: replies only).
+void AppendHostChains(const FirewallConfig& config, std::string& out) {
+  std::string gateway = FormatIpv4(config.gateway);
+  out +=
       "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n"
       "\t\tiifname \"ib*\" jump to_host\n\t}\n"
       "\tchain to_host {\n\t\tct state invalid,untracked drop\n"
-      "\t\tip saddr @offline goto deny\n");
+      "\t\tip saddr @offline goto deny\n";
   if (!config.gateway_udp_ports.empty()) {
     out += fmt::format("\t\tip daddr {} udp dport {} goto accept_egress\n", gateway,
                        PortList(config.gateway_udp_ports));
@@ -218,7 +228,12 @@ void AppendChains(const FirewallConfig& config, std::string& out) {
   out += "\t\tgoto deny\n\t}\n";
   out +=
       "\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n"
-      "\t\toifname \"ib*\" jump to_sandbox\n\t}\n"
+      "\t\toifname \"ib*\" jump to_sandbox\n\t}\n";
+}
+
+// The two verdicts, each counted per link; then NAT out of the host.
+void AppendVerdictAndNatChains(const FirewallConfig& config, std::string& out) {
+  out +=
       "\tchain accept_egress {\n\t\tiifname @egress accept\n\t\taccept\n\t}\n"
       "\tchain deny {\n\t\tiifname @denied\n\t\tmeta l4proto tcp reject with tcp reset\n"
       "\t\treject with icmpx admin-prohibited\n\t}\n";
@@ -226,6 +241,14 @@ void AppendChains(const FirewallConfig& config, std::string& out) {
       "\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
       "\t\tip saddr {} oifname != \"ib*\" masquerade\n\t}}\n",
       config.sandbox_cidr.ToString());
+}
+
+void AppendChains(const FirewallConfig& config, std::string& out) {
+  AppendLinkChains(out);
+  AppendRedirectChains(out);
+  AppendForwardChains(out);
+  AppendHostChains(config, out);
+  AppendVerdictAndNatChains(config, out);
 }
 
 uint64_t JsonU64(const boost::json::object& object, std::string_view key) {

@@ -47,9 +47,18 @@ Result<std::unique_ptr<Firewall>> Firewall::Install(FirewallConfig config,
     return tl::unexpected(read_ctx.error());
   }
   std::unique_ptr<Firewall> firewall(new Firewall(std::move(config), ctx, *read_ctx));
+  // A restarted daemon's sandboxes keep counting from where the old table left them. No
+  // table yet (or one this code cannot read): they start at zero.
+  CarriedCounters carried;
+  if (auto old = firewall->ReadCounters()) {
+    for (const auto& [link, counters] : *old) {
+      carried.egress[link] = {counters.egress_packets, counters.egress_bytes};
+      carried.denied[link] = {counters.denied_packets, 0};
+    }
+  }
   // SECURITY: the whole table, with every live sandbox, is one transaction: a stale table
   // is replaced without a moment in which sandbox traffic passes unchecked.
-  RETURN_IF_ERROR(WithContext(firewall->Run(RenderInstall(firewall->config_, live)),
+  RETURN_IF_ERROR(WithContext(firewall->Run(RenderInstall(firewall->config_, live, carried)),
                               fmt::format("install firewall table {}", firewall->config_.table)));
   firewall->applied_ = std::move(applied);
   return firewall;

@@ -30,7 +30,8 @@ class Firewall {
  public:
   // Validates the config and every live policy, then replaces any table of the same name
   // (a crashed daemon's) with one that holds exactly the live sandboxes, in one
-  // transaction: there is no moment without rules.
+  // transaction: there is no moment without rules. The live sandboxes' counters carry on
+  // from the replaced table's.
   static Result<std::unique_ptr<Firewall>> Install(FirewallConfig config,
                                                    const std::vector<SandboxPolicy>& live);
   ~Firewall();

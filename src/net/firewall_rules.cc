@@ -377,7 +377,8 @@ std::vector<FirewallElement> SandboxElements(const FirewallConfig& config,
   return elements;
 }
 
-std::string RenderInstall(const FirewallConfig& config, const std::vector<SandboxPolicy>& live) {
+std::string RenderInstall(const FirewallConfig& config, const std::vector<SandboxPolicy>& live,
+                          const CarriedCounters& carried) {
   const std::string& table = config.table;
   // "table" first so that "delete table" never fails: both in one transaction, so the
   // kernel swaps the old table for the new one atomically.
@@ -389,6 +390,15 @@ std::string RenderInstall(const FirewallConfig& config, const std::vector<Sandbo
   std::vector<FirewallElement> elements;
   for (const auto& policy : live) {
     auto own = SandboxElements(config, policy);
+    for (auto& element : own) {
+      const auto& counters = element.set == "egress"   ? carried.egress
+                             : element.set == "denied" ? carried.denied
+                                                       : std::map<std::string, CounterValues>{};
+      auto found = counters.find(policy.host_link);
+      if (found == counters.end()) continue;
+      element.key +=
+          fmt::format(" counter packets {} bytes {}", found->second.packets, found->second.bytes);
+    }
     elements.insert(elements.end(), own.begin(), own.end());
   }
   out += RenderElements("add", table, elements, true);

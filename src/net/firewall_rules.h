@@ -83,9 +83,23 @@ struct FirewallElement {
 std::vector<FirewallElement> SandboxElements(const FirewallConfig& config,
                                              const SandboxPolicy& policy);
 
+struct CounterValues {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  bool operator==(const CounterValues&) const = default;
+};
+
+// Counters to carry into a new table (from the one it replaces), by link name.
+struct CarriedCounters {
+  std::map<std::string, CounterValues> egress;
+  std::map<std::string, CounterValues> denied;
+};
+
 // The whole table with the live sandboxes' elements; replaces a table of the same name
-// (a stale one left by a crashed daemon) in the same transaction.
-std::string RenderInstall(const FirewallConfig& config, const std::vector<SandboxPolicy>& live);
+// (a stale one left by a crashed daemon) in the same transaction. The live sandboxes'
+// counters start from `carried`.
+std::string RenderInstall(const FirewallConfig& config, const std::vector<SandboxPolicy>& live,
+                          const CarriedCounters& carried = {});
 // Replaces `previous` (nullptr: none) with `next`: deletes the elements only the old
 // policy has, adds those only the new one has. Empty when nothing changes.
 std::string RenderApply(const FirewallConfig& config, const SandboxPolicy* previous,
@@ -93,11 +107,6 @@ std::string RenderApply(const FirewallConfig& config, const SandboxPolicy* previ
 std::string RenderRemove(const FirewallConfig& config, const SandboxPolicy& applied);
 // Drops the table; not an error when it does not exist.
 std::string RenderUninstall(const std::string& table);
-struct CounterValues {
-  uint64_t packets = 0;
-  uint64_t bytes = 0;
-  bool operator==(const CounterValues&) const = default;
-};
 // Reads libnftables' JSON listing of one counter set (`list set` with JSON output): each
 // element's name (a sandbox link) and counter. Elements without a counter are skipped.
 Result<std::map<std::string, CounterValues>> ParseCounterListing(std::string_view json);

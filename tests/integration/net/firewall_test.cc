@@ -280,6 +280,22 @@ TEST_F(FirewallTest, InstallReplacesAStaleTable) {
   EXPECT_EQ(Connect("sb2", "198.51.100.10", 8080, kDropWaitMs).error, ETIMEDOUT);
 }
 
+TEST_F(FirewallTest, CountersSurviveAReinstall) {
+  Install({Sb1()});
+  ASSERT_EQ(Connect("sb1", "198.51.100.10", 8080).error, 0);
+  ASSERT_EQ(Connect("sb1", "10.205.0.1", 9999).error, ECONNREFUSED);
+  auto before = firewall_->Read(Sb1().address);
+  ASSERT_TRUE(before) << before.error().message;
+  ASSERT_GT(before->egress_packets, 0u);
+  firewall_.reset();  // a daemon killed without uninstalling
+  Install({Sb1()});   // and restarted
+  auto after = firewall_->Read(Sb1().address);
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_GE(after->egress_packets, before->egress_packets);
+  EXPECT_GE(after->egress_bytes, before->egress_bytes);
+  EXPECT_GE(after->denied_packets, before->denied_packets);
+}
+
 TEST_F(FirewallTest, AnInvalidPolicyChangesNothing) {
   Install({Sb1()});
   SandboxPolicy bad = Sb1();

@@ -268,6 +268,20 @@ TEST(RenderInstallTest, AddsTheLiveSandboxesElementsAfterTheTable) {
   EXPECT_THAT(text, HasSubstr("add element inet isobox_1a2b3c4d offline { 10.205.0.3 }\n"));
 }
 
+TEST(RenderInstallTest, CarriesTheReplacedTablesCountersOver) {
+  CarriedCounters carried;
+  carried.egress["ib0acd0002"] = {7, 700};
+  carried.denied["ib0acd0002"] = {3, 0};
+  carried.egress["ib0acd0009"] = {1, 1};  // a sandbox that is gone: dropped
+  std::string text =
+      RenderInstall(Config(), {Policy(), Policy("10.205.0.3", "ib0acd0003")}, carried);
+  EXPECT_THAT(text, HasSubstr("add element inet isobox_1a2b3c4d egress { \"ib0acd0002\" "
+                              "counter packets 7 bytes 700, \"ib0acd0003\" }\n"));
+  EXPECT_THAT(text, HasSubstr("add element inet isobox_1a2b3c4d denied { \"ib0acd0002\" "
+                              "counter packets 3 bytes 0, \"ib0acd0003\" }\n"));
+  EXPECT_THAT(text, Not(HasSubstr("ib0acd0009")));
+}
+
 TEST(RenderApplyTest, AFirstApplyAddsEverything) {
   EXPECT_EQ(RenderApply(Config(), nullptr, Policy()),
             "add element inet isobox_1a2b3c4d denied { \"ib0acd0002\" }\n"

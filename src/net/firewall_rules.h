@@ -49,6 +49,9 @@ struct SandboxPolicy {
   // the address rules deny are redirected (DNAT) to gateway:port, where isoboxd's proxy
   // decides by Host/SNI. Must be one of the config's gateway_tcp_ports.
   std::optional<uint16_t> web_proxy_port;
+  // With web_proxy_port: every new TCP connection to ports 80 and 443 goes to the proxy,
+  // whatever the address rules say (the sandbox denies names: the proxy decides).
+  bool proxy_all_web = false;
 
   bool operator==(const SandboxPolicy&) const = default;
 };

@@ -25,10 +25,23 @@ net::SandboxPolicy PolicyOf(const NetLease& lease, const net::NetworkConfig& con
   net::SandboxPolicy policy;
   policy.address = lease.address;
   policy.host_link = lease.link;
-  policy.internet = config.internet;
-  if (config.HasDomains()) policy.web_proxy_port = kProxyPort;
-  for (const net::EgressEntry& entry : config.allow_out) policy.allow_out.push_back(entry.cidr);
-  for (const net::EgressEntry& entry : config.deny_out) policy.deny_out.push_back(entry.cidr);
+  // No internet is denyOut 0.0.0.0/0 (E2B): allowOut still opens what it names. The
+  // resolver refuses sandboxes that need no names (net::NetworkConfig::NeedsDns).
+  policy.internet = true;
+  auto is_cidr = [](const net::EgressEntry& e) { return e.kind == net::EgressEntry::Kind::kCidr; };
+  for (const net::EgressEntry& entry : config.allow_out) {
+    if (is_cidr(entry)) policy.allow_out.push_back(entry.cidr);
+  }
+  for (const net::EgressEntry& entry : config.deny_out) {
+    if (is_cidr(entry)) policy.deny_out.push_back(entry.cidr);
+  }
+  if (!config.internet) policy.deny_out.push_back(net::Ipv4Cidr{0, 0});
+  if (config.HasDomains()) {
+    policy.web_proxy_port = kProxyPort;
+    // Names to deny: every web connection is the proxy's to judge.
+    policy.proxy_all_web = std::any_of(config.deny_out.begin(), config.deny_out.end(),
+                                       [&](const net::EgressEntry& e) { return !is_cidr(e); });
+  }
   return policy;
 }
 
@@ -94,12 +107,11 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
   ASSIGN_OR_RETURN(self.resolver_, net::DnsResolver::Start(io, dns, [raw](uint32_t source) {
                      return raw->ResolvesFor(source);
                    }));
-  net::EgressProxyConfig proxy{
-      .listen_address = self.pool_.gateway(),
-      .listen_port = kProxyPort,
-      .limits = {.sandbox_cidr = self.settings_.cidr,
-                 .allowed_private = self.settings_.allowed_private,
-                 .host_addresses = {}}};
+  net::EgressProxyConfig proxy{.listen_address = self.pool_.gateway(),
+                               .listen_port = kProxyPort,
+                               .limits = {.sandbox_cidr = self.settings_.cidr,
+                                          .allowed_private = self.settings_.allowed_private,
+                                          .host_addresses = {}}};
   ASSIGN_OR_RETURN(
       self.proxy_,
       net::EgressProxy::Start(

@@ -163,6 +163,17 @@ TEST(SandboxElementsTest, AnOfflineSandboxGetsNoRulesEvenIfItHasSome) {
   EXPECT_EQ(elements.size(), 4u);
 }
 
+TEST(SandboxElementsTest, NamesToDenySendEveryWebConnectionToTheProxy) {
+  SandboxPolicy policy = Policy();
+  policy.web_proxy_port = 3128;
+  policy.proxy_all_web = true;
+  auto elements = SandboxElements(Config(), policy);
+  EXPECT_THAT(elements, ::testing::IsSupersetOf({FirewallElement{"ruled", "10.205.0.2", ""},
+                                                 FirewallElement{"web_all", "10.205.0.2", ""}}));
+  policy.web_proxy_port.reset();
+  EXPECT_FALSE(ValidateSandboxPolicy(Config(), policy));
+}
+
 TEST(SandboxElementsTest, RulesGoToThePrefixSetsAndTheProxyToTheMap) {
   SandboxPolicy policy = Policy();
   policy.allow_out = {Cidr("198.51.100.10/32")};

@@ -54,7 +54,9 @@ struct LinkSpec {
 // (isoboxd's), holding `gateway`/32 with the sandbox address as its peer, up; the sandbox
 // end "eth0", created directly in the namespace of `sandbox_netns_fd` (an fd of
 // /proc/<pid>/ns/net), holding sandbox_address/32 with the gateway as its peer, up, with
-// the default route via the gateway. On failure nothing is left (the pair is deleted).
+// the default route via the gateway. The namespace must be owned by isoboxd's user
+// namespace (else kPermissionDenied: a sandbox's root could reconfigure its end). On
+// failure nothing is left (the pair is deleted).
 // Errors name the failed operation and the link: "create veth ib0acd0002: File exists"
 // (kAlreadyExists) when the address already has a link or the namespace an eth0.
 Status CreateSandboxLink(int sandbox_netns_fd, const LinkSpec& spec);

@@ -16,11 +16,11 @@
 // so IPv6 can never be a way around the IPv4-only rules. addr_gen_mode none would not do
 // there: it stops only the link-local address, and IPv6 would still pass. The host end
 // gets addr_gen_mode none (in the same rtnetlink batch that brings it up, before it is
-// up): it never has an IPv6 address, so it sends no neighbour discovery, router
-// solicitation or MLD, and nothing IPv6 can reach it from a peer that drops all IPv6.
-// disable_ipv6 on the host end would be a per-link sysctl write that waits for the rtnl
-// lock (30-190 µs per create on a busy host) and would add nothing the peer does not
-// already guarantee.
+// up): it never has an IPv6 address (no link-local address, no autoconfiguration, no
+// duplicate address detection), no IPv6 can reach it from a peer that drops all IPv6, and
+// any the host sent there the peer would drop. disable_ipv6 on the host end would be a
+// per-link sysctl write that waits for the rtnl lock (30-190 µs per create on a busy
+// host) and would add nothing the peer does not already guarantee.
 //
 // CreateSandboxLink returns once the link carries traffic: it waits for the kernel's
 // link watch to ready the sandbox end (typically tens of µs).

@@ -353,8 +353,9 @@ Task<Result<std::string>> DnsResolver::State::AskUpstreams(std::string_view quer
       if (reply.error().code == ErrorCode::kDeadlineExceeded) {
         uint64_t count = upstream_timeouts.fetch_add(1, std::memory_order_relaxed);
         // The first, then every hundredth: a dead upstream must not flood the log.
-        if (count % 100 == 0)
+        if (count % 100 == 0) {
           LOG_WARN("dns: {} ({} timeouts so far)", reply.error().message, count + 1);
+        }
       }
       if (transport == Transport::kUdp && reply.error().code == ErrorCode::kOutOfRange) {
         co_return reply;

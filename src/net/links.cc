@@ -5,9 +5,12 @@
 #include <libmnl/libmnl.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
+#include <linux/nsfs.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -147,6 +150,29 @@ void AddDefaultRoute(RtnlBatch& batch, int ifindex, uint32_t gateway, std::strin
   mnl_attr_put_u32(request, RTA_OIF, static_cast<uint32_t>(ifindex));
 }
 
+// SECURITY: the sandbox end must sit in a namespace that nothing in the sandbox can
+// administer: one owned by isoboxd's user namespace (runtime/netns.h). In a namespace
+// owned by a sandbox's user namespace, its root could change eth0's address (spoofing
+// other sandboxes or the gateway), add routes or open raw sockets. Fail closed.
+Status CheckHostOwnsNetns(int netns_fd) {
+  static const struct stat own = [] {
+    struct stat own_userns {};
+    if (::stat("/proc/self/ns/user", &own_userns) < 0) own_userns.st_ino = 0;
+    return own_userns;
+  }();
+  UniqueFd owner(::ioctl(netns_fd, NS_GET_USERNS));
+  if (!owner) return SysError("find the owner of the sandbox's network namespace");
+  struct stat owner_stat {};
+  if (::fstat(owner.Get(), &owner_stat) < 0) {
+    return SysError("find the owner of the sandbox's network namespace");
+  }
+  if (own.st_ino == 0 || owner_stat.st_ino != own.st_ino || owner_stat.st_dev != own.st_dev) {
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "the sandbox's network namespace is not owned by isoboxd's user namespace");
+  }
+  return Ok();
+}
+
 // A socket in the sandbox's namespace, told of its links' changes, and IPv6 off there for
 // links yet to come.
 Result<RtnlSocket> OpenSandboxSide(int sandbox_netns_fd, const std::string& name) {
@@ -215,6 +241,7 @@ Status CreateSandboxLink(int sandbox_netns_fd, const LinkSpec& spec) {
   const std::string name = HostLinkName(spec.sandbox_address);
   const std::string gateway = FormatIpv4(spec.gateway);
   const std::string sandbox = FormatIpv4(spec.sandbox_address);
+  RETURN_IF_ERROR(WithContext(CheckHostOwnsNetns(sandbox_netns_fd), fmt::format("link {}", name)));
   ASSIGN_OR_RETURN(RtnlSocket host, RtnlSocket::Open());
   ASSIGN_OR_RETURN(RtnlSocket inside, OpenSandboxSide(sandbox_netns_fd, name));
 

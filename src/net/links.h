@@ -16,11 +16,11 @@
 // so IPv6 can never be a way around the IPv4-only rules. addr_gen_mode none would not do
 // there: it stops only the link-local address, and IPv6 would still pass. The host end
 // gets addr_gen_mode none (in the same rtnetlink batch that brings it up, before it is
-// up): it never has an IPv6 address, so it sends no neighbour discovery, router
-// solicitation or MLD, and nothing IPv6 can reach it from a peer that drops all IPv6.
-// disable_ipv6 on the host end would be a per-link sysctl write that waits for the rtnl
-// lock (30-190 µs per create on a busy host) and would add nothing the peer does not
-// already guarantee.
+// up): it never has an IPv6 address (no link-local address, no autoconfiguration, no
+// duplicate address detection), no IPv6 can reach it from a peer that drops all IPv6, and
+// any the host sent there the peer would drop. disable_ipv6 on the host end would be a
+// per-link sysctl write that waits for the rtnl lock (30-190 µs per create on a busy
+// host) and would add nothing the peer does not already guarantee.
 //
 // CreateSandboxLink returns once the link carries traffic: it waits for the kernel's
 // link watch to ready the sandbox end (typically tens of µs).
@@ -54,7 +54,9 @@ struct LinkSpec {
 // (isoboxd's), holding `gateway`/32 with the sandbox address as its peer, up; the sandbox
 // end "eth0", created directly in the namespace of `sandbox_netns_fd` (an fd of
 // /proc/<pid>/ns/net), holding sandbox_address/32 with the gateway as its peer, up, with
-// the default route via the gateway. On failure nothing is left (the pair is deleted).
+// the default route via the gateway. The namespace must be owned by isoboxd's user
+// namespace (else kPermissionDenied: a sandbox's root could reconfigure its end). On
+// failure nothing is left (the pair is deleted).
 // Errors name the failed operation and the link: "create veth ib0acd0002: File exists"
 // (kAlreadyExists) when the address already has a link or the namespace an eth0.
 Status CreateSandboxLink(int sandbox_netns_fd, const LinkSpec& spec);

@@ -1,7 +1,12 @@
 // CreateSandboxLink's failures leave nothing behind; DeleteHostLink removes both ends and
 // is idempotent.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "net/links.h"
 #include "netns_test_util.h"
@@ -80,10 +85,44 @@ TEST_F(LinkErrorsTest, ANamespaceFdThatIsNoNamespaceIsRefusedBeforeAnythingIsMad
   UniqueFd not_a_netns(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   Status created = CreateSandboxLink(not_a_netns.Get(), {kSandbox, kGateway});
   ASSERT_FALSE(created);
-  EXPECT_EQ(created.error().sys_errno, EINVAL);
+  EXPECT_EQ(created.error().sys_errno, ENOTTY);
   EXPECT_EQ(created.error().message,
-            "prepare the sandbox end of ib0acd0002: enter the network namespace: Invalid argument");
+            "link ib0acd0002: find the owner of the sandbox's network namespace: Inappropriate "
+            "ioctl for device");
   EXPECT_EQ(LinkNames(-1), std::vector<std::string>{"lo"});
+}
+
+// A namespace that a sandbox's user namespace owns would let the sandbox's root change
+// its end of the link: refused before anything is made.
+TEST_F(LinkErrorsTest, ANamespaceOwnedByAnotherUserNamespaceIsRefused) {
+  int ready[2];
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    char byte = ::unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0 ? 'y' : 'n';
+    (void)!::write(ready[1], &byte, 1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  UniqueFd owned_by_child(
+      ::open(fmt::format("/proc/{}/ns/net", child).c_str(), O_RDONLY | O_CLOEXEC));
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ASSERT_EQ(byte, 'y') << "unshare(CLONE_NEWUSER | CLONE_NEWNET) failed in the child";
+  ASSERT_TRUE(owned_by_child.Valid());
+
+  Status created = CreateSandboxLink(owned_by_child.Get(), {kSandbox, kGateway});
+  ASSERT_FALSE(created);
+  EXPECT_EQ(created.error().code, ErrorCode::kPermissionDenied);
+  EXPECT_EQ(created.error().message,
+            "link ib0acd0002: the sandbox's network namespace is not owned by isoboxd's user "
+            "namespace");
+  EXPECT_EQ(LinkNames(-1), std::vector<std::string>{"lo"});
+  EXPECT_EQ(LinkNames(owned_by_child.Get()), std::vector<std::string>{"lo"});
 }
 
 TEST_F(LinkErrorsTest, DeleteRemovesBothEndsAndIsIdempotent) {

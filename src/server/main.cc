@@ -98,8 +98,9 @@ std::string FirewallTable(const fs::path& state_dir) {
 Result<std::unique_ptr<SandboxNetwork>> StartNetwork(const Flags& flags, Store& store,
                                                      boost::asio::io_context& io) {
   if (!flags.network) return std::unique_ptr<SandboxNetwork>();
-  NetworkSettings settings{
-      .cidr = {}, .dns_servers = flags.dns_servers, .table = FirewallTable(flags.state_dir)};
+  NetworkSettings settings;
+  settings.dns_servers = flags.dns_servers;
+  settings.table = FirewallTable(flags.state_dir);
   ASSIGN_OR_RETURN(settings.cidr, net::ParseCidr(flags.sandbox_cidr));
   for (const std::string& text : flags.allow_private_cidrs) {
     ASSIGN_OR_RETURN(net::Ipv4Cidr cidr, net::ParseCidr(text));

@@ -39,7 +39,9 @@ Status Registry::AttachNetwork(Sandbox& sandbox, runtime::SandboxSpec& spec,
 Status Registry::UpdateNetwork(const std::string& id, const net::NetworkConfig& config) {
   std::lock_guard lock(mutex_);
   auto it = sandboxes_.find(id);
-  if (it == sandboxes_.end()) return NotFound(id);
+  if (it == sandboxes_.end()) {
+    return MakeError(ErrorCode::kNotFound, "sandbox '{}' not found", id);
+  }
   Sandbox& sandbox = *it->second;
   if (config_.network == nullptr) {
     if (config.IsDefault() || config.internet) {

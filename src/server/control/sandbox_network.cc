@@ -100,13 +100,21 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
       LOG_WARN("remove link {}: {}", link.name, deleted.error().message);
     }
   }
-  net::DnsResolverConfig dns{.listen_address = self.pool_.gateway(),
-                             .listen_port = kDnsPort,
-                             .upstreams = self.settings_.dns_servers};
   SandboxNetwork* raw = network.get();
-  ASSIGN_OR_RETURN(self.resolver_, net::DnsResolver::Start(io, dns, [raw](uint32_t source) {
-                     return raw->ResolvesFor(source);
-                   }));
+  net::DnsResolverConfig dns{.allow_source = [raw](uint32_t source) {
+    return raw->ResolvesFor(source);
+  }};
+  if (self.settings_.dns_servers.empty()) {
+    ASSIGN_OR_RETURN(dns.upstreams, net::ReadUpstreamsFile("/etc/resolv.conf"));
+  } else {
+    for (const std::string& text : self.settings_.dns_servers) {
+      ASSIGN_OR_RETURN(net::DnsUpstream upstream, net::ParseDnsUpstream(text));
+      dns.upstreams.push_back(upstream);
+    }
+  }
+  self.resolver_ = std::make_unique<net::DnsResolver>(io, std::move(dns));
+  RETURN_IF_ERROR(self.resolver_->Listen(net::FormatIpv4(self.pool_.gateway()), kDnsPort));
+  self.resolver_->Start();
   net::EgressProxyConfig proxy{.listen_address = self.pool_.gateway(),
                                .listen_port = kProxyPort,
                                .limits = {.sandbox_cidr = self.settings_.cidr,

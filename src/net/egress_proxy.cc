@@ -213,6 +213,8 @@ asio::awaitable<void> EgressProxy::Serve(std::shared_ptr<Connection> connection)
       std::lock_guard lock(state->mutex);
       ++state->counters[connection->source].denied;
     }
+    LOG_DEBUG("egress proxy: refused a connection of {} to port {}: {}",
+              FormatIpv4(connection->source), connection->port, why);
     if (on_denied_) on_denied_(connection->source, connection->name, connection->address, why);
   };
 
@@ -244,6 +246,11 @@ asio::awaitable<void> EgressProxy::Serve(std::shared_ptr<Connection> connection)
     // Where to connect: the name's addresses as the proxy resolves them, else the address
     // the sandbox chose.
     std::vector<uint32_t> addresses = {connection->original};
+    // A Host that is an address names no domain: the address rules decide.
+    if (auto literal = ParseIpv4(connection->name)) {
+      addresses = {*literal};
+      connection->name.clear();
+    }
     if (!connection->name.empty()) {
       auto resolved = co_await resolve_(connection->name);
       addresses = resolved ? *resolved : std::vector<uint32_t>{};

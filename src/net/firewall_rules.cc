@@ -168,13 +168,26 @@ void AppendLookups(std::string_view list, std::string_view before, std::string_v
   }
 }
 
-// SECURITY: before conntrack (priority raw), every packet from a sandbox link must carry
-// the address applied for that link: spoofed sources, IPv6 and links of sandboxes not
-// applied (no element in @links) are dropped here and never get a conntrack entry.
-void AppendLinkChains(std::string& out) {
+// This daemon's links are the ones with an element in @egress (one per applied sandbox):
+// every chain below judges those only, so that several daemons on one host (each with its
+// own table and sandbox block) never judge each other's sandboxes. A link is applied
+// before anything runs in its namespace, and deleted before its policy is removed.
+//
+// SECURITY: before conntrack (priority raw), every packet from one of this daemon's links
+// must carry the address applied for that link: spoofed sources and IPv6 are dropped here
+// and never get a conntrack entry.
+//
+// A link named for an address of this daemon's block ("ib" + the address in hex:
+// net/links.h) but not applied (yet, or any more) is this daemon's too: its packets are
+// dropped. Such names are matched by their hex prefix, one wildcard per value of the
+// block's partial hex digit (at most 8).
+void AppendLinkChains(const FirewallConfig& config, std::string& out) {
+  out += "\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n";
+  for (const std::string& pattern : LinkNamePatterns(config.sandbox_cidr)) {
+    out += fmt::format("\t\tiifname \"{}\" jump from_link\n", pattern);
+  }
   out +=
-      "\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n"
-      "\t\tiifname \"ib*\" jump from_link\n\t}\n"
+      "\t}\n"
       "\tchain from_link {\n\t\tmeta nfproto ipv6 drop\n"
       "\t\tiifname . ip saddr @links return\n\t\tiifname @denied\n\t\tdrop\n\t}\n";
 }
@@ -185,7 +198,7 @@ void AppendLinkChains(std::string& out) {
 void AppendRedirectChains(std::string& out) {
   out +=
       "\tchain dstnat {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"
-      "\t\tiifname \"ib*\" meta l4proto tcp th dport { 80, 443 } ip saddr @ruled "
+      "\t\tiifname @egress meta l4proto tcp th dport { 80, 443 } ip saddr @ruled "
       "jump web_redirect\n\t}\n"
       "\tchain web_redirect {\n\t\tip daddr @unreachable return\n"
       "\t\tip saddr @web_all meta l4proto tcp dnat ip to ip saddr map @web_proxy\n";
@@ -199,7 +212,7 @@ void AppendRedirectChains(std::string& out) {
 void AppendForwardChains(std::string& out) {
   out +=
       "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n"
-      "\t\tiifname \"ib*\" jump from_sandbox\n\t\toifname \"ib*\" jump to_sandbox\n\t}\n"
+      "\t\tiifname @egress jump from_sandbox\n\t\toifname @egress jump to_sandbox\n\t}\n"
       "\tchain from_sandbox {\n\t\tct state invalid,untracked drop\n"
       "\t\tip daddr @unreachable goto deny\n\t\tip saddr @offline goto deny\n"
       "\t\tip saddr != @ruled goto accept_egress\n";
@@ -216,7 +229,7 @@ void AppendHostChains(const FirewallConfig& config, std::string& out) {
   std::string gateway = FormatIpv4(config.gateway);
   out +=
       "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n"
-      "\t\tiifname \"ib*\" jump to_host\n\t}\n"
+      "\t\tiifname @egress jump to_host\n\t}\n"
       "\tchain to_host {\n\t\tct state invalid,untracked drop\n"
       "\t\tip saddr @offline goto deny\n";
   if (!config.gateway_udp_ports.empty()) {
@@ -230,7 +243,7 @@ void AppendHostChains(const FirewallConfig& config, std::string& out) {
   out += "\t\tgoto deny\n\t}\n";
   out +=
       "\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n"
-      "\t\toifname \"ib*\" jump to_sandbox\n\t}\n";
+      "\t\toifname @egress jump to_sandbox\n\t}\n";
 }
 
 // The two verdicts, each counted per link; then NAT out of the host.
@@ -241,12 +254,12 @@ void AppendVerdictAndNatChains(const FirewallConfig& config, std::string& out) {
       "\t\treject with icmpx admin-prohibited\n\t}\n";
   out += fmt::format(
       "\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
-      "\t\tip saddr {} oifname != \"ib*\" masquerade\n\t}}\n",
+      "\t\tip saddr {} oifname != @egress masquerade\n\t}}\n",
       config.sandbox_cidr.ToString());
 }
 
 void AppendChains(const FirewallConfig& config, std::string& out) {
-  AppendLinkChains(out);
+  AppendLinkChains(config, out);
   AppendRedirectChains(out);
   AppendForwardChains(out);
   AppendHostChains(config, out);
@@ -321,6 +334,22 @@ Status ValidateSandboxPolicy(const FirewallConfig& config, const SandboxPolicy& 
                      *policy.web_proxy_port);
   }
   return Ok();
+}
+
+std::vector<std::string> LinkNamePatterns(const Ipv4Cidr& block) {
+  std::string hex = fmt::format("{:08x}", block.address);
+  size_t fixed = static_cast<size_t>(block.prefix) / 4;
+  int free_bits = (4 - block.prefix % 4) % 4;
+  std::vector<std::string> patterns;
+  if (free_bits == 0) {
+    patterns.push_back("ib" + hex.substr(0, fixed) + "*");
+    return patterns;
+  }
+  unsigned first = static_cast<unsigned>(block.address >> (28 - 4 * fixed)) & 0xf;
+  for (unsigned digit = first; digit < first + (1u << free_bits); ++digit) {
+    patterns.push_back(fmt::format("ib{}{:x}*", hex.substr(0, fixed), digit));
+  }
+  return patterns;
 }
 
 std::vector<Ipv4Cidr> UnreachableBlocks(const FirewallConfig& config) {

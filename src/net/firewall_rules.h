@@ -71,6 +71,10 @@ Status ValidateSandboxPolicy(const FirewallConfig& config, const SandboxPolicy& 
 // minus the operator's allowed_private, plus the sandbox block itself.
 std::vector<Ipv4Cidr> UnreachableBlocks(const FirewallConfig& config);
 
+// The names of links for addresses of `block` ("ib" + 8 hex digits), as nftables
+// wildcards: "ib0acd*" for 10.205.0.0/16; four for a /22.
+std::vector<std::string> LinkNamePatterns(const Ipv4Cidr& block);
+
 // `cidrs` as blocks whose prefix lengths are multiples of kPrefixStride, deduplicated.
 std::vector<Ipv4Cidr> ExpandToStrides(const std::vector<Ipv4Cidr>& cidrs);
 

@@ -53,7 +53,8 @@ Result<int> RequestOnce(const std::filesystem::path& path, std::string_view requ
       return SysError("poll {}", path.string());
     }
     ssize_t n = ::recv(fd.Get(), answer + filled, sizeof(answer) - 1 - filled, MSG_DONTWAIT);
-    if (n == 0) return MakeError(ErrorCode::kUnavailable, "{} closed the connection", path.string());
+    if (n == 0)
+      return MakeError(ErrorCode::kUnavailable, "{} closed the connection", path.string());
     if (n < 0 && errno != EAGAIN && errno != EINTR) return SysError("recv {}", path.string());
     if (n > 0) filled += static_cast<size_t>(n);
   }
@@ -82,8 +83,8 @@ Status WaitAgentHealthy(const std::filesystem::path& socket_path,
 }
 
 Result<int> SocketRequest(const std::filesystem::path& socket_path, std::string_view method,
-                          std::string_view target, std::string_view headers,
-                          std::string_view body, std::chrono::milliseconds timeout) {
+                          std::string_view target, std::string_view headers, std::string_view body,
+                          std::chrono::milliseconds timeout) {
   std::string request = fmt::format(
       "{} {} HTTP/1.1\r\nHost: isobox-agent\r\nConnection: close\r\n{}"
       "Content-Length: {}\r\n\r\n{}",

@@ -17,7 +17,7 @@ Status WaitAgentHealthy(const std::filesystem::path& socket_path,
 // returns the response's status code. `headers` are extra header lines, each ending in
 // "\r\n". The body is sent with a Content-Length.
 Result<int> SocketRequest(const std::filesystem::path& socket_path, std::string_view method,
-                          std::string_view target, std::string_view headers,
-                          std::string_view body, std::chrono::milliseconds timeout);
+                          std::string_view target, std::string_view headers, std::string_view body,
+                          std::chrono::milliseconds timeout);
 
 }  // namespace isobox::server

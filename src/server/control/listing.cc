@@ -259,8 +259,7 @@ Result<SystemTime> ParseRfc3339(std::string_view text) {
     return invalid();
   }
   // A leap second carries the date over (23:59:60 is the next day's first second).
-  if (second != 60 &&
-      (tm.tm_year + 1900 != year || tm.tm_mon + 1 != month || tm.tm_mday != day)) {
+  if (second != 60 && (tm.tm_year + 1900 != year || tm.tm_mon + 1 != month || tm.tm_mday != day)) {
     return MakeError(ErrorCode::kInvalidArgument, "'{}' is not a date of the calendar", text);
   }
   // The clock counts nanoseconds in 64 bits: about 1677-09-21 to 2262-04-11.

@@ -101,9 +101,8 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
     }
   }
   SandboxNetwork* raw = network.get();
-  net::DnsResolverConfig dns{.allow_source = [raw](uint32_t source) {
-    return raw->ResolvesFor(source);
-  }};
+  net::DnsResolverConfig dns{
+      .allow_source = [raw](uint32_t source) { return raw->ResolvesFor(source); }};
   if (self.settings_.dns_servers.empty()) {
     ASSIGN_OR_RETURN(dns.upstreams, net::ReadUpstreamsFile("/etc/resolv.conf"));
   } else {
@@ -246,11 +245,17 @@ Status SandboxNetwork::Apply(const NetLease& lease, const net::NetworkConfig& co
 
 void SandboxNetwork::Release(NetLease& lease) {
   if (!lease.Valid()) return;
-  if (auto removed = firewall_->Remove(lease.address); !removed) {
-    LOG_WARN("remove the rules of {}: {}", lease.link, removed.error().message);
-  }
+  // SECURITY: the link goes first: this daemon's table judges its own links only (those
+  // with rules), so a link must never outlive its rules.
   if (auto deleted = net::DeleteHostLink(lease.link); !deleted) {
-    LOG_WARN("remove link {}: {}", lease.link, deleted.error().message);
+    // Fail closed: the rules and the address stay with the link.
+    LOG_ERROR("remove link {}: {}; its rules and address stay", lease.link,
+              deleted.error().message);
+    lease = NetLease{};
+    return;
+  }
+  if (auto removed = rules_removed_ ? Ok() : firewall_->Remove(lease.address); !removed) {
+    LOG_WARN("remove the rules of {}: {}", lease.link, removed.error().message);
   }
   {
     std::lock_guard lock(mutex_);
@@ -272,6 +277,7 @@ Result<NetCounters> SandboxNetwork::Read(const NetLease& lease) {
 }
 
 void SandboxNetwork::RemoveRules() {
+  rules_removed_ = true;
   if (auto removed = firewall_->Uninstall(); !removed) {
     LOG_WARN("remove nftables table {}: {}", settings_.table, removed.error().message);
   }

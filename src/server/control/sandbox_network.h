@@ -11,6 +11,7 @@
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <condition_variable>
 #include <cstdint>
@@ -107,8 +108,8 @@ class SandboxNetwork {
   void RemoveRules();
 
   // Audit records of refused connections (rate-limited per sandbox by the caller).
-  using OnDenied = std::function<void(uint32_t source, const std::string& name,
-                                      uint32_t address, std::string_view why)>;
+  using OnDenied = std::function<void(uint32_t source, const std::string& name, uint32_t address,
+                                      std::string_view why)>;
   void SetOnDenied(OnDenied on_denied);
 
   // /etc/resolv.conf and /etc/hosts for a sandbox named `hostname` at `lease`.
@@ -130,7 +131,8 @@ class SandboxNetwork {
   std::unique_ptr<net::EgressProxy> proxy_;
   mutable std::mutex mutex_;
   std::map<uint32_t, net::NetworkConfig> configs_;  // by sandbox address
-  OnDenied on_denied_;  // set before the first sandbox
+  OnDenied on_denied_;                              // set before the first sandbox
+  std::atomic<bool> rules_removed_{false};
   std::deque<PreparedNetns> ready_;
   SpareTarget target_;
   std::condition_variable_any wake_;

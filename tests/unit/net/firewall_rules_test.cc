@@ -66,7 +66,7 @@ TEST(FirewallConfigTest, RejectsPortZeroAndTooManyPorts) {
 }
 
 TEST(SandboxPolicyTest, RejectsALinkOutsideTheIbPrefix) {
-  // The chains catch sandbox traffic by "ib*": another name would bypass them.
+  // Link names are spliced into the rules' text: only "ib" + letters and digits.
   for (const char* link :
        {"eth0", "veth0acd0002", "ib", "IB0ACD0002", "ib0acd0002\"x", "ib0acd00020000000"}) {
     auto status = ValidateSandboxPolicy(Config(), Policy("10.205.0.2", link));
@@ -210,22 +210,33 @@ TEST(RenderInstallTest, ReplacesTheTableInOneTransaction) {
   EXPECT_THAT(text, Not(HasSubstr("add element")));
 }
 
+TEST(LinkNamePatternsTest, MatchTheBlocksLinkNamesOnly) {
+  EXPECT_THAT(LinkNamePatterns(Cidr("10.205.0.0/16")), ElementsAre("ib0acd*"));
+  EXPECT_THAT(LinkNamePatterns(Cidr("10.145.196.0/22")),
+              ElementsAre("ib0a91c4*", "ib0a91c5*", "ib0a91c6*", "ib0a91c7*"));
+  EXPECT_THAT(
+      LinkNamePatterns(Cidr("10.128.0.0/9")),
+      ElementsAre("ib0a8*", "ib0a9*", "ib0aa*", "ib0ab*", "ib0ac*", "ib0ad*", "ib0ae*", "ib0af*"));
+  EXPECT_THAT(LinkNamePatterns(Cidr("10.9.0.0/30")),
+              ElementsAre("ib0a090000*", "ib0a090001*", "ib0a090002*", "ib0a090003*"));
+}
+
 TEST(RenderInstallTest, HooksEveryPathOutOfASandbox) {
   std::string text = RenderInstall(Config(), {});
-  // Anti-spoofing before conntrack; IPv6 and unknown links dropped there.
+  // Anti-spoofing before conntrack; IPv6 and this block's unknown links dropped there.
   EXPECT_THAT(text, HasSubstr("type filter hook prerouting priority raw; policy accept;\n"
-                              "\t\tiifname \"ib*\" jump from_link\n"));
+                              "\t\tiifname \"ib0acd*\" jump from_link\n\t}\n"));
   EXPECT_THAT(text, HasSubstr("\tchain from_link {\n\t\tmeta nfproto ipv6 drop\n"
                               "\t\tiifname . ip saddr @links return\n\t\tiifname @denied\n"
                               "\t\tdrop\n\t}\n"));
   EXPECT_THAT(text, HasSubstr("type filter hook forward priority filter; policy accept;\n"
-                              "\t\tiifname \"ib*\" jump from_sandbox\n"
-                              "\t\toifname \"ib*\" jump to_sandbox\n"));
+                              "\t\tiifname @egress jump from_sandbox\n"
+                              "\t\toifname @egress jump to_sandbox\n"));
   EXPECT_THAT(text, HasSubstr("\tchain to_sandbox {\n\t\tct direction reply accept\n"
                               "\t\tdrop\n\t}\n"));
   EXPECT_THAT(text, HasSubstr("type filter hook output priority filter; policy accept;\n"
-                              "\t\toifname \"ib*\" jump to_sandbox\n"));
-  EXPECT_THAT(text, HasSubstr("\t\tip saddr 10.205.0.0/16 oifname != \"ib*\" masquerade\n"));
+                              "\t\toifname @egress jump to_sandbox\n"));
+  EXPECT_THAT(text, HasSubstr("\t\tip saddr 10.205.0.0/16 oifname != @egress masquerade\n"));
   EXPECT_THAT(text, HasSubstr("\t\tmeta l4proto tcp reject with tcp reset\n"
                               "\t\treject with icmpx admin-prohibited\n"));
 }
@@ -259,7 +270,7 @@ TEST(RenderInstallTest, TheHostOpensOnlyTheListedGatewayPortsToOnlineSandboxes) 
 TEST(RenderInstallTest, RedirectsOnlyWebPortsDeniedByAddress) {
   std::string text = RenderInstall(Config(), {});
   EXPECT_THAT(text, HasSubstr("type nat hook prerouting priority dstnat; policy accept;\n"
-                              "\t\tiifname \"ib*\" meta l4proto tcp th dport { 80, 443 } ip "
+                              "\t\tiifname @egress meta l4proto tcp th dport { 80, 443 } ip "
                               "saddr @ruled jump web_redirect\n"));
   auto at = Positions(text, {"\tchain web_redirect {\n\t\tip daddr @unreachable return\n",
                              "\t\tip saddr . ip daddr & 255.255.255.0 @allow_p24 return\n",

@@ -1,5 +1,7 @@
 #include "net/address_pool.h"
 
+#include <algorithm>
+
 namespace isobox::net {
 
 Result<AddressPool> AddressPool::Make(Ipv4Cidr block) {
@@ -61,6 +63,9 @@ Result<void> AddressPool::Reserve(uint32_t address) {
   }
   used_[index] = true;
   ++in_use_;
+  // New addresses come after the re-adopted ones: an address freed at start (a sandbox
+  // that ended while no isoboxd ran) is not handed out again at once.
+  next_ = std::max(next_, index + 1);
   return {};
 }
 

@@ -39,8 +39,11 @@ TEST(AddressPoolTest, ReservesReadoptedAddressesAndRefusesOthers) {
     EXPECT_EQ(pool->Reserve(*ParseIpv4(bad)).error().code, ErrorCode::kInvalidArgument) << bad;
   }
   EXPECT_EQ(*pool->Allocate(), *ParseIpv4("10.9.0.3"));
+  EXPECT_TRUE(pool->Reserve(*ParseIpv4("10.9.0.7")));
+  pool->Release(*ParseIpv4("10.9.0.7"));  // a re-adopted sandbox that was gone
+  EXPECT_EQ(*pool->Allocate(), *ParseIpv4("10.9.0.8"));
   pool->Release(*ParseIpv4("10.9.9.9"));  // outside: ignored
-  EXPECT_EQ(pool->in_use(), 2u);
+  EXPECT_EQ(pool->in_use(), 3u);
 }
 
 TEST(AddressPoolTest, RefusesBlocksTooSmallOrTooLarge) {

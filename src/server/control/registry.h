@@ -28,8 +28,9 @@
 #include "runtime/disk.h"
 #include "runtime/disk_pool.h"
 #include "runtime/sandbox_process.h"
-#include "server/control/spares.h"
+#include "runtime/sysinfo_notifier.h"
 #include "server/control/sandbox_info.h"
+#include "server/control/spares.h"
 #include "server/control/templates.h"
 #include "server/store/store.h"
 
@@ -87,8 +88,7 @@ enum class OnExit { kKeep, kKill };
 class Registry {
  public:
   Registry(boost::asio::io_context& io, boost::asio::thread_pool& workers, RegistryConfig config,
-           TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups,
-           Store& store);
+           TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups, Store& store);
   // Kills every sandbox unless Shutdown(kKeep) released them first.
   ~Registry();
 
@@ -171,6 +171,10 @@ class Registry {
   // Kills and removes everything of the sandbox; returns how its init ended.
   ExitStatus Destroy(std::unique_ptr<Sandbox> sandbox);
   Status Persist(const Sandbox& sandbox);
+  // sysinfo(2) in the sandbox, answered by sysinfo_ (registry_sysinfo.cc): from a new
+  // sandbox's listener, or from the one its init keeps when it is re-adopted.
+  Status AnswerSysinfo(const Sandbox& sandbox, UniqueFd listener);
+  Status AdoptSysinfo(const Sandbox& sandbox);
   Result<std::unique_ptr<Sandbox>> Readopt(const SandboxRecord& record);
   void KillAll(const EndCause& cause);
   // Warm pools (pool.cc).
@@ -197,10 +201,13 @@ class Registry {
   RegistryConfig config_;
   TemplateStore templates_;
   std::unique_ptr<runtime::CgroupManager> cgroups_;
-  runtime::DiskReserve disks_;  // a spare disk of each template's size (runtime/disk.h)
+  runtime::DiskReserve disks_;            // a spare disk of each template's size (runtime/disk.h)
   std::unique_ptr<CgroupSpares> spares_;  // cgroup v1 with a zygote program only
   Store& store_;
   EventObserver observer_;
+  // Answers every sandbox's sysinfo calls (runtime/sysinfo.h); null if it could not
+  // start, and then sandboxes see the host's sysinfo.
+  std::unique_ptr<runtime::SysinfoNotifier> sysinfo_;
 
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;

@@ -335,9 +335,19 @@ int Seccomp(ContainmentContext& context) {
     return -1;
   }
   // With a listener, the filter's notify calls wait for an answer from whoever holds it
-  // (isoboxd: sysinfo.h); the kernel makes it O_CLOEXEC.
-  unsigned flags = context.plan.listener_fd >= 0 ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0;
+  // (isoboxd: sysinfo.h); the kernel makes it O_CLOEXEC. Once isoboxd has received a call,
+  // only a fatal signal ends the wait (WAIT_KILLABLE_RECV, Linux 5.19): a signal handler
+  // without SA_RESTART does not turn an answer on its way into EINTR. Older kernels refuse
+  // the flag (EINVAL) and get the interruptible wait.
+  unsigned flags = 0;
+  if (context.plan.listener_fd >= 0) {
+    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+  }
   int fd = sys::SeccompSetFilter(flags, program);
+  if (fd < 0 && errno == EINVAL && flags != 0) {
+    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    fd = sys::SeccompSetFilter(flags, program);
+  }
   if (fd < 0) return -1;
   if (flags != 0) context.listener = fd;
   return 0;

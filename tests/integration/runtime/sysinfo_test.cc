@@ -8,6 +8,9 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
@@ -134,6 +137,7 @@ class SysinfoSandboxTest : public ::testing::Test {
 
   // What every probe must have seen: the limit as its memory, usage and tasks moving.
   static void ExpectTheSandboxsFigures(std::map<std::string, std::string>& report) {
+    EXPECT_EQ(report["first"], "ok");
     EXPECT_EQ(report["before_error"], "");
     EXPECT_EQ(Number(report, "before_totalram"), kLimit);
     EXPECT_EQ(Number(report, "before_mem_unit"), 1u);
@@ -200,6 +204,16 @@ std::string BlockedIn(pid_t pid) {
   return number;
 }
 
+// Whether `signal` is pending for the process (ShdPnd of /proc/<pid>/status).
+bool SignalPending(pid_t pid, int signal) {
+  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("ShdPnd:", 0) != 0) continue;
+    return (std::stoull(line.substr(7), nullptr, 16) >> (signal - 1)) & 1;
+  }
+  return false;
+}
+
 TEST_F(SysinfoSandboxTest, CallsWaitForTheNextAnswererWhichTakesTheListenerFromTheInit) {
   Cgroup& group = Group("restart");
   SandboxSpec spec = Spec("sysinfo3", group);
@@ -218,6 +232,19 @@ TEST_F(SysinfoSandboxTest, CallsWaitForTheNextAnswererWhichTakesTheListenerFromT
   auto listener = TakeSysinfoListener(sandbox->init.Pidfd(), spec.state_dir);
   ASSERT_TRUE(listener) << listener.error().message;
   ASSERT_TRUE(listener->Valid());
+  // Received, not answered yet: a signal to the caller (whose handler has no SA_RESTART)
+  // stays pending instead of interrupting the call (WAIT_KILLABLE_RECV).
+  seccomp_notif request{};
+  ASSERT_EQ(::ioctl(listener->Get(), SECCOMP_IOCTL_NOTIF_RECV, &request), 0);
+  ASSERT_EQ(::kill(sandbox->init.Pid(), SIGUSR1), 0);
+  while (!SignalPending(sandbox->init.Pid(), SIGUSR1) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(SignalPending(sandbox->init.Pid(), SIGUSR1));
+  EXPECT_EQ(::ioctl(listener->Get(), SECCOMP_IOCTL_NOTIF_ID_VALID, &request.id), 0);
+  seccomp_notif_resp response{.id = request.id, .val = 0, .error = 0, .flags = 0};
+  ASSERT_EQ(::ioctl(listener->Get(), SECCOMP_IOCTL_NOTIF_SEND, &response), 0);
   ASSERT_TRUE(notifier_->Add("sysinfo3", std::move(*listener), Source(group, sandbox->init.Pid())));
   auto report = Report(*sandbox, spec.state_dir);
   ExpectTheSandboxsFigures(report);

@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 
 #include <array>
 #include <cerrno>
@@ -14,28 +15,44 @@ namespace isobox::runtime {
 namespace {
 
 constexpr uint64_t kWakeToken = 0;
+constexpr uint64_t kTickToken = 1;
 constexpr int kMaxEvents = 64;
+
+Status Watch(int epoll, int fd, uint64_t token) {
+  epoll_event event{.events = EPOLLIN, .data = {.u64 = token}};
+  if (::epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) < 0) return SysError("epoll_ctl add");
+  return Ok();
+}
 
 }  // namespace
 
-Result<std::unique_ptr<SysinfoNotifier>> SysinfoNotifier::Start() {
+Result<std::unique_ptr<SysinfoNotifier>> SysinfoNotifier::Start(SysinfoNotifierOptions options) {
   UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll) return SysError("epoll_create1");
   UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake) return SysError("eventfd");
-  epoll_event event{.events = EPOLLIN, .data = {.u64 = kWakeToken}};
-  if (::epoll_ctl(epoll.Get(), EPOLL_CTL_ADD, wake.Get(), &event) < 0) {
-    return SysError("epoll_ctl add eventfd");
-  }
+  UniqueFd tick(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!tick) return SysError("timerfd_create");
+  auto nanos = std::chrono::nanoseconds(options.tick).count();
+  timespec period{.tv_sec = nanos / 1000000000, .tv_nsec = nanos % 1000000000};
+  itimerspec every{.it_interval = period, .it_value = period};
+  if (::timerfd_settime(tick.Get(), 0, &every, nullptr) < 0) return SysError("timerfd_settime");
+  RETURN_IF_ERROR(Watch(epoll.Get(), wake.Get(), kWakeToken));
+  RETURN_IF_ERROR(Watch(epoll.Get(), tick.Get(), kTickToken));
   ASSIGN_OR_RETURN(SysinfoAnswerer answerer, SysinfoAnswerer::Create());
-  std::unique_ptr<SysinfoNotifier> notifier(
-      new SysinfoNotifier(std::move(epoll), std::move(wake), std::move(answerer)));
+  std::unique_ptr<SysinfoNotifier> notifier(new SysinfoNotifier(
+      std::move(epoll), std::move(wake), std::move(tick), std::move(answerer), options));
   notifier->thread_ = std::thread([raw = notifier.get()] { raw->Run(); });
   return notifier;
 }
 
-SysinfoNotifier::SysinfoNotifier(UniqueFd epoll, UniqueFd wake, SysinfoAnswerer answerer)
-    : epoll_(std::move(epoll)), wake_(std::move(wake)), answerer_(std::move(answerer)) {}
+SysinfoNotifier::SysinfoNotifier(UniqueFd epoll, UniqueFd wake, UniqueFd tick,
+                                 SysinfoAnswerer answerer, SysinfoNotifierOptions options)
+    : epoll_(std::move(epoll)),
+      wake_(std::move(wake)),
+      tick_(std::move(tick)),
+      answerer_(std::move(answerer)),
+      options_(options) {}
 
 SysinfoNotifier::~SysinfoNotifier() {
   uint64_t one = 1;
@@ -44,15 +61,15 @@ SysinfoNotifier::~SysinfoNotifier() {
 }
 
 Status SysinfoNotifier::Add(const std::string& id, UniqueFd listener, SysinfoSource source) {
-  auto entry = std::make_shared<Entry>(
-      Entry{.id = id, .listener = std::move(listener), .source = std::move(source)});
+  auto entry = std::make_shared<Entry>();
+  entry->id = id;
+  entry->listener = std::move(listener);
+  entry->source = std::move(source);
   std::lock_guard lock(mutex_);
   if (auto it = tokens_.find(id); it != tokens_.end()) EraseLocked(it->second);
   uint64_t token = next_token_++;
-  epoll_event event{.events = EPOLLIN, .data = {.u64 = token}};
-  if (::epoll_ctl(epoll_.Get(), EPOLL_CTL_ADD, entry->listener.Get(), &event) < 0) {
-    return SysError("epoll_ctl add the seccomp listener of {}", id);
-  }
+  RETURN_IF_ERROR(WithContext(Watch(epoll_.Get(), entry->listener.Get(), token),
+                              fmt::format("the seccomp listener of {}", id)));
   entries_.emplace(token, std::move(entry));
   tokens_.emplace(id, token);
   return Ok();
@@ -74,7 +91,10 @@ void SysinfoNotifier::EraseLocked(uint64_t token) {
 }
 
 SysinfoNotifier::Counts SysinfoNotifier::counts() const {
-  return {.answered = answered_.load(), .refused = refused_.load(), .gone = gone_.load()};
+  return {.answered = answered_.load(),
+          .refused = refused_.load(),
+          .gone = gone_.load(),
+          .throttled = throttled_.load()};
 }
 
 size_t SysinfoNotifier::Size() const {
@@ -95,8 +115,25 @@ void SysinfoNotifier::Run() {
     }
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == kWakeToken) return;
-      Handle(events[i].data.u64, events[i].events);
+      if (events[i].data.u64 == kTickToken) {
+        OnTick();
+      } else {
+        Handle(events[i].data.u64, events[i].events);
+      }
     }
+  }
+}
+
+void SysinfoNotifier::OnTick() {
+  uint64_t expirations = 0;
+  (void)::read(tick_.Get(), &expirations, sizeof expirations);
+  std::lock_guard lock(mutex_);
+  for (auto& [token, entry] : entries_) {
+    entry->answers = 0;
+    if (!entry->resting) continue;
+    entry->resting = false;
+    epoll_event event{.events = EPOLLIN, .data = {.u64 = token}};
+    (void)::epoll_ctl(epoll_.Get(), EPOLL_CTL_MOD, entry->listener.Get(), &event);
   }
 }
 
@@ -117,6 +154,16 @@ void SysinfoNotifier::Handle(uint64_t token, uint32_t events) {
                     : *outcome == SysinfoAnswerer::Outcome::kRefused ? refused_
                                                                      : gone_;
       count.fetch_add(1, std::memory_order_relaxed);
+      if (++entry->answers >= options_.answers_per_tick) {
+        // Its share of this tick is used up: unpolled until the next (hangups still come).
+        std::lock_guard lock(mutex_);
+        epoll_event rest{.events = 0, .data = {.u64 = token}};
+        if (entries_.contains(token) &&
+            ::epoll_ctl(epoll_.Get(), EPOLL_CTL_MOD, entry->listener.Get(), &rest) == 0) {
+          entry->resting = true;
+          throttled_.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
       return;
     }
     // Nothing a sandbox does makes the ioctls fail; a listener that does would keep this

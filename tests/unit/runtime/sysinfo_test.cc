@@ -91,18 +91,22 @@ TEST(SysinfoTest, TheEmbeddedPolicyNotifiesSysinfoInTheAgentFilterOnly) {
 }
 
 // A child that installs the agent filter with a listener (kept at kSysinfoListenerFd, as
-// the containment does), then `then` (e.g. the user filter), then makes `calls`; each
-// call's errno (0: success) and the struct sysinfo it got go to a pipe.
+// the containment does), then `stacked` (e.g. the user filter), then, once this process
+// has taken the listener from it, makes `calls`; each call's errno (0: success) and the
+// struct sysinfo it got go to a pipe.
 struct Child {
   pid_t pid = -1;
   UniqueFd pidfd;
   UniqueFd results;
+  UniqueFd listener;  // taken with pidfd_getfd, as isoboxd does
 };
 
 Child StartChild(const SeccompProgram* stacked, int calls, bool null_too) {
   int ready[2];
+  int go[2];
   int out[2];
   EXPECT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  EXPECT_EQ(::pipe2(go, O_CLOEXEC), 0);
   EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
   auto agent = DefaultSeccompProgram(SeccompProfile::kAgentNotify);
   EXPECT_TRUE(agent);
@@ -116,7 +120,8 @@ Child StartChild(const SeccompProgram* stacked, int calls, bool null_too) {
       sock_fprog user = const_cast<SeccompProgram*>(stacked)->Prog();
       if (sys::SeccompSetFilter(0, &user) < 0) ::_exit(4);
     }
-    if (::write(ready[1], "r", 1) != 1) ::_exit(5);
+    char byte = 0;
+    if (::write(ready[1], "r", 1) != 1 || ::read(go[0], &byte, 1) != 1) ::_exit(5);
     for (int i = 0; i < calls + (null_too ? 1 : 0); ++i) {
       struct sysinfo info {};
       bool null_call = i == calls;
@@ -127,11 +132,18 @@ Child StartChild(const SeccompProgram* stacked, int calls, bool null_too) {
     ::_exit(0);
   }
   ::close(ready[1]);
+  ::close(go[0]);
   ::close(out[1]);
   char byte = 0;
   EXPECT_EQ(::read(ready[0], &byte, 1), 1);
   ::close(ready[0]);
-  return Child{pid, UniqueFd(sys::PidfdOpen(pid, 0)), UniqueFd(out[0])};
+  Child child{pid, UniqueFd(sys::PidfdOpen(pid, 0)), UniqueFd(out[0]), UniqueFd()};
+  auto listener = TakeListenerAt(child.pidfd.Get(), kSysinfoListenerFd);
+  EXPECT_TRUE(listener) << listener.error().message;
+  if (listener) child.listener = std::move(*listener);
+  EXPECT_EQ(::write(go[1], "g", 1), 1);
+  ::close(go[1]);
+  return child;
 }
 
 int Reap(pid_t pid) {
@@ -149,8 +161,8 @@ TEST(SysinfoAnswerTest, TheAgentFilterAsksTheListenerAndTheUserFilterLetsItThrou
   auto user = DefaultSeccompProgram(SeccompProfile::kUser);
   ASSERT_TRUE(user);
   Child child = StartChild(&*user, 1, /*null_too=*/true);
-  auto listener = TakeListenerAt(child.pidfd.Get(), kSysinfoListenerFd);
-  ASSERT_TRUE(listener) << listener.error().message;
+  UniqueFd* listener = &child.listener;
+  ASSERT_TRUE(listener->Valid());
   auto answerer = SysinfoAnswerer::Create();
   ASSERT_TRUE(answerer) << answerer.error().message;
   SysinfoSource source;
@@ -177,13 +189,13 @@ TEST(SysinfoAnswerTest, TheAgentFilterAsksTheListenerAndTheUserFilterLetsItThrou
 
 TEST(SysinfoAnswerTest, AnErrnoInAStackedFilterWouldOverrideTheNotification) {
   // Why the user filter must allow sysinfo: ERRNO ranks above USER_NOTIF.
-  auto rules = ParseSeccompPolicy("allow write\nallow exit_group\nallow exit\n");
+  auto rules = ParseSeccompPolicy("allow read\nallow write\nallow exit_group\nallow exit\n");
   ASSERT_TRUE(rules);
   auto refusing = CompileSeccomp(*rules, SeccompProfile::kUser);
   ASSERT_TRUE(refusing) << refusing.error().message;
   Child child = StartChild(&*refusing, 1, /*null_too=*/false);
-  auto listener = TakeListenerAt(child.pidfd.Get(), kSysinfoListenerFd);
-  ASSERT_TRUE(listener) << listener.error().message;
+  UniqueFd* listener = &child.listener;
+  ASSERT_TRUE(listener->Valid());
   int answer = -1;
   ASSERT_EQ(::read(child.results.Get(), &answer, sizeof answer), sizeof answer);
   EXPECT_EQ(answer, EPERM);
@@ -227,11 +239,9 @@ TEST(SysinfoNotifierTest, OneThreadAnswersEveryCallAndForgetsAListenerWithNoProc
   Child first = StartChild(&*user, kCalls, false);
   Child second = StartChild(nullptr, kCalls, false);
   for (Child* child : {&first, &second}) {
-    auto listener = TakeListenerAt(child->pidfd.Get(), kSysinfoListenerFd);
-    ASSERT_TRUE(listener) << listener.error().message;
     SysinfoSource source;
     source.memory_limit = child == &first ? kLimit : 2 * kLimit;
-    ASSERT_TRUE((*notifier)->Add(child == &first ? "first" : "second", std::move(*listener),
+    ASSERT_TRUE((*notifier)->Add(child == &first ? "first" : "second", std::move(child->listener),
                                  std::move(source)));
   }
   for (Child* child : {&first, &second}) {
@@ -251,6 +261,30 @@ TEST(SysinfoNotifierTest, OneThreadAnswersEveryCallAndForgetsAListenerWithNoProc
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   EXPECT_EQ((*notifier)->Size(), 0u);
+}
+
+TEST(SysinfoNotifierTest, ASandboxPastItsShareOfATickWaitsForTheNext) {
+  auto notifier =
+      SysinfoNotifier::Start({.tick = std::chrono::milliseconds(50), .answers_per_tick = 10});
+  ASSERT_TRUE(notifier) << notifier.error().message;
+  constexpr int kCalls = 55;
+  Child child = StartChild(nullptr, kCalls, false);
+  SysinfoSource source;
+  source.memory_limit = kLimit;
+  ASSERT_TRUE((*notifier)->Add("busy", std::move(child.listener), std::move(source)));
+  for (int i = 0; i < kCalls; ++i) {
+    int answer = -1;
+    struct sysinfo info {};
+    ASSERT_EQ(::read(child.results.Get(), &answer, sizeof answer), sizeof answer);
+    ASSERT_EQ(::read(child.results.Get(), &info, sizeof info), sizeof info);
+    ASSERT_EQ(answer, 0);
+    ASSERT_EQ(info.totalram, kLimit);
+  }
+  Reap(child.pid);
+  // Every call was answered, ten per tick at most: whatever the ticks' phase, its listener
+  // rested at least 4 times (at most 9 answers before the first tick and after the last).
+  EXPECT_EQ((*notifier)->counts().answered, static_cast<uint64_t>(kCalls));
+  EXPECT_GE((*notifier)->counts().throttled, 4u);
 }
 
 }  // namespace

@@ -260,6 +260,11 @@ int JoinUserCgroup(UserIds&) {
   return 0;
 }
 
+// The user filter allows sysinfo (the policy's `notify` calls): of the answers of stacked
+// filters the kernel takes the one of highest precedence (KILL_PROCESS > KILL_THREAD > TRAP
+// > ERRNO > USER_NOTIF > TRACE > LOG > ALLOW, kernel/seccomp.c seccomp_run_filters), so the
+// agent filter's USER_NOTIF stands and isoboxd answers with the sandbox's figures; an errno
+// here would override it. No listener: the agent filter's is the sandbox's only one.
 int InstallUserSeccomp(UserIds&) { return sys::SeccompSetFilter(0, &state.seccomp_prog); }
 
 // The user-process sequence, in order (docs/security.md U1-U4). Runs after the switch to

@@ -46,6 +46,12 @@ enum class CgroupEventFile {
   kPids,    // pids.events: "max N" (forks refused by pids.max)
 };
 
+// Single-value counters a group exposes, read again with pread at offset 0.
+enum class CgroupCounter {
+  kMemoryUsage,  // v2 memory.current, v1 memory.usage_in_bytes (this group and below)
+  kTasks,        // pids.current: the tasks (threads) in this group and below
+};
+
 struct CgroupStats {
   uint64_t memory_current = 0;
   uint64_t memory_limit = 0;  // 0 = unlimited
@@ -87,6 +93,8 @@ class Cgroup {
   virtual Result<std::vector<UniqueFd>> OpenProcsFiles() = 0;
   // A read-only fd of an event file (pread at offset 0 re-reads current values).
   virtual Result<UniqueFd> OpenEventFile(CgroupEventFile which) = 0;
+  // A read-only fd of a counter file (one number; pread at offset 0 re-reads it).
+  virtual Result<UniqueFd> OpenCounterFile(CgroupCounter which) = 0;
   // A nested group without limits of its own (bounded by this one), e.g. user code below
   // envd. v2: enables memory, pids and cpu in this group's subtree_control, which the
   // kernel refuses (EBUSY) once this group holds processes: create children first; the

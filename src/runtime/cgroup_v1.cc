@@ -191,6 +191,17 @@ Result<UniqueFd> CgroupV1::OpenEventFile(CgroupEventFile which) {
   return fd;
 }
 
+Result<UniqueFd> CgroupV1::OpenCounterFile(CgroupCounter which) {
+  const bool memory = which == CgroupCounter::kMemoryUsage;
+  const char* controller = memory ? "memory" : "pids";
+  fs::path dir = Dir(controller);
+  if (dir.empty()) return NotOwn(controller);
+  fs::path file = dir / (memory ? "memory.usage_in_bytes" : "pids.current");
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return SysError("open {}", file.string());
+  return fd;
+}
+
 Result<std::unique_ptr<Cgroup>> CgroupV1::CreateChild(std::string_view name,
                                                       const CgroupChildControllers& own) {
   RETURN_IF_ERROR(cgroupfs::ValidateName(name));

@@ -28,6 +28,7 @@ class CgroupV1 final : public Cgroup {
   Result<UniqueFd> OpenDirFd() override;
   Result<std::vector<UniqueFd>> OpenProcsFiles() override;
   Result<UniqueFd> OpenEventFile(CgroupEventFile which) override;
+  Result<UniqueFd> OpenCounterFile(CgroupCounter which) override;
   Result<std::unique_ptr<Cgroup>> CreateChild(std::string_view name,
                                               const CgroupChildControllers& own) override;
   Status Freeze() override;

@@ -95,6 +95,13 @@ Result<UniqueFd> CgroupV2::OpenEventFile(CgroupEventFile which) {
   return fd;
 }
 
+Result<UniqueFd> CgroupV2::OpenCounterFile(CgroupCounter which) {
+  fs::path file = File(which == CgroupCounter::kMemoryUsage ? "memory.current" : "pids.current");
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return SysError("open {}", file.string());
+  return fd;
+}
+
 Result<std::unique_ptr<Cgroup>> CgroupV2::CreateChild(std::string_view name,
                                                       const CgroupChildControllers& /*own*/) {
   RETURN_IF_ERROR(cgroupfs::ValidateName(name));

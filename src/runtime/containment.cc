@@ -11,7 +11,7 @@ namespace {
 // The containment sequence, in order. A reviewer reads the order here; the functions are
 // in containment_steps.cc; docs/security.md lists this table. Each entry's reason is the
 // invariant it holds (the // SECURITY: of the step) or what it is there for.
-constexpr std::array<ContainmentStep, 26> kSteps = {{
+constexpr std::array<ContainmentStep, 27> kSteps = {{
     {"new session", steps::NewSession,
      "SECURITY: the init leads a session of its own without a controlling terminal: a "
      "terminal's signals to isoboxd's process group never reach the sandbox, /dev/tty "
@@ -68,7 +68,12 @@ constexpr std::array<ContainmentStep, 26> kSteps = {{
      "SECURITY: stdin /dev/null, stdout/stderr the log, 3 = socket, 4 = config, 5+ = the "
      "agent's isolation fds; every other fd closed"},
     {"seccomp", steps::Seccomp,
-     "SECURITY: the agent filter, default deny; the last step before execve"},
+     "SECURITY: the agent filter, default deny, with a listener for its notify calls when "
+     "the plan has one; only the next step (no syscall the filter refuses) before execve"},
+    {"keep seccomp listener", steps::KeepListener,
+     "SECURITY: the listener at the plan's fd, open across execve, for isoboxd to take with "
+     "pidfd_getfd (sysinfo.h): only the agent holds it, whose /proc/1/fd user code cannot "
+     "open (ptrace check), and which marks it close-on-exec at once"},
     {"exec agent", steps::ExecAgent, "execve /.isobox/<agent>"},
 }};
 

@@ -49,6 +49,11 @@ struct ContainmentPlan {
   int log_fd = -1;
   // The agent seccomp filter (seccomp.h), installed right before execve. Required.
   const sock_fprog* seccomp = nullptr;
+  // >= 0: `seccomp` is the kAgentNotify filter, installed with a listener for its notify
+  // calls, which the init keeps at this fd across execve (above the passed fds and below
+  // 64: sysinfo.h kSysinfoListenerFd) for isoboxd to take with pidfd_getfd. -1: no
+  // listener (a filter without notify calls).
+  int listener_fd = -1;
   const char* exec_path = nullptr;  // inside the new root
   char* const* argv = nullptr;
   char* const* envp = nullptr;
@@ -60,6 +65,7 @@ struct ContainmentContext {
   int mountpoint_fd = -1;  // "open mountpoint" opens it, "attach root" attaches there
   int view_fd = -1;        // the state directory's limits view (limits_view.h), or -1
   int error_fd = -1;       // plan.error_fd until "set up fds" moves it above the agent's fds
+  int listener = -1;       // the filter's listener, made by "seccomp" when the plan asks
 };
 using ContainmentStep = ChildStep<ContainmentContext>;
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/prctl.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -325,15 +326,47 @@ int SetupFds(ContainmentContext& context) {
 }
 
 int Seccomp(ContainmentContext& context) {
-  // SECURITY: the last step before execve: the default-deny syscall allowlist
-  // (policy/seccomp/) for the agent and everything it starts. Nothing after it but
-  // execve, which the filter allows.
+  // SECURITY: the default-deny syscall allowlist (policy/seccomp/) for the agent and
+  // everything it starts. Nothing after it but the listener's dup2/close and execve,
+  // which the filter allows.
   const sock_fprog* program = context.plan.seccomp;
   if (program == nullptr || program->len == 0) {
     errno = EINVAL;  // fail closed: no filter, no sandbox
     return -1;
   }
-  return sys::SeccompSetFilter(0, program);
+  // With a listener, the filter's notify calls wait for an answer from whoever holds it
+  // (isoboxd: sysinfo.h); the kernel makes it O_CLOEXEC. Once isoboxd has received a call,
+  // only a fatal signal ends the wait (WAIT_KILLABLE_RECV, Linux 5.19): a signal handler
+  // without SA_RESTART does not turn an answer on its way into EINTR. Older kernels refuse
+  // the flag (EINVAL) and get the interruptible wait.
+  unsigned flags = 0;
+  if (context.plan.listener_fd >= 0) {
+    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+  }
+  int fd = sys::SeccompSetFilter(flags, program);
+  if (fd < 0 && errno == EINVAL && flags != 0) {
+    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    fd = sys::SeccompSetFilter(flags, program);
+  }
+  if (fd < 0) return -1;
+  if (flags != 0) context.listener = fd;
+  return 0;
+}
+
+int KeepListener(ContainmentContext& context) {
+  const int target = context.plan.listener_fd;
+  if (target < 0) return 0;
+  // SECURITY: the listener answers for every process of this sandbox; it must never
+  // land on an fd the agent uses for something else, nor leak to anything but the agent
+  // (envd marks every inherited fd close-on-exec at startup, before it starts anything).
+  if (context.listener < 0 || target < 3 + context.plan.pass_fd_count ||
+      target == context.error_fd) {
+    errno = EBADF;
+    return -1;
+  }
+  if (context.listener == target) return ::fcntl(target, F_SETFD, 0);
+  if (::dup2(context.listener, target) < 0) return -1;  // without O_CLOEXEC: kept at execve
+  return ::close(context.listener);
 }
 
 int ExecAgent(ContainmentContext& context) {

@@ -32,6 +32,7 @@ int BecomeAgent(ContainmentContext& context);
 int NoNewPrivs(ContainmentContext& context);
 int SetupFds(ContainmentContext& context);
 int Seccomp(ContainmentContext& context);
+int KeepListener(ContainmentContext& context);
 int ExecAgent(ContainmentContext& context);
 
 }  // namespace isobox::runtime::steps

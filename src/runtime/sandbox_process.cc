@@ -21,6 +21,7 @@
 #include "runtime/disk.h"
 #include "runtime/netns.h"
 #include "runtime/seccomp.h"
+#include "runtime/sysinfo.h"
 #include "runtime/zygote.h"
 
 namespace isobox::runtime {
@@ -232,7 +233,13 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   }
   std::string mountpoint = (spec.state_dir / "rootfs").string();
   std::string tmp_options = fmt::format("mode=1777,size={}", spec.tmp_size_bytes);
-  ASSIGN_OR_RETURN(SeccompProgram seccomp, DefaultSeccompProgram(SeccompProfile::kAgent));
+  ASSIGN_OR_RETURN(SeccompProgram seccomp,
+                   DefaultSeccompProgram(spec.sysinfo_listener ? SeccompProfile::kAgentNotify
+                                                               : SeccompProfile::kAgent));
+  const int listener_fd = spec.sysinfo_listener ? kSysinfoListenerFd : -1;
+  if (spec.sysinfo_listener) {
+    RETURN_IF_ERROR(RecordSysinfoListener(spec.state_dir, listener_fd));
+  }
   sock_fprog seccomp_prog = seccomp.Prog();
   std::vector<int> pass_fds = {listener.Get(), config.Get()};
   pass_fds.insert(pass_fds.end(), spec.extra_fds.begin(), spec.extra_fds.end());
@@ -256,6 +263,7 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
       .pass_fd_count = static_cast<int>(pass_fds.size()),
       .log_fd = log.Get(),
       .seccomp = &seccomp_prog,
+      .listener_fd = listener_fd,
       .exec_path = agent_path.c_str(),
       .argv = argv.data(),
       .envp = envp.data(),
@@ -277,6 +285,7 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
                            .env = envp[0],
                            .nofile = plan.nofile,
                            .fsize = plan.fsize,
+                           .listener_fd = listener_fd,
                            .has_usr = mounts.usr.Valid()};
     std::vector<int> fds = {sync.read.Get(), error.write.Get(), mounts.root.Get(),
                             mounts.agent.Get(), log.Get()};
@@ -319,10 +328,16 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   sync.write.Reset();
   RETURN_IF_ERROR(AwaitContainment(error.read.Get(), kSpawnTimeoutMs));
   times.Mark("containment");
+  UniqueFd sysinfo_listener;
+  if (spec.sysinfo_listener) {
+    ASSIGN_OR_RETURN(sysinfo_listener, TakeListenerAt(init.Pidfd(), listener_fd));
+    times.Mark("listener");
+  }
   LOG_DEBUG("spawn {} (ms): {}", spec.id, times.Text());
   // Only a disk is kept; state_dir's fd is not a mount of its own.
   UniqueFd disk = spec.disk_bytes != 0 ? std::move(mounts.layers) : UniqueFd();
-  return SandboxProcess{std::move(init), std::move(socket_path), std::move(disk)};
+  return SandboxProcess{std::move(init), std::move(socket_path), std::move(disk),
+                        std::move(sysinfo_listener)};
 }
 
 }  // namespace isobox::runtime

@@ -45,7 +45,7 @@ struct SandboxSpec {
   int root_layer_mount_fd = -1;
   int usr_layer_mount_fd = -1;
   int usr_mask_mount_fd = -1;
-  std::filesystem::path agent_dir;   // host directory holding the agent, shown at /.isobox
+  std::filesystem::path agent_dir;         // host directory holding the agent, shown at /.isobox
   std::string agent_name = "isobox-envd";  // the agent's file name in agent_dir
   std::filesystem::path state_dir;         // this sandbox's private directory on the host
   std::string agent_config;                // JSON given to the agent as fd 4
@@ -79,6 +79,10 @@ struct SandboxSpec {
   // What the sandbox sees of its limits (limits_view.h), written to state_dir/view;
   // cpu_count 0: no view.
   LimitsView limits_view;
+  // The agent filter with a listener for its notify calls (sysinfo.h): the caller takes
+  // SandboxProcess::sysinfo_listener and must answer them (SysinfoNotifier), or every
+  // sysinfo call in the sandbox waits. false: sysinfo is the host's (host-side tests).
+  bool sysinfo_listener = false;
 };
 
 struct SandboxProcess {
@@ -88,6 +92,9 @@ struct SandboxProcess {
   // references). Kept until the sandbox is gone so that its release, an expedited RCU
   // grace period, happens at teardown instead of on the create's path.
   UniqueFd disk;
+  // With SandboxSpec::sysinfo_listener: isoboxd's copy of the listener (the init keeps
+  // its own at kSysinfoListenerFd, recorded in state_dir).
+  UniqueFd sysinfo_listener;
 };
 
 // A detached, read-only, nosuid, nodev clone of `layer`, idmapped through

@@ -92,15 +92,25 @@ Result<SeccompRule> ParseRule(std::string_view line) {
     words.pop_back();
   }
   if (words.size() < 2 || (words.size() - 2) % 3 != 0) {
-    return MakeError(ErrorCode::kInvalidArgument, "expected '<action> <syscall> [a<N> <op> <v>]...'");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "expected '<action> <syscall> [a<N> <op> <v>]...'");
   }
-  if (words[0] != "allow") {
+  if (words[0] != "allow" && words[0] != "notify") {
     auto it = std::find_if(kErrnos.begin(), kErrnos.end(),
                            [&](const auto& entry) { return entry.first == words[0]; });
     if (it == kErrnos.end()) {
       return MakeError(ErrorCode::kInvalidArgument, "unknown action '{}'", words[0]);
     }
     rule.errno_value = it->second;
+  }
+  if (words[0] == "notify") {
+    // Allowed in the user filter, so an exception or a condition would make the two
+    // filters disagree on more than the notification (and an @agent line would be the
+    // user filter's EPERM, which overrides the notification).
+    if (words.size() != 2 || rule.agent_only) {
+      return MakeError(ErrorCode::kInvalidArgument, "notify takes a syscall only");
+    }
+    rule.notify = true;
   }
   rule.syscall = std::string(words[1]);
   for (size_t i = 2; i < words.size(); i += 3) {
@@ -187,8 +197,9 @@ Result<std::vector<SeccompRule>> ResolveExceptions(const std::vector<SeccompRule
                          rules[i].line, why, rule.line);
       };
       if (broader[j] >= 0) return fail("an exception to an exception");
-      if (rules[i].errno_value == rule.errno_value)
+      if (rules[i].errno_value == rule.errno_value && rules[i].notify == rule.notify)
         return fail("an exception with the same action");
+      if (rule.notify) return fail("an exception to a notify line");
       if (extra->arg != first->arg || extra->mask != first->mask) {
         return fail("exceptions to one rule must compare the same argument with the same mask");
       }
@@ -213,20 +224,25 @@ Result<std::vector<SeccompRule>> ResolveExceptions(const std::vector<SeccompRule
   return out;
 }
 
-Status AddRule(scmp_filter_ctx ctx, const SeccompRule& rule) {
+uint32_t Action(const SeccompRule& rule, SeccompProfile profile) {
+  if (rule.notify && profile == SeccompProfile::kAgentNotify) return SCMP_ACT_NOTIFY;
+  return rule.errno_value == 0 ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(rule.errno_value);
+}
+
+Status AddRule(scmp_filter_ctx ctx, const SeccompRule& rule, SeccompProfile profile) {
   int nr = ::seccomp_syscall_resolve_name(rule.syscall.c_str());
   // Fail closed: a name this architecture does not have is simply not allowed.
   if (nr == __NR_SCMP_ERROR) return Ok();
   if (nr < 0) return Ok();  // a pseudo-syscall libseccomp knows but this ABI lacks
-  uint32_t action = rule.errno_value == 0 ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(rule.errno_value);
+  uint32_t action = Action(rule, profile);
   std::vector<scmp_arg_cmp> cmps;
   for (const SeccompCondition& c : rule.conditions) {
     // As SCMP_CMP64 would build them, with every field named (clang -Wextra wants all).
-    cmps.push_back(c.mask == 0
-                       ? scmp_arg_cmp{.arg = c.arg, .op = SCMP_CMP_EQ, .datum_a = c.value,
-                                      .datum_b = 0}
-                       : scmp_arg_cmp{.arg = c.arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = c.mask,
-                                      .datum_b = c.value});
+    cmps.push_back(
+        c.mask == 0
+            ? scmp_arg_cmp{.arg = c.arg, .op = SCMP_CMP_EQ, .datum_a = c.value, .datum_b = 0}
+            : scmp_arg_cmp{
+                  .arg = c.arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = c.mask, .datum_b = c.value});
   }
   int rc = ::seccomp_rule_add_exact_array(ctx, action, nr, static_cast<unsigned>(cmps.size()),
                                           cmps.data());
@@ -249,7 +265,9 @@ Result<std::vector<SeccompRule>> ParseSeccompPolicy(std::string_view text) {
     line = line.substr(0, line.find('#'));
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     auto rule = ParseRule(line);
-    if (!rule) return tl::unexpected(rule.error().WithContext(fmt::format("seccomp policy line {}", number)));
+    if (!rule)
+      return tl::unexpected(
+          rule.error().WithContext(fmt::format("seccomp policy line {}", number)));
     rule->line = number;
     rules.push_back(std::move(*rule));
   }
@@ -281,11 +299,11 @@ Result<SeccompProgram> CompileSeccomp(const std::vector<SeccompRule>& rules,
   if (rc < 0) return ErrnoError(-rc, "seccomp binary-tree attribute");
   std::vector<SeccompRule> selected;
   for (const SeccompRule& rule : rules) {
-    if (rule.agent_only && profile != SeccompProfile::kAgent) continue;
+    if (rule.agent_only && profile == SeccompProfile::kUser) continue;
     selected.push_back(rule);
   }
   ASSIGN_OR_RETURN(std::vector<SeccompRule> resolved, ResolveExceptions(selected));
-  for (const SeccompRule& rule : resolved) RETURN_IF_ERROR(AddRule(ctx, rule));
+  for (const SeccompRule& rule : resolved) RETURN_IF_ERROR(AddRule(ctx, rule, profile));
   UniqueFd out(::memfd_create("isobox-seccomp", MFD_CLOEXEC));
   if (!out) return SysError("memfd_create");
   rc = ::seccomp_export_bpf(ctx, out.Get());
@@ -304,14 +322,14 @@ Result<SeccompProgram> CompileSeccomp(const std::vector<SeccompRule>& rules,
 
 Result<SeccompProgram> DefaultSeccompProgram(SeccompProfile profile) {
   static std::mutex mutex;
-  static std::optional<SeccompProgram> cached[2];
+  static std::optional<SeccompProgram> cached[3];
   std::lock_guard lock(mutex);
-  auto& slot = cached[profile == SeccompProfile::kAgent ? 0 : 1];
+  auto& slot = cached[static_cast<int>(profile)];
   if (!slot) {
     ASSIGN_OR_RETURN(std::vector<SeccompRule> rules, ParseSeccompPolicy(EmbeddedSeccompPolicy()));
     ASSIGN_OR_RETURN(SeccompProgram program, CompileSeccomp(rules, profile));
     LOG_DEBUG("seccomp {} filter: {} instructions",
-              profile == SeccompProfile::kAgent ? "agent" : "user", program.instructions.size());
+              profile == SeccompProfile::kUser ? "user" : "agent", program.instructions.size());
     slot = std::move(program);
   }
   return *slot;

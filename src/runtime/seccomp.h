@@ -1,11 +1,17 @@
 // The seccomp-bpf allowlist of sandboxes. The policy is data (policy/seccomp/default.policy,
 // embedded at build time); this module parses it and compiles it with libseccomp into the
-// two BPF programs the containment uses:
+// BPF programs the containment uses:
 //
-//   kAgent  installed by RunContainment right before the agent's execve; inherited by
-//           everything in the sandbox.
-//   kUser   handed to envd (a sealed memfd) and installed in each user process before its
-//           execve, on top of the agent filter.
+//   kAgentNotify  installed by RunContainment right before the agent's execve, with a
+//                 listener (SECCOMP_FILTER_FLAG_NEW_LISTENER) through which isoboxd answers
+//                 the policy's `notify` calls (sysinfo.h); inherited by everything in the
+//                 sandbox.
+//   kAgent        the same filter with the `notify` calls allowed, for a sandbox that
+//                 nobody answers for (started without a listener: host-side tests).
+//   kUser         handed to envd (a sealed memfd) and installed in each user process before
+//                 its execve, on top of the agent filter. It allows the `notify` calls: the
+//                 kernel takes the answer of highest precedence among stacked filters, and
+//                 ALLOW ranks below USER_NOTIF, so the agent filter's notification stands.
 //
 // Compilation allocates and must happen in the parent; the child only calls seccomp(2)
 // with the finished program (async-signal-safe).
@@ -23,7 +29,7 @@
 
 namespace isobox::runtime {
 
-enum class SeccompProfile { kAgent, kUser };
+enum class SeccompProfile { kAgent, kAgentNotify, kUser };
 
 struct SeccompCondition {
   unsigned arg = 0;   // 0..5
@@ -33,7 +39,8 @@ struct SeccompCondition {
 
 struct SeccompRule {
   std::string syscall;
-  int errno_value = 0;  // 0: allow; else fail with this errno
+  int errno_value = 0;  // 0: allow (or notify); else fail with this errno
+  bool notify = false;  // `notify`: answered by isoboxd in kAgentNotify, allowed otherwise
   std::vector<SeccompCondition> conditions;
   bool agent_only = false;
   int line = 0;

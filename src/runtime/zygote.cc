@@ -40,7 +40,7 @@ struct RequestHeader {
   uint64_t nofile;
   uint64_t fsize;
   uint32_t has_usr;
-  uint32_t reserved;
+  int32_t listener_fd;  // ContainmentPlan::listener_fd
 };
 
 struct Reply {
@@ -229,7 +229,7 @@ Result<ChildProcess> Zygote::Clone(uint64_t clone_flags, const ZygotePlan& plan,
                        .nofile = plan.nofile,
                        .fsize = plan.fsize,
                        .has_usr = plan.has_usr ? 1u : 0u,
-                       .reserved = 0};
+                       .listener_fd = plan.listener_fd};
   std::string request(reinterpret_cast<const char*>(&header), sizeof(header));
   for (const std::string* text : {&plan.mountpoint, &plan.hostname, &plan.tmp_options,
                                   &plan.exec_path, &plan.argv0, &plan.env}) {
@@ -272,7 +272,8 @@ bool ParseRequest(std::string_view in, const std::vector<UniqueFd>& fds,
   std::memcpy(&header, in.data(), sizeof(header));
   in.remove_prefix(sizeof(header));
   size_t fixed = header.has_usr != 0 ? 6 : 5;
-  if (header.magic != kMagic || header.fd_count != fds.size() || fds.size() < fixed) {
+  if (header.magic != kMagic || header.fd_count != fds.size() || fds.size() < fixed ||
+      header.listener_fd < -1) {
     return false;
   }
   for (std::string& text : strings) {
@@ -290,6 +291,7 @@ bool ParseRequest(std::string_view in, const std::vector<UniqueFd>& fds,
   plan.pass_fd_count = static_cast<int>(pass_fds.size());
   plan.nofile = header.nofile;
   plan.fsize = header.fsize;
+  plan.listener_fd = header.listener_fd;
   return true;
 }
 
@@ -300,9 +302,15 @@ void Answer(int socket, long pid, int pidfd, uint32_t failed = kFailedClone) {
   (void)SendWithFds(socket, data, pid > 0 ? std::span<const int>(fds) : std::span<const int>());
 }
 
+// The agent's programs, compiled once by the server (seccomp.h).
+struct AgentPrograms {
+  SeccompProgram plain;   // kAgent
+  SeccompProgram notify;  // kAgentNotify: for a plan with a listener
+};
+
 // A zygote: reads one request from `socket_fd`, clones the init, answers, exits.
 // `netns_errno`: how setting up its network namespace failed (0: it did not).
-int ZygoteMain(int socket_fd, SeccompProgram& seccomp, int netns_errno) {
+int ZygoteMain(int socket_fd, AgentPrograms& programs, int netns_errno) {
   std::string data(kMaxRequestBytes, '\0');
   std::vector<UniqueFd> fds;
   if (!ReceiveWithFds(socket_fd, data, fds)) return 1;  // isoboxd closed the socket
@@ -318,7 +326,7 @@ int ZygoteMain(int socket_fd, SeccompProgram& seccomp, int netns_errno) {
     Answer(socket_fd, -netns_errno, -1, kFailedNetns);
     return 1;
   }
-  sock_fprog seccomp_prog = seccomp.Prog();
+  sock_fprog seccomp_prog = plan.listener_fd >= 0 ? programs.notify.Prog() : programs.plain.Prog();
   std::array<char*, 2> argv = {strings[4].data(), nullptr};
   std::array<char*, 2> envp = {strings[5].data(), nullptr};
   plan.mountpoint = strings[0].c_str();
@@ -334,8 +342,8 @@ int ZygoteMain(int socket_fd, SeccompProgram& seccomp, int netns_errno) {
   // SECURITY: the same namespaces SpawnSandbox asks for (clone_flags), in the zygote's own
   // network namespace (netns.h); CLONE_PARENT makes the init isoboxd's child, so isoboxd
   // reaps it and its pidfd waits work.
-  args.flags = (clone_flags & ~static_cast<uint64_t>(CLONE_INTO_CGROUP)) | CLONE_PARENT |
-               CLONE_PIDFD;
+  args.flags =
+      (clone_flags & ~static_cast<uint64_t>(CLONE_INTO_CGROUP)) | CLONE_PARENT | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = 0;  // with CLONE_PARENT the kernel takes the zygote's own
   long pid = sys::Clone3(&args, sizeof(args));
@@ -350,9 +358,11 @@ int ZygoteServerMain(int socket_fd, pid_t daemon) {
   // Its zygotes, and the sandboxes they clone, run at the default priority, whatever the
   // priority of the isoboxd thread that started this server.
   RunAtDefaultPriority();
-  // Compiled once, before any zygote exists; every zygote inherits it.
-  auto seccomp = DefaultSeccompProgram(SeccompProfile::kAgent);
-  if (!seccomp) return 1;
+  // Compiled once, before any zygote exists; every zygote inherits them.
+  auto plain = DefaultSeccompProgram(SeccompProfile::kAgent);
+  auto notify = DefaultSeccompProgram(SeccompProfile::kAgentNotify);
+  if (!plain || !notify) return 1;
+  AgentPrograms programs{std::move(*plain), std::move(*notify)};
   while (true) {
     std::string data(16, '\0');
     std::vector<UniqueFd> fds;
@@ -379,7 +389,7 @@ int ZygoteServerMain(int socket_fd, pid_t daemon) {
       // Dies with isoboxd (its parent now); if isoboxd is gone already, serves no one.
       if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || ::getppid() != daemon) ::_exit(1);
       int netns_errno = SetUpSandboxNetns() < 0 ? errno : 0;
-      ::_exit(ZygoteMain(3, *seccomp, netns_errno));
+      ::_exit(ZygoteMain(3, programs, netns_errno));
     }
     Answer(socket_fd, pid < 0 ? -errno : pid, pidfd);
     if (pidfd >= 0) ::close(pidfd);

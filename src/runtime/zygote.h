@@ -15,7 +15,7 @@
 // Zygotes come from a zygote server: one isobox-zygote process, exec'd once (isoboxd has
 // threads; after a fork of isoboxd only async-signal-safe code could run, and every fork
 // of its large address space costs copy-on-write faults afterwards). The server compiles
-// the agent's seccomp program once and forks a zygote per request, with CLONE_PARENT too:
+// the agent's seccomp programs once and forks a zygote per request, with CLONE_PARENT too:
 // each zygote is isoboxd's child, which reaps it and holds its pidfd. Server and zygotes
 // die with the isoboxd thread that started the server (PR_SET_PDEATHSIG), and only then:
 // the server runs in a session of its own, so a terminal's Ctrl-C (SIGINT to isoboxd's
@@ -37,7 +37,8 @@
 namespace isobox::runtime {
 
 // What the init needs that is not in the zygote's own memory: a ContainmentPlan without
-// its fds and without the seccomp program (the zygote builds the agent program itself).
+// its fds and without the seccomp program (the zygote has the agent programs compiled:
+// kAgentNotify when listener_fd >= 0, else kAgent).
 struct ZygotePlan {
   std::string mountpoint;
   std::string hostname;
@@ -47,6 +48,7 @@ struct ZygotePlan {
   std::string env;  // one NAME=value
   uint64_t nofile = 0;
   uint64_t fsize = 0;
+  int listener_fd = -1;  // ContainmentPlan::listener_fd
   // The plan's fds, in the order the zygote hands them on: sync_fd, error_fd,
   // root_mount_fd, agent_mount_fd, log_fd, usr_mount_fd (when has_usr), then pass_fds.
   bool has_usr = false;

@@ -1,11 +1,13 @@
 // Runs as a sandbox's init in runtime integration tests and prints what it sees, one
 // "key=value" line each, to stdout (the sandbox log). Static, so it runs in any rootfs.
+// Started as "sysinfo-probe" it reports what sysinfo(2) says instead (SysinfoMain).
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/nsfs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -13,15 +15,21 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -110,9 +118,74 @@ void PrintRlimits() {
   }
 }
 
+void PrintSysinfo(const char* when) {
+  struct sysinfo info {};
+  if (sysinfo(&info) < 0) {
+    std::printf("%s_error=%s\n", when, std::strerror(errno));
+    return;
+  }
+  std::printf("%s_totalram=%lu\n%s_freeram=%lu\n%s_procs=%u\n%s_uptime=%ld\n", when, info.totalram,
+              when, info.freeram, when, info.procs, when, info.uptime);
+  std::printf("%s_mem_unit=%u\n%s_totalswap=%lu\n%s_loads0=%lu\n", when, info.mem_unit, when,
+              info.totalswap, when, info.loads[0]);
+}
+
+void OnUsr1(int) {}
+
+// sysinfo as the sandbox sees it, as its usage changes: 64 MiB more memory, 3 more tasks.
+// First one call with a SIGUSR1 handler without SA_RESTART: a signal while isoboxd holds
+// the call must not turn it into EINTR.
+int SysinfoMain() {
+  struct sigaction action {};
+  action.sa_handler = OnUsr1;
+  sigaction(SIGUSR1, &action, nullptr);
+  struct sysinfo first {};
+  long rc = syscall(SYS_sysinfo, &first);
+  std::printf("first=%s\n", rc == 0 ? "ok" : strerrorname_np(errno));
+  PrintSysinfo("before");
+  constexpr size_t kTouched = 64 << 20;
+  std::vector<char> touched(kTouched, 1);
+  PrintSysinfo("touched");
+  std::atomic<bool> release{false};
+  std::atomic<int> started{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&] {
+      started.fetch_add(1);
+      while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+  }
+  while (started.load() < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  PrintSysinfo("threads");
+  release = true;
+  for (auto& thread : threads) thread.join();
+  long null = syscall(SYS_sysinfo, nullptr);
+  std::printf("null=%s\n", null == 0 ? "ok" : strerrorname_np(errno));
+  std::printf("phys_bytes=%lld\n",
+              static_cast<long long>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE));
+  char link[64] = {};
+  ssize_t n = readlink("/proc/self/fd/63", link, sizeof link - 1);
+  std::printf("fd_63=%s\n", n > 0 ? link : std::strerror(errno));
+  // The cost of an answered call, as the caller sees it.
+  constexpr int kCalls = 2000;
+  auto start = std::chrono::steady_clock::now();
+  struct sysinfo info {};
+  for (int i = 0; i < kCalls; ++i) sysinfo(&info);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  std::printf("call_ns=%lld\n",
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count() / kCalls));
+  std::fflush(stdout);
+  return touched[kTouched / 2] == 1 ? 0 : 1;
+}
+
 }  // namespace
 
-int main() {
+int main(int, char** argv) {
+  const char* name = std::strrchr(argv[0], '/');
+  if (std::strcmp(name != nullptr ? name + 1 : argv[0], "sysinfo-probe") == 0) {
+    return SysinfoMain();
+  }
   struct utsname uts {};
   uname(&uts);
   std::printf("pid=%d\nuid=%d\ngid=%d\nhostname=%s\n", getpid(), getuid(), getgid(), uts.nodename);
@@ -133,7 +206,8 @@ int main() {
   PrintOpen("write_proc_sys", "/proc/sys/net/ipv4/ip_forward", O_WRONLY);
   PrintOpen("open_fd_5", "/proc/self/fd/5", O_RDONLY);
   PrintOpen("listen_fd_3", "/proc/self/fd/3", O_RDONLY);
-  for (const char* field : {"CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh", "Seccomp", "NoNewPrivs"}) {
+  for (const char* field :
+       {"CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh", "Seccomp", "NoNewPrivs"}) {
     PrintStatus(field);
   }
   struct statvfs root_fs {};

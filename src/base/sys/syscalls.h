@@ -26,10 +26,16 @@ inline int PidfdSendSignal(int pidfd, int sig, siginfo_t* info, unsigned int fla
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, info, flags));
 }
 
+// A copy of fd `target_fd` of the process behind `pidfd` (O_CLOEXEC); needs ptrace access to it.
+inline int PidfdGetfd(int pidfd, int target_fd, unsigned int flags) {
+  return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, target_fd, flags));
+}
+
 inline int Openat2(int dirfd, const char* path, struct open_how* how, size_t size) {
   return static_cast<int>(::syscall(SYS_openat2, dirfd, path, how, size));
 }
 
+// With SECCOMP_FILTER_FLAG_NEW_LISTENER in `flags` it returns the listener's fd (O_CLOEXEC).
 inline int SeccompSetFilter(unsigned int flags, const void* program) {
   return static_cast<int>(::syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, flags, program));
 }

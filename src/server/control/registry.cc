@@ -143,6 +143,11 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
         std::make_unique<CgroupSpares>(*cgroups_, config_.zygote_program,
                                        config_.state_dir / "sandboxes", kSpares, config_.network);
   }
+  if (auto notifier = runtime::SysinfoNotifier::Start()) {
+    sysinfo_ = std::move(*notifier);
+  } else {
+    LOG_WARN("sandboxes will see the host's sysinfo: {}", notifier.error().message);
+  }
 }
 
 void Registry::StartSpares() {
@@ -190,6 +195,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Readopt(const SandboxRecord
   auto cgroup = cgroups_->Open(name);
   if (!cgroup) return fail(cgroup.error().WithContext("its cgroup"));
   sandbox->cgroup = std::move(*cgroup);
+  if (auto answered = AdoptSysinfo(*sandbox); !answered) return fail(answered.error());
   std::string netns_path = fmt::format("/proc/{}/ns/net", record.init_pid);
   sandbox->netns.Reset(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!sandbox->netns) return fail(Error{ErrorCode::kInternal, errno, "open " + netns_path});
@@ -401,6 +407,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   // The writable layer's own filesystem, as big as the template's disk (runtime/disk.h).
   spec.disk_bytes = uint64_t{tmpl.disk_mb} << 20;
   spec.disks = &disks_;
+  spec.sysinfo_listener = sysinfo_ != nullptr;
   // The agent's config is built as one JSON object and serialized once, below.
   json::object agent_config = AgentConfig(id, info.access_token, options.env_vars);
   boost::system::error_code json_ec;
@@ -451,6 +458,9 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   ASSIGN_OR_RETURN(sandbox->process, runtime::SpawnSandbox(spec));
   times.Mark("spawn");
   ASSIGN_OR_RETURN(sandbox->init_start_ticks, StartTicks(sandbox->process.init.Pid()));
+  if (sandbox->process.sysinfo_listener) {
+    RETURN_IF_ERROR(AnswerSysinfo(*sandbox, std::move(sandbox->process.sysinfo_listener)));
+  }
   std::string netns_path = fmt::format("/proc/{}/ns/net", sandbox->process.init.Pid());
   sandbox->netns.Reset(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!sandbox->netns) return SysError("open {}", netns_path);
@@ -652,6 +662,7 @@ ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
   // frozen cgroup is thawed by Destroy so that the kill can complete.
   StepTimes times;
   bool emptied = true;
+  if (sysinfo_) sysinfo_->Remove(sandbox->info.id);
   if (sandbox->process.init.Valid()) (void)sandbox->process.init.Signal(SIGKILL);
   if (sandbox->cgroup) {
     (void)sandbox->cgroup->Thaw();

@@ -28,6 +28,7 @@
 #include "runtime/disk.h"
 #include "runtime/disk_pool.h"
 #include "runtime/sandbox_process.h"
+#include "runtime/sysinfo_notifier.h"
 #include "server/control/sandbox_info.h"
 #include "server/control/sandbox_network.h"
 #include "server/control/spares.h"
@@ -183,6 +184,10 @@ class Registry {
   // Kills and removes everything of the sandbox; returns how its init ended.
   ExitStatus Destroy(std::unique_ptr<Sandbox> sandbox);
   Status Persist(const Sandbox& sandbox);
+  // sysinfo(2) in the sandbox, answered by sysinfo_ (registry_sysinfo.cc): from a new
+  // sandbox's listener, or from the one its init keeps when it is re-adopted.
+  Status AnswerSysinfo(const Sandbox& sandbox, UniqueFd listener);
+  Status AdoptSysinfo(const Sandbox& sandbox);
   Result<std::unique_ptr<Sandbox>> Readopt(const SandboxRecord& record);
   void KillAll(const EndCause& cause);
   // Warm pools (pool.cc).
@@ -213,6 +218,9 @@ class Registry {
   std::unique_ptr<CgroupSpares> spares_;  // cgroup v1 with a zygote program only
   Store& store_;
   EventObserver observer_;
+  // Answers every sandbox's sysinfo calls (runtime/sysinfo.h); null if it could not
+  // start, and then sandboxes see the host's sysinfo.
+  std::unique_ptr<runtime::SysinfoNotifier> sysinfo_;
 
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;

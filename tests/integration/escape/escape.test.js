@@ -98,6 +98,12 @@ const ATTACKS = [
   ['signal_agent_kill', 'EPERM', 'ok'],
   ['pidfd_signal_agent', 'EPERM', 'ok'],
   ['ptrace_attach_agent', 'EPERM'],
+  // The sysinfo listener envd keeps for isoboxd: out of reach (ptrace check, seccomp), and
+  // no process can make one of its own; sysinfo(NULL) is EFAULT as from the kernel.
+  ['open_agent_listener', 'EACCES'],
+  ['pidfd_getfd_agent_listener', 'EPERM'],
+  ['seccomp_new_listener', 'EBUSY'],
+  ['sysinfo_null', 'EFAULT'],
   ['ptrace_traceme', 'EPERM'],
   ['process_vm_readv_agent', 'EPERM'],
   // Mounts and namespaces: seccomp refuses them (and there are no capabilities).

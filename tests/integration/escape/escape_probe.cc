@@ -9,10 +9,12 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/filter.h>
 #include <linux/keyctl.h>
 #include <linux/netlink.h>
 #include <linux/perf_event.h>
 #include <linux/reboot.h>
+#include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -81,6 +83,15 @@ std::string InChild(F call) {
   if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return "fork failed";
   errno = WEXITSTATUS(status);
   return Errno(errno == 0 ? 0 : -1);
+}
+
+// A filter of its own with a listener: one per filter chain, and the agent filter has
+// isoboxd's (EBUSY).
+int NewSeccompListener() {
+  sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  sock_fprog prog{1, &allow};
+  return static_cast<int>(
+      syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
 }
 
 std::string StatusField(const char* field) {
@@ -211,6 +222,21 @@ std::map<std::string, Attack> Attacks() {
          return Sys(syscall(SYS_pidfd_send_signal, fd, SIGTERM, nullptr, 0));
        }},
       {"ptrace_attach_agent", [] { return Sys(ptrace(PTRACE_ATTACH, 1, nullptr, nullptr)); }},
+      // The seccomp listener that isoboxd answers sysinfo through (runtime/sysinfo.h): the
+      // agent keeps a copy at fd 63 (kSysinfoListenerFd); nothing else may hold one.
+      {"open_agent_listener", [] { return OpenPath("/proc/1/fd/63", O_RDWR); }},
+      {"pidfd_getfd_agent_listener",
+       [] {
+         int fd = static_cast<int>(syscall(SYS_pidfd_open, 1, 0));
+         if (fd < 0) return Errno(fd);
+         long copy = syscall(SYS_pidfd_getfd, fd, 63, 0);
+         std::string out = Sys(copy);
+         if (copy >= 0) close(static_cast<int>(copy));
+         close(fd);
+         return out;
+       }},
+      {"seccomp_new_listener", [] { return InChild(NewSeccompListener); }},
+      {"sysinfo_null", [] { return Sys(syscall(SYS_sysinfo, nullptr)); }},
       {"ptrace_traceme", [] { return Sys(ptrace(PTRACE_TRACEME, 0, nullptr, nullptr)); }},
       {"process_vm_readv_agent",
        [] {

@@ -33,14 +33,14 @@ size_t IndexOf(std::string_view name) {
 }
 
 TEST(ContainmentTableTest, StepsAreInTheDocumentedOrder) {
-  EXPECT_THAT(
-      Names(),
-      ::testing::ElementsAre(
-          "new session", "wait for parent", "make mounts private", "open mountpoint",
-          "open limits view", "become sandbox root", "attach root", "attach /usr", "attach agent",
-          "mount /proc", "mount /dev", "mask /proc", "mount /tmp", "show limits", "pin cpus",
-          "pivot_root", "detach old root", "set hostname", "wait for cgroup", "unshare cgroup ns",
-          "set rlimits", "become agent", "no_new_privs", "set up fds", "seccomp", "exec agent"));
+  EXPECT_THAT(Names(),
+              ::testing::ElementsAre(
+                  "new session", "wait for parent", "make mounts private", "open mountpoint",
+                  "open limits view", "become sandbox root", "attach root", "attach /usr",
+                  "attach agent", "mount /proc", "mount /dev", "mask /proc", "mount /tmp",
+                  "show limits", "pin cpus", "pivot_root", "detach old root", "set hostname",
+                  "wait for cgroup", "unshare cgroup ns", "set rlimits", "become agent",
+                  "no_new_privs", "set up fds", "seccomp", "keep seccomp listener", "exec agent"));
 }
 
 // The orderings the sequence depends on, each for its reason.
@@ -72,8 +72,11 @@ TEST(ContainmentTableTest, OrderingsThatMatter) {
   // Without CAP_SYS_ADMIN (the agent has none) seccomp needs no_new_privs first.
   EXPECT_LT(IndexOf("become agent"), IndexOf("no_new_privs"));
   EXPECT_LT(IndexOf("no_new_privs"), IndexOf("seccomp"));
-  // Seccomp last, then nothing but execve.
-  EXPECT_EQ(IndexOf("seccomp"), ContainmentSteps().size() - 2);
+  // Seccomp last, then nothing but the listener's dup2 and execve; the listener's fd
+  // number is free only once "set up fds" closed everything else.
+  EXPECT_EQ(IndexOf("seccomp"), ContainmentSteps().size() - 3);
+  EXPECT_EQ(IndexOf("keep seccomp listener"), ContainmentSteps().size() - 2);
+  EXPECT_LT(IndexOf("set up fds"), IndexOf("seccomp"));
   EXPECT_EQ(IndexOf("exec agent"), ContainmentSteps().size() - 1);
 }
 

@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "server/control/agent_client.h"
+#include "server/control/ids.h"
 #include "server/control/registry.h"
 #include "server/control/registry_sandbox.h"
 
@@ -164,6 +165,8 @@ Status Registry::Personalize(Sandbox& sandbox, const SandboxOptions& options) {
     RETURN_IF_ERROR(config_.network->Apply(sandbox.net, asked));
   }
   info.network = asked;
+  // SECURITY: made with public ports; from here on, the create's choice (proxy.cc).
+  info.traffic_access_token = options.network.allow_public_traffic ? "" : NewToken();
   if (options.env_vars.empty()) return Ok();
   // The sandbox-wide env vars, for every later process, /envs and the code interpreter.
   json::object env;

@@ -159,11 +159,18 @@ Result<SandboxOptions> ParseNewSandbox(std::string_view text, bool network) {
 
 namespace {
 
+// The answer of create and connect: the only ones that carry the traffic access token.
 json::object SandboxJson(const SandboxInfo& info) {
-  return json::object{{"sandboxID", info.id},          {"templateID", info.template_id},
-                      {"alias", info.template_id},     {"clientID", kClientId},
-                      {"envdVersion", kEnvdVersion},   {"envdAccessToken", info.access_token},
-                      {"trafficAccessToken", nullptr}, {"domain", nullptr}};
+  json::value traffic = nullptr;
+  if (!info.traffic_access_token.empty()) traffic = info.traffic_access_token;
+  return json::object{{"sandboxID", info.id},
+                      {"templateID", info.template_id},
+                      {"alias", info.template_id},
+                      {"clientID", kClientId},
+                      {"envdVersion", kEnvdVersion},
+                      {"envdAccessToken", info.access_token},
+                      {"trafficAccessToken", std::move(traffic)},
+                      {"domain", nullptr}};
 }
 
 json::object ListedJson(const SandboxInfo& info) {

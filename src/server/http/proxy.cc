@@ -159,7 +159,9 @@ Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_bu
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return ec;
       body.size = chunk.size() - body.size;
-      body.data = chunk.data();
+      // No data pointer for no data: Beast encodes an empty piece that has one as a
+      // zero-length chunk, which would end a chunked body twice (after the last piece).
+      body.data = body.size > 0 ? chunk.data() : nullptr;
       if (report != nullptr) {
         report->body_bytes += body.size;
         if (report->capture && report->body.size() + body.size <= ops::kMaxCapturedBody) {
@@ -367,13 +369,21 @@ Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderPars
     if (progress.stalled()) report.ops.OnRelayTimeout();
     co_return false;
   }
-  const bool keep_alive = client_keep_alive && !request_ec;
-  response.keep_alive(keep_alive);
+  bool keep_alive = client_keep_alive && !request_ec;
   if (!response.chunked() && !response.has_content_length() &&
       response.result() != http::status::no_content &&
       response.result() != http::status::not_modified) {
-    response.chunked(true);
+    // A body that ends with the upstream connection (an HTTP/1.0 server's, often).
+    if (version >= 11) {
+      // Re-framed as chunks for the HTTP/1.1 client, under an HTTP/1.1 status line: an
+      // HTTP/1.0 one with chunks is read by clients as a body up to the close.
+      response.version(11);
+      response.chunked(true);
+    } else {
+      keep_alive = false;  // an HTTP/1.0 client: the body ends with this connection too
+    }
   }
+  response.keep_alive(keep_alive);
   // Waiting for the answer's header is not timed (a slow computation before a response is
   // legitimate); its body must then keep moving.
   progress.Touch();

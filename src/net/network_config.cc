@@ -66,19 +66,25 @@ Result<std::vector<EgressEntry>> ParseEntries(const json::object& network, std::
   return out;
 }
 
+// The ingress options: set at create, kept by network updates (E2B's update takes none).
+bool IsIngressKey(std::string_view key) {
+  return key == "allowPublicTraffic" || key == "maskRequestHost" || key == "httpsPorts";
+}
+
 // The `network` fields Isobox does not honour yet: refused by name while absent or at
 // their default, so that a request never silently gets less than it asked for.
 Status RefuseUnsupported(const json::object& network, bool update) {
   for (const auto& [key, value] : network) {
     if (key == "allowOut" || key == "denyOut" || value.is_null()) continue;
     if (update && (key == "allow_internet_access" || key == "allowInternetAccess")) continue;
-    if (key == "allowPublicTraffic" && value.is_bool() && value.as_bool()) continue;
-    if ((key == "rules" && value.is_object() && value.as_object().empty()) ||
-        (key == "httpsPorts" && value.is_array() && value.as_array().empty())) {
-      continue;
+    if (!update && IsIngressKey(key)) continue;
+    if (update && IsIngressKey(key)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "'{}' cannot be changed on a running sandbox (it is set at create)",
+                       std::string_view(key));
     }
-    if (key == "rules" || key == "egressProxy" || key == "allowPublicTraffic" ||
-        key == "maskRequestHost" || key == "httpsPorts") {
+    if (key == "rules" && value.is_object() && value.as_object().empty()) continue;
+    if (key == "rules" || key == "egressProxy") {
       return MakeError(ErrorCode::kInvalidArgument,
                        "'{}{}' is not supported by this Isobox version (README "
                        "\"Network\" lists what is)",
@@ -88,6 +94,105 @@ Status RefuseUnsupported(const json::object& network, bool update) {
                      std::string_view(key));
   }
   return Ok();
+}
+
+Result<bool> ParsePublicTraffic(const json::object& network) {
+  const json::value* value = network.if_contains("allowPublicTraffic");
+  if (value == nullptr || value->is_null()) return true;
+  if (!value->is_bool()) {
+    return MakeError(ErrorCode::kInvalidArgument, "'network.allowPublicTraffic' must be a boolean");
+  }
+  return value->as_bool();
+}
+
+// `httpsPorts`: distinct ports 1-65535, at most kMaxHttpsPorts, none of the agent's own.
+Result<std::vector<uint16_t>> ParseHttpsPorts(const json::object& network) {
+  std::vector<uint16_t> out;
+  const json::value* list = network.if_contains("httpsPorts");
+  if (list == nullptr || list->is_null()) return out;
+  if (!list->is_array()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "'network.httpsPorts' must be an array of port numbers");
+  }
+  if (list->as_array().size() > kMaxHttpsPorts) {
+    return MakeError(ErrorCode::kInvalidArgument, "'network.httpsPorts' has {} ports; at most {}",
+                     list->as_array().size(), kMaxHttpsPorts);
+  }
+  for (const json::value& item : list->as_array()) {
+    std::optional<int64_t> number;
+    if (item.is_int64()) number = item.as_int64();
+    if (item.is_uint64())
+      number = static_cast<int64_t>(std::min<uint64_t>(item.as_uint64(), 1 << 20));
+    if (!number) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "'network.httpsPorts' must be an array of port numbers");
+    }
+    if (*number < 1 || *number > 65535) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "'network.httpsPorts': {} is not a port (1-65535)", *number);
+    }
+    auto port = static_cast<uint16_t>(*number);
+    if (port == kEnvdPort || port == kInterpreterPort) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "'network.httpsPorts': {} is the sandbox agent's own port (envd "
+                       "49983, code interpreter 49999), which isoboxd reaches itself",
+                       port);
+    }
+    if (std::find(out.begin(), out.end(), port) != out.end()) {
+      return MakeError(ErrorCode::kInvalidArgument, "'network.httpsPorts': {} is listed twice",
+                       port);
+    }
+    out.push_back(port);
+  }
+  return out;
+}
+
+Result<std::string> ParseMaskRequestHost(const json::object& network) {
+  const json::value* value = network.if_contains("maskRequestHost");
+  if (value == nullptr || value->is_null()) return std::string();
+  if (!value->is_string()) {
+    return MakeError(ErrorCode::kInvalidArgument, "'network.maskRequestHost' must be a string");
+  }
+  std::string_view mask = value->as_string();
+  if (mask.empty()) return std::string();  // as absent: the client's Host passes
+  RETURN_IF_ERROR(CheckMaskRequestHost(mask));
+  return std::string(mask);
+}
+
+// Copies the ingress options of `network` (a create's) into `config`.
+Status ParseIngress(const json::object& network, NetworkConfig& config) {
+  ASSIGN_OR_RETURN(config.allow_public_traffic, ParsePublicTraffic(network));
+  ASSIGN_OR_RETURN(config.mask_request_host, ParseMaskRequestHost(network));
+  ASSIGN_OR_RETURN(config.https_ports, ParseHttpsPorts(network));
+  return Ok();
+}
+
+// A host name as a Host header may carry it: labels of 1-63 letters, digits and hyphens,
+// not starting or ending with a hyphen; one label will do ("localhost"); the last not all
+// digits (that would be an address, checked as one).
+bool IsHostName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxDomainLength) return false;
+  std::string_view last;
+  while (true) {
+    size_t dot = name.find('.');
+    std::string_view label = name.substr(0, dot);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-' ||
+        !std::all_of(label.begin(), label.end(), IsLabelChar)) {
+      return false;
+    }
+    last = label;
+    if (dot == std::string_view::npos) break;
+    name.remove_prefix(dot + 1);
+  }
+  return !std::all_of(last.begin(), last.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool IsPortText(std::string_view text) {
+  if (text.empty() || text.size() > 5 || text.front() == '0') return false;
+  if (!std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  return std::stoul(std::string(text)) <= 65535;
 }
 
 json::array EntriesJson(const std::vector<EgressEntry>& entries) {
@@ -102,6 +207,50 @@ bool NetworkConfig::HasDomains() const {
   auto is_domain = [](const EgressEntry& e) { return e.kind != EgressEntry::Kind::kCidr; };
   return std::any_of(allow_out.begin(), allow_out.end(), is_domain) ||
          std::any_of(deny_out.begin(), deny_out.end(), is_domain);
+}
+
+bool NetworkConfig::IsHttpsPort(unsigned port) const {
+  return std::find(https_ports.begin(), https_ports.end(), port) != https_ports.end();
+}
+
+Status CheckMaskRequestHost(std::string_view mask) {
+  if (mask.size() > kMaxMaskRequestHostLength) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "'network.maskRequestHost' has {} characters; at most {}", mask.size(),
+                     kMaxMaskRequestHostLength);
+  }
+  size_t placeholder = mask.find(kPortPlaceholder);
+  if (placeholder != std::string_view::npos &&
+      mask.find(kPortPlaceholder, placeholder + 1) != std::string_view::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "'network.maskRequestHost' '{}' has more than one ${{PORT}}", mask);
+  }
+  // The longest port stands in for any: what is valid with it is valid with every port.
+  std::string host = MaskedRequestHost(mask, 65535);
+  std::string_view name = host;
+  size_t colon = name.rfind(':');
+  bool valid = true;
+  if (colon != std::string_view::npos) {
+    valid = IsPortText(name.substr(colon + 1));
+    name = name.substr(0, colon);
+  }
+  bool looks_numeric = std::all_of(name.begin(), name.end(),
+                                   [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+  valid = valid && (looks_numeric ? ParseIpv4(name).has_value() : IsHostName(name));
+  if (!valid) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "'network.maskRequestHost' '{}' is not a host name or IPv4 address with an "
+                     "optional :port (${{PORT}} stands for the port)",
+                     mask);
+  }
+  return Ok();
+}
+
+std::string MaskedRequestHost(std::string_view mask, unsigned port) {
+  std::string out(mask);
+  size_t at = out.find(kPortPlaceholder);
+  if (at != std::string::npos) out.replace(at, kPortPlaceholder.size(), std::to_string(port));
+  return out;
 }
 
 bool NetworkConfig::NeedsDns() const {
@@ -172,6 +321,9 @@ Result<bool> ParseInternet(const json::object& body, bool otherwise) {
 
 Result<NetworkConfig> ParseNetworkUpdate(const json::object& body, const NetworkConfig& current) {
   NetworkConfig config;
+  config.allow_public_traffic = current.allow_public_traffic;
+  config.mask_request_host = current.mask_request_host;
+  config.https_ports = current.https_ports;
   ASSIGN_OR_RETURN(config.internet, ParseInternet(body, current.internet));
   RETURN_IF_ERROR(RefuseUnsupported(body, /*update=*/true));
   ASSIGN_OR_RETURN(config.allow_out, ParseEntries(body, "allowOut"));
@@ -190,18 +342,25 @@ Result<NetworkConfig> ParseNetworkConfig(const json::object& body, bool default_
   RETURN_IF_ERROR(RefuseUnsupported(network->as_object(), /*update=*/false));
   ASSIGN_OR_RETURN(config.allow_out, ParseEntries(network->as_object(), "allowOut"));
   ASSIGN_OR_RETURN(config.deny_out, ParseEntries(network->as_object(), "denyOut"));
+  RETURN_IF_ERROR(ParseIngress(network->as_object(), config));
   return config;
 }
 
 json::object NetworkJson(const NetworkConfig& config) {
-  return json::object{{"allowOut", EntriesJson(config.allow_out)},
-                      {"denyOut", EntriesJson(config.deny_out)},
-                      {"allowPublicTraffic", true}};
+  json::object out{{"allowOut", EntriesJson(config.allow_out)},
+                   {"denyOut", EntriesJson(config.deny_out)},
+                   {"allowPublicTraffic", config.allow_public_traffic}};
+  if (!config.mask_request_host.empty()) out["maskRequestHost"] = config.mask_request_host;
+  if (!config.https_ports.empty()) {
+    json::array ports;
+    for (uint16_t port : config.https_ports) ports.emplace_back(port);
+    out["httpsPorts"] = std::move(ports);
+  }
+  return out;
 }
 
 std::string SerializeNetworkConfig(const NetworkConfig& config) {
   json::object out = NetworkJson(config);
-  out.erase("allowPublicTraffic");
   return json::serialize(
       json::object{{"allow_internet_access", config.internet}, {"network", std::move(out)}});
 }

@@ -8,6 +8,11 @@
 // blocks, domain names and `*.`-wildcard domains. What no sandbox reaches whatever its
 // rules (the host, private ranges, other sandboxes) is the firewall's (firewall.h), not
 // the config's.
+//
+// Ingress, also E2B's: `allowPublicTraffic: false` makes isoboxd ask requests to the
+// sandbox's ports for the sandbox's traffic access token; `maskRequestHost` is the Host a
+// sandbox's server sees (`${PORT}` replaced by the port); `httpsPorts` are ports whose
+// server speaks TLS, which isoboxd then speaks to them (server/http/proxy.cc).
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -27,6 +32,13 @@ namespace isobox::net {
 // kernel's firewall and into the proxy's tables, per sandbox.
 inline constexpr size_t kMaxEgressEntries = 128;  // in allowOut and in denyOut, each
 inline constexpr size_t kMaxDomainLength = 253;
+inline constexpr size_t kMaxHttpsPorts = 32;
+inline constexpr size_t kMaxMaskRequestHostLength = 255;  // as given, `${PORT}` included
+// Replaced by the port in maskRequestHost (E2B's placeholder).
+inline constexpr std::string_view kPortPlaceholder = "${PORT}";
+// Ports the agent serves itself over its own socket: never in httpsPorts.
+inline constexpr uint16_t kEnvdPort = 49983;
+inline constexpr uint16_t kInterpreterPort = 49999;
 
 struct EgressEntry {
   enum class Kind { kCidr, kDomain, kWildcardDomain };
@@ -43,13 +55,19 @@ struct NetworkConfig {
   bool internet = true;  // allow_internet_access
   std::vector<EgressEntry> allow_out;
   std::vector<EgressEntry> deny_out;
+  // Ingress: set at create, kept by network updates.
+  bool allow_public_traffic = true;   // false: requests need the traffic access token
+  std::string mask_request_host;      // empty: the client's Host reaches the sandbox
+  std::vector<uint16_t> https_ports;  // as given, each once
 
   bool HasDomains() const;
   // Names need the resolver: internet, or names in allowOut (which wins over the deny-all
   // that no internet is, as E2B documents).
   bool NeedsDns() const;
-  // Internet on and no rules: what a sandbox has unless asked otherwise.
+  // Internet on and no egress rules: the egress a sandbox has unless asked otherwise
+  // (ingress options play no part: they are isoboxd's relay's, not the firewall's).
   bool IsDefault() const { return internet && allow_out.empty() && deny_out.empty(); }
+  bool IsHttpsPort(unsigned port) const;
   bool operator==(const NetworkConfig&) const = default;
 };
 
@@ -62,9 +80,17 @@ Result<NetworkConfig> ParseNetworkConfig(const boost::json::object& body, bool d
 
 // The body of PUT /sandboxes/{id}/network (Sandbox.updateNetwork): the rules it gives
 // replace the sandbox's (absent lists: none); `allow_internet_access` absent keeps
-// `current`'s.
+// `current`'s. The ingress options are `current`'s: an update that names one is refused.
 Result<NetworkConfig> ParseNetworkUpdate(const boost::json::object& body,
                                          const NetworkConfig& current);
+
+// `maskRequestHost` checked: at most kMaxMaskRequestHostLength characters, at most one
+// `${PORT}`, and, with the placeholder replaced by any port, a host name (letters, digits,
+// hyphens; labels of at most 63) or an IPv4 address, with an optional `:port`.
+Status CheckMaskRequestHost(std::string_view mask);
+// The Host a request to `port` reaches the sandbox with: `mask` with `${PORT}` replaced by
+// the port; empty for an empty mask.
+std::string MaskedRequestHost(std::string_view mask, unsigned port);
 
 // The `network` block GET /sandboxes/{id} answers (the SDK's getInfo reads it).
 boost::json::object NetworkJson(const NetworkConfig& config);

@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "server/control/agent_client.h"
+#include "server/control/ids.h"
 #include "server/control/registry.h"
 #include "server/control/registry_sandbox.h"
 
@@ -153,14 +154,19 @@ Status Registry::Personalize(Sandbox& sandbox, const SandboxOptions& options) {
   info.started_at = std::chrono::system_clock::now();
   info.end_at = info.started_at + options.timeout;
   // It was made with the default network policy; a create asking for another gets it
-  // before the sandbox is handed out.
-  if (!options.network.IsDefault()) {
-    if (config_.network == nullptr) {
+  // before the sandbox is handed out. Without networking (--no-network) it has loopback
+  // only, which is all such a create can ask for (the routes refuse egress).
+  const net::NetworkConfig& asked = options.network;
+  if (config_.network == nullptr) {
+    if (asked.internet || !asked.allow_out.empty() || !asked.deny_out.empty()) {
       return MakeError(ErrorCode::kInvalidArgument, "this isoboxd gives sandboxes no network");
     }
-    RETURN_IF_ERROR(config_.network->Apply(sandbox.net, options.network));
+  } else if (!asked.IsDefault()) {
+    RETURN_IF_ERROR(config_.network->Apply(sandbox.net, asked));
   }
-  info.network = options.network;
+  info.network = asked;
+  // SECURITY: made with public ports; from here on, the create's choice (proxy.cc).
+  info.traffic_access_token = options.network.allow_public_traffic ? "" : NewToken();
   if (options.env_vars.empty()) return Ok();
   // The sandbox-wide env vars, for every later process, /envs and the code interpreter.
   json::object env;

@@ -354,6 +354,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   info.id = id;
   info.template_id = tmpl.id;
   info.access_token = NewToken();
+  // SECURITY: asked of every request to its ports but envd's (server/http/proxy.cc).
+  if (!options.network.allow_public_traffic) info.traffic_access_token = NewToken();
   info.metadata = options.metadata;
   info.started_at = std::chrono::system_clock::now();
   info.end_at = info.started_at + options.timeout;

@@ -22,6 +22,10 @@ struct SandboxInfo {
   std::string id;
   std::string template_id;
   std::string access_token;
+  // Asked of every request isoboxd relays to the sandbox's ports but envd's
+  // (e2b-traffic-access-token) when its create said `network.allowPublicTraffic: false`;
+  // empty otherwise. Answered by create and connect only (trafficAccessToken).
+  std::string traffic_access_token;
   std::map<std::string, std::string> metadata;
   SandboxState state = SandboxState::kRunning;
   SystemTime started_at;

@@ -13,10 +13,12 @@
 #include <vector>
 
 #include "base/log.h"
+#include "net/network_config.h"
 #include "protocol/base64.h"
 #include "protocol/body_framing.h"
 #include "server/control/ids.h"
 #include "server/http/body_relay.h"
+#include "server/http/upstream_tls.h"
 
 namespace isobox::server {
 namespace {
@@ -34,6 +36,8 @@ constexpr uint64_t kEnvdDefaultKeepalive = 90;
 // Ports the agent itself serves: envd and the code interpreter.
 constexpr unsigned kEnvdPort = 49983;
 constexpr unsigned kInterpreterPort = 49999;
+// Asked of requests to a sandbox whose create said `network.allowPublicTraffic: false`.
+constexpr std::string_view kTrafficTokenHeader = "e2b-traffic-access-token";
 // envd's answer to a missing or wrong access token (E2B's envd, api/auth.go).
 constexpr std::string_view kUnauthorized =
     "unauthorized access, please provide a valid access token or method signing if supported";
@@ -49,6 +53,29 @@ std::string PortNotOpen(std::string_view id, unsigned port) {
                            {"message", "The sandbox is running but port is not open"},
                            {"port", port},
                            {"code", 502}};
+  return boost::json::serialize(body);
+}
+
+// E2B's proxy's answer to a request without the sandbox's traffic access token, or with
+// another (shared/pkg/proxy/template/traffic_access_token_error.go).
+std::string TrafficTokenRefusal(std::string_view id, bool missing) {
+  std::string problem =
+      missing ? fmt::format("Token header '{}' is missing", kTrafficTokenHeader)
+              : fmt::format("Provided token in header '{}' is invalid", kTrafficTokenHeader);
+  return boost::json::serialize(
+      boost::json::object{{"sandboxId", id},
+                          {"message", "Sandbox is secured with traffic access token. " + problem},
+                          {"code", 403}});
+}
+
+std::string TlsFailed(std::string_view id, unsigned port) {
+  boost::json::object body{
+      {"sandboxId", id},
+      {"message", fmt::format("The sandbox's port {} is in network.httpsPorts but did not "
+                              "complete a TLS handshake",
+                              port)},
+      {"port", port},
+      {"code", 502}};
   return boost::json::serialize(body);
 }
 
@@ -159,7 +186,9 @@ Task<boost::system::error_code> Relay(Input& input, beast::flat_buffer& input_bu
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return ec;
       body.size = chunk.size() - body.size;
-      body.data = chunk.data();
+      // No data pointer for no data: Beast encodes an empty piece that has one as a
+      // zero-length chunk, which would end a chunked body twice (after the last piece).
+      body.data = body.size > 0 ? chunk.data() : nullptr;
       if (report != nullptr) {
         report->body_bytes += body.size;
         if (report->capture && report->body.size() + body.size <= ops::kMaxCapturedBody) {
@@ -367,13 +396,21 @@ Task<bool> Exchange(ClientStream& client, beast::flat_buffer& buffer, HeaderPars
     if (progress.stalled()) report.ops.OnRelayTimeout();
     co_return false;
   }
-  const bool keep_alive = client_keep_alive && !request_ec;
-  response.keep_alive(keep_alive);
+  bool keep_alive = client_keep_alive && !request_ec;
   if (!response.chunked() && !response.has_content_length() &&
       response.result() != http::status::no_content &&
       response.result() != http::status::not_modified) {
-    response.chunked(true);
+    // A body that ends with the upstream connection (an HTTP/1.0 server's, often).
+    if (version >= 11) {
+      // Re-framed as chunks for the HTTP/1.1 client, under an HTTP/1.1 status line: an
+      // HTTP/1.0 one with chunks is read by clients as a body up to the close.
+      response.version(11);
+      response.chunked(true);
+    } else {
+      keep_alive = false;  // an HTTP/1.0 client: the body ends with this connection too
+    }
   }
+  response.keep_alive(keep_alive);
   // Waiting for the answer's header is not timed (a slow computation before a response is
   // legitimate); its body must then keep moving.
   progress.Touch();
@@ -414,6 +451,13 @@ void Identify(const HeaderParser::value_type& request, RelayReport& report) {
   report.capture = ops::CaptureForAudit(report.port, report.method, report.path);
 }
 
+// Whether `presented` is `expected`, in time that depends on the length only (tokens
+// have one length; the length is no secret).
+bool SameToken(std::string_view presented, const std::string& expected) {
+  return presented.size() == expected.size() &&
+         CRYPTO_memcmp(presented.data(), expected.data(), expected.size()) == 0;
+}
+
 // The code interpreter's routes that the official SDKs call without the access token (the
 // context routes; E2B does not check them, and none runs code) and the liveness checks.
 // The interpreter keeps the same list (interpreter/server.cc, TokenlessRoute).
@@ -437,10 +481,20 @@ std::string InterpreterTokenProblem(const HeaderParser::value_type& request,
   if (presented.empty()) {
     return TokenlessInterpreterRoute(report.method, report.path) ? "" : "missing access token";
   }
-  // Constant time for the token's length (tokens have one length; the length is no secret).
-  bool same = presented.size() == expected.size() &&
-              CRYPTO_memcmp(presented.data(), expected.data(), expected.size()) == 0;
-  return same ? "" : "wrong access token";
+  return SameToken(presented, expected) ? "" : "wrong access token";
+}
+
+constexpr std::string_view kTokenMissing = "missing traffic access token";
+constexpr std::string_view kTokenWrong = "wrong traffic access token";
+
+// Why a request must be refused for the sandbox's traffic access token, or "" when it
+// may go on (the sandbox has none, or the request carries it).
+std::string TrafficTokenProblem(const HeaderParser::value_type& request,
+                                const std::string& expected) {
+  if (expected.empty()) return "";
+  auto it = request.find(kTrafficTokenHeader);
+  if (it == request.end() || it->value().empty()) return std::string(kTokenMissing);
+  return SameToken(it->value(), expected) ? "" : std::string(kTokenWrong);
 }
 
 template <typename ClientStream>
@@ -464,6 +518,54 @@ void KeepStreamsMoving(HeaderParser::value_type& request, std::chrono::seconds i
     interval = kEnvdDefaultKeepalive;
   }
   if (interval > most) request.set(kKeepaliveHeader, std::to_string(most));
+}
+
+// What a request to a sandbox port other than envd's carries in: never the traffic
+// access token, and the Host of `network.maskRequestHost` when there is one.
+void PrepareForSandbox(HeaderParser::value_type& request, const net::NetworkConfig& network,
+                       unsigned port) {
+  // SECURITY: the token is isoboxd's to check: the code in the sandbox never sees it.
+  request.erase(kTrafficTokenHeader);
+  if (!network.mask_request_host.empty()) {
+    request.set(http::field::host, net::MaskedRequestHost(network.mask_request_host, port));
+  }
+}
+
+// A user port: connect to the sandbox's own loopback from inside its network namespace
+// (the sandbox itself never gets a route out), in TLS for a port in `network.httpsPorts`.
+template <typename ClientStream>
+Task<bool> ForwardToUserPort(ClientStream& client, beast::flat_buffer& buffer, HeaderParser& header,
+                             const Registry& registry, RelayReport& report,
+                             const RelayLimits& limits, const net::NetworkConfig& network) {
+  const unsigned version = header.get().version();
+  const std::string& id = report.id;
+  const unsigned port = report.port;
+  auto fd = registry.SocketInSandbox(id);
+  if (!fd) {
+    report.live = false;
+    co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
+  }
+  asio::ip::tcp::socket upstream(client.get_executor(), asio::ip::tcp::v4(), fd->Release());
+  boost::system::error_code ec;
+  co_await upstream.async_connect(
+      asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<uint16_t>(port)),
+      asio::redirect_error(asio::use_awaitable, ec));
+  if (ec || port == 0) {
+    co_return co_await RefuseAndReport(client, version, PortNotOpen(id, port), report);
+  }
+  if (!network.IsHttpsPort(port)) {
+    co_return co_await Exchange(client, buffer, header, upstream, report, limits);
+  }
+  // The sandbox's server speaks TLS; the client's side stays as it came (plain HTTP, or
+  // TLS to isoboxd's own listener).
+  TlsUpstream tls(std::move(upstream), UpstreamTlsContext());
+  ec = co_await HandshakeUpstream(tls);
+  if (ec) {
+    LOG_DEBUG("sandbox {}: TLS to port {}: {}", id, port, ec.message());
+    co_return co_await RefuseAndReport(client, version, TlsFailed(id, port), report);
+  }
+  EofOnTruncation stream(tls);
+  co_return co_await Exchange(client, buffer, header, stream, report, limits);
 }
 
 }  // namespace
@@ -492,12 +594,27 @@ Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, He
     co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
   }
   if (target.port == kEnvdPort) KeepStreamsMoving(header.get(), limits.idle_timeout);
+  std::optional<SandboxInfo> info;
+  if (target.port != kEnvdPort) {
+    info = registry.Get(id);
+    if (!info) co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
+    // SECURITY: a sandbox created with `network.allowPublicTraffic: false` is reached on
+    // its ports (the code interpreter's included; envd checks its own token) only by the
+    // holder of its traffic access token. Refused here, the request never reaches the
+    // sandbox; the refusal is audited.
+    report.refused = TrafficTokenProblem(header.get(), info->traffic_access_token);
+    if (!report.refused.empty()) {
+      report.Report(403);
+      co_return co_await Refuse(client, version, http::status::forbidden,
+                                TrafficTokenRefusal(id, report.refused == kTokenMissing));
+    }
+    PrepareForSandbox(header.get(), info->network, target.port);
+  }
   if (target.port == kInterpreterPort) {
     // SECURITY: the code interpreter runs code: only the holder of the sandbox's access
     // token may reach it (envd checks its own port itself; user ports stay open as in
-    // E2B). Refused here, the request never reaches the sandbox; the refusal is audited.
-    std::optional<SandboxInfo> info = registry.Get(id);
-    if (!info) co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
+    // E2B unless the traffic token above closes them). Refused here, the request never
+    // reaches the sandbox; the refusal is audited.
     report.refused = InterpreterTokenProblem(header.get(), report, info->access_token);
     if (!report.refused.empty()) {
       report.Report(401);
@@ -505,24 +622,11 @@ Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, He
                                 JsonError(401, kUnauthorized));
     }
   }
-  boost::system::error_code ec;
   if (target.port != kEnvdPort && target.port != kInterpreterPort) {
-    // A user port: connect to the sandbox's own loopback from inside its network
-    // namespace. The sandbox itself never gets a route out.
-    auto fd = registry.SocketInSandbox(id);
-    if (!fd) {
-      report.live = false;
-      co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
-    }
-    asio::ip::tcp::socket upstream(client.get_executor(), asio::ip::tcp::v4(), fd->Release());
-    co_await upstream.async_connect(asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(),
-                                                            static_cast<uint16_t>(target.port)),
-                                    asio::redirect_error(asio::use_awaitable, ec));
-    if (ec || target.port == 0) {
-      co_return co_await RefuseAndReport(client, version, PortNotOpen(id, target.port), report);
-    }
-    co_return co_await Exchange(client, buffer, header, upstream, report, limits);
+    co_return co_await ForwardToUserPort(client, buffer, header, registry, report, limits,
+                                         info->network);
   }
+  boost::system::error_code ec;
   if (target.port == kInterpreterPort) socket_path = registry.InterpreterSocket(id);
   if (!socket_path) {
     co_return co_await RefuseAndReport(client, version, PortNotOpen(id, target.port), report);

@@ -147,7 +147,9 @@ Result<SandboxOptions> ParseNewSandbox(std::string_view text, bool network) {
   ASSIGN_OR_RETURN(options.env_vars, ParseStringMap(body, "envVars"));
   ASSIGN_OR_RETURN(options.auto_pause, ParseBool(body, "autoPause"));
   ASSIGN_OR_RETURN(options.network, net::ParseNetworkConfig(body, /*default_internet=*/network));
-  if (!network && (options.network.internet || !options.network.IsDefault())) {
+  // Egress asked of a daemon without networking; the ingress options need none.
+  if (!network && (options.network.internet || !options.network.allow_out.empty() ||
+                   !options.network.deny_out.empty())) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "this isoboxd gives sandboxes loopback only (--no-network): "
                      "'allow_internet_access' and 'network' rules cannot be honoured");
@@ -157,11 +159,18 @@ Result<SandboxOptions> ParseNewSandbox(std::string_view text, bool network) {
 
 namespace {
 
+// The answer of create and connect: the only ones that carry the traffic access token.
 json::object SandboxJson(const SandboxInfo& info) {
-  return json::object{{"sandboxID", info.id},          {"templateID", info.template_id},
-                      {"alias", info.template_id},     {"clientID", kClientId},
-                      {"envdVersion", kEnvdVersion},   {"envdAccessToken", info.access_token},
-                      {"trafficAccessToken", nullptr}, {"domain", nullptr}};
+  json::value traffic = nullptr;
+  if (!info.traffic_access_token.empty()) traffic = info.traffic_access_token;
+  return json::object{{"sandboxID", info.id},
+                      {"templateID", info.template_id},
+                      {"alias", info.template_id},
+                      {"clientID", kClientId},
+                      {"envdVersion", kEnvdVersion},
+                      {"envdAccessToken", info.access_token},
+                      {"trafficAccessToken", std::move(traffic)},
+                      {"domain", nullptr}};
 }
 
 json::object ListedJson(const SandboxInfo& info) {

@@ -69,12 +69,20 @@ ALTER TABLE sandboxes ADD COLUMN network TEXT;
 PRAGMA user_version = 3;
 )sql";
 
-constexpr int64_t kSchemaVersion = 3;
+// Version 4: public traffic. A sandbox's traffic access token (NULL: none, its ports
+// are public as every sandbox's were before).
+constexpr const char* kMigrateV4 = R"sql(
+ALTER TABLE sandboxes ADD COLUMN traffic_access_token TEXT;
+PRAGMA user_version = 4;
+)sql";
+
+constexpr int64_t kSchemaVersion = 4;
 
 constexpr const char* kSandboxColumns =
     "id, template_id, access_token, metadata, state, started_at, end_at, cpu_count, "
     "memory_mb, disk_mb, auto_pause, slot, init_pid, init_start_ticks, interpreter, "
-    "ended_at, end_reason, end_message, exit_code, exit_signal, owner, address, network";
+    "ended_at, end_reason, end_message, exit_code, exit_signal, owner, address, network, "
+    "traffic_access_token";
 
 int64_t Millis(SystemTime time) {
   return std::chrono::duration_cast<milliseconds>(time.time_since_epoch()).count();
@@ -131,6 +139,10 @@ SandboxRecord ReadSandbox(const sqlite::Statement& row) {
   } else if (info.address == 0) {
     info.network.internet = false;  // made before networking: loopback only
   }
+  info.traffic_access_token = row.Text(23);
+  // SECURITY: the token decides, not the stored configuration: a sandbox with a token
+  // keeps asking for it even if its configuration could not be read back.
+  if (!info.traffic_access_token.empty()) info.network.allow_public_traffic = false;
   return record;
 }
 
@@ -179,6 +191,7 @@ Status Store::Migrate() {
     if (current < 1) RETURN_IF_ERROR(db_.Exec(kSchemaV1));
     if (current < 2) RETURN_IF_ERROR(db_.Exec(kMigrateV2));
     if (current < 3) RETURN_IF_ERROR(db_.Exec(kMigrateV3));
+    if (current < 4) RETURN_IF_ERROR(db_.Exec(kMigrateV4));
     return Ok();
   };
   Status migrated = migrate();
@@ -194,7 +207,7 @@ Status Store::PutSandbox(const SandboxRecord& record) {
   const SandboxInfo& info = record.info;
   ASSIGN_OR_RETURN(sqlite::Statement insert,
                    db_.Prepare(fmt::format("INSERT OR REPLACE INTO sandboxes({}) VALUES "
-                                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                            kSandboxColumns)));
   std::string state = record.end ? "ended" : std::string(SandboxStateName(info.state));
   insert.Bind(1, info.id)
@@ -214,6 +227,7 @@ Status Store::PutSandbox(const SandboxRecord& record) {
       .Bind(15, int64_t{record.interpreter});
   if (!info.owner.empty()) insert.Bind(21, info.owner);  // else NULL: admin keys only
   insert.Bind(22, int64_t{info.address}).Bind(23, net::SerializeNetworkConfig(info.network));
+  if (!info.traffic_access_token.empty()) insert.Bind(24, info.traffic_access_token);
   if (record.end) {
     insert.Bind(16, Millis(record.end->at))
         .Bind(17, record.end->reason)

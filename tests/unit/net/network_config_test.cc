@@ -57,8 +57,9 @@ TEST(NetworkConfigTest, NamesTheOffendingEntry) {
            Case{R"({"network":{"allowOut":[1]}})", "network.allowOut"},
            Case{R"({"network":{"egressProxy":{"address":"p:1080"}}})", "network.egressProxy"},
            Case{R"({"network":{"rules":{"api.x.com":[{}]}}})", "network.rules"},
-           Case{R"({"network":{"allowPublicTraffic":false}})", "network.allowPublicTraffic"},
-           Case{R"({"network":{"maskRequestHost":"x"}})", "network.maskRequestHost"},
+           Case{R"({"network":{"allowPublicTraffic":"no"}})", "network.allowPublicTraffic"},
+           Case{R"({"network":{"maskRequestHost":"a b"}})", "network.maskRequestHost"},
+           Case{R"({"network":{"httpsPorts":[0]}})", "0 is not a port"},
            Case{R"({"network":{"bogus":1}})", "network.bogus"},
            Case{R"({"network":[]})", "'network'"},
            Case{R"({"allow_internet_access":"yes"})", "allow_internet_access"},
@@ -100,11 +101,157 @@ TEST(NetworkConfigTest, RoundTripsThroughTheStoreAndAnswersGetInfo) {
             R"({"allowOut":["*.example.com"],"denyOut":["1.2.3.4"],"allowPublicTraffic":true})");
 }
 
+TEST(NetworkConfigTest, ParsesTheIngressOptions) {
+  auto config = Parse(R"({"network":{"allowPublicTraffic":false,)"
+                      R"("maskRequestHost":"example.test:${PORT}","httpsPorts":[8443,443]}})");
+  ASSERT_TRUE(config) << config.error().message;
+  EXPECT_FALSE(config->allow_public_traffic);
+  EXPECT_EQ(config->mask_request_host, "example.test:${PORT}");
+  EXPECT_EQ(config->https_ports, (std::vector<uint16_t>{8443, 443}));
+  EXPECT_TRUE(config->IsHttpsPort(443));
+  EXPECT_FALSE(config->IsHttpsPort(80));
+  // Ingress options are not egress rules: the firewall has nothing to do for them.
+  EXPECT_TRUE(config->IsDefault());
+  auto plain = Parse(R"({"network":{"allowOut":[]}})");
+  ASSERT_TRUE(plain);
+  EXPECT_TRUE(plain->allow_public_traffic);
+  EXPECT_TRUE(plain->mask_request_host.empty());
+  EXPECT_TRUE(plain->https_ports.empty());
+  // An empty mask is no mask (the client's Host passes).
+  EXPECT_TRUE(Parse(R"({"network":{"maskRequestHost":""}})")->mask_request_host.empty());
+}
+
+TEST(NetworkConfigTest, ChecksHttpsPortsStrictly) {
+  struct Case {
+    const char* ports;
+    const char* named;
+  };
+  for (const Case& c : {
+           Case{"[65536]", "65536 is not a port"},
+           Case{"[-1]", "-1 is not a port"},
+           Case{"[18446744073709551615]", "is not a port"},
+           Case{"[443.5]", "array of port numbers"},
+           Case{"[\"443\"]", "array of port numbers"},
+           Case{"443", "array of port numbers"},
+           Case{"[443,8443,443]", "443 is listed twice"},
+           Case{"[49983]", "49983 is the sandbox agent's own port"},
+           Case{"[49999]", "49999 is the sandbox agent's own port"},
+       }) {
+    std::string body = std::string(R"({"network":{"httpsPorts":)") + c.ports + "}}";
+    auto config = Parse(body);
+    ASSERT_FALSE(config) << body;
+    EXPECT_EQ(config.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(config.error().message.find(c.named), std::string::npos)
+        << body << " -> " << config.error().message;
+    EXPECT_NE(config.error().message.find("network.httpsPorts"), std::string::npos);
+  }
+  json::array many;
+  for (int i = 0; i <= static_cast<int>(kMaxHttpsPorts); ++i) many.emplace_back(8000 + i);
+  auto config =
+      ParseNetworkConfig(json::object{{"network", json::object{{"httpsPorts", many}}}}, true);
+  ASSERT_FALSE(config);
+  EXPECT_NE(config.error().message.find("at most 32"), std::string::npos) << config.error().message;
+  many.pop_back();
+  EXPECT_TRUE(
+      ParseNetworkConfig(json::object{{"network", json::object{{"httpsPorts", many}}}}, true));
+}
+
+TEST(NetworkConfigTest, ChecksTheMaskedHost) {
+  for (const char* good :
+       {"example.test", "example.test:${PORT}", "${PORT}-sandbox.example.app", "localhost:8080",
+        "Example.Test", "127.0.0.1:${PORT}", "a-b.c-d", "10.0.0.1"}) {
+    EXPECT_TRUE(CheckMaskRequestHost(good)) << good;
+  }
+  std::string long_label(63, 'a');
+  EXPECT_TRUE(CheckMaskRequestHost(long_label + ".test"));
+  for (const std::string& bad : std::vector<std::string>{"a b",
+                                                         "example.test:${PORT}${PORT}",
+                                                         "${PORT}.${PORT}.test",
+                                                         "example.test:0",
+                                                         "example.test:65536",
+                                                         "example.test:${PORT}0",
+                                                         "example.test:",
+                                                         ":8080",
+                                                         "example..test",
+                                                         "-example.test",
+                                                         "example.test.",
+                                                         "[::1]:8080",
+                                                         "::1",
+                                                         "example.test\r\nX-Evil: 1",
+                                                         "example.test/path",
+                                                         "user@example.test",
+                                                         "999.1.1.1",
+                                                         "10.0.0.${PORT}",
+                                                         "${PORT}",
+                                                         long_label + "a.test",
+                                                         "${PORT}" + long_label + ".test",
+                                                         "ex_ample.test",
+                                                         "$ {PORT}.test",
+                                                         "${port}.test",
+                                                         std::string(256, 'a')}) {
+    Status checked = CheckMaskRequestHost(bad);
+    ASSERT_FALSE(checked) << bad;
+    EXPECT_EQ(checked.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(checked.error().message.find("network.maskRequestHost"), std::string::npos)
+        << checked.error().message;
+  }
+  EXPECT_NE(CheckMaskRequestHost(std::string(256, 'a')).error().message.find("at most 255"),
+            std::string::npos);
+  EXPECT_NE(CheckMaskRequestHost("${PORT}.${PORT}.test").error().message.find("more than one"),
+            std::string::npos);
+  auto as_number = Parse(R"({"network":{"maskRequestHost":8080}})");
+  ASSERT_FALSE(as_number);
+  EXPECT_NE(as_number.error().message.find("must be a string"), std::string::npos);
+}
+
+TEST(NetworkConfigTest, MasksTheHostWithThePort) {
+  EXPECT_EQ(MaskedRequestHost("example.test:${PORT}", 8080), "example.test:8080");
+  EXPECT_EQ(MaskedRequestHost("${PORT}-x.example.app", 3000), "3000-x.example.app");
+  EXPECT_EQ(MaskedRequestHost("example.test", 3000), "example.test");
+  EXPECT_EQ(MaskedRequestHost("", 3000), "");
+}
+
+TEST(NetworkConfigTest, IngressRoundTripsThroughTheStoreAndAnswersGetInfo) {
+  auto config = Parse(R"({"network":{"allowPublicTraffic":false,)"
+                      R"("maskRequestHost":"${PORT}-x.example.test","httpsPorts":[8443]}})");
+  ASSERT_TRUE(config) << config.error().message;
+  auto back = DeserializeNetworkConfig(SerializeNetworkConfig(*config));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(*back, *config);
+  EXPECT_EQ(json::serialize(NetworkJson(*config)),
+            R"({"allowOut":[],"denyOut":[],"allowPublicTraffic":false,)"
+            R"("maskRequestHost":"${PORT}-x.example.test","httpsPorts":[8443]})");
+}
+
 }  // namespace
 }  // namespace isobox::net
 
 namespace isobox::net {
 namespace {
+
+TEST(NetworkUpdateTest, KeepsTheIngressOptionsAndRefusesChangesToThem) {
+  auto current = ParseNetworkConfig(
+      boost::json::parse(R"({"network":{"allowPublicTraffic":false,)"
+                         R"("maskRequestHost":"example.test","httpsPorts":[8443]}})")
+          .as_object(),
+      true);
+  ASSERT_TRUE(current) << current.error().message;
+  auto update = ParseNetworkUpdate(boost::json::parse(R"({"denyOut":["203.0.113.9"]})").as_object(),
+                                   *current);
+  ASSERT_TRUE(update) << update.error().message;
+  EXPECT_FALSE(update->allow_public_traffic);
+  EXPECT_EQ(update->mask_request_host, "example.test");
+  EXPECT_EQ(update->https_ports, std::vector<uint16_t>{8443});
+  ASSERT_EQ(update->deny_out.size(), 1u);
+  for (const char* body : {R"({"allowPublicTraffic":true})", R"({"maskRequestHost":"x.test"})",
+                           R"({"httpsPorts":[443]})"}) {
+    auto refused = ParseNetworkUpdate(boost::json::parse(body).as_object(), *current);
+    ASSERT_FALSE(refused) << body;
+    EXPECT_NE(refused.error().message.find("cannot be changed on a running sandbox"),
+              std::string::npos)
+        << refused.error().message;
+  }
+}
 
 TEST(NetworkUpdateTest, ReplacesRulesAndKeepsInternetUnlessGiven) {
   NetworkConfig current;

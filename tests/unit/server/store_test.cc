@@ -210,7 +210,7 @@ PRAGMA user_version = 1;
   auto db = sqlite::Database::Open(dir_ / "isobox.db");
   auto version = db->Prepare("PRAGMA user_version");
   ASSERT_TRUE(version && *version->Step());
-  EXPECT_EQ(version->Int(0), 3);
+  EXPECT_EQ(version->Int(0), 4);
 }
 
 TEST_F(StoreTest, KeepsASandboxsAddressAndNetworkConfig) {
@@ -227,6 +227,73 @@ TEST_F(StoreTest, KeepsASandboxsAddressAndNetworkConfig) {
   ASSERT_TRUE(back && back->has_value());
   EXPECT_EQ((*back)->info.address, 0x0acd0002u);
   EXPECT_EQ((*back)->info.network, record.info.network);
+}
+
+TEST_F(StoreTest, KeepsATrafficAccessTokenAndTheIngressOptions) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  SandboxRecord closed = Record("closed");
+  closed.info.traffic_access_token = "traffic-token";
+  closed.info.network.allow_public_traffic = false;
+  closed.info.network.mask_request_host = "example.test:${PORT}";
+  closed.info.network.https_ports = {8443};
+  ASSERT_TRUE(store->PutSandbox(closed));
+  ASSERT_TRUE(store->PutSandbox(Record("open")));
+  auto back = store->GetSandbox("closed");
+  ASSERT_TRUE(back && back->has_value());
+  EXPECT_EQ((*back)->info.traffic_access_token, "traffic-token");
+  EXPECT_EQ((*back)->info.network, closed.info.network);
+  auto open = store->GetSandbox("open");
+  ASSERT_TRUE(open && open->has_value());
+  EXPECT_EQ((*open)->info.traffic_access_token, "");
+  EXPECT_TRUE((*open)->info.network.allow_public_traffic);
+}
+
+// The token decides: a sandbox that has one stays closed even when its stored network
+// configuration cannot be read back.
+TEST_F(StoreTest, ATrafficTokenKeepsTheSandboxClosedWhateverItsStoredConfig) {
+  {
+    auto store = Open();
+    SandboxRecord record = Record("closed");
+    record.info.traffic_access_token = "traffic-token";
+    record.info.network.allow_public_traffic = false;
+    ASSERT_TRUE(store->PutSandbox(record));
+  }
+  {
+    auto db = sqlite::Database::Open(dir_ / "isobox.db");
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db->Exec("UPDATE sandboxes SET network = 'not json' WHERE id = 'closed'"));
+  }
+  auto store = Open();
+  auto back = store->GetSandbox("closed");
+  ASSERT_TRUE(back && back->has_value());
+  EXPECT_EQ((*back)->info.traffic_access_token, "traffic-token");
+  EXPECT_FALSE((*back)->info.network.allow_public_traffic);
+}
+
+// A database from before public traffic (schema version 3): its sandboxes have no token.
+TEST_F(StoreTest, UpgradesAVersion3DatabaseWithPublicSandboxes) {
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->PutSandbox(Record("old")));
+  }
+  {
+    auto db = sqlite::Database::Open(dir_ / "isobox.db");
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(
+        db->Exec("ALTER TABLE sandboxes DROP COLUMN traffic_access_token; "
+                 "PRAGMA user_version = 3;"));
+  }
+  auto store = Open();
+  ASSERT_TRUE(store);
+  auto old = store->GetSandbox("old");
+  ASSERT_TRUE(old && old->has_value());
+  EXPECT_EQ((*old)->info.traffic_access_token, "");
+  EXPECT_TRUE((*old)->info.network.allow_public_traffic);
+  auto db = sqlite::Database::Open(dir_ / "isobox.db");
+  auto version = db->Prepare("PRAGMA user_version");
+  ASSERT_TRUE(version && *version->Step());
+  EXPECT_EQ(version->Int(0), 4);
 }
 
 TEST_F(StoreTest, RefusesADatabaseFromANewerSchema) {

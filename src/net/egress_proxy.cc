@@ -199,8 +199,11 @@ asio::awaitable<void> EgressProxy::Serve(std::shared_ptr<Connection> connection)
       connection->source != 0 ? lookup_(connection->source) : std::nullopt;
   // SECURITY: only sandboxes reach this port (the firewall's input chain); anything else,
   // or a sandbox at its connection cap, is closed unread.
+  // SECURITY: and only connections the firewall redirected (ports 80 and 443): one made
+  // to the proxy's own address would have it connect anywhere on any port.
   if (!config || !OriginalDestination(connection->client, connection->original, connection->port) ||
-      !Admit(connection->source)) {
+      connection->original == config_.listen_address ||
+      (connection->port != 80 && connection->port != 443) || !Admit(connection->source)) {
     CloseBoth(*connection);
     co_return;
   }

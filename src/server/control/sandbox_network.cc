@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "base/thread_priority.h"
+#include "net/block_claim.h"
 #include "net/dns_resolver.h"
 #include "net/egress_proxy.h"
 #include "net/firewall.h"
@@ -63,8 +64,10 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
                      "isoboxd): choose another with --sandbox-cidr",
                      settings.cidr.ToString(), conflicts.front());
   }
+  ASSIGN_OR_RETURN(net::BlockClaim claim, net::BlockClaim::Take(settings.table, settings.cidr));
   ASSIGN_OR_RETURN(net::AddressPool pool, net::AddressPool::Make(settings.cidr));
   std::unique_ptr<SandboxNetwork> network(new SandboxNetwork(std::move(settings), std::move(pool)));
+  network->claim_ = std::move(claim);
   SandboxNetwork& self = *network;
   // SECURITY: sandboxes reach other hosts only through this host's forwarding, and only
   // as this daemon's table allows (net/firewall.h).

@@ -29,6 +29,7 @@
 #include "base/spare_target.h"
 #include "base/unique_fd.h"
 #include "net/address_pool.h"
+#include "net/block_claim.h"
 #include "net/cidr.h"
 #include "net/network_config.h"
 
@@ -133,6 +134,7 @@ class SandboxNetwork {
   std::map<uint32_t, net::NetworkConfig> configs_;  // by sandbox address
   OnDenied on_denied_;                              // set before the first sandbox
   std::atomic<bool> rules_removed_{false};
+  std::optional<net::BlockClaim> claim_;  // this daemon's block, host-wide
   std::deque<PreparedNetns> ready_;
   SpareTarget target_;
   std::condition_variable_any wake_;

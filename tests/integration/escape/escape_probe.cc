@@ -313,7 +313,7 @@ std::map<std::string, Attack> Attacks() {
       {"raw_socket", [] { return Socket(AF_INET, SOCK_RAW, IPPROTO_ICMP); }},
       {"packet_socket", [] { return Socket(AF_PACKET, SOCK_RAW, 0); }},
       {"vsock_socket", [] { return Socket(40 /*AF_VSOCK*/, SOCK_STREAM, 0); }},
-      {"connect_public", [] { return InetConnect("1.1.1.1", 80); }},
+      {"connect_metadata", [] { return InetConnect("169.254.169.254", 80); }},
       {"connect_private", [] { return InetConnect("10.0.0.1", 80); }},
       {"connect_loopback_closed", [] { return InetConnect("127.0.0.1", 1); }},
       // /proc, /sys, /dev.

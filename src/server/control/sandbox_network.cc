@@ -107,7 +107,16 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
   net::DnsResolverConfig dns{
       .allow_source = [raw](uint32_t source) { return raw->ResolvesFor(source); }};
   if (self.settings_.dns_servers.empty()) {
-    ASSIGN_OR_RETURN(dns.upstreams, net::ReadUpstreamsFile("/etc/resolv.conf"));
+    // A host without an IPv4 resolver still runs sandboxes: their lookups fail (SERVFAIL)
+    // until the operator names one.
+    auto upstreams = net::ReadUpstreamsFile("/etc/resolv.conf");
+    if (upstreams) {
+      dns.upstreams = std::move(*upstreams);
+    } else {
+      LOG_WARN("sandbox DNS: {}; lookups in sandboxes will fail (name a resolver with "
+               "--dns-server)",
+               upstreams.error().message);
+    }
   } else {
     for (const std::string& text : self.settings_.dns_servers) {
       ASSIGN_OR_RETURN(net::DnsUpstream upstream, net::ParseDnsUpstream(text));

@@ -27,9 +27,6 @@ struct ReachLimits {
 const std::vector<Ipv4Cidr>& NeverReachableRanges();
 bool NeverReachable(const ReachLimits& limits, uint32_t address);
 
-// Whether `name` (lower case, no trailing dot) matches `entry` (a domain or wildcard).
-bool MatchesDomain(const EgressEntry& entry, std::string_view name);
-
 enum class Verdict { kAllow, kDeny };
 
 // E2B's order: allowOut (by name, then by address) wins; then denyOut; then the

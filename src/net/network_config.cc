@@ -83,8 +83,8 @@ Status RefuseUnsupported(const json::object& network, bool update) {
                        "'{}' cannot be changed on a running sandbox (it is set at create)",
                        std::string_view(key));
     }
-    if (key == "rules" && value.is_object() && value.as_object().empty()) continue;
-    if (key == "rules" || key == "egressProxy") {
+    if (key == "rules") continue;
+    if (key == "egressProxy") {
       return MakeError(ErrorCode::kInvalidArgument,
                        "'{}{}' is not supported by this Isobox version (README "
                        "\"Network\" lists what is)",
@@ -209,6 +209,12 @@ bool NetworkConfig::HasDomains() const {
          std::any_of(deny_out.begin(), deny_out.end(), is_domain);
 }
 
+bool NetworkConfig::ProxiesAllWeb() const {
+  return !rules.empty() || std::any_of(deny_out.begin(), deny_out.end(), [](const EgressEntry& e) {
+    return e.kind != EgressEntry::Kind::kCidr;
+  });
+}
+
 bool NetworkConfig::IsHttpsPort(unsigned port) const {
   return std::find(https_ports.begin(), https_ports.end(), port) != https_ports.end();
 }
@@ -328,6 +334,7 @@ Result<NetworkConfig> ParseNetworkUpdate(const json::object& body, const Network
   RETURN_IF_ERROR(RefuseUnsupported(body, /*update=*/true));
   ASSIGN_OR_RETURN(config.allow_out, ParseEntries(body, "allowOut"));
   ASSIGN_OR_RETURN(config.deny_out, ParseEntries(body, "denyOut"));
+  ASSIGN_OR_RETURN(config.rules, ParseTransformRules(body.if_contains("rules"), "rules"));
   return config;
 }
 
@@ -342,11 +349,16 @@ Result<NetworkConfig> ParseNetworkConfig(const json::object& body, bool default_
   RETURN_IF_ERROR(RefuseUnsupported(network->as_object(), /*update=*/false));
   ASSIGN_OR_RETURN(config.allow_out, ParseEntries(network->as_object(), "allowOut"));
   ASSIGN_OR_RETURN(config.deny_out, ParseEntries(network->as_object(), "denyOut"));
+  ASSIGN_OR_RETURN(config.rules,
+                   ParseTransformRules(network->as_object().if_contains("rules"), "network.rules"));
   RETURN_IF_ERROR(ParseIngress(network->as_object(), config));
   return config;
 }
 
-json::object NetworkJson(const NetworkConfig& config) {
+namespace {
+
+// The `network` block; `redact`: header values hidden (answers), else whole (the store).
+json::object ToJson(const NetworkConfig& config, bool redact) {
   json::object out{{"allowOut", EntriesJson(config.allow_out)},
                    {"denyOut", EntriesJson(config.deny_out)},
                    {"allowPublicTraffic", config.allow_public_traffic}};
@@ -356,11 +368,16 @@ json::object NetworkJson(const NetworkConfig& config) {
     for (uint16_t port : config.https_ports) ports.emplace_back(port);
     out["httpsPorts"] = std::move(ports);
   }
+  if (!config.rules.empty()) out["rules"] = TransformRulesJson(config.rules, redact);
   return out;
 }
 
+}  // namespace
+
+json::object NetworkJson(const NetworkConfig& config) { return ToJson(config, /*redact=*/true); }
+
 std::string SerializeNetworkConfig(const NetworkConfig& config) {
-  json::object out = NetworkJson(config);
+  json::object out = ToJson(config, /*redact=*/false);
   return json::serialize(
       json::object{{"allow_internet_access", config.internet}, {"network", std::move(out)}});
 }

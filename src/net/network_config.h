@@ -25,13 +25,14 @@
 
 #include "base/result.h"
 #include "net/cidr.h"
+#include "net/egress_entry.h"
+#include "net/transform_rules.h"
 
 namespace isobox::net {
 
 // Bounds on what one sandbox may ask for (README "Network"): rules are compiled into the
 // kernel's firewall and into the proxy's tables, per sandbox.
 inline constexpr size_t kMaxEgressEntries = 128;  // in allowOut and in denyOut, each
-inline constexpr size_t kMaxDomainLength = 253;
 inline constexpr size_t kMaxHttpsPorts = 32;
 inline constexpr size_t kMaxMaskRequestHostLength = 255;  // as given, `${PORT}` included
 // Replaced by the port in maskRequestHost (E2B's placeholder).
@@ -40,21 +41,11 @@ inline constexpr std::string_view kPortPlaceholder = "${PORT}";
 inline constexpr uint16_t kEnvdPort = 49983;
 inline constexpr uint16_t kInterpreterPort = 49999;
 
-struct EgressEntry {
-  enum class Kind { kCidr, kDomain, kWildcardDomain };
-  Kind kind = Kind::kCidr;
-  Ipv4Cidr cidr;       // kCidr
-  std::string domain;  // kDomain: "api.example.com"; kWildcardDomain: "example.com" for
-                       // "*.example.com" (which matches subdomains, not example.com itself)
-  std::string text;    // as given (normalised: lower case)
-
-  bool operator==(const EgressEntry&) const = default;
-};
-
 struct NetworkConfig {
   bool internet = true;  // allow_internet_access
   std::vector<EgressEntry> allow_out;
   std::vector<EgressEntry> deny_out;
+  std::vector<DomainRules> rules;  // headers the proxy sets (net/transform_rules.h)
   // Ingress: set at create, kept by network updates.
   bool allow_public_traffic = true;   // false: requests need the traffic access token
   std::string mask_request_host;      // empty: the client's Host reaches the sandbox
@@ -66,13 +57,15 @@ struct NetworkConfig {
   bool NeedsDns() const;
   // Internet on and no egress rules: the egress a sandbox has unless asked otherwise
   // (ingress options play no part: they are isoboxd's relay's, not the firewall's).
-  bool IsDefault() const { return internet && allow_out.empty() && deny_out.empty(); }
+  bool IsDefault() const {
+    return internet && allow_out.empty() && deny_out.empty() && rules.empty();
+  }
+  // Every new web connection (TCP 80 and 443) is the egress proxy's: it must see names
+  // (denied names; rules whose headers it sets).
+  bool ProxiesAllWeb() const;
   bool IsHttpsPort(unsigned port) const;
   bool operator==(const NetworkConfig&) const = default;
 };
-
-// One entry of allowOut/denyOut.
-Result<EgressEntry> ParseEgressEntry(std::string_view text);
 
 // `allow_internet_access` (absent: `default_internet`) and `network` from a create
 // body. Options Isobox does not honour yet are refused by name, never dropped.

@@ -37,11 +37,10 @@ net::SandboxPolicy PolicyOf(const NetLease& lease, const net::NetworkConfig& con
     if (is_cidr(entry)) policy.deny_out.push_back(entry.cidr);
   }
   if (!config.internet) policy.deny_out.push_back(net::Ipv4Cidr{0, 0});
-  if (config.HasDomains()) {
+  if (config.HasDomains() || config.ProxiesAllWeb()) {
     policy.web_proxy_port = kProxyPort;
-    // Names to deny: every web connection is the proxy's to judge.
-    policy.proxy_all_web = std::any_of(config.deny_out.begin(), config.deny_out.end(),
-                                       [&](const net::EgressEntry& e) { return !is_cidr(e); });
+    // Names to deny, headers to set: every web connection is the proxy's.
+    policy.proxy_all_web = config.ProxiesAllWeb();
   }
   return policy;
 }
@@ -113,9 +112,10 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
     if (upstreams) {
       dns.upstreams = std::move(*upstreams);
     } else {
-      LOG_WARN("sandbox DNS: {}; lookups in sandboxes will fail (name a resolver with "
-               "--dns-server)",
-               upstreams.error().message);
+      LOG_WARN(
+          "sandbox DNS: {}; lookups in sandboxes will fail (name a resolver with "
+          "--dns-server)",
+          upstreams.error().message);
     }
   } else {
     for (const std::string& text : self.settings_.dns_servers) {

@@ -56,7 +56,7 @@ TEST(NetworkConfigTest, NamesTheOffendingEntry) {
            Case{R"({"network":{"allowOut":"1.1.1.1"}})", "network.allowOut"},
            Case{R"({"network":{"allowOut":[1]}})", "network.allowOut"},
            Case{R"({"network":{"egressProxy":{"address":"p:1080"}}})", "network.egressProxy"},
-           Case{R"({"network":{"rules":{"api.x.com":[{}]}}})", "network.rules"},
+           Case{R"({"network":{"rules":{"api.x.com":[1]}}})", "network.rules"},
            Case{R"({"network":{"allowPublicTraffic":"no"}})", "network.allowPublicTraffic"},
            Case{R"({"network":{"maskRequestHost":"a b"}})", "network.maskRequestHost"},
            Case{R"({"network":{"httpsPorts":[0]}})", "0 is not a port"},

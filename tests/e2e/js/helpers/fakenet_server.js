@@ -5,8 +5,9 @@
 // stdin: the first line is the configuration (JSON: hosts, dnsAddress, cert, key, dns,
 // socks, routed); then one JSON request per line ({id, op: 'setDns' | 'setSocks' | 'log' |
 // 'clearLog', table | socks}), each answered on stdout as {id, ok, result | error}. The
-// first stdout line is {ready: true} once every server listens (or {error} before exiting). EOF on stdin (the test process
-// has gone, however it died) ends this process, so the namespace empties with it.
+// first stdout line is {ready: true} once every server listens (or {error} before
+// exiting). EOF on stdin (the test process has gone, however it died) ends this process,
+// so the namespace empties with it.
 import dgram from 'node:dgram'
 import http from 'node:http'
 import https from 'node:https'

@@ -10,6 +10,8 @@
 //                                    made at start: `fake.caPath`), TCP and UDP echo :7
 //   198.51.100.53                    DNS :53 (UDP and TCP): A records from `setDns`,
 //                                    NXDOMAIN for every other name
+//   203.0.113.20                     SOCKS5 :1080 (RFC 1928 CONNECT, RFC 1929 username and
+//                                    password: `fake.socks`), relaying to the hosts above
 // The echo servers answer JSON describing what they received: remote and local address,
 // method, path, Host, SNI, ALPN, headers and body (GET /bytes/<n> answers n bytes instead).
 // Everything they receive is also kept in a log (`fake.log()`).
@@ -18,6 +20,9 @@
 //   await fake.setDns({ 'api.example.test': '198.51.100.10',
 //                       'alias.example.test': { cname: 'api.example.test' },
 //                       '*.wild.test': ['203.0.113.10'] })
+//   fake.socks  // { address: '203.0.113.20', port: 1080, username, password } for egressProxy
+//   await fake.setSocks({ enabled: false })     // the proxy is down: connections refused
+//   await fake.setSocks({ enabled: true, mode: 'silent' })  // or 'http': not SOCKS5
 //   ... isoboxd with `--upstream-ca ${fake.caPath}` ...
 //   await fake.stop()                           // in after(): idempotent
 //
@@ -53,6 +58,8 @@ const DIR_PREFIX = 'isobox-fakenet-'
 // The web hosts (HTTP :80, TLS :443, echo :7) and the DNS server.
 export const HOSTS = ['198.51.100.10', '203.0.113.10']
 export const DNS_SERVER = '198.51.100.53'
+// The SOCKS5 proxy (E2B's network.egressProxy); its credentials are per FakeNet.
+export const SOCKS = { address: '203.0.113.20', port: 1080 }
 export const ROUTED = ['198.51.100.0/24', '203.0.113.0/24']
 // The host's and the fake internet's ends of the link. Traffic from the host itself (or
 // NATed by it onto this link) reaches the servers from LINK.host.
@@ -148,6 +155,21 @@ function table(entries) {
   return normalized
 }
 
+// The SOCKS5 proxy's settings, checked: what setSocks and start({ socks }) accept.
+function socksSettings(settings) {
+  const { username = null, password = null, enabled = true, mode = 'socks5' } = settings
+  const credential = (value) => typeof value === 'string' && value.length > 0 &&
+    Buffer.byteLength(value) <= 255
+  if (username !== null && (!credential(username) || !credential(password))) {
+    throw new Error('setSocks: username and password are strings of 1 to 255 bytes')
+  }
+  if (typeof enabled !== 'boolean') throw new Error('setSocks: enabled is a boolean')
+  if (!['socks5', 'silent', 'http'].includes(mode)) {
+    throw new Error(`setSocks: mode is 'socks5', 'silent' or 'http', not ${mode}`)
+  }
+  return { ...SOCKS, username, password: username === null ? null : password, enabled, mode }
+}
+
 let running = null  // the FakeNet of this process, between start() and stop()
 
 export class FakeNet {
@@ -168,9 +190,12 @@ export class FakeNet {
     this.dir = null
     this.caPath = null
     this.ca = null
+    this.socks = null
   }
 
-  // options.dns: the first DNS table; options.tlsNames: more names for the certificate.
+  // options.dns: the first DNS table; options.tlsNames: more names for the certificate;
+  // options.socks: the proxy's { username, password } (default: 'fakenet' and a random
+  // password; username null: no authentication) and { enabled, mode } (see setSocks).
   static async start(options = {}) {
     if (process.getuid?.() !== 0) throw new Error('FakeNet needs root (it makes a network namespace)')
     // A second one would wait for this process's own lock.
@@ -195,6 +220,8 @@ export class FakeNet {
     this.dir = mkdtempSync(join(tmpdir(), DIR_PREFIX))
     await this.#makeCertificates([...TLS_NAMES, ...(options.tlsNames ?? [])])
     await this.#makeNetwork()
+    this.socks = socksSettings({ username: 'fakenet', password: randomBytes(12).toString('hex'),
+      ...options.socks })
     await this.#startServers(table(options.dns ?? {}))
   }
 
@@ -250,7 +277,7 @@ export class FakeNet {
     await ip(['addr', 'add', `${LINK.host}/${LINK.prefix}`, 'dev', this.hostLink])
     await ip(['link', 'set', this.hostLink, 'up'])
     await ip([...ns, 'link', 'set', 'lo', 'up'])
-    for (const address of [...HOSTS, DNS_SERVER]) {
+    for (const address of [...HOSTS, DNS_SERVER, SOCKS.address]) {
       await ip([...ns, 'addr', 'add', `${address}/32`, 'dev', 'lo'])
     }
     await ip([...ns, 'addr', 'add', `${LINK.fake}/${LINK.prefix}`, 'dev', this.fakeLink])
@@ -282,6 +309,7 @@ export class FakeNet {
     })
     readline.createInterface({ input: server.stdout }).on('line', (line) => this.#onLine(line))
     server.stdin.write(JSON.stringify({ hosts: HOSTS, dnsAddress: DNS_SERVER, dns,
+      socks: this.socks, routed: ROUTED,
       cert: readFileSync(join(this.dir, 'server.pem'), 'utf8'),
       key: readFileSync(join(this.dir, 'server.key'), 'utf8') }) + '\n')
     server.stdout.ref?.()
@@ -323,8 +351,22 @@ export class FakeNet {
     await this.#request('setDns', { table: table(entries) })
   }
 
+  // Changes the SOCKS5 proxy: { enabled } (false: nothing listens at SOCKS, so connections
+  // are refused, and open tunnels are cut), { username, password } (username null: no
+  // authentication), { mode: 'socks5' | 'silent' (accepts, never answers) | 'http' (answers
+  // as an HTTP server) }. `fake.socks` follows.
+  async setSocks(change) {
+    const next = socksSettings({ ...this.socks, ...change })
+    await this.#request('setSocks', { socks: next })
+    this.socks = next
+  }
+
   // What the servers received, oldest first (at most 1000 entries): { time, service:
-  // 'http' | 'https' | 'tcp-echo' | 'udp-echo' | 'dns', remoteAddress, ... }.
+  // 'http' | 'https' | 'tcp-echo' | 'udp-echo' | 'dns' | 'socks', remoteAddress, ... }.
+  // A SOCKS entry has an outcome: 'tunnel' (with username, destination, port, bytesOut,
+  // bytesIn, closed; updated while it is open), 'auth-failed', 'no-acceptable-method',
+  // 'not-allowed' (outside the fake internet), 'unsupported', 'unreachable', 'bad-request',
+  // 'silent' or 'http'.
   async log() {
     return this.#request('log')
   }

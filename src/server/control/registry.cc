@@ -1,4 +1,5 @@
 #include "server/control/registry.h"
+#include "server/control/trusted_ca.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -47,8 +48,13 @@ constexpr SpareCount kSpares{.base = 4, .max = 32, .shrink_after = std::chrono::
 constexpr auto kPoolRefillDelay = std::chrono::milliseconds(10);
 
 json::object AgentConfig(const std::string& id, const std::string& token,
-                         const std::map<std::string, std::string>& env_vars) {
+                         const std::map<std::string, std::string>& env_vars, bool network) {
   json::object env;
+  // With networking, every process trusts isoboxd's egress CA (control/trusted_ca.h);
+  // the create's own variables win.
+  if (network) {
+    for (const auto& [key, value] : TrustEnv()) env[key] = value;
+  }
   for (const auto& [key, value] : env_vars) env[key] = value;
   json::object config{{"sandboxId", id},
                       {"accessToken", token},
@@ -411,7 +417,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   spec.disks = &disks_;
   spec.sysinfo_listener = sysinfo_ != nullptr;
   // The agent's config is built as one JSON object and serialized once, below.
-  json::object agent_config = AgentConfig(id, info.access_token, options.env_vars);
+  json::object agent_config = AgentConfig(id, info.access_token, options.env_vars, config_.network != nullptr);
   boost::system::error_code json_ec;
   json::value isolation_json = json::parse(isolation.json, json_ec);
   if (json_ec || !isolation_json.is_object()) {

@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "protocol/sha256.h"
 #include "runtime/rootfs.h"
+#include "server/control/trusted_ca.h"
 
 namespace isobox::server {
 namespace {
@@ -57,12 +58,14 @@ Status Retire(const fs::path& dir, const fs::path& layer, bool collect) {
 // Builds into a scratch directory and renames it into place, so a crash never leaves a
 // half-built layer that looks complete. The hash of the sources is taken before the
 // build: a host file changed during it makes the next start build again.
-Status EnsureBaseLayer(const fs::path& dir, const fs::path& host_root, bool collect) {
+Status EnsureBaseLayer(const fs::path& dir, const fs::path& host_root, bool collect,
+                       const std::string& trusted_ca_pem) {
   fs::path layer = dir / "layer";
   fs::path hash_file = dir / "sources.sha256";
   std::error_code ec;
   if (collect) fs::remove_all(dir / "old", ec);
   ASSIGN_OR_RETURN(std::string sources, runtime::BaseLayerSources(host_root));
+  if (!trusted_ca_pem.empty()) sources += "\ntrusted-ca " + HexSha256(trusted_ca_pem);
   std::string hash = HexSha256(sources);
   if (fs::is_directory(layer, ec) && ReadSmallFile(hash_file) == hash) return Ok();
   LOG_INFO("building the base template layer in {}", layer.string());
@@ -71,6 +74,9 @@ Status EnsureBaseLayer(const fs::path& dir, const fs::path& host_root, bool coll
   fs::path scratch = dir / "layer.new";
   fs::remove_all(scratch, ec);
   RETURN_IF_ERROR(WithContext(runtime::BuildBaseLayer(scratch, host_root), "build base layer"));
+  if (!trusted_ca_pem.empty()) {
+    RETURN_IF_ERROR(WithContext(AddTrustedCa(scratch, trusted_ca_pem), "build base layer"));
+  }
   RETURN_IF_ERROR(Retire(dir, layer, collect));
   fs::rename(scratch, layer, ec);
   if (ec) return MakeError(ErrorCode::kInternal, "rename {}: {}", scratch.string(), ec.message());
@@ -92,7 +98,7 @@ Result<TemplateStore> TemplateStore::Open(const fs::path& state_dir,
                                           const TemplateOptions& options) {
   fs::path base_dir = state_dir / "templates" / "base";
   bool collect = NoSandboxesLeft(state_dir);
-  RETURN_IF_ERROR(EnsureBaseLayer(base_dir, options.host_root, collect));
+  RETURN_IF_ERROR(EnsureBaseLayer(base_dir, options.host_root, collect, options.trusted_ca_pem));
   ASSIGN_OR_RETURN(std::shared_ptr<UsrMask> usr_mask,
                    UsrMask::Open(base_dir / "usr-mask", options.usr, collect));
   TemplateStore store;

@@ -32,6 +32,9 @@ struct TemplateOptions {
   // tests), its /usr and what keeps the /usr mask current.
   std::filesystem::path host_root = "/";
   UsrMaskOptions usr{};
+  // A CA certificate (PEM) the base layer's trust store gets (control/trusted_ca.h):
+  // isoboxd's egress CA. Empty: none.
+  std::string trusted_ca_pem{};
 };
 
 class TemplateStore {

@@ -4,12 +4,14 @@
 // cache's key cannot see. Needs root (whiteouts are device nodes).
 #include "server/control/templates.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -178,6 +180,57 @@ TEST_F(TemplateStoreTest, ACacheThatCannotBeMadeCostsAScanNotTheStart) {
   auto store = TemplateStore::Open(dir_ / "a", options);
   ASSERT_TRUE(store) << store.error().message;
   EXPECT_TRUE(Masks(*store->Find("base"), "share/private"));
+}
+
+// A self-signed certificate made by the openssl tool; `ca` says whether it may sign.
+std::string MakeCertificate(const fs::path& dir, bool ca) {
+  fs::path pem = dir / (ca ? "ca.pem" : "leaf.pem");
+  std::string command = fmt::format(
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+      "-subj /CN=isobox-test -keyout {0}.key -out {0} -addext basicConstraints=critical,CA:{1} "
+      "2>/dev/null",
+      pem.string(), ca ? "TRUE" : "FALSE");
+  EXPECT_EQ(std::system(command.c_str()), 0);
+  std::ifstream in(pem);
+  std::stringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+TEST_F(TemplateStoreTest, TheEgressCaJoinsTheBaseLayersTrustStore) {
+  Write("host/etc/ssl/certs/ca-certificates.crt", "HOST BUNDLE\n");
+  std::string ca = MakeCertificate(dir_, true);
+  TemplateOptions options = Options();
+  options.trusted_ca_pem = ca;
+  auto store = TemplateStore::Open(dir_ / "a", options);
+  ASSERT_TRUE(store) << store.error().message;
+  fs::path certs = store->Find("base")->root_layer / "etc/ssl/certs";
+  std::string bundle = Read(certs / "ca-certificates.crt");
+  EXPECT_TRUE(bundle.starts_with("HOST BUNDLE\n")) << bundle;
+  EXPECT_NE(bundle.find(ca), std::string::npos);
+  EXPECT_EQ(Read(certs / "isobox-egress-ca.pem"), ca);
+  bool linked = false;
+  for (const auto& entry : fs::directory_iterator(certs)) {
+    if (entry.is_symlink() && fs::read_symlink(entry.path()) == "isobox-egress-ca.pem") {
+      linked = entry.path().extension() == ".0";
+    }
+  }
+  EXPECT_TRUE(linked);
+  // The host's bundle is the same, the CA is not: the layer is made again.
+  options.trusted_ca_pem = MakeCertificate(dir_ / "host", true);
+  auto again = TemplateStore::Open(dir_ / "a", options);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_NE(Read(certs / "isobox-egress-ca.pem"), ca);
+  EXPECT_EQ(Read(certs / "ca-certificates.crt").find(ca), std::string::npos);
+}
+
+TEST_F(TemplateStoreTest, ACertificateThatIsNotACaIsRefused) {
+  TemplateOptions options = Options();
+  options.trusted_ca_pem = MakeCertificate(dir_, false);
+  auto store = TemplateStore::Open(dir_ / "a", options);
+  ASSERT_FALSE(store);
+  EXPECT_NE(store.error().message.find("the egress CA certificate is not a CA"), std::string::npos)
+      << store.error().message;
 }
 
 }  // namespace

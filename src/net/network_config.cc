@@ -1,9 +1,13 @@
 #include "net/network_config.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cctype>
 #include <optional>
+
+#include "net/socks5.h"
 
 namespace isobox::net {
 namespace {
@@ -83,17 +87,56 @@ Status RefuseUnsupported(const json::object& network, bool update) {
                        "'{}' cannot be changed on a running sandbox (it is set at create)",
                        std::string_view(key));
     }
-    if (key == "rules") continue;
-    if (key == "egressProxy") {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "'{}{}' is not supported by this Isobox version (README "
-                       "\"Network\" lists what is)",
-                       update ? "" : "network.", std::string_view(key));
-    }
+    if (key == "rules" || key == "egressProxy") continue;
     return MakeError(ErrorCode::kInvalidArgument, "unknown field '{}{}'", update ? "" : "network.",
                      std::string_view(key));
   }
   return Ok();
+}
+
+// `egressProxy` ({address, username?, password?}; null: none). Whether the address may be
+// reached is the daemon's to check (control/sandbox_network.h): it resolves it.
+Result<std::optional<EgressTunnel>> ParseEgressTunnel(const json::object& object,
+                                                      std::string_view where) {
+  const json::value* value = object.if_contains("egressProxy");
+  if (value == nullptr || value->is_null()) return std::nullopt;
+  if (!value->is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "'{}' must be an object {{address, username, password}}", where);
+  }
+  EgressTunnel tunnel;
+  std::optional<std::string> address;
+  for (const auto& [key, field] : value->as_object()) {
+    if (field.is_null()) continue;
+    if (!field.is_string()) {
+      return MakeError(ErrorCode::kInvalidArgument, "'{}.{}' must be a string", where,
+                       std::string_view(key));
+    }
+    std::string text(field.as_string());
+    if (key == "address") {
+      address = std::move(text);
+    } else if (key == "username") {
+      tunnel.username = std::move(text);
+    } else if (key == "password") {
+      tunnel.password = std::move(text);
+    } else {
+      return MakeError(ErrorCode::kInvalidArgument, "unknown field '{}.{}'", where,
+                       std::string_view(key));
+    }
+  }
+  if (!address) {
+    return MakeError(ErrorCode::kInvalidArgument, "'{}.address' (host:port) is required", where);
+  }
+  auto parsed = ParseProxyAddress(*address);
+  if (!parsed) {
+    return MakeError(ErrorCode::kInvalidArgument, "'{}.address': {}", where,
+                     parsed.error().message);
+  }
+  std::tie(tunnel.host, tunnel.port) = *parsed;
+  if (auto checked = CheckSocks5Credentials(tunnel.username, tunnel.password); !checked) {
+    return MakeError(ErrorCode::kInvalidArgument, "'{}': {}", where, checked.error().message);
+  }
+  return tunnel;
 }
 
 Result<bool> ParsePublicTraffic(const json::object& network) {
@@ -208,6 +251,8 @@ bool NetworkConfig::HasDomains() const {
   return std::any_of(allow_out.begin(), allow_out.end(), is_domain) ||
          std::any_of(deny_out.begin(), deny_out.end(), is_domain);
 }
+
+std::string EgressTunnel::Address() const { return fmt::format("{}:{}", host, port); }
 
 bool NetworkConfig::ProxiesAllWeb() const {
   return !rules.empty() || std::any_of(deny_out.begin(), deny_out.end(), [](const EgressEntry& e) {
@@ -335,6 +380,7 @@ Result<NetworkConfig> ParseNetworkUpdate(const json::object& body, const Network
   ASSIGN_OR_RETURN(config.allow_out, ParseEntries(body, "allowOut"));
   ASSIGN_OR_RETURN(config.deny_out, ParseEntries(body, "denyOut"));
   ASSIGN_OR_RETURN(config.rules, ParseTransformRules(body.if_contains("rules"), "rules"));
+  ASSIGN_OR_RETURN(config.egress_proxy, ParseEgressTunnel(body, "egressProxy"));
   return config;
 }
 
@@ -351,6 +397,8 @@ Result<NetworkConfig> ParseNetworkConfig(const json::object& body, bool default_
   ASSIGN_OR_RETURN(config.deny_out, ParseEntries(network->as_object(), "denyOut"));
   ASSIGN_OR_RETURN(config.rules,
                    ParseTransformRules(network->as_object().if_contains("rules"), "network.rules"));
+  ASSIGN_OR_RETURN(config.egress_proxy,
+                   ParseEgressTunnel(network->as_object(), "network.egressProxy"));
   RETURN_IF_ERROR(ParseIngress(network->as_object(), config));
   return config;
 }
@@ -369,6 +417,17 @@ json::object ToJson(const NetworkConfig& config, bool redact) {
     out["httpsPorts"] = std::move(ports);
   }
   if (!config.rules.empty()) out["rules"] = TransformRulesJson(config.rules, redact);
+  if (config.egress_proxy) {
+    // SECURITY: the password is never answered (E2B's getInfo shows address and username).
+    json::object tunnel{{"address", config.egress_proxy->Address()}};
+    if (!config.egress_proxy->username.empty()) {
+      tunnel["username"] = config.egress_proxy->username;
+    }
+    if (!redact && !config.egress_proxy->password.empty()) {
+      tunnel["password"] = config.egress_proxy->password;
+    }
+    out["egressProxy"] = std::move(tunnel);
+  }
   return out;
 }
 

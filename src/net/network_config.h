@@ -41,11 +41,23 @@ inline constexpr std::string_view kPortPlaceholder = "${PORT}";
 inline constexpr uint16_t kEnvdPort = 49983;
 inline constexpr uint16_t kInterpreterPort = 49999;
 
+// `egressProxy`: the user's SOCKS5 proxy, which the sandbox's allowed TCP egress goes
+// through (net/socks5.h). The password is kept for the proxy and never answered.
+struct EgressTunnel {
+  std::string host;  // a DNS name (resolved at each connection) or an IPv4 address
+  uint16_t port = 0;
+  std::string username;  // empty: no authentication
+  std::string password;
+  std::string Address() const;  // "host:port", as given back
+  bool operator==(const EgressTunnel&) const = default;
+};
+
 struct NetworkConfig {
   bool internet = true;  // allow_internet_access
   std::vector<EgressEntry> allow_out;
   std::vector<EgressEntry> deny_out;
   std::vector<DomainRules> rules;  // headers the proxy sets (net/transform_rules.h)
+  std::optional<EgressTunnel> egress_proxy;
   // Ingress: set at create, kept by network updates.
   bool allow_public_traffic = true;   // false: requests need the traffic access token
   std::string mask_request_host;      // empty: the client's Host reaches the sandbox
@@ -58,7 +70,11 @@ struct NetworkConfig {
   // Internet on and no egress rules: the egress a sandbox has unless asked otherwise
   // (ingress options play no part: they are isoboxd's relay's, not the firewall's).
   bool IsDefault() const {
-    return internet && allow_out.empty() && deny_out.empty() && rules.empty();
+    return internet && allow_out.empty() && deny_out.empty() && rules.empty() && !egress_proxy;
+  }
+  // What a sandbox without a network (--no-network) can be given: no internet, no rules.
+  bool IsLoopbackOnly() const {
+    return !internet && allow_out.empty() && deny_out.empty() && rules.empty() && !egress_proxy;
   }
   // Every new web connection (TCP 80 and 443) is the egress proxy's: it must see names
   // (denied names; rules whose headers it sets).

@@ -158,7 +158,7 @@ Status Registry::Personalize(Sandbox& sandbox, const SandboxOptions& options) {
   // only, which is all such a create can ask for (the routes refuse egress).
   const net::NetworkConfig& asked = options.network;
   if (config_.network == nullptr) {
-    if (asked.internet || !asked.allow_out.empty() || !asked.deny_out.empty()) {
+    if (!asked.IsLoopbackOnly()) {
       return MakeError(ErrorCode::kInvalidArgument, "this isoboxd gives sandboxes no network");
     }
   } else if (!asked.IsDefault()) {

@@ -1,5 +1,4 @@
 #include "server/control/registry.h"
-#include "server/control/trusted_ca.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -26,6 +25,7 @@
 #include "server/control/disk_usage.h"
 #include "server/control/ids.h"
 #include "server/control/registry_sandbox.h"
+#include "server/control/trusted_ca.h"
 
 namespace isobox::server {
 
@@ -417,7 +417,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   spec.disks = &disks_;
   spec.sysinfo_listener = sysinfo_ != nullptr;
   // The agent's config is built as one JSON object and serialized once, below.
-  json::object agent_config = AgentConfig(id, info.access_token, options.env_vars, config_.network != nullptr);
+  json::object agent_config =
+      AgentConfig(id, info.access_token, options.env_vars, config_.network != nullptr);
   boost::system::error_code json_ec;
   json::value isolation_json = json::parse(isolation.json, json_ec);
   if (json_ec || !isolation_json.is_object()) {

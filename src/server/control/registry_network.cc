@@ -44,7 +44,7 @@ Status Registry::UpdateNetwork(const std::string& id, const net::NetworkConfig& 
   }
   Sandbox& sandbox = *it->second;
   if (config_.network == nullptr) {
-    if (config.internet || !config.allow_out.empty() || !config.deny_out.empty()) {
+    if (!config.IsLoopbackOnly()) {
       return MakeError(ErrorCode::kInvalidArgument,
                        "this isoboxd gives sandboxes no network (--no-network)");
     }

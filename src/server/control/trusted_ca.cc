@@ -29,11 +29,12 @@ Status WriteAll(int fd, std::string_view data, const fs::path& path) {
 }  // namespace
 
 Status AddTrustedCa(const fs::path& layer, std::string_view pem) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())),
-                                               BIO_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
   std::unique_ptr<X509, decltype(&X509_free)> cert(
       bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr, X509_free);
-  if (!cert) return MakeError(ErrorCode::kInvalidArgument, "the egress CA is not a PEM certificate");
+  if (!cert)
+    return MakeError(ErrorCode::kInvalidArgument, "the egress CA is not a PEM certificate");
   if (X509_check_ca(cert.get()) == 0) {
     return MakeError(ErrorCode::kInvalidArgument, "the egress CA certificate is not a CA");
   }
@@ -52,10 +53,11 @@ Status AddTrustedCa(const fs::path& layer, std::string_view pem) {
   // SECURITY: the bundle is the layer's own copy (etc_allowlist copies files, never links
   // into the host); O_NOFOLLOW refuses a link all the same.
   fs::path bundle = certs / fs::path(kSandboxCaBundle).filename();
-  UniqueFd all(::open(bundle.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644));
+  UniqueFd all(
+      ::open(bundle.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644));
   if (!all) return SysError("open {}", bundle.string());
-  RETURN_IF_ERROR(WriteAll(all.Get(), "\n# isoboxd's egress CA (README \"Network\")\n" + text,
-                           bundle));
+  RETURN_IF_ERROR(
+      WriteAll(all.Get(), "\n# isoboxd's egress CA (README \"Network\")\n" + text, bundle));
 
   // The first free <hash>.<n>: a host CA whose subject hashes alike keeps its link.
   unsigned long hash = X509_subject_name_hash(cert.get());

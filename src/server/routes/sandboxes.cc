@@ -148,8 +148,7 @@ Result<SandboxOptions> ParseNewSandbox(std::string_view text, bool network) {
   ASSIGN_OR_RETURN(options.auto_pause, ParseBool(body, "autoPause"));
   ASSIGN_OR_RETURN(options.network, net::ParseNetworkConfig(body, /*default_internet=*/network));
   // Egress asked of a daemon without networking; the ingress options need none.
-  if (!network && (options.network.internet || !options.network.allow_out.empty() ||
-                   !options.network.deny_out.empty())) {
+  if (!network && !options.network.IsLoopbackOnly()) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "this isoboxd gives sandboxes loopback only (--no-network): "
                      "'allow_internet_access' and 'network' rules cannot be honoured");

@@ -55,7 +55,13 @@ TEST(NetworkConfigTest, NamesTheOffendingEntry) {
            Case{R"({"network":{"allowOut":[""]}})", "empty"},
            Case{R"({"network":{"allowOut":"1.1.1.1"}})", "network.allowOut"},
            Case{R"({"network":{"allowOut":[1]}})", "network.allowOut"},
-           Case{R"({"network":{"egressProxy":{"address":"p:1080"}}})", "network.egressProxy"},
+           Case{R"({"network":{"egressProxy":{"address":"p"}}})", "network.egressProxy.address"},
+           Case{R"({"network":{"egressProxy":{"username":"u"}}})", "network.egressProxy.address"},
+           Case{R"({"network":{"egressProxy":{"address":"p.test:1","user":"u"}}})",
+                "network.egressProxy.user"},
+           Case{R"({"network":{"egressProxy":{"address":"p.test:1","password":"x"}}})",
+                "network.egressProxy"},
+           Case{R"({"network":{"egressProxy":"p.test:1"}})", "network.egressProxy"},
            Case{R"({"network":{"rules":{"api.x.com":[1]}}})", "network.rules"},
            Case{R"({"network":{"allowPublicTraffic":"no"}})", "network.allowPublicTraffic"},
            Case{R"({"network":{"maskRequestHost":"a b"}})", "network.maskRequestHost"},
@@ -272,10 +278,26 @@ TEST(NetworkUpdateTest, ReplacesRulesAndKeepsInternetUnlessGiven) {
   EXPECT_NE(bad.error().message.find("unknown field 'network'"), std::string::npos)
       << bad.error().message;
   auto proxy = ParseNetworkUpdate(
-      boost::json::parse(R"({"egressProxy":{"address":"p:1"}})").as_object(), current);
-  ASSERT_FALSE(proxy);
-  EXPECT_NE(proxy.error().message.find("'egressProxy' is not supported"), std::string::npos)
-      << proxy.error().message;
+      boost::json::parse(R"({"egressProxy":{"address":"Proxy.Test:1080","username":"u",)"
+                         R"("password":"pw"}})")
+          .as_object(),
+      current);
+  ASSERT_TRUE(proxy) << proxy.error().message;
+  ASSERT_TRUE(proxy->egress_proxy);
+  EXPECT_EQ(proxy->egress_proxy->Address(), "proxy.test:1080");
+  std::string shown = boost::json::serialize(NetworkJson(*proxy));
+  EXPECT_EQ(shown.find("pw"), std::string::npos) << shown;
+  EXPECT_NE(shown.find(R"("egressProxy":{"address":"proxy.test:1080","username":"u"})"),
+            std::string::npos)
+      << shown;
+  auto stored = DeserializeNetworkConfig(SerializeNetworkConfig(*proxy));
+  ASSERT_TRUE(stored) << stored.error().message;
+  EXPECT_EQ(*stored, *proxy);
+  auto ipv6 = ParseNetworkUpdate(
+      boost::json::parse(R"({"egressProxy":{"address":"[::1]:1080"}})").as_object(), current);
+  ASSERT_FALSE(ipv6);
+  EXPECT_NE(ipv6.error().message.find("egressProxy.address"), std::string::npos)
+      << ipv6.error().message;
 }
 
 }  // namespace

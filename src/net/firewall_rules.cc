@@ -149,6 +149,7 @@ void AppendSets(const FirewallConfig& config, std::string& out) {
       "\tset offline {\n\t\ttype ipv4_addr\n\t}\n"
       "\tset ruled {\n\t\ttype ipv4_addr\n\t}\n"
       "\tset web_all {\n\t\ttype ipv4_addr\n\t}\n"
+      "\tset tunnel_all {\n\t\ttype ipv4_addr\n\t}\n"
       "\tmap web_proxy {\n\t\ttype ipv4_addr : ipv4_addr . inet_service\n\t}\n";
   for (std::string_view list : {"allow", "deny"}) {
     for (int prefix = 0; prefix <= 32; prefix += kPrefixStride) {
@@ -198,8 +199,11 @@ void AppendLinkChains(const FirewallConfig& config, std::string& out) {
 void AppendRedirectChains(std::string& out) {
   out +=
       "\tchain dstnat {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"
+      "\t\tiifname @egress meta l4proto tcp ip saddr @tunnel_all jump tunnel_redirect\n"
       "\t\tiifname @egress meta l4proto tcp th dport { 80, 443 } ip saddr @ruled "
       "jump web_redirect\n\t}\n"
+      "\tchain tunnel_redirect {\n\t\tip daddr @unreachable return\n"
+      "\t\tdnat ip to ip saddr map @web_proxy\n\t}\n"
       "\tchain web_redirect {\n\t\tip daddr @unreachable return\n"
       "\t\tip saddr @web_all meta l4proto tcp dnat ip to ip saddr map @web_proxy\n";
   AppendLookups("allow", "", "return", out);
@@ -323,8 +327,9 @@ Status ValidateSandboxPolicy(const FirewallConfig& config, const SandboxPolicy& 
   }
   RETURN_IF_ERROR(ValidateList(policy.allow_out, "allowOut"));
   RETURN_IF_ERROR(ValidateList(policy.deny_out, "denyOut"));
-  if (policy.proxy_all_web && !policy.web_proxy_port) {
-    return MakeError(ErrorCode::kInvalidArgument, "proxy_all_web needs a web proxy port");
+  if ((policy.proxy_all_web || policy.tunnel_all_tcp) && !policy.web_proxy_port) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "proxy_all_web and tunnel_all_tcp need a web proxy port");
   }
   if (policy.web_proxy_port &&
       std::find(config.gateway_tcp_ports.begin(), config.gateway_tcp_ports.end(),
@@ -396,6 +401,7 @@ std::vector<FirewallElement> SandboxElements(const FirewallConfig& config,
       elements.push_back({"ruled", address, ""});
     }
     if (policy.proxy_all_web) elements.push_back({"web_all", address, ""});
+    if (policy.tunnel_all_tcp) elements.push_back({"tunnel_all", address, ""});
     for (auto [list, cidrs] : {std::pair{"allow", &policy.allow_out}, {"deny", &policy.deny_out}}) {
       for (const auto& block : ExpandToStrides(*cidrs)) {
         elements.push_back({SetName(list, block.prefix),

@@ -52,6 +52,10 @@ struct SandboxPolicy {
   // With web_proxy_port: every new TCP connection to ports 80 and 443 goes to the proxy,
   // whatever the address rules say (the sandbox denies names: the proxy decides).
   bool proxy_all_web = false;
+  // With web_proxy_port: every new TCP connection, to any port, goes to the proxy, which
+  // tunnels what the rules allow through the sandbox's SOCKS5 egressProxy (UDP is left to
+  // the forward chain, as E2B leaves it).
+  bool tunnel_all_tcp = false;
 
   bool operator==(const SandboxPolicy&) const = default;
 };

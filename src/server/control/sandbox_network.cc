@@ -37,10 +37,13 @@ net::SandboxPolicy PolicyOf(const NetLease& lease, const net::NetworkConfig& con
     if (is_cidr(entry)) policy.deny_out.push_back(entry.cidr);
   }
   if (!config.internet) policy.deny_out.push_back(net::Ipv4Cidr{0, 0});
-  if (config.HasDomains() || config.ProxiesAllWeb()) {
+  if (config.HasDomains() || config.ProxiesAllWeb() || config.egress_proxy) {
     policy.web_proxy_port = kProxyPort;
     // Names to deny, headers to set: every web connection is the proxy's.
     policy.proxy_all_web = config.ProxiesAllWeb();
+    // SECURITY: with an egressProxy, every TCP connection is the proxy's, to filter and
+    // tunnel: none leaves directly (E2B: fails closed when the proxy is down).
+    policy.tunnel_all_tcp = config.egress_proxy.has_value();
   }
   return policy;
 }

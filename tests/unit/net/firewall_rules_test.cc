@@ -174,6 +174,18 @@ TEST(SandboxElementsTest, NamesToDenySendEveryWebConnectionToTheProxy) {
   EXPECT_FALSE(ValidateSandboxPolicy(Config(), policy));
 }
 
+TEST(SandboxElementsTest, AnEgressProxySendsEveryTcpConnectionToTheProxy) {
+  SandboxPolicy policy = Policy();
+  policy.web_proxy_port = 3128;
+  policy.tunnel_all_tcp = true;
+  auto elements = SandboxElements(Config(), policy);
+  EXPECT_THAT(elements, ::testing::IsSupersetOf(
+                            {FirewallElement{"tunnel_all", "10.205.0.2", ""},
+                             FirewallElement{"web_proxy", "10.205.0.2", "10.205.0.1 . 3128"}}));
+  policy.web_proxy_port.reset();
+  EXPECT_FALSE(ValidateSandboxPolicy(Config(), policy));
+}
+
 TEST(SandboxElementsTest, RulesGoToThePrefixSetsAndTheProxyToTheMap) {
   SandboxPolicy policy = Policy();
   policy.allow_out = {Cidr("198.51.100.10/32")};
@@ -270,8 +282,13 @@ TEST(RenderInstallTest, TheHostOpensOnlyTheListedGatewayPortsToOnlineSandboxes) 
 TEST(RenderInstallTest, RedirectsOnlyWebPortsDeniedByAddress) {
   std::string text = RenderInstall(Config(), {});
   EXPECT_THAT(text, HasSubstr("type nat hook prerouting priority dstnat; policy accept;\n"
+                              "\t\tiifname @egress meta l4proto tcp ip saddr @tunnel_all jump "
+                              "tunnel_redirect\n"
                               "\t\tiifname @egress meta l4proto tcp th dport { 80, 443 } ip "
                               "saddr @ruled jump web_redirect\n"));
+  // An egressProxy's sandbox: every TCP connection but to what is never reachable.
+  EXPECT_THAT(text, HasSubstr("\tchain tunnel_redirect {\n\t\tip daddr @unreachable return\n"
+                              "\t\tdnat ip to ip saddr map @web_proxy\n\t}\n"));
   auto at = Positions(text, {"\tchain web_redirect {\n\t\tip daddr @unreachable return\n",
                              "\t\tip saddr . ip daddr & 255.255.255.0 @allow_p24 return\n",
                              "\t\tmeta l4proto tcp ip saddr . ip daddr & 255.255.0.0 @deny_p16 "

@@ -5,6 +5,7 @@
 // reached through a veth and host routes, so no packet leaves the machine. Its HTTP server
 // answers `GET /bytes/<n>` with n bytes.
 import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, rmdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { processCpuMs } from './proc.mjs'
@@ -34,9 +35,31 @@ function parseCurl(out, bytes, where) {
   return seconds
 }
 
-function hostCurl(bytes) {
+// The host's curl runs in a CPU cgroup of its own at the default weight, as a sandbox's
+// processes do (they are in isoboxd's groups): otherwise, on a busy machine, the host's
+// row would get a CPU share set by its niceness among every other process, and the
+// sandbox's by its group's weight, and the ratio would measure the scheduler.
+function hostCpuGroup() {
+  const root = existsSync('/sys/fs/cgroup/cpu/tasks') ? '/sys/fs/cgroup/cpu'
+    : existsSync('/sys/fs/cgroup/cgroup.controllers') ? '/sys/fs/cgroup' : null
+  if (!root) return null
+  const dir = join(root, `isobox-bench-host-${process.pid}`)
+  try {
+    mkdirSync(dir, { recursive: true })
+    return dir
+  } catch (error) {
+    console.error(`  (no CPU cgroup for the host's curl: ${error.message})`)
+    return null
+  }
+}
+
+function hostCurl(bytes, group) {
   return new Promise((resolve, reject) => {
-    const child = spawn('curl', [...CURL_OPTIONS, '-w', WRITE_OUT, url(bytes)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const args = [...CURL_OPTIONS, '-w', WRITE_OUT, url(bytes)]
+    const child = group
+      ? spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec curl "$@"', group, ...args],
+        { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     child.stdout.on('data', (d) => { out += d })
@@ -82,8 +105,10 @@ function median(values) {
 export async function downloadRows(ctx) {
   const { withDaemon, record, skip, Sandbox, repo, mib, runs } = ctx
   const bytes = mib * MIB
+  const group = hostCpuGroup()
   const what = {
-    'net.download.host': `download ${mib} MiB from the fake upstream, host curl`,
+    'net.download.host': `download ${mib} MiB from the fake upstream, host curl` +
+      `${group ? ' (own CPU cgroup)' : ''}`,
     'net.download.direct': `download ${mib} MiB, sandbox curl, direct (kernel forward + NAT)`,
     'net.download.proxy': `download ${mib} MiB, sandbox curl through the egress proxy ` +
       `(allowOut [name], denyOut [0.0.0.0/0]; fetched by name)`,
@@ -95,6 +120,7 @@ export async function downloadRows(ctx) {
   try {
     fake = await FakeNet.start()
   } catch (error) {
+    if (group) rmdirSync(group)
     for (const id of DOWNLOAD_ROWS) skip(id, what[id], `the fake upstream did not start: ${error.message}`)
     return
   }
@@ -106,7 +132,7 @@ export async function downloadRows(ctx) {
         network: { allowOut: [ALLOWED_NAME], denyOut: ['0.0.0.0/0'] } })
       try {
         const paths = {
-          'net.download.host': (n) => hostCurl(n),
+          'net.download.host': (n) => hostCurl(n, group),
           'net.download.direct': (n) => sandboxCurl(direct, n, 'sandbox direct'),
           'net.download.proxy': (n) => sandboxCurl(proxied, n, 'sandbox through the proxy',
             ALLOWED_NAME),
@@ -161,5 +187,6 @@ export async function downloadRows(ctx) {
     }, ['--dns-server', fake.dnsServer])
   } finally {
     await fake.stop()
+    if (group) rmdirSync(group)
   }
 }

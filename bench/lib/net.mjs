@@ -99,11 +99,12 @@ function median(values) {
   return s[Math.floor(s.length / 2)]
 }
 
-// ctx: { withDaemon, record, skip, Sandbox, repo, mib, runs }. Each round downloads `mib`
-// MiB on every path, in an order that rotates with the round (the machine's speed drifts);
-// a first round of 1 MiB each is not counted. Each row's value is the median rate.
+// ctx: { withDaemon, record, skip, Sandbox, repo, mib, runs, warmup }. Each round downloads
+// `mib` MiB on every path, in an order that rotates with the round (the machine's speed
+// drifts); with `warmup`, a first round of 1 MiB each is not counted. Each row's value is
+// the median rate.
 export async function downloadRows(ctx) {
-  const { withDaemon, record, skip, Sandbox, repo, mib, runs } = ctx
+  const { withDaemon, record, skip, Sandbox, repo, mib, runs, warmup } = ctx
   const bytes = mib * MIB
   const group = hostCpuGroup()
   const what = {
@@ -146,7 +147,7 @@ export async function downloadRows(ctx) {
         const ids = DOWNLOAD_ROWS.filter((id) => !failed[id])
         const rates = Object.fromEntries(ids.map((id) => [id, []]))
         const cost = Object.fromEntries(ids.map((id) => [id, 0]))
-        for (let round = -1; round < runs; ++round) {
+        for (let round = warmup ? -1 : 0; round < runs; ++round) {
           for (let k = 0; k < ids.length; ++k) {
             const id = ids[(k + Math.max(round, 0)) % ids.length]
             if (failed[id]) continue

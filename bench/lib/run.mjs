@@ -665,7 +665,7 @@ const phases = {
   },
   roundtrip: roundtripRows,
   network: () => downloadRows({ withDaemon, record, skip, Sandbox, repo,
-    mib: counts.downloadMiB, runs: counts.downloads }),
+    mib: counts.downloadMiB, runs: counts.downloads, warmup: counts.warmup > 0 }),
   files: filesRow,
 }
 let failed = null

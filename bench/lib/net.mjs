@@ -4,20 +4,21 @@
 // (tests/e2e/js/helpers/fakenet.js): a network namespace of its own holding TEST-NET hosts,
 // reached through a veth and host routes, so no packet leaves the machine. Its HTTP server
 // answers `GET /bytes/<n>` with n bytes.
-import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, rmdirSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { pathToFileURL } from 'node:url'
 import { processCpuMs } from './proc.mjs'
 
 const MIB = 1024 * 1024
 const UPSTREAM = '198.51.100.10'
 // The proxied sandbox has E2B's allow-list shape, `allowOut: [name], denyOut: [0.0.0.0/0]`:
-// its new TCP 80/443 connections that the address rules deny are redirected to the egress
-// proxy, which judges the HTTP Host, resolves the name itself and connects from the host.
-// (With names in allowOut only, a destination that no rule denies is not redirected, and
-// a Host that is an address is judged as that address: a fetch by address would be
-// refused here. So this sandbox fetches by name, from the fake internet's DNS.)
+// its new TCP 80/443 connections that its address rules deny are redirected to the egress
+// proxy, which judges the HTTP Host, resolves the name itself (the fake internet's DNS)
+// and connects from the host. It fetches by name: a Host that is an address is judged as
+// that address, which 0.0.0.0/0 denies. (With names in allowOut only and nothing denied,
+// no connection is redirected: every destination is allowed by address.)
 const ALLOWED_NAME = 'bench.example.test'
 
 export const DOWNLOAD_ROWS = ['net.download.host', 'net.download.direct', 'net.download.proxy']
@@ -35,21 +36,47 @@ function parseCurl(out, bytes, where) {
   return seconds
 }
 
-// The host's curl runs in a CPU cgroup of its own at the default weight, as a sandbox's
-// processes do (they are in isoboxd's groups): otherwise, on a busy machine, the host's
-// row would get a CPU share set by its niceness among every other process, and the
-// sandbox's by its group's weight, and the ratio would measure the scheduler.
-function hostCpuGroup() {
+// The processes that carry a download on the host, the host's curl, isoboxd (the proxy)
+// and the upstream's server, each run in a CPU cgroup of its own at the default weight, as
+// each sandbox does (isoboxd's groups): otherwise, on a busy machine, they would get a
+// share set by their niceness among every other process while a sandbox's curl gets its
+// group's weight, and the ratios would measure the scheduler. Null where there is no CPU
+// controller to use.
+function cpuGroup(role) {
   const root = existsSync('/sys/fs/cgroup/cpu/tasks') ? '/sys/fs/cgroup/cpu'
     : existsSync('/sys/fs/cgroup/cgroup.controllers') ? '/sys/fs/cgroup' : null
   if (!root) return null
-  const dir = join(root, `isobox-bench-host-${process.pid}`)
+  const dir = join(root, `isobox-bench-${role}-${process.pid}`)
   try {
     mkdirSync(dir, { recursive: true })
     return dir
   } catch (error) {
-    console.error(`  (no CPU cgroup for the host's curl: ${error.message})`)
+    console.error(`  (no CPU cgroup for the ${role}: ${error.message})`)
     return null
+  }
+}
+
+// Moves a running process (all its threads) into `group`.
+function joinGroup(group, pid) {
+  if (group) writeFileSync(join(group, 'cgroup.procs'), String(pid))
+}
+
+// Removes `group` once its processes have gone (a stopped isoboxd's zygotes may take a
+// moment); one still busy after 5 s is left, with a warning.
+async function removeGroup(group) {
+  if (!group) return
+  for (let i = 0; ; ++i) {
+    try {
+      rmdirSync(group)
+      return
+    } catch (error) {
+      if (error.code === 'ENOENT') return
+      if (i >= 50) {
+        console.error(`  (left ${group}: ${error.message})`)
+        return
+      }
+      await sleep(100)
+    }
   }
 }
 
@@ -106,10 +133,10 @@ function median(values) {
 export async function downloadRows(ctx) {
   const { withDaemon, record, skip, Sandbox, repo, mib, runs, warmup } = ctx
   const bytes = mib * MIB
-  const group = hostCpuGroup()
+  const groups = { curl: cpuGroup('curl'), daemon: cpuGroup('isoboxd'), upstream: cpuGroup('upstream') }
   const what = {
     'net.download.host': `download ${mib} MiB from the fake upstream, host curl` +
-      `${group ? ' (own CPU cgroup)' : ''}`,
+      `${groups.curl ? ' (own CPU cgroup)' : ''}`,
     'net.download.direct': `download ${mib} MiB, sandbox curl, direct (kernel forward + NAT)`,
     'net.download.proxy': `download ${mib} MiB, sandbox curl through the egress proxy ` +
       `(allowOut [name], denyOut [0.0.0.0/0]; fetched by name)`,
@@ -119,21 +146,26 @@ export async function downloadRows(ctx) {
   console.error(`download ${mib} MiB x ${runs}: host, sandbox direct, sandbox through the proxy`)
   let fake
   try {
-    fake = await FakeNet.start()
-  } catch (error) {
-    if (group) rmdirSync(group)
-    for (const id of DOWNLOAD_ROWS) skip(id, what[id], `the fake upstream did not start: ${error.message}`)
-    return
-  }
-  try {
+    try {
+      fake = await FakeNet.start()
+    } catch (error) {
+      for (const id of DOWNLOAD_ROWS) skip(id, what[id], `the fake upstream did not start: ${error.message}`)
+      return
+    }
     await fake.setDns({ [ALLOWED_NAME]: UPSTREAM })
+    // Its server: the processes in its namespace.
+    for (const pid of execFileSync('ip', ['netns', 'pids', fake.netns], { encoding: 'utf8' })
+      .split('\n').filter(Boolean)) {
+      joinGroup(groups.upstream, pid)
+    }
     await withDaemon(['base=0', 'code-interpreter-v1=0'], async (daemon) => {
+      joinGroup(groups.daemon, daemon.pid)
       const direct = await Sandbox.create({ timeoutMs: 1800000 })
       const proxied = await Sandbox.create({ timeoutMs: 1800000,
         network: { allowOut: [ALLOWED_NAME], denyOut: ['0.0.0.0/0'] } })
       try {
         const paths = {
-          'net.download.host': (n) => hostCurl(n, group),
+          'net.download.host': (n) => hostCurl(n, groups.curl),
           'net.download.direct': (n) => sandboxCurl(direct, n, 'sandbox direct'),
           'net.download.proxy': (n) => sandboxCurl(proxied, n, 'sandbox through the proxy',
             ALLOWED_NAME),
@@ -187,7 +219,7 @@ export async function downloadRows(ctx) {
       }
     }, ['--dns-server', fake.dnsServer])
   } finally {
-    await fake.stop()
-    if (group) rmdirSync(group)
+    await fake?.stop()
+    for (const group of Object.values(groups)) await removeGroup(group)
   }
 }

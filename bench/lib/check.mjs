@@ -13,7 +13,7 @@ for (const id of rowIds()) {
   const measured = row.p50 !== undefined || row.value !== undefined
   if (!measured && !row.skipped) problems.push(`row ${id} has neither a result nor a skip reason`)
   // Rows that measure isoboxd itself never count as skipped (peers and bench/files.mjs may).
-  const ours = /^(create|sdk|sustained\.isobox|density|roundtrip\.(runcode|command)\.sdk)/.test(id)
+  const ours = /^(create|sdk|sustained\.isobox|density|roundtrip\.(runcode|command)\.sdk|net\.download)/.test(id)
   if (ours && row.skipped) problems.push(`row ${id} was skipped: ${row.skipped}`)
   if (row.n !== undefined && !(row.n > 0) && !id.startsWith('density')) problems.push(`row ${id} has n=${row.n}`)
 }

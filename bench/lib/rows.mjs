@@ -1,5 +1,7 @@
 // Every row bench/run reports, in table order. A row is measured, or skipped with a reason
 // (a peer that is not installed); bench_quick_smoke checks that the JSON has each of them.
+import { DOWNLOAD_ROWS } from './net.mjs'
+
 export const CONCURRENCY = [1, 10, 50]
 
 export const CREATE_PEERS = [
@@ -8,7 +10,7 @@ export const CREATE_PEERS = [
   { key: 'bwrap', what: 'bwrap --unshare-all ... /bin/true' },
   { key: 'crun', what: 'crun run (bundle, /bin/true)' },
   { key: 'runc', what: 'runc run (bundle, /bin/true)' },
-  { key: 'runsc', what: 'runsc do true (gVisor, ptrace platform)' },
+  { key: 'runsc', what: 'runsc --platform=ptrace --network=none do true (gVisor, as root, cgroup v1)' },
 ]
 
 export function rowIds() {
@@ -29,6 +31,7 @@ export function rowIds() {
   }
   ids.push('roundtrip.runcode.sdk', 'roundtrip.runcode.jupyter_client',
     'roundtrip.command.sdk', 'roundtrip.command.forkexec')
+  ids.push(...DOWNLOAD_ROWS)
   ids.push('files')
   return ids
 }

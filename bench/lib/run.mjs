@@ -9,6 +9,7 @@ import { cpus, release, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { downloadRows } from './net.mjs'
 import { BWRAP, UNSHARE, ociBundle } from './peers.mjs'
 import { busyCpuMs, clientCpuMs, costPer, costSnapshot } from './proc.mjs'
 import { CONCURRENCY, CREATE_PEERS, rowIds } from './rows.mjs'
@@ -48,12 +49,14 @@ function parseArgs(argv) {
 
 const options = parseArgs(process.argv.slice(2))
 // Counts per mode: samples of each create row (a multiple of its concurrency), SDK cold
-// paths, sustained seconds, density caps, round trips.
+// paths, sustained seconds, density caps, round trips, download size and rounds.
 const counts = options.quick
   ? { create: { 1: 5, 10: 10, 50: 50 }, warmup: 0, sdk: 2, runcode: 1, jupyterCold: 1,
-      sustainedS: 3, density: 20, densityCi: 2, densityS: 30, roundtrip: 20 }
+      sustainedS: 3, density: 20, densityCi: 2, densityS: 30, roundtrip: 20,
+      downloadMiB: 4, downloads: 1 }
   : { create: { 1: 100, 10: 200, 50: 200 }, warmup: 2, sdk: 20, runcode: 10, jupyterCold: 5,
-      sustainedS: 60, density: 1000, densityCi: 1000, densityS: 300, roundtrip: 300 }
+      sustainedS: 60, density: 1000, densityCi: 1000, densityS: 300, roundtrip: 300,
+      downloadMiB: 256, downloads: 5 }
 // Density stops before the host runs short: below this much MemAvailable, no more creates.
 const DENSITY_MEM_FLOOR = 3 * 1024 * MIB
 
@@ -619,6 +622,8 @@ function addRatios() {
   pair('sustained.isobox', 'sustained.bwrap')
   pair('roundtrip.runcode.sdk', 'roundtrip.runcode.jupyter_client')
   pair('roundtrip.command.sdk', 'roundtrip.command.forkexec')
+  pair('net.download.direct', 'net.download.host')
+  pair('net.download.proxy', 'net.download.host')
 }
 
 function table() {
@@ -659,6 +664,8 @@ const phases = {
     await densityRows('ci', 'code-interpreter-v1', counts.densityCi)
   },
   roundtrip: roundtripRows,
+  network: () => downloadRows({ withDaemon, record, skip, Sandbox, repo,
+    mib: counts.downloadMiB, runs: counts.downloads, warmup: counts.warmup > 0 }),
   files: filesRow,
 }
 let failed = null

@@ -158,6 +158,22 @@ std::string HandshakeFailure(SSL* ssl, const error_code& ec, const HandshakeDead
   return ec.message();
 }
 
+// SECURITY: the upstream must prove it is `host`: a chain to a trusted root (the context)
+// and the name (or IPv4 address) in its certificate, checked by OpenSSL during the
+// handshake. Without it the proxy would hand the operator's headers to whoever answers.
+// And HTTP/1.1 only, the one protocol the rewriter speaks.
+bool ConfigureUpstream(SSL* ssl, const std::string& host) {
+  if (host.empty()) return false;
+  SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
+  if (SSL_set_alpn_protos(ssl, kAlpnHttp11, sizeof(kAlpnHttp11) - 1) != 0) return false;
+  in_addr literal{};
+  if (::inet_pton(AF_INET, host.c_str(), &literal) == 1) {
+    return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) == 1;
+  }
+  SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  return SSL_set_tlsext_host_name(ssl, host.c_str()) == 1 && SSL_set1_host(ssl, host.c_str()) == 1;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ssl::context>> MakeUpstreamContext(
@@ -190,7 +206,6 @@ Result<std::unique_ptr<ssl::context>> MakeUpstreamContext(
 asio::awaitable<Status> RelayHttpRewritten(tcp::socket& client, std::vector<uint8_t> head,
                                            tcp::socket& upstream, RequestRewriter& rewriter,
                                            const RelayHooks& hooks) {
-  if (hooks.on_out) hooks.on_out(head.size());
   Result<std::string> first =
       rewriter.Feed(std::string_view(reinterpret_cast<const char*>(head.data()), head.size()));
   if (!first) {
@@ -216,23 +231,11 @@ asio::awaitable<Status> RelayTlsIntercepted(tcp::socket& client, std::vector<uin
   HandshakeDeadline deadline(client, upstream, hooks.handshake_timeout);
   ssl::stream<tcp::socket&> up(upstream, upstream_context);
   SSL* up_ssl = up.native_handle();
-  in_addr literal{};
-  bool ip = ::inet_pton(AF_INET, host.c_str(), &literal) == 1;
-  // SECURITY: the upstream must prove it is `host`: a chain to a trusted root (the context)
-  // and the name (or IP address) in its certificate, checked by OpenSSL during the
-  // handshake. Without it the proxy would hand the operator's headers to whoever answers.
-  bool configured = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(up_ssl), host.c_str()) == 1
-                       : (SSL_set_tlsext_host_name(up_ssl, host.c_str()) == 1 &&
-                          (SSL_set_hostflags(up_ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS),
-                           SSL_set1_host(up_ssl, host.c_str()) == 1));
-  // SECURITY: HTTP/1.1 only upstream too (the only protocol the rewriter speaks).
-  if (host.empty() || !configured ||
-      SSL_set_alpn_protos(up_ssl, kAlpnHttp11, sizeof(kAlpnHttp11) - 1) != 0) {
+  if (!ConfigureUpstream(up_ssl, host)) {
     ERR_clear_error();
     CloseBoth(client, upstream);
     co_return MakeError(ErrorCode::kInvalidArgument, "intercept: bad upstream name '{}'", host);
   }
-  SSL_set_verify(up_ssl, SSL_VERIFY_PEER, nullptr);
   error_code ec;
   co_await up.async_handshake(ssl::stream_base::client,
                               asio::redirect_error(asio::use_awaitable, ec));

@@ -36,8 +36,9 @@
 namespace isobox::net {
 
 struct RelayHooks {
-  // Bytes read from the sandbox (plaintext, before rewriting) and from the upstream
-  // (plaintext when intercepted), as they move: for counters and the idle watchdog.
+  // Bytes the relay read from the sandbox (plaintext, before rewriting; not `head`, which
+  // the proxy read and counts itself) and from the upstream (plaintext when intercepted),
+  // as they move: for counters and the idle watchdog. Called on the sockets' executor.
   std::function<void(size_t)> on_out{};
   std::function<void(size_t)> on_in{};
   // Both TLS handshakes together; past it both sockets are closed.

@@ -267,6 +267,7 @@ class InterceptTest : public ::testing::Test {
           co_await proxy_acceptor.async_accept(client, kAwait);
           std::vector<uint8_t> head(64);
           head.resize(co_await client.async_read_some(asio::buffer(head), kAwait));
+          outcome.out_bytes += head.size();  // what the proxy counts itself
           co_await upstream.async_connect(upstream_acceptor.local_endpoint(), kAwait);
           outcome.relay =
               co_await RelayHttpRewritten(client, std::move(head), upstream, rewriter, hooks);

@@ -29,6 +29,7 @@ namespace isobox::net {
 struct HeaderInjection {
   std::string name;   // an RFC 9110 token, compared case-insensitively
   std::string value;  // sent as is
+  bool operator==(const HeaderInjection&) const = default;
 };
 
 class RequestRewriter {

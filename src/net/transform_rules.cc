@@ -21,11 +21,6 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
          });
 }
 
-bool IsTokenChar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
 bool IsSecretNameChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
 }
@@ -66,9 +61,9 @@ Status ForEachPlaceholder(
   return Ok();
 }
 
-Result<std::vector<HeaderSetting>> ParseHeaders(const json::value& transform,
-                                                std::string_view where) {
-  std::vector<HeaderSetting> out;
+Result<std::vector<HeaderInjection>> ParseHeaders(const json::value& transform,
+                                                  std::string_view where) {
+  std::vector<HeaderInjection> out;
   if (transform.is_null()) return out;
   if (!transform.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "'{}.transform' must be an object", where);
@@ -90,12 +85,17 @@ Result<std::vector<HeaderSetting>> ParseHeaders(const json::value& transform,
                        value.as_object().size(), kMaxHeadersPerRule);
     }
     for (const auto& [name, text] : value.as_object()) {
-      RETURN_IF_ERROR(CheckHeaderName(name));
       if (!text.is_string()) {
         return MakeError(ErrorCode::kInvalidArgument, "header '{}' of '{}' must be a string",
                          std::string_view(name), where);
       }
-      RETURN_IF_ERROR(CheckHeaderValue(name, text.as_string()));
+      // The value as given (placeholders are visible text); filled, it is checked again.
+      if (auto checked =
+              RequestRewriter::CheckInjection({std::string(name), std::string(text.as_string())});
+          !checked) {
+        return MakeError(ErrorCode::kInvalidArgument, "'{}.transform.headers': {}", where,
+                         checked.error().message);
+      }
       RETURN_IF_ERROR(
           ForEachPlaceholder(name, text.as_string(), [](size_t, size_t, std::string_view) {}));
       out.push_back({std::string(name), std::string(text.as_string())});
@@ -105,56 +105,15 @@ Result<std::vector<HeaderSetting>> ParseHeaders(const json::value& transform,
 }
 
 // `later` applied over `headers`: a name set again replaces the earlier setting.
-void Apply(std::vector<HeaderSetting>& headers, std::vector<HeaderSetting> later) {
-  for (HeaderSetting& setting : later) {
+void Apply(std::vector<HeaderInjection>& headers, std::vector<HeaderInjection> later) {
+  for (HeaderInjection& setting : later) {
     std::erase_if(headers,
-                  [&](const HeaderSetting& h) { return EqualsIgnoreCase(h.name, setting.name); });
+                  [&](const HeaderInjection& h) { return EqualsIgnoreCase(h.name, setting.name); });
     headers.push_back(std::move(setting));
   }
 }
 
 }  // namespace
-
-Status CheckHeaderName(std::string_view name) {
-  if (name.empty() || name.size() > kMaxHeaderNameLength ||
-      !std::all_of(name.begin(), name.end(), IsTokenChar)) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "header name '{}' is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~, "
-                     "at most {})",
-                     name.substr(0, 64), kMaxHeaderNameLength);
-  }
-  // SECURITY: the proxy relies on these for framing and routing the connection; a rule
-  // setting them would desynchronise what the proxy and the server each think a request is.
-  static constexpr std::array<std::string_view, 11> kReserved = {
-      "host", "content-length", "transfer-encoding", "connection", "upgrade",       "keep-alive",
-      "te",   "trailer",        "proxy-connection",  "expect",     "http2-settings"};
-  for (std::string_view reserved : kReserved) {
-    if (EqualsIgnoreCase(name, reserved)) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "header '{}' cannot be set by a rule (it frames or routes the request)",
-                       name);
-    }
-  }
-  return Ok();
-}
-
-Status CheckHeaderValue(std::string_view name, std::string_view value) {
-  if (value.size() > kMaxHeaderValueLength) {
-    return MakeError(ErrorCode::kInvalidArgument, "header '{}' has {} bytes; at most {}", name,
-                     value.size(), kMaxHeaderValueLength);
-  }
-  // SECURITY: a CR, LF or NUL would end the header and let a value write headers or a
-  // request of its own (header splitting).
-  for (char c : value) {
-    auto byte = static_cast<unsigned char>(c);
-    if (byte == '\r' || byte == '\n' || byte == 0 || (byte < 0x20 && byte != '\t') ||
-        byte == 0x7f) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "header '{}' holds a control character (CR, LF, NUL...)", name);
-    }
-  }
-  return Ok();
-}
 
 Result<std::vector<DomainRules>> ParseTransformRules(const json::value* rules,
                                                      std::string_view where) {
@@ -228,10 +187,10 @@ std::vector<std::string> SecretNamesIn(std::string_view value) {
   return out;
 }
 
-Result<std::vector<HeaderSetting>> FillSecrets(const std::vector<HeaderSetting>& headers,
-                                               const ResolveSecret& resolve) {
-  std::vector<HeaderSetting> out;
-  for (const HeaderSetting& header : headers) {
+Result<std::vector<HeaderInjection>> FillSecrets(const std::vector<HeaderInjection>& headers,
+                                                 const ResolveSecret& resolve) {
+  std::vector<HeaderInjection> out;
+  for (const HeaderInjection& header : headers) {
     std::string filled;
     size_t copied = 0;
     Status failed = Ok();
@@ -249,8 +208,10 @@ Result<std::vector<HeaderSetting>> FillSecrets(const std::vector<HeaderSetting>&
                                        }));
     RETURN_IF_ERROR(failed);
     filled.append(header.value, copied);
-    RETURN_IF_ERROR(CheckHeaderValue(header.name, filled));
-    out.push_back({header.name, std::move(filled)});
+    HeaderInjection injection{header.name, std::move(filled)};
+    // SECURITY: a secret's value could hold what splits a header (the store refuses it too).
+    RETURN_IF_ERROR(RequestRewriter::CheckInjection(injection));
+    out.push_back(std::move(injection));
   }
   return out;
 }
@@ -259,7 +220,7 @@ json::object TransformRulesJson(const std::vector<DomainRules>& rules, bool reda
   json::object out;
   for (const DomainRules& rule : rules) {
     json::object headers;
-    for (const HeaderSetting& header : rule.headers) {
+    for (const HeaderInjection& header : rule.headers) {
       headers[header.name] = redact ? json::string(kRedactedValue) : json::string(header.value);
     }
     json::array list;

@@ -21,6 +21,7 @@
 
 #include "base/result.h"
 #include "net/egress_entry.h"
+#include "net/http_rewrite.h"
 
 namespace isobox::net {
 
@@ -28,22 +29,16 @@ namespace isobox::net {
 inline constexpr size_t kMaxRuleDomains = 64;
 inline constexpr size_t kMaxRulesPerDomain = 8;
 inline constexpr size_t kMaxHeadersPerRule = 32;
-inline constexpr size_t kMaxHeaderNameLength = 256;
-inline constexpr size_t kMaxHeaderValueLength = 8192;
 // Shown by GET /sandboxes/{id} in place of every header value.
 inline constexpr std::string_view kRedactedValue = "[redacted]";
 
-struct HeaderSetting {
-  std::string name;   // as given (HTTP compares names case-insensitively)
-  std::string value;  // literal text and `${e2b.secrets.<name>}` placeholders
-  bool operator==(const HeaderSetting&) const = default;
-};
-
+// A rule's header: its value is literal text and `${e2b.secrets.<name>}` placeholders
+// (HeaderInjection: net/http_rewrite.h).
 struct DomainRules {
   EgressEntry match;  // kDomain or kWildcardDomain
   // The rules' headers flattened in order: a later one replaces an earlier of the same
   // name (case-insensitive), as the proxy applies them.
-  std::vector<HeaderSetting> headers;
+  std::vector<HeaderInjection> headers;
   bool operator==(const DomainRules&) const = default;
 };
 
@@ -61,13 +56,8 @@ std::vector<std::string> SecretNamesIn(std::string_view value);
 
 // `headers` with every placeholder replaced by `resolve(name)`; the first error stops.
 using ResolveSecret = std::function<Result<std::string>(std::string_view name)>;
-Result<std::vector<HeaderSetting>> FillSecrets(const std::vector<HeaderSetting>& headers,
-                                               const ResolveSecret& resolve);
-
-// A header name (an RFC 9110 token, not one the proxy's framing or routing depends on)
-// and value (no CR, LF or NUL; a filled value is checked again by the proxy).
-Status CheckHeaderName(std::string_view name);
-Status CheckHeaderValue(std::string_view name, std::string_view value);
+Result<std::vector<HeaderInjection>> FillSecrets(const std::vector<HeaderInjection>& headers,
+                                                 const ResolveSecret& resolve);
 
 // The `rules` object, one rule per key holding the flattened headers: with `redact`,
 // every value is kRedactedValue (what GET /sandboxes/{id} answers); without, as given

@@ -30,8 +30,8 @@ TEST(TransformRulesTest, ParsesDomainsWildcardsAndFlattensRulesInOrder) {
   const DomainRules& api = (*rules)[0];
   EXPECT_EQ(api.match.text, "api.example.com");
   ASSERT_EQ(api.headers.size(), 2u);
-  EXPECT_EQ(api.headers[0], (HeaderSetting{"X-One", "1"}));
-  EXPECT_EQ(api.headers[1], (HeaderSetting{"authorization", "b"}));  // the later one wins
+  EXPECT_EQ(api.headers[0], (HeaderInjection{"X-One", "1"}));
+  EXPECT_EQ(api.headers[1], (HeaderInjection{"authorization", "b"}));  // the later one wins
   EXPECT_EQ((*rules)[1].match.kind, EgressEntry::Kind::kWildcardDomain);
   EXPECT_TRUE((*rules)[2].headers.empty());
 }
@@ -70,16 +70,16 @@ TEST(TransformRulesTest, RefusesHeaderSplittingAndFramingHeaders) {
                 .find("control character"),
             std::string::npos);
   EXPECT_NE(ErrorOf(R"({"a.test":[{"transform":{"headers":{"Bad Name":"a"}}}]})")
-                .find("not an HTTP token"),
+                .find("is not an HTTP token"),
             std::string::npos);
   for (const char* reserved : {"Host", "content-length", "Transfer-Encoding", "Connection"}) {
     std::string body =
         std::string(R"({"a.test":[{"transform":{"headers":{")") + reserved + R"(":"x"}}}]})";
-    EXPECT_NE(ErrorOf(body).find("cannot be set by a rule"), std::string::npos) << reserved;
+    EXPECT_NE(ErrorOf(body).find("cannot be injected"), std::string::npos) << reserved;
   }
-  std::string big(kMaxHeaderValueLength + 1, 'v');
+  std::string big(RequestRewriter::kMaxInjectionValue + 1, 'v');
   EXPECT_NE(ErrorOf(R"({"a.test":[{"transform":{"headers":{"X":")" + big + R"("}}}]})")
-                .find("at most 8192"),
+                .find("is over 8192 bytes"),
             std::string::npos);
 }
 

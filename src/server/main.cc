@@ -384,6 +384,8 @@ int Run(const Flags& flags) {
   auto store = Store::Open(flags.state_dir / "isobox.db");
   if (!store) return fail(store.error());
   if (auto keys = PrepareApiKeys(flags, *run_keys, **store); !keys) return fail(keys.error());
+  // Before the worker threads, so that it goes after them (routes/secrets.cc uses it there).
+  SecretStore secrets(**store);
   auto agent_source = flags.agent.empty() ? DefaultAgentPath() : Result<fs::path>(flags.agent);
   if (!agent_source) return fail(agent_source.error());
   auto agent_dir = InstallAgent(*agent_source, flags.state_dir);
@@ -446,6 +448,7 @@ int Run(const Flags& flags) {
       io, workers, registry, ops,
       HttpConfig{.api_keys = *run_keys,
                  .key_store = store->get(),
+                 .secrets = &secrets,
                  .metrics_public = flags.metrics_public,
                  .max_connections_per_client = flags.max_connections_per_client,
                  .max_connections = max_connections,

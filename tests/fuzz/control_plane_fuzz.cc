@@ -1,11 +1,13 @@
 // The control plane's request parsers (isoboxd) on untrusted input: the create body, and
-// the list query with its double-encoded metadata filter, RFC 3339 times and paging token.
+// the list query with its double-encoded metadata filter, RFC 3339 times and paging token,
+// and the Secret API's bodies and names.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "server/control/listing.h"
 #include "server/routes/sandboxes.h"
+#include "server/routes/secrets.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -13,5 +15,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)isobox::server::ParseListQuery(text);
   (void)isobox::server::ParseRfc3339(text);
   (void)isobox::server::QueryUnescape(text);
+  if (auto secret = isobox::server::ParseNewSecret(text)) {
+    (void)isobox::server::CanonicalSecretName(secret->name);
+    (void)isobox::server::ValidateSecretValue(secret->value);
+    (void)isobox::server::ValidateSecretMetadata(secret->metadata);
+  }
+  (void)isobox::server::ParseSecretUpdate(text);
+  (void)isobox::server::CanonicalSecretName(text);
   return 0;
 }

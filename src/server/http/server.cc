@@ -11,6 +11,7 @@
 #include "server/http/proxy.h"
 #include "server/routes/isobox.h"
 #include "server/routes/sandboxes.h"
+#include "server/routes/secrets.h"
 
 namespace isobox::server {
 namespace {
@@ -286,11 +287,17 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
   if (ec) co_return false;
   auto started = std::chrono::steady_clock::now();
   StringResponse response;
+  boost::json::object audit_details;  // what a route adds to the audit record
   lowest.expires_never();  // the handler may take long (a create); nothing waits on the socket
   ++control_in_flight_;
   if (isobox) {
     IsoboxContext context{registry_, workers_, ops_, tenant, config_.metrics_public};
     response = co_await HandleIsobox(parser.get(), context);
+  } else if (config_.secrets != nullptr && IsSecretsPath(path)) {
+    SecretsContext context{*config_.secrets, workers_, *tenant};
+    SecretsAnswer answer = co_await HandleSecrets(parser.get(), context);
+    response = std::move(answer.response);
+    audit_details = std::move(answer.audit);
   } else {
     ControlContext context{registry_, workers_, *tenant};
     response = co_await HandleControl(parser.get(), context);
@@ -305,7 +312,8 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
                   .request_body = parser.get().body(),
                   .status = static_cast<int>(response.result_int()),
                   .response_body = response.body(),
-                  .elapsed = elapsed});
+                  .elapsed = elapsed,
+                  .details = &audit_details});
   co_return !ec && response.keep_alive();
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "server/control/registry.h"
+#include "server/control/secrets.h"
 #include "server/control/tenancy.h"
 #include "server/http/connection_limits.h"
 #include "server/http/proxy.h"
@@ -22,6 +23,7 @@ namespace isobox::server {
 struct HttpConfig {
   std::vector<std::string> api_keys;  // X-API-KEY values accepted for this run only
   Store* key_store = nullptr;         // and the unrevoked keys in the store
+  SecretStore* secrets = nullptr;     // serves /secrets (routes/secrets.h) when set
   size_t max_control_body = 1 << 20;
   bool metrics_public = false;  // serve /isobox/metrics without an API key
   // Open connections from one client address at most, over both listeners (0: no cap),

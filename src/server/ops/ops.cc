@@ -79,6 +79,14 @@ ControlRoute ClassifyControl(std::string_view method, std::string_view target) {
     out.route = fmt::format("/isobox/{}", parts[1]);
     return out;
   }
+  if (!parts.empty() && parts[0] == "secrets" && parts.size() <= 2) {
+    // Never the name or id from the path in the label: one series per route.
+    out.route = parts.size() == 1 ? "/secrets" : "/secrets/{id}";
+    if (parts.size() == 1 && method == "POST") out.action = "secret.create";
+    if (parts.size() == 2 && method == "POST") out.action = "secret.update";
+    if (parts.size() == 2 && method == "DELETE") out.action = "secret.destroy";
+    return out;
+  }
   std::string prefix;
   if (!parts.empty() && parts[0] == "v2") {
     prefix = "/v2";
@@ -198,7 +206,15 @@ void Ops::OnControl(const ControlEvent& event) {
     }
   }
   if (route.action == "sandbox.kill" && event.status == 204) ended_.Add({"killed"});
-  json::object details = ControlDetails(route.action, event.request_body);
+  bool secret = route.action.starts_with("secret.");
+  // An unknown secret names nothing either (the caller made the name up).
+  if (secret && event.status == 404) return;
+  // SECURITY: a secret's request body holds its value: it is never read here. The
+  // record has what the route adds (id, name, version) and the status.
+  json::object details = secret ? json::object{} : ControlDetails(route.action, event.request_body);
+  if (event.details != nullptr) {
+    for (const auto& [key, value] : *event.details) details[key] = value;
+  }
   if (route.action == "sandbox.connect" || route.action == "sandbox.resume") {
     details["resumed"] = event.status == 201;
   }

@@ -24,8 +24,9 @@ struct Caller {
 // The route template (a metrics label, never a raw path) and the audited action of a
 // control-plane request.
 struct ControlRoute {
-  std::string route;       // "/sandboxes/{id}/pause", "/v2/sandboxes", ... or "other"
-  std::string action;      // "sandbox.pause", ...; empty: not audited
+  std::string route;       // "/sandboxes/{id}/pause", "/v2/sandboxes", "/secrets/{id}",
+                           // ... or "other"
+  std::string action;      // "sandbox.pause", "secret.update", ...; empty: not audited
   std::string sandbox_id;  // from the path; empty when there is none
 };
 ControlRoute ClassifyControl(std::string_view method, std::string_view target);
@@ -40,6 +41,8 @@ struct ControlEvent {
   std::string_view response_body{};  // the create answer names the new sandbox
   std::chrono::steady_clock::duration elapsed{};
   bool authenticated = true;  // false: counted, never audited (no one to name)
+  // Facts the route adds to the record (a secret's id, name and version); may be null.
+  const boost::json::object* details = nullptr;
 };
 
 // One request relayed to a sandbox, reported as soon as the status of its answer is known.

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <boost/json.hpp>
+#include <cerrno>
 
 namespace isobox::server {
 namespace {
@@ -76,7 +77,23 @@ ALTER TABLE sandboxes ADD COLUMN traffic_access_token TEXT;
 PRAGMA user_version = 4;
 )sql";
 
-constexpr int64_t kSchemaVersion = 4;
+// Version 5: secrets (control/secrets.h). One row per secret: its current value only
+// (an update overwrites it; earlier versions are not kept), never returned by any route.
+constexpr const char* kMigrateV5 = R"sql(
+CREATE TABLE IF NOT EXISTS secrets(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  value TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  metadata TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS secrets_owner ON secrets(owner, name);
+PRAGMA user_version = 5;
+)sql";
+
+constexpr int64_t kSchemaVersion = 5;
 
 constexpr const char* kSandboxColumns =
     "id, template_id, access_token, metadata, state, started_at, end_at, cpu_count, "
@@ -163,14 +180,36 @@ std::string ApiKeyDigest(std::string_view key) {
 
 std::string ApiKeyId(std::string_view digest) { return std::string(digest.substr(0, 12)); }
 
+namespace {
+
+// SECURITY: the database holds sandbox access tokens and secret values: host root only,
+// whatever mode a file already had (an older isoboxd's, a restored copy's). SQLite gives
+// the -wal and -shm files it makes the database file's mode. Files not there are skipped.
+Status RestrictModes(const std::filesystem::path& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::string file = path.string() + suffix;
+    if (::chmod(file.c_str(), 0600) != 0 && errno != ENOENT) {
+      return SysError("chmod 0600 {}", file);
+    }
+  }
+  return Ok();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& path) {
-  // SECURITY: the database holds sandbox access tokens: host root only.
+  RETURN_IF_ERROR(RestrictModes(path));  // before SQLite copies a file's mode to another
+  // SECURITY: files SQLite creates are born 0600, never readable for a moment.
   mode_t old_mask = ::umask(077);
   auto db = sqlite::Database::Open(path);
   ::umask(old_mask);
   if (!db) return tl::unexpected(db.error());
+  // SECURITY: deleted and overwritten content (a destroyed or updated secret's value) is
+  // zeroed in the file, not left in free pages.
+  RETURN_IF_ERROR(WithContext(db->Exec("PRAGMA secure_delete = ON"), path.string()));
   std::unique_ptr<Store> store(new Store(std::move(*db)));
   RETURN_IF_ERROR(WithContext(store->Migrate(), path.string()));
+  RETURN_IF_ERROR(RestrictModes(path));
   return store;
 }
 
@@ -192,6 +231,7 @@ Status Store::Migrate() {
     if (current < 2) RETURN_IF_ERROR(db_.Exec(kMigrateV2));
     if (current < 3) RETURN_IF_ERROR(db_.Exec(kMigrateV3));
     if (current < 4) RETURN_IF_ERROR(db_.Exec(kMigrateV4));
+    if (current < 5) RETURN_IF_ERROR(db_.Exec(kMigrateV5));
     return Ok();
   };
   Status migrated = migrate();

@@ -1,6 +1,7 @@
 // The daemon's durable state, in one SQLite database under the state directory: sandbox
-// records (live and recently ended), API keys (SHA-256 digests only) and the template
-// catalog. A restarted daemon re-adopts the live sandboxes from here.
+// records (live and recently ended), API keys (SHA-256 digests only), the template
+// catalog and secrets (control/secrets.h). A restarted daemon re-adopts the live
+// sandboxes from here. The file and its -wal/-shm are 0600 (host root only).
 //
 // Thread-safe: every call holds the store's lock for one short transaction.
 #pragma once
@@ -8,6 +9,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -39,6 +41,17 @@ struct ApiKeyRecord {
   bool admin = false;
 };
 
+// A secret without its value (control/secrets.h keeps the rules; the store only keeps it).
+struct SecretRecord {
+  std::string id;     // "sec_" + random
+  std::string name;   // canonical (lower case), unique
+  std::string owner;  // the id of the API key that created it
+  int64_t version = 1;
+  std::map<std::string, std::string> metadata;
+  SystemTime created_at{};
+  SystemTime updated_at{};
+};
+
 class Store {
  public:
   static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& path);
@@ -68,6 +81,24 @@ class Store {
 
   // The template catalog: id -> JSON description.
   Status PutTemplate(const std::string& id, const std::string& spec_json);
+
+  // Secrets (store_secrets.cc). `value` is never read back except by SecretValue.
+  // kAlreadyExists when the name is taken.
+  Status InsertSecret(const SecretRecord& record, std::string_view value);
+  // Replaces version, metadata and updated_at, and the value when given; NotFound for
+  // an unknown id.
+  Status UpdateSecret(const SecretRecord& record, std::optional<std::string_view> value);
+  // The secret with this id or this (canonical) name.
+  Result<std::optional<SecretRecord>> FindSecret(std::string_view id_or_name);
+  // By name, names after `after`, at most `limit`; only `owner`'s when given.
+  Result<std::vector<SecretRecord>> ListSecrets(std::optional<std::string_view> owner,
+                                                std::string_view after, size_t limit);
+  // False when there was no secret with this id.
+  Result<bool> DeleteSecret(std::string_view id);
+  // The current value of the secret named `name` (canonical), if `owner` (when given)
+  // created it.
+  Result<std::optional<std::string>> SecretValue(std::string_view name,
+                                                 std::optional<std::string_view> owner);
 
  private:
   explicit Store(sqlite::Database db) : db_(std::move(db)) {}

@@ -4,6 +4,8 @@
 
 #include <boost/json.hpp>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 namespace isobox::server::ops {
 namespace {
@@ -214,6 +216,65 @@ TEST(OpsTest, ARelayRefusedForItsTokenIsAuditedWithoutTheToken) {
   std::string text = ops.RenderMetrics({}, {});
   EXPECT_NE(text.find("isobox_http_requests_total{route=\"interpreter\",code=\"401\"} 1\n"),
             std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace isobox::server::ops
+
+namespace isobox::server::ops {
+namespace {
+
+TEST(OpsTest, SecretRoutesAreTemplatesAndAudited) {
+  EXPECT_EQ(ClassifyControl("GET", "/secrets?limit=2").route, "/secrets");
+  EXPECT_EQ(ClassifyControl("GET", "/secrets?limit=2").action, "");
+  EXPECT_EQ(ClassifyControl("POST", "/secrets").action, "secret.create");
+  auto update = ClassifyControl("POST", "/secrets/my-key");
+  EXPECT_EQ(update.route, "/secrets/{id}");  // never the name in a label
+  EXPECT_EQ(update.action, "secret.update");
+  EXPECT_EQ(update.sandbox_id, "");
+  EXPECT_EQ(ClassifyControl("DELETE", "/secrets/sec_abc").action, "secret.destroy");
+  EXPECT_EQ(ClassifyControl("GET", "/secrets/sec_abc").action, "");
+  EXPECT_EQ(ClassifyControl("GET", "/secrets/a/b").route, "other");
+}
+
+// SECURITY: the value is in the request body; the record has the route's facts only.
+TEST(OpsTest, SecretRecordsHaveIdNameAndVersionNeverTheValue) {
+  char pattern[] = "/tmp/isobox-ops-test-XXXXXX";
+  std::filesystem::path dir = ::mkdtemp(pattern);
+  auto log = AuditLog::Open(dir / "audit.log");
+  ASSERT_TRUE(log);
+  AuditLog& audit = **log;
+  Ops ops(std::move(*log));
+  Caller keyed{"key:0123456789ab", "127.0.0.1:2"};
+  const std::string body = R"({"name":"k","value":"hunter2-TOP-SECRET","timeout":5})";
+  json::object facts{{"secretID", "sec_x"}, {"name", "k"}, {"version", 1}};
+  ops.OnControl({.caller = keyed,
+                 .method = "POST",
+                 .target = "/secrets",
+                 .request_body = body,
+                 .status = 201,
+                 .response_body = R"({"secretID":"sec_x"})",
+                 .details = &facts});
+  ops.OnControl({.caller = keyed,
+                 .method = "POST",
+                 .target = "/secrets/k",
+                 .request_body = body,
+                 .status = 400});
+  // An unknown secret is not audited (anyone can name one).
+  ops.OnControl({.caller = keyed, .method = "DELETE", .target = "/secrets/made-up", .status = 404});
+  audit.Flush();
+  auto records = audit.Read({.limit = kMaxAuditLimit});
+  ASSERT_TRUE(records);
+  ASSERT_EQ(records->size(), 2u);
+  EXPECT_EQ((*records)[0].at("action").as_string(), "secret.create");
+  EXPECT_EQ((*records)[0].at("details"), json::value(facts));
+  EXPECT_EQ((*records)[1].at("action").as_string(), "secret.update");
+  EXPECT_EQ((*records)[1].at("status").to_number<int>(), 400);
+  EXPECT_TRUE((*records)[1].at("details").as_object().empty());
+  std::ifstream in(dir / "audit.log");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("hunter2"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
 

@@ -1,5 +1,8 @@
 #include "net/egress_policy.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 
 namespace isobox::net {
@@ -15,6 +18,18 @@ const std::vector<Ipv4Cidr>& NeverReachableRanges() {
     return out;
   }();
   return ranges;
+}
+
+std::vector<uint32_t> HostIpv4Addresses() {
+  std::vector<uint32_t> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) < 0) return out;
+  for (ifaddrs* it = list; it != nullptr; it = it->ifa_next) {
+    if (it->ifa_addr == nullptr || it->ifa_addr->sa_family != AF_INET) continue;
+    out.push_back(ntohl(reinterpret_cast<sockaddr_in*>(it->ifa_addr)->sin_addr.s_addr));
+  }
+  ::freeifaddrs(list);
+  return out;
 }
 
 bool NeverReachable(const ReachLimits& limits, uint32_t address) {

@@ -23,6 +23,9 @@ struct ReachLimits {
   std::vector<uint32_t> host_addresses;  // this host's own IPv4 addresses
 };
 
+// This host's own IPv4 addresses, now (interfaces come and go): for host_addresses.
+std::vector<uint32_t> HostIpv4Addresses();
+
 // The ranges above, as the firewall blocks them too.
 const std::vector<Ipv4Cidr>& NeverReachableRanges();
 bool NeverReachable(const ReachLimits& limits, uint32_t address);

@@ -1,7 +1,5 @@
 #include "net/egress_proxy.h"
 
-#include <ifaddrs.h>
-#include <linux/netfilter_ipv4.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -18,7 +16,7 @@
 #include <boost/asio/write.hpp>
 
 #include "base/log.h"
-#include "net/sniff.h"
+#include "net/egress_connection.h"
 
 namespace isobox::net {
 
@@ -27,79 +25,26 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using namespace asio::experimental::awaitable_operators;
 
-struct EgressProxy::Connection {
-  explicit Connection(asio::io_context& io) : client(io), upstream(io), watchdog(io) {}
-  tcp::socket client;
-  tcp::socket upstream;
-  asio::steady_timer watchdog;
-  uint32_t source = 0;
-  uint32_t original = 0;  // where the sandbox connected to
-  uint16_t port = 0;
-  std::string name;      // what it asked for (Host, SNI); may be empty
-  uint32_t address = 0;  // where the proxy connected
-  std::chrono::steady_clock::time_point last_active = std::chrono::steady_clock::now();
-  bool closed = false;
-};
-
-struct EgressProxy::State {
-  explicit State(asio::io_context& io) : acceptor(io) {}
-  tcp::acceptor acceptor;
-  mutable std::mutex mutex;
-  std::map<uint32_t, std::set<std::shared_ptr<Connection>>> open;
-  std::map<uint32_t, Counters> counters;
-  bool stopped = false;
-};
-
-namespace {
-
-constexpr std::string_view kDeniedHttp =
-    "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-    "Content-Length: 47\r\n\r\nisobox: this sandbox's network rules deny it.\r\n";
-
-uint32_t Ipv4Of(const tcp::endpoint& endpoint) {
-  return endpoint.address().is_v4() ? endpoint.address().to_v4().to_uint() : 0;
-}
-
-// This host's own IPv4 addresses, now (interfaces come and go).
-std::vector<uint32_t> HostAddresses() {
-  std::vector<uint32_t> out;
-  ifaddrs* list = nullptr;
-  if (::getifaddrs(&list) < 0) return out;
-  for (ifaddrs* it = list; it != nullptr; it = it->ifa_next) {
-    if (it->ifa_addr == nullptr || it->ifa_addr->sa_family != AF_INET) continue;
-    out.push_back(ntohl(reinterpret_cast<sockaddr_in*>(it->ifa_addr)->sin_addr.s_addr));
-  }
-  ::freeifaddrs(list);
-  return out;
-}
-
-bool OriginalDestination(tcp::socket& socket, uint32_t& address, uint16_t& port) {
-  sockaddr_in original{};
-  socklen_t size = sizeof(original);
-  if (::getsockopt(socket.native_handle(), SOL_IP, SO_ORIGINAL_DST, &original, &size) < 0) {
-    return false;
-  }
-  address = ntohl(original.sin_addr.s_addr);
-  port = ntohs(original.sin_port);
-  return true;
-}
-
-void CloseBoth(EgressProxy::Connection& connection) {
-  connection.closed = true;
-  error_code ignored;
-  connection.client.close(ignored);
-  connection.upstream.close(ignored);
-  connection.watchdog.cancel();
-}
-
-}  // namespace
-
 // One direction of a relay; counts what it moved in the sandbox's counters.
+void EgressProxy::Connection::CloseBoth() {
+  closed = true;
+  error_code ignored;
+  client.close(ignored);
+  upstream.close(ignored);
+  watchdog.cancel();
+}
+
+void EgressProxy::Count(uint32_t source, size_t bytes, bool outbound) {
+  std::lock_guard lock(state_->mutex);
+  Counters& counters = state_->counters[source];
+  (outbound ? counters.bytes_out : counters.bytes_in) += bytes;
+}
+
 asio::awaitable<void> EgressProxy::Pump(std::shared_ptr<Connection> connection, bool outbound) {
   tcp::socket& from = outbound ? connection->client : connection->upstream;
   tcp::socket& to = outbound ? connection->upstream : connection->client;
-  std::shared_ptr<State> state = state_;
-  std::array<uint8_t, 16384> chunk;
+  // Large reads: fewer system calls per byte on a bulk download.
+  std::vector<uint8_t> chunk(64 * 1024);
   for (;;) {
     error_code ec;
     size_t n = co_await from.async_read_some(asio::buffer(chunk),
@@ -109,28 +54,29 @@ asio::awaitable<void> EgressProxy::Pump(std::shared_ptr<Connection> connection, 
     co_await asio::async_write(to, asio::buffer(chunk.data(), n),
                                asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;
-    std::lock_guard lock(state->mutex);
-    Counters& counters = state->counters[connection->source];
-    (outbound ? counters.bytes_out : counters.bytes_in) += n;
+    Count(connection->source, n, outbound);
   }
   error_code ignored;
   to.shutdown(tcp::socket::shutdown_send, ignored);
 }
 
 EgressProxy::EgressProxy(asio::io_context& io, EgressProxyConfig config, Lookup lookup,
-                         Resolve resolve, OnDenied on_denied)
+                         Resolve resolve, OnDenied on_denied, ResolveSecret resolve_secret)
     : io_(io),
       config_(std::move(config)),
       lookup_(std::move(lookup)),
       resolve_(std::move(resolve)),
       on_denied_(std::move(on_denied)),
+      resolve_secret_(std::move(resolve_secret)),
       state_(std::make_shared<State>(io)) {}
 
 Result<std::unique_ptr<EgressProxy>> EgressProxy::Start(asio::io_context& io,
                                                         EgressProxyConfig config, Lookup lookup,
-                                                        Resolve resolve, OnDenied on_denied) {
+                                                        Resolve resolve, OnDenied on_denied,
+                                                        ResolveSecret resolve_secret) {
   std::unique_ptr<EgressProxy> proxy(new EgressProxy(io, std::move(config), std::move(lookup),
-                                                     std::move(resolve), std::move(on_denied)));
+                                                     std::move(resolve), std::move(on_denied),
+                                                     std::move(resolve_secret)));
   tcp::acceptor& acceptor = proxy->state_->acceptor;
   error_code ec;
   tcp::endpoint endpoint(asio::ip::address_v4(proxy->config_.listen_address),
@@ -164,7 +110,7 @@ EgressProxy::~EgressProxy() {
   asio::post(io_, [state = state_, open] {
     error_code ignored;
     state->acceptor.close(ignored);
-    for (const auto& connection : open) CloseBoth(*connection);
+    for (const auto& connection : open) connection->CloseBoth();
   });
 }
 
@@ -190,153 +136,27 @@ bool EgressProxy::Admit(uint32_t source) {
   return state_->open[source].size() < config_.max_connections_per_sandbox;
 }
 
-asio::awaitable<void> EgressProxy::Serve(std::shared_ptr<Connection> connection) {
-  std::shared_ptr<State> state = state_;
-  error_code ec;
-  tcp::endpoint peer = connection->client.remote_endpoint(ec);
-  connection->source = ec ? 0 : Ipv4Of(peer);
-  std::optional<NetworkConfig> config =
-      connection->source != 0 ? lookup_(connection->source) : std::nullopt;
-  // SECURITY: only sandboxes reach this port (the firewall's input chain); anything else,
-  // or a sandbox at its connection cap, is closed unread.
-  // SECURITY: and only connections the firewall redirected (ports 80 and 443): one made
-  // to the proxy's own address would have it connect anywhere on any port.
-  if (!config || !OriginalDestination(connection->client, connection->original, connection->port) ||
-      connection->original == config_.listen_address ||
-      (connection->port != 80 && connection->port != 443) || !Admit(connection->source)) {
-    CloseBoth(*connection);
-    co_return;
-  }
-  {
-    std::lock_guard lock(state->mutex);
-    state->open[connection->source].insert(connection);
-  }
-  auto deny = [&](std::string_view why) {
-    {
-      std::lock_guard lock(state->mutex);
-      ++state->counters[connection->source].denied;
-    }
-    LOG_DEBUG("egress proxy: refused a connection of {} to port {}: {}",
-              FormatIpv4(connection->source), connection->port, why);
-    if (on_denied_) on_denied_(connection->source, connection->name, connection->address, why);
-  };
-
-  // The first bytes, until they name a host (bounded in size and time).
-  asio::steady_timer timer(io_, config_.sniff_timeout);
-  timer.async_wait([connection](error_code ec) {
-    if (!ec) CloseBoth(*connection);
-  });
-  std::vector<uint8_t> head;
-  Sniffed sniffed;
-  std::array<uint8_t, 4096> chunk;
-  while (sniffed.status == SniffStatus::kNeedMore && head.size() < kMaxSniffBytes) {
-    size_t n = co_await connection->client.async_read_some(
-        asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) break;
-    head.insert(head.end(), chunk.begin(), chunk.begin() + n);
-    bool tls = !head.empty() && head[0] == 0x16;
-    sniffed = tls ? SniffTlsServerName(head)
-                  : SniffHttpHost(
-                        std::string_view(reinterpret_cast<const char*>(head.data()), head.size()));
-  }
-  timer.cancel();
-  bool http = !head.empty() && head[0] != 0x16;
-  if (sniffed.status == SniffStatus::kFound) connection->name = sniffed.host;
-  if (sniffed.status == SniffStatus::kNeedMore || sniffed.status == SniffStatus::kMalformed ||
-      connection->closed) {
-    deny(sniffed.status == SniffStatus::kMalformed ? "not HTTP or TLS" : "no request");
-  } else {
-    // Where to connect: the name's addresses as the proxy resolves them, else the address
-    // the sandbox chose.
-    std::vector<uint32_t> addresses = {connection->original};
-    // A Host that is an address names no domain: the address rules decide.
-    if (auto literal = ParseIpv4(connection->name)) {
-      addresses = {*literal};
-      connection->name.clear();
-    }
-    if (!connection->name.empty()) {
-      auto resolved = co_await resolve_(connection->name);
-      addresses = resolved ? *resolved : std::vector<uint32_t>{};
-    }
-    ReachLimits limits = config_.limits;
-    limits.host_addresses = HostAddresses();
-    auto allowed = std::find_if(addresses.begin(), addresses.end(), [&](uint32_t address) {
-      // SECURITY: the proxy connects from the host, past the forward chain: what no sandbox
-      // may reach is checked here, on the address it resolved (DNS rebinding, SSRF).
-      return !NeverReachable(limits, address) &&
-             Decide(*config, connection->name, address) == Verdict::kAllow;
-    });
-    if (allowed == addresses.end()) {
-      connection->address = addresses.empty() ? 0 : addresses.front();
-      deny(addresses.empty() ? "name not resolved" : "denied by the rules");
-      if (http && !connection->closed) {
-        co_await asio::async_write(connection->client, asio::buffer(kDeniedHttp),
-                                   asio::redirect_error(asio::use_awaitable, ec));
-      }
-    } else {
-      connection->address = *allowed;
-      asio::steady_timer connect_timer(io_, config_.connect_timeout);
-      connect_timer.async_wait([connection](error_code ec) {
-        if (!ec) CloseBoth(*connection);
-      });
-      co_await connection->upstream.async_connect(
-          tcp::endpoint(asio::ip::address_v4(connection->address), connection->port),
-          asio::redirect_error(asio::use_awaitable, ec));
-      connect_timer.cancel();
-      if (!ec && !connection->closed) {
-        co_await asio::async_write(connection->upstream, asio::buffer(head),
-                                   asio::redirect_error(asio::use_awaitable, ec));
-      }
-      if (!ec && !connection->closed) {
-        {
-          std::lock_guard lock(state->mutex);
-          Counters& counters = state->counters[connection->source];
-          ++counters.connections;
-          counters.bytes_out += head.size();
-        }
-        // The idle watchdog: cuts a relay that moved no byte for idle_timeout.
-        asio::co_spawn(
-            io_,
-            [connection, idle = config_.idle_timeout]() -> asio::awaitable<void> {
-              while (!connection->closed) {
-                connection->watchdog.expires_after(idle / 4);
-                error_code wait_ec;
-                co_await connection->watchdog.async_wait(
-                    asio::redirect_error(asio::use_awaitable, wait_ec));
-                if (wait_ec || connection->closed) co_return;
-                if (std::chrono::steady_clock::now() - connection->last_active > idle) {
-                  CloseBoth(*connection);
-                }
-              }
-            },
-            asio::detached);
-        co_await (Pump(connection, true) && Pump(connection, false));
-      }
-    }
-  }
-  CloseBoth(*connection);
-  std::lock_guard lock(state->mutex);
-  if (auto it = state->open.find(connection->source); it != state->open.end()) {
-    it->second.erase(connection);
-  }
-}
-
 void EgressProxy::Recheck(uint32_t source, const NetworkConfig& config) {
   std::vector<std::shared_ptr<Connection>> cut;
   {
     std::lock_guard lock(state_->mutex);
     auto it = state_->open.find(source);
     if (it == state_->open.end()) return;
+    std::string tunnel = config.egress_proxy ? config.egress_proxy->Address() : "";
     for (const auto& connection : it->second) {
-      if (connection->address != 0 &&
-          Decide(config, connection->name, connection->address) == Verdict::kDeny) {
+      if (connection->address == 0) continue;
+      // Denied now, through another tunnel (or none), or with other headers to set.
+      const DomainRules* rules = RulesFor(config.rules, connection->name);
+      if (Decide(config, connection->name, connection->address) == Verdict::kDeny ||
+          connection->tunnel != tunnel ||
+          connection->headers != (rules ? rules->headers : std::vector<HeaderInjection>{})) {
         cut.push_back(connection);
       }
     }
   }
   if (cut.empty()) return;
   asio::post(io_, [cut] {
-    for (const auto& connection : cut) CloseBoth(*connection);
+    for (const auto& connection : cut) connection->CloseBoth();
   });
 }
 
@@ -344,6 +164,11 @@ EgressProxy::Counters EgressProxy::Read(uint32_t source) const {
   std::lock_guard lock(state_->mutex);
   auto it = state_->counters.find(source);
   return it == state_->counters.end() ? Counters{} : it->second;
+}
+
+std::map<uint32_t, EgressProxy::Counters> EgressProxy::ReadAll() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->counters;
 }
 
 void EgressProxy::Forget(uint32_t source) {
@@ -356,7 +181,7 @@ void EgressProxy::Forget(uint32_t source) {
     }
   }
   asio::post(io_, [open] {
-    for (const auto& connection : open) CloseBoth(*connection);
+    for (const auto& connection : open) connection->CloseBoth();
   });
 }
 

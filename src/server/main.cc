@@ -18,6 +18,7 @@
 
 #include "base/log.h"
 #include "net/links.h"
+#include "net/mitm_ca.h"
 #include "protocol/sha256.h"
 #include "runtime/cgroup.h"
 #include "runtime/disk_pool.h"
@@ -82,6 +83,7 @@ struct Flags {
   std::string sandbox_cidr = "10.205.0.0/16";
   std::vector<std::string> allow_private_cidrs;
   std::vector<std::string> dns_servers;
+  std::vector<std::string> upstream_cas;  // --upstream-ca
 };
 
 // This daemon's nftables table: named after its state directory, so that daemons with
@@ -96,10 +98,13 @@ std::string FirewallTable(const fs::path& state_dir) {
 // The sandboxes' network, with the live sandboxes a previous run left (re-adopted by the
 // registry, which gives back the leases of those that are gone); null with --no-network.
 Result<std::unique_ptr<SandboxNetwork>> StartNetwork(const Flags& flags, Store& store,
-                                                     boost::asio::io_context& io) {
+                                                     boost::asio::io_context& io,
+                                                     std::shared_ptr<net::MitmCa> ca) {
   if (!flags.network) return std::unique_ptr<SandboxNetwork>();
   NetworkSettings settings;
   settings.dns_servers = flags.dns_servers;
+  settings.ca = std::move(ca);
+  settings.upstream_ca_files = flags.upstream_cas;
   settings.table = FirewallTable(flags.state_dir);
   ASSIGN_OR_RETURN(settings.cidr, net::ParseCidr(flags.sandbox_cidr));
   for (const std::string& text : flags.allow_private_cidrs) {
@@ -402,7 +407,18 @@ int Run(const Flags& flags) {
   // disks are in it, so that it goes after it.
   auto disk_pool = runtime::DiskPool::Open(flags.state_dir, uint64_t{flags.disk_pool_mb} << 20);
   if (!disk_pool) return fail(disk_pool.error());
-  auto templates = TemplateStore::Open(flags.state_dir, flags.disk_mb);
+  // isoboxd's egress CA (net/mitm_ca.h): made at the first start with networking; the
+  // sandboxes trust it (control/trusted_ca.h).
+  std::shared_ptr<net::MitmCa> egress_ca;
+  if (flags.network) {
+    auto loaded = net::MitmCa::LoadOrCreate(flags.state_dir / "egress-ca");
+    if (!loaded) return fail(loaded.error().WithContext("egress CA"));
+    egress_ca = std::move(*loaded);
+  }
+  auto templates = TemplateStore::Open(
+      flags.state_dir,
+      TemplateOptions{.disk_mb = flags.disk_mb,
+                      .trusted_ca_pem = egress_ca ? egress_ca->CertificatePem() : std::string()});
   if (!templates) return fail(templates.error());
   for (const auto& [id, tmpl] : templates->All()) {
     if (auto saved = (*store)->PutTemplate(id, TemplateJson(tmpl)); !saved) {
@@ -424,7 +440,7 @@ int Run(const Flags& flags) {
   boost::asio::thread_pool workers(flags.workers);
   fs::path zygote_program = (*cgroups)->Version() == 1 ? ZygoteProgram() : fs::path();
   // Before the registry, so that it goes after it.
-  auto network = StartNetwork(flags, **store, io);
+  auto network = StartNetwork(flags, **store, io, egress_ca);
   if (!network) return fail(network.error());
   Registry registry(io, workers,
                     RegistryConfig{.state_dir = flags.state_dir,
@@ -440,6 +456,15 @@ int Run(const Flags& flags) {
       [&ops](const std::string& id, std::string_view event, std::string_view reason) {
         ops.OnSandboxEvent(id, event, reason);
       });
+  if (*network) {
+    // Rule headers name stored secrets: the sandbox's owner must be allowed to use them.
+    (*network)->SetSecretResolver(
+        [&registry, &secrets](uint32_t source, std::string_view name) -> Result<std::string> {
+          std::optional<std::string> owner = registry.OwnerAt(source);
+          if (!owner) return MakeError(ErrorCode::kNotFound, "no sandbox at this address");
+          return secrets.ResolveFor(name, *owner);
+        });
+  }
   registry.Recover();
   registry.StartSampler();
   registry.StartSpares();
@@ -619,6 +644,10 @@ int main(int argc, char** argv) {
   app.add_option("--allow-private-cidr", flags.allow_private_cidrs,
                  "let sandboxes reach this private (RFC 1918, CGNAT, link-local) block, which "
                  "is otherwise never reachable (repeatable)");
+  app.add_option("--upstream-ca", flags.upstream_cas,
+                 "PEM file of CA certificates the egress proxy also trusts for upstream servers "
+                 "it intercepts for rules with headers (repeatable; the host's store always)")
+      ->check(CLI::ExistingFile);
   app.add_option("--dns-server", flags.dns_servers,
                  "upstream resolver ADDR[:PORT] for the sandboxes' DNS (repeatable; default: "
                  "the nameservers of /etc/resolv.conf)");

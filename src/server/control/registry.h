@@ -138,6 +138,8 @@ class Registry {
   // deny are cut). NotFound for an unknown sandbox.
   Status UpdateNetwork(const std::string& id, const net::NetworkConfig& config);
   bool NetworkEnabled() const { return config_.network != nullptr; }
+  // The owner (API key id) of the running sandbox at this network address.
+  std::optional<std::string> OwnerAt(uint32_t address) const;
 
   std::optional<SandboxInfo> Get(const std::string& id) const;
   // A live or ended sandbox with how it ended (from the store); nullopt if unknown or

@@ -60,6 +60,15 @@ Status Registry::UpdateNetwork(const std::string& id, const net::NetworkConfig& 
   return Ok();
 }
 
+std::optional<std::string> Registry::OwnerAt(uint32_t address) const {
+  if (address == 0) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, sandbox] : sandboxes_) {
+    if (sandbox->info.address == address) return sandbox->info.owner;
+  }
+  return std::nullopt;
+}
+
 void Registry::DetachNetwork(Sandbox& sandbox) {
   if (config_.network != nullptr) config_.network->Release(sandbox.net);
 }

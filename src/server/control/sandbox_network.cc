@@ -3,14 +3,19 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_future.hpp>
+#include <future>
 #include <set>
 
 #include "base/log.h"
 #include "base/thread_priority.h"
 #include "net/block_claim.h"
 #include "net/dns_resolver.h"
+#include "net/egress_policy.h"
 #include "net/egress_proxy.h"
 #include "net/firewall.h"
+#include "net/intercept.h"
 #include "net/links.h"
 #include "runtime/netns.h"
 
@@ -21,6 +26,8 @@ constexpr uint16_t kDnsPort = 53;
 // The egress proxy on the gateway (net/egress_proxy.h): where the firewall redirects web
 // connections of sandboxes with rules by name.
 constexpr uint16_t kProxyPort = 3128;
+// How long a create waits for its egressProxy's name to resolve.
+constexpr std::chrono::seconds kCheckResolveTimeout{10};
 
 net::SandboxPolicy PolicyOf(const NetLease& lease, const net::NetworkConfig& config) {
   net::SandboxPolicy policy;
@@ -134,13 +141,25 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
                                .limits = {.sandbox_cidr = self.settings_.cidr,
                                           .allowed_private = self.settings_.allowed_private,
                                           .host_addresses = {}}};
+  proxy.ca = self.settings_.ca;
+  ASSIGN_OR_RETURN(std::unique_ptr<boost::asio::ssl::context> upstream_tls,
+                   net::MakeUpstreamContext(self.settings_.upstream_ca_files));
+  proxy.upstream_tls = std::move(upstream_tls);
+  self.io_ = &io;
   ASSIGN_OR_RETURN(
       self.proxy_,
       net::EgressProxy::Start(
           io, proxy, [raw](uint32_t source) { return raw->ConfigOf(source); },
           [raw](std::string name) { return raw->resolver_->ResolveA(std::move(name)); },
-          [raw](uint32_t source, const std::string& name, uint32_t address, std::string_view why) {
-            if (raw->on_denied_) raw->on_denied_(source, name, address, why);
+          [raw](uint32_t source, const std::string& name, uint32_t address, uint16_t port,
+                std::string_view why) {
+            if (raw->on_denied_) raw->on_denied_(source, name, address, port, why);
+          },
+          [raw](uint32_t source, std::string_view name) -> Result<std::string> {
+            if (!raw->resolve_secret_) {
+              return MakeError(ErrorCode::kNotFound, "secret '{}' not found", name);
+            }
+            return raw->resolve_secret_(source, name);
           }));
   self.worker_ = std::jthread([raw = network.get()](std::stop_token stop) { raw->Run(stop); });
   LOG_INFO("sandbox network {} (gateway {}), nftables table {}", self.settings_.cidr.ToString(),
@@ -177,7 +196,48 @@ std::optional<net::NetworkConfig> SandboxNetwork::ConfigOf(uint32_t source) cons
 
 void SandboxNetwork::SetOnDenied(OnDenied on_denied) { on_denied_ = std::move(on_denied); }
 
-Status SandboxNetwork::Check(const net::NetworkConfig& config) const { return Ok(); }
+Status SandboxNetwork::Check(const net::NetworkConfig& config) const {
+  if (!config.egress_proxy) return Ok();
+  const net::EgressTunnel& tunnel = *config.egress_proxy;
+  std::vector<uint32_t> addresses;
+  if (auto literal = net::ParseIpv4(tunnel.host)) {
+    addresses = {*literal};
+  } else {
+    std::future<Result<std::vector<uint32_t>>> future =
+        boost::asio::co_spawn(*io_, resolver_->ResolveA(tunnel.host), boost::asio::use_future);
+    if (future.wait_for(kCheckResolveTimeout) != std::future_status::ready) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "'network.egressProxy.address': '{}' did not resolve within {} s",
+                       tunnel.host, kCheckResolveTimeout.count());
+    }
+    auto resolved = future.get();
+    if (!resolved) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "'network.egressProxy.address': '{}' does not resolve: {}", tunnel.host,
+                       resolved.error().message);
+    }
+    addresses = std::move(*resolved);
+  }
+  net::ReachLimits limits{.sandbox_cidr = settings_.cidr,
+                          .allowed_private = settings_.allowed_private,
+                          .host_addresses = net::HostIpv4Addresses()};
+  for (uint32_t address : addresses) {
+    // SECURITY: isoboxd connects to the proxy from the host: it must be somewhere a
+    // sandbox may go (E2B refuses private and internal ranges the same way).
+    if (net::NeverReachable(limits, address)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "'network.egressProxy.address': {} ({}) is in a range no sandbox may "
+                       "reach (this host, private, loopback, link-local; --allow-private-cidr "
+                       "opens a private block)",
+                       tunnel.Address(), net::FormatIpv4(address));
+    }
+  }
+  return Ok();
+}
+
+void SandboxNetwork::SetSecretResolver(ResolveSecret resolve) {
+  resolve_secret_ = std::move(resolve);
+}
 
 Result<NetLease> SandboxNetwork::Attach(int netns_fd, bool default_policy) {
   ASSIGN_OR_RETURN(uint32_t address, pool_.Allocate());

@@ -34,6 +34,7 @@
 #include "net/network_config.h"
 
 namespace isobox::net {
+class MitmCa;
 class Firewall;
 class DnsResolver;
 class EgressProxy;
@@ -50,6 +51,10 @@ struct NetworkSettings {
   std::vector<std::string> dns_servers;
   std::string table;  // this daemon's nftables table
   size_t spare_namespaces = 2;
+  // The egress CA (net/mitm_ca.h) for rules with headers over HTTPS, and the CA files
+  // upstream certificates may also chain to (--upstream-ca; the host's store always).
+  std::shared_ptr<net::MitmCa> ca;
+  std::vector<std::string> upstream_ca_files;
 };
 
 // One sandbox's place on the network. address 0: none (loopback only).
@@ -93,7 +98,9 @@ class SandboxNetwork {
   uint32_t gateway() const { return pool_.gateway(); }
   const NetworkSettings& settings() const { return settings_; }
 
-  // Refuses what this daemon cannot give a sandbox.
+  // Refuses what this daemon cannot give a sandbox: an egressProxy whose name does not
+  // resolve, or that is at an address no sandbox may reach. Blocks for the resolver: call
+  // it off the I/O thread.
   Status Check(const net::NetworkConfig& config) const;
   // A link and the default policy for the namespace of `netns_fd` (a zygote's).
   Result<NetLease> Connect(int netns_fd);
@@ -110,8 +117,13 @@ class SandboxNetwork {
 
   // Audit records of refused connections (rate-limited per sandbox by the caller).
   using OnDenied = std::function<void(uint32_t source, const std::string& name, uint32_t address,
-                                      std::string_view why)>;
+                                      uint16_t port, std::string_view why)>;
   void SetOnDenied(OnDenied on_denied);
+  // Stored secrets for the headers of a sandbox's rules, by the sandbox's address (the
+  // registry checks that the sandbox's owner may use the secret). Set before the first
+  // sandbox.
+  using ResolveSecret = std::function<Result<std::string>(uint32_t source, std::string_view name)>;
+  void SetSecretResolver(ResolveSecret resolve);
 
   // /etc/resolv.conf and /etc/hosts for a sandbox named `hostname` at `lease`.
   std::string ResolvConf() const;
@@ -133,6 +145,8 @@ class SandboxNetwork {
   mutable std::mutex mutex_;
   std::map<uint32_t, net::NetworkConfig> configs_;  // by sandbox address
   OnDenied on_denied_;                              // set before the first sandbox
+  ResolveSecret resolve_secret_;                    // set before the first sandbox
+  boost::asio::io_context* io_ = nullptr;
   std::atomic<bool> rules_removed_{false};
   std::optional<net::BlockClaim> claim_;  // this daemon's block, host-wide
   std::deque<PreparedNetns> ready_;

@@ -218,7 +218,9 @@ asio::awaitable<void> EgressProxy::Serve(std::shared_ptr<Connection> connection)
     }
     LOG_DEBUG("egress proxy: refused a connection of {} to port {}: {}",
               FormatIpv4(connection->source), connection->port, why);
-    if (on_denied_) on_denied_(connection->source, connection->name, connection->address, why);
+    if (on_denied_) {
+      on_denied_(connection->source, connection->name, connection->address, connection->port, why);
+    }
   };
 
   // The first bytes, until they name a host (bounded in size and time).
@@ -344,6 +346,11 @@ EgressProxy::Counters EgressProxy::Read(uint32_t source) const {
   std::lock_guard lock(state_->mutex);
   auto it = state_->counters.find(source);
   return it == state_->counters.end() ? Counters{} : it->second;
+}
+
+std::map<uint32_t, EgressProxy::Counters> EgressProxy::ReadAll() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->counters;
 }
 
 void EgressProxy::Forget(uint32_t source) {

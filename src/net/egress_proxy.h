@@ -48,9 +48,10 @@ class EgressProxy {
   using Resolve =
       std::function<boost::asio::awaitable<Result<std::vector<uint32_t>>>(std::string name)>;
   // A refused connection: the sandbox, the name asked (may be empty), the address (0: none
-  // was allowed or resolved), why. For the audit log (rate-limited there).
+  // was allowed or resolved), the port it asked for, why. For the audit log (rate-limited
+  // there).
   using OnDenied = std::function<void(uint32_t source, const std::string& name, uint32_t address,
-                                      std::string_view why)>;
+                                      uint16_t port, std::string_view why)>;
 
   static Result<std::unique_ptr<EgressProxy>> Start(boost::asio::io_context& io,
                                                     EgressProxyConfig config, Lookup lookup,
@@ -68,6 +69,8 @@ class EgressProxy {
     uint64_t bytes_in = 0;
   };
   Counters Read(uint32_t source) const;
+  // Every sandbox's counters, by source address (one lock).
+  std::map<uint32_t, Counters> ReadAll() const;
   void Forget(uint32_t source);  // the sandbox is gone
 
   struct Connection;  // one relayed connection (egress_proxy.cc)

@@ -82,6 +82,7 @@ struct Flags {
   std::string sandbox_cidr = "10.205.0.0/16";
   std::vector<std::string> allow_private_cidrs;
   std::vector<std::string> dns_servers;
+  uint32_t max_connections_per_sandbox = 1024;
 };
 
 // This daemon's nftables table: named after its state directory, so that daemons with
@@ -101,6 +102,7 @@ Result<std::unique_ptr<SandboxNetwork>> StartNetwork(const Flags& flags, Store& 
   NetworkSettings settings;
   settings.dns_servers = flags.dns_servers;
   settings.table = FirewallTable(flags.state_dir);
+  settings.max_connections_per_sandbox = flags.max_connections_per_sandbox;
   ASSIGN_OR_RETURN(settings.cidr, net::ParseCidr(flags.sandbox_cidr));
   for (const std::string& text : flags.allow_private_cidrs) {
     ASSIGN_OR_RETURN(net::Ipv4Cidr cidr, net::ParseCidr(text));
@@ -438,6 +440,12 @@ int Run(const Flags& flags) {
       [&ops](const std::string& id, std::string_view event, std::string_view reason) {
         ops.OnSandboxEvent(id, event, reason);
       });
+  if (*network) {
+    // Refused connections, already rate-limited per sandbox: network.denied records.
+    (*network)->SetOnDenied([&ops, &registry](const NetDenial& denial) {
+      if (auto id = registry.SandboxAt(denial.source)) ops.OnNetworkDenied(*id, denial);
+    });
+  }
   registry.Recover();
   registry.StartSampler();
   registry.StartSpares();
@@ -619,6 +627,11 @@ int main(int argc, char** argv) {
   app.add_option("--dns-server", flags.dns_servers,
                  "upstream resolver ADDR[:PORT] for the sandboxes' DNS (repeatable; default: "
                  "the nameservers of /etc/resolv.conf)");
+  app.add_option("--max-connections-per-sandbox", flags.max_connections_per_sandbox,
+                 "connections one sandbox may have open at once (tracked by the kernel, and "
+                 "through the egress proxy); new ones past it are refused")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 20));
   CLI11_PARSE(app, argc, argv);
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];

@@ -7,7 +7,6 @@ namespace isobox::net {
 std::optional<uint64_t> DenialThrottle::Admit(uint32_t source, uint32_t destination, uint16_t port,
                                               const std::string& name, Clock::time_point now) {
   Source& state = sources_[source];
-  if (state.recorded == 0 && state.last_recorded.empty()) state.window_start = now;
   if (now - state.window_start >= limits_.window) {
     state.window_start = now;
     state.recorded = 0;

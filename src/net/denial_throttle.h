@@ -33,8 +33,7 @@ class DenialThrottle {
                                 const std::string& name, Clock::time_point now);
   // The sandbox is gone; what it had held back is dropped.
   void Forget(uint32_t source) { sources_.erase(source); }
-  // Refusals held back and never reported (their sandbox had no later record), plus
-  // those held back now: for the metrics.
+  // Every refusal held back since the start (for the metrics).
   uint64_t held_back_total() const { return held_back_total_; }
 
  private:

@@ -54,6 +54,7 @@ Result<std::unique_ptr<Firewall>> Firewall::Install(FirewallConfig config,
     for (const auto& [link, counters] : *old) {
       carried.egress[link] = {counters.egress_packets, counters.egress_bytes};
       carried.denied[link] = {counters.denied_packets, 0};
+      carried.refused[link] = {counters.denied_connections, 0};
     }
   }
   // SECURITY: the whole table, with every live sandbox, is one transaction: a stale table
@@ -134,7 +135,7 @@ Result<std::map<std::string, Firewall::Counters>> Firewall::ReadCounters() {
   std::lock_guard lock(read_mutex_);
   nft_ctx_output_set_flags(read_ctx_, NFT_CTX_OUTPUT_JSON);
   std::map<std::string, Counters> out;
-  for (std::string_view set : {"egress", "denied"}) {
+  for (std::string_view set : {"egress", "denied", "refused"}) {
     std::string command = fmt::format("list set inet {} {}", config_.table, set);
     if (nft_run_cmd_from_buffer(read_ctx_, command.c_str()) != 0) {
       return MakeError(ErrorCode::kInternal, "read counters: nftables: {}", ErrorText(read_ctx_));
@@ -145,8 +146,10 @@ Result<std::map<std::string, Firewall::Counters>> Firewall::ReadCounters() {
       if (set == "egress") {
         out[link].egress_packets = value.packets;
         out[link].egress_bytes = value.bytes;
-      } else {
+      } else if (set == "denied") {
         out[link].denied_packets = value.packets;
+      } else {
+        out[link].denied_connections = value.packets;
       }
     }
   }

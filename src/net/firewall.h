@@ -51,10 +51,12 @@ class Firewall {
     uint64_t egress_bytes = 0;  // let out of the sandbox: forwarded, or to the gateway
     uint64_t egress_packets = 0;
     uint64_t denied_packets = 0;  // rejected, or dropped as spoofed
+    // New connections refused: denied by the rules, or over the connection cap.
+    uint64_t denied_connections = 0;
   };
   // kNotFound for an address with no policy.
   Result<Counters> Read(uint32_t address);
-  // Every sandbox's counters, keyed by address, with two kernel reads (for /metrics).
+  // Every sandbox's counters, keyed by address, with three kernel reads (for /metrics).
   Result<std::map<uint32_t, Counters>> ReadAll();
 
   const FirewallConfig& config() const { return config_; }

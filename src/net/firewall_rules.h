@@ -21,12 +21,25 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
 #include "net/cidr.h"
 
 namespace isobox::net {
+
+inline constexpr uint32_t kDefaultMaxConnections = 1024;
+inline constexpr uint32_t kMaxMaxConnections = 1u << 20;
+// The size of the sets keyed by sandbox address that the packets fill (the connection
+// cap's counts, the log's rate limits): well above the live sandboxes of one daemon.
+inline constexpr uint32_t kMaxTrackedSandboxes = 65536;
+// The kernel's rate limit of denied-packet log messages, per sandbox.
+inline constexpr unsigned kLogRatePerSecond = 5;
+inline constexpr unsigned kLogBurst = 10;
+// The NFLOG prefixes: why a logged packet was refused.
+inline constexpr std::string_view kLogPrefixDenied = "rules";
+inline constexpr std::string_view kLogPrefixOverCap = "conn-limit";
 
 struct FirewallConfig {
   std::string table;  // this daemon's nftables table (inet family): [a-z][a-z0-9_]{0,31}
@@ -35,6 +48,12 @@ struct FirewallConfig {
   std::vector<Ipv4Cidr> allowed_private;    // the operator's --allow-private-cidr
   std::vector<uint16_t> gateway_udp_ports;  // isoboxd services sandboxes may reach: DNS 53
   std::vector<uint16_t> gateway_tcp_ports;  // DNS 53, the egress proxy's port
+  // The NFLOG group denied packets are logged to (net/nflog.h), at most kLogRatePerSecond
+  // per sandbox; 0: not logged.
+  uint16_t log_group = 0;
+  // Connections a sandbox may have tracked at once, forwarded or to the gateway's
+  // services (--max-connections-per-sandbox); new ones over it are refused.
+  uint32_t max_connections = kDefaultMaxConnections;
 };
 
 struct SandboxPolicy {
@@ -104,6 +123,7 @@ struct CounterValues {
 struct CarriedCounters {
   std::map<std::string, CounterValues> egress;
   std::map<std::string, CounterValues> denied;
+  std::map<std::string, CounterValues> refused;
 };
 
 // The whole table with the live sandboxes' elements; replaces a table of the same name

@@ -84,6 +84,7 @@ struct Flags {
   std::vector<std::string> allow_private_cidrs;
   std::vector<std::string> dns_servers;
   std::vector<std::string> upstream_cas;  // --upstream-ca
+  uint32_t max_connections_per_sandbox = 1024;
 };
 
 // This daemon's nftables table: named after its state directory, so that daemons with
@@ -106,6 +107,7 @@ Result<std::unique_ptr<SandboxNetwork>> StartNetwork(const Flags& flags, Store& 
   settings.ca = std::move(ca);
   settings.upstream_ca_files = flags.upstream_cas;
   settings.table = FirewallTable(flags.state_dir);
+  settings.max_connections_per_sandbox = flags.max_connections_per_sandbox;
   ASSIGN_OR_RETURN(settings.cidr, net::ParseCidr(flags.sandbox_cidr));
   for (const std::string& text : flags.allow_private_cidrs) {
     ASSIGN_OR_RETURN(net::Ipv4Cidr cidr, net::ParseCidr(text));
@@ -464,6 +466,10 @@ int Run(const Flags& flags) {
           if (!owner) return MakeError(ErrorCode::kNotFound, "no sandbox at this address");
           return secrets.ResolveFor(name, *owner);
         });
+    // Refused connections, already rate-limited per sandbox: network.denied records.
+    (*network)->SetOnDenied([&ops, &registry](const NetDenial& denial) {
+      if (auto id = registry.SandboxAt(denial.source)) ops.OnNetworkDenied(*id, denial);
+    });
   }
   registry.Recover();
   registry.StartSampler();
@@ -651,6 +657,11 @@ int main(int argc, char** argv) {
   app.add_option("--dns-server", flags.dns_servers,
                  "upstream resolver ADDR[:PORT] for the sandboxes' DNS (repeatable; default: "
                  "the nameservers of /etc/resolv.conf)");
+  app.add_option("--max-connections-per-sandbox", flags.max_connections_per_sandbox,
+                 "connections one sandbox may have open at once (tracked by the kernel, and "
+                 "through the egress proxy); new ones past it are refused")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 20));
   CLI11_PARSE(app, argc, argv);
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];

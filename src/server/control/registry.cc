@@ -936,6 +936,9 @@ void Registry::SampleAll() {
                          sandbox->state_dir});
     }
   }
+  // One bulk read of every sandbox's network counters per round (not one per sandbox).
+  std::map<std::string, NetCounters> network;
+  if (auto counters = NetworkCounters(); counters) network = std::move(*counters);
   for (const Target& target : targets) {
     auto stats = target.cgroup->Stats();
     if (!stats) continue;  // being destroyed
@@ -952,7 +955,8 @@ void Registry::SampleAll() {
                         .mem_total = uint64_t{sandbox.info.memory_mb} << 20,
                         .mem_cache = stats->memory_cache,
                         .disk_used = disk.used,
-                        .disk_total = disk.total};
+                        .disk_total = disk.total,
+                        .network = network[target.id]};
     // The sandbox's /proc/meminfo (runtime/limits_view.h); absent for adopted sandboxes
     // of an older daemon.
     (void)runtime::RefreshMeminfo(target.state_dir / "view", sample.mem_total, sample.mem_used,

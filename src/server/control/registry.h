@@ -53,6 +53,7 @@ struct MetricSample {
   double cpu_used_pct = 0;
   uint64_t mem_used = 0, mem_total = 0, mem_cache = 0;
   uint64_t disk_used = 0, disk_total = 0;
+  NetCounters network;  // since the sandbox's network lease began; zero without network
 };
 
 struct RegistryConfig {
@@ -140,6 +141,8 @@ class Registry {
   bool NetworkEnabled() const { return config_.network != nullptr; }
   // The owner (API key id) of the running sandbox at this network address.
   std::optional<std::string> OwnerAt(uint32_t address) const;
+  // The sandboxes' network; null with --no-network.
+  const SandboxNetwork* network() const { return config_.network; }
 
   std::optional<SandboxInfo> Get(const std::string& id) const;
   // A live or ended sandbox with how it ended (from the store); nullopt if unknown or
@@ -155,6 +158,11 @@ class Registry {
   // Samples with start <= time <= end; NotFound for an unknown sandbox.
   Result<std::vector<MetricSample>> Metrics(const std::string& id, SystemTime start,
                                             SystemTime end) const;
+  // Every sandbox's network counters by id, with one bulk read (/isobox/metrics). Blocking
+  // (reads the kernel's counters). Empty without network.
+  Result<std::map<std::string, NetCounters>> NetworkCounters() const;
+  // The id of the sandbox at this network address, if any (the audit of refusals).
+  std::optional<std::string> SandboxAt(uint32_t address) const;
   // The agent socket of a running sandbox (none when paused), for the proxy.
   std::optional<std::filesystem::path> AgentSocket(const std::string& id) const;
   // The code interpreter socket of a running sandbox whose template has one.

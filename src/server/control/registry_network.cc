@@ -69,6 +69,32 @@ std::optional<std::string> Registry::OwnerAt(uint32_t address) const {
   return std::nullopt;
 }
 
+Result<std::map<std::string, NetCounters>> Registry::NetworkCounters() const {
+  std::map<std::string, NetCounters> out;
+  if (config_.network == nullptr) return out;
+  std::map<uint32_t, std::string> ids;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, sandbox] : sandboxes_) {
+      if (sandbox->net.Valid()) ids[sandbox->net.address] = id;
+    }
+  }
+  ASSIGN_OR_RETURN(auto by_address, config_.network->ReadAll());
+  for (const auto& [address, counters] : by_address) {
+    if (auto id = ids.find(address); id != ids.end()) out[id->second] = counters;
+  }
+  return out;
+}
+
+std::optional<std::string> Registry::SandboxAt(uint32_t address) const {
+  if (address == 0) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, sandbox] : sandboxes_) {
+    if (sandbox->net.address == address) return id;
+  }
+  return std::nullopt;
+}
+
 void Registry::DetachNetwork(Sandbox& sandbox) {
   if (config_.network != nullptr) config_.network->Release(sandbox.net);
 }

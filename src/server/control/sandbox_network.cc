@@ -1,6 +1,8 @@
 #include "server/control/sandbox_network.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
@@ -11,12 +13,14 @@
 #include "base/log.h"
 #include "base/thread_priority.h"
 #include "net/block_claim.h"
+#include "net/conntrack.h"
 #include "net/dns_resolver.h"
 #include "net/egress_policy.h"
 #include "net/egress_proxy.h"
 #include "net/firewall.h"
 #include "net/intercept.h"
 #include "net/links.h"
+#include "net/nflog.h"
 #include "runtime/netns.h"
 
 namespace isobox::server {
@@ -28,6 +32,23 @@ constexpr uint16_t kDnsPort = 53;
 constexpr uint16_t kProxyPort = 3128;
 // How long a create waits for its egressProxy's name to resolve.
 constexpr std::chrono::seconds kCheckResolveTimeout{10};
+// NFLOG groups this daemon may take for its log of denied packets: from a start derived
+// from its table's name (so that daemons on one host mostly do not collide), the first
+// free one (net/nflog.h).
+constexpr uint16_t kLogGroupBase = 0x4000;
+constexpr uint16_t kLogGroupSpan = 0x3000;
+constexpr uint16_t kLogGroupTries = 256;
+
+uint16_t FirstLogGroup(const std::string& table) {
+  uint32_t hash = 2166136261u;  // FNV-1a
+  for (char c : table) hash = (hash ^ static_cast<uint8_t>(c)) * 16777619u;
+  return static_cast<uint16_t>(kLogGroupBase + hash % kLogGroupSpan);
+}
+
+std::string WhyLogged(std::string_view prefix) {
+  if (prefix == net::kLogPrefixOverCap) return "over the connection limit";
+  return "denied by the rules";
+}
 
 net::SandboxPolicy PolicyOf(const NetLease& lease, const net::NetworkConfig& config) {
   net::SandboxPolicy policy;
@@ -95,12 +116,20 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
     self.configs_[sandbox.lease.address] = sandbox.config;
     kept.insert(sandbox.lease.address);
   }
+  uint16_t log_group = 0;
+  if (auto logging = self.StartDenialLog(io, log_group); !logging) {
+    // Evidence, not isolation: the rules hold without it; the audit log then lacks the
+    // kernel's refusals (the proxy's are still recorded).
+    LOG_WARN("denied packets will not be audited: {}", logging.error().message);
+  }
   net::FirewallConfig firewall{.table = self.settings_.table,
                                .sandbox_cidr = self.settings_.cidr,
                                .gateway = self.pool_.gateway(),
                                .allowed_private = self.settings_.allowed_private,
                                .gateway_udp_ports = {kDnsPort},
-                               .gateway_tcp_ports = {kDnsPort, kProxyPort}};
+                               .gateway_tcp_ports = {kDnsPort, kProxyPort},
+                               .log_group = log_group,
+                               .max_connections = self.settings_.max_connections_per_sandbox};
   ASSIGN_OR_RETURN(self.firewall_, net::Firewall::Install(firewall, policies));
   // Links of sandboxes that are gone (a daemon killed with sandboxes it never cleaned up).
   ASSIGN_OR_RETURN(std::vector<net::HostLink> links, net::ListHostLinks());
@@ -136,11 +165,13 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
   self.resolver_ = std::make_unique<net::DnsResolver>(io, std::move(dns));
   RETURN_IF_ERROR(self.resolver_->Listen(net::FormatIpv4(self.pool_.gateway()), kDnsPort));
   self.resolver_->Start();
-  net::EgressProxyConfig proxy{.listen_address = self.pool_.gateway(),
-                               .listen_port = kProxyPort,
-                               .limits = {.sandbox_cidr = self.settings_.cidr,
-                                          .allowed_private = self.settings_.allowed_private,
-                                          .host_addresses = {}}};
+  net::EgressProxyConfig proxy{
+      .listen_address = self.pool_.gateway(),
+      .listen_port = kProxyPort,
+      .limits = {.sandbox_cidr = self.settings_.cidr,
+                 .allowed_private = self.settings_.allowed_private,
+                 .host_addresses = {}},
+      .max_connections_per_sandbox = self.settings_.max_connections_per_sandbox};
   proxy.ca = self.settings_.ca;
   ASSIGN_OR_RETURN(std::unique_ptr<boost::asio::ssl::context> upstream_tls,
                    net::MakeUpstreamContext(self.settings_.upstream_ca_files));
@@ -153,7 +184,13 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
           [raw](std::string name) { return raw->resolver_->ResolveA(std::move(name)); },
           [raw](uint32_t source, const std::string& name, uint32_t address, uint16_t port,
                 std::string_view why) {
-            if (raw->on_denied_) raw->on_denied_(source, name, address, port, why);
+            raw->Denied({.source = source,
+                         .destination = address,
+                         .port = port,
+                         .protocol = IPPROTO_TCP,
+                         .name = name,
+                         .why = std::string(why),
+                         .by = "proxy"});
           },
           [raw](uint32_t source, std::string_view name) -> Result<std::string> {
             if (!raw->resolve_secret_) {
@@ -168,6 +205,10 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Start(NetworkSettings se
 }
 
 SandboxNetwork::~SandboxNetwork() {
+  if (nflog_watch_) {
+    boost::system::error_code ignored;
+    nflog_watch_->close(ignored);
+  }
   worker_.request_stop();
   wake_.notify_all();
   if (worker_.joinable()) worker_.join();
@@ -238,6 +279,55 @@ Status SandboxNetwork::Check(const net::NetworkConfig& config) const {
 void SandboxNetwork::SetSecretResolver(ResolveSecret resolve) {
   resolve_secret_ = std::move(resolve);
 }
+Status SandboxNetwork::StartDenialLog(boost::asio::io_context& io, uint16_t& group) {
+  ASSIGN_OR_RETURN(nflog_, net::NflogReader::Open(FirstLogGroup(settings_.table), kLogGroupTries));
+  UniqueFd watched(::fcntl(nflog_->fd(), F_DUPFD_CLOEXEC, 0));
+  if (!watched) return SysError("watch the NFLOG socket");
+  nflog_watch_ = std::make_unique<boost::asio::posix::stream_descriptor>(io, watched.Release());
+  group = nflog_->group();
+  WatchDenialLog();
+  return Ok();
+}
+
+void SandboxNetwork::WatchDenialLog() {
+  nflog_watch_->async_wait(boost::asio::posix::descriptor_base::wait_read,
+                           [this](boost::system::error_code ec) {
+                             if (ec) return;  // closed: the network is stopping
+                             auto drained = nflog_->Drain([this](const net::LoggedPacket& packet) {
+                               Denied({.source = packet.source,
+                                       .destination = packet.destination,
+                                       .port = packet.port,
+                                       .protocol = packet.protocol,
+                                       .why = WhyLogged(packet.why),
+                                       .by = "firewall"});
+                             });
+                             if (!drained) LOG_WARN("{}", drained.error().message);
+                             WatchDenialLog();
+                           });
+}
+
+void SandboxNetwork::Denied(NetDenial denial) {
+  {
+    std::lock_guard lock(mutex_);
+    // A packet from an address no sandbox holds (any more): nothing to name.
+    if (!configs_.contains(denial.source)) return;
+  }
+  {
+    std::lock_guard lock(denial_mutex_);
+    auto admitted = throttle_.Admit(denial.source, denial.destination, denial.port, denial.name,
+                                    std::chrono::steady_clock::now());
+    if (!admitted) return;
+    denial.held_back = *admitted;
+  }
+  if (on_denied_) on_denied_(denial);
+}
+
+uint64_t SandboxNetwork::DenialsHeldBack() const {
+  std::lock_guard lock(denial_mutex_);
+  return throttle_.held_back_total();
+}
+
+uint64_t SandboxNetwork::DenialLogsLost() const { return nflog_ ? nflog_->lost() : 0; }
 
 Result<NetLease> SandboxNetwork::Attach(int netns_fd, bool default_policy) {
   ASSIGN_OR_RETURN(uint32_t address, pool_.Allocate());
@@ -337,6 +427,20 @@ void SandboxNetwork::Release(NetLease& lease) {
     configs_.erase(lease.address);
   }
   proxy_->Forget(lease.address);
+  {
+    std::lock_guard lock(denial_mutex_);
+    throttle_.Forget(lease.address);
+  }
+  // SECURITY: the address's connection tracking state goes before the address can be
+  // leased again: a new sandbox there must not inherit the old one's NAT mappings or the
+  // replies to its connections. The link is gone, so no new entry can appear.
+  if (auto flushed = net::DeleteConntrack(lease.address); !flushed) {
+    // Fail closed: an address whose state may linger is never leased again.
+    LOG_ERROR("remove the conntrack entries of {}: {}; the address stays taken",
+              net::FormatIpv4(lease.address), flushed.error().message);
+    lease = NetLease{};
+    return;
+  }
   pool_.Release(lease.address);
   lease = NetLease{};
 }
@@ -348,7 +452,21 @@ Result<NetCounters> SandboxNetwork::Read(const NetLease& lease) {
   return NetCounters{.egress_bytes = counters.egress_bytes + proxied.bytes_out,
                      .egress_packets = counters.egress_packets,
                      .denied_packets = counters.denied_packets,
-                     .denied_connections = proxied.denied};
+                     .denied_connections = counters.denied_connections + proxied.denied};
+}
+
+Result<std::map<uint32_t, NetCounters>> SandboxNetwork::ReadAll() {
+  ASSIGN_OR_RETURN(auto kernel, firewall_->ReadAll());
+  std::map<uint32_t, net::EgressProxy::Counters> proxied = proxy_->ReadAll();
+  std::map<uint32_t, NetCounters> out;
+  for (const auto& [address, counters] : kernel) {
+    const net::EgressProxy::Counters& relayed = proxied[address];
+    out[address] = NetCounters{.egress_bytes = counters.egress_bytes + relayed.bytes_out,
+                               .egress_packets = counters.egress_packets,
+                               .denied_packets = counters.denied_packets,
+                               .denied_connections = counters.denied_connections + relayed.denied};
+  }
+  return out;
 }
 
 void SandboxNetwork::RemoveRules() {

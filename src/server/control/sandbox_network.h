@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -31,6 +32,7 @@
 #include "net/address_pool.h"
 #include "net/block_claim.h"
 #include "net/cidr.h"
+#include "net/denial_throttle.h"
 #include "net/network_config.h"
 
 namespace isobox::net {
@@ -38,6 +40,8 @@ class MitmCa;
 class Firewall;
 class DnsResolver;
 class EgressProxy;
+class NflogReader;
+struct LoggedPacket;
 }  // namespace isobox::net
 
 namespace isobox::server {
@@ -55,6 +59,9 @@ struct NetworkSettings {
   // upstream certificates may also chain to (--upstream-ca; the host's store always).
   std::shared_ptr<net::MitmCa> ca;
   std::vector<std::string> upstream_ca_files;
+  // --max-connections-per-sandbox: connections a sandbox may have open at once, in the
+  // kernel (forwarded and to the gateway) and through the egress proxy.
+  uint32_t max_connections_per_sandbox = 1024;
 };
 
 // One sandbox's place on the network. address 0: none (loopback only).
@@ -70,11 +77,26 @@ struct PreparedNetns {
   NetLease lease;
 };
 
+// What a sandbox sent, since its lease began (README "Network": the metrics).
 struct NetCounters {
-  uint64_t egress_bytes = 0;
-  uint64_t egress_packets = 0;
-  uint64_t denied_packets = 0;
-  uint64_t denied_connections = 0;  // by the egress proxy (rules by name)
+  uint64_t egress_bytes = 0;    // forwarded by the kernel, and relayed by the egress proxy
+  uint64_t egress_packets = 0;  // forwarded by the kernel (or to the gateway)
+  uint64_t denied_packets = 0;  // refused or dropped by the kernel
+  // New connections refused: by the kernel (rules, the connection cap) and by the egress
+  // proxy (rules by name).
+  uint64_t denied_connections = 0;
+};
+
+// A refused connection or packet, for the audit log (network.denied). Never a payload.
+struct NetDenial {
+  uint32_t source = 0;       // the sandbox's address
+  uint32_t destination = 0;  // 0: none (a name that did not resolve)
+  uint16_t port = 0;         // 0: none (ICMP, a fragment)
+  uint8_t protocol = 0;      // IPPROTO_*; the proxy's are TCP
+  std::string name{};        // the name the proxy saw (Host, SNI); empty from the kernel
+  std::string why{};         // "denied by the rules", "over the connection limit", ...
+  std::string by{};          // "firewall" or "proxy"
+  uint64_t held_back = 0;    // the sandbox's refusals not recorded since its last record
 };
 
 class SandboxNetwork {
@@ -112,13 +134,20 @@ class SandboxNetwork {
   // Removes the sandbox's rules and link and frees its address. Idempotent.
   void Release(NetLease& lease);
   Result<NetCounters> Read(const NetLease& lease);
+  // Every leased sandbox's counters by address, with one bulk read of the kernel's (for
+  // /isobox/metrics and the metrics sampler).
+  Result<std::map<uint32_t, NetCounters>> ReadAll();
   // Removes this daemon's table (at a stop that leaves no sandbox running).
   void RemoveRules();
 
-  // Audit records of refused connections (rate-limited per sandbox by the caller).
-  using OnDenied = std::function<void(uint32_t source, const std::string& name, uint32_t address,
-                                      uint16_t port, std::string_view why)>;
+  // Refused connections, from the egress proxy and the kernel's log (NFLOG), already
+  // deduplicated and rate-limited per sandbox (net/denial_throttle.h). Called on the I/O
+  // thread. Set before the first sandbox.
+  using OnDenied = std::function<void(const NetDenial& denial)>;
   void SetOnDenied(OnDenied on_denied);
+  // Refusals held back by the rate limit, and kernel log messages lost (socket full).
+  uint64_t DenialsHeldBack() const;
+  uint64_t DenialLogsLost() const;
   // Stored secrets for the headers of a sandbox's rules, by the sandbox's address (the
   // registry checks that the sandbox's owner may use the secret). Set before the first
   // sandbox.
@@ -135,6 +164,9 @@ class SandboxNetwork {
   Result<PreparedNetns> MakeNamespace();
   void Run(std::stop_token stop);
   bool ResolvesFor(uint32_t source) const;
+  Status StartDenialLog(boost::asio::io_context& io, uint16_t& group);
+  void WatchDenialLog();
+  void Denied(NetDenial denial);
   std::optional<net::NetworkConfig> ConfigOf(uint32_t source) const;
 
   const NetworkSettings settings_;
@@ -147,6 +179,10 @@ class SandboxNetwork {
   OnDenied on_denied_;                              // set before the first sandbox
   ResolveSecret resolve_secret_;                    // set before the first sandbox
   boost::asio::io_context* io_ = nullptr;
+  mutable std::mutex denial_mutex_;  // guards throttle_
+  net::DenialThrottle throttle_;
+  std::unique_ptr<net::NflogReader> nflog_;  // null when the kernel's log is unavailable
+  std::unique_ptr<boost::asio::posix::stream_descriptor> nflog_watch_;
   std::atomic<bool> rules_removed_{false};
   std::optional<net::BlockClaim> claim_;  // this daemon's block, host-wide
   std::deque<PreparedNetns> ready_;

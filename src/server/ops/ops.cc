@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "base/log.h"
+#include "net/cidr.h"
 #include "server/control/ids.h"
 #include "server/http/types.h"
 
@@ -17,9 +18,23 @@ const std::vector<double> kCreateBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0
 
 constexpr size_t kMaxDetail = 128;  // longest string copied into a record's details
 
+std::string_view ProtocolName(uint8_t protocol) {
+  switch (protocol) {
+    case 1:
+      return "icmp";
+    case 6:
+      return "tcp";
+    case 17:
+      return "udp";
+    default:
+      return "other";
+  }
+}
+
 // The action audited for "<method> /sandboxes/{id}/<sub>"; empty if none.
 std::string_view SandboxAction(std::string_view method, std::string_view sub) {
   if (sub.empty()) return method == "DELETE" ? "sandbox.kill" : "";
+  if (sub == "network") return method == "PUT" ? "network.update" : "";
   if (method != "POST") return "";
   if (sub == "pause") return "sandbox.pause";
   if (sub == "resume") return "sandbox.resume";
@@ -54,10 +69,26 @@ std::optional<json::object> ParseObject(std::string_view text) {
 
 // Facts of a control request worth keeping: the template of a create, the timeout of a
 // create, connect or timeout change. Never metadata or env vars.
+// Facts of a network update: how many entries each list has, and internet on or off when
+// the update sets it (else it stays as it was). Never the entries themselves.
+json::object NetworkUpdateDetails(const json::object& body) {
+  json::object details;
+  for (std::string_view list : {"allowOut", "denyOut"}) {
+    const json::value* entries = body.if_contains(list);
+    details[list] = entries != nullptr && entries->is_array() ? entries->as_array().size() : 0;
+  }
+  for (std::string_view name : {"allow_internet_access", "allowInternetAccess"}) {
+    const json::value* internet = body.if_contains(name);
+    if (internet != nullptr && internet->is_bool()) details["internet"] = internet->as_bool();
+  }
+  return details;
+}
+
 json::object ControlDetails(std::string_view action, std::string_view body) {
   json::object details;
   auto object = ParseObject(body);
   if (!object) return details;
+  if (action == "network.update") return NetworkUpdateDetails(*object);
   if (action == "sandbox.create") {
     if (auto tmpl = ShortString(*object, "templateID")) details["templateID"] = *tmpl;
   }
@@ -169,7 +200,14 @@ Ops::Ops(std::unique_ptr<AuditLog> audit)
           "Connections closed because a request's headers did not arrive in time.")),
       relay_timeouts_(metrics_.AddCounter(
           "isobox_relay_timeouts_total",
-          "Relays to or from a sandbox cut because their body made no progress.")) {
+          "Relays to or from a sandbox cut because their body made no progress.")),
+      net_denials_held_back_(metrics_.AddCounter(
+          "isobox_network_denied_records_held_back_total",
+          "Refused connections not written to the audit log (repeats, or over the per-sandbox "
+          "rate).")),
+      net_denial_logs_lost_(metrics_.AddCounter(
+          "isobox_network_denied_logs_lost_total",
+          "Kernel log messages of refused packets lost because isoboxd fell behind.")) {
   connections_.Set({}, 0);
   for (const char* reason : {"per_client", "global"}) refused_.Set({reason}, 0);
   header_timeouts_.Set({}, 0);
@@ -264,6 +302,23 @@ void Ops::OnRelay(const RelayEvent& event) {
          .details = std::move(details)});
 }
 
+void Ops::OnNetworkDenied(const std::string& id, const NetDenial& denial) {
+  json::object details{{"by", denial.by}, {"why", denial.why.substr(0, kMaxDetail)}};
+  details["address"] = denial.destination != 0 ? json::value(net::FormatIpv4(denial.destination))
+                                               : json::value(nullptr);
+  details["port"] = denial.port;
+  details["protocol"] = ProtocolName(denial.protocol);
+  if (!denial.name.empty()) details["name"] = denial.name.substr(0, kMaxDetail);
+  if (denial.held_back != 0) details["heldBack"] = denial.held_back;
+  Audit({.time = std::chrono::system_clock::now(),
+         .actor = "isoboxd",
+         .remote = "",
+         .action = "network.denied",
+         .sandbox_id = id,
+         .status = 0,
+         .details = std::move(details)});
+}
+
 void Ops::OnSandboxEvent(const std::string& id, std::string_view event, std::string_view reason) {
   if (event == "kill") ended_.Add({std::string(reason)});
   Audit({.time = std::chrono::system_clock::now(),
@@ -275,7 +330,41 @@ void Ops::OnSandboxEvent(const std::string& id, std::string_view event, std::str
          .details = json::object{{"reason", reason}}});
 }
 
-std::string Ops::RenderMetrics(const std::vector<SandboxInfo>& sandboxes, const DiskCounts& disks) {
+// Rendered per scrape, never kept: an ended sandbox's series go with it, and a scrape that
+// may not see sandbox ids (RenderMetrics) never sees another scrape's.
+static void RenderNetworkSeries(const std::map<std::string, NetCounters>& sandboxes,
+                                std::string& out) {
+  struct Family {
+    const char* name;
+    const char* help;
+    uint64_t NetCounters::*field;
+  };
+  static constexpr Family kFamilies[] = {
+      {"isobox_sandbox_network_egress_bytes_total",
+       "Bytes a sandbox sent out: forwarded by the kernel, or relayed by the egress proxy.",
+       &NetCounters::egress_bytes},
+      {"isobox_sandbox_network_egress_packets_total",
+       "Packets a sandbox sent out that the firewall let through.", &NetCounters::egress_packets},
+      {"isobox_sandbox_network_denied_packets_total",
+       "Packets of a sandbox the firewall refused or dropped.", &NetCounters::denied_packets},
+      {"isobox_sandbox_network_denied_connections_total",
+       "New connections of a sandbox refused: by its rules, over the connection limit, or by "
+       "the egress proxy.",
+       &NetCounters::denied_connections},
+  };
+  for (const Family& spec : kFamilies) {
+    MetricFamily family(MetricType::kCounter, spec.name, spec.help, {"sandbox"}, {});
+    for (const auto& [id, counters] : sandboxes) {
+      family.Set({id}, static_cast<double>(counters.*spec.field));
+    }
+    family.Render(out);
+  }
+}
+
+std::string Ops::RenderMetrics(const std::vector<SandboxInfo>& sandboxes, const DiskCounts& disks,
+                               const NetworkMetrics& network) {
+  net_denials_held_back_.Set({}, static_cast<double>(network.held_back));
+  net_denial_logs_lost_.Set({}, static_cast<double>(network.logs_lost));
   size_t running = 0, paused = 0;
   for (const SandboxInfo& info : sandboxes) {
     (info.state == SandboxState::kPaused ? paused : running)++;
@@ -288,7 +377,9 @@ std::string Ops::RenderMetrics(const std::vector<SandboxInfo>& sandboxes, const 
   disks_.Set({"made"}, static_cast<double>(disks.made));
   disks_.Set({"reused"}, static_cast<double>(disks.reused));
   disks_.Set({"dropped"}, static_cast<double>(disks.dropped));
-  return metrics_.Render();
+  std::string out = metrics_.Render();
+  RenderNetworkSeries(network.sandboxes, out);
+  return out;
 }
 
 std::chrono::steady_clock::duration Ops::Uptime() const {

@@ -4,12 +4,14 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "server/control/sandbox_info.h"
+#include "server/control/sandbox_network.h"
 #include "server/ops/audit.h"
 #include "server/ops/metrics.h"
 
@@ -78,6 +80,15 @@ inline constexpr size_t kMaxCapturedBody = 1 << 20;
 // Facts of a code execution body, never the code: language, context id, code size.
 boost::json::object ExecuteDetails(std::string_view body, bool complete, uint64_t body_bytes);
 
+// The sandboxes' network counters of one scrape.
+struct NetworkMetrics {
+  // By id, live sandboxes; rendered as one series per sandbox (empty for a scrape that may
+  // not see sandbox ids).
+  std::map<std::string, NetCounters> sandboxes;
+  uint64_t held_back = 0;  // SandboxNetwork::DenialsHeldBack
+  uint64_t logs_lost = 0;  // SandboxNetwork::DenialLogsLost
+};
+
 class Ops {
  public:
   // `audit` may be null (no audit log).
@@ -89,15 +100,20 @@ class Ops {
   // "exited". Any thread.
   void OnSandboxEvent(const std::string& id, std::string_view event, std::string_view reason);
 
+  // A refused connection of sandbox `id` (already rate-limited: SandboxNetwork::OnDenied):
+  // the audit record network.denied. Any thread.
+  void OnNetworkDenied(const std::string& id, const NetDenial& denial);
+
   // What the sandbox disk reserve has done (runtime::DiskReserve::Counts).
   struct DiskCounts {
     uint64_t made = 0;
     uint64_t reused = 0;
     uint64_t dropped = 0;
   };
-  // The exposition text, with the sandbox gauge set from `sandboxes` and the disk
-  // counters from `disks`.
-  std::string RenderMetrics(const std::vector<SandboxInfo>& sandboxes, const DiskCounts& disks);
+  // The exposition text, with the sandbox gauge set from `sandboxes`, the disk counters
+  // from `disks` and the network counters from `network`.
+  std::string RenderMetrics(const std::vector<SandboxInfo>& sandboxes, const DiskCounts& disks,
+                            const NetworkMetrics& network = {});
   std::chrono::steady_clock::duration Uptime() const;
 
   // Flood bounds (http/server.h). A client connection opened (+1) or closed (-1).
@@ -131,6 +147,8 @@ class Ops {
   MetricFamily& accept_errors_;
   MetricFamily& header_timeouts_;
   MetricFamily& relay_timeouts_;
+  MetricFamily& net_denials_held_back_;
+  MetricFamily& net_denial_logs_lost_;
 };
 
 }  // namespace isobox::server::ops

@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include "base/log.h"
 #include "server/http/on_worker.h"
 #include "server/routes/sandboxes.h"
 
@@ -54,13 +55,34 @@ StringResponse Health(const StringRequest& request, IsoboxContext& context) {
   return Json(request, http::status::ok, json::serialize(body));
 }
 
+// The network counters of a scrape. Per-sandbox series name sandbox ids: an admin key's
+// scrape only (SECURITY: a public scrape, --metrics-public, must not list every tenant's
+// sandbox ids; control/tenancy.h).
+ops::NetworkMetrics NetworkMetricsFor(const IsoboxContext& context) {
+  ops::NetworkMetrics out;
+  const SandboxNetwork* network = context.registry.network();
+  if (network == nullptr) return out;
+  out.held_back = network->DenialsHeldBack();
+  out.logs_lost = network->DenialLogsLost();
+  if (!context.tenant || !context.tenant->admin) return out;
+  auto counters = context.registry.NetworkCounters();
+  if (!counters) {
+    LOG_WARN("metrics: read the sandboxes' network counters: {}", counters.error().message);
+    return out;
+  }
+  out.sandboxes = std::move(*counters);
+  return out;
+}
+
+// Blocking: the network counters are read from the kernel (one bulk read, on a worker).
 StringResponse Metrics(const StringRequest& request, IsoboxContext& context) {
   StringResponse response{http::status::ok, request.version()};
   response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
   runtime::DiskReserve::Counts disks = context.registry.DiskCounts();
   response.body() = context.ops.RenderMetrics(
       context.registry.List(),
-      {.made = disks.made, .reused = disks.reused, .dropped = disks.dropped});
+      {.made = disks.made, .reused = disks.reused, .dropped = disks.dropped},
+      NetworkMetricsFor(context));
   response.keep_alive(request.keep_alive());
   response.prepare_payload();
   return response;
@@ -119,7 +141,7 @@ Task<StringResponse> HandleIsobox(const StringRequest& request, IsoboxContext& c
     if (!context.metrics_public && !(context.tenant && context.tenant->admin)) {
       co_return Forbidden(request, "GET /isobox/metrics");
     }
-    co_return Metrics(request, context);
+    co_return co_await OnWorker(context.workers, [&] { return Metrics(request, context); });
   }
   co_return co_await Audit(request, context);
 }

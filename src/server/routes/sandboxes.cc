@@ -210,7 +210,13 @@ json::object MetricJson(const MetricSample& sample) {
                       {"memTotal", sample.mem_total},
                       {"memCache", sample.mem_cache},
                       {"diskUsed", sample.disk_used},
-                      {"diskTotal", sample.disk_total}};
+                      {"diskTotal", sample.disk_total},
+                      // isobox's own (the E2B SDKs ignore fields they do not know): the
+                      // sandbox's network since it started (README "Network").
+                      {"networkEgressBytes", sample.network.egress_bytes},
+                      {"networkEgressPackets", sample.network.egress_packets},
+                      {"networkDeniedPackets", sample.network.denied_packets},
+                      {"networkDeniedConnections", sample.network.denied_connections}};
 }
 
 Task<Reply> CreateSandbox(const StringRequest& request, ControlContext& context) {

@@ -150,7 +150,8 @@ TEST(SandboxElementsTest, ADefaultSandboxHasItsLinkAndCountersOnly) {
   auto elements = SandboxElements(Config(), Policy());
   EXPECT_THAT(elements, ElementsAre(FirewallElement{"denied", "\"ib0acd0002\"", ""},
                                     FirewallElement{"egress", "\"ib0acd0002\"", ""},
-                                    FirewallElement{"links", "\"ib0acd0002\" . 10.205.0.2", ""}));
+                                    FirewallElement{"links", "\"ib0acd0002\" . 10.205.0.2", ""},
+                                    FirewallElement{"refused", "\"ib0acd0002\"", ""}));
 }
 
 TEST(SandboxElementsTest, AnOfflineSandboxGetsNoRulesEvenIfItHasSome) {
@@ -160,7 +161,7 @@ TEST(SandboxElementsTest, AnOfflineSandboxGetsNoRulesEvenIfItHasSome) {
   policy.web_proxy_port = 3128;
   auto elements = SandboxElements(Config(), policy);
   EXPECT_THAT(elements, ::testing::Contains(FirewallElement{"offline", "10.205.0.2", ""}));
-  EXPECT_EQ(elements.size(), 4u);
+  EXPECT_EQ(elements.size(), 5u);
 }
 
 TEST(SandboxElementsTest, NamesToDenySendEveryWebConnectionToTheProxy) {
@@ -200,7 +201,7 @@ TEST(SandboxElementsTest, RulesGoToThePrefixSetsAndTheProxyToTheMap) {
                             FirewallElement{"deny_p24", "10.205.0.2 . 203.0.115.0", ""},
                             FirewallElement{"web_proxy", "10.205.0.2", "10.205.0.1 . 3128"},
                         }));
-  EXPECT_EQ(elements.size(), 3u + 1 + 1 + 1 + 4 + 1);
+  EXPECT_EQ(elements.size(), 4u + 1 + 1 + 1 + 4 + 1);
 }
 
 // Positions of `needles` in `haystack`, in order; fails when one is missing.
@@ -311,6 +312,7 @@ TEST(RenderInstallTest, CarriesTheReplacedTablesCountersOver) {
   CarriedCounters carried;
   carried.egress["ib0acd0002"] = {7, 700};
   carried.denied["ib0acd0002"] = {3, 0};
+  carried.refused["ib0acd0002"] = {2, 0};
   carried.egress["ib0acd0009"] = {1, 1};  // a sandbox that is gone: dropped
   std::string text =
       RenderInstall(Config(), {Policy(), Policy("10.205.0.3", "ib0acd0003")}, carried);
@@ -318,6 +320,8 @@ TEST(RenderInstallTest, CarriesTheReplacedTablesCountersOver) {
                               "counter packets 7 bytes 700, \"ib0acd0003\" }\n"));
   EXPECT_THAT(text, HasSubstr("add element inet isobox_1a2b3c4d denied { \"ib0acd0002\" "
                               "counter packets 3 bytes 0, \"ib0acd0003\" }\n"));
+  EXPECT_THAT(text, HasSubstr("add element inet isobox_1a2b3c4d refused { \"ib0acd0002\" "
+                              "counter packets 2 bytes 0, \"ib0acd0003\" }\n"));
   EXPECT_THAT(text, Not(HasSubstr("ib0acd0009")));
 }
 
@@ -325,7 +329,8 @@ TEST(RenderApplyTest, AFirstApplyAddsEverything) {
   EXPECT_EQ(RenderApply(Config(), nullptr, Policy()),
             "add element inet isobox_1a2b3c4d denied { \"ib0acd0002\" }\n"
             "add element inet isobox_1a2b3c4d egress { \"ib0acd0002\" }\n"
-            "add element inet isobox_1a2b3c4d links { \"ib0acd0002\" . 10.205.0.2 }\n");
+            "add element inet isobox_1a2b3c4d links { \"ib0acd0002\" . 10.205.0.2 }\n"
+            "add element inet isobox_1a2b3c4d refused { \"ib0acd0002\" }\n");
 }
 
 TEST(RenderApplyTest, AnUnchangedPolicyIsNoCommandAtAll) {
@@ -368,7 +373,8 @@ TEST(RenderRemoveTest, DeletesEveryElementOfTheSandboxCountersIncluded) {
             "delete element inet isobox_1a2b3c4d denied { \"ib0acd0002\" }\n"
             "delete element inet isobox_1a2b3c4d egress { \"ib0acd0002\" }\n"
             "delete element inet isobox_1a2b3c4d links { \"ib0acd0002\" . 10.205.0.2 }\n"
-            "delete element inet isobox_1a2b3c4d offline { 10.205.0.2 }\n");
+            "delete element inet isobox_1a2b3c4d offline { 10.205.0.2 }\n"
+            "delete element inet isobox_1a2b3c4d refused { \"ib0acd0002\" }\n");
 }
 
 TEST(RenderUninstallTest, DropsTheTableEvenIfItIsGone) {
@@ -405,6 +411,43 @@ TEST(ParseCounterListingTest, SkipsElementsWithoutCounterAndRejectsNonJson) {
   auto broken = ParseCounterListing("table inet x {");
   ASSERT_FALSE(broken);
   EXPECT_EQ(broken.error().message, "nftables counters: unreadable JSON (14 bytes)");
+}
+
+TEST(FirewallConfigTest, RejectsAConnectionCapOfZeroOrPastTheMaximum) {
+  FirewallConfig config = Config();
+  config.max_connections = 0;
+  EXPECT_THAT(ValidateFirewallConfig(config).error().message,
+              HasSubstr("0 connections per sandbox"));
+  config.max_connections = kMaxMaxConnections + 1;
+  EXPECT_FALSE(ValidateFirewallConfig(config));
+}
+
+TEST(RenderInstallTest, CapsEachSandboxsTrackedConnectionsAfterTheRulesLetThemThrough) {
+  FirewallConfig config = Config();
+  config.max_connections = 77;
+  std::string text = RenderInstall(config, {});
+  EXPECT_THAT(text, HasSubstr("\tset flows {\n\t\ttype ipv4_addr\n\t\tsize 65536\n"
+                              "\t\tflags dynamic\n\t}\n"));
+  EXPECT_THAT(text, HasSubstr("\tchain accept_egress {\n"
+                              "\t\tct state new add @flows { ip saddr ct count over 77 } "
+                              "goto over_cap\n\t\tiifname @egress accept\n"));
+  EXPECT_THAT(text, HasSubstr("\tchain over_cap {\n\t\tiifname @denied\n"
+                              "\t\tct state new iifname @refused\n"
+                              "\t\tmeta l4proto tcp reject with tcp reset\n"));
+}
+
+TEST(RenderInstallTest, LogsRefusalsRateLimitedPerSandboxOnlyWithALogGroup) {
+  FirewallConfig config = Config();
+  EXPECT_THAT(RenderInstall(config, {}), Not(HasSubstr(" log ")));
+  config.log_group = 7001;
+  std::string text = RenderInstall(config, {});
+  EXPECT_THAT(text, HasSubstr("\tset log_rate {\n\t\ttype ipv4_addr\n\t\tsize 65536\n"
+                              "\t\tflags dynamic,timeout\n\t\ttimeout 1m\n\t}\n"));
+  EXPECT_THAT(text, HasSubstr("\tchain deny {\n\t\tiifname @denied\n"
+                              "\t\tct state new iifname @refused\n"
+                              "\t\tupdate @log_rate { ip saddr limit rate 5/second burst 10 "
+                              "packets } log prefix \"rules\" group 7001\n"));
+  EXPECT_THAT(text, HasSubstr("log prefix \"conn-limit\" group 7001\n"));
 }
 
 }  // namespace

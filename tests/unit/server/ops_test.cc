@@ -219,6 +219,67 @@ TEST(OpsTest, ARelayRefusedForItsTokenIsAuditedWithoutTheToken) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(OpsTest, NetworkUpdatesAndRefusalsAreAuditedWithCountsNeverEntries) {
+  char pattern[] = "/tmp/isobox-ops-test-XXXXXX";
+  std::filesystem::path dir = ::mkdtemp(pattern);
+  auto log = AuditLog::Open(dir / "audit.log");
+  ASSERT_TRUE(log);
+  AuditLog& audit = **log;
+  Ops ops(std::move(*log));
+  const std::string id = "aaaaaaaaaaaaaaaaaaaa";
+  Caller caller{"key:0123456789ab", "127.0.0.1:2"};
+  ops.OnControl({.caller = caller,
+                 .method = "PUT",
+                 .target = "/sandboxes/" + id + "/network",
+                 .request_body = R"({"allowOut":["198.51.100.0/24","api.example.test"],)"
+                                 R"("denyOut":["0.0.0.0/0"],"allowInternetAccess":false})",
+                 .status = 204});
+  ops.OnNetworkDenied(id, {.source = 0x0acd0002,
+                           .destination = 0xc0a8010a,
+                           .port = 443,
+                           .protocol = 6,
+                           .name = "api.example.test",
+                           .why = "denied by the rules",
+                           .by = "proxy",
+                           .held_back = 3});
+  auto records = audit.Read({.limit = kMaxAuditLimit});
+  ASSERT_TRUE(records);
+  ASSERT_EQ(records->size(), 2u);
+  EXPECT_EQ((*records)[0].at("action").as_string(), "network.update");
+  EXPECT_EQ((*records)[0].at("sandboxId").as_string(), id);
+  EXPECT_EQ(boost::json::serialize((*records)[0].at("details")),
+            R"({"allowOut":2,"denyOut":1,"internet":false})");
+  EXPECT_EQ((*records)[1].at("action").as_string(), "network.denied");
+  EXPECT_EQ((*records)[1].at("actor").as_string(), "isoboxd");
+  EXPECT_EQ(boost::json::serialize((*records)[1].at("details")),
+            R"({"by":"proxy","why":"denied by the rules","address":"192.168.1.10","port":443,)"
+            R"("protocol":"tcp","name":"api.example.test","heldBack":3})");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(OpsTest, NetworkCountersAreOneSeriesPerSandboxOnlyWhenGiven) {
+  Ops ops(nullptr);
+  NetworkMetrics network{.sandboxes = {{"aaaaaaaaaaaaaaaaaaaa",
+                                        {.egress_bytes = 1234,
+                                         .egress_packets = 5,
+                                         .denied_packets = 6,
+                                         .denied_connections = 7}}},
+                         .held_back = 8,
+                         .logs_lost = 0};
+  std::string text = ops.RenderMetrics({}, {}, network);
+  for (const char* line :
+       {"isobox_sandbox_network_egress_bytes_total{sandbox=\"aaaaaaaaaaaaaaaaaaaa\"} 1234\n",
+        "isobox_sandbox_network_egress_packets_total{sandbox=\"aaaaaaaaaaaaaaaaaaaa\"} 5\n",
+        "isobox_sandbox_network_denied_packets_total{sandbox=\"aaaaaaaaaaaaaaaaaaaa\"} 6\n",
+        "isobox_sandbox_network_denied_connections_total{sandbox=\"aaaaaaaaaaaaaaaaaaaa\"} 7\n",
+        "isobox_network_denied_records_held_back_total 8\n"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line;
+  }
+  // The next scrape without them (a sandbox ended, or a scrape that may not see ids).
+  text = ops.RenderMetrics({}, {}, {});
+  EXPECT_EQ(text.find("aaaaaaaaaaaaaaaaaaaa"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace isobox::server::ops
 

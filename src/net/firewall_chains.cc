@@ -91,7 +91,7 @@ void AppendRedirectChains(std::string& out) {
       "\t\tiifname @egress meta l4proto tcp th dport { 80, 443 } ip saddr @ruled "
       "jump web_redirect\n\t}\n"
       "\tchain tunnel_redirect {\n\t\tip daddr @unreachable return\n"
-      "\t\tdnat ip to ip saddr map @web_proxy\n\t}\n"
+      "\t\tmeta l4proto tcp dnat ip to ip saddr map @web_proxy\n\t}\n"
       "\tchain web_redirect {\n\t\tip daddr @unreachable return\n"
       "\t\tip saddr @web_all meta l4proto tcp dnat ip to ip saddr map @web_proxy\n";
   AppendLookups("allow", "", "return", out);

@@ -289,7 +289,7 @@ TEST(RenderInstallTest, RedirectsOnlyWebPortsDeniedByAddress) {
                               "saddr @ruled jump web_redirect\n"));
   // An egressProxy's sandbox: every TCP connection but to what is never reachable.
   EXPECT_THAT(text, HasSubstr("\tchain tunnel_redirect {\n\t\tip daddr @unreachable return\n"
-                              "\t\tdnat ip to ip saddr map @web_proxy\n\t}\n"));
+                              "\t\tmeta l4proto tcp dnat ip to ip saddr map @web_proxy\n\t}\n"));
   auto at = Positions(text, {"\tchain web_redirect {\n\t\tip daddr @unreachable return\n",
                              "\t\tip saddr . ip daddr & 255.255.255.0 @allow_p24 return\n",
                              "\t\tmeta l4proto tcp ip saddr . ip daddr & 255.255.0.0 @deny_p16 "

@@ -271,7 +271,14 @@ asio::awaitable<Status> EgressProxy::Relay(std::shared_ptr<Connection> connectio
                            : Result<std::string>(
                                  MakeError(ErrorCode::kNotFound, "secret '{}' not found", name));
   });
-  if (!filled) co_return MakeError(filled.error().code, "rule headers: {}", filled.error().message);
+  if (!filled) {
+    if (!tls) {
+      error_code ec;
+      co_await asio::async_write(connection->client, asio::buffer(kFailedHttp),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+    co_return MakeError(filled.error().code, "rule headers: {}", filled.error().message);
+  }
   RequestRewriter rewriter(connection->name, std::move(*filled));
   RelayHooks hooks{.on_out =
                        [this, connection](size_t n) {

@@ -168,8 +168,8 @@ Result<std::string> QueryUnescape(std::string_view text) {
   return out;
 }
 
-Result<ListQuery> ParseListQuery(std::string_view query) {
-  ListQuery out;
+Result<std::vector<std::pair<std::string, std::string>>> QueryParams(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> out;
   if (query.empty()) return out;
   for (std::string_view param : Split(query, '&')) {
     if (param.empty()) continue;
@@ -179,8 +179,15 @@ Result<ListQuery> ParseListQuery(std::string_view query) {
     if (eq != std::string_view::npos) {
       ASSIGN_OR_RETURN(value, QueryUnescape(param.substr(eq + 1)));
     }
-    RETURN_IF_ERROR(ApplyParam(out, key, value));
+    out.emplace_back(std::move(key), std::move(value));
   }
+  return out;
+}
+
+Result<ListQuery> ParseListQuery(std::string_view query) {
+  ListQuery out;
+  ASSIGN_OR_RETURN(auto params, QueryParams(query));
+  for (const auto& [key, value] : params) RETURN_IF_ERROR(ApplyParam(out, key, value));
   return out;
 }
 

@@ -46,5 +46,8 @@ std::string FormatRfc3339(SystemTime time);
 
 // Query-string percent-decoding ('+' is a space).
 Result<std::string> QueryUnescape(std::string_view text);
+// A query string's parameters in order, keys and values decoded (a key without '=' has an
+// empty value; empty parameters are skipped).
+Result<std::vector<std::pair<std::string, std::string>>> QueryParams(std::string_view query);
 
 }  // namespace isobox::server

@@ -399,9 +399,21 @@ Status SandboxNetwork::Apply(const NetLease& lease, const net::NetworkConfig& co
   }
   RETURN_IF_ERROR(Check(config));
   RETURN_IF_ERROR(firewall_->Apply(PolicyOf(lease, config)));
+  bool tunnel_changed = false;
   {
     std::lock_guard lock(mutex_);
-    configs_[lease.address] = config;
+    auto& current = configs_[lease.address];
+    tunnel_changed = current.egress_proxy != config.egress_proxy;
+    current = config;
+  }
+  // SECURITY: a new egressProxy takes every TCP connection from now on; connections the
+  // kernel forwards already are cut (their conntrack entries go), so that none keeps
+  // going out directly.
+  if (tunnel_changed && config.egress_proxy) {
+    if (auto flushed = net::DeleteConntrack(lease.address); !flushed) {
+      LOG_WARN("sandbox {}: remove its forwarded connections for the new egressProxy: {}",
+               net::FormatIpv4(lease.address), flushed.error().message);
+    }
   }
   // Relayed connections the new rules deny are cut too (the kernel cuts the others).
   proxy_->Recheck(lease.address, config);

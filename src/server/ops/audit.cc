@@ -106,14 +106,8 @@ std::string ApiKeyId(std::string_view key) {
 
 Result<AuditQuery> ParseAuditQuery(std::string_view query) {
   AuditQuery out;
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view param = query.substr(0, amp);
-    query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
-    size_t eq = param.find('=');
-    std::string_view key = param.substr(0, eq);
-    ASSIGN_OR_RETURN(std::string value,
-                     QueryUnescape(eq == std::string_view::npos ? "" : param.substr(eq + 1)));
+  ASSIGN_OR_RETURN(auto params, QueryParams(query));
+  for (auto& [key, value] : params) {
     if (key == "sandboxId") {
       if (value.empty()) return MakeError(ErrorCode::kInvalidArgument, "'sandboxId' is empty");
       out.sandbox_id = value;

@@ -92,15 +92,8 @@ struct ListParams {
 
 Result<ListParams> ParseListParams(std::string_view query) {
   ListParams out;
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view param = query.substr(0, amp);
-    query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
-    size_t eq = param.find('=');
-    std::string_view key = param.substr(0, eq);
-    ASSIGN_OR_RETURN(
-        std::string value,
-        QueryUnescape(eq == std::string_view::npos ? std::string_view() : param.substr(eq + 1)));
+  ASSIGN_OR_RETURN(auto params, QueryParams(query));
+  for (auto& [key, value] : params) {
     if (key == "limit") {
       size_t limit = 0;
       auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), limit);

@@ -6,6 +6,8 @@
 #include <boost/json.hpp>
 #include <cerrno>
 
+#include "server/store/columns.h"
+
 namespace isobox::server {
 namespace {
 
@@ -101,39 +103,16 @@ constexpr const char* kSandboxColumns =
     "ended_at, end_reason, end_message, exit_code, exit_signal, owner, address, network, "
     "traffic_access_token";
 
-int64_t Millis(SystemTime time) {
-  return std::chrono::duration_cast<milliseconds>(time.time_since_epoch()).count();
-}
-
-SystemTime FromMillis(int64_t ms) { return SystemTime(milliseconds(ms)); }
-
-std::string MetadataJson(const std::map<std::string, std::string>& metadata) {
-  json::object out;
-  for (const auto& [key, value] : metadata) out[key] = value;
-  return json::serialize(out);
-}
-
-std::map<std::string, std::string> ParseMetadata(const std::string& text) {
-  std::map<std::string, std::string> out;
-  boost::system::error_code ec;
-  json::value parsed = json::parse(text, ec);
-  if (ec || !parsed.is_object()) return out;
-  for (const auto& [key, value] : parsed.as_object()) {
-    if (value.is_string()) out[std::string(key)] = std::string(value.as_string());
-  }
-  return out;
-}
-
 SandboxRecord ReadSandbox(const sqlite::Statement& row) {
   SandboxRecord record;
   SandboxInfo& info = record.info;
   info.id = row.Text(0);
   info.template_id = row.Text(1);
   info.access_token = row.Text(2);
-  info.metadata = ParseMetadata(row.Text(3));
+  info.metadata = columns::ParseMap(row.Text(3));
   info.state = row.Text(4) == "paused" ? SandboxState::kPaused : SandboxState::kRunning;
-  info.started_at = FromMillis(row.Int(5));
-  info.end_at = FromMillis(row.Int(6));
+  info.started_at = columns::FromMillis(row.Int(5));
+  info.end_at = columns::FromMillis(row.Int(6));
   info.cpu_count = static_cast<uint32_t>(row.Int(7));
   info.memory_mb = static_cast<uint32_t>(row.Int(8));
   info.disk_mb = static_cast<uint32_t>(row.Int(9));
@@ -143,7 +122,8 @@ SandboxRecord ReadSandbox(const sqlite::Statement& row) {
   record.init_start_ticks = static_cast<uint64_t>(row.Int(13));
   record.interpreter = row.Int(14) != 0;
   if (auto ended_at = row.OptionalInt(15)) {
-    SandboxEnd end{.at = FromMillis(*ended_at), .reason = row.Text(16), .message = row.Text(17)};
+    SandboxEnd end{
+        .at = columns::FromMillis(*ended_at), .reason = row.Text(16), .message = row.Text(17)};
     if (auto code = row.OptionalInt(18)) end.exit_code = static_cast<int>(*code);
     if (auto signal = row.OptionalInt(19)) end.signal = static_cast<int>(*signal);
     record.end = std::move(end);
@@ -253,10 +233,10 @@ Status Store::PutSandbox(const SandboxRecord& record) {
   insert.Bind(1, info.id)
       .Bind(2, info.template_id)
       .Bind(3, info.access_token)
-      .Bind(4, MetadataJson(info.metadata))
+      .Bind(4, columns::MapJson(info.metadata))
       .Bind(5, state)
-      .Bind(6, Millis(info.started_at))
-      .Bind(7, Millis(info.end_at))
+      .Bind(6, columns::Millis(info.started_at))
+      .Bind(7, columns::Millis(info.end_at))
       .Bind(8, int64_t{info.cpu_count})
       .Bind(9, int64_t{info.memory_mb})
       .Bind(10, int64_t{info.disk_mb})
@@ -269,7 +249,7 @@ Status Store::PutSandbox(const SandboxRecord& record) {
   insert.Bind(22, int64_t{info.address}).Bind(23, net::SerializeNetworkConfig(info.network));
   if (!info.traffic_access_token.empty()) insert.Bind(24, info.traffic_access_token);
   if (record.end) {
-    insert.Bind(16, Millis(record.end->at))
+    insert.Bind(16, columns::Millis(record.end->at))
         .Bind(17, record.end->reason)
         .Bind(18, record.end->message)
         .Bind(19,
@@ -284,7 +264,7 @@ Status Store::UpdateSandbox(const std::string& id, SandboxState state, SystemTim
   ASSIGN_OR_RETURN(sqlite::Statement update,
                    db_.Prepare("UPDATE sandboxes SET state = ?, end_at = ? "
                                "WHERE id = ? AND state != 'ended'"));
-  update.Bind(1, SandboxStateName(state)).Bind(2, Millis(end_at)).Bind(3, id);
+  update.Bind(1, SandboxStateName(state)).Bind(2, columns::Millis(end_at)).Bind(3, id);
   return update.Run();
 }
 
@@ -294,7 +274,7 @@ Status Store::EndSandbox(const std::string& id, const SandboxEnd& end) {
                    db_.Prepare("UPDATE sandboxes SET state = 'ended', ended_at = ?, "
                                "end_reason = ?, end_message = ?, exit_code = ?, exit_signal = ? "
                                "WHERE id = ?"));
-  update.Bind(1, Millis(end.at))
+  update.Bind(1, columns::Millis(end.at))
       .Bind(2, end.reason)
       .Bind(3, end.message)
       .Bind(4, end.exit_code ? std::optional<int64_t>(*end.exit_code) : std::nullopt)
@@ -332,7 +312,7 @@ Result<int64_t> Store::PruneEnded(SystemTime before) {
   std::lock_guard lock(mutex_);
   ASSIGN_OR_RETURN(sqlite::Statement remove,
                    db_.Prepare("DELETE FROM sandboxes WHERE state = 'ended' AND ended_at < ?"));
-  remove.Bind(1, Millis(before));
+  remove.Bind(1, columns::Millis(before));
   RETURN_IF_ERROR(remove.Run());
   return db_.Changes();
 }
@@ -345,7 +325,7 @@ Status Store::AddApiKey(const std::string& digest, const std::string& name, bool
   insert.Bind(1, ApiKeyId(digest))
       .Bind(2, digest)
       .Bind(3, name)
-      .Bind(4, Millis(std::chrono::system_clock::now()))
+      .Bind(4, columns::Millis(std::chrono::system_clock::now()))
       .Bind(5, int64_t{admin});
   return insert.Run();
 }
@@ -360,7 +340,7 @@ Result<std::optional<ApiKeyRecord>> Store::FindApiKey(const std::string& digest)
   if (!row) return std::optional<ApiKeyRecord>();
   return std::optional<ApiKeyRecord>(ApiKeyRecord{.id = select.Text(0),
                                                   .name = select.Text(1),
-                                                  .created_at = FromMillis(select.Int(2)),
+                                                  .created_at = columns::FromMillis(select.Int(2)),
                                                   .admin = select.Int(3) != 0});
 }
 
@@ -375,7 +355,7 @@ Result<std::vector<ApiKeyRecord>> Store::ListApiKeys() {
     if (!row) return out;
     out.push_back({.id = select.Text(0),
                    .name = select.Text(1),
-                   .created_at = FromMillis(select.Int(2)),
+                   .created_at = columns::FromMillis(select.Int(2)),
                    .admin = select.Int(3) != 0});
   }
 }
@@ -408,7 +388,7 @@ Status Store::RevokeApiKey(const std::string& id) {
   std::lock_guard lock(mutex_);
   ASSIGN_OR_RETURN(sqlite::Statement update, db_.Prepare("UPDATE api_keys SET revoked_at = ? "
                                                          "WHERE id = ? AND revoked_at IS NULL"));
-  update.Bind(1, Millis(std::chrono::system_clock::now())).Bind(2, id);
+  update.Bind(1, columns::Millis(std::chrono::system_clock::now())).Bind(2, id);
   RETURN_IF_ERROR(update.Run());
   if (db_.Changes() == 0) return MakeError(ErrorCode::kNotFound, "no API key with id '{}'", id);
   return Ok();
@@ -419,7 +399,7 @@ Status Store::PutTemplate(const std::string& id, const std::string& spec_json) {
   ASSIGN_OR_RETURN(sqlite::Statement insert,
                    db_.Prepare("INSERT OR REPLACE INTO templates(id, spec, updated_at) "
                                "VALUES (?,?,?)"));
-  insert.Bind(1, id).Bind(2, spec_json).Bind(3, Millis(std::chrono::system_clock::now()));
+  insert.Bind(1, id).Bind(2, spec_json).Bind(3, columns::Millis(std::chrono::system_clock::now()));
   return insert.Run();
 }
 

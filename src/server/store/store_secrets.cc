@@ -2,6 +2,7 @@
 // (names, value, metadata, versions, who sees it) are control/secrets.cc's.
 #include <boost/json.hpp>
 
+#include "server/store/columns.h"
 #include "server/store/store.h"
 
 namespace isobox::server {
@@ -12,34 +13,13 @@ using std::chrono::milliseconds;
 
 constexpr const char* kSecretColumns = "id, name, owner, version, metadata, created_at, updated_at";
 
-int64_t Millis(SystemTime time) {
-  return std::chrono::duration_cast<milliseconds>(time.time_since_epoch()).count();
-}
-
-std::string MetadataText(const std::map<std::string, std::string>& metadata) {
-  json::object out;
-  for (const auto& [key, value] : metadata) out[key] = value;
-  return json::serialize(out);
-}
-
-std::map<std::string, std::string> MetadataFrom(const std::string& text) {
-  std::map<std::string, std::string> out;
-  boost::system::error_code ec;
-  json::value parsed = json::parse(text, ec);
-  if (ec || !parsed.is_object()) return out;
-  for (const auto& [key, value] : parsed.as_object()) {
-    if (value.is_string()) out[std::string(key)] = std::string(value.as_string());
-  }
-  return out;
-}
-
 // A row of kSecretColumns.
 SecretRecord ReadSecret(const sqlite::Statement& row) {
   return SecretRecord{.id = row.Text(0),
                       .name = row.Text(1),
                       .owner = row.Text(2),
                       .version = row.Int(3),
-                      .metadata = MetadataFrom(row.Text(4)),
+                      .metadata = columns::ParseMap(row.Text(4)),
                       .created_at = SystemTime(milliseconds(row.Int(5))),
                       .updated_at = SystemTime(milliseconds(row.Int(6)))};
 }
@@ -61,10 +41,10 @@ Status Store::InsertSecret(const SecretRecord& record, std::string_view value) {
       .Bind(2, record.name)
       .Bind(3, value)
       .Bind(4, record.version)
-      .Bind(5, MetadataText(record.metadata))
+      .Bind(5, columns::MapJson(record.metadata))
       .Bind(6, record.owner)
-      .Bind(7, Millis(record.created_at))
-      .Bind(8, Millis(record.updated_at));
+      .Bind(7, columns::Millis(record.created_at))
+      .Bind(8, columns::Millis(record.updated_at));
   return insert.Run();
 }
 
@@ -79,8 +59,8 @@ Status Store::UpdateSecret(const SecretRecord& record, std::optional<std::string
     update.BindNull(1);
   }
   update.Bind(2, record.version)
-      .Bind(3, MetadataText(record.metadata))
-      .Bind(4, Millis(record.updated_at))
+      .Bind(3, columns::MapJson(record.metadata))
+      .Bind(4, columns::Millis(record.updated_at))
       .Bind(5, record.id);
   RETURN_IF_ERROR(update.Run());
   if (db_.Changes() == 0) {

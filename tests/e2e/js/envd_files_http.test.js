@@ -192,7 +192,15 @@ test('signed download and upload URLs: valid, expired, tampered, as root', async
 test('/envs reflects the envVars given at create, and needs the token', async () => {
   const res = await envdFetch('/envs')
   assert.equal(res.status, 200)
-  assert.deepEqual(await res.json(), { CREATED_WITH: 'yes', FOO: 'bar' })
+  // The create's variables, and those every networked sandbox gets for isoboxd's egress CA
+  // (README "Network").
+  assert.deepEqual(await res.json(), {
+    CREATED_WITH: 'yes',
+    FOO: 'bar',
+    NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/isobox-egress-ca.pem',
+    REQUESTS_CA_BUNDLE: '/etc/ssl/certs/ca-certificates.crt',
+    SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt',
+  })
   const denied = await envdFetch('/envs', { token: false })
   assert.equal(denied.status, 401)
   assert.deepEqual(await denied.json(), {

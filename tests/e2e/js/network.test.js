@@ -9,9 +9,8 @@ import { createServer } from 'node:net'
 import { Sandbox } from 'e2b'
 import { agentPids, startDaemon, until } from './harness.js'
 import { FakeNet } from './helpers/fakenet.js'
+import { OTHER, WEB, run, fetchEcho } from './helpers/sandbox_net.js'
 
-const WEB = '198.51.100.10'
-const OTHER = '203.0.113.10'
 
 let fake
 let daemon
@@ -25,21 +24,7 @@ after(async () => {
   await fake?.stop()
 })
 
-async function run(sandbox, cmd, opts = {}) {
-  return sandbox.commands.run(cmd, opts).catch((error) => {
-    if (error.exitCode === undefined) throw error
-    return error
-  })
-}
 
-// What the echo server at `url` saw, fetched from inside the sandbox; if the fetch failed
-// (no connection, or an HTTP error such as the egress proxy's 403), curl's exit code in
-// `.failed`.
-async function fetchEcho(sandbox, url, extra = '') {
-  const result = await run(sandbox, `curl -sSf -m 3 ${extra} ${url}`)
-  if (result.exitCode !== 0) return { failed: result.exitCode, stderr: result.stderr }
-  return JSON.parse(result.stdout)
-}
 
 function hostLinks() {
   return JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' }))

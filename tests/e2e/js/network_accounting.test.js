@@ -8,9 +8,8 @@ import assert from 'node:assert/strict'
 import { Sandbox } from 'e2b'
 import { startDaemon, until } from './harness.js'
 import { FakeNet } from './helpers/fakenet.js'
+import { OTHER, WEB, run } from './helpers/sandbox_net.js'
 
-const WEB = '198.51.100.10'
-const OTHER = '203.0.113.10'
 
 let fake
 let daemon
@@ -42,12 +41,6 @@ async function denials(id) {
   return records.filter((r) => r.action === 'network.denied')
 }
 
-async function run(sandbox, cmd) {
-  return sandbox.commands.run(cmd, { timeoutMs: 60000 }).catch((error) => {
-    if (error.exitCode === undefined) throw error
-    return error
-  })
-}
 
 test('what a sandbox sends shows in /isobox/metrics and in its metrics', async () => {
   const sandbox = await Sandbox.create()

@@ -4,14 +4,14 @@
 // holds a SOCKS5 proxy; isoboxd trusts its TLS servers through --upstream-ca.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox, Secret } from 'e2b'
-import { startDaemon } from './harness.js'
+import { startDaemon, until } from './harness.js'
 import { FakeNet } from './helpers/fakenet.js'
+import { OTHER, WEB, run, fetchEcho } from './helpers/sandbox_net.js'
 
-const WEB = '198.51.100.10'
-const OTHER = '203.0.113.10'
 const SECRET_VALUE = 'sk-live-0a1b2c3d4e5f'
 
 let fake
@@ -29,20 +29,7 @@ after(async () => {
   await fake?.stop()
 })
 
-async function run(sandbox, cmd, opts = {}) {
-  return sandbox.commands.run(cmd, opts).catch((error) => {
-    if (error.exitCode === undefined) throw error
-    return error
-  })
-}
 
-// What the echo server saw, fetched from inside the sandbox with curl's default trust
-// store; { failed, stderr } when curl failed.
-async function fetchEcho(sandbox, url, extra = '') {
-  const result = await run(sandbox, `curl -sSf -m 5 ${extra} ${url}`)
-  if (result.exitCode !== 0) return { failed: result.exitCode, stderr: result.stderr }
-  return JSON.parse(result.stdout)
-}
 
 const RULES = {
   'api.example.test': [
@@ -189,4 +176,63 @@ test('egressProxy: TCP goes through the SOCKS5 proxy, filtered first, failing cl
     /egressProxy.address.*no sandbox may reach/)
   await assert.rejects(Sandbox.create({ network: { egressProxy: { address: 'nowhere.test:1080' } } }),
     /egressProxy.address.*does not resolve/)
+})
+
+test('an egressProxy set by an update takes every connection, the open ones included', async () => {
+  const { address, port, username, password } = fake.socks
+  const sandbox = await Sandbox.create()
+  try {
+    // A connection held open to the echo host's TCP echo port, made directly.
+    const held = await sandbox.commands.run(
+      `python3 -c "
+import socket, sys, time
+s = socket.create_connection(('${WEB}', 7), timeout=30)
+print('open', flush=True)
+while True:
+    s.sendall(b'x')
+    if not s.recv(1):
+        print('closed', flush=True); sys.exit(0)
+    time.sleep(0.05)
+" 2>&1`, { background: true })
+    await until('the connection is open', () => held.stdout.includes('open'))
+    await sandbox.updateNetwork({ egressProxy: { address: `${address}:${port}`, username, password } })
+    const ended = await held.wait().catch((error) => error)
+    assert.notEqual(ended.stdout.trim(), 'open', 'the direct connection was cut')
+    const echo = await fetchEcho(sandbox, `http://${WEB}/after`)
+    assert.equal(echo.remoteAddress.replace(/^::ffff:/, ''), address, JSON.stringify(echo))
+    // An update naming a proxy no sandbox may reach: 400, the rules unchanged.
+    await assert.rejects(sandbox.updateNetwork({ egressProxy: { address: '10.0.0.1:1080' } }),
+      /no sandbox may reach/)
+    assert.equal((await Sandbox.getInfo(sandbox.sandboxId)).network.egressProxy.address,
+      `${address}:${port}`)
+  } finally {
+    await sandbox.kill()
+  }
+})
+
+test("a sandbox's rules fill in its own API key's secrets only", async () => {
+  const [, key] = execFileSync(process.env.ISOBOXD,
+    ['--state-dir', daemon.stateDir, 'api-key', 'create', '--name', 'edge-tenant'],
+    { encoding: 'utf8' }).trim().split('\t')
+  const asB = { apiKey: key }
+  await Secret.create('edge-a', 'value-of-a')
+  await Secret.create('edge-b', 'value-of-b', asB)
+  const sandbox = await Sandbox.create({
+    ...asB,
+    network: {
+      rules: {
+        'api.example.test': [{ transform: { headers: { 'X-Mine': Secret.fill('edge-b') } } }],
+        'other.example.test': [{ transform: { headers: { 'X-Theirs': Secret.fill('edge-a') } } }],
+      },
+    },
+  })
+  try {
+    assert.equal((await fetchEcho(sandbox, 'http://api.example.test/')).headers['x-mine'], 'value-of-b')
+    const theirs = await run(sandbox, 'curl -sS -m 5 -o /dev/null -w "%{http_code}" http://other.example.test/')
+    assert.equal(theirs.stdout, '502', 'another key\'s secret is never filled in')
+  } finally {
+    await sandbox.kill()
+    await Secret.destroy('edge-a')
+    await Secret.destroy('edge-b', asB)
+  }
 })

@@ -105,6 +105,7 @@ class EgressProxy {
   boost::asio::awaitable<Status> Relay(std::shared_ptr<Connection> connection,
                                        std::vector<uint8_t> head, bool tls);
   boost::asio::awaitable<void> Pump(std::shared_ptr<Connection> connection, bool outbound);
+  boost::asio::awaitable<void> Copy(std::shared_ptr<Connection> connection, bool outbound);
   void Count(uint32_t source, size_t bytes, bool outbound);
   void Deny(Connection& connection, std::string_view why);
 

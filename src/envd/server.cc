@@ -7,8 +7,8 @@
 
 #include "base/log.h"
 #include "envd/control_http.h"
-#include "envd/filesystem_service.h"
 #include "envd/files_http.h"
+#include "envd/filesystem_service.h"
 #include "envd/process_service.h"
 
 namespace isobox::envd {
@@ -30,17 +30,6 @@ void LogException(std::exception_ptr error) {
 }
 
 }  // namespace
-
-bool SecretEquals(std::string_view presented, std::string_view expected) {
-  // Runs over the whole expected secret whatever the input, so the time taken does not
-  // depend on where the first difference is.
-  volatile unsigned char diff = presented.size() != expected.size() ? 1 : 0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    unsigned char a = i < presented.size() ? static_cast<unsigned char>(presented[i]) : 0;
-    diff = diff | (a ^ static_cast<unsigned char>(expected[i]));
-  }
-  return diff == 0;
-}
 
 Status Server::Start(UniqueFd listen_fd) {
   boost::system::error_code ec;
@@ -112,7 +101,8 @@ asio::awaitable<void> Server::Dispatch(Exchange& exchange) {
   // /files does its own check (token or URL signature, files_common.h) and /init checks
   // the token in its body (init.h). Without this, anyone reaching the socket through
   // isoboxd's relay could run commands in the sandbox.
-  bool exempt = (path == "/files" && is_get_or_post) || (path == "/init" && method == http::verb::post);
+  bool exempt =
+      (path == "/files" && is_get_or_post) || (path == "/init" && method == http::verb::post);
   if (!exempt && !Authorized(exchange)) {
     (void)co_await exchange.SendError(http::status::unauthorized, kUnauthorized);
     co_return;

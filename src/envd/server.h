@@ -7,14 +7,15 @@
 #include <string_view>
 
 #include "base/result.h"
+#include "base/secret_equals.h"
 #include "base/unique_fd.h"
 #include "envd/envd.h"
 #include "envd/http.h"
 
 namespace isobox::envd {
 
-// Constant-time comparison of a presented secret with the expected one.
-bool SecretEquals(std::string_view presented, std::string_view expected);
+// Secrets are compared with isobox::SecretEquals (base/secret_equals.h).
+using isobox::SecretEquals;
 
 class Server {
  public:

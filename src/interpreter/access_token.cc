@@ -7,17 +7,9 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/secret_equals.h"
 
 namespace isobox::interpreter {
-
-bool TokenEquals(std::string_view presented, std::string_view expected) {
-  volatile unsigned char diff = presented.size() != expected.size() ? 1 : 0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    unsigned char a = i < presented.size() ? static_cast<unsigned char>(presented[i]) : 0;
-    diff = diff | (a ^ static_cast<unsigned char>(expected[i]));
-  }
-  return diff == 0;
-}
 
 Result<std::unique_ptr<AccessToken>> AccessToken::FromFd(UniqueFd fd) {
   // SECURITY: kernels (user code, same uid) are forked from this process: the channel
@@ -105,7 +97,7 @@ bool AccessToken::Allows(std::string_view presented, bool needs_token) {
   if (broken_) return false;
   if (token_.empty()) return true;
   if (presented.empty()) return !needs_token;
-  return TokenEquals(presented, token_);
+  return SecretEquals(presented, token_);
 }
 
 }  // namespace isobox::interpreter

@@ -30,10 +30,6 @@ inline constexpr char kTokenMessageTag = 't';
 // valid one arrives.
 inline constexpr size_t kMaxTokenMessageBytes = 64 << 10;
 
-// Constant-time for the expected secret's length: the time taken does not depend on where
-// the first difference is.
-bool TokenEquals(std::string_view presented, std::string_view expected);
-
 class AccessToken {
  public:
   // No channel: no token, nothing is checked (the interpreter run by hand).

@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "base/scope_guard.h"
 #include "net/cidr.h"
+#include "net/free_bind.h"
 
 namespace isobox::net {
 namespace {
@@ -94,17 +95,6 @@ enum class Transport {
   kUdpThenTcp,  // isoboxd's own query: a truncated UDP reply is asked again over TCP
 };
 
-Result<void> FreeBind(int fd) {
-  int one = 1;
-  // SECURITY: IP_FREEBIND lets the socket bind the gateway address before any link holds
-  // it; it does not widen who reaches the socket: it is bound to that address alone,
-  // never to 0.0.0.0, so the host's other interfaces do not serve DNS.
-  if (::setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one) != 0) {
-    return SysError("setsockopt IP_FREEBIND");
-  }
-  return Ok();
-}
-
 }  // namespace
 
 struct DnsResolver::State : std::enable_shared_from_this<State> {
@@ -152,7 +142,7 @@ Result<uint16_t> DnsResolver::State::Bind(uint32_t address, uint16_t port) {
   auto ip = asio::ip::address_v4(address);
   udp_socket.open(udp::v4(), ec);
   if (ec) return ErrnoError(ec.value(), "open UDP socket");
-  RETURN_IF_ERROR(FreeBind(udp_socket.native_handle()));
+  RETURN_IF_ERROR(AllowFreeBind(udp_socket.native_handle()));
   udp_socket.bind(udp::endpoint(ip, port), ec);
   if (ec) return ErrnoError(ec.value(), "bind UDP {}:{}", ip.to_string(), port);
   const uint16_t bound = udp_socket.local_endpoint().port();
@@ -161,7 +151,7 @@ Result<uint16_t> DnsResolver::State::Bind(uint32_t address, uint16_t port) {
   udp_socket.non_blocking(true, ec);
   acceptor.open(tcp::v4(), ec);
   if (ec) return ErrnoError(ec.value(), "open TCP socket");
-  RETURN_IF_ERROR(FreeBind(acceptor.native_handle()));
+  RETURN_IF_ERROR(AllowFreeBind(acceptor.native_handle()));
   acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   acceptor.bind(tcp::endpoint(ip, bound), ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);

@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "net/egress_connection.h"
+#include "net/free_bind.h"
 
 namespace isobox::net {
 
@@ -141,9 +142,10 @@ Result<std::unique_ptr<EgressProxy>> EgressProxy::Start(asio::io_context& io,
                          proxy->config_.listen_port);
   if (acceptor.open(tcp::v4(), ec); ec)
     return MakeError(ErrorCode::kInternal, "egress proxy socket: {}", ec.message());
-  int one = 1;
   // The gateway sits on the host end of each sandbox's link: there may be none yet.
-  (void)::setsockopt(acceptor.native_handle(), SOL_IP, IP_FREEBIND, &one, sizeof(one));
+  if (auto freed = AllowFreeBind(acceptor.native_handle()); !freed) {
+    return MakeError(ErrorCode::kUnavailable, "egress proxy: {}", freed.error().message);
+  }
   acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (acceptor.bind(endpoint, ec); ec) {
     return MakeError(ErrorCode::kUnavailable, "egress proxy: bind {}:{}: {}",

@@ -1,6 +1,5 @@
 #include "server/http/proxy.h"
 
-#include <openssl/crypto.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/secret_equals.h"
 #include "net/network_config.h"
 #include "protocol/base64.h"
 #include "protocol/body_framing.h"
@@ -451,13 +451,6 @@ void Identify(const HeaderParser::value_type& request, RelayReport& report) {
   report.capture = ops::CaptureForAudit(report.port, report.method, report.path);
 }
 
-// Whether `presented` is `expected`, in time that depends on the length only (tokens
-// have one length; the length is no secret).
-bool SameToken(std::string_view presented, const std::string& expected) {
-  return presented.size() == expected.size() &&
-         CRYPTO_memcmp(presented.data(), expected.data(), expected.size()) == 0;
-}
-
 // The code interpreter's routes that the official SDKs call without the access token (the
 // context routes; E2B does not check them, and none runs code) and the liveness checks.
 // The interpreter keeps the same list (interpreter/server.cc, TokenlessRoute).
@@ -481,7 +474,7 @@ std::string InterpreterTokenProblem(const HeaderParser::value_type& request,
   if (presented.empty()) {
     return TokenlessInterpreterRoute(report.method, report.path) ? "" : "missing access token";
   }
-  return SameToken(presented, expected) ? "" : "wrong access token";
+  return SecretEquals(presented, expected) ? "" : "wrong access token";
 }
 
 constexpr std::string_view kTokenMissing = "missing traffic access token";
@@ -494,7 +487,7 @@ std::string TrafficTokenProblem(const HeaderParser::value_type& request,
   if (expected.empty()) return "";
   auto it = request.find(kTrafficTokenHeader);
   if (it == request.end() || it->value().empty()) return std::string(kTokenMissing);
-  return SameToken(it->value(), expected) ? "" : std::string(kTokenWrong);
+  return SecretEquals(it->value(), expected) ? "" : std::string(kTokenWrong);
 }
 
 template <typename ClientStream>

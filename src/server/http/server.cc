@@ -1,13 +1,12 @@
 #include "server/http/server.h"
 
-#include <openssl/crypto.h>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "base/log.h"
+#include "base/secret_equals.h"
 #include "server/http/proxy.h"
 #include "server/routes/isobox.h"
 #include "server/routes/sandboxes.h"
@@ -85,12 +84,6 @@ std::string_view AcceptErrorName(const boost::system::error_code& ec) {
   if (ec == asio::error::no_descriptors) return "EMFILE";
   if (ec.category() == boost::system::system_category() && ec.value() == ENFILE) return "ENFILE";
   return "other";
-}
-
-bool SameSecret(std::string_view accepted, std::string_view given) {
-  // Constant time for equal lengths: the comparison does not leak a prefix.
-  return accepted.size() == given.size() &&
-         CRYPTO_memcmp(accepted.data(), given.data(), given.size()) == 0;
 }
 
 }  // namespace
@@ -218,7 +211,7 @@ std::optional<Tenant> HttpServer::Authenticate(const HeaderParser::value_type& r
   }
   const std::string* match = nullptr;
   for (const std::string& accepted : config_.api_keys) {
-    if (SameSecret(accepted, key) || (!bearer.empty() && SameSecret(accepted, bearer))) {
+    if (SecretEquals(key, accepted) || (!bearer.empty() && SecretEquals(bearer, accepted))) {
       match = &accepted;
     }
   }

@@ -12,6 +12,7 @@
 // logging (the parent may have threads).
 #pragma once
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -71,5 +72,17 @@ std::string_view ChildStepName(std::span<const ChildStep<Context>, kExtent> step
 // (std::nullopt) or reported a failed step. `timeout_ms` < 0 waits without limit; a
 // timeout is kDeadlineExceeded. A short record is an error (kInternal).
 Result<std::optional<ChildError>> AwaitChildError(int fd, int timeout_ms = -1);
+
+// In a child before execve: every signal's disposition back to the default and an empty
+// signal mask, so that what the parent ignored or blocked does not leak into the program.
+// Async-signal-safe. Returns sigprocmask's result (-1 with errno on failure).
+inline int ResetSignalsForExec() {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) (void)::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  return ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
 
 }  // namespace isobox

@@ -73,12 +73,7 @@ Status SendToken(int fd, const std::string& token) {
 [[noreturn]] void ChildMain(int listen_fd, int token_fd, int null_fd, int report_fd,
                             const User& user, const char* home, char* const* argv,
                             char* const* envp) {
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; ++sig) (void)::sigaction(sig, &dfl, nullptr);
-  sigset_t none;
-  sigemptyset(&none);
-  (void)::sigprocmask(SIG_SETMASK, &none, nullptr);
+  (void)ResetSignalsForExec();
   if (::setsid() < 0) ChildFail(report_fd, Step::kSetsid);
   // fd 3 is the listening socket, fd 4 the token socket, each first copied above both (a
   // source could sit on the other's target, and dup2 onto itself would keep
@@ -154,8 +149,8 @@ Status InterpreterSupervisor::Spawn() {
                                    "--default-contexts",
                                    contexts};
   std::vector<std::string> env = {
-      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-      "HOME=" + home, "USER=" + user.name, "LOGNAME=" + user.name, "LANG=C.UTF-8"};
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + home,
+      "USER=" + user.name, "LOGNAME=" + user.name, "LANG=C.UTF-8"};
   for (const auto& [key, value] : envd_.config.env_vars) env.push_back(key + "=" + value);
   std::vector<char*> c_argv = CStrings(argv);
   std::vector<char*> c_env = CStrings(env);

@@ -1,9 +1,9 @@
 #include "envd/spawn.h"
 
 #include <fcntl.h>
-#include <stdlib.h>
 #include <grp.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -72,12 +72,7 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
 // Runs in the forked child: async-signal-safe calls only, no allocation.
 [[noreturn]] void ChildMain(const SpawnRequest& request, int in, int out, int err, int report,
                             char* const* argv, char* const* envp) {
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; ++sig) (void)::sigaction(sig, &dfl, nullptr);
-  sigset_t none;
-  sigemptyset(&none);
-  if (::sigprocmask(SIG_SETMASK, &none, nullptr) < 0) ChildFail(report, Step::kSignals);
+  if (ResetSignalsForExec() < 0) ChildFail(report, Step::kSignals);
   // A new session: the process group can be signalled as a whole.
   if (::setsid() < 0) ChildFail(report, Step::kSetsid);
   // The fds are all > 2 (main keeps 0-2 open), so dup2 always clears close-on-exec.
@@ -122,7 +117,6 @@ Status AwaitExec(pid_t pid, UniqueFd report, const SpawnRequest& request) {
   }
   return ErrnoError(err, "{}", step < kStepNames.size() ? kStepNames[step] : "unknown step");
 }
-
 
 struct Pty {
   UniqueFd master;

@@ -99,3 +99,10 @@ test('per-command env does not leak; errors map to SDK classes', async () => {
   await assert.rejects(sandbox.commands.run('pwd', { cwd: '/no/such/dir' }), InvalidArgumentError)
   await assert.rejects(sandbox.commands.run('sleep 10', { timeoutMs: 500 }), TimeoutError)
 })
+
+test('commands start with default signal dispositions and nothing blocked', async () => {
+  // envd ignores and blocks signals of its own (SIGPIPE...); its children must not
+  // inherit that (base/child_error.h ResetSignalsForExec).
+  const status = await sandbox.commands.run("grep -E '^Sig(Blk|Ign):' /proc/self/status")
+  assert.equal(status.stdout, 'SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n')
+})

@@ -15,6 +15,7 @@
 #include <array>
 
 #include "base/unique_fd.h"
+#include "net/openssl_text.h"
 
 namespace isobox::net {
 
@@ -27,30 +28,6 @@ namespace fs = std::filesystem;
 using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free_all)>;
 constexpr size_t kMaxPemFile = 64 * 1024;
 constexpr int kCaDays = 3650;
-
-std::string OpenSslError() {
-  unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "unknown error";
-  std::array<char, 256> text{};
-  ERR_error_string_n(code, text.data(), text.size());
-  return text.data();
-}
-
-// An extension from OpenSSL's config syntax; only for fixed values, never for input.
-Status AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-  if (ext == nullptr) {
-    return MakeError(ErrorCode::kInternal, "certificate extension {}: {}", value, OpenSslError());
-  }
-  int added = X509_add_ext(cert, ext, -1);
-  X509_EXTENSION_free(ext);
-  if (added != 1) return MakeError(ErrorCode::kInternal, "add extension: {}", OpenSslError());
-  return Ok();
-}
 
 // A fresh certificate with a random 128-bit serial, valid from an hour ago.
 Result<X509Ptr> NewCertificate(EVP_PKEY* key, std::chrono::seconds validity) {
@@ -89,14 +66,15 @@ Result<X509Ptr> MakeCaCertificate(EVP_PKEY* key) {
       SetCommonName(cert.get(), fmt::format("Isobox sandbox egress CA {:02x}{:02x}{:02x}{:02x}",
                                             random[0], random[1], random[2], random[3])));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
-  RETURN_IF_ERROR(AddExtension(cert.get(), cert.get(), NID_subject_key_identifier, "hash"));
   RETURN_IF_ERROR(
-      AddExtension(cert.get(), cert.get(), NID_authority_key_identifier, "keyid:always"));
+      AddCertificateExtension(cert.get(), cert.get(), NID_subject_key_identifier, "hash"));
+  RETURN_IF_ERROR(AddCertificateExtension(cert.get(), cert.get(), NID_authority_key_identifier,
+                                          "keyid:always"));
   // SECURITY: pathlen 0: the CA signs leaves only, never another CA.
-  RETURN_IF_ERROR(
-      AddExtension(cert.get(), cert.get(), NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
-  RETURN_IF_ERROR(
-      AddExtension(cert.get(), cert.get(), NID_key_usage, "critical,keyCertSign,cRLSign"));
+  RETURN_IF_ERROR(AddCertificateExtension(cert.get(), cert.get(), NID_basic_constraints,
+                                          "critical,CA:TRUE,pathlen:0"));
+  RETURN_IF_ERROR(AddCertificateExtension(cert.get(), cert.get(), NID_key_usage,
+                                          "critical,keyCertSign,cRLSign"));
   if (X509_sign(cert.get(), key, EVP_sha256()) == 0) {
     return MakeError(ErrorCode::kInternal, "sign CA certificate: {}", OpenSslError());
   }
@@ -302,13 +280,14 @@ Result<std::shared_ptr<const LeafCertificate>> MitmCa::Mint(const std::string& h
   ASSIGN_OR_RETURN(X509Ptr cert, NewCertificate(leaf_key_.get(), kLeafValidity));
   RETURN_IF_ERROR(SetCommonName(cert.get(), host.size() <= 64 ? host : "isobox intercepted host"));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(certificate_.get()));
+  RETURN_IF_ERROR(AddCertificateExtension(cert.get(), certificate_.get(), NID_basic_constraints,
+                                          "critical,CA:FALSE"));
+  RETURN_IF_ERROR(AddCertificateExtension(cert.get(), certificate_.get(), NID_key_usage,
+                                          "critical,digitalSignature"));
   RETURN_IF_ERROR(
-      AddExtension(cert.get(), certificate_.get(), NID_basic_constraints, "critical,CA:FALSE"));
-  RETURN_IF_ERROR(
-      AddExtension(cert.get(), certificate_.get(), NID_key_usage, "critical,digitalSignature"));
-  RETURN_IF_ERROR(AddExtension(cert.get(), certificate_.get(), NID_ext_key_usage, "serverAuth"));
-  RETURN_IF_ERROR(
-      AddExtension(cert.get(), certificate_.get(), NID_authority_key_identifier, "keyid"));
+      AddCertificateExtension(cert.get(), certificate_.get(), NID_ext_key_usage, "serverAuth"));
+  RETURN_IF_ERROR(AddCertificateExtension(cert.get(), certificate_.get(),
+                                          NID_authority_key_identifier, "keyid"));
   RETURN_IF_ERROR(AddSubjectAltName(cert.get(), host, ip));
   if (X509_sign(cert.get(), key_.get(), EVP_sha256()) == 0) {
     return MakeError(ErrorCode::kInternal, "sign certificate for {}: {}", host, OpenSslError());

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "base/unique_fd.h"
+#include "net/openssl_text.h"
 
 namespace isobox::server {
 namespace {
@@ -27,16 +28,6 @@ struct Deleter {
 using PKey = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
 using Cert = std::unique_ptr<X509, Deleter<X509, X509_free>>;
 using Bio = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-
-// The newest OpenSSL error, for messages.
-std::string OpenSslError() {
-  unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "unknown error";
-  char text[256];
-  ERR_error_string_n(code, text, sizeof(text));
-  return text;
-}
 
 int SelectAlpn(SSL*, const unsigned char** out, unsigned char* out_len, const unsigned char* in,
                unsigned int in_len, void*) {
@@ -61,20 +52,6 @@ bool ValidDomain(std::string_view domain) {
   return true;
 }
 
-Status AddExtension(X509* cert, X509* issuer, int nid, const std::string& value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
-  if (ext == nullptr) {
-    return MakeError(ErrorCode::kInternal, "certificate extension {}: {}", value, OpenSslError());
-  }
-  int added = X509_add_ext(cert, ext, -1);
-  X509_EXTENSION_free(ext);
-  if (added != 1) return MakeError(ErrorCode::kInternal, "add extension: {}", OpenSslError());
-  return Ok();
-}
-
 struct CertSpec {
   std::string common_name{};
   int days = 0;
@@ -85,12 +62,12 @@ struct CertSpec {
 // A certificate for `key`, signed by `issuer_key` (self-signed when `issuer` is null).
 Result<Cert> MakeCert(const CertSpec& spec, EVP_PKEY* key, X509* issuer, EVP_PKEY* issuer_key) {
   Cert cert(X509_new());
-  if (!cert) return MakeError(ErrorCode::kInternal, "X509_new: {}", OpenSslError());
+  if (!cert) return MakeError(ErrorCode::kInternal, "X509_new: {}", net::OpenSslError());
   X509_set_version(cert.get(), 2);  // v3
   std::unique_ptr<BIGNUM, Deleter<BIGNUM, BN_free>> serial(BN_new());
   if (!serial || BN_rand(serial.get(), 120, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) != 1 ||
       BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())) == nullptr) {
-    return MakeError(ErrorCode::kInternal, "serial number: {}", OpenSslError());
+    return MakeError(ErrorCode::kInternal, "serial number: {}", net::OpenSslError());
   }
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), int64_t{spec.days} * 86400);
@@ -103,21 +80,27 @@ Result<Cert> MakeCert(const CertSpec& spec, EVP_PKEY* key, X509* issuer, EVP_PKE
   X509* signer = issuer != nullptr ? issuer : cert.get();
   X509_set_issuer_name(cert.get(), X509_get_subject_name(signer));
   X509_set_pubkey(cert.get(), key);
-  RETURN_IF_ERROR(AddExtension(cert.get(), signer, NID_subject_key_identifier, "hash"));
-  RETURN_IF_ERROR(AddExtension(cert.get(), signer, NID_authority_key_identifier, "keyid:always"));
+  RETURN_IF_ERROR(
+      net::AddCertificateExtension(cert.get(), signer, NID_subject_key_identifier, "hash"));
+  RETURN_IF_ERROR(net::AddCertificateExtension(cert.get(), signer, NID_authority_key_identifier,
+                                               "keyid:always"));
   if (spec.ca) {
-    RETURN_IF_ERROR(AddExtension(cert.get(), signer, NID_basic_constraints, "critical,CA:TRUE"));
-    RETURN_IF_ERROR(
-        AddExtension(cert.get(), signer, NID_key_usage, "critical,keyCertSign,cRLSign"));
+    RETURN_IF_ERROR(net::AddCertificateExtension(cert.get(), signer, NID_basic_constraints,
+                                                 "critical,CA:TRUE"));
+    RETURN_IF_ERROR(net::AddCertificateExtension(cert.get(), signer, NID_key_usage,
+                                                 "critical,keyCertSign,cRLSign"));
   } else {
-    RETURN_IF_ERROR(AddExtension(cert.get(), signer, NID_basic_constraints, "critical,CA:FALSE"));
-    RETURN_IF_ERROR(AddExtension(cert.get(), signer, NID_key_usage,
-                                 "critical,digitalSignature,keyEncipherment"));
-    RETURN_IF_ERROR(AddExtension(cert.get(), signer, NID_ext_key_usage, "serverAuth"));
-    RETURN_IF_ERROR(AddExtension(cert.get(), signer, NID_subject_alt_name, spec.subject_alt_names));
+    RETURN_IF_ERROR(net::AddCertificateExtension(cert.get(), signer, NID_basic_constraints,
+                                                 "critical,CA:FALSE"));
+    RETURN_IF_ERROR(net::AddCertificateExtension(cert.get(), signer, NID_key_usage,
+                                                 "critical,digitalSignature,keyEncipherment"));
+    RETURN_IF_ERROR(
+        net::AddCertificateExtension(cert.get(), signer, NID_ext_key_usage, "serverAuth"));
+    RETURN_IF_ERROR(net::AddCertificateExtension(cert.get(), signer, NID_subject_alt_name,
+                                                 spec.subject_alt_names));
   }
   if (X509_sign(cert.get(), issuer_key, EVP_sha256()) == 0) {
-    return MakeError(ErrorCode::kInternal, "sign certificate: {}", OpenSslError());
+    return MakeError(ErrorCode::kInternal, "sign certificate: {}", net::OpenSslError());
   }
   return cert;
 }
@@ -127,7 +110,7 @@ template <typename WritePem>
 Status WritePemFile(const fs::path& path, mode_t mode, WritePem write) {
   Bio bio(BIO_new(BIO_s_mem()));
   if (!bio || !write(bio.get())) {
-    return MakeError(ErrorCode::kInternal, "PEM for {}: {}", path.string(), OpenSslError());
+    return MakeError(ErrorCode::kInternal, "PEM for {}: {}", path.string(), net::OpenSslError());
   }
   char* data = nullptr;
   long size = BIO_get_mem_data(bio.get(), &data);
@@ -151,7 +134,7 @@ Result<std::shared_ptr<ssl::context>> MakeServerTlsContext(const fs::path& cert_
   auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
   SSL_CTX* ctx = context->native_handle();
   if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
-    return MakeError(ErrorCode::kInternal, "TLS minimum version: {}", OpenSslError());
+    return MakeError(ErrorCode::kInternal, "TLS minimum version: {}", net::OpenSslError());
   }
   context->set_options(ssl::context::default_workarounds | ssl::context::no_compression |
                        ssl::context::single_dh_use);
@@ -185,7 +168,7 @@ Result<DevCertFiles> MakeDevCert(std::string_view domain, const fs::path& out_di
   if (ec) return MakeError(ErrorCode::kInternal, "mkdir {}: {}", out_dir.string(), ec.message());
   PKey ca_key(EVP_EC_gen("P-256"));
   PKey key(EVP_EC_gen("P-256"));
-  if (!ca_key || !key) return MakeError(ErrorCode::kInternal, "EC key: {}", OpenSslError());
+  if (!ca_key || !key) return MakeError(ErrorCode::kInternal, "EC key: {}", net::OpenSslError());
   ASSIGN_OR_RETURN(Cert ca,
                    MakeCert({.common_name = "Isobox development CA", .days = 3650, .ca = true},
                             ca_key.get(), nullptr, ca_key.get()));

@@ -4,6 +4,19 @@
 
 namespace isobox::server {
 
+Result<boost::json::object> ParseJsonObject(std::string_view text, bool empty_is_object) {
+  if (empty_is_object && text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return boost::json::object{};
+  }
+  boost::system::error_code ec;
+  boost::json::value parsed = boost::json::parse(text, ec);
+  if (ec) return MakeError(ErrorCode::kInvalidArgument, "invalid JSON body: {}", ec.message());
+  if (!parsed.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "the body must be a JSON object");
+  }
+  return std::move(parsed.as_object());
+}
+
 std::string JsonError(int status, std::string_view message) {
   boost::json::object body{{"code", status}, {"message", message}};
   return boost::json::serialize(body);

@@ -8,9 +8,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/json/object.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "base/result.h"
 
 namespace isobox::server {
 
@@ -29,6 +32,9 @@ using Task = asio::awaitable<T>;
 
 // {"code": <status>, "message": "..."} — the error body of every control-plane route.
 std::string JsonError(int status, std::string_view message);
+// A request body that must be a JSON object (kInvalidArgument naming what is wrong);
+// with `empty_is_object` an empty body reads as {}.
+Result<boost::json::object> ParseJsonObject(std::string_view text, bool empty_is_object);
 // The non-empty segments of a URL path: "/v2//sandboxes/x" -> {"v2", "sandboxes", "x"}.
 std::vector<std::string_view> PathSegments(std::string_view path);
 

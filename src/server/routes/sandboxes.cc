@@ -73,18 +73,6 @@ json::object StringMap(const std::map<std::string, std::string>& map) {
   return out;
 }
 
-// The body as a JSON object; an empty body is {}.
-Result<json::object> ParseObject(std::string_view text) {
-  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return json::object{};
-  boost::system::error_code ec;
-  json::value parsed = json::parse(text, ec);
-  if (ec) return MakeError(ErrorCode::kInvalidArgument, "invalid JSON body: {}", ec.message());
-  if (!parsed.is_object()) {
-    return MakeError(ErrorCode::kInvalidArgument, "the body must be a JSON object");
-  }
-  return std::move(parsed.as_object());
-}
-
 // Reads an optional {"k": "v"} field. Errors name the field.
 Result<std::map<std::string, std::string>> ParseStringMap(const json::object& body,
                                                           std::string_view field) {
@@ -134,7 +122,7 @@ Result<bool> ParseBool(const json::object& body, std::string_view field) {
 }  // namespace
 
 Result<SandboxOptions> ParseNewSandbox(std::string_view text, bool network) {
-  ASSIGN_OR_RETURN(json::object body, ParseObject(text));
+  ASSIGN_OR_RETURN(json::object body, ParseJsonObject(text, true));
   SandboxOptions options;
   const json::value* tmpl = body.if_contains("templateID");
   if (tmpl == nullptr || !tmpl->is_string() || tmpl->as_string().empty()) {
@@ -253,7 +241,7 @@ Task<Reply> PauseSandbox(const std::string& id, ControlContext& context) {
 // shortens) its end time. `resume_only`: 409 when it was not paused.
 Task<Reply> ConnectSandbox(const std::string& id, const StringRequest& request,
                            ControlContext& context, bool resume_only) {
-  auto body = ParseObject(request.body());
+  auto body = ParseJsonObject(request.body(), true);
   if (!body) co_return BadRequest(body.error().message);
   auto timeout = ParseTimeout(*body);
   if (!timeout) co_return BadRequest(timeout.error().message);
@@ -275,7 +263,7 @@ Task<Reply> ConnectSandbox(const std::string& id, const StringRequest& request,
 }
 
 Reply SetTimeout(const std::string& id, const StringRequest& request, ControlContext& context) {
-  auto body = ParseObject(request.body());
+  auto body = ParseJsonObject(request.body(), true);
   if (!body) return BadRequest(body.error().message);
   auto timeout = ParseTimeout(*body);
   if (!timeout) return BadRequest(timeout.error().message);
@@ -290,7 +278,7 @@ Reply SetTimeout(const std::string& id, const StringRequest& request, ControlCon
 // entry, the sandbox's rules unchanged.
 Task<Reply> UpdateNetwork(const std::string& id, const StringRequest& request,
                           ControlContext& context) {
-  auto body = ParseObject(request.body());
+  auto body = ParseJsonObject(request.body(), true);
   if (!body) co_return BadRequest(body.error().message);
   auto info = context.registry.Get(id);
   if (!info || !context.tenant.Sees(*info)) co_return SandboxNotFound(id);

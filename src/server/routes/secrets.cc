@@ -48,16 +48,6 @@ json::object AuditFacts(const SecretRecord& record) {
   return json::object{{"secretID", record.id}, {"name", record.name}, {"version", record.version}};
 }
 
-Result<json::object> ParseObject(std::string_view text) {
-  boost::system::error_code ec;
-  json::value parsed = json::parse(text, ec);
-  if (ec) return MakeError(ErrorCode::kInvalidArgument, "invalid JSON body: {}", ec.message());
-  if (!parsed.is_object()) {
-    return MakeError(ErrorCode::kInvalidArgument, "the body must be a JSON object");
-  }
-  return std::move(parsed.as_object());
-}
-
 Result<std::string> RequiredString(const json::object& body, std::string_view field) {
   const json::value* value = body.if_contains(field);
   if (value == nullptr || !value->is_string()) {
@@ -196,7 +186,7 @@ bool IsSecretsPath(std::string_view path) {
 }
 
 Result<NewSecretBody> ParseNewSecret(std::string_view text) {
-  ASSIGN_OR_RETURN(json::object body, ParseObject(text));
+  ASSIGN_OR_RETURN(json::object body, ParseJsonObject(text, false));
   NewSecretBody out;
   ASSIGN_OR_RETURN(out.name, RequiredString(body, "name"));
   ASSIGN_OR_RETURN(out.value, RequiredString(body, "value"));
@@ -206,7 +196,7 @@ Result<NewSecretBody> ParseNewSecret(std::string_view text) {
 }
 
 Result<SecretUpdateBody> ParseSecretUpdate(std::string_view text) {
-  ASSIGN_OR_RETURN(json::object body, ParseObject(text));
+  ASSIGN_OR_RETURN(json::object body, ParseJsonObject(text, false));
   SecretUpdateBody out;
   ASSIGN_OR_RETURN(out.value, RequiredString(body, "value"));
   ASSIGN_OR_RETURN(out.metadata, ParseMetadata(body));

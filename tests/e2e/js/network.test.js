@@ -9,7 +9,7 @@ import { createServer } from 'node:net'
 import { Sandbox } from 'e2b'
 import { agentPids, startDaemon, until } from './harness.js'
 import { FakeNet } from './helpers/fakenet.js'
-import { OTHER, WEB, run, fetchEcho } from './helpers/sandbox_net.js'
+import { OTHER, WEB, fetchEcho, holdConnection, run } from './helpers/sandbox_net.js'
 
 
 let fake
@@ -144,18 +144,7 @@ test('updateNetwork: new rules within 100 ms, open connections cut', async () =>
   const sandbox = await Sandbox.create()
   try {
     // A connection held open to the echo host's TCP echo port.
-    const held = await sandbox.commands.run(
-      `python3 -c "
-import socket, sys, time
-s = socket.create_connection(('${WEB}', 7), timeout=30)
-print('open', flush=True)
-while True:
-    s.sendall(b'x')
-    if not s.recv(1):
-        print('closed', flush=True); sys.exit(0)
-    time.sleep(0.05)
-" 2>&1`, { background: true })
-    await until('the connection is open', () => held.stdout.includes('open'))
+    const held = await holdConnection(sandbox, WEB, 7)
     const started = Date.now()
     await Sandbox.updateNetwork(sandbox.sandboxId, { denyOut: [WEB] })
     const cutAfter = await until('the connection is cut', async () => {

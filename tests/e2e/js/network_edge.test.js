@@ -8,9 +8,9 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox, Secret } from 'e2b'
-import { startDaemon, until } from './harness.js'
+import { startDaemon } from './harness.js'
 import { FakeNet } from './helpers/fakenet.js'
-import { OTHER, WEB, run, fetchEcho } from './helpers/sandbox_net.js'
+import { OTHER, WEB, fetchEcho, holdConnection, run } from './helpers/sandbox_net.js'
 
 const SECRET_VALUE = 'sk-live-0a1b2c3d4e5f'
 
@@ -183,18 +183,7 @@ test('an egressProxy set by an update takes every connection, the open ones incl
   const sandbox = await Sandbox.create()
   try {
     // A connection held open to the echo host's TCP echo port, made directly.
-    const held = await sandbox.commands.run(
-      `python3 -c "
-import socket, sys, time
-s = socket.create_connection(('${WEB}', 7), timeout=30)
-print('open', flush=True)
-while True:
-    s.sendall(b'x')
-    if not s.recv(1):
-        print('closed', flush=True); sys.exit(0)
-    time.sleep(0.05)
-" 2>&1`, { background: true })
-    await until('the connection is open', () => held.stdout.includes('open'))
+    const held = await holdConnection(sandbox, WEB, 7)
     await sandbox.updateNetwork({ egressProxy: { address: `${address}:${port}`, username, password } })
     const ended = await held.wait().catch((error) => error)
     assert.notEqual(ended.stdout.trim(), 'open', 'the direct connection was cut')

@@ -23,18 +23,43 @@ Status WriteProcFile(pid_t pid, const char* name, const std::string& content) {
   return Ok();
 }
 
+Status WriteShift(pid_t pid, const IdShift& shift) {
+  std::string map = fmt::format("{} {} {}\n", shift.inside_first, shift.outside_first, shift.count);
+  RETURN_IF_ERROR(WriteProcFile(pid, "uid_map", map));
+  return WriteProcFile(pid, "gid_map", map);
+}
+
+// Whether [first, first + count) is a non-empty range of valid ids (2^32 - 1 is none).
+bool ValidIds(uint32_t first, uint32_t count) {
+  return count > 0 && uint64_t{first} + count <= uint64_t{UINT32_MAX};
+}
+
 }  // namespace
 
 Status WriteIdMaps(pid_t pid, const IdRange& range) {
   // SECURITY: the mapping is the whole identity of the sandbox on the host: sandbox root
   // is host uid `host_base`, which owns nothing outside this sandbox's own files. Host
   // uid 0 is never mapped, so nothing inside can act on host-root-owned inodes.
-  std::string map = fmt::format("0 {} {}\n", range.host_base, range.count);
-  RETURN_IF_ERROR(WriteProcFile(pid, "uid_map", map));
-  return WriteProcFile(pid, "gid_map", map);
+  return WriteShift(pid,
+                    {.inside_first = 0, .outside_first = range.host_base, .count = range.count});
 }
 
 Result<UniqueFd> CreateMappedUserns(const IdRange& range) {
+  return CreateShiftUserns(
+      {.inside_first = 0, .outside_first = range.host_base, .count = range.count});
+}
+
+Result<UniqueFd> CreateShiftUserns(const IdShift& shift) {
+  if (!ValidIds(shift.inside_first, shift.count) || !ValidIds(shift.outside_first, shift.count)) {
+    return MakeError(ErrorCode::kInvalidArgument, "id shift {} {} {}: not a range of valid ids",
+                     shift.inside_first, shift.outside_first, shift.count);
+  }
+  // SECURITY: an idmap onto host id 0 would show files of a shared layer as owned by host
+  // root through the mount: setuid-root binaries, files only host root may change.
+  if (shift.outside_first == 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "id shift {} {} {}: maps onto host root",
+                     shift.inside_first, shift.outside_first, shift.count);
+  }
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) < 0) return SysError("pipe2");
   UniqueFd read_end(pipe_fds[0]);
@@ -58,7 +83,9 @@ Result<UniqueFd> CreateMappedUserns(const IdRange& range) {
   }
   ChildProcess child(static_cast<pid_t>(pid), UniqueFd(pidfd));
   read_end.Reset();
-  RETURN_IF_ERROR(WriteIdMaps(child.Pid(), range));
+  // SECURITY: the mapping decides which host ids the files of a layer seen through this
+  // idmap belong to: the slot's own range, never host root or a host user.
+  RETURN_IF_ERROR(WriteShift(child.Pid(), shift));
   std::string path = fmt::format("/proc/{}/ns/user", child.Pid());
   UniqueFd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!ns) return SysError("open {}", path);

@@ -97,8 +97,9 @@ Result<UniqueFd> OpenLayers(const SandboxSpec& spec) {
     if (spec.disks == nullptr) return MakeError(ErrorCode::kInternal, "disk limit without disks");
     ASSIGN_OR_RETURN(layers, spec.disks->Take(spec.disk_bytes));
   } else {
-    layers.Reset(::open(spec.state_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!layers) return SysError("open {}", spec.state_dir.string());
+    const fs::path& dir = spec.layers_dir.empty() ? spec.state_dir : spec.layers_dir;
+    layers.Reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!layers) return SysError("open {}", dir.string());
   }
   RETURN_IF_ERROR(PrepareLayers(layers.Get(), spec.ids.host_base));
   RETURN_IF_ERROR(WriteEtcFiles(layers.Get(), spec));
@@ -127,8 +128,10 @@ Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times) {
   UniqueFd owned_root, owned_usr, owned_mask;
   ASSIGN_OR_RETURN(int root_layer, LayerMount(spec.root_layer_mount_fd, spec.root_layer,
                                               spec.idmap_userns_fd, owned_root));
-  ASSIGN_OR_RETURN(mounts.root, MakeOverlay({root_layer}, layers_path / "upper/root",
-                                            layers_path / "work/root"));
+  std::vector<int> root_lowers = spec.root_store_fds;
+  root_lowers.push_back(root_layer);
+  ASSIGN_OR_RETURN(mounts.root,
+                   MakeOverlay(root_lowers, layers_path / "upper/root", layers_path / "work/root"));
   if (!spec.usr_layer.empty()) {
     ASSIGN_OR_RETURN(int usr_layer, LayerMount(spec.usr_layer_mount_fd, spec.usr_layer,
                                                spec.idmap_userns_fd, owned_usr));
@@ -141,6 +144,7 @@ Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times) {
                                             spec.idmap_userns_fd, owned_mask));
       lowers.insert(lowers.begin(), mask);
     }
+    lowers.insert(lowers.begin(), spec.usr_store_fds.begin(), spec.usr_store_fds.end());
     ASSIGN_OR_RETURN(mounts.usr,
                      MakeOverlay(lowers, layers_path / "upper/usr", layers_path / "work/usr"));
   }

@@ -45,6 +45,11 @@ struct SandboxSpec {
   int root_layer_mount_fd = -1;
   int usr_layer_mount_fd = -1;
   int usr_mask_mount_fd = -1;
+  // A user-built template's store layers (server/control/layer_store.h), top first: idmapped
+  // detached mounts of their root/ and usr/ trees, stacked above root_layer and above the
+  // /usr mask. Borrowed.
+  std::vector<int> root_store_fds;
+  std::vector<int> usr_store_fds;
   std::filesystem::path agent_dir;         // host directory holding the agent, shown at /.isobox
   std::string agent_name = "isobox-envd";  // the agent's file name in agent_dir
   std::filesystem::path state_dir;         // this sandbox's private directory on the host
@@ -55,6 +60,10 @@ struct SandboxSpec {
   // The disk limit of the writable layer (disk.h); 0: the upper directories live in
   // state_dir on the host's filesystem, unlimited (tests).
   uint64_t disk_bytes = 0;
+  // With disk_bytes 0: the directory the upper and work directories go in, on the host's
+  // filesystem (a template build step's staging: its upper becomes a layer); empty:
+  // state_dir.
+  std::filesystem::path layers_dir;
   DiskReserve* disks = nullptr;  // where the disk comes from; required with disk_bytes
   uint64_t tmp_size_bytes = 256ull << 20;
   uint64_t max_file_size_bytes = 0;  // RLIMIT_FSIZE; 0 = unlimited

@@ -53,6 +53,11 @@ struct Flags {
   unsigned workers = 4;
   std::string on_exit = "keep";
   unsigned shutdown_grace = 10;  // seconds
+  // Templates (control/template_builder.h, control/template_files.h).
+  unsigned max_builds = 2;
+  unsigned build_timeout = 3600;         // seconds
+  unsigned template_ready_timeout = 60;  // seconds
+  unsigned max_upload_mb = 1024;
   // 0x70000000: above systemd's container ranges (524288-1879048191), and 4094 slots end
   // where its foreign range starts (2147352576); server/uid_ranges.h checks the rest.
   uint32_t uid_base = 1879048192;
@@ -278,6 +283,42 @@ std::string TemplateJson(const Template& tmpl) {
   return boost::json::serialize(spec);
 }
 
+// The first host id of the layer store's range (control/layer_store.h): the first free
+// 65536 ids after the sandboxes' when the store is made (uid_ranges.h FreeLayerStoreBase), recorded
+// in <state>/layers/ids so that its layers keep their owners if --uid-base changes later. It must
+// be nobody else's and never a sandbox slot's.
+Result<uint32_t> LayerStoreBase(const Flags& flags) {
+  fs::path dir = flags.state_dir / "layers";
+  fs::path file = dir / "ids";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return MakeError(ErrorCode::kInternal, "mkdir {}: {}", dir.string(), ec.message());
+  fs::permissions(dir, fs::perms::owner_all, ec);
+  uint64_t base = 0;
+  if (std::ifstream in(file); in >> base) {
+    if (base < 65536 || base > UINT32_MAX - 65536) {
+      return MakeError(ErrorCode::kDataLoss, "{}: not a host id range start", file.string());
+    }
+  } else {
+    base = FreeLayerStoreBase(flags.uid_base, flags.max_sandboxes);
+    if (base == 0) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "no range of 65536 host ids is free for the layer store");
+    }
+    std::ofstream(file) << base << "\n";
+  }
+  IdRange store{base, 65536, "the layer store"};
+  if (store.Overlaps(SandboxRange(flags.uid_base, flags.max_sandboxes))) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "the layer store's ids ({}..{}, {}) overlap the sandboxes' (--uid-base, "
+                     "--max-sandboxes)",
+                     store.first, store.end() - 1, file.string());
+  }
+  RETURN_IF_ERROR(WithContext(CheckSandboxIdRange(static_cast<uint32_t>(base), 1),
+                              "the layer store's id range"));
+  return static_cast<uint32_t>(base);
+}
+
 enum class KeyCommand { kCreate, kList, kRevoke, kPromote, kDemote };
 
 // `isoboxd api-key create|list|revoke|promote|demote`: works on the store of --state-dir,
@@ -388,6 +429,9 @@ int Run(const Flags& flags) {
   }
   uint64_t max_connections = ConnectionCap(flags);
   if (auto ok = PrepareStateDir(flags.state_dir); !ok) return fail(ok.error());
+  // SECURITY: the layer store's owners are host ids of their own too (uid_ranges.h).
+  auto store_base = LayerStoreBase(flags);
+  if (!store_base) return fail(store_base.error());
   auto store = Store::Open(flags.state_dir / "isobox.db");
   if (!store) return fail(store.error());
   if (auto keys = PrepareApiKeys(flags, *run_keys, **store); !keys) return fail(keys.error());
@@ -444,16 +488,19 @@ int Run(const Flags& flags) {
   // Before the registry, so that it goes after it.
   auto network = StartNetwork(flags, **store, io, egress_ca);
   if (!network) return fail(network.error());
-  Registry registry(io, workers,
-                    RegistryConfig{.state_dir = flags.state_dir,
-                                   .agent_dir = *agent_dir,
-                                   .uid_base = flags.uid_base,
-                                   .max_sandboxes = flags.max_sandboxes,
-                                   .pool_sizes = *pools,
-                                   .zygote_program = zygote_program,
-                                   .disk_pool = &*disk_pool,
-                                   .network = network->get()},
-                    std::move(*templates), std::move(*cgroups), **store);
+  Registry registry(
+      io, workers,
+      RegistryConfig{.state_dir = flags.state_dir,
+                     .agent_dir = *agent_dir,
+                     .uid_base = flags.uid_base,
+                     .max_sandboxes = flags.max_sandboxes,
+                     .store_base = *store_base,
+                     .pool_sizes = *pools,
+                     .zygote_program = zygote_program,
+                     .ready_timeout = std::chrono::seconds(flags.template_ready_timeout),
+                     .disk_pool = &*disk_pool,
+                     .network = network->get()},
+      std::move(*templates), std::move(*cgroups), **store);
   registry.SetEventObserver(
       [&ops](const std::string& id, std::string_view event, std::string_view reason) {
         ops.OnSandboxEvent(id, event, reason);
@@ -472,6 +519,19 @@ int Run(const Flags& flags) {
     });
   }
   registry.Recover();
+  // User-built templates: the catalog in the store, uploads, the builder (after the
+  // registry, whose sandboxes it builds in, so that it stops first).
+  BuildLog build_log(flags.state_dir / "builds");
+  TemplateFiles template_files(flags.state_dir / "template-files",
+                               uint64_t{flags.max_upload_mb} << 20);
+  TemplateCatalog catalog(**store, registry.templates(), flags.state_dir / "layers");
+  LayerStore layer_store(flags.state_dir / "layers", *store_base);
+  TemplateBuilder builder(
+      TemplateBuilderConfig{.max_concurrent = flags.max_builds,
+                            .timeout = std::chrono::seconds(flags.build_timeout)},
+      catalog, registry, layer_store, build_log);
+  if (auto recovered = builder.Recover(); !recovered) return fail(recovered.error());
+  TemplateService template_service{catalog, builder, template_files};
   registry.StartSampler();
   registry.StartSpares();
   registry.StartPools();
@@ -480,6 +540,7 @@ int Run(const Flags& flags) {
       HttpConfig{.api_keys = *run_keys,
                  .key_store = store->get(),
                  .secrets = &secrets,
+                 .templates = &template_service,
                  .metrics_public = flags.metrics_public,
                  .max_connections_per_client = flags.max_connections_per_client,
                  .max_connections = max_connections,
@@ -516,6 +577,7 @@ int Run(const Flags& flags) {
   OnExit on_exit = flags.on_exit == "kill" ? OnExit::kKill : OnExit::kKeep;
   // Sandboxes left running keep their disks, and so the pool: its udev rule stays.
   if (on_exit == OnExit::kKeep && !registry.List().empty()) disk_pool->Keep();
+  builder.Stop();  // running builds fail; their sandboxes go before the others are kept
   registry.Shutdown(on_exit);
   // With no sandbox left, the sandboxes' rules go too; kept sandboxes keep theirs.
   if (*network && registry.List().empty()) (*network)->RemoveRules();
@@ -660,6 +722,21 @@ int main(int argc, char** argv) {
   app.add_option("--max-connections-per-sandbox", flags.max_connections_per_sandbox,
                  "connections one sandbox may have open at once (tracked by the kernel, and "
                  "through the egress proxy); new ones past it are refused")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 20));
+  app.add_option("--max-builds", flags.max_builds, "template builds that run at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
+  app.add_option("--build-timeout", flags.build_timeout,
+                 "seconds a template build may take before it fails")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 86400u));
+  app.add_option("--template-ready-timeout", flags.template_ready_timeout,
+                 "seconds a create waits for its template's ready command to succeed")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 3600u));
+  app.add_option("--max-upload-mb", flags.max_upload_mb,
+                 "the largest template file archive (COPY steps) an upload may send, MiB")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1u << 20));
   CLI11_PARSE(app, argc, argv);

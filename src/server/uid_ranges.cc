@@ -111,8 +111,8 @@ IdRange SandboxRange(uint32_t uid_base, uint32_t max_sandboxes) {
   return {uid_base, uint64_t{max_sandboxes} * kIdsPerSlot, "isoboxd's sandboxes"};
 }
 
-uint64_t FirstFreeBase(const std::vector<IdRange>& taken, uint64_t count) {
-  uint64_t base = kIdsPerSlot;
+uint64_t FirstFreeBase(const std::vector<IdRange>& taken, uint64_t count, uint64_t from) {
+  uint64_t base = (from + kIdsPerSlot - 1) / kIdsPerSlot * kIdsPerSlot;
   for (bool moved = true; moved;) {
     moved = false;
     if (base + count - 1 > kLastValidId) return 0;
@@ -126,6 +126,16 @@ uint64_t FirstFreeBase(const std::vector<IdRange>& taken, uint64_t count) {
     }
   }
   return base;
+}
+
+uint64_t FreeLayerStoreBase(uint32_t uid_base, uint32_t max_sandboxes, const HostIdFiles& files) {
+  std::vector<IdRange> taken = HostRanges(files);
+  const std::vector<IdRange>& documented = DocumentedRanges();
+  taken.insert(taken.end(), documented.begin(), documented.end());
+  IdRange sandboxes = SandboxRange(uid_base, max_sandboxes);
+  taken.push_back(sandboxes);
+  if (uint64_t after = FirstFreeBase(taken, kIdsPerSlot, sandboxes.end())) return after;
+  return FirstFreeBase(taken, kIdsPerSlot);
 }
 
 Status CheckSandboxIdRange(uint32_t uid_base, uint32_t max_sandboxes, const HostIdFiles& files) {

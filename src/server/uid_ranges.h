@@ -50,7 +50,13 @@ IdRange SandboxRange(uint32_t uid_base, uint32_t max_sandboxes);
 
 // The lowest 65536-aligned start of a range of `count` ids that overlaps none of
 // `taken`, at or above 65536 and below 2^32 - 1; 0 when there is none.
-uint64_t FirstFreeBase(const std::vector<IdRange>& taken, uint64_t count);
+uint64_t FirstFreeBase(const std::vector<IdRange>& taken, uint64_t count, uint64_t from = 65536);
+
+// The layer store's range (server/control/layer_store.h): 65536 ids that are nobody
+// else's and no sandbox slot's, the first such after the sandboxes' range (else the
+// first anywhere); 0 when none is left.
+uint64_t FreeLayerStoreBase(uint32_t uid_base, uint32_t max_sandboxes,
+                            const HostIdFiles& files = {});
 
 // kFailedPrecondition naming the first range the sandboxes' range overlaps, whose it is,
 // the flags to change (--uid-base, --max-sandboxes) and a free --uid-base.

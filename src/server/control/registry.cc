@@ -47,19 +47,21 @@ constexpr SpareCount kSpares{.base = 4, .max = 32, .shrink_after = std::chrono::
 // How long after handing out a pooled sandbox its replacement starts (Create).
 constexpr auto kPoolRefillDelay = std::chrono::milliseconds(10);
 
-json::object AgentConfig(const std::string& id, const std::string& token,
+json::object AgentConfig(const std::string& id, const std::string& token, const Template& tmpl,
                          const std::map<std::string, std::string>& env_vars, bool network) {
   json::object env;
   // With networking, every process trusts isoboxd's egress CA (control/trusted_ca.h);
-  // the create's own variables win.
+  // a template's ENV comes next, and the create's own variables win.
   if (network) {
     for (const auto& [key, value] : TrustEnv()) env[key] = value;
   }
+  for (const auto& [key, value] : tmpl.env) env[key] = value;
   for (const auto& [key, value] : env_vars) env[key] = value;
   json::object config{{"sandboxId", id},
                       {"accessToken", token},
-                      {"defaultUser", "user"},
+                      {"defaultUser", tmpl.user.empty() ? "user" : tmpl.user},
                       {"envVars", std::move(env)}};
+  if (!tmpl.workdir.empty()) config["defaultWorkdir"] = tmpl.workdir;
   return config;
 }
 
@@ -339,6 +341,29 @@ Result<int> Registry::UsernsForSlot(uint32_t slot) {
   });
 }
 
+Result<int> Registry::StoreUsernsForSlot(uint32_t slot) {
+  return KeptFd(store_userns_by_slot_, slot, [&] {
+    // SECURITY: store layers' owners (the store's range) appear as this slot's ids only.
+    return runtime::CreateShiftUserns({.inside_first = config_.store_base,
+                                       .outside_first = config_.uid_base + slot * kIdsPerSandbox,
+                                       .count = kIdsPerSandbox});
+  });
+}
+
+std::vector<std::pair<std::string, std::string>> Registry::EtcFiles(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) return {};
+  return it->second->etc_files;
+}
+
+std::optional<uint32_t> Registry::HostIdBase(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) return std::nullopt;
+  return config_.uid_base + it->second->slot * kIdsPerSandbox;
+}
+
 Result<int> Registry::LayerMountForSlot(uint32_t slot, int userns, const fs::path& layer) {
   // SECURITY: read-only, nosuid, nodev, and mapped to this slot's range only: a slot's
   // sandboxes share it one after another, and none can write to it.
@@ -359,6 +384,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   SandboxInfo& info = sandbox->info;
   info.id = id;
   info.template_id = tmpl.id;
+  info.alias = tmpl.alias.empty() ? tmpl.id : tmpl.alias;
+  info.build_id = tmpl.build_id;
   info.access_token = NewToken();
   // SECURITY: asked of every request to its ports but envd's (server/http/proxy.cc).
   if (!options.network.allow_public_traffic) info.traffic_access_token = NewToken();
@@ -406,6 +433,20 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
                        LayerMountForSlot(slot, userns, spec.usr_mask_layer));
     }
   }
+  if (!tmpl.store_layers.empty()) {
+    if (config_.store_base == 0) {
+      return MakeError(ErrorCode::kFailedPrecondition, "this isoboxd has no layer store");
+    }
+    ASSIGN_OR_RETURN(int store_userns, StoreUsernsForSlot(slot));
+    for (const fs::path& layer : tmpl.store_layers) {
+      ASSIGN_OR_RETURN(int root, LayerMountForSlot(slot, store_userns, layer / "root"));
+      spec.root_store_fds.push_back(root);
+      if (!tmpl.usr_layer.empty()) {
+        ASSIGN_OR_RETURN(int usr, LayerMountForSlot(slot, store_userns, layer / "usr"));
+        spec.usr_store_fds.push_back(usr);
+      }
+    }
+  }
   spec.agent_dir = config_.agent_dir;
   spec.state_dir = sandbox->state_dir;
   spec.limits_view = {.cpu_count = tmpl.cpu_count,
@@ -413,12 +454,13 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
                       .pids_max = tmpl.pids_max,
                       .slot = slot};
   // The writable layer's own filesystem, as big as the template's disk (runtime/disk.h).
-  spec.disk_bytes = uint64_t{tmpl.disk_mb} << 20;
+  spec.disk_bytes = options.layers_dir.empty() ? uint64_t{tmpl.disk_mb} << 20 : 0;
+  spec.layers_dir = options.layers_dir;
   spec.disks = &disks_;
   spec.sysinfo_listener = sysinfo_ != nullptr;
   // The agent's config is built as one JSON object and serialized once, below.
   json::object agent_config =
-      AgentConfig(id, info.access_token, options.env_vars, config_.network != nullptr);
+      AgentConfig(id, info.access_token, tmpl, options.env_vars, config_.network != nullptr);
   boost::system::error_code json_ec;
   json::value isolation_json = json::parse(isolation.json, json_ec);
   if (json_ec || !isolation_json.is_object()) {
@@ -464,6 +506,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
     info.network = options.network;
     info.network.internet = false;  // loopback only (--no-network)
   }
+  sandbox->etc_files = spec.etc_files;
   ASSIGN_OR_RETURN(sandbox->process, runtime::SpawnSandbox(spec));
   times.Mark("spawn");
   ASSIGN_OR_RETURN(sandbox->init_start_ticks, StartTicks(sandbox->process.init.Pid()));
@@ -503,7 +546,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::CreateNew(const SandboxOpti
 }
 
 Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
-  const Template* tmpl = templates_.Find(options.template_id);
+  const Template* tmpl =
+      options.resolved ? options.resolved.get() : templates_.Find(options.template_id);
   if (tmpl == nullptr) {
     return MakeError(ErrorCode::kNotFound, "template '{}' not found", options.template_id);
   }
@@ -514,7 +558,11 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
   // pooled kernels already run with the environment they started with and would not see
   // env vars given now: such a create gets a new sandbox.
   std::unique_ptr<Sandbox> sandbox;
-  if (!tmpl->interpreter || options.env_vars.empty()) sandbox = TakePooled(tmpl->id);
+  // User-built templates have no pools yet.
+  const bool poolable = tmpl->build_id.empty();
+  if (poolable && (!tmpl->interpreter || options.env_vars.empty())) {
+    sandbox = TakePooled(tmpl->id);
+  }
   if (sandbox) {
     if (auto personal = Personalize(*sandbox, options); !personal) {
       LOG_WARN("pooled sandbox {} refused its settings ({}); creating a new one", sandbox->info.id,
@@ -524,11 +572,15 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
   }
   // After a pool hit the refill waits until this answer is out: started now it would take
   // a core from the caller it was meant to serve (a create costs several ms of CPU).
-  RefillLater(tmpl->id, sandbox ? kPoolRefillDelay : std::chrono::milliseconds(0));
+  if (poolable) RefillLater(tmpl->id, sandbox ? kPoolRefillDelay : std::chrono::milliseconds(0));
   StepTimes times;
   const bool pooled = sandbox != nullptr;
   if (!pooled) {
     ASSIGN_OR_RETURN(sandbox, CreateNew(options, *tmpl));
+    if (auto started = StartTemplateCommands(*sandbox, *tmpl); !started) {
+      Destroy(std::move(sandbox));
+      return tl::unexpected(started.error());
+    }
   }
   times.Mark(pooled ? "pool" : "new");
   const std::string id = sandbox->info.id;

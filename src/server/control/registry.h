@@ -45,6 +45,13 @@ struct SandboxOptions {
   bool auto_pause = false;  // at the end of its timeout: pause instead of kill
   std::string owner;        // the creating API key's id (SandboxInfo::owner)
   net::NetworkConfig network;
+  // The template, when the caller resolved it (a user-built one: control/template_catalog.h);
+  // null: the built-in named template_id.
+  std::shared_ptr<const Template> resolved;
+  // A template build step's sandbox: its upper and work directories go here, on the
+  // host's filesystem and without a disk limit (control/layer_store.h Stage); empty: its
+  // own disk.
+  std::filesystem::path layers_dir;
 };
 
 struct MetricSample {
@@ -61,6 +68,9 @@ struct RegistryConfig {
   std::filesystem::path agent_dir;  // holds isobox-envd
   uint32_t uid_base = 1u << 30;     // host uid/gid of sandbox 0's root
   uint32_t max_sandboxes = 4096;
+  // The first host id of the layer store's range (control/layer_store.h): user-built
+  // templates' layers are owned by it and mapped to each slot; 0: no layer store.
+  uint32_t store_base = 0;
   // Warm pools: how many ready sandboxes to keep per template id (0 or absent: none).
   std::map<std::string, uint32_t> pool_sizes;
   // isobox-zygote, for the cgroup v1 fast path (control/spares.h); empty: none.
@@ -68,6 +78,8 @@ struct RegistryConfig {
   // Ended sandboxes stay readable (GET /isobox/sandboxes/{id}) this long.
   std::chrono::hours ended_kept{24};
   std::chrono::milliseconds metrics_interval{2000};
+  // How long a create waits for a template's ready command to succeed.
+  std::chrono::milliseconds ready_timeout{60000};
   size_t metrics_kept = 1800;  // samples per sandbox (an hour at 2 s)
   // The filesystem the sandboxes' disks live on (runtime/disk_pool.h): creates are
   // refused (507) while it is below its reserve. None: the disks live in
@@ -141,6 +153,8 @@ class Registry {
   bool NetworkEnabled() const { return config_.network != nullptr; }
   // The owner (API key id) of the running sandbox at this network address.
   std::optional<std::string> OwnerAt(uint32_t address) const;
+  // The built-in templates.
+  const TemplateStore& templates() const { return templates_; }
   // The sandboxes' network; null with --no-network.
   const SandboxNetwork* network() const { return config_.network; }
 
@@ -163,6 +177,11 @@ class Registry {
   Result<std::map<std::string, NetCounters>> NetworkCounters() const;
   // The id of the sandbox at this network address, if any (the audit of refusals).
   std::optional<std::string> SandboxAt(uint32_t address) const;
+  // The files written into a sandbox's /etc before it started (resolv.conf, hosts), which a
+  // template build removes from a step's layer when the step left them as they were.
+  std::vector<std::pair<std::string, std::string>> EtcFiles(const std::string& id) const;
+  // The first host id of a running sandbox's slot (what its files are owned by on disk).
+  std::optional<uint32_t> HostIdBase(const std::string& id) const;
   // The agent socket of a running sandbox (none when paused), for the proxy.
   std::optional<std::filesystem::path> AgentSocket(const std::string& id) const;
   // The code interpreter socket of a running sandbox whose template has one.
@@ -178,6 +197,8 @@ class Registry {
   template <typename Key, typename Make>
   Result<int> KeptFd(std::map<Key, UniqueFd>& fds, Key key, Make make);
   Result<int> UsernsForSlot(uint32_t slot);
+  // The idmap of store layers for this slot: the store's range to the slot's.
+  Result<int> StoreUsernsForSlot(uint32_t slot);
   // The slot's idmapped clone of a template layer (runtime::CloneLayer), made once: a
   // clone made and closed per create would cost an RCU grace period on the create's path.
   Result<int> LayerMountForSlot(uint32_t slot, int userns, const std::filesystem::path& layer);
@@ -194,6 +215,9 @@ class Registry {
   // Kills and removes everything of the sandbox; returns how its init ended.
   ExitStatus Destroy(std::unique_ptr<Sandbox> sandbox);
   Status Persist(const Sandbox& sandbox);
+  // A user-built template's start command, then its ready command until it succeeds
+  // (registry_template.cc). Blocking.
+  Status StartTemplateCommands(const Sandbox& sandbox, const Template& tmpl);
   // sysinfo(2) in the sandbox, answered by sysinfo_ (registry_sysinfo.cc): from a new
   // sandbox's listener, or from the one its init keeps when it is re-adopted.
   Status AnswerSysinfo(const Sandbox& sandbox, UniqueFd listener);
@@ -236,6 +260,7 @@ class Registry {
   std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;
   std::set<uint32_t> used_slots_;
   std::map<uint32_t, UniqueFd> userns_by_slot_;
+  std::map<uint32_t, UniqueFd> store_userns_by_slot_;
   std::map<std::pair<uint32_t, std::string>, UniqueFd> layer_mounts_;  // by slot and layer
   struct Pool {
     std::deque<std::unique_ptr<Sandbox>> ready;

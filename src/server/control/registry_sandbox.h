@@ -24,6 +24,7 @@ struct Registry::Sandbox {
   NetLease net;  // its link and address (control/sandbox_network.h); none without network
   uint64_t init_start_ticks = 0;
   bool persisted = false;  // has a record in the store
+  std::vector<std::pair<std::string, std::string>> etc_files;  // SandboxSpec::etc_files
   std::deque<MetricSample> samples;
   uint64_t last_cpu_usec = 0;
   std::chrono::steady_clock::time_point last_sample_at;

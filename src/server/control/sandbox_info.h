@@ -21,6 +21,10 @@ std::string_view SandboxStateName(SandboxState state);
 struct SandboxInfo {
   std::string id;
   std::string template_id;
+  // The name its create used for a user-built template (else: the template id) and the
+  // build it runs (empty: a built-in template).
+  std::string alias;
+  std::string build_id;
   std::string access_token;
   // Asked of every request isoboxd relays to the sandbox's ports but envd's
   // (e2b-traffic-access-token) when its create said `network.allowPublicTraffic: false`;

@@ -107,6 +107,7 @@ Result<TemplateStore> TemplateStore::Open(const fs::path& state_dir,
                 .usr_layer = options.usr.usr,
                 .usr_mask = std::move(usr_mask)};
   base.disk_mb = options.disk_mb;
+  base.identity = ReadSmallFile(base_dir / "sources.sha256") + ";" + options.usr.usr.string();
   store.templates_["base"] = base;
   Template interpreter = base;
   interpreter.id = "code-interpreter-v1";

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "server/control/usr_masks.h"
@@ -14,9 +15,9 @@
 namespace isobox::server {
 
 struct Template {
-  std::string id;
-  std::filesystem::path root_layer;
-  std::filesystem::path usr_layer;
+  std::string id{};
+  std::filesystem::path root_layer{};
+  std::filesystem::path usr_layer{};
   // Hides what only some host users may read under usr_layer (null: nothing to hide).
   std::shared_ptr<const UsrMask> usr_mask;
   uint32_t cpu_count = 2;
@@ -24,6 +25,21 @@ struct Template {
   uint32_t disk_mb = 1024;
   uint64_t pids_max = 1024;
   bool interpreter = false;  // runs isobox-interpreter (E2B port 49999)
+  // What the built-in's layers are made of (the base layer's sources hash and the /usr
+  // it stands on): the start of the cache key chain of templates built on it.
+  std::string identity{};
+
+  // A user-built template's build (control/template_catalog.h); empty for the built-ins.
+  std::string build_id{};
+  std::string alias{};  // the name a create used, shown as the sandbox's alias
+  // Store layer directories (their root/ and usr/ trees) above root_layer and the /usr
+  // mask, top first (control/layer_store.h).
+  std::vector<std::filesystem::path> store_layers{};
+  std::map<std::string, std::string> env{};  // the template's ENV, below the create's own
+  std::string user = "user";                 // commands' default user
+  std::string workdir{};                     // commands' default directory; empty: the home
+  std::string start_cmd{};                   // started at every sandbox start (empty: none)
+  std::string ready_cmd{};                   // a create answers once it exits 0 (empty: none)
 };
 
 struct TemplateOptions {
@@ -54,7 +70,7 @@ class TemplateStore {
   const std::map<std::string, Template>& All() const { return templates_; }
 
  private:
-  std::map<std::string, Template> templates_;
+  std::map<std::string, Template> templates_{};
 };
 
 }  // namespace isobox::server

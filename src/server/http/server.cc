@@ -8,9 +8,11 @@
 #include "base/log.h"
 #include "base/secret_equals.h"
 #include "server/http/proxy.h"
+#include "server/http/upload.h"
 #include "server/routes/isobox.h"
 #include "server/routes/sandboxes.h"
 #include "server/routes/secrets.h"
+#include "server/routes/templates.h"
 
 namespace isobox::server {
 namespace {
@@ -22,6 +24,8 @@ constexpr auto kTlsShutdownTimeout = std::chrono::seconds(2);
 // A control-plane request body (at most max_control_body) must arrive, and an answer be
 // taken by the client, within this.
 constexpr auto kControlIoTimeout = std::chrono::seconds(60);
+template <typename S>
+constexpr bool kIsTls = std::is_same_v<S, TlsStream>;
 // After accept(2) fails for want of descriptors or memory: the connection stays in the
 // backlog, and accepting again at once would fail again, in a loop.
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
@@ -251,6 +255,18 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
                     .authenticated = false});
   };
   boost::system::error_code ec;
+  if (config_.templates != nullptr && path.starts_with(TemplateFiles::kUploadPrefix)) {
+    std::string message;
+    int status = co_await ReceiveUpload(stream, buffer, header, config_.templates->files, message);
+    if (status == 0) co_return false;
+    auto response =
+        JsonResponse(static_cast<http::status>(status),
+                     status == 200 ? std::string() : JsonError(status, message), version, false);
+    lowest.expires_after(kControlIoTimeout);
+    co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+    count_only(status);
+    co_return false;
+  }
   std::optional<Tenant> tenant = Authenticate(header.get(), isobox);
   if (!tenant && !public_route) {
     auto response = JsonResponse(http::status::unauthorized,
@@ -291,8 +307,14 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
     SecretsAnswer answer = co_await HandleSecrets(parser.get(), context);
     response = std::move(answer.response);
     audit_details = std::move(answer.audit);
+  } else if (config_.templates != nullptr && IsTemplatesPath(path)) {
+    std::string_view host = parser.get()[http::field::host];
+    TemplatesContext context{*config_.templates, workers_, *tenant,
+                             fmt::format("{}://{}", kIsTls<S> ? "https" : "http", host)};
+    response = co_await HandleTemplates(parser.get(), context);
   } else {
-    ControlContext context{registry_, workers_, *tenant};
+    ControlContext context{registry_, workers_, *tenant,
+                           config_.templates ? &config_.templates->catalog : nullptr};
     response = co_await HandleControl(parser.get(), context);
   }
   --control_in_flight_;

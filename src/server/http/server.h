@@ -17,6 +17,7 @@
 #include "server/http/proxy.h"
 #include "server/http/types.h"
 #include "server/ops/ops.h"
+#include "server/routes/templates.h"
 
 namespace isobox::server {
 
@@ -24,6 +25,8 @@ struct HttpConfig {
   std::vector<std::string> api_keys;  // X-API-KEY values accepted for this run only
   Store* key_store = nullptr;         // and the unrevoked keys in the store
   SecretStore* secrets = nullptr;     // serves /secrets (routes/secrets.h) when set
+  // Serves the template routes (routes/templates.h) and template uploads when set.
+  TemplateService* templates = nullptr;
   size_t max_control_body = 1 << 20;
   bool metrics_public = false;  // serve /isobox/metrics without an API key
   // Open connections from one client address at most, over both listeners (0: no cap),

@@ -152,7 +152,7 @@ json::object SandboxJson(const SandboxInfo& info) {
   if (!info.traffic_access_token.empty()) traffic = info.traffic_access_token;
   return json::object{{"sandboxID", info.id},
                       {"templateID", info.template_id},
-                      {"alias", info.template_id},
+                      {"alias", info.alias.empty() ? info.template_id : info.alias},
                       {"clientID", kClientId},
                       {"envdVersion", kEnvdVersion},
                       {"envdAccessToken", info.access_token},
@@ -163,7 +163,7 @@ json::object SandboxJson(const SandboxInfo& info) {
 json::object ListedJson(const SandboxInfo& info) {
   return json::object{{"sandboxID", info.id},
                       {"templateID", info.template_id},
-                      {"alias", info.template_id},
+                      {"alias", info.alias.empty() ? info.template_id : info.alias},
                       {"clientID", kClientId},
                       {"startedAt", FormatRfc3339(info.started_at)},
                       {"endAt", FormatRfc3339(info.end_at)},
@@ -211,7 +211,18 @@ Task<Reply> CreateSandbox(const StringRequest& request, ControlContext& context)
   auto options = ParseNewSandbox(request.body(), context.registry.NetworkEnabled());
   if (!options) co_return BadRequest(options.error().message);
   options->owner = context.tenant.key_id;
-  auto info = co_await OnWorker(context.workers, [&] { return context.registry.Create(*options); });
+  auto info = co_await OnWorker(context.workers, [&]() -> Result<SandboxInfo> {
+    if (context.catalog != nullptr) {
+      // A user-built template (name, name:tag or id) the key may use, or a built-in.
+      ASSIGN_OR_RETURN(options->resolved,
+                       context.catalog->Resolve(context.tenant, options->template_id));
+    }
+    ASSIGN_OR_RETURN(SandboxInfo created, context.registry.Create(*options));
+    if (!created.build_id.empty()) {
+      (void)context.catalog->store().CountSpawn(created.template_id, created.started_at);
+    }
+    return created;
+  });
   if (!info) co_return ErrorReply(info.error());
   co_return Reply{http::status::created, json::serialize(SandboxJson(*info))};
 }

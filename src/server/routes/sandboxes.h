@@ -4,6 +4,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "server/control/registry.h"
+#include "server/control/template_catalog.h"
 #include "server/control/tenancy.h"
 #include "server/http/types.h"
 
@@ -15,6 +16,8 @@ struct ControlContext {
   Registry& registry;
   asio::thread_pool& workers;
   Tenant tenant;  // the authenticated key: what it sees (control/tenancy.h)
+  // Resolves a create's templateID among user-built templates; null: built-ins only.
+  TemplateCatalog* catalog = nullptr;
 };
 
 // The body of POST /sandboxes and /v2/sandboxes (untrusted; fuzzed): kInvalidArgument

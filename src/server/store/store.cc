@@ -95,13 +95,58 @@ CREATE INDEX IF NOT EXISTS secrets_owner ON secrets(owner, name);
 PRAGMA user_version = 5;
 )sql";
 
-constexpr int64_t kSchemaVersion = 5;
+// Version 6: user-built templates (store_templates.cc, control/template_catalog.h). Names
+// are global (E2B's aliases); a tag points at one ready build of its template; a build
+// keeps its steps without registry credentials, and what a sandbox of it gets. A sandbox
+// records the build it runs (NULL: a built-in template).
+constexpr const char* kMigrateV6 = R"sql(
+CREATE TABLE IF NOT EXISTS user_templates(
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  public INTEGER NOT NULL,
+  cpu_count INTEGER NOT NULL,
+  memory_mb INTEGER NOT NULL,
+  disk_mb INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  spawn_count INTEGER NOT NULL,
+  last_spawned_at INTEGER);
+CREATE TABLE IF NOT EXISTS template_names(
+  name TEXT PRIMARY KEY,
+  template_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS template_names_template ON template_names(template_id);
+CREATE TABLE IF NOT EXISTS template_builds(
+  id TEXT PRIMARY KEY,
+  template_id TEXT NOT NULL,
+  status TEXT NOT NULL,             -- waiting | building | ready | error
+  tags TEXT NOT NULL,
+  cpu_count INTEGER NOT NULL,
+  memory_mb INTEGER NOT NULL,
+  spec TEXT NOT NULL,
+  result TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER);
+CREATE INDEX IF NOT EXISTS template_builds_template ON template_builds(template_id);
+CREATE INDEX IF NOT EXISTS template_builds_status ON template_builds(status);
+CREATE TABLE IF NOT EXISTS template_tags(
+  template_id TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  build_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(template_id, tag));
+ALTER TABLE sandboxes ADD COLUMN template_build TEXT;
+PRAGMA user_version = 6;
+)sql";
+
+constexpr int64_t kSchemaVersion = 6;
 
 constexpr const char* kSandboxColumns =
     "id, template_id, access_token, metadata, state, started_at, end_at, cpu_count, "
     "memory_mb, disk_mb, auto_pause, slot, init_pid, init_start_ticks, interpreter, "
     "ended_at, end_reason, end_message, exit_code, exit_signal, owner, address, network, "
-    "traffic_access_token";
+    "traffic_access_token, template_build";
 
 SandboxRecord ReadSandbox(const sqlite::Statement& row) {
   SandboxRecord record;
@@ -137,6 +182,7 @@ SandboxRecord ReadSandbox(const sqlite::Statement& row) {
     info.network.internet = false;  // made before networking: loopback only
   }
   info.traffic_access_token = row.Text(23);
+  info.build_id = row.Text(24);
   // SECURITY: the token decides, not the stored configuration: a sandbox with a token
   // keeps asking for it even if its configuration could not be read back.
   if (!info.traffic_access_token.empty()) info.network.allow_public_traffic = false;
@@ -212,6 +258,7 @@ Status Store::Migrate() {
     if (current < 3) RETURN_IF_ERROR(db_.Exec(kMigrateV3));
     if (current < 4) RETURN_IF_ERROR(db_.Exec(kMigrateV4));
     if (current < 5) RETURN_IF_ERROR(db_.Exec(kMigrateV5));
+    if (current < 6) RETURN_IF_ERROR(db_.Exec(kMigrateV6));
     return Ok();
   };
   Status migrated = migrate();
@@ -227,7 +274,7 @@ Status Store::PutSandbox(const SandboxRecord& record) {
   const SandboxInfo& info = record.info;
   ASSIGN_OR_RETURN(sqlite::Statement insert,
                    db_.Prepare(fmt::format("INSERT OR REPLACE INTO sandboxes({}) VALUES "
-                                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                            kSandboxColumns)));
   std::string state = record.end ? "ended" : std::string(SandboxStateName(info.state));
   insert.Bind(1, info.id)
@@ -248,6 +295,7 @@ Status Store::PutSandbox(const SandboxRecord& record) {
   if (!info.owner.empty()) insert.Bind(21, info.owner);  // else NULL: admin keys only
   insert.Bind(22, int64_t{info.address}).Bind(23, net::SerializeNetworkConfig(info.network));
   if (!info.traffic_access_token.empty()) insert.Bind(24, info.traffic_access_token);
+  if (!info.build_id.empty()) insert.Bind(25, info.build_id);  // else NULL: a built-in
   if (record.end) {
     insert.Bind(16, columns::Millis(record.end->at))
         .Bind(17, record.end->reason)

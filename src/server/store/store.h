@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,6 +21,7 @@
 #include "base/result.h"
 #include "server/control/sandbox_info.h"
 #include "server/store/sqlite.h"
+#include "server/store/template_records.h"
 
 namespace isobox::server {
 
@@ -100,9 +102,48 @@ class Store {
   Result<std::optional<std::string>> SecretValue(std::string_view name,
                                                  std::optional<std::string_view> owner);
 
+  // User-built templates (store_templates.cc). A template and its first build are
+  // inserted together; kAlreadyExists when one of its names is taken.
+  Status InsertTemplate(const TemplateRecord& record, const BuildRecord& build);
+  // Public flag, limits and updated_at; NotFound for an unknown id.
+  Status UpdateTemplate(const TemplateRecord& record);
+  // The template with this id or name.
+  Result<std::optional<TemplateRecord>> FindTemplate(std::string_view id_or_name);
+  // Oldest first; only `owner`'s and public ones when given.
+  Result<std::vector<TemplateRecord>> ListTemplates(std::optional<std::string_view> owner);
+  // Forgets the template, its names, tags and builds; returns the ids of its builds.
+  Result<std::vector<std::string>> DeleteTemplate(std::string_view id);
+  Status InsertBuild(const BuildRecord& build);
+  Result<std::optional<BuildRecord>> GetBuild(std::string_view id);
+  Result<std::vector<BuildRecord>> BuildsOf(std::string_view template_id);
+  // waiting -> building with its steps; kFailedPrecondition when it is not waiting.
+  Status StartBuild(std::string_view id, const std::string& spec, SystemTime at);
+  // building -> ready or error (status, result, reason, finished_at of `build`); a ready
+  // build gets its tags in the same transaction. NotFound when it is no longer building.
+  Status FinishBuild(const BuildRecord& build);
+  // Every waiting or building build fails with `reason_json` (a start after a crash).
+  Result<int64_t> InterruptBuilds(const std::string& reason_json, SystemTime at);
+  // Points each tag at the build (one transaction).
+  Status AssignTags(std::string_view template_id, std::string_view build_id,
+                    const std::vector<std::string>& tags, SystemTime at);
+  // Removes every tag or none: NotFound naming a tag the template does not have.
+  Status RemoveTags(std::string_view template_id, const std::vector<std::string>& tags);
+  Result<std::vector<TagRecord>> TemplateTags(std::string_view template_id);
+  Status CountSpawn(std::string_view template_id, SystemTime at);
+  // The results of the builds whose layers must stay: one a tag names, the newest of each
+  // template, one a sandbox that has not ended runs. Forgets builds of deleted templates
+  // that no such sandbox runs any more.
+  Result<std::vector<std::string>> LiveBuildResults();
+
  private:
   explicit Store(sqlite::Database db) : db_(std::move(db)) {}
   Status Migrate();
+  // BEGIN IMMEDIATE, body, COMMIT (ROLLBACK when it fails). The caller holds mutex_.
+  Status InTransaction(const std::function<Status()>& body);
+  Result<std::vector<std::string>> NamesOf(std::string_view template_id);
+  Status InsertBuildLocked(const BuildRecord& build);
+  Status AssignTagsLocked(std::string_view template_id, std::string_view build_id,
+                          const std::vector<std::string>& tags, SystemTime at);
 
   std::mutex mutex_;
   sqlite::Database db_;

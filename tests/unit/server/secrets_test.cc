@@ -330,7 +330,8 @@ TEST_F(SecretsTest, UpgradesAVersion4Database) {
     ASSERT_TRUE(db);
     ASSERT_TRUE(
         db->Exec("CREATE TABLE templates(id TEXT PRIMARY KEY, spec TEXT NOT NULL, "
-                 "updated_at INTEGER NOT NULL); PRAGMA user_version = 4;"));
+                 "updated_at INTEGER NOT NULL); CREATE TABLE sandboxes(id TEXT PRIMARY KEY); "
+                 "PRAGMA user_version = 4;"));
   }
   Reopen();
   ASSERT_TRUE(secrets_->Create("new", kValue, {}, kAlice));
@@ -338,7 +339,7 @@ TEST_F(SecretsTest, UpgradesAVersion4Database) {
   ASSERT_TRUE(db);
   auto version = db->Prepare("PRAGMA user_version");
   ASSERT_TRUE(version && *version->Step());
-  EXPECT_EQ(version->Int(0), 5);
+  EXPECT_EQ(version->Int(0), 6);
 }
 
 TEST(SecretBodiesTest, ParseTheShapeAndNameTheField) {

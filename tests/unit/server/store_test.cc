@@ -210,7 +210,7 @@ PRAGMA user_version = 1;
   auto db = sqlite::Database::Open(dir_ / "isobox.db");
   auto version = db->Prepare("PRAGMA user_version");
   ASSERT_TRUE(version && *version->Step());
-  EXPECT_EQ(version->Int(0), 5);
+  EXPECT_EQ(version->Int(0), 6);
 }
 
 TEST_F(StoreTest, KeepsASandboxsAddressAndNetworkConfig) {
@@ -282,6 +282,9 @@ TEST_F(StoreTest, UpgradesAVersion3DatabaseWithPublicSandboxes) {
     ASSERT_TRUE(db);
     ASSERT_TRUE(
         db->Exec("ALTER TABLE sandboxes DROP COLUMN traffic_access_token; "
+                 "ALTER TABLE sandboxes DROP COLUMN template_build; "
+                 "DROP TABLE user_templates; DROP TABLE template_names; "
+                 "DROP TABLE template_builds; DROP TABLE template_tags; "
                  "PRAGMA user_version = 3;"));
   }
   auto store = Open();
@@ -293,7 +296,7 @@ TEST_F(StoreTest, UpgradesAVersion3DatabaseWithPublicSandboxes) {
   auto db = sqlite::Database::Open(dir_ / "isobox.db");
   auto version = db->Prepare("PRAGMA user_version");
   ASSERT_TRUE(version && *version->Step());
-  EXPECT_EQ(version->Int(0), 5);
+  EXPECT_EQ(version->Int(0), 6);
 }
 
 TEST_F(StoreTest, RefusesADatabaseFromANewerSchema) {

@@ -529,7 +529,7 @@ int Run(const Flags& flags) {
   TemplateBuilder builder(
       TemplateBuilderConfig{.max_concurrent = flags.max_builds,
                             .timeout = std::chrono::seconds(flags.build_timeout)},
-      catalog, registry, layer_store, build_log);
+      catalog, registry, layer_store, template_files, build_log);
   if (auto recovered = builder.Recover(); !recovered) return fail(recovered.error());
   TemplateService template_service{catalog, builder, template_files};
   registry.StartSampler();

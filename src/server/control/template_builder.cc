@@ -48,12 +48,91 @@ std::string Quote(std::string_view text) {
   return out + "'";
 }
 
+// COPY inside the build sandbox, as root (E2B's copy semantics, Docker's for directories):
+// the archive is unpacked to a scratch directory, `src` (a glob) is matched in it; a
+// matched directory's contents merge into `dest`; a matched file goes to `dest`, or into
+// it when `dest` ends with '/', is a directory, or several files match; what was copied
+// gets `owner` (user: or user:group) and, when given, `mode`.
+constexpr const char* kCopyScript = R"sh(set -eu
+A="$ISOBOX_COPY_ARCHIVE"; T="$A.d"; D="$ISOBOX_COPY_DEST"
+rm -rf "$T"; mkdir -p "$T"
+if [ "$ISOBOX_COPY_GZIP" = 1 ]; then gzip -dc "$A" | tar -xf - -C "$T"; else tar -xf "$A" -C "$T"; fi
+rm -f "$A"
+cd "$T"
+IFS='
+'
+matches=""
+for s in $ISOBOX_COPY_SRC; do
+  if [ -e "$s" ] || [ -L "$s" ]; then matches="$matches$s
+"; fi
+done
+if [ -z "$matches" ]; then echo "COPY: nothing matches '$ISOBOX_COPY_SRC'" >&2; exit 1; fi
+n=$(printf '%s' "$matches" | grep -c '')
+copied=""
+for s in $matches; do
+  if [ -d "$s" ] && [ ! -L "$s" ]; then
+    mkdir -p "$D"
+    for e in "$s"/* "$s"/.[!.]* "$s"/..?*; do
+      if [ -e "$e" ] || [ -L "$e" ]; then
+        cp -a "$e" "${D%/}/"
+        copied="$copied${D%/}/${e##*/}
+"
+      fi
+    done
+  else
+    case "$D" in
+      */) t="$D${s##*/}" ;;
+      *) if [ "$n" -gt 1 ] || [ -d "$D" ]; then t="$D/${s##*/}"; else t="$D"; fi ;;
+    esac
+    mkdir -p "$(dirname "$t")"
+    cp -a "$s" "$t"
+    copied="$copied$t
+"
+  fi
+done
+cd /
+rm -rf "$T"
+for t in $copied; do
+  chown -hR "$ISOBOX_COPY_OWNER" "$t"
+  if [ -n "$ISOBOX_COPY_MODE" ]; then chmod -R "$ISOBOX_COPY_MODE" "$t"; fi
+done
+)sh";
+
 // `path` resolved against `base`, lexically (WORKDIR).
 std::string ResolvePath(std::string_view base, std::string_view path) {
   std::filesystem::path p(path);
   if (p.is_relative()) p = std::filesystem::path(base) / p;
   std::string out = p.lexically_normal().string();
   while (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+// $NAME and ${NAME} replaced by their values in `env` (unset: empty), as Docker does in
+// COPY destinations; other text, a lone '$' included, stays.
+std::string ExpandVariables(std::string_view text, const std::map<std::string, std::string>& env) {
+  auto is_name = [](char c, bool first) {
+    return c == '_' || std::isalpha(static_cast<unsigned char>(c)) ||
+           (!first && std::isdigit(static_cast<unsigned char>(c)));
+  };
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '$' || i + 1 == text.size()) {
+      out.push_back(text[i]);
+      continue;
+    }
+    size_t start = i + 1;
+    bool braced = text[start] == '{';
+    if (braced) ++start;
+    size_t end = start;
+    while (end < text.size() && is_name(text[end], end == start)) ++end;
+    if (end == start || (braced && (end == text.size() || text[end] != '}'))) {
+      out.push_back('$');
+      continue;
+    }
+    auto found = env.find(std::string(text.substr(start, end - start)));
+    if (found != env.end()) out += found->second;
+    i = braced ? end : end - 1;
+  }
   return out;
 }
 
@@ -210,21 +289,24 @@ class TemplateBuilder::Run {
             Quote(next.user));
         break;
       case protocol::StepType::kCopy:
-        return MakeError(ErrorCode::kUnimplemented,
-                         "COPY steps are not supported by this isoboxd yet");
+        command = kCopyScript;
+        break;
       case protocol::StepType::kEnv:
         break;
     }
     DropSandbox();
     ASSIGN_OR_RETURN(std::filesystem::path staged, builder_.layers_.Stage(job_.build.id, index));
     ScopeGuard discard([&] { builder_.layers_.Discard(staged); });
+    std::map<std::string, std::string> env = context_.env;
+    if (step.type == protocol::StepType::kCopy) {
+      ASSIGN_OR_RETURN(env, PrepareCopy(step, staged));
+    }
     RETURN_IF_ERROR(EnsureSandbox(staged));
     ASSIGN_OR_RETURN(uint32_t slot_base, SlotBase());
     auto etc_files = builder_.registry_.EtcFiles(sandbox_id_);
     {
       LineSplitter lines([&](std::string line) { Log(LogLevel::kInfo, std::move(line), label); });
-      AgentCommand run{
-          .command = command, .user = user, .env = context_.env, .cwd = context_.workdir};
+      AgentCommand run{.command = command, .user = user, .env = env, .cwd = context_.workdir};
       ASSIGN_OR_RETURN(
           AgentExecResult result,
           Exec(run, [&](std::string_view, std::string_view data) { lines.Feed(data); }));
@@ -236,10 +318,58 @@ class TemplateBuilder::Run {
     }
     // The step's files are whole once its sandbox is gone.
     DropSandbox();
+    std::error_code ec;
+    std::filesystem::remove(staged / "upper" / "root" / (".isobox-copy-" + step.files_hash), ec);
     RemoveUnchangedEtcFiles(staged, etc_files);
     ASSIGN_OR_RETURN(LayerInfo info, builder_.layers_.Commit(staged, key, slot_base, next));
     discard.Cancel();
     return info;
+  }
+
+  // COPY: the uploaded archive goes into the step's upper (a copy readable by the
+  // sandbox's root, which the script removes), and the script's parameters into its
+  // environment. The archive is unpacked inside the build sandbox, never on the host.
+  Result<std::map<std::string, std::string>> PrepareCopy(const protocol::TemplateStep& step,
+                                                         const std::filesystem::path& staged) {
+    std::filesystem::path archive = builder_.files_.PathOf(job_.owner.key_id, step.files_hash);
+    std::filesystem::path root = staged / "upper" / "root";
+    std::string name = ".isobox-copy-" + step.files_hash;
+    std::error_code ec;
+    std::filesystem::create_directories(root, ec);
+    std::filesystem::copy_file(archive, root / name, ec);
+    if (ec) {
+      return MakeError(ErrorCode::kFailedPrecondition, "the files of {} {}: {}", step.type_text,
+                       step.args[0], ec.message());
+    }
+    std::filesystem::permissions(root / name, std::filesystem::perms::owner_read |
+                                                  std::filesystem::perms::group_read |
+                                                  std::filesystem::perms::others_read);
+    bool gzip = false;
+    if (std::ifstream in(archive, std::ios::binary); in) {
+      char magic[2] = {};
+      in.read(magic, 2);
+      gzip = in.gcount() == 2 && static_cast<unsigned char>(magic[0]) == 0x1f &&
+             static_cast<unsigned char>(magic[1]) == 0x8b;
+    }
+    std::string src = step.args[0];
+    while (src.starts_with("./")) src.erase(0, 2);
+    // Docker expands $VAR and ${VAR} of the build's ENV in a COPY destination.
+    std::string dest = ExpandVariables(step.args[1], context_.env);
+    bool dir_dest = dest.ends_with('/');
+    std::string base = context_.workdir.empty() ? HomeOf(context_.user) : context_.workdir;
+    dest = ResolvePath(base, dest);
+    if (dir_dest && dest != "/") dest += '/';
+    std::string owner =
+        step.args.size() > 2 && !step.args[2].empty() ? step.args[2] : context_.user;
+    if (owner.find(':') == std::string::npos) owner += ':';
+    std::map<std::string, std::string> env = context_.env;
+    env["ISOBOX_COPY_ARCHIVE"] = "/" + name;
+    env["ISOBOX_COPY_GZIP"] = gzip ? "1" : "0";
+    env["ISOBOX_COPY_SRC"] = src.empty() ? "." : src;
+    env["ISOBOX_COPY_DEST"] = dest;
+    env["ISOBOX_COPY_OWNER"] = owner;
+    env["ISOBOX_COPY_MODE"] = step.args.size() > 3 ? step.args[3] : "";
+    return env;
   }
 
   // The sandbox's resolv.conf and hosts are its own, not the step's: out of the layer
@@ -368,8 +498,14 @@ class TemplateBuilder::Run {
 };
 
 TemplateBuilder::TemplateBuilder(TemplateBuilderConfig config, TemplateCatalog& catalog,
-                                 Registry& registry, LayerStore& layers, BuildLog& log)
-    : config_(config), catalog_(catalog), registry_(registry), layers_(layers), log_(log) {
+                                 Registry& registry, LayerStore& layers, TemplateFiles& files,
+                                 BuildLog& log)
+    : config_(config),
+      catalog_(catalog),
+      registry_(registry),
+      layers_(layers),
+      files_(files),
+      log_(log) {
   for (size_t i = 0; i < std::max<size_t>(config_.max_concurrent, 1); ++i) {
     threads_.emplace_back([this] { Work(); });
   }
@@ -436,6 +572,15 @@ Status TemplateBuilder::Start(const Tenant& tenant, const std::string& template_
     return MakeError(ErrorCode::kFailedPrecondition, "build '{}' was already started", build_id);
   }
   Tenant owner{.key_id = tmpl.owner, .admin = false};
+  for (size_t i = 0; i < spec.steps.size(); ++i) {
+    const protocol::TemplateStep& step = spec.steps[i];
+    if (step.type == protocol::StepType::kCopy && !files_.Present(tmpl.owner, step.files_hash)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "steps[{}]: the files of {} {} (hash {}) were not uploaded "
+                       "(GET /templates/{{id}}/files/{{hash}}, then PUT to its url)",
+                       i, step.type_text, step.args[0], step.files_hash);
+    }
+  }
   BuildResult parent;
   if (!spec.from_template.empty()) {
     auto found = catalog_.ResultOf(owner, spec.from_template);

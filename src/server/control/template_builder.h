@@ -22,6 +22,7 @@
 #include "server/control/layer_store.h"
 #include "server/control/registry.h"
 #include "server/control/template_catalog.h"
+#include "server/control/template_files.h"
 
 namespace isobox::server {
 
@@ -34,7 +35,7 @@ struct TemplateBuilderConfig {
 class TemplateBuilder {
  public:
   TemplateBuilder(TemplateBuilderConfig config, TemplateCatalog& catalog, Registry& registry,
-                  LayerStore& layers, BuildLog& log);
+                  LayerStore& layers, TemplateFiles& files, BuildLog& log);
   // Stop() if not done yet.
   ~TemplateBuilder();
   // Blocking: builds still queued or running fail ("isoboxd stopped"): their build
@@ -76,6 +77,7 @@ class TemplateBuilder {
   TemplateCatalog& catalog_;
   Registry& registry_;
   LayerStore& layers_;
+  TemplateFiles& files_;
   BuildLog& log_;
 
   std::mutex mutex_;

@@ -8,6 +8,8 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile, execFileSync } from 'node:child_process'
 import { promisify } from 'node:util'
+import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BuildError, Sandbox, Template, TemplateError, waitForFile } from 'e2b'
@@ -252,6 +254,95 @@ test('a failing RUN fails the build with its exit status and output; the step is
   assert.ok(logs.some((e) => e.message === 'about to fail'), logs.map((e) => e.message).join('\n'))
   assert.equal(await Template.exists('fails'), true)
   await assert.rejects(Sandbox.create('fails'), /no ready build/)
+})
+
+// A build context like a user's project directory.
+function projectDir() {
+  const dir = mkdtempSync(join(tmpdir(), 'isobox-template-ctx-'))
+  mkdirSync(join(dir, 'app', 'lib'), { recursive: true })
+  writeFileSync(join(dir, 'app', 'main.py'), 'print("hi")\n')
+  writeFileSync(join(dir, 'app', 'lib', 'util.py'), 'X = 1\n')
+  writeFileSync(join(dir, 'app', 'secret.env'), 'TOKEN=1\n')
+  symlinkSync('main.py', join(dir, 'app', 'entry.py'))
+  writeFileSync(join(dir, 'one.txt'), 'one\n')
+  writeFileSync(join(dir, 'run.sh'), '#!/bin/sh\necho run\n')
+  writeFileSync(join(dir, '.dockerignore'), 'app/secret.env\n')
+  return dir
+}
+
+test('COPY: the SDK uploads the files once; directories merge, files land, owners and modes', async () => {
+  const dir = projectDir()
+  try {
+    const template = Template({ fileContextPath: dir })
+      .fromTemplate('base')
+      .copy('app', '/opt/app')
+      .copy('one.txt', '/data/')
+      .copy('run.sh', '/usr/local/bin/run-it', { mode: 0o755, user: 'root' })
+      .setWorkdir('/srv')
+      .copy('one.txt', 'relative.txt')
+    const logs = []
+    await Template.build(template, 'copied', { onBuildLogs: (e) => logs.push(e.message) })
+    const sandbox = await Sandbox.create('copied')
+    try {
+      assert.equal(await sh(sandbox, 'cat /opt/app/main.py /opt/app/lib/util.py /data/one.txt /srv/relative.txt'),
+        'print("hi")\nX = 1\none\none\n')
+      assert.equal(await sh(sandbox, 'readlink /opt/app/entry.py; test -e /opt/app/secret.env && echo leaked || echo ignored'),
+        'main.py\nignored\n')
+      assert.equal(await sh(sandbox, 'stat -c "%U %a" /opt/app/main.py /usr/local/bin/run-it; run-it'),
+        'user 644\nroot 755\nrun\n')
+      assert.equal(await sh(sandbox, 'ls -a / | grep -c isobox-copy || true'), '0\n')
+    } finally { await sandbox.kill() }
+    // The same files again: the upload is skipped (present), the steps are cached.
+    const again = []
+    await Template.build(template, 'copied', { onBuildLogs: (e) => again.push(e.message) })
+    assert.ok(again.filter((m) => m.includes('[builder ')).every((m) => m.startsWith('CACHED ')),
+      again.join('\n'))
+  } finally { rmSync(dir, { recursive: true, force: true }) }
+})
+
+test('uploads: the URL carries its own authorization; a forged or reused-for-another-hash URL is refused', async () => {
+  const { templateID } = await (await fetch(`${daemon.url}/v3/templates`, {
+    method: 'POST', headers: { 'X-API-KEY': daemon.apiKey, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name: 'uploads' }),
+  })).json()
+  const hash = 'a'.repeat(64)
+  const files = await (await fetch(`${daemon.url}/templates/${templateID}/files/${hash}`,
+    { headers: { 'X-API-KEY': daemon.apiKey } })).json()
+  assert.equal(files.present, false)
+  assert.ok(files.url.startsWith(`${daemon.url}/`), files.url)
+  const other = files.url.replace(hash, 'b'.repeat(64))
+  assert.equal((await fetch(other, { method: 'PUT', body: 'x' })).status, 403)
+  const forged = files.url.replace(/signature=[0-9a-f]+/, 'signature=' + '0'.repeat(64))
+  assert.equal((await fetch(forged, { method: 'PUT', body: 'x' })).status, 403)
+  // Not an archive: refused, nothing kept.
+  const bad = await fetch(files.url, { method: 'PUT', body: 'not a tar at all' })
+  assert.equal(bad.status, 400)
+  assert.match((await bad.json()).message, /archive/)
+  const still = await (await fetch(`${daemon.url}/templates/${templateID}/files/${hash}`,
+    { headers: { 'X-API-KEY': daemon.apiKey } })).json()
+  assert.equal(still.present, false)
+})
+
+test('the E2B CLI builds a Dockerfile: template create (FROM e2bdev/base, COPY, RUN, ENV, WORKDIR, USER)', async () => {
+  const dir = projectDir()
+  try {
+    writeFileSync(join(dir, 'e2b.Dockerfile'), [
+      'FROM e2bdev/base',
+      'ENV APP_HOME=/opt/site',
+      'RUN mkdir -p $APP_HOME && echo from-run > $APP_HOME/run.txt',
+      'COPY app $APP_HOME/app',
+      'WORKDIR /opt/site',
+      'USER user',
+      '',
+    ].join('\n'))
+    const { stdout } = await e2b('template', 'create', 'from-dockerfile', '-p', dir)
+    assert.match(stdout, /from-dockerfile/)
+    const sandbox = await Sandbox.create('from-dockerfile')
+    try {
+      assert.equal(await sh(sandbox, 'pwd; whoami; cat run.txt app/main.py; echo $APP_HOME'),
+        '/opt/site\nuser\nfrom-run\nprint("hi")\n/opt/site\n')
+    } finally { await sandbox.kill() }
+  } finally { rmSync(dir, { recursive: true, force: true }) }
 })
 
 test('the E2B CLI: template list shows builds; template delete -y removes one, its sandboxes run on', async () => {

@@ -31,6 +31,7 @@
 #include "server/control/templates.h"
 #include "server/http/server.h"
 #include "server/http/tls.h"
+#include "server/layer_store_setup.h"
 #include "server/ops/ops.h"
 #include "server/store/store.h"
 #include "server/uid_ranges.h"
@@ -283,42 +284,6 @@ std::string TemplateJson(const Template& tmpl) {
   return boost::json::serialize(spec);
 }
 
-// The first host id of the layer store's range (control/layer_store.h): the first free
-// 65536 ids after the sandboxes' when the store is made (uid_ranges.h FreeLayerStoreBase), recorded
-// in <state>/layers/ids so that its layers keep their owners if --uid-base changes later. It must
-// be nobody else's and never a sandbox slot's.
-Result<uint32_t> LayerStoreBase(const Flags& flags) {
-  fs::path dir = flags.state_dir / "layers";
-  fs::path file = dir / "ids";
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return MakeError(ErrorCode::kInternal, "mkdir {}: {}", dir.string(), ec.message());
-  fs::permissions(dir, fs::perms::owner_all, ec);
-  uint64_t base = 0;
-  if (std::ifstream in(file); in >> base) {
-    if (base < 65536 || base > UINT32_MAX - 65536) {
-      return MakeError(ErrorCode::kDataLoss, "{}: not a host id range start", file.string());
-    }
-  } else {
-    base = FreeLayerStoreBase(flags.uid_base, flags.max_sandboxes);
-    if (base == 0) {
-      return MakeError(ErrorCode::kFailedPrecondition,
-                       "no range of 65536 host ids is free for the layer store");
-    }
-    std::ofstream(file) << base << "\n";
-  }
-  IdRange store{base, 65536, "the layer store"};
-  if (store.Overlaps(SandboxRange(flags.uid_base, flags.max_sandboxes))) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "the layer store's ids ({}..{}, {}) overlap the sandboxes' (--uid-base, "
-                     "--max-sandboxes)",
-                     store.first, store.end() - 1, file.string());
-  }
-  RETURN_IF_ERROR(WithContext(CheckSandboxIdRange(static_cast<uint32_t>(base), 1),
-                              "the layer store's id range"));
-  return static_cast<uint32_t>(base);
-}
-
 enum class KeyCommand { kCreate, kList, kRevoke, kPromote, kDemote };
 
 // `isoboxd api-key create|list|revoke|promote|demote`: works on the store of --state-dir,
@@ -430,8 +395,11 @@ int Run(const Flags& flags) {
   uint64_t max_connections = ConnectionCap(flags);
   if (auto ok = PrepareStateDir(flags.state_dir); !ok) return fail(ok.error());
   // SECURITY: the layer store's owners are host ids of their own too (uid_ranges.h).
-  auto store_base = LayerStoreBase(flags);
+  auto store_base = LayerStoreBase(flags.state_dir, flags.uid_base, flags.max_sandboxes);
   if (!store_base) return fail(store_base.error());
+  // One daemon per state directory: `isoboxd templates gc` waits for none to run.
+  auto store_lock = LockLayerStore(flags.state_dir);
+  if (!store_lock) return fail(store_lock.error());
   auto store = Store::Open(flags.state_dir / "isobox.db");
   if (!store) return fail(store.error());
   if (auto keys = PrepareApiKeys(flags, *run_keys, **store); !keys) return fail(keys.error());
@@ -687,6 +655,10 @@ int main(int argc, char** argv) {
                  "cut (0: never)")
       ->capture_default_str()
       ->check(CLI::Range(0u, 86400u));
+  CLI::App* templates = app.add_subcommand("templates", "manage user-built templates, then exit");
+  templates->require_subcommand(1);
+  CLI::App* templates_gc = templates->add_subcommand(
+      "gc", "remove the layers no template, build or live sandbox uses (no isoboxd may run)");
   CLI::App* dev_cert = app.add_subcommand(
       "dev-cert", "make a local CA and a wildcard certificate for testing TLS, then exit");
   dev_cert->add_option("--domain", flags.dev_cert_domain, "the sandbox domain")
@@ -756,6 +728,7 @@ int main(int argc, char** argv) {
     return isobox::server::RunKeyCommand(flags, command, create->parsed() ? key_name : key_id,
                                          key_admin);
   }
+  if (templates_gc->parsed()) return isobox::server::RunTemplatesGc(flags.state_dir);
   // Its uid range must fit below 2^32 - 1 with every slot.
   if (uint64_t{flags.uid_base} + uint64_t{flags.max_sandboxes} * 65536 > 0xffffffffull) {
     std::fprintf(stderr, "--uid-base + --max-sandboxes * 65536 must stay below 2^32\n");

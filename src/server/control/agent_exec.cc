@@ -129,7 +129,9 @@ Result<AgentExecResult> RunInSandbox(
   while (!parser.is_done() && !ended) {
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof(chunk);
-    http::read(socket, buffer, parser, ec);
+    // read_some: what the agent sent so far (a build's log streams while its step runs);
+    // read() would wait for the whole chunk buffer to fill.
+    http::read_some(socket, buffer, parser, ec);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
       if (ec == asio::error::would_block || ec == asio::error::try_again) {

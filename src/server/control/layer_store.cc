@@ -203,7 +203,6 @@ Result<size_t> LayerStore::Collect(const std::set<std::string>& live,
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     std::string name = entry.path().filename().string();
-    if (name == "index" || name == "ids") continue;
     if (name == kStaging) {
       std::error_code inner;
       for (const auto& staged : fs::directory_iterator(entry.path(), inner)) {
@@ -214,7 +213,8 @@ Result<size_t> LayerStore::Collect(const std::set<std::string>& live,
       }
       continue;
     }
-    if (live.contains(name)) continue;
+    // Only layers: the index, the id range, the daemon's lock and anything else stay.
+    if (!IsKey(name) || live.contains(name)) continue;
     Discard(entry.path());
     ++removed;
   }

@@ -534,6 +534,13 @@ Status TemplateBuilder::Recover() {
                        ReasonJson("the build was interrupted: isoboxd stopped while it ran", ""),
                        std::chrono::system_clock::now()));
   if (interrupted > 0) LOG_INFO("{} template builds were interrupted by a restart", interrupted);
+  // Their build sandboxes, re-adopted by the registry, have nothing left to do.
+  for (const SandboxInfo& info : registry_.List()) {
+    if (!info.metadata.contains("isobox.build")) continue;
+    if (auto killed = registry_.Kill(info.id); !killed) {
+      LOG_WARN("build sandbox {}: {}", info.id, killed.error().message);
+    }
+  }
   ASSIGN_OR_RETURN(size_t removed, CollectLayers());
   if (removed > 0) LOG_INFO("removed {} template layers nothing uses", removed);
   return Ok();

@@ -1,6 +1,7 @@
 // Every row bench/run reports, in table order. A row is measured, or skipped with a reason
 // (a peer that is not installed); bench_quick_smoke checks that the JSON has each of them.
 import { DOWNLOAD_ROWS } from './net.mjs'
+import { TEMPLATE_ROWS } from './templates.mjs'
 
 export const CONCURRENCY = [1, 10, 50]
 
@@ -32,6 +33,7 @@ export function rowIds() {
   ids.push('roundtrip.runcode.sdk', 'roundtrip.runcode.jupyter_client',
     'roundtrip.command.sdk', 'roundtrip.command.forkexec')
   ids.push(...DOWNLOAD_ROWS)
+  ids.push(...TEMPLATE_ROWS)
   ids.push('files')
   return ids
 }

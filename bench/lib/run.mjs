@@ -13,6 +13,7 @@ import { downloadRows } from './net.mjs'
 import { BWRAP, UNSHARE, ociBundle } from './peers.mjs'
 import { busyCpuMs, clientCpuMs, costPer, costSnapshot } from './proc.mjs'
 import { CONCURRENCY, CREATE_PEERS, rowIds } from './rows.mjs'
+import { templateRows } from './templates.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = resolve(here, '../..')
@@ -27,6 +28,7 @@ const { Sandbox: CodeSandbox } = sdkRequire('@e2b/code-interpreter')
 // Its own 512 sandbox uid slots, clear of other runtimes' ranges (isoboxd refuses those)
 // and of the slots other daemons on this machine use first (from the default base 0x70000000).
 const UID_BASE = String(0x74000000)
+const DAEMON_ARGS = ['--uid-base', UID_BASE, '--max-sandboxes', '512']
 const MIB = 1024 * 1024
 const CGROUP_MEMORY = '/sys/fs/cgroup/memory/isobox'
 
@@ -148,7 +150,7 @@ function skip(id, what, reason) { record(id, { what, skipped: reason }) }
 // ---------------------------------------------------------------- isoboxd helpers
 
 async function withDaemon(pools, fn, args = []) {
-  const daemon = await startDaemon({ pools, args: ['--uid-base', UID_BASE, '--max-sandboxes', '512', ...args] })
+  const daemon = await startDaemon({ pools, args: [...DAEMON_ARGS, ...args] })
   try {
     return await fn(daemon)
   } finally {
@@ -666,6 +668,8 @@ const phases = {
   roundtrip: roundtripRows,
   network: () => downloadRows({ withDaemon, record, skip, Sandbox, repo,
     mib: counts.downloadMiB, runs: counts.downloads, warmup: counts.warmup > 0 }),
+  templates: () => templateRows({ repo, quick: options.quick, warmup: counts.warmup,
+    daemonArgs: DAEMON_ARGS, record, summary }),
   files: filesRow,
 }
 let failed = null

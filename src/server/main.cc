@@ -31,6 +31,7 @@
 #include "server/control/templates.h"
 #include "server/http/server.h"
 #include "server/http/tls.h"
+#include "server/control/registry_flags.h"
 #include "server/layer_store_setup.h"
 #include "server/ops/ops.h"
 #include "server/store/store.h"
@@ -57,6 +58,8 @@ struct Flags {
   // Templates (control/template_builder.h, control/template_files.h).
   unsigned max_builds = 2;
   unsigned build_timeout = 3600;         // seconds
+  std::vector<std::string> insecure_registries;
+  std::vector<std::string> registry_mirrors;
   unsigned template_ready_timeout = 60;  // seconds
   unsigned max_upload_mb = 1024;
   // 0x70000000: above systemd's container ranges (524288-1879048191), and 4094 slots end
@@ -409,6 +412,8 @@ int Run(const Flags& flags) {
   if (!agent_source) return fail(agent_source.error());
   auto agent_dir = InstallAgent(*agent_source, flags.state_dir);
   if (!agent_dir) return fail(agent_dir.error());
+  auto image_registries = ParseRegistryFlags(flags.insecure_registries, flags.registry_mirrors);
+  if (!image_registries) return fail(image_registries.error());
   auto pools = ParsePools(flags.pools);
   if (!pools) return fail(pools.error());
   auto cgroups = runtime::CgroupManager::Detect("isobox");
@@ -496,7 +501,8 @@ int Run(const Flags& flags) {
   LayerStore layer_store(flags.state_dir / "layers", *store_base);
   TemplateBuilder builder(
       TemplateBuilderConfig{.max_concurrent = flags.max_builds,
-                            .timeout = std::chrono::seconds(flags.build_timeout)},
+                            .timeout = std::chrono::seconds(flags.build_timeout),
+                            .registries = *image_registries},
       catalog, registry, layer_store, template_files, build_log);
   if (auto recovered = builder.Recover(); !recovered) return fail(recovered.error());
   TemplateService template_service{catalog, builder, template_files};
@@ -703,6 +709,13 @@ int main(int argc, char** argv) {
                  "seconds a template build may take before it fails")
       ->capture_default_str()
       ->check(CLI::Range(1u, 86400u));
+  app.add_option("--insecure-registry", flags.insecure_registries,
+                 "an image registry (HOST[:PORT]) that fromImage may reach over plain HTTP or "
+                 "unverified TLS (repeatable; loopback registries always may)");
+  app.add_option("--registry-mirror", flags.registry_mirrors,
+                 "a mirror of an image registry, REGISTRY=URL, tried before the registry "
+                 "(repeatable, e.g. docker.io=https://mirror.example:5000; http:// makes the "
+                 "mirror insecure)");
   app.add_option("--template-ready-timeout", flags.template_ready_timeout,
                  "seconds a create waits for its template's ready command to succeed")
       ->capture_default_str()

@@ -33,8 +33,10 @@ bool IsKey(std::string_view key) {
 json::object ContextJson(const StepContext& context) {
   json::object env;
   for (const auto& [key, value] : context.env) env[key] = value;
-  return json::object{
-      {"env", std::move(env)}, {"user", context.user}, {"workdir", context.workdir}};
+  return json::object{{"env", std::move(env)},
+                      {"user", context.user},
+                      {"workdir", context.workdir},
+                      {"shell", context.shell}};
 }
 
 StepContext ParseContext(const json::object& object) {
@@ -49,6 +51,9 @@ StepContext ParseContext(const json::object& object) {
   }
   if (const json::value* dir = object.if_contains("workdir"); dir && dir->is_string()) {
     context.workdir = std::string(dir->as_string());
+  }
+  if (const json::value* shell = object.if_contains("shell"); shell && shell->is_string()) {
+    context.shell = std::string(shell->as_string());
   }
   return context;
 }
@@ -177,6 +182,21 @@ Result<LayerInfo> LayerStore::Commit(const fs::path& staged, std::string_view ke
   }
   fs::rename(staged, target, ec);
   if (ec) return MakeError(ErrorCode::kInternal, "rename {}: {}", target.string(), ec.message());
+  return info;
+}
+
+Result<LayerInfo> LayerStore::Adopt(const fs::path& staged, std::string_view id, LayerInfo info) {
+  if (!IsKey(id)) return MakeError(ErrorCode::kInternal, "bad layer key '{}'", id);
+  std::error_code ec;
+  fs::create_directories(staged / "usr", ec);
+  if (ec) return MakeError(ErrorCode::kInternal, "mkdir {}/usr: {}", staged.string(), ec.message());
+  RETURN_IF_ERROR(WriteMeta(staged, info));
+  if (Find(id)) {
+    Discard(staged);  // made meanwhile by another build: layers never change
+    return *Find(id);
+  }
+  fs::rename(staged, dir_ / id, ec);
+  if (ec) return MakeError(ErrorCode::kInternal, "rename {}: {}", staged.string(), ec.message());
   return info;
 }
 

@@ -41,6 +41,7 @@ struct StepContext {
   std::map<std::string, std::string> env{};
   std::string user = "user";
   std::string workdir{};
+  std::string shell = "/bin/bash";  // what runs RUN (an image without bash: /bin/sh)
 };
 
 struct LayerInfo {
@@ -75,6 +76,11 @@ class LayerStore {
   // its layer (the staged one is dropped): layers never change once made.
   Result<LayerInfo> Commit(const std::filesystem::path& staged, std::string_view key,
                            uint32_t slot_base, const StepContext& context);
+  // Turns `staged`, whose root/ is a tree already owned by the store's range (an
+  // unpacked image), into the layer `id` (with an empty usr/). Like Commit, a layer the
+  // store has already keeps its files.
+  Result<LayerInfo> Adopt(const std::filesystem::path& staged, std::string_view id,
+                          LayerInfo info);
   // A layer that records a context only (ENV): no files.
   Status Record(std::string_view key, const StepContext& context);
   void Discard(const std::filesystem::path& staged);

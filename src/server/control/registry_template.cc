@@ -19,7 +19,8 @@ constexpr size_t kKeptOutput = 4096;  // of the ready command's last output, for
 Status Registry::StartTemplateCommands(const Sandbox& sandbox, const Template& tmpl) {
   if (tmpl.start_cmd.empty() && tmpl.ready_cmd.empty()) return Ok();
   const SandboxInfo& info = sandbox.info;
-  AgentCommand base{.user = tmpl.user.empty() ? "user" : tmpl.user, .cwd = tmpl.workdir};
+  AgentCommand base{
+      .shell = tmpl.shell, .user = tmpl.user.empty() ? "user" : tmpl.user, .cwd = tmpl.workdir};
   if (!tmpl.start_cmd.empty()) {
     AgentCommand start = base;
     start.command = tmpl.start_cmd;

@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "base/scope_guard.h"
 #include "server/control/agent_exec.h"
+#include "server/control/image_layer.h"
 
 namespace isobox::server {
 namespace {
@@ -176,6 +177,7 @@ class TemplateBuilder::Run {
     context_.env = result_.env;
     context_.user = result_.user.empty() ? "user" : result_.user;
     context_.workdir = result_.workdir;
+    context_.shell = result_.shell;
     // SECURITY: the cache is per API key (E2B's is per team): a key never builds on a
     // layer another key's COPY made, whatever files hash it names.
     chain_ = HashKeys(result_.chain, {"scope", job.owner.key_id});
@@ -194,6 +196,12 @@ class TemplateBuilder::Run {
     const auto& steps = job_.spec.steps;
     const size_t total = steps.size();
     bool force = job_.spec.force;
+    if (job_.image) {
+      if (auto pulled = FromImage(force); !pulled) {
+        failed_step = "base";
+        return tl::unexpected(pulled.error());
+      }
+    }
     for (size_t i = 0; i < total; ++i) {
       const protocol::TemplateStep& step = steps[i];
       std::string label = std::to_string(i + 1);
@@ -237,6 +245,7 @@ class TemplateBuilder::Run {
     result_.env = context_.env;
     result_.user = context_.user;
     result_.workdir = context_.workdir;
+    result_.shell = context_.shell;
     result_.start_cmd = job_.spec.start_cmd;
     result_.ready_cmd = job_.spec.ready_cmd;
     result_.chain = chain_;
@@ -246,6 +255,50 @@ class TemplateBuilder::Run {
  private:
   std::chrono::milliseconds Left() const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now());
+  }
+
+  // FROM an image: its layer from the cache (keyed by the reference as written: a tag
+  // is pulled again only with skipCache, as E2B caches its base image), or pulled. The
+  // credentials are part of the key: other (or wrong) ones pull again, so that a cached
+  // private image never stands in for a registry's refusal.
+  Status FromImage(bool force) {
+    const std::string ref = job_.image->Canonical();
+    const protocol::RegistryCredentials& c = job_.spec.registry;
+    std::string credentials =
+        c.kind == protocol::RegistryCredentials::Kind::kNone
+            ? "<none>"
+            : HashKeys("registry-credentials",
+                       {c.username, c.password, c.gcp_service_account_json, c.aws_access_key_id,
+                        c.aws_secret_access_key, c.aws_region});
+    std::string key = HashKeys(chain_, {"FROM", ref, credentials});
+    std::string id = force ? HashKeys(key, {"forced", job_.build.id}) : key;
+    builder_.Activate(job_.build.id, id);
+    if (!force) {
+      if (std::optional<std::string> cached = builder_.layers_.Lookup(key)) {
+        builder_.Activate(job_.build.id, *cached);
+        if (std::optional<LayerInfo> hit = builder_.layers_.Find(*cached)) {
+          Log(LogLevel::kInfo, fmt::format("CACHED FROM {} [{}]", ref, key.substr(0, 12)), "base");
+          Apply(key, *cached, *hit);
+          return Ok();
+        }
+      }
+    }
+    Log(LogLevel::kInfo, fmt::format("Pulling {} [{}]", ref, key.substr(0, 12)), "base");
+    ImageLayerRequest request{.ref = *job_.image,
+                              .credentials = job_.spec.registry,
+                              .registries = builder_.config_.registries,
+                              .layer_limits = builder_.config_.layer_limits,
+                              .timeout = std::chrono::duration_cast<std::chrono::seconds>(
+                                  std::min<std::chrono::milliseconds>(Left(),
+                                                                      builder_.config_.pull_timeout))};
+    ASSIGN_OR_RETURN(LayerInfo made,
+                     MakeImageLayer(builder_.layers_, job_.build.id, id, request,
+                                    [&](std::string_view line) {
+                                      Log(LogLevel::kInfo, std::string(line), "base");
+                                    }));
+    RETURN_IF_ERROR(builder_.layers_.Index(key, id));
+    Apply(key, id, made);
+    return Ok();
   }
 
   void Apply(const std::string& key, const std::string& id, const LayerInfo& info) {
@@ -306,7 +359,11 @@ class TemplateBuilder::Run {
     auto etc_files = builder_.registry_.EtcFiles(sandbox_id_);
     {
       LineSplitter lines([&](std::string line) { Log(LogLevel::kInfo, std::move(line), label); });
-      AgentCommand run{.command = command, .user = user, .env = env, .cwd = context_.workdir};
+      AgentCommand run{.shell = context_.shell,
+                       .command = command,
+                       .user = user,
+                       .env = env,
+                       .cwd = context_.workdir};
       ASSIGN_OR_RETURN(
           AgentExecResult result,
           Exec(run, [&](std::string_view, std::string_view data) { lines.Feed(data); }));
@@ -397,7 +454,8 @@ class TemplateBuilder::Run {
       const std::string& key = step.args[i];
       std::string value;
       std::string errors;
-      AgentCommand command{.command = "printf \"%s\" \"" + EscapeEnvValue(step.args[i + 1]) + "\"",
+      AgentCommand command{.shell = context_.shell,
+                           .command = "printf \"%s\" \"" + EscapeEnvValue(step.args[i + 1]) + "\"",
                            .user = "root",
                            .env = context_.env,
                            .cwd = context_.workdir};
@@ -440,6 +498,7 @@ class TemplateBuilder::Run {
     current.env = context_.env;
     current.user = context_.user;
     current.workdir = context_.workdir;
+    current.shell = context_.shell;
     ASSIGN_OR_RETURN(std::shared_ptr<Template> tmpl, builder_.catalog_.TemplateFor(current));
     tmpl->id = job_.build.template_id;
     tmpl->build_id = job_.build.id;
@@ -589,6 +648,7 @@ Status TemplateBuilder::Start(const Tenant& tenant, const std::string& template_
     }
   }
   BuildResult parent;
+  std::optional<protocol::ImageRef> image;
   if (!spec.from_template.empty()) {
     auto found = catalog_.ResultOf(owner, spec.from_template);
     if (!found) {
@@ -600,9 +660,17 @@ Status TemplateBuilder::Start(const Tenant& tenant, const std::string& template_
     // The SDK's default image when a template names no source: Isobox's own base.
     ASSIGN_OR_RETURN(parent, catalog_.ResultOf(owner, "base"));
   } else {
-    return MakeError(ErrorCode::kUnimplemented,
-                     "fromImage '{}': this isoboxd cannot pull images yet; use fromTemplate",
-                     spec.from_image);
+    auto ref = protocol::ParseImageRef(spec.from_image);
+    if (!ref) return tl::unexpected(ref.error().WithContext("fromImage"));
+    if (spec.registry.kind == protocol::RegistryCredentials::Kind::kAws) {
+      return MakeError(ErrorCode::kUnimplemented,
+                       "fromAWSRegistry: pulling from Amazon ECR (its token exchange) is not "
+                       "supported; give the registry's username and password (fromImage with "
+                       "username/password) instead");
+    }
+    image = std::move(*ref);
+    parent.base = std::string(kImageBase);
+    parent.chain = HashKeys("isobox-v1", {"image-root", catalog_.Builtins().ImageBase().identity});
   }
   {
     std::lock_guard lock(mutex_);
@@ -622,7 +690,8 @@ Status TemplateBuilder::Start(const Tenant& tenant, const std::string& template_
     queue_.push_back(Job{.owner = owner,
                          .build = std::move(build),
                          .spec = std::move(spec),
-                         .parent = std::move(parent)});
+                         .parent = std::move(parent),
+                         .image = std::move(image)});
   }
   wake_.notify_one();
   return Ok();

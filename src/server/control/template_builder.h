@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -18,7 +19,9 @@
 
 #include "base/result.h"
 #include "protocol/template_build.h"
+#include "protocol/image_ref.h"
 #include "server/control/build_log.h"
+#include "server/control/image_puller.h"
 #include "server/control/layer_store.h"
 #include "server/control/registry.h"
 #include "server/control/template_catalog.h"
@@ -30,6 +33,11 @@ struct TemplateBuilderConfig {
   size_t max_concurrent = 2;
   size_t max_queued = 32;
   std::chrono::seconds timeout{3600};
+  // fromImage: the registries' settings (--insecure-registry, --registry-mirror), the
+  // limits of each image layer, how long a pull may take (within the build's timeout).
+  ImageRegistries registries{};
+  runtime::ArchiveLimits layer_limits{};
+  std::chrono::seconds pull_timeout{900};
 };
 
 class TemplateBuilder {
@@ -65,6 +73,7 @@ class TemplateBuilder {
     BuildRecord build;
     protocol::TemplateBuildSpec spec;
     BuildResult parent;
+    std::optional<protocol::ImageRef> image{};  // fromImage: pulled as the first step
   };
   class Run;
 

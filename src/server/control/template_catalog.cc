@@ -58,7 +58,8 @@ std::string BuildResultJson(const BuildResult& result) {
                                       {"user", result.user},
                                       {"workdir", result.workdir},
                                       {"startCmd", result.start_cmd},
-                                      {"readyCmd", result.ready_cmd}});
+                                      {"readyCmd", result.ready_cmd},
+                                      {"shell", result.shell}});
 }
 
 Result<BuildResult> ParseBuildResult(std::string_view text) {
@@ -90,6 +91,7 @@ Result<BuildResult> ParseBuildResult(std::string_view text) {
   result.workdir = StringField(object, "workdir");
   result.start_cmd = StringField(object, "startCmd");
   result.ready_cmd = StringField(object, "readyCmd");
+  if (std::string shell = StringField(object, "shell"); !shell.empty()) result.shell = shell;
   return result;
 }
 
@@ -244,7 +246,8 @@ Result<std::shared_ptr<const Template>> TemplateCatalog::Resolve(const Tenant& t
 }
 
 Result<std::shared_ptr<Template>> TemplateCatalog::TemplateFor(const BuildResult& result) const {
-  const Template* base = builtins_.Find(result.base);
+  const Template* base = result.base == kImageBase ? &builtins_.ImageBase()
+                                                    : builtins_.Find(result.base);
   if (base == nullptr) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "a template stands on '{}', which this isoboxd does not have", result.base);
@@ -259,6 +262,7 @@ Result<std::shared_ptr<Template>> TemplateCatalog::TemplateFor(const BuildResult
   tmpl->workdir = result.workdir;
   tmpl->start_cmd = result.start_cmd;
   tmpl->ready_cmd = result.ready_cmd;
+  tmpl->shell = result.shell;
   return tmpl;
 }
 

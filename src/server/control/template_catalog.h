@@ -28,7 +28,9 @@ namespace isobox::server {
 // What a ready build gives its sandboxes, and the next build's starting point
 // (template_builds.result).
 struct BuildResult {
-  std::string base = "base";          // the built-in template the layers stand on
+  // The built-in template the layers stand on; kImageBase (templates.h) for an image's
+  // (its tree is the bottom store layer).
+  std::string base = "base";
   std::vector<std::string> layers{};  // store layer keys above it, top first
   std::vector<std::string> steps{};   // every step's layer id, first to last
   std::string chain{};                // the cache key of the last step (layer_store.h)
@@ -37,6 +39,7 @@ struct BuildResult {
   std::string workdir{};  // empty: the user's home
   std::string start_cmd{};
   std::string ready_cmd{};
+  std::string shell = "/bin/bash";  // what runs RUN steps and start/ready commands
 };
 std::string BuildResultJson(const BuildResult& result);
 Result<BuildResult> ParseBuildResult(std::string_view text);

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -88,6 +90,37 @@ Status EnsureBaseLayer(const fs::path& dir, const fs::path& host_root, bool coll
   return Ok();
 }
 
+// The root layer of templates built from images: only the mount points a sandbox needs
+// (the image's own tree is a store layer above it and wins where both have a name).
+// Owned by host root, mapped to the sandbox's root like the base layer.
+constexpr std::string_view kImageRootVersion = "image-root-1";
+
+Status EnsureImageRootLayer(const fs::path& dir) {
+  fs::path layer = dir / "layer";
+  if (ReadSmallFile(dir / "VERSION") == kImageRootVersion) return Ok();
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  fs::path scratch = dir / "layer.new";
+  fs::remove_all(scratch, ec);
+  struct Dir {
+    const char* name;
+    mode_t mode;
+  };
+  for (Dir d : {Dir{"", 0755}, Dir{".isobox", 0755}, Dir{"proc", 0555}, Dir{"dev", 0755},
+                Dir{"sys", 0555}, Dir{"tmp", 01777}, Dir{"etc", 0755}, Dir{"root", 0700},
+                Dir{"home", 0755}}) {
+    fs::path path = scratch / d.name;
+    if (::mkdir(path.c_str(), d.mode) < 0 || ::chmod(path.c_str(), d.mode) < 0) {
+      return SysError("mkdir {}", path.string());
+    }
+  }
+  fs::remove_all(layer, ec);
+  fs::rename(scratch, layer, ec);
+  if (ec) return MakeError(ErrorCode::kInternal, "rename {}: {}", scratch.string(), ec.message());
+  std::ofstream(dir / "VERSION") << kImageRootVersion;
+  return Ok();
+}
+
 }  // namespace
 
 Result<TemplateStore> TemplateStore::Open(const fs::path& state_dir, uint32_t disk_mb) {
@@ -113,6 +146,12 @@ Result<TemplateStore> TemplateStore::Open(const fs::path& state_dir,
   interpreter.id = "code-interpreter-v1";
   interpreter.interpreter = true;
   store.templates_[interpreter.id] = interpreter;
+  // Templates from images stand on their image: no host /usr, no host /etc.
+  fs::path image_dir = state_dir / "templates" / "image-root";
+  RETURN_IF_ERROR(WithContext(EnsureImageRootLayer(image_dir), "image root layer"));
+  store.image_base_ = Template{.id = std::string(kImageBase), .root_layer = image_dir / "layer"};
+  store.image_base_.disk_mb = options.disk_mb;
+  store.image_base_.identity = std::string(kImageRootVersion);
   return store;
 }
 

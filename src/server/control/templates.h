@@ -14,12 +14,15 @@
 
 namespace isobox::server {
 
+// BuildResult::base of templates built from an image (TemplateStore::ImageBase).
+inline constexpr std::string_view kImageBase = "image";
+
 struct Template {
   std::string id{};
   std::filesystem::path root_layer{};
   std::filesystem::path usr_layer{};
   // Hides what only some host users may read under usr_layer (null: nothing to hide).
-  std::shared_ptr<const UsrMask> usr_mask;
+  std::shared_ptr<const UsrMask> usr_mask{};
   uint32_t cpu_count = 2;
   uint32_t memory_mb = 1024;
   uint32_t disk_mb = 1024;
@@ -40,6 +43,7 @@ struct Template {
   std::string workdir{};                     // commands' default directory; empty: the home
   std::string start_cmd{};                   // started at every sandbox start (empty: none)
   std::string ready_cmd{};                   // a create answers once it exits 0 (empty: none)
+  std::string shell = "/bin/bash";           // runs start_cmd and ready_cmd (sh: images without bash)
 };
 
 struct TemplateOptions {
@@ -67,10 +71,14 @@ class TemplateStore {
 
   // Looks a template up by id or alias.
   const Template* Find(const std::string& id) const;
+  // What templates built from an image stand on (BuildResult::base kImageBase): a root
+  // layer of mount points only, no /usr layer. Never a template of its own.
+  const Template& ImageBase() const { return image_base_; }
   const std::map<std::string, Template>& All() const { return templates_; }
 
  private:
   std::map<std::string, Template> templates_{};
+  Template image_base_{};
 };
 
 }  // namespace isobox::server

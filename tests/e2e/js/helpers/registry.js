@@ -33,7 +33,7 @@ import { promisify } from 'node:util'
 const run = promisify(execFile)
 
 export const BUSYBOX_APPLETS = ['sh', 'ls', 'cat', 'echo', 'id', 'true', 'env', 'mkdir', 'rm',
-  'tar', 'sleep', 'printf', 'grep']
+  'tar', 'sleep', 'printf', 'grep', 'readlink', 'stat', 'chmod', 'cp', 'ln', 'touch', 'cut']
 const READY_TIMEOUT_MS = 20000
 const PORT_ATTEMPTS = 5
 
@@ -50,18 +50,26 @@ async function freePort() {
 
 // GET /v2/ answers 200 with distribution's API header: this registry, not another
 // process that took the port.
-async function answers(port) {
+// With htpasswd auth it answers 401 with that header.
+async function answers(port, auth) {
   try {
     const response = await fetch(`http://127.0.0.1:${port}/v2/`)
-    return response.status === 200 &&
+    return response.status === (auth ? 401 : 200) &&
       response.headers.get('docker-distribution-api-version') === 'registry/2.0'
   } catch {
     return false
   }
 }
 
-async function startOn(dir, port) {
+async function startOn(dir, port, auth) {
   const config = join(dir, `registry-${port}.yml`)
+  const authLines = []
+  if (auth) {
+    // bcrypt, the only hash distribution's htpasswd accepts.
+    const line = (await run('htpasswd', ['-Bbn', auth.username, auth.password])).stdout.trim()
+    writeFileSync(join(dir, 'htpasswd'), `${line}\n`)
+    authLines.push('auth:', `  htpasswd: {realm: isobox-test, path: ${join(dir, 'htpasswd')}}`)
+  }
   writeFileSync(config, [
     'version: 0.1',
     'log:',
@@ -72,6 +80,7 @@ async function startOn(dir, port) {
     '  delete: {enabled: true}',
     'http:',
     `  addr: 127.0.0.1:${port}`,
+    ...authLines,
     '',
   ].join('\n'))
   // setpriv --pdeathsig: the registry dies with this test process, even a killed one.
@@ -81,7 +90,7 @@ async function startOn(dir, port) {
   child.stderr.on('data', (chunk) => { stderr = (stderr + chunk).slice(-4000) })
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const deadline = Date.now() + READY_TIMEOUT_MS
-  while (!(await answers(port))) {
+  while (!(await answers(port, auth))) {
     if (child.exitCode !== null || child.signalCode !== null) {
       return { child: null, error: `docker-registry exited (${child.exitCode}): ${stderr}` }
     }
@@ -96,12 +105,13 @@ async function startOn(dir, port) {
 }
 
 // Starts docker-registry on 127.0.0.1 with its storage in a new temporary directory.
-export async function startRegistry() {
+// options.auth: { username, password }: every request needs them (htpasswd, bcrypt).
+export async function startRegistry(options = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'isobox-registry-'))
   let lastError = ''
   for (let attempt = 0; attempt < PORT_ATTEMPTS; ++attempt) {
     const port = await freePort()
-    const { child, exited, error } = await startOn(dir, port)
+    const { child, exited, error } = await startOn(dir, port, options.auth)
     if (!child) {
       lastError = error  // most likely the port was taken in between: try another
       continue
@@ -111,6 +121,7 @@ export async function startRegistry() {
       port,
       url: `127.0.0.1:${port}`,
       dir,
+      auth: options.auth,
       async stop() {
         if (stopped) return
         stopped = true
@@ -242,8 +253,10 @@ export async function makeImage({ registry, name, tag = 'latest', files, passwd,
     await run('umoci', ['config', '--image', image, ...configArgs(config)])
     const ref = `${registry.url}/${name}:${tag}`
     const digestFile = join(dir, 'digest')
+    const creds = registry.auth
+      ? ['--dest-creds', `${registry.auth.username}:${registry.auth.password}`] : []
     await run('skopeo', ['--insecure-policy', 'copy', '--quiet', '--dest-tls-verify=false',
-      '--digestfile', digestFile, `oci:${image}`, `docker://${ref}`])
+      ...creds, '--digestfile', digestFile, `oci:${image}`, `docker://${ref}`])
     return { ref, digest: readFileSync(digestFile, 'utf8').trim(), layers: 1 + layers.length + crafted.length }
   } finally {
     rmSync(dir, { recursive: true, force: true })

@@ -89,6 +89,13 @@ runtime::SandboxResources Resources(const Template& tmpl) {
           .cpu_millicores = tmpl.cpu_count * 1000};
 }
 
+// Spares are kept per set of limits, not per template: a user-built template with the
+// built-ins' limits takes their spares, and a new set gets its own from its first create.
+std::string SpareKey(const runtime::SandboxResources& resources) {
+  return fmt::format("mem={} pids={} cpu={}", resources.memory_bytes, resources.pids_max,
+                     resources.cpu_millicores);
+}
+
 // Field 22 of /proc/<pid>/stat: when the process started, in clock ticks after boot. A
 // pid and this together name one process across daemon restarts (pids are reused).
 Result<uint64_t> StartTicks(pid_t pid) {
@@ -161,7 +168,7 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
 void Registry::StartSpares() {
   for (const auto& [id, tmpl] : templates_.All()) {
     if (tmpl.disk_mb != 0) disks_.Want(uint64_t{tmpl.disk_mb} << 20);
-    if (spares_) spares_->Want(id, Resources(tmpl));
+    if (spares_) spares_->Want(SpareKey(Resources(tmpl)), Resources(tmpl));
   }
 }
 
@@ -529,7 +536,12 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::CreateNew(const SandboxOpti
   if (config_.disk_pool != nullptr) RETURN_IF_ERROR(config_.disk_pool->Admit());
   ASSIGN_OR_RETURN(uint32_t slot, AllocateSlot());
   std::optional<CgroupSpare> spare;
-  if (spares_) spare = spares_->Take(tmpl.id);
+  if (spares_) {
+    runtime::SandboxResources resources = Resources(tmpl);
+    std::string key = SpareKey(resources);
+    spare = spares_->Take(key);
+    if (!spare) spares_->Want(key, resources);  // known already: a no-op
+  }
   std::string id = spare ? spare->id : NewSandboxId();
   auto started = Start(options, tmpl, id, slot, std::move(spare));
   if (!started) {

@@ -1,4 +1,5 @@
-// cgroup v1 spares: for each template, the groups of a sandbox-to-be (with the template's
+// cgroup v1 spares: for each set of sandbox limits (the registry keys them by limits, so
+// templates with the same limits share them), the groups of a sandbox-to-be (with the
 // limits, named after the sandbox id it will have: ids.h PrivateName) and its state
 // directory's files (runtime/sandbox_process.h StateFiles), with a zygote already inside
 // the groups (runtime/zygote.h, forked by a zygote server that thread starts), made by a

@@ -79,6 +79,8 @@ class TemplateBuilder {
 
   void Work();
   void Execute(Job& job);
+  // Runs the job's steps (template_build_run.cc); `partial`: what they made so far.
+  Result<BuildResult> RunJob(Job& job, std::string& failed_step, BuildResult& partial);
   // A running build uses this key: the collector keeps its layer.
   void Activate(const std::string& build_id, const std::string& key);
 

@@ -20,6 +20,7 @@
 #include "net/links.h"
 #include "net/mitm_ca.h"
 #include "protocol/sha256.h"
+#include "protocol/template_names.h"
 #include "runtime/cgroup.h"
 #include "runtime/disk_pool.h"
 #include "runtime/state_tmpfs.h"
@@ -28,6 +29,7 @@
 #include "server/control/listing.h"
 #include "server/control/registry.h"
 #include "server/control/sandbox_network.h"
+#include "server/control/template_catalog.h"
 #include "server/control/templates.h"
 #include "server/http/server.h"
 #include "server/http/tls.h"
@@ -154,7 +156,10 @@ Result<std::map<std::string, uint32_t>> ParsePools(const std::vector<std::string
       return MakeError(ErrorCode::kInvalidArgument,
                        "--pool '{}': expected TEMPLATE=SIZE with SIZE from 0 to 256", spec);
     }
-    sizes[spec.substr(0, eq)] = size;
+    // A built-in or a user template's "name" / "name:tag" (it may be built later).
+    auto ref = protocol::ParseTemplateRef(std::string_view(spec).substr(0, eq));
+    if (!ref) return tl::unexpected(ref.error().WithContext(fmt::format("--pool '{}'", spec)));
+    sizes[ref->tag.empty() ? ref->name : fmt::format("{}:{}", ref->name, ref->tag)] = size;
   }
   return sizes;
 }
@@ -506,6 +511,13 @@ int Run(const Flags& flags) {
       catalog, registry, layer_store, template_files, build_log);
   if (auto recovered = builder.Recover(); !recovered) return fail(recovered.error());
   TemplateService template_service{catalog, builder, template_files};
+  // Warm pools of user templates: the operator configured them, so their names resolve
+  // as an admin key sees them; a create still resolves with its own key (control/pool.cc).
+  registry.SetPoolResolver([&catalog](const std::string& name) {
+    return catalog.Resolve(Tenant{.key_id = "", .admin = true}, name);
+  });
+  catalog.SetChangeObserver(
+      [&registry](const std::string& template_id) { registry.TemplateChanged(template_id); });
   registry.StartSampler();
   registry.StartSpares();
   registry.StartPools();
@@ -609,7 +621,11 @@ int main(int argc, char** argv) {
 
   app.add_option("--pool", flags.pools,
                  "warm pool size of a template, TEMPLATE=SIZE (repeatable; defaults: base=2, "
-                 "code-interpreter-v1=1)");
+                 "code-interpreter-v1=1). TEMPLATE is a built-in or a user-built template's "
+                 "name or name:tag; such a pool fills with the name's ready build (start and "
+                 "ready commands run), refills after a rebuild or tag move, stays empty while "
+                 "the name has no ready build, and serves only creates whose own key resolves "
+                 "the name to that build");
 
   CLI::App* keys = app.add_subcommand("api-key", "manage the stored API keys, then exit");
   keys->require_subcommand(1);

@@ -1,10 +1,19 @@
 // Warm pools: per template, sandboxes started ahead of time (agent healthy, and for
-// templates with a code interpreter, its default kernels ready), handed out by Create.
+// templates with a code interpreter, its default kernels ready; for user-built templates,
+// the start command started and the ready command passed), handed out by Create.
 //
 // A pooled sandbox has no record in the store and is not listed; Create gives it the
 // caller's settings (Personalize) and registers it like a new one. Its id, access token
 // and uid range were chosen when it was started, and nobody has seen them before it is
 // handed out.
+//
+// A pool is named by --pool: a built-in template, or a user-built template's name
+// ("name" or "name:tag"), which the operator's view resolves (PoolResolver) to a
+// template and a ready build. The pool fills with that build, and again with the next
+// one when TemplateChanged finds that the name means another build now; while the name
+// has no ready build the pool stays empty.
+#include <signal.h>
+
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -28,6 +37,8 @@ constexpr auto kInterpreterReadyTimeout = std::chrono::seconds(60);
 constexpr auto kPoolRetryMin = std::chrono::milliseconds(500);
 constexpr auto kPoolRetryMax = std::chrono::milliseconds(30000);
 constexpr auto kInitTimeout = std::chrono::seconds(5);
+// How long after handing out a pooled sandbox its replacement starts (Create).
+constexpr auto kPoolRefillDelay = std::chrono::milliseconds(10);
 
 // Waits until the code interpreter's default contexts answer: /ready waits for the
 // default kernels itself and answers 200, or 503 when one failed to start.
@@ -38,108 +49,273 @@ Status WaitInterpreterReady(const std::filesystem::path& socket) {
   return MakeError(ErrorCode::kUnavailable, "the code interpreter answered /ready with {}", status);
 }
 
+// Whether two user templates are the same build (both null: the same too).
+bool SameBuild(const Template* a, const Template* b) {
+  if (a == nullptr || b == nullptr) return a == b;
+  return a->id == b->id && a->build_id == b->build_id;
+}
+
 }  // namespace
 
-size_t Registry::PoolSize(const std::string& template_id) const {
+size_t Registry::PoolSize(const std::string& name) const {
   std::lock_guard lock(mutex_);
-  auto it = pools_.find(template_id);
+  auto it = pools_.find(name);
   return it == pools_.end() ? 0 : it->second.ready.size();
 }
 
-uint64_t Registry::PoolTaken(const std::string& template_id) const {
+uint64_t Registry::PoolTaken(const std::string& name) const {
   std::lock_guard lock(mutex_);
-  auto it = pools_.find(template_id);
+  auto it = pools_.find(name);
   return it == pools_.end() ? 0 : it->second.taken;
 }
 
-void Registry::StartPools() {
-  for (const auto& [id, size] : config_.pool_sizes) {
-    if (size > 0 && templates_.Find(id) != nullptr) RefillLater(id);
-  }
+std::optional<std::pair<std::string, std::string>> Registry::PoolBuild(
+    const std::string& name) const {
+  if (templates_.Find(name) != nullptr) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  auto it = pools_.find(name);
+  if (it == pools_.end() || !it->second.tmpl) return std::pair<std::string, std::string>();
+  return std::pair(it->second.tmpl->id, it->second.tmpl->build_id);
 }
 
-void Registry::RefillLater(const std::string& template_id, std::chrono::milliseconds delay) {
-  auto size = config_.pool_sizes.find(template_id);
+void Registry::StartPools() {
+  for (const auto& [name, size] : config_.pool_sizes) {
+    if (size > 0 && templates_.Find(name) != nullptr) RefillLater(name);
+  }
+  ResolvePools();
+}
+
+void Registry::TemplateChanged(const std::string& template_id) {
+  LOG_DEBUG("template {} changed: resolving the warm pools of user templates", template_id);
+  ResolvePools();
+}
+
+void Registry::ResolvePools() {
+  std::lock_guard resolving(resolve_mutex_);
+  std::vector<std::unique_ptr<Sandbox>> stale;
+  std::vector<std::string> fill;
+  for (const auto& [name, size] : config_.pool_sizes) {
+    if (size == 0 || templates_.Find(name) != nullptr) continue;
+    std::shared_ptr<const Template> now;
+    std::string why = "this isoboxd has no template catalog";
+    ErrorCode code = ErrorCode::kNotFound;
+    if (pool_resolver_) {
+      auto resolved = pool_resolver_(name);
+      if (resolved) {
+        now = std::move(*resolved);
+      } else {
+        why = resolved.error().message;
+        code = resolved.error().code;
+      }
+    }
+    std::lock_guard lock(mutex_);
+    Pool& pool = pools_[name];
+    if (!SameBuild(pool.tmpl.get(), now.get())) {
+      // SECURITY: sandboxes of the build the name no longer means are destroyed, never
+      // handed out: a rebuild or a delete takes effect for pooled sandboxes too.
+      for (auto& sandbox : pool.ready) stale.push_back(std::move(sandbox));
+      pool.ready.clear();
+      pool.tmpl = now;
+      pool.retry = std::chrono::milliseconds(0);
+      ++pool.generation;
+      pool.announced = false;
+    }
+    if (!pool.announced) {
+      pool.announced = true;
+      if (now) {
+        LOG_INFO("warm pool {}: filling with build {} of template {}", name, now->build_id,
+                 now->id);
+      } else if (code == ErrorCode::kNotFound) {
+        LOG_INFO("warm pool {}: {}; it stays empty until a ready build of that name exists", name,
+                 why);
+      } else {
+        LOG_WARN("warm pool {}: {}; it stays empty", name, why);
+      }
+    }
+    if (pool.tmpl) fill.push_back(name);
+  }
+  if (!stale.empty())
+    LOG_INFO("warm pools: destroying {} sandboxes of replaced builds", stale.size());
+  for (auto& sandbox : stale) Destroy(std::move(sandbox));
+  for (const std::string& name : fill) RefillLater(name);
+}
+
+void Registry::RefillLater(const std::string& name, std::chrono::milliseconds delay) {
+  auto size = config_.pool_sizes.find(name);
   if (size == config_.pool_sizes.end() || size->second == 0) return;
   if (delay.count() > 0) {
     auto timer = std::make_shared<asio::steady_timer>(io_, delay);
-    timer->async_wait([this, timer, template_id](boost::system::error_code ec) {
-      if (!ec) RefillLater(template_id);
+    timer->async_wait([this, timer, name](boost::system::error_code ec) {
+      if (!ec) RefillLater(name);
     });
     return;
   }
   {
     std::lock_guard lock(mutex_);
-    Pool& pool = pools_[template_id];
+    Pool& pool = pools_[name];
     if (pool.filling || stopping_ || pool.ready.size() >= size->second) return;
     pool.filling = true;
   }
-  asio::post(workers_, [this, template_id] { FillPool(template_id); });
+  asio::post(workers_, [this, name] { FillPool(name); });
 }
 
 // One worker fills a pool, one sandbox at a time, so that a pool never takes every
 // worker (and every core) from the creates that callers wait for.
-void Registry::FillPool(const std::string& template_id) {
-  const Template* tmpl = templates_.Find(template_id);
-  uint32_t target = config_.pool_sizes[template_id];
+void Registry::FillPool(const std::string& name) {
+  const Template* builtin = templates_.Find(name);
+  const uint32_t target = config_.pool_sizes.at(name);
   for (;;) {
+    std::shared_ptr<const Template> user;
+    uint64_t generation = 0;
     {
       std::lock_guard lock(mutex_);
-      Pool& pool = pools_[template_id];
-      if (stopping_ || pool.ready.size() >= target) {
+      Pool& pool = pools_[name];
+      if (stopping_ || pool.ready.size() >= target || (builtin == nullptr && !pool.tmpl)) {
         pool.filling = false;
         return;
       }
+      user = pool.tmpl;
+      generation = pool.generation;
     }
-    SandboxOptions options;
-    options.template_id = template_id;
-    auto sandbox = CreateNew(options, *tmpl);
-    Status ready = sandbox ? Ok() : Status(tl::unexpected(sandbox.error()));
-    if (sandbox && !(*sandbox)->interpreter_socket.empty()) {
-      ready = WaitInterpreterReady((*sandbox)->interpreter_socket);
-    }
-    if (!ready) {
+    const Template& tmpl = builtin != nullptr ? *builtin : *user;
+    auto sandbox = StartForPool(name, tmpl);
+    if (!sandbox) {
       // The cause may pass (the sandbox limit, a full disk, memory): the pool tries again
       // by itself, less and less often while it keeps failing; a create that finds it
       // empty also starts a fill at once.
-      if (sandbox) Destroy(std::move(*sandbox));
       std::chrono::milliseconds retry;
       {
         std::lock_guard lock(mutex_);
-        Pool& pool = pools_[template_id];
+        Pool& pool = pools_[name];
         pool.filling = false;
+        if (stopping_) return;  // its sandbox was killed by DrainPools
         pool.retry = std::clamp(pool.retry * 2, kPoolRetryMin, kPoolRetryMax);
         retry = pool.retry;
       }
-      LOG_ERROR("warm pool {}: {}; trying again in {} ms", template_id, ready.error().message,
+      LOG_ERROR("warm pool {}: {}; trying again in {} ms", name, sandbox.error().message,
                 retry.count());
-      RefillLater(template_id, retry);
+      RefillLater(name, retry);
       return;
     }
-    std::lock_guard lock(mutex_);
-    pools_[template_id].retry = std::chrono::milliseconds(0);
-    pools_[template_id].ready.push_back(std::move(*sandbox));
+    std::unique_ptr<Sandbox> late;
+    {
+      std::lock_guard lock(mutex_);
+      Pool& pool = pools_[name];
+      pool.retry = std::chrono::milliseconds(0);
+      // Started before the name moved to another build (or the daemon began to stop).
+      if (stopping_ || pool.generation != generation) {
+        late = std::move(*sandbox);
+      } else {
+        pool.ready.push_back(std::move(*sandbox));
+      }
+    }
+    if (late) {
+      LOG_DEBUG("warm pool {}: sandbox {} is of a replaced build", name, late->info.id);
+      Destroy(std::move(late));
+    }
   }
 }
 
-std::unique_ptr<Registry::Sandbox> Registry::TakePooled(const std::string& template_id) {
+Result<std::unique_ptr<Registry::Sandbox>> Registry::StartForPool(const std::string& name,
+                                                                  const Template& tmpl) {
+  SandboxOptions options;
+  options.template_id = tmpl.id;
+  // SECURITY: a pooled sandbox belongs to nobody until a create takes it (Personalize).
+  options.owner.clear();
+  ASSIGN_OR_RETURN(std::unique_ptr<Sandbox> sandbox, CreateNew(options, tmpl));
+  bool stopping = false;
+  {
+    // DrainPools kills it if the daemon stops before it is ready.
+    std::lock_guard lock(mutex_);
+    stopping = stopping_;
+    if (!stopping) pools_[name].starting = sandbox.get();
+  }
+  if (stopping) {
+    Destroy(std::move(sandbox));
+    return MakeError(ErrorCode::kAborted, "isoboxd is stopping");
+  }
+  // A user template's start and ready commands run here, once: the create that takes
+  // the sandbox does not run them again.
+  Status ready = StartTemplateCommands(*sandbox, tmpl, /*with_output=*/false);
+  if (ready && !sandbox->interpreter_socket.empty()) {
+    ready = WaitInterpreterReady(sandbox->interpreter_socket);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    pools_[name].starting = nullptr;
+  }
+  if (!ready) {
+    Destroy(std::move(sandbox));
+    return tl::unexpected(ready.error());
+  }
+  return sandbox;
+}
+
+std::string Registry::PoolFor(const Template& tmpl) const {
+  if (tmpl.build_id.empty()) return tmpl.id;  // a built-in's pool is named by its id
+  std::lock_guard lock(mutex_);
+  std::string found;
+  for (const auto& [name, pool] : pools_) {
+    if (!SameBuild(pool.tmpl.get(), &tmpl)) continue;
+    if (!pool.ready.empty()) return name;
+    if (found.empty()) found = name;
+  }
+  return found;
+}
+
+std::unique_ptr<Registry::Sandbox> Registry::FromPool(const SandboxOptions& options,
+                                                      const Template& tmpl) {
+  // A template build's step sandbox keeps its upper in layers_dir: never a pooled one.
+  if (!options.layers_dir.empty()) return nullptr;
+  const std::string name = PoolFor(tmpl);
+  if (name.empty()) return nullptr;
+  // A code interpreter's pooled kernels already run with the environment they started
+  // with and would not see env vars given now: such a create gets a new sandbox.
+  std::unique_ptr<Sandbox> sandbox;
+  if (!tmpl.interpreter || options.env_vars.empty()) sandbox = TakePooled(name, tmpl);
+  if (sandbox) {
+    if (auto personal = Personalize(*sandbox, options); !personal) {
+      LOG_WARN("pooled sandbox {} refused its settings ({}); creating a new one", sandbox->info.id,
+               personal.error().message);
+      Destroy(std::move(sandbox));
+    }
+  }
+  // After a pool hit the refill waits until this answer is out: started now it would take
+  // a core from the caller it was meant to serve (a create costs several ms of CPU).
+  RefillLater(name, sandbox ? kPoolRefillDelay : std::chrono::milliseconds(0));
+  return sandbox;
+}
+
+std::unique_ptr<Registry::Sandbox> Registry::TakePooled(const std::string& name,
+                                                        const Template& tmpl) {
   for (;;) {
     std::unique_ptr<Sandbox> sandbox;
     {
       std::lock_guard lock(mutex_);
-      auto it = pools_.find(template_id);
+      auto it = pools_.find(name);
       if (it == pools_.end() || it->second.ready.empty()) return nullptr;
+      // The name moved to another build since PoolFor: its sandboxes are not this create's.
+      if (!tmpl.build_id.empty() && !SameBuild(it->second.tmpl.get(), &tmpl)) {
+        return nullptr;
+      }
       sandbox = std::move(it->second.ready.front());
       it->second.ready.pop_front();
     }
+    // SECURITY: the create resolved its template with its own key (TemplateCatalog::
+    // Resolve: a key that cannot see a template never gets here with it); it gets a
+    // pooled sandbox only of that very template and build. Without this a key could get
+    // a sandbox of a build it did not ask for, or of a template it cannot see. One that
+    // does not match belongs to a build its pool no longer fills with.
+    const bool same =
+        sandbox->info.template_id == tmpl.id && sandbox->info.build_id == tmpl.build_id;
     // One that died while waiting in the pool is not handed out.
     auto ended = sandbox->process.init.TryWait();
-    if (ended && !ended->has_value()) {
+    if (same && ended && !ended->has_value()) {
       std::lock_guard lock(mutex_);
-      ++pools_[template_id].taken;
+      ++pools_[name].taken;
       return sandbox;
     }
-    LOG_WARN("pooled sandbox {} ended while in the pool", sandbox->info.id);
+    if (same) LOG_WARN("pooled sandbox {} ended while in the pool", sandbox->info.id);
     Destroy(std::move(sandbox));
   }
 }
@@ -151,6 +327,8 @@ Status Registry::Personalize(Sandbox& sandbox, const SandboxOptions& options) {
   // SECURITY: a pooled sandbox belongs to nobody until taken; from here on, to the key
   // whose create took it (control/tenancy.h).
   info.owner = options.owner;
+  // The name this create used (a user template's pool started it under the pool's name).
+  if (options.resolved && !options.resolved->alias.empty()) info.alias = options.resolved->alias;
   info.started_at = std::chrono::system_clock::now();
   info.end_at = info.started_at + options.timeout;
   // It was made with the default network policy; a create asking for another gets it
@@ -190,6 +368,8 @@ void Registry::DrainPools() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
     for (auto& [id, pool] : pools_) {
+      // A fill waiting for its sandbox's ready command must not hold the stop up.
+      if (pool.starting != nullptr) (void)pool.starting->process.init.Signal(SIGKILL);
       for (auto& sandbox : pool.ready) drained.push_back(std::move(sandbox));
       pool.ready.clear();
     }

@@ -44,8 +44,6 @@ constexpr auto kCgroupTeardownTimeout = std::chrono::seconds(10);
 // fewer per 10 s without such a create (base/spare_target.h). A spare zygote costs ~0.8
 // MiB PSS, a spare disk a loop device and a mounted, empty ext4.
 constexpr SpareCount kSpares{.base = 4, .max = 32, .shrink_after = std::chrono::seconds(10)};
-// How long after handing out a pooled sandbox its replacement starts (Create).
-constexpr auto kPoolRefillDelay = std::chrono::milliseconds(10);
 
 json::object AgentConfig(const std::string& id, const std::string& token, const Template& tmpl,
                          const std::map<std::string, std::string>& env_vars, bool network) {
@@ -566,27 +564,11 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
   if (config_.network != nullptr) RETURN_IF_ERROR(config_.network->Check(options.network));
   // A full disk pool: 507, before a pooled sandbox is handed out on it (runtime/disk_pool.h).
   if (config_.disk_pool != nullptr) RETURN_IF_ERROR(config_.disk_pool->Admit());
-  // From the warm pool when it has one ready; otherwise a new one. A code interpreter's
-  // pooled kernels already run with the environment they started with and would not see
-  // env vars given now: such a create gets a new sandbox.
-  std::unique_ptr<Sandbox> sandbox;
-  // User-built templates have no pools yet.
-  const bool poolable = tmpl->build_id.empty();
-  if (poolable && (!tmpl->interpreter || options.env_vars.empty())) {
-    sandbox = TakePooled(tmpl->id);
-  }
-  if (sandbox) {
-    if (auto personal = Personalize(*sandbox, options); !personal) {
-      LOG_WARN("pooled sandbox {} refused its settings ({}); creating a new one", sandbox->info.id,
-               personal.error().message);
-      Destroy(std::move(sandbox));
-    }
-  }
-  // After a pool hit the refill waits until this answer is out: started now it would take
-  // a core from the caller it was meant to serve (a create costs several ms of CPU).
-  if (poolable) RefillLater(tmpl->id, sandbox ? kPoolRefillDelay : std::chrono::milliseconds(0));
+  // From the warm pool when it has one ready (pool.cc); otherwise a new one.
+  std::unique_ptr<Sandbox> sandbox = FromPool(options, *tmpl);
   StepTimes times;
   const bool pooled = sandbox != nullptr;
+  // A pooled sandbox ran its template's start and ready commands before it was pooled.
   if (!pooled) {
     ASSIGN_OR_RETURN(sandbox, CreateNew(options, *tmpl));
     if (auto started = StartTemplateCommands(*sandbox, *tmpl); !started) {

@@ -122,13 +122,28 @@ class Registry {
   // Starts making spare disks and (cgroup v1) cgroup spares. After Recover: a spare's
   // state directory must not be taken for a leftover of a crash.
   void StartSpares();
+  // What a warm pool of a user-built template fills with: the ready build its name means
+  // to the operator (an admin key's view: TemplateCatalog::Resolve); an error while there
+  // is none. Set before StartPools. Called on the thread of StartPools and TemplateChanged.
+  using PoolResolver =
+      std::function<Result<std::shared_ptr<const Template>>(const std::string& name)>;
+  void SetPoolResolver(PoolResolver resolver) { pool_resolver_ = std::move(resolver); }
   // Starts filling the warm pools in the background (worker threads).
   void StartPools();
-  // Ready sandboxes in the pool of a template, and the configured sizes.
-  size_t PoolSize(const std::string& template_id) const;
+  // Told after a user template changed what a name may mean (a build ready, tags moved,
+  // the template deleted): every pool of a user template resolves its name again; one
+  // whose build changed destroys its sandboxes and fills with the new build, or stays
+  // empty while its name has none. Blocking (it destroys them); any thread.
+  void TemplateChanged(const std::string& template_id);
+  // Ready sandboxes in the pool of a template (by the name --pool gave), and the
+  // configured sizes.
+  size_t PoolSize(const std::string& name) const;
   // How many creates the template's pool has served since the daemon started.
-  uint64_t PoolTaken(const std::string& template_id) const;
+  uint64_t PoolTaken(const std::string& name) const;
   const std::map<std::string, uint32_t>& PoolTargets() const { return config_.pool_sizes; }
+  // The template id and build id a user template's pool fills with (empty while its name
+  // has no ready build); nullopt for a built-in template's pool.
+  std::optional<std::pair<std::string, std::string>> PoolBuild(const std::string& name) const;
   // Told when the daemon ends ("kill") or pauses ("pause") a sandbox on its own, with the
   // reason ("timeout", "exited"); on a worker thread. Set before the first create.
   using EventObserver =
@@ -216,21 +231,33 @@ class Registry {
   ExitStatus Destroy(std::unique_ptr<Sandbox> sandbox);
   Status Persist(const Sandbox& sandbox);
   // A user-built template's start command, then its ready command until it succeeds
-  // (registry_template.cc). Blocking.
-  Status StartTemplateCommands(const Sandbox& sandbox, const Template& tmpl);
+  // (registry_template.cc). Blocking. `with_output`: a failure's message has the ready
+  // command's last output (for a create's caller; not for the log).
+  Status StartTemplateCommands(const Sandbox& sandbox, const Template& tmpl,
+                               bool with_output = true);
   // sysinfo(2) in the sandbox, answered by sysinfo_ (registry_sysinfo.cc): from a new
   // sandbox's listener, or from the one its init keeps when it is re-adopted.
   Status AnswerSysinfo(const Sandbox& sandbox, UniqueFd listener);
   Status AdoptSysinfo(const Sandbox& sandbox);
   Result<std::unique_ptr<Sandbox>> Readopt(const SandboxRecord& record);
   void KillAll(const EndCause& cause);
-  // Warm pools (pool.cc).
-  std::unique_ptr<Sandbox> TakePooled(const std::string& template_id);
+  // Warm pools (pool.cc), by the name --pool gave.
+  // A ready sandbox of this template and build, given the create's settings; null when
+  // its pool has none (and then the create starts a new one).
+  std::unique_ptr<Sandbox> FromPool(const SandboxOptions& options, const Template& tmpl);
+  // The pool that serves creates of this template and build; empty if none.
+  std::string PoolFor(const Template& tmpl) const;
+  std::unique_ptr<Sandbox> TakePooled(const std::string& name, const Template& tmpl);
   Status Personalize(Sandbox& sandbox, const SandboxOptions& options);
-  void FillPool(const std::string& template_id);
-  // Starts refilling the template's pool on a worker, after `delay` when given.
-  void RefillLater(const std::string& template_id,
+  void FillPool(const std::string& name);
+  // One pooled sandbox: started, its template's start and ready commands run, its code
+  // interpreter's kernels ready.
+  Result<std::unique_ptr<Sandbox>> StartForPool(const std::string& name, const Template& tmpl);
+  // Starts refilling the pool on a worker, after `delay` when given.
+  void RefillLater(const std::string& name,
                    std::chrono::milliseconds delay = std::chrono::milliseconds(0));
+  // Resolves the names of the user templates' pools again (TemplateChanged).
+  void ResolvePools();
   void DrainPools();
   // I/O context only: (re)arms the end-of-life timer, the exit watcher (taking ownership
   // of `pidfd`, a copy of the init's), sampling.
@@ -269,8 +296,17 @@ class Registry {
     // After a failed fill the pool tries again by itself after this long, doubled after
     // each failure in a row (kPoolRetryMin..kPoolRetryMax); 0 after a success.
     std::chrono::milliseconds retry{0};
+    // A user template's pool: the build it fills with (PoolResolver); null while its name
+    // has none. Null for a built-in's pool.
+    std::shared_ptr<const Template> tmpl;
+    // Counts the changes of `tmpl`: a fill that began before one destroys its sandbox.
+    uint64_t generation = 0;
+    bool announced = false;       // what it fills with (or why not) was logged
+    Sandbox* starting = nullptr;  // the one its fill is making ready (StartForPool)
   };
   std::map<std::string, Pool> pools_;
+  PoolResolver pool_resolver_;
+  std::mutex resolve_mutex_;  // one ResolvePools at a time; taken before mutex_
   bool stopping_ = false;
 
   // I/O-context only.

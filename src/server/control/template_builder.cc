@@ -206,6 +206,9 @@ void TemplateBuilder::Execute(Job& job) {
   } else {
     LOG_INFO("template build {} of {}: {} in {:.2f} s", id, job.build.template_id,
              BuildStatusName(finished.status), seconds);
+    // Its tags moved: warm pools of the name refill with it (before the collector, so
+    // that the sandboxes of the build it replaced are gone first).
+    if (finished.status == BuildStatus::kReady) catalog_.Changed(job.build.template_id);
   }
   {
     std::lock_guard lock(mutex_);

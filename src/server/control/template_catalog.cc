@@ -293,7 +293,9 @@ Result<std::vector<std::string>> TemplateCatalog::Delete(const Tenant& tenant,
     return MakeError(ErrorCode::kPermissionDenied, "'{}' is a built-in template", id_or_name);
   }
   ASSIGN_OR_RETURN(TemplateRecord tmpl, Find(tenant, id_or_name, /*change=*/true));
-  return store_.DeleteTemplate(tmpl.id);
+  ASSIGN_OR_RETURN(std::vector<std::string> builds, store_.DeleteTemplate(tmpl.id));
+  Changed(tmpl.id);
+  return builds;
 }
 
 Status TemplateCatalog::SetPublic(const Tenant& tenant, std::string_view id_or_name,
@@ -317,6 +319,7 @@ Result<std::string> TemplateCatalog::AssignTags(const Tenant& tenant,
   ASSIGN_OR_RETURN(BuildRecord build, ResolveBuild(tenant, request.target));
   RETURN_IF_ERROR(
       store_.AssignTags(tmpl.id, build.id, request.tags, std::chrono::system_clock::now()));
+  Changed(tmpl.id);
   return build.id;
 }
 
@@ -325,7 +328,9 @@ Status TemplateCatalog::RemoveTags(const Tenant& tenant, const protocol::TagRemo
     return MakeError(ErrorCode::kPermissionDenied, "'{}' is a built-in template", request.name);
   }
   ASSIGN_OR_RETURN(TemplateRecord tmpl, Find(tenant, request.name, /*change=*/true));
-  return store_.RemoveTags(tmpl.id, request.tags);
+  RETURN_IF_ERROR(store_.RemoveTags(tmpl.id, request.tags));
+  Changed(tmpl.id);
+  return Ok();
 }
 
 Result<std::vector<TagRecord>> TemplateCatalog::Tags(const Tenant& tenant,

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -96,10 +97,21 @@ class TemplateCatalog {
 
   Store& store() { return store_; }
 
+  // Told after what a name means may have changed: a build became ready (TemplateBuilder
+  // calls Changed), tags were assigned or removed, the template was deleted. The warm
+  // pools of user templates listen (Registry::TemplateChanged). Set before serving; runs
+  // on the changing thread and may block.
+  using ChangeObserver = std::function<void(const std::string& template_id)>;
+  void SetChangeObserver(ChangeObserver observer) { observer_ = std::move(observer); }
+  void Changed(const std::string& template_id) const {
+    if (observer_) observer_(template_id);
+  }
+
  private:
   Store& store_;
   const TemplateStore& builtins_;
   std::filesystem::path layers_dir_{};
+  ChangeObserver observer_{};
 };
 
 // A build id: a random (version 4) UUID, lower case.

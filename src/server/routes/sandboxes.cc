@@ -430,9 +430,15 @@ Task<Reply> Route(const StringRequest& request, ControlContext& context) {
     if (!context.tenant.admin) co_return Forbidden("GET /isobox/pools");
     json::object out;
     for (const auto& [id, target] : context.registry.PoolTargets()) {
-      out[id] = json::object{{"ready", context.registry.PoolSize(id)},
-                             {"target", target},
-                             {"taken", context.registry.PoolTaken(id)}};
+      json::object pool{{"ready", context.registry.PoolSize(id)},
+                        {"target", target},
+                        {"taken", context.registry.PoolTaken(id)}};
+      // A user template's pool: what it fills with (empty while its name has no build).
+      if (auto build = context.registry.PoolBuild(id)) {
+        pool["templateID"] = build->first;
+        pool["buildID"] = build->second;
+      }
+      out[id] = std::move(pool);
     }
     co_return Reply{http::status::ok, json::serialize(out)};
   }

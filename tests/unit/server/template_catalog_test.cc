@@ -165,5 +165,32 @@ TEST_F(TemplateCatalogTest, TheCollectorKeepsTaggedNewestAndRunningBuildsOnly) {
   EXPECT_TRUE(live->empty());
 }
 
+// The warm pools of user templates listen to this (Registry::TemplateChanged): every
+// change that moves what a name means is told, a refused one is not.
+TEST_F(TemplateCatalogTest, TagChangesAndDeletesTellTheChangeObserver) {
+  std::vector<std::string> told;
+  catalog_->SetChangeObserver([&](const std::string& id) { told.push_back(id); });
+  Build(kAlice, "watched", BuildStatus::kReady);
+  auto record = catalog_->Find(kAlice, "watched");
+  ASSERT_TRUE(record);
+  EXPECT_TRUE(told.empty()) << "a build is told by the builder, not the catalog";
+  auto assignment = protocol::ParseTagAssignment(
+      boost::json::value{{"target", "watched"}, {"tags", boost::json::array{"stable"}}});
+  ASSERT_TRUE(assignment);
+  EXPECT_FALSE(catalog_->AssignTags(kBob, *assignment));  // not Bob's: refused, not told
+  EXPECT_TRUE(told.empty());
+  ASSERT_TRUE(catalog_->AssignTags(kAlice, *assignment));
+  EXPECT_EQ(told, std::vector<std::string>{record->id});
+  auto removal = protocol::ParseTagRemoval(
+      boost::json::value{{"name", "watched"}, {"tags", boost::json::array{"stable"}}});
+  ASSERT_TRUE(removal);
+  ASSERT_TRUE(catalog_->RemoveTags(kAlice, *removal));
+  EXPECT_EQ(told.size(), 2u);
+  EXPECT_FALSE(catalog_->Delete(kBob, "watched"));
+  EXPECT_EQ(told.size(), 2u);
+  ASSERT_TRUE(catalog_->Delete(kAlice, "watched"));
+  EXPECT_EQ(told, (std::vector<std::string>{record->id, record->id, record->id}));
+}
+
 }  // namespace
 }  // namespace isobox::server

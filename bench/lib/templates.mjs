@@ -21,10 +21,12 @@ import { pathToFileURL } from 'node:url'
 const MIB = 1024 * 1024
 
 export const TEMPLATE_ROWS = ['template.create.nopool', 'template.create.base',
-  'template.create.pool', 'template.rebuild.cached', 'template.build.uncached',
+  'template.create.pool', 'template.create.pool.base', 'template.rebuild.cached',
+  'template.build.uncached',
   'template.step.run_true', 'template.image.isobox', 'template.image.peer']
-// Rows that may be "n/a (reason)": what other branches of issue 20 are adding.
-export const TEMPLATE_NA_ROWS = ['template.create.pool', 'template.image.isobox']
+// Rows that may be "n/a (reason)": a pool that does not fill, a pull that fails.
+export const TEMPLATE_NA_ROWS = ['template.create.pool', 'template.create.pool.base',
+  'template.image.isobox']
 
 const TEMPLATE = 'bench-tpl'
 const POOL_FILL_S = 60
@@ -105,6 +107,22 @@ async function timeCreate(Sandbox, name) {
   const sandbox = await Sandbox.create(name, { timeoutMs: 120000 })
   const ms = now() - start
   await sandbox.kill()
+  return ms
+}
+
+// POST /sandboxes {templateID} until its 201, as the create rows of bench/run time a
+// create (the 2 ms pool target is this measure); the DELETE is not timed.
+async function timeHttpCreate(daemon, templateID) {
+  const headers = { 'X-API-KEY': daemon.apiKey, 'Content-Type': 'application/json' }
+  const start = now()
+  const response = await fetch(`${daemon.url}/sandboxes`,
+    { method: 'POST', headers, body: JSON.stringify({ templateID, timeout: 600 }) })
+  const text = await response.text()
+  const ms = now() - start
+  if (response.status !== 201) throw new Error(`create ${templateID}: ${response.status} ${text}`)
+  const gone = await fetch(`${daemon.url}/sandboxes/${JSON.parse(text).sandboxID}`,
+    { method: 'DELETE', headers })
+  await gone.arrayBuffer()
   return ms
 }
 
@@ -215,16 +233,16 @@ async function pools(daemon) {
 }
 
 // The template's pool, under its name or its id: { ready, target, taken }.
-async function pool(daemon, templateId) {
+async function pool(daemon, templateId, name = TEMPLATE) {
   const all = await pools(daemon)
-  return all[TEMPLATE] ?? all[templateId]
+  return all[name] ?? all[templateId]
 }
 
 // The pool's entry once it holds a sandbox, or null after `seconds`.
-async function poolReady(daemon, templateId, seconds) {
+async function poolReady(daemon, templateId, seconds, name = TEMPLATE) {
   const deadline = Date.now() + seconds * 1000
   for (;;) {
-    const entry = await pool(daemon, templateId)
+    const entry = await pool(daemon, templateId, name)
     if (entry?.ready >= 1) return entry
     if (Date.now() > deadline) return null
     await sleep(20)
@@ -237,10 +255,10 @@ async function poolRow(ctx, start, dir) {
   const { counts } = ctx
   const id = 'template.create.pool'
   const flag = `--pool ${TEMPLATE}=${counts.poolSize}`
-  const what = `SDK Sandbox.create('${TEMPLATE}') from its warm pool (${flag})`
+  const what = `POST /sandboxes {templateID: '${TEMPLATE}'} from its warm pool (${flag})`
   let daemon
   try {
-    daemon = await start({ dir, pools: ['base=0', 'code-interpreter-v1=0',
+    daemon = await start({ dir, pools: [`base=${counts.poolSize}`, 'code-interpreter-v1=0',
       `${TEMPLATE}=${counts.poolSize}`] })
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
@@ -248,11 +266,16 @@ async function poolRow(ctx, start, dir) {
     return
   }
   try {
-    const { samples, misses, reason } = await poolSamples(ctx, daemon)
-    if (reason) na(ctx, id, what, reason)
-    else {
+    const { samples, base, misses, reason } = await poolSamples(ctx, daemon)
+    const peer = `POST /sandboxes {templateID: 'base'} from its warm pool ` +
+      `(--pool base=${counts.poolSize}, interleaved)`
+    if (reason) {
+      na(ctx, id, what, reason)
+      na(ctx, 'template.create.pool.base', peer, reason)
+    } else {
+      recordSamples(ctx, 'template.create.pool.base', peer, base)
       recordSamples(ctx, id, `${what}${misses ? `, ${misses} misses not counted` : ''}`,
-        samples, { misses })
+        samples, { misses, peer, ratio: ratio(ctx.summary(samples).p50, ctx.summary(base).p50) })
     }
   } catch (error) {
     na(ctx, id, what, `failed: ${error.message.split('\n')[0].slice(0, 240)}`)
@@ -261,9 +284,11 @@ async function poolRow(ctx, start, dir) {
   }
 }
 
-// Creates from the pool: { samples, misses }, or { reason } why there are none.
+// Creates from the pool, each followed by one from base's pool (the peer): { samples,
+// base, misses }, or { reason } why there are none.
 async function poolSamples(ctx, daemon) {
   const samples = []
+  const base = []
   let misses = 0
   for (let i = 0; samples.length < ctx.counts.pool && i < 2 * ctx.counts.pool; ++i) {
     const before = await poolReady(daemon, ctx.templateId, POOL_FILL_S)
@@ -271,12 +296,18 @@ async function poolSamples(ctx, daemon) {
       return { reason: `the pool did not hold a sandbox within ${POOL_FILL_S} s` +
         `${samples.length ? ` (after ${samples.length} hits)` : ''}` }
     }
-    const ms = await timeCreate(ctx.Sandbox, TEMPLATE)
+    const ms = await timeHttpCreate(daemon, TEMPLATE)
     if ((await pool(daemon, ctx.templateId)).taken > before.taken) samples.push(ms)
     else ++misses
+    const baseBefore = await poolReady(daemon, '', POOL_FILL_S, 'base')
+    if (baseBefore) {
+      const baseMs = await timeHttpCreate(daemon, 'base')
+      if ((await pool(daemon, '', 'base')).taken > baseBefore.taken) base.push(baseMs)
+    }
   }
   if (!samples.length) return { reason: `no create was a pool hit (${misses} tried)` }
-  return { samples, misses }
+  if (!base.length) return { reason: 'no create from base was a pool hit' }
+  return { samples, base, misses }
 }
 
 // ---------------------------------------------------------------- row 5: an image

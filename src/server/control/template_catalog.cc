@@ -133,6 +133,19 @@ Result<TemplateCatalog::Requested> TemplateCatalog::RequestBuild(
     tags.insert(tags.begin(), request.ref.tag);
   }
   if (tags.empty()) tags.push_back("default");
+  // minFreeDiskMb: the free space a sandbox of the template starts with. Its files are
+  // read-only layers below the sandbox's own disk, so that disk is made at least this big.
+  const Template* base = builtins_.Find("base");
+  const uint32_t base_disk_mb = base != nullptr ? base->disk_mb : 1024;
+  if (request.min_free_disk_mb && *request.min_free_disk_mb > kMaxTemplateDiskMb) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "minFreeDiskMb: at most {} MiB (a sandbox's own disk), not {}",
+                     kMaxTemplateDiskMb, *request.min_free_disk_mb);
+  }
+  auto disk_mb = [&](uint32_t current) {
+    if (!request.min_free_disk_mb) return current;
+    return std::max(base_disk_mb, *request.min_free_disk_mb);
+  };
   SystemTime now = std::chrono::system_clock::now();
   ASSIGN_OR_RETURN(std::optional<TemplateRecord> existing, store_.FindTemplate(name));
   if (existing &&
@@ -147,6 +160,7 @@ Result<TemplateCatalog::Requested> TemplateCatalog::RequestBuild(
     TemplateRecord tmpl = *existing;
     if (request.cpu_count) tmpl.cpu_count = *request.cpu_count;
     if (request.memory_mb) tmpl.memory_mb = *request.memory_mb;
+    tmpl.disk_mb = disk_mb(tmpl.disk_mb);
     tmpl.updated_at = now;
     RETURN_IF_ERROR(store_.UpdateTemplate(tmpl));
     BuildRecord build{.id = NewBuildId(),
@@ -158,12 +172,11 @@ Result<TemplateCatalog::Requested> TemplateCatalog::RequestBuild(
     RETURN_IF_ERROR(store_.InsertBuild(build));
     return Requested{std::move(tmpl), std::move(build)};
   }
-  const Template* base = builtins_.Find("base");
   TemplateRecord tmpl{.id = NewSandboxId(),
                       .owner = tenant.key_id,
                       .cpu_count = request.cpu_count.value_or(2),
                       .memory_mb = request.memory_mb.value_or(1024),
-                      .disk_mb = base != nullptr ? base->disk_mb : 1024,
+                      .disk_mb = disk_mb(base_disk_mb),
                       .created_at = now,
                       .updated_at = now,
                       .names = {name}};
@@ -242,6 +255,7 @@ Result<std::shared_ptr<const Template>> TemplateCatalog::Resolve(const Tenant& t
   tmpl->alias = ref.name;
   tmpl->cpu_count = build.cpu_count;
   tmpl->memory_mb = build.memory_mb;
+  if (record.disk_mb != 0) tmpl->disk_mb = record.disk_mb;
   return std::shared_ptr<const Template>(std::move(tmpl));
 }
 

@@ -45,6 +45,9 @@ struct BuildResult {
 std::string BuildResultJson(const BuildResult& result);
 Result<BuildResult> ParseBuildResult(std::string_view text);
 
+// The largest disk a template's minFreeDiskMb may ask its sandboxes to start with (MiB).
+inline constexpr uint32_t kMaxTemplateDiskMb = 65536;
+
 // The two kinds of answer about another key's private template: E2B's alias lookup says
 // 403 (it exists), everything else 404 (as if it did not).
 enum class Hidden { kNotFound, kForbidden };

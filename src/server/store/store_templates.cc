@@ -158,12 +158,13 @@ Status Store::UpdateTemplate(const TemplateRecord& record) {
   std::lock_guard lock(mutex_);
   ASSIGN_OR_RETURN(sqlite::Statement update,
                    db_.Prepare("UPDATE user_templates SET public = ?, cpu_count = ?, "
-                               "memory_mb = ?, updated_at = ? WHERE id = ?"));
+                               "memory_mb = ?, disk_mb = ?, updated_at = ? WHERE id = ?"));
   update.Bind(1, int64_t{record.is_public})
       .Bind(2, int64_t{record.cpu_count})
       .Bind(3, int64_t{record.memory_mb})
-      .Bind(4, columns::Millis(record.updated_at))
-      .Bind(5, record.id);
+      .Bind(4, int64_t{record.disk_mb})
+      .Bind(5, columns::Millis(record.updated_at))
+      .Bind(6, record.id);
   RETURN_IF_ERROR(update.Run());
   if (db_.Changes() == 0) {
     return MakeError(ErrorCode::kNotFound, "template '{}' not found", record.id);

@@ -182,6 +182,18 @@ test('bad input: clear 4xx from the API, surfaced by the SDK', async () => {
   assert.equal(status.status, 404)
 })
 
+test('minFreeDiskMb: a sandbox of the template starts with that much free space; too much is refused', async () => {
+  await Template.build(Template().fromTemplate('base').runCmd('true'), 'roomy', { minFreeDiskMb: 2048 })
+  const sandbox = await Sandbox.create('roomy')
+  try {
+    const free = Number((await sandbox.commands.run("df -Pm / | awk 'NR==2 {print $4}'")).stdout)
+    assert.ok(free >= 1900, `${free} MiB free`)
+  } finally { await sandbox.kill() }
+  await assert.rejects(
+    Template.build(Template().fromTemplate('base').runCmd('true'), 'huge', { minFreeDiskMb: 70000 }),
+    /minFreeDiskMb: at most 65536 MiB/)
+})
+
 test('tenancy: another key cannot use, rebuild or delete a private template', async () => {
   const alice = tenantKey('alice')
   const bob = tenantKey('bob')

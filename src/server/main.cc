@@ -25,6 +25,7 @@
 #include "runtime/disk_pool.h"
 #include "runtime/state_tmpfs.h"
 #include "server/api_key_file.h"
+#include "server/control/https_post.h"
 #include "server/control/ids.h"
 #include "server/control/listing.h"
 #include "server/control/registry.h"
@@ -62,6 +63,8 @@ struct Flags {
   unsigned build_timeout = 3600;         // seconds
   std::vector<std::string> insecure_registries;
   std::vector<std::string> registry_mirrors;
+  std::string ecr_endpoint;              // empty: AWS's, per region
+  std::string ecr_ca_file;               // empty: the host's trust store
   unsigned template_ready_timeout = 60;  // seconds
   unsigned max_upload_mb = 1024;
   // 0x70000000: above systemd's container ranges (524288-1879048191), and 4094 slots end
@@ -419,6 +422,11 @@ int Run(const Flags& flags) {
   if (!agent_dir) return fail(agent_dir.error());
   auto image_registries = ParseRegistryFlags(flags.insecure_registries, flags.registry_mirrors);
   if (!image_registries) return fail(image_registries.error());
+  if (!flags.ecr_endpoint.empty()) {
+    if (auto endpoint = ParseHttpsEndpoint(flags.ecr_endpoint); !endpoint) {
+      return fail(endpoint.error().WithContext("--ecr-endpoint"));
+    }
+  }
   auto pools = ParsePools(flags.pools);
   if (!pools) return fail(pools.error());
   auto cgroups = runtime::CgroupManager::Detect("isobox");
@@ -507,7 +515,8 @@ int Run(const Flags& flags) {
   TemplateBuilder builder(
       TemplateBuilderConfig{.max_concurrent = flags.max_builds,
                             .timeout = std::chrono::seconds(flags.build_timeout),
-                            .registries = *image_registries},
+                            .registries = *image_registries,
+                            .ecr = {.endpoint = flags.ecr_endpoint, .ca_file = flags.ecr_ca_file}},
       catalog, registry, layer_store, template_files, build_log);
   if (auto recovered = builder.Recover(); !recovered) return fail(recovered.error());
   TemplateService template_service{catalog, builder, template_files};
@@ -732,6 +741,14 @@ int main(int argc, char** argv) {
                  "a mirror of an image registry, REGISTRY=URL, tried before the registry "
                  "(repeatable, e.g. docker.io=https://mirror.example:5000; http:// makes the "
                  "mirror insecure)");
+  app.add_option("--ecr-endpoint", flags.ecr_endpoint,
+                 "only for tests and air-gapped ECR-compatible endpoints: https://HOST[:PORT] "
+                 "that fromAWSRegistry's credentials are exchanged at for a registry token "
+                 "(default: AWS's, https://api.ecr.<region>.amazonaws.com)");
+  app.add_option("--ecr-ca-file", flags.ecr_ca_file,
+                 "only for tests and air-gapped endpoints: PEM CAs that --ecr-endpoint's "
+                 "certificate must chain to (default: the host's trust store)")
+      ->check(CLI::ExistingFile);
   app.add_option("--template-ready-timeout", flags.template_ready_timeout,
                  "seconds a create waits for its template's ready command to succeed")
       ->capture_default_str()

@@ -230,7 +230,7 @@ Result<Pull> Prepare(const protocol::ImageRef& ref, const Credentials& credentia
   pull.with_credentials = credentials.kind != Credentials::Kind::kNone;
   if (credentials.kind == Credentials::Kind::kAws) {
     return MakeError(ErrorCode::kUnimplemented,
-                     "fromAWSRegistry: ECR token exchange is not supported by this isoboxd");
+                     "fromAWSRegistry: the AWS credentials were not exchanged for an ECR token");
   }
   // SECURITY: owner_base 0 would unpack the image as host root's files (setuid root
   // binaries of the image would be host root's).

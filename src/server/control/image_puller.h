@@ -23,7 +23,7 @@
 //   kNotFound          "image ... not found in ...: ..." (manifest/name unknown, no
 //                      linux/<arch> image in a multi-platform index)
 //   kDeadlineExceeded  "pull of ... did not finish within N s"
-//   kUnimplemented     AWS (ECR) credentials: the token exchange is not implemented
+//   kUnimplemented     AWS (ECR) credentials: the caller exchanges them first (ecr_auth.h)
 //   kInvalidArgument   a refused layout, layer ("layer 2 of 3 (sha256:...): ...") or
 //                      unpacked tree ("/dev/x: character device 1:3 in the image"); bad
 //                      mirror or insecure host names; owner_base 0
@@ -84,9 +84,10 @@ struct PullOptions {
 };
 
 // Pulls `ref` with `credentials` (kNone, kBasic, kGcp: user `_json_key`, password the
-// service account JSON; kAws is kUnimplemented) into options.rootfs. `log` gets progress
-// lines for the build log ("Pulling ...", "Pulled sha256:... (3 layers, 2.1 MB)",
-// "Unpacked in 0.3 s"); never a credential. On error options.rootfs does not exist.
+// service account JSON; kAws is kUnimplemented: EcrLogin makes it kBasic first) into
+// options.rootfs. `log` gets progress lines for the build log ("Pulling ...", "Pulled
+// sha256:... (3 layers, 2.1 MB)", "Unpacked in 0.3 s"); never a credential. On error
+// options.rootfs does not exist.
 Result<PulledImage> PullImage(const protocol::ImageRef& ref,
                               const protocol::RegistryCredentials& credentials,
                               const ImageRegistries& registries, const PullOptions& options,

@@ -124,7 +124,7 @@ Result<std::string> AuthFileJson(const protocol::ImageRef& ref, const Credential
       return std::string(R"({"auths":{}})");
     case Credentials::Kind::kAws:
       return MakeError(ErrorCode::kUnimplemented,
-                       "fromAWSRegistry: ECR token exchange is not supported by this isoboxd");
+                       "fromAWSRegistry: the AWS credentials were not exchanged for an ECR token");
     case Credentials::Kind::kGcp:
       // Artifact Registry and GCR take a service account key as the password of the user
       // _json_key.

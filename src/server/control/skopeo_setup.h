@@ -34,7 +34,7 @@ Result<std::string> RegistriesConf(const protocol::ImageRef& ref,
 
 // The auth file: {"auths":{"<ref's host>":{"auth":"<base64 user:password>"}}}, {"auths":{}}
 // without credentials. kGcp is user `_json_key` with the service account JSON as password;
-// kAws is kUnimplemented; a basic user name with ':' is kInvalidArgument.
+// kAws is kUnimplemented (exchange it for kBasic first: ecr_auth.h); a basic user name with ':' is kInvalidArgument.
 Result<std::string> AuthFileJson(const protocol::ImageRef& ref,
                                  const protocol::RegistryCredentials& credentials);
 

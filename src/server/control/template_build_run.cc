@@ -6,6 +6,7 @@
 #include "base/scope_guard.h"
 #include "server/control/agent_exec.h"
 #include "server/control/build_steps.h"
+#include "server/control/ecr_auth.h"
 #include "server/control/image_layer.h"
 #include "server/control/template_builder.h"
 
@@ -135,8 +136,9 @@ class TemplateBuilder::Run {
       }
     }
     Log(LogLevel::kInfo, fmt::format("Pulling {} [{}]", ref, key.substr(0, 12)), "base");
+    ASSIGN_OR_RETURN(protocol::RegistryCredentials pull_credentials, PullCredentials());
     ImageLayerRequest request{.ref = *job_.image,
-                              .credentials = job_.spec.registry,
+                              .credentials = std::move(pull_credentials),
                               .registries = builder_.config_.registries,
                               .layer_limits = builder_.config_.layer_limits,
                               .timeout = std::chrono::duration_cast<std::chrono::seconds>(
@@ -150,6 +152,23 @@ class TemplateBuilder::Run {
     RETURN_IF_ERROR(builder_.layers_.Index(key, id));
     Apply(key, id, made);
     return Ok();
+  }
+
+  // The credentials the pull uses: the build's, with AWS ones exchanged for an ECR token
+  // (user AWS, a password valid for 12 h) just before it. The cache key above stays on
+  // the AWS credentials: a token is different every time.
+  Result<protocol::RegistryCredentials> PullCredentials() {
+    const protocol::RegistryCredentials& given = job_.spec.registry;
+    if (given.kind != protocol::RegistryCredentials::Kind::kAws) return given;
+    EcrOptions options = builder_.config_.ecr;
+    options.timeout = std::min(options.timeout,
+                               std::max(std::chrono::seconds(1),
+                                        std::chrono::duration_cast<std::chrono::seconds>(Left())));
+    // SECURITY: neither the key nor the token is logged; EcrLogin's errors hold neither.
+    ASSIGN_OR_RETURN(protocol::RegistryCredentials token,
+                     WithContext(EcrLogin(given, options), "fromAWSRegistry"));
+    Log(LogLevel::kInfo, "Exchanged the AWS credentials for an ECR token", "base");
+    return token;
   }
 
   void Apply(const std::string& key, const std::string& id, const LayerInfo& info) {

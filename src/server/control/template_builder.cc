@@ -126,11 +126,10 @@ Status TemplateBuilder::Start(const Tenant& tenant, const std::string& template_
   } else {
     auto ref = protocol::ParseImageRef(spec.from_image);
     if (!ref) return tl::unexpected(ref.error().WithContext("fromImage"));
+    // AWS credentials are exchanged for an ECR token when the image is pulled (a cached
+    // image needs none); what can be checked without AWS is checked now.
     if (spec.registry.kind == protocol::RegistryCredentials::Kind::kAws) {
-      return MakeError(ErrorCode::kUnimplemented,
-                       "fromAWSRegistry: pulling from Amazon ECR (its token exchange) is not "
-                       "supported; give the registry's username and password (fromImage with "
-                       "username/password) instead");
+      RETURN_IF_ERROR(CheckAwsCredentials(spec.registry));
     }
     image = std::move(*ref);
     parent.base = std::string(kImageBase);

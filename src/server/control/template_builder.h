@@ -21,6 +21,7 @@
 #include "protocol/template_build.h"
 #include "protocol/image_ref.h"
 #include "server/control/build_log.h"
+#include "server/control/ecr_auth.h"
 #include "server/control/image_puller.h"
 #include "server/control/layer_store.h"
 #include "server/control/registry.h"
@@ -38,6 +39,9 @@ struct TemplateBuilderConfig {
   ImageRegistries registries{};
   runtime::ArchiveLimits layer_limits{};
   std::chrono::seconds pull_timeout{900};
+  // fromAWSRegistry: where the AWS credentials are exchanged for an ECR token (--ecr-endpoint,
+  // --ecr-ca-file; by default AWS's endpoint of the region and the host's trust store).
+  EcrOptions ecr{};
 };
 
 class TemplateBuilder {

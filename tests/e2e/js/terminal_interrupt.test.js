@@ -60,8 +60,17 @@ async function startInTerminal(dir, onExit) {
   job.stdout.on('data', (text) => terminal.reports.push(...text.trim().split('\n')))
   job.stderr.on('data', (text) => { terminal.output += text })
   terminal.ended = new Promise((resolve) => job.once('exit', resolve))
-  await until('isoboxd to listen in the terminal', () =>
-    existsSync(portFile) && readFileSync(portFile, 'utf8').trim() !== '', 30000)
+  try {
+    await until('isoboxd to listen in the terminal', () =>
+      existsSync(portFile) && readFileSync(portFile, 'utf8').trim() !== '', 30000)
+  } catch (error) {
+    // isoboxd did not start (or exited): close the terminal, or the helper and this
+    // file's process would wait for each other forever.
+    job.stdin.end()
+    job.kill('SIGKILL')
+    await terminal.ended
+    throw new Error(`${error.message}; isoboxd said: ${terminal.output.slice(-2000)}`)
+  }
   const url = `http://127.0.0.1:${readFileSync(portFile, 'utf8').trim()}`
   process.env.E2B_API_URL = url
   process.env.E2B_SANDBOX_URL = url

@@ -281,6 +281,13 @@ TEST(SysinfoNotifierTest, ASandboxPastItsShareOfATickWaitsForTheNext) {
     ASSERT_EQ(info.totalram, kLimit);
   }
   Reap(child.pid);
+  // The notifier counts an answer after it has sent it: the child may have read the last
+  // one before the count is in.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((*notifier)->counts().answered < static_cast<uint64_t>(kCalls) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   // Every call was answered, ten per tick at most: whatever the ticks' phase, its listener
   // rested at least 4 times (at most 9 answers before the first tick and after the last).
   EXPECT_EQ((*notifier)->counts().answered, static_cast<uint64_t>(kCalls));

@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto'
 import { execFile } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { Sandbox, Template } from 'e2b'
 import { startDaemon } from './harness.js'
@@ -207,7 +208,7 @@ test('the E2B CLI builds a Dockerfile FROM an image on the registry', async () =
   const dir = mkdtempSync(join(tmpdir(), 'isobox-cli-'))
   try {
     writeFileSync(join(dir, 'e2b.Dockerfile'), `FROM ${image.ref}\nRUN mkdir -p /opt && cp /etc/cli /opt/cli\n`)
-    const cli = join(process.cwd(), 'node_modules/.bin/e2b')
+    const cli = join(dirname(fileURLToPath(import.meta.url)), 'node_modules', '.bin', 'e2b')
     await run(cli, ['template', 'create', 'cli-image', '--path', dir], {
       env: { ...process.env, E2B_API_URL: daemon.url, E2B_API_KEY: daemon.apiKey }, timeout: 300000,
     })

@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, readdirSync } from 'node:fs'
+import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox, Template } from 'e2b'
 import { startDaemon } from './harness.js'
@@ -77,5 +77,6 @@ test('templates gc: refuses beside a daemon; after a delete, removes what nothin
     assert.ok(existsSync(join(daemon.stateDir, 'layers', 'ids')))
   } finally {
     if (!stopped) await daemon.stop()
+    else rmSync(daemon.dir, { recursive: true, force: true })
   }
 })

@@ -12,6 +12,7 @@
 #include <array>
 
 #include "base/child_error.h"
+#include "base/exec_args.h"
 #include "envd/isolation.h"
 
 namespace isobox::envd {
@@ -55,14 +56,6 @@ Status SetNonBlocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return SysError("fcntl");
   return Ok();
-}
-
-std::vector<char*> CStrings(const std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  out.reserve(strings.size() + 1);
-  for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
-  out.push_back(nullptr);
-  return out;
 }
 
 [[noreturn]] void ChildFail(int report_fd, Step step) {
@@ -143,8 +136,8 @@ Result<Pty> OpenPty(const SpawnRequest& request) {
 Result<SpawnedProcess> SpawnPty(const SpawnRequest& request) {
   ASSIGN_OR_RETURN(Pty pty, OpenPty(request));
   ASSIGN_OR_RETURN(Pipe report, MakePipe());
-  std::vector<char*> argv = CStrings(request.argv);
-  std::vector<char*> envp = CStrings(request.env);
+  std::vector<char*> argv = ExecArgs(request.argv);
+  std::vector<char*> envp = ExecArgs(request.env);
   sigset_t all, old;
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, &old);
@@ -172,8 +165,8 @@ Result<SpawnedProcess> SpawnPty(const SpawnRequest& request) {
 // The sudo broker's processes: the caller's own stdio fds, nothing for envd to read.
 Result<SpawnedProcess> SpawnInherited(const SpawnRequest& request) {
   ASSIGN_OR_RETURN(Pipe report, MakePipe());
-  std::vector<char*> argv = CStrings(request.argv);
-  std::vector<char*> envp = CStrings(request.env);
+  std::vector<char*> argv = ExecArgs(request.argv);
+  std::vector<char*> envp = ExecArgs(request.env);
   const std::array<int, 3>& fds = request.inherit_stdio;
   sigset_t all, old;
   sigfillset(&all);
@@ -216,8 +209,8 @@ Result<SpawnedProcess> Spawn(const SpawnRequest& request) {
   ASSIGN_OR_RETURN(Pipe out, MakePipe());
   ASSIGN_OR_RETURN(Pipe err, MakePipe());
   ASSIGN_OR_RETURN(Pipe report, MakePipe());
-  std::vector<char*> argv = CStrings(request.argv);
-  std::vector<char*> envp = CStrings(request.env);
+  std::vector<char*> argv = ExecArgs(request.argv);
+  std::vector<char*> envp = ExecArgs(request.env);
   int child_in = request.stdin_pipe ? in.read.Get() : devnull.Get();
 
   // Block signals across fork so that no handler of envd runs in the child.

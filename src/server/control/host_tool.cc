@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "base/child_error.h"
+#include "base/exec_args.h"
 #include "base/printable.h"
 #include "base/sys/syscalls.h"
 #include "base/unique_fd.h"
@@ -57,14 +58,6 @@ std::string FindProgram(const std::string& name) {
     if (::access(path.c_str(), X_OK) == 0) return path;
   }
   return "";
-}
-
-std::vector<char*> CStrings(const std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  out.reserve(strings.size() + 1);
-  for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
-  out.push_back(nullptr);
-  return out;
 }
 
 [[noreturn]] void ChildFail(int report, Step step) {
@@ -123,8 +116,8 @@ Result<ChildProcess> Start(const std::string& path, const HostToolRun& run, int 
   std::vector<std::string> argv_strings = {run.program};
   argv_strings.insert(argv_strings.end(), run.args.begin(), run.args.end());
   // Everything the child touches is made before the clone.
-  std::vector<char*> argv = CStrings(argv_strings);
-  std::vector<char*> envp = CStrings(run.env);
+  std::vector<char*> argv = ExecArgs(argv_strings);
+  std::vector<char*> envp = ExecArgs(run.env);
   int pidfd = -1;
   struct clone_args args {};
   args.flags = CLONE_PIDFD;

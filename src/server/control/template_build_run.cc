@@ -66,16 +66,7 @@ class TemplateBuilder::Run {
       std::string id = force ? HashKeys(key, {"forced", job_.build.id}) : key;
       std::string text = fmt::format("[builder {}/{}] {} {}", i + 1, total, step.type_text, joined);
       builder_.Activate(job_.build.id, id);
-      if (!force) {
-        if (std::optional<std::string> cached = builder_.layers_.Lookup(key)) {
-          builder_.Activate(job_.build.id, *cached);
-          if (std::optional<LayerInfo> hit = builder_.layers_.Find(*cached)) {
-            Log(LogLevel::kInfo, fmt::format("CACHED {} [{}]", text, key.substr(0, 12)), label);
-            Apply(key, *cached, *hit);
-            continue;
-          }
-        }
-      }
+      if (!force && FromCache(key, text, label)) continue;
       Log(LogLevel::kInfo, fmt::format("{} [{}]", text, key.substr(0, 12)), label);
       auto started = Clock::now();
       Result<LayerInfo> made = RunStep(step, id, i + 1, label);
@@ -125,16 +116,7 @@ class TemplateBuilder::Run {
     std::string key = HashKeys(chain_, {"FROM", ref, credentials});
     std::string id = force ? HashKeys(key, {"forced", job_.build.id}) : key;
     builder_.Activate(job_.build.id, id);
-    if (!force) {
-      if (std::optional<std::string> cached = builder_.layers_.Lookup(key)) {
-        builder_.Activate(job_.build.id, *cached);
-        if (std::optional<LayerInfo> hit = builder_.layers_.Find(*cached)) {
-          Log(LogLevel::kInfo, fmt::format("CACHED FROM {} [{}]", ref, key.substr(0, 12)), "base");
-          Apply(key, *cached, *hit);
-          return Ok();
-        }
-      }
-    }
+    if (!force && FromCache(key, "FROM " + ref, "base")) return Ok();
     Log(LogLevel::kInfo, fmt::format("Pulling {} [{}]", ref, key.substr(0, 12)), "base");
     ASSIGN_OR_RETURN(protocol::RegistryCredentials pull_credentials, PullCredentials());
     ImageLayerRequest request{.ref = *job_.image,
@@ -169,6 +151,19 @@ class TemplateBuilder::Run {
                      WithContext(EcrLogin(given, options), "fromAWSRegistry"));
     Log(LogLevel::kInfo, "Exchanged the AWS credentials for an ECR token", "base");
     return token;
+  }
+
+  // The cache's layer for `key` applied (and logged "CACHED <text>"), when the store has
+  // it whole; false: the step must run.
+  bool FromCache(const std::string& key, const std::string& text, const std::string& label) {
+    std::optional<std::string> cached = builder_.layers_.Lookup(key);
+    if (!cached) return false;
+    builder_.Activate(job_.build.id, *cached);
+    std::optional<LayerInfo> hit = builder_.layers_.Find(*cached);
+    if (!hit) return false;
+    Log(LogLevel::kInfo, fmt::format("CACHED {} [{}]", text, key.substr(0, 12)), label);
+    Apply(key, *cached, *hit);
+    return true;
   }
 
   void Apply(const std::string& key, const std::string& id, const LayerInfo& info) {

@@ -8,8 +8,10 @@
 #include "base/log.h"
 #include "envd/control_http.h"
 #include "envd/files_http.h"
+#include "envd/park.h"
 #include "envd/filesystem_service.h"
 #include "envd/process_service.h"
+#include "protocol/park.h"
 
 namespace isobox::envd {
 namespace {
@@ -35,7 +37,7 @@ Status Server::Start(UniqueFd listen_fd) {
   boost::system::error_code ec;
   acceptor_.assign(asio::local::stream_protocol(), listen_fd.Get(), ec);
   if (ec) return MakeError(ErrorCode::kInternal, "adopt listening socket: {}", ec.message());
-  (void)listen_fd.Release();
+  listen_fd_ = listen_fd.Release();
   asio::co_spawn(envd_.io, AcceptLoop(), LogException);
   return Ok();
 }
@@ -62,6 +64,7 @@ asio::awaitable<void> Server::AcceptLoop() {
 }
 
 asio::awaitable<void> Server::Session(Socket socket) {
+  sessions_.insert(&socket);
   beast::flat_buffer buffer;
   while (true) {
     RequestParser parser;
@@ -79,9 +82,47 @@ asio::awaitable<void> Server::Session(Socket socket) {
     co_await Dispatch(exchange);
     if (!exchange.KeepAlive()) break;
   }
+  sessions_.erase(&socket);
   boost::system::error_code ignored;
   socket.shutdown(Socket::shutdown_send, ignored);
   socket.close(ignored);
+}
+
+asio::awaitable<void> Server::Park(Exchange& exchange) {
+  if (!acceptor_.is_open()) {
+    (void)co_await exchange.SendError(http::status::conflict, "already parked");
+    co_return;
+  }
+  (void)co_await exchange.SendEmpty(http::status::no_content);
+  exchange.MarkBroken();  // this connection ends too
+  boost::system::error_code ec;
+  (void)acceptor_.release(ec);  // fd listen_fd_ stays open until ParkListener replaces it
+  if (ec) LOG_WARN("park: release the listener: {}", ec.message());
+  if (auto parked = ParkListener(listen_fd_); !parked) {
+    LOG_ERROR("{}", parked.error().message);
+    co_return;
+  }
+  // Every connection came through the host's listener: none can be checkpointed.
+  for (Socket* socket : sessions_) socket->close(ec);
+  LOG_INFO("parked for a checkpoint ({} connections closed)", sessions_.size());
+  asio::co_spawn(envd_.io, Unpark(), LogException);
+}
+
+asio::awaitable<void> Server::Unpark() {
+  auto got = co_await AwaitListener(envd_.io, listen_fd_);
+  if (!got) {
+    LOG_ERROR("{}", got.error().message);
+    co_return;
+  }
+  if (!*got) co_return;
+  boost::system::error_code ec;
+  acceptor_.assign(asio::local::stream_protocol(), listen_fd_, ec);
+  if (ec) {
+    LOG_ERROR("unpark: adopt the listening socket: {}", ec.message());
+    co_return;
+  }
+  LOG_INFO("unparked: accepting again");
+  asio::co_spawn(envd_.io, AcceptLoop(), LogException);
 }
 
 bool Server::Authorized(const Exchange& exchange) const {
@@ -117,6 +158,8 @@ asio::awaitable<void> Server::Dispatch(Exchange& exchange) {
     co_await HandleGetMetrics(envd_, exchange);
   } else if (path == "/init" && method == http::verb::post) {
     co_await HandlePostInit(envd_, exchange);
+  } else if (path == protocol::kParkPath && method == http::verb::post) {
+    co_await Park(exchange);
   } else if (path.starts_with(kProcessPrefix) && method == http::verb::post) {
     co_await HandleProcessRpc(envd_, exchange, path.substr(kProcessPrefix.size()));
   } else if (path.starts_with(kFilesystemPrefix) && method == http::verb::post) {

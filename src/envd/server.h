@@ -4,6 +4,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <set>
 #include <string_view>
 
 #include "base/result.h"
@@ -30,9 +31,15 @@ class Server {
   asio::awaitable<void> Session(Socket socket);
   asio::awaitable<void> Dispatch(Exchange& exchange);
   bool Authorized(const Exchange& exchange) const;
+  // POST /isobox/park (protocol/park.h): answers, then parks; Unpark waits for the next
+  // listening socket and accepts on it.
+  asio::awaitable<void> Park(Exchange& exchange);
+  asio::awaitable<void> Unpark();
 
   Envd& envd_;
   asio::local::stream_protocol::acceptor acceptor_;
+  int listen_fd_ = -1;
+  std::set<Socket*> sessions_;  // open connections, closed by Park
 };
 
 }  // namespace isobox::envd

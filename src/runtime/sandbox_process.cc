@@ -120,9 +120,15 @@ Result<int> LayerMount(int given, const fs::path& layer, int idmap_userns_fd, Un
   return owned.Get();
 }
 
-Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times) {
+// `disk` >= 0: the layers are on this disk already (a restore); else OpenLayers.
+Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times, int disk = -1) {
   Mounts mounts;
-  ASSIGN_OR_RETURN(mounts.layers, OpenLayers(spec));
+  if (disk >= 0) {
+    mounts.layers.Reset(::fcntl(disk, F_DUPFD_CLOEXEC, 3));
+    if (!mounts.layers) return SysError("dup disk");
+  } else {
+    ASSIGN_OR_RETURN(mounts.layers, OpenLayers(spec));
+  }
   times.Mark("disk");
   fs::path layers_path = fmt::format("/proc/self/fd/{}", mounts.layers.Get());
   UniqueFd owned_root, owned_usr, owned_mask;
@@ -155,6 +161,12 @@ Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times) {
 }
 
 }  // namespace
+
+Result<LayerMounts> MountLayers(const SandboxSpec& spec, int disk) {
+  StepTimes times;
+  ASSIGN_OR_RETURN(Mounts mounts, PrepareMounts(spec, times, disk));
+  return LayerMounts{.root = std::move(mounts.root), .usr = std::move(mounts.usr)};
+}
 
 Result<UniqueFd> CloneLayer(const fs::path& layer, int idmap_userns_fd) {
   return CloneTree(layer, {.idmap_userns_fd = idmap_userns_fd, .read_only = true});

@@ -106,6 +106,16 @@ struct SandboxProcess {
   UniqueFd sysinfo_listener;
 };
 
+// The root and /usr overlays of a sandbox whose writable layers are on `disk` already
+// (SandboxProcess::disk of a checkpointed sandbox), as SpawnSandbox makes them from `spec`
+// (its layers and layer mounts; nothing else of it is used): detached mounts, for a
+// restore (runtime/criu.h).
+struct LayerMounts {
+  UniqueFd root;
+  UniqueFd usr;  // invalid when the spec has no /usr layer
+};
+Result<LayerMounts> MountLayers(const SandboxSpec& spec, int disk);
+
 // A detached, read-only, nosuid, nodev clone of `layer`, idmapped through
 // `idmap_userns_fd` (SandboxSpec::root_layer_mount_fd).
 Result<UniqueFd> CloneLayer(const std::filesystem::path& layer, int idmap_userns_fd);

@@ -66,6 +66,7 @@ struct Flags {
   std::string ecr_endpoint;              // empty: AWS's, per region
   std::string ecr_ca_file;               // empty: the host's trust store
   unsigned template_ready_timeout = 60;  // seconds
+  std::string criu = isobox::runtime::kDefaultCriu;
   unsigned max_upload_mb = 1024;
   // 0x70000000: above systemd's container ranges (524288-1879048191), and 4094 slots end
   // where its foreign range starts (2147352576); server/uid_ranges.h checks the rest.
@@ -484,6 +485,7 @@ int Run(const Flags& flags) {
                      .pool_sizes = *pools,
                      .zygote_program = zygote_program,
                      .ready_timeout = std::chrono::seconds(flags.template_ready_timeout),
+                     .criu = flags.criu,
                      .disk_pool = &*disk_pool,
                      .network = network->get()},
       std::move(*templates), std::move(*cgroups), **store);
@@ -749,6 +751,9 @@ int main(int argc, char** argv) {
                  "only for tests and air-gapped endpoints: PEM CAs that --ecr-endpoint's "
                  "certificate must chain to (default: the host's trust store)")
       ->check(CLI::ExistingFile);
+  app.add_option("--criu", flags.criu,
+                 "the CRIU (>= 4.1) of pauses that free memory (scripts/install-criu)")
+      ->capture_default_str();
   app.add_option("--template-ready-timeout", flags.template_ready_timeout,
                  "seconds a create waits for its template's ready command to succeed")
       ->capture_default_str()

@@ -94,6 +94,29 @@ std::string SpareKey(const runtime::SandboxResources& resources) {
                      resources.cpu_millicores);
 }
 
+
+SandboxEnd EndOf(const EndCause& cause, const ExitStatus& status, uint64_t oom_kills) {
+  SandboxEnd end{
+      .at = std::chrono::system_clock::now(), .reason = cause.reason, .message = cause.message};
+  if (cause.reason != kAgentExited.reason) return end;
+  if (!status.known) {
+    end.reason = "exited";
+    end.message = "its agent ended (its status is unknown: an earlier isoboxd started it)";
+  } else if (status.exited) {
+    end.reason = "exited";
+    end.exit_code = status.code;
+    end.message = fmt::format("its agent exited with code {}", status.code);
+  } else {
+    end.signal = status.signal;
+    end.reason = status.signal == SIGKILL && oom_kills > 0 ? "oom_killed" : "signaled";
+    end.message = fmt::format("its agent was killed by signal {}{}", status.signal,
+                              end.reason == "oom_killed" ? " (out of memory)" : "");
+  }
+  return end;
+}
+
+}  // namespace
+
 // Field 22 of /proc/<pid>/stat: when the process started, in clock ticks after boot. A
 // pid and this together name one process across daemon restarts (pids are reused).
 Result<uint64_t> StartTicks(pid_t pid) {
@@ -117,28 +140,6 @@ Result<uint64_t> StartTicks(pid_t pid) {
   }
   return ticks;
 }
-
-SandboxEnd EndOf(const EndCause& cause, const ExitStatus& status, uint64_t oom_kills) {
-  SandboxEnd end{
-      .at = std::chrono::system_clock::now(), .reason = cause.reason, .message = cause.message};
-  if (cause.reason != kAgentExited.reason) return end;
-  if (!status.known) {
-    end.reason = "exited";
-    end.message = "its agent ended (its status is unknown: an earlier isoboxd started it)";
-  } else if (status.exited) {
-    end.reason = "exited";
-    end.exit_code = status.code;
-    end.message = fmt::format("its agent exited with code {}", status.code);
-  } else {
-    end.signal = status.signal;
-    end.reason = status.signal == SIGKILL && oom_kills > 0 ? "oom_killed" : "signaled";
-    end.message = fmt::format("its agent was killed by signal {}{}", status.signal,
-                              end.reason == "oom_killed" ? " (out of memory)" : "");
-  }
-  return end;
-}
-
-}  // namespace
 
 Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryConfig config,
                    TemplateStore templates, std::unique_ptr<runtime::CgroupManager> cgroups,
@@ -512,6 +513,18 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
     info.network.internet = false;  // loopback only (--no-network)
   }
   sandbox->etc_files = spec.etc_files;
+  runtime::SandboxSpec& layers = sandbox->layers_spec;
+  layers.root_layer = spec.root_layer;
+  layers.usr_layer = spec.usr_layer;
+  layers.usr_mask_layer = spec.usr_mask_layer;
+  layers.root_layer_mount_fd = spec.root_layer_mount_fd;
+  layers.usr_layer_mount_fd = spec.usr_layer_mount_fd;
+  layers.usr_mask_mount_fd = spec.usr_mask_mount_fd;
+  layers.root_store_fds = spec.root_store_fds;
+  layers.usr_store_fds = spec.usr_store_fds;
+  layers.idmap_userns_fd = spec.idmap_userns_fd;
+  layers.agent_dir = spec.agent_dir;
+  layers.ids = spec.ids;
   ASSIGN_OR_RETURN(sandbox->process, runtime::SpawnSandbox(spec));
   times.Mark("spawn");
   ASSIGN_OR_RETURN(sandbox->init_start_ticks, StartTicks(sandbox->process.init.Pid()));
@@ -665,7 +678,15 @@ void Registry::OnEndOfLife(const std::string& id) {
   if (!pause) return KillInBackground(id, kTimedOut);
   LOG_INFO("sandbox {} pauses: its timeout passed", id);
   asio::post(workers_, [this, id] {
-    if (Pause(id) && observer_) observer_(id, "pause", "timeout");
+    auto paused = Pause(id);
+    if (!paused && paused.error().code == ErrorCode::kFailedPrecondition && Get(id) &&
+        Get(id)->state == SandboxState::kRunning) {
+      // A sandbox that cannot be checkpointed (a code interpreter's) is frozen rather than
+      // left running past its end or killed with its work; said in the log.
+      LOG_WARN("sandbox {}: {}; frozen instead", id, paused.error().message);
+      paused = Pause(id, PauseMode::kFreeze);
+    }
+    if (paused && observer_) observer_(id, "pause", "timeout");
   });
 }
 
@@ -683,6 +704,10 @@ void Registry::KillInBackground(const std::string& id, EndCause cause) {
 Status Registry::Kill(const std::string& id, const EndCause& cause) {
   StepTimes times;
   std::unique_ptr<Sandbox> sandbox;
+  // A pause or resume in progress finishes first (it holds the sandbox's op_mutex).
+  std::shared_ptr<std::mutex> op = OpMutex(id);
+  if (!op) return NotFound(id);
+  std::lock_guard op_lock(*op);
   {
     std::lock_guard lock(mutex_);
     auto it = sandboxes_.find(id);
@@ -744,6 +769,8 @@ ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
   std::error_code ec;
   fs::remove_all(sandbox->state_dir, ec);
   if (ec) LOG_ERROR("remove {}: {}", sandbox->state_dir.string(), ec.message());
+  // SECURITY: a checkpoint holds the sandbox's memory; it goes with the sandbox.
+  fs::remove_all(CheckpointDir(*sandbox), ec);
   times.Mark("state dir");
   // Its link goes with its namespace; its rules and address are given back here. An address
   // goes to another sandbox only with a new link: nothing left of this one can use it.
@@ -775,8 +802,17 @@ void Registry::KillAll(const EndCause& cause) {
   for (const std::string& id : ids) (void)Kill(id, cause);
 }
 
-Status Registry::Pause(const std::string& id) {
-  std::shared_ptr<runtime::Cgroup> cgroup;
+std::shared_ptr<std::mutex> Registry::OpMutex(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(id);
+  return it == sandboxes_.end() ? nullptr : it->second->op_mutex;
+}
+
+Result<PauseMode> Registry::Pause(const std::string& id, PauseMode mode) {
+  std::shared_ptr<std::mutex> op = OpMutex(id);
+  if (!op) return NotFound(id);
+  std::lock_guard op_lock(*op);
+  Sandbox* sandbox = nullptr;
   {
     std::lock_guard lock(mutex_);
     auto it = sandboxes_.find(id);
@@ -786,53 +822,61 @@ Status Registry::Pause(const std::string& id) {
     }
     // Marked first: from here on its traffic answers 502, as for any paused sandbox.
     it->second->info.state = SandboxState::kPaused;
-    cgroup = it->second->cgroup;
+    sandbox = it->second.get();  // stays: a kill waits for op_mutex
   }
-  if (auto frozen = cgroup->Freeze(); !frozen) {
+  auto back_to_running = [&] {
     std::lock_guard lock(mutex_);
-    if (auto it = sandboxes_.find(id); it != sandboxes_.end()) {
-      it->second->info.state = SandboxState::kRunning;
+    sandbox->info.state = SandboxState::kRunning;
+  };
+  if (mode == PauseMode::kCheckpoint) {
+    if (auto saved = Checkpoint(*sandbox); !saved) {
+      back_to_running();
+      return tl::unexpected(saved.error());
     }
+  } else if (auto frozen = sandbox->cgroup->Freeze(); !frozen) {
+    back_to_running();
     return tl::unexpected(frozen.error().WithContext(fmt::format("pause sandbox {}", id)));
   }
   {
     std::lock_guard lock(mutex_);
-    if (auto it = sandboxes_.find(id); it != sandboxes_.end()) {
-      if (auto saved = store_.UpdateSandbox(id, SandboxState::kPaused, it->second->info.end_at);
-          !saved) {
-        LOG_ERROR("record the pause of sandbox {}: {}", id, saved.error().message);
-      }
+    if (auto saved = store_.UpdateSandbox(id, SandboxState::kPaused, sandbox->info.end_at);
+        !saved) {
+      LOG_ERROR("record the pause of sandbox {}: {}", id, saved.error().message);
     }
   }
   asio::post(io_, [this, id] { ArmTimer(id); });
-  LOG_INFO("sandbox {} paused", id);
-  return Ok();
+  LOG_INFO("sandbox {} paused ({})", id, mode == PauseMode::kCheckpoint ? "checkpoint" : "freezer");
+  return mode;
 }
 
 Result<std::pair<SandboxInfo, ConnectOutcome>> Registry::Connect(const std::string& id,
                                                                  std::chrono::seconds timeout) {
-  std::shared_ptr<runtime::Cgroup> cgroup;
+  std::shared_ptr<std::mutex> op = OpMutex(id);
+  if (!op) return NotFound(id);
+  std::lock_guard op_lock(*op);
+  Sandbox* sandbox = nullptr;
   bool paused = false;
   {
     std::lock_guard lock(mutex_);
     auto it = sandboxes_.find(id);
     if (it == sandboxes_.end()) return NotFound(id);
     paused = it->second->info.state == SandboxState::kPaused;
-    cgroup = it->second->cgroup;
+    sandbox = it->second.get();  // stays: a kill waits for op_mutex
   }
-  if (paused) {
-    RETURN_IF_ERROR(WithContext(cgroup->Thaw(), fmt::format("resume sandbox {}", id)));
+  if (paused && sandbox->checkpointed) {
+    RETURN_IF_ERROR(RestoreCheckpoint(*sandbox));
+  } else if (paused) {
+    RETURN_IF_ERROR(WithContext(sandbox->cgroup->Thaw(), fmt::format("resume sandbox {}", id)));
   }
   SandboxInfo info;
   {
     std::lock_guard lock(mutex_);
-    auto it = sandboxes_.find(id);
-    if (it == sandboxes_.end()) return NotFound(id);
-    SandboxInfo& current = it->second->info;
+    SandboxInfo& current = sandbox->info;
     current.state = SandboxState::kRunning;
     // Never earlier than it was.
     current.end_at = std::max(current.end_at, std::chrono::system_clock::now() + timeout);
     info = current;
+    if (paused) (void)Persist(*sandbox);  // a restore gives the init a new pid
     if (auto saved = store_.UpdateSandbox(id, info.state, info.end_at); !saved) {
       LOG_ERROR("record the connect of sandbox {}: {}", id, saved.error().message);
     }

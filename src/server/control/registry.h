@@ -25,6 +25,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "runtime/cgroup.h"
+#include "runtime/criu.h"
 #include "runtime/disk.h"
 #include "runtime/disk_pool.h"
 #include "runtime/sandbox_process.h"
@@ -80,6 +81,8 @@ struct RegistryConfig {
   std::chrono::milliseconds metrics_interval{2000};
   // How long a create waits for a template's ready command to succeed.
   std::chrono::milliseconds ready_timeout{60000};
+  // The CRIU binary of pauses that free memory (runtime/criu.h).
+  std::filesystem::path criu = runtime::kDefaultCriu;
   size_t metrics_kept = 1800;  // samples per sandbox (an hour at 2 s)
   // The filesystem the sandboxes' disks live on (runtime/disk_pool.h): creates are
   // refused (507) while it is below its reserve. None: the disks live in
@@ -91,6 +94,12 @@ struct RegistryConfig {
 
 // How Connect found the sandbox.
 enum class ConnectOutcome { kWasRunning, kResumed };
+
+// How a pause keeps the sandbox (docs/architecture.md, "Life of a pause and a resume").
+enum class PauseMode {
+  kCheckpoint,  // processes and memory saved to disk by CRIU, then released (E2B's pause)
+  kFreeze,      // cgroup freezer: everything stays resident (fast, for short pauses)
+};
 
 // Why the daemon ends a sandbox (SandboxEnd::reason and message).
 struct EndCause {
@@ -154,8 +163,9 @@ class Registry {
   Result<SandboxInfo> Create(const SandboxOptions& options);
   // Blocking. NotFound if the sandbox does not exist (any more).
   Status Kill(const std::string& id, const EndCause& cause = kKilledByUser);
-  // Blocking. Freezes every process of the sandbox; kFailedPrecondition if already paused.
-  Status Pause(const std::string& id);
+  // Blocking. Pauses the sandbox as `mode` says; kFailedPrecondition if already paused or
+  // if it cannot be checkpointed (then it keeps running).
+  Result<PauseMode> Pause(const std::string& id, PauseMode mode = PauseMode::kCheckpoint);
   // Blocking. Resumes a paused sandbox; the end time becomes at least now + timeout and
   // never moves earlier.
   Result<std::pair<SandboxInfo, ConnectOutcome>> Connect(const std::string& id,
@@ -241,6 +251,15 @@ class Registry {
   Status AdoptSysinfo(const Sandbox& sandbox);
   Result<std::unique_ptr<Sandbox>> Readopt(const SandboxRecord& record);
   void KillAll(const EndCause& cause);
+  // Checkpoints (registry_checkpoint.cc): the images' directory, the pause that dumps the
+  // processes, and the resume that restores them.
+  std::filesystem::path CheckpointDir(const Sandbox& sandbox) const;
+  Status Checkpoint(Sandbox& sandbox);
+  Status RestoreCheckpoint(Sandbox& sandbox);
+  // Runs `work` on the I/O thread and waits for it (watchers live there).
+  void OnIoThread(std::function<void()> work);
+  // The sandbox's op_mutex (registry_sandbox.h), null when there is no such sandbox.
+  std::shared_ptr<std::mutex> OpMutex(const std::string& id) const;
   // Warm pools (pool.cc), by the name --pool gave.
   // A ready sandbox of this template and build, given the create's settings; null when
   // its pool has none (and then the create starts a new one).

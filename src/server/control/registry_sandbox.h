@@ -4,6 +4,7 @@
 #include <deque>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 
 #include "base/unique_fd.h"
 #include "runtime/cgroup.h"
@@ -28,6 +29,16 @@ struct Registry::Sandbox {
   std::deque<MetricSample> samples;
   uint64_t last_cpu_usec = 0;
   std::chrono::steady_clock::time_point last_sample_at;
+  // The layers of its root and /usr (runtime::MountLayers), to make them again at a
+  // restore; only the layer fields are set (their mounts are the registry's, per slot).
+  runtime::SandboxSpec layers_spec;
+  // Its processes are in a checkpoint (registry_checkpoint.cc), none runs.
+  bool checkpointed = false;
+  // Serializes pause, resume and kill of this sandbox (a kill waits for a checkpoint).
+  std::shared_ptr<std::mutex> op_mutex = std::make_shared<std::mutex>();
 };
+
+// Field 22 of /proc/<pid>/stat: when the process started (registry.cc).
+Result<uint64_t> StartTicks(pid_t pid);
 
 }  // namespace isobox::server

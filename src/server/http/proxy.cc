@@ -90,8 +90,9 @@ Task<bool> Refuse(ClientStream& client, unsigned version, http::status status, s
 
 // E2B's proxy answers a request it cannot route with a plain-text 400 (Go's http.Error).
 template <typename ClientStream>
-Task<bool> RefusePlain(ClientStream& client, unsigned version, std::string_view text) {
-  StringResponse response{http::status::bad_request, version};
+Task<bool> RefusePlain(ClientStream& client, unsigned version, std::string_view text,
+                       http::status status = http::status::bad_request) {
+  StringResponse response{status, version};
   response.set(http::field::content_type, "text/plain; charset=utf-8");
   response.set("X-Content-Type-Options", "nosniff");
   response.body() = std::string(text) + "\n";
@@ -586,7 +587,16 @@ Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, He
     report.live = false;
     co_return co_await RefuseAndReport(client, version, SandboxNotFound(id), report);
   }
-  if (target.port == kEnvdPort) KeepStreamsMoving(header.get(), limits.idle_timeout);
+  if (target.port == kEnvdPort) {
+    // SECURITY: envd's /isobox/ routes (the checkpoint handshake, protocol/park.h) are
+    // isoboxd's own: a client that parked envd would cut the sandbox off its API.
+    std::string_view path = header.get().target();
+    if (path.starts_with("/isobox/")) {
+      report.Report(404);
+      co_return co_await RefusePlain(client, version, "not found", http::status::not_found);
+    }
+    KeepStreamsMoving(header.get(), limits.idle_timeout);
+  }
   std::optional<SandboxInfo> info;
   if (target.port != kEnvdPort) {
     info = registry.Get(id);

@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/printable.h"
 #include "protocol/status.h"
 #include "server/control/listing.h"
 #include "server/http/on_worker.h"
@@ -234,17 +235,51 @@ Task<Reply> KillSandbox(const std::string& id, ControlContext& context) {
   co_return Reply{http::status::no_content, ""};
 }
 
-Task<Reply> PauseSandbox(const std::string& id, ControlContext& context) {
+// The pause's mode: E2B's `memory` (keepMemory, default true) and Isobox's own
+// `Isobox-Pause-Mode: freeze` (cgroup freezer, memory kept). Untrusted.
+Result<PauseMode> ParsePauseMode(const StringRequest& request) {
+  ASSIGN_OR_RETURN(json::object body, ParseJsonObject(request.body(), true));
+  for (const auto& [key, value] : body) {
+    if (key != "memory") {
+      return MakeError(ErrorCode::kInvalidArgument, "unknown field '{}' in a pause",
+                       std::string_view(key));
+    }
+  }
+  bool keep_memory = true;
+  if (const json::value* memory = body.if_contains("memory"); memory && !memory->is_null()) {
+    if (!memory->is_bool()) return MakeError(ErrorCode::kInvalidArgument, "'memory' must be a boolean");
+    keep_memory = memory->as_bool();
+  }
+  std::string_view asked = request["Isobox-Pause-Mode"];
+  if (!asked.empty() && asked != "freeze" && asked != "checkpoint") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "Isobox-Pause-Mode must be 'freeze' or 'checkpoint', not '{}'",
+                     Printable(asked.substr(0, 64)));
+  }
+  if (!keep_memory) {
+    // SECURITY-neutral but honest: a pause that keeps only the files (processes end,
+    // resume starts them anew) is not built yet; refusing beats pausing otherwise.
+    return MakeError(ErrorCode::kUnimplemented,
+                     "a pause with keepMemory: false (files only) is not supported by Isobox "
+                     "yet; omit it to checkpoint memory, or send Isobox-Pause-Mode: freeze");
+  }
+  return asked == "freeze" ? PauseMode::kFreeze : PauseMode::kCheckpoint;
+}
+
+Task<Reply> PauseSandbox(const std::string& id, const StringRequest& request,
+                         ControlContext& context) {
   if (Hidden(id, context)) co_return SandboxNotFound(id);
-  auto paused = co_await OnWorker(context.workers, [&] { return context.registry.Pause(id); });
+  auto mode = ParsePauseMode(request);
+  if (!mode) co_return ErrorReply(mode.error());
+  auto paused =
+      co_await OnWorker(context.workers, [&] { return context.registry.Pause(id, *mode); });
   if (!paused && paused.error().code == ErrorCode::kFailedPrecondition) {
     co_return Reply{http::status::conflict, JsonError(409, paused.error().message)};
   }
   if (!paused) co_return ErrorReply(paused.error());
-  // Every pause keeps memory resident (cgroup freezer): a pause that frees it needs a
-  // checkpoint (CRIU), unavailable here. Said in the answer, whatever the body asked.
   Reply reply{http::status::no_content, ""};
-  reply.pause_mode = "freezer; memory kept";
+  reply.pause_mode =
+      *paused == PauseMode::kCheckpoint ? "checkpoint; memory freed" : "freezer; memory kept";
   co_return reply;
 }
 
@@ -403,7 +438,9 @@ Task<Reply> RouteAction(const StringRequest& request, ControlContext& context,
   if (action == "resume" && method == http::verb::post) {
     co_return co_await ConnectSandbox(id, request, context, true);
   }
-  if (action == "pause" && method == http::verb::post) co_return co_await PauseSandbox(id, context);
+  if (action == "pause" && method == http::verb::post) {
+    co_return co_await PauseSandbox(id, request, context);
+  }
   if (action == "metrics" && method == http::verb::get) co_return GetMetrics(id, query, context);
   if (action == "network" && method == http::verb::put) {
     co_return co_await UpdateNetwork(id, request, context);

@@ -76,7 +76,7 @@ test('connect never shortens the end time and can extend it', async () => {
   }
 })
 
-test('pause freezes the sandbox; connect resumes it with files, env and processes', async () => {
+test('pause and the freezer pause; connect resumes it with files, env and processes', async () => {
   const sandbox = await Sandbox.create({ envs: { ISOBOX_PAUSE: 'kept' } })
   try {
     await sandbox.files.write('before-pause.txt', 'still here')
@@ -84,13 +84,12 @@ test('pause freezes the sandbox; connect resumes it with files, env and processe
     assert.equal(await sandbox.pause(), true)
     assert.equal(await sandbox.isRunning(), false)
     assert.equal(await sandbox.pause(), false)  // already paused: 409
-    // Resume, then a pause that asks to free memory: it is the same freezer pause, and the
-    // answer says so.
+    // Resume, then Isobox's fast pause (the cgroup freezer), which the answer names; the
+    // SDK's pause above is a checkpoint (checkpoint.test.js).
     await Sandbox.connect(sandbox.sandboxId)
     const raw = await fetch(`${daemon.url}/sandboxes/${sandbox.sandboxId}/pause`, {
       method: 'POST',
-      headers: { 'X-API-KEY': daemon.apiKey, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ memory: false }),
+      headers: { 'X-API-KEY': daemon.apiKey, 'Isobox-Pause-Mode': 'freeze' },
     })
     assert.equal(raw.status, 204)
     assert.equal(raw.headers.get('isobox-pause-mode'), 'freezer; memory kept')

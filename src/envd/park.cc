@@ -1,0 +1,92 @@
+#include "envd/park.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstring>
+#include <string>
+
+#include "base/log.h"
+#include "protocol/park.h"
+
+namespace isobox::envd {
+namespace asio = boost::asio;
+
+namespace {
+
+bool IsSeccompListener(int fd) {
+  std::string link(64, '\0');
+  std::string path = "/proc/self/fd/" + std::to_string(fd);
+  ssize_t n = ::readlink(path.c_str(), link.data(), link.size());
+  return n > 0 && std::string_view(link.data(), n) == "anon_inode:seccomp notify";
+}
+
+}  // namespace
+
+Status ParkListener(int listen_fd) {
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+    return SysError("park: socketpair");
+  }
+  UniqueFd ours(pair[0]), peer(pair[1]);
+  if (::dup3(peer.Get(), protocol::kParkPeerFd, O_CLOEXEC) < 0) return SysError("park: dup3");
+  // Atomically: from here on fd `listen_fd` is the socketpair's end, the listener is gone.
+  if (::dup3(ours.Get(), listen_fd, O_CLOEXEC) < 0) return SysError("park: dup3 listener");
+  // SECURITY: the seccomp listener cannot be checkpointed; isoboxd holds its own copy
+  // while the sandbox runs. Only envd ever had it in the sandbox (containment step 26).
+  for (int fd = 3; fd < 1024; ++fd) {
+    if (fd != protocol::kParkPeerFd && fd != listen_fd && IsSeccompListener(fd)) ::close(fd);
+  }
+  return Ok();
+}
+
+asio::awaitable<Result<bool>> AwaitListener(asio::io_context& io, int listen_fd) {
+  // A descriptor on a duplicate: the wait is on the socketpair's end, not on fd
+  // `listen_fd`, which the received socket replaces.
+  UniqueFd dup(::fcntl(listen_fd, F_DUPFD_CLOEXEC, 3));
+  if (!dup) co_return SysError("unpark: dup");
+  asio::posix::stream_descriptor end(io, dup.Release());
+  while (true) {
+    boost::system::error_code ec;
+    co_await end.async_wait(asio::posix::descriptor_base::wait_read,
+                            asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::operation_aborted) co_return false;
+    if (ec) co_return MakeError(ErrorCode::kInternal, "unpark: wait: {}", ec.message());
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n = ::recvmsg(end.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n <= 0) co_return SysError("unpark: recvmsg");
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS ||
+        cmsg->cmsg_len != CMSG_LEN(sizeof(int))) {
+      LOG_WARN("unpark: a message without a socket");
+      continue;
+    }
+    int received;
+    std::memcpy(&received, CMSG_DATA(cmsg), sizeof(int));
+    UniqueFd listener(received);
+    int accepting = 0;
+    socklen_t len = sizeof(accepting);
+    if (::getsockopt(listener.Get(), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) < 0 ||
+        !accepting) {
+      LOG_WARN("unpark: the socket received does not listen");
+      continue;
+    }
+    if (::dup3(listener.Get(), listen_fd, O_CLOEXEC) < 0) co_return SysError("unpark: dup3");
+    ::close(protocol::kParkPeerFd);
+    co_return true;
+  }
+}
+
+}  // namespace isobox::envd

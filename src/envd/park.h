@@ -1,0 +1,23 @@
+// envd's side of the checkpoint handshake (protocol/park.h): parking before a checkpoint,
+// and taking a new listening socket afterwards.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <functional>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace isobox::envd {
+
+// Replaces the listening socket at `listen_fd` by one end of a new socketpair (the other
+// at protocol::kParkPeerFd) and closes every seccomp listener envd holds. The listening
+// socket itself must already be released by the acceptor (it is closed here).
+Status ParkListener(int listen_fd);
+
+// Waits until isoboxd sends a listening socket over the socketpair at `listen_fd`, puts it
+// at `listen_fd` and closes kParkPeerFd. Returns false on the loop's shutdown.
+boost::asio::awaitable<Result<bool>> AwaitListener(boost::asio::io_context& io, int listen_fd);
+
+}  // namespace isobox::envd

@@ -11,7 +11,7 @@ namespace {
 // The containment sequence, in order. A reviewer reads the order here; the functions are
 // in containment_steps.cc; docs/security.md lists this table. Each entry's reason is the
 // invariant it holds (the // SECURITY: of the step) or what it is there for.
-constexpr std::array<ContainmentStep, 27> kSteps = {{
+constexpr std::array<ContainmentStep, 28> kSteps = {{
     {"new session", steps::NewSession,
      "SECURITY: the init leads a session of its own without a controlling terminal: a "
      "terminal's signals to isoboxd's process group never reach the sandbox, /dev/tty "
@@ -50,6 +50,10 @@ constexpr std::array<ContainmentStep, 27> kSteps = {{
     {"pivot_root", steps::PivotRoot, "SECURITY: the overlay becomes the root"},
     {"detach old root", steps::DetachOldRoot,
      "SECURITY: the host's filesystem is unreachable from here on"},
+    {"attach volumes", steps::AttachVolumes,
+     "SECURITY: each volume's idmapped, nosuid, nodev mount at its path, whose missing "
+     "directories are made as sandbox root; after the pivot and with no symbolic link "
+     "followed, so that no path of the template leads the mount outside the sandbox's root"},
     {"set hostname", steps::SetHostname, "the sandbox id, in the sandbox's own uts namespace"},
     {"wait for cgroup", steps::WaitForCgroup,
      "SECURITY: the parent's second byte: the init sits in its cgroup; nothing after this "

@@ -28,6 +28,9 @@ namespace isobox::runtime {
 // its cgroup namespace and go on to exec).
 inline constexpr char kGoByte = 'g';
 
+// The most volumes one sandbox mounts (ContainmentPlan::volume_count).
+inline constexpr int kMaxVolumeMounts = 8;
+
 struct ContainmentPlan {
   int sync_fd = -1;                  // read end: kGoByte twice (id maps written; cgroup joined)
   int sync_write_fd = -1;            // the parent's write end; the child closes its copy first
@@ -38,6 +41,13 @@ struct ContainmentPlan {
   int agent_mount_fd = -1;  // detached read-only mount holding the agent binary, at /.isobox
   const char* hostname = nullptr;
   const char* tmp_options = nullptr;  // tmpfs options for /tmp, e.g. "mode=1777,size=256m"
+  // Volumes (server/control/volumes.h): detached, idmapped mounts, each attached by
+  // "attach volumes" at its absolute, clean path inside the new root (made as directories
+  // when missing); the parent checked the paths (none under /proc, /dev, /sys, /.isobox,
+  // none nested in another, at most kMaxVolumeMounts).
+  const int* volume_fds = nullptr;
+  const char* const* volume_paths = nullptr;
+  int volume_count = 0;
   // RLIMIT_NOFILE and RLIMIT_FSIZE (soft = hard); every other limit is kSandboxRlimits'
   // (rlimits.h). All are capped at the hard limits the init inherited.
   rlim_t nofile = kSandboxRlimits[RLIMIT_NOFILE].hard;

@@ -206,6 +206,74 @@ int DetachOldRoot(ContainmentContext&) {
   return ::chdir("/");
 }
 
+namespace {
+
+// The directory `path` (absolute and clean, checked by the parent) below the root, made
+// one component at a time where missing (0755, owned by sandbox root) and opened O_PATH.
+// SECURITY: no symbolic link is followed at any component, a template's included, and
+// magic links never: the mount lands at exactly this path of the sandbox's own tree.
+int OpenMountpointDir(const char* path) {
+  char copy[4096];
+  size_t length = std::strlen(path);
+  if (length == 0 || length >= sizeof copy || path[0] != '/') {
+    errno = EINVAL;
+    return -1;
+  }
+  std::memcpy(copy, path, length + 1);
+  int dir = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  char* cursor = copy + 1;
+  while (*cursor != '\0') {
+    char* end = std::strchr(cursor, '/');
+    if (end != nullptr) *end = '\0';
+    if (::mkdirat(dir, cursor, 0755) == 0) {
+      // The mode whatever the umask the init inherited: `user` must reach the mount.
+      if (::fchmodat(dir, cursor, 0755, 0) < 0) break;
+    } else if (errno != EEXIST) {
+      break;
+    }
+    struct open_how how {};
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_BENEATH;
+    int next = sys::Openat2(dir, cursor, &how, sizeof how);
+    if (next < 0) break;
+    ::close(dir);
+    dir = next;
+    if (end == nullptr) return dir;
+    cursor = end + 1;
+  }
+  int saved = errno;
+  ::close(dir);
+  errno = saved;
+  return -1;
+}
+
+}  // namespace
+
+int AttachVolumes(ContainmentContext& context) {
+  const ContainmentPlan& plan = context.plan;
+  if (plan.volume_count > kMaxVolumeMounts) {
+    errno = E2BIG;
+    return -1;
+  }
+  for (int i = 0; i < plan.volume_count; ++i) {
+    int dir = OpenMountpointDir(plan.volume_paths[i]);
+    if (dir < 0) return -1;
+    // The mount was made by host root (runtime/volume_disk.h MountFor): nosuid, nodev and
+    // idmapped to this sandbox's range; the sandbox cannot change its flags (no process
+    // inside keeps CAP_SYS_ADMIN, and seccomp refuses the mount API).
+    int rc = ::move_mount(plan.volume_fds[i], "", dir, "",
+                          MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    int saved = errno;
+    ::close(dir);
+    if (rc < 0) {
+      errno = saved;
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int SetHostname(ContainmentContext& context) {
   return ::sethostname(context.plan.hostname, std::strlen(context.plan.hostname));
 }

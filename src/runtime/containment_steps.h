@@ -24,6 +24,7 @@ int ShowLimits(ContainmentContext& context);
 int PinCpus(ContainmentContext& context);
 int PivotRoot(ContainmentContext& context);
 int DetachOldRoot(ContainmentContext& context);
+int AttachVolumes(ContainmentContext& context);
 int SetHostname(ContainmentContext& context);
 int WaitForCgroup(ContainmentContext& context);
 int UnshareCgroupNs(ContainmentContext& context);

@@ -257,6 +257,16 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
     RETURN_IF_ERROR(RecordSysinfoListener(spec.state_dir, listener_fd));
   }
   sock_fprog seccomp_prog = seccomp.Prog();
+  if (spec.volumes.size() > static_cast<size_t>(kMaxVolumeMounts)) {
+    return MakeError(ErrorCode::kInvalidArgument, "{} volumes: at most {} per sandbox",
+                     spec.volumes.size(), kMaxVolumeMounts);
+  }
+  std::vector<int> volume_fds;
+  std::vector<const char*> volume_paths;
+  for (const SandboxSpec::Volume& volume : spec.volumes) {
+    volume_fds.push_back(volume.mount_fd);
+    volume_paths.push_back(volume.path.c_str());
+  }
   std::vector<int> pass_fds = {listener.Get(), config.Get()};
   pass_fds.insert(pass_fds.end(), spec.extra_fds.begin(), spec.extra_fds.end());
   std::string agent_path = "/.isobox/" + spec.agent_name;
@@ -274,6 +284,9 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
       .agent_mount_fd = mounts.agent.Get(),
       .hostname = spec.id.c_str(),
       .tmp_options = tmp_options.c_str(),
+      .volume_fds = volume_fds.data(),
+      .volume_paths = volume_paths.data(),
+      .volume_count = static_cast<int>(volume_fds.size()),
       .fsize = spec.max_file_size_bytes ? spec.max_file_size_bytes : RLIM_INFINITY,
       .pass_fds = pass_fds.data(),
       .pass_fd_count = static_cast<int>(pass_fds.size()),
@@ -302,10 +315,15 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
                            .nofile = plan.nofile,
                            .fsize = plan.fsize,
                            .listener_fd = listener_fd,
-                           .has_usr = mounts.usr.Valid()};
+                           .has_usr = mounts.usr.Valid(),
+                           .volume_paths = {}};
     std::vector<int> fds = {sync.read.Get(), error.write.Get(), mounts.root.Get(),
                             mounts.agent.Get(), log.Get()};
     if (mounts.usr.Valid()) fds.push_back(mounts.usr.Get());
+    for (const SandboxSpec::Volume& volume : spec.volumes) {
+      zygote_plan.volume_paths.push_back(volume.path);
+      fds.push_back(volume.mount_fd);
+    }
     fds.insert(fds.end(), pass_fds.begin(), pass_fds.end());
     ASSIGN_OR_RETURN(init, spec.zygote->Clone(namespaces, zygote_plan, fds));
   } else {

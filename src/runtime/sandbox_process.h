@@ -70,6 +70,14 @@ struct SandboxSpec {
   // A network namespace made ahead for this sandbox (netns.h MakeSandboxNetns), which the
   // init is cloned into; -1: a new one (or the zygote's own). Borrowed.
   int netns_fd = -1;
+  // Volumes (server/control/volumes.h): a detached mount each, made for this sandbox's
+  // range (runtime/volume_disk.h MountFor), attached at `path` by the containment step
+  // "attach volumes". Borrowed; at most kMaxVolumeMounts (containment.h).
+  struct Volume {
+    int mount_fd = -1;
+    std::string path;  // absolute and clean, checked by the caller
+  };
+  std::vector<Volume> volumes;
   // Files written into the writable layer's /etc before the sandbox starts, owned by the
   // sandbox's root and editable by it (resolv.conf, hosts): name -> content.
   std::vector<std::pair<std::string, std::string>> etc_files;

@@ -40,7 +40,8 @@ struct RequestHeader {
   uint64_t nofile;
   uint64_t fsize;
   uint32_t has_usr;
-  int32_t listener_fd;  // ContainmentPlan::listener_fd
+  int32_t listener_fd;    // ContainmentPlan::listener_fd
+  uint32_t volume_count;  // volume paths after the six strings, volume fds after usr's
 };
 
 struct Reply {
@@ -229,12 +230,14 @@ Result<ChildProcess> Zygote::Clone(uint64_t clone_flags, const ZygotePlan& plan,
                        .nofile = plan.nofile,
                        .fsize = plan.fsize,
                        .has_usr = plan.has_usr ? 1u : 0u,
-                       .listener_fd = plan.listener_fd};
+                       .listener_fd = plan.listener_fd,
+                       .volume_count = static_cast<uint32_t>(plan.volume_paths.size())};
   std::string request(reinterpret_cast<const char*>(&header), sizeof(header));
   for (const std::string* text : {&plan.mountpoint, &plan.hostname, &plan.tmp_options,
                                   &plan.exec_path, &plan.argv0, &plan.env}) {
     AppendString(request, *text);
   }
+  for (const std::string& path : plan.volume_paths) AppendString(request, path);
   UniqueFd socket = std::move(socket_);  // one request per zygote
   RETURN_IF_ERROR(SendWithFds(socket.Get(), request, fds));
   pollfd pfd{socket.Get(), POLLIN, 0};
@@ -263,22 +266,40 @@ Result<ChildProcess> Zygote::Clone(uint64_t clone_flags, const ZygotePlan& plan,
 
 namespace {
 
-// Parses the request into a plan whose fds and strings live in `fds` and `strings`.
+// The volumes of a request: paths (kept) and their fds' numbers (the caller's `fds`).
+struct RequestVolumes {
+  std::vector<std::string> paths;
+  std::vector<const char*> path_ptrs;
+  std::vector<int> fds;
+};
+
+// Parses the request into a plan whose fds and strings live in `fds`, `strings` and
+// `volumes`.
 bool ParseRequest(std::string_view in, const std::vector<UniqueFd>& fds,
-                  std::array<std::string, 6>& strings, ContainmentPlan& plan,
-                  std::vector<int>& pass_fds, uint64_t& clone_flags) {
+                  std::array<std::string, 6>& strings, RequestVolumes& volumes,
+                  ContainmentPlan& plan, std::vector<int>& pass_fds, uint64_t& clone_flags) {
   RequestHeader header{};
   if (in.size() < sizeof(header)) return false;
   std::memcpy(&header, in.data(), sizeof(header));
   in.remove_prefix(sizeof(header));
   size_t fixed = header.has_usr != 0 ? 6 : 5;
-  if (header.magic != kMagic || header.fd_count != fds.size() || fds.size() < fixed ||
-      header.listener_fd < -1) {
+  if (header.magic != kMagic || header.fd_count != fds.size() || header.listener_fd < -1 ||
+      header.volume_count > static_cast<uint32_t>(kMaxVolumeMounts) ||
+      fds.size() < fixed + header.volume_count) {
     return false;
   }
   for (std::string& text : strings) {
     if (!ReadString(in, text)) return false;
   }
+  volumes.paths.resize(header.volume_count);
+  for (uint32_t i = 0; i < header.volume_count; ++i) {
+    if (!ReadString(in, volumes.paths[i])) return false;
+    volumes.path_ptrs.push_back(volumes.paths[i].c_str());
+    volumes.fds.push_back(fds[fixed + i].Get());
+  }
+  plan.volume_fds = volumes.fds.data();
+  plan.volume_paths = volumes.path_ptrs.data();
+  plan.volume_count = static_cast<int>(header.volume_count);
   clone_flags = header.clone_flags;
   plan.sync_fd = fds[0].Get();
   plan.error_fd = fds[1].Get();
@@ -286,7 +307,9 @@ bool ParseRequest(std::string_view in, const std::vector<UniqueFd>& fds,
   plan.agent_mount_fd = fds[3].Get();
   plan.log_fd = fds[4].Get();
   plan.usr_mount_fd = header.has_usr != 0 ? fds[5].Get() : -1;
-  for (size_t i = fixed; i < fds.size(); ++i) pass_fds.push_back(fds[i].Get());
+  for (size_t i = fixed + header.volume_count; i < fds.size(); ++i) {
+    pass_fds.push_back(fds[i].Get());
+  }
   plan.pass_fds = pass_fds.data();
   plan.pass_fd_count = static_cast<int>(pass_fds.size());
   plan.nofile = header.nofile;
@@ -315,10 +338,11 @@ int ZygoteMain(int socket_fd, AgentPrograms& programs, int netns_errno) {
   std::vector<UniqueFd> fds;
   if (!ReceiveWithFds(socket_fd, data, fds)) return 1;  // isoboxd closed the socket
   std::array<std::string, 6> strings;
+  RequestVolumes volumes;
   ContainmentPlan plan;
   std::vector<int> pass_fds;
   uint64_t clone_flags = 0;
-  if (!ParseRequest(data, fds, strings, plan, pass_fds, clone_flags)) {
+  if (!ParseRequest(data, fds, strings, volumes, plan, pass_fds, clone_flags)) {
     Answer(socket_fd, -EPROTO, -1);
     return 1;
   }

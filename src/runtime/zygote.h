@@ -50,8 +50,10 @@ struct ZygotePlan {
   uint64_t fsize = 0;
   int listener_fd = -1;  // ContainmentPlan::listener_fd
   // The plan's fds, in the order the zygote hands them on: sync_fd, error_fd,
-  // root_mount_fd, agent_mount_fd, log_fd, usr_mount_fd (when has_usr), then pass_fds.
+  // root_mount_fd, agent_mount_fd, log_fd, usr_mount_fd (when has_usr), one volume mount
+  // per volume path, then pass_fds.
   bool has_usr = false;
+  std::vector<std::string> volume_paths;  // ContainmentPlan::volume_paths
 };
 
 class Zygote {

@@ -93,6 +93,9 @@ struct Flags {
   fs::path dev_cert_out;
   uint32_t disk_mb = 1024;
   uint32_t disk_pool_mb = 0;  // 0: the pool's size as it is, or the default for a new one
+  // Volumes (control/volumes.h): a new volume's size, and the most a create may ask for.
+  uint32_t volume_size_mb = 1024;
+  uint32_t volume_max_mb = 64 * 1024;
   // Sandbox networking (README "Network").
   bool network = true;
   std::string sandbox_cidr = "10.205.0.0/16";
@@ -417,6 +420,18 @@ int Run(const Flags& flags) {
   if (auto keys = PrepareApiKeys(flags, *run_keys, **store); !keys) return fail(keys.error());
   // Before the worker threads, so that it goes after them (routes/secrets.cc uses it there).
   SecretStore secrets(**store);
+  if (flags.volume_size_mb > flags.volume_max_mb) {
+    return fail(MakeError(ErrorCode::kInvalidArgument,
+                          "--volume-size-mb {} is over --volume-max-mb {}", flags.volume_size_mb,
+                          flags.volume_max_mb)
+                    .value());
+  }
+  // Volumes: before the registry (whose sandboxes lease them) and the worker threads.
+  VolumeService volumes(**store, VolumeSettings{.dir = flags.state_dir / "volumes",
+                                                .default_mb = flags.volume_size_mb,
+                                                .max_mb = flags.volume_max_mb,
+                                                .host_reserve_bytes = 1ull << 30});
+  if (auto loaded = volumes.Load(); !loaded) return fail(loaded.error().WithContext("volumes"));
   auto agent_source = flags.agent.empty() ? DefaultAgentPath() : Result<fs::path>(flags.agent);
   if (!agent_source) return fail(agent_source.error());
   auto agent_dir = InstallAgent(*agent_source, flags.state_dir);
@@ -487,7 +502,8 @@ int Run(const Flags& flags) {
                      .ready_timeout = std::chrono::seconds(flags.template_ready_timeout),
                      .criu = flags.criu,
                      .disk_pool = &*disk_pool,
-                     .network = network->get()},
+                     .network = network->get(),
+                     .volumes = &volumes},
       std::move(*templates), std::move(*cgroups), **store);
   registry.SetEventObserver(
       [&ops](const std::string& id, std::string_view event, std::string_view reason) {
@@ -538,6 +554,7 @@ int Run(const Flags& flags) {
                  .key_store = store->get(),
                  .secrets = &secrets,
                  .templates = &template_service,
+                 .volumes = &volumes,
                  .metrics_public = flags.metrics_public,
                  .max_connections_per_client = flags.max_connections_per_client,
                  .max_connections = max_connections,
@@ -707,6 +724,15 @@ int main(int argc, char** argv) {
                  "a new pool a quarter of the free space, 2 to 64 GiB); a new size applies at a "
                  "start with no disk left in it")
       ->check(CLI::Range(64u, 1u << 30));
+  app.add_option("--volume-size-mb", flags.volume_size_mb,
+                 "size in MiB of a new volume whose create names none (POST /volumes "
+                 "{name, sizeMB?}); allocated in full on the state directory's filesystem")
+      ->capture_default_str()
+      ->check(CLI::Range(16u, 1u << 30));
+  app.add_option("--volume-max-mb", flags.volume_max_mb,
+                 "the largest volume a create may ask for, MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(16u, 1u << 30));
   app.add_flag("!--no-network", flags.network,
                "sandboxes get loopback only: no link, address, NAT or DNS (allow_internet_access "
                "and network rules are then refused)");

@@ -216,6 +216,17 @@ int main(int, char** argv) {
                 static_cast<unsigned long long>(root_fs.f_blocks) * root_fs.f_frsize >> 20);
   }
   PrintNetwork();
+  // A volume at /srv/vol (tests that give one): its owner, its flags, and whether the
+  // agent's uid may write to it (not: it is the user's, 0755).
+  PrintOwner("owner_volume", "/srv/vol");
+  PrintOwner("owner_volume_file", "/srv/vol/from-host");
+  struct statvfs volume_fs {};
+  if (statvfs("/srv/vol", &volume_fs) == 0) {
+    std::printf("volume_nosuid=%d\nvolume_nodev=%d\nvolume_rdonly=%d\n",
+                (volume_fs.f_flag & ST_NOSUID) != 0, (volume_fs.f_flag & ST_NODEV) != 0,
+                (volume_fs.f_flag & ST_RDONLY) != 0);
+  }
+  PrintRc("umount_volume", umount2("/srv/vol", MNT_DETACH));
   PrintRc("mount_tmpfs", mount("none", "/mnt", "tmpfs", 0, nullptr));
   PrintRc("unshare_user", unshare(CLONE_NEWUSER));
   PrintRc("unshare_cgroup", unshare(CLONE_NEWCGROUP));

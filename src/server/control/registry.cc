@@ -190,6 +190,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Readopt(const SandboxRecord
   }
   auto sandbox = std::make_unique<Sandbox>();
   sandbox->info = record.info;
+  if (config_.volumes != nullptr) sandbox->info.volume_mounts = config_.volumes->MountsOf(id);
   sandbox->slot = record.slot;
   const std::string name = HostName(config_.state_dir / "sandboxes", id);
   sandbox->state_dir = config_.state_dir / "sandboxes" / name;
@@ -422,6 +423,11 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
                    runtime::PrepareAgentIsolation(*groups.user, /*first_fd=*/5));
   ASSIGN_OR_RETURN(int userns, UsernsForSlot(slot));
   times.Mark("isolation+userns");
+  // Volumes (registry_volumes.cc): leased and mounted for this slot, kept until spawned.
+  std::vector<UniqueFd> volume_fds;
+  ScopeGuard release_volumes([&] {
+    if (!options.volume_mounts.empty()) config_.volumes->Release(id);
+  });
 
   runtime::SandboxSpec spec;
   spec.id = id;
@@ -452,6 +458,10 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
         spec.usr_store_fds.push_back(usr);
       }
     }
+  }
+  if (!options.volume_mounts.empty()) {
+    ASSIGN_OR_RETURN(volume_fds, MountVolumes(id, options.volume_mounts, userns, spec));
+    info.volume_mounts = options.volume_mounts;
   }
   spec.agent_dir = config_.agent_dir;
   spec.state_dir = sandbox->state_dir;
@@ -537,6 +547,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   RETURN_IF_ERROR(WaitAgentHealthy(sandbox->process.socket_path, kAgentStartTimeout));
   times.Mark("healthy");
   release_network.Cancel();
+  release_volumes.Cancel();
   LOG_DEBUG("create {} (ms): {}", id, times.Text());
   return sandbox;
 }
@@ -578,7 +589,9 @@ Result<SandboxInfo> Registry::Create(const SandboxOptions& options) {
   // A full disk pool: 507, before a pooled sandbox is handed out on it (runtime/disk_pool.h).
   if (config_.disk_pool != nullptr) RETURN_IF_ERROR(config_.disk_pool->Admit());
   // From the warm pool when it has one ready (pool.cc); otherwise a new one.
-  std::unique_ptr<Sandbox> sandbox = FromPool(options, *tmpl);
+  // A pooled sandbox has no volume: a create with volumes starts a new one.
+  std::unique_ptr<Sandbox> sandbox =
+      options.volume_mounts.empty() ? FromPool(options, *tmpl) : nullptr;
   StepTimes times;
   const bool pooled = sandbox != nullptr;
   // A pooled sandbox ran its template's start and ready commands before it was pooled.
@@ -784,6 +797,10 @@ ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
       disks_.Return(uint64_t{sandbox->info.disk_mb} << 20, std::move(sandbox->process.disk));
     }
     ReleaseSlot(sandbox->slot);
+    // Its volumes may be deleted now: no process of it is left to use them.
+    if (config_.volumes != nullptr && !sandbox->info.id.empty()) {
+      config_.volumes->Release(sandbox->info.id);
+    }
   } else {
     LOG_ERROR("sandbox {}: its uid slot {} stays reserved (processes may be left)",
               sandbox->info.id, sandbox->slot);

@@ -34,6 +34,7 @@
 #include "server/control/sandbox_network.h"
 #include "server/control/spares.h"
 #include "server/control/templates.h"
+#include "server/control/volumes.h"
 #include "server/store/store.h"
 
 namespace isobox::server {
@@ -53,6 +54,10 @@ struct SandboxOptions {
   // host's filesystem and without a disk limit (control/layer_store.h Stage); empty: its
   // own disk.
   std::filesystem::path layers_dir;
+  // Volumes (control/volumes.h): volumeMounts as the create named them, and resolved for
+  // its key before Create, which mounts volume_mounts (never into a pooled sandbox).
+  std::vector<VolumeMountRequest> volume_requests;
+  std::vector<VolumeMount> volume_mounts;
 };
 
 struct MetricSample {
@@ -90,6 +95,8 @@ struct RegistryConfig {
   const runtime::DiskPool* disk_pool = nullptr;
   // The sandboxes' network (control/sandbox_network.h); null: loopback only (--no-network).
   SandboxNetwork* network = nullptr;
+  // Volumes and their leases (control/volumes.h); null: creates with volumeMounts fail.
+  VolumeService* volumes = nullptr;
 };
 
 // How Connect found the sandbox.
@@ -233,6 +240,12 @@ class Registry {
                                          const std::string& id, uint32_t slot,
                                          std::optional<CgroupSpare> spare);
   // Its link, address and policy (registry_network.cc); DetachNetwork gives them back.
+  // The volumes of options.volume_mounts leased to the sandbox and mounted for its slot
+  // (registry_volumes.cc): the mounts go into `spec`; the caller keeps the fds until the
+  // spawn and releases the lease if the start fails.
+  Result<std::vector<UniqueFd>> MountVolumes(const std::string& id,
+                                             const std::vector<VolumeMount>& mounts, int userns,
+                                             runtime::SandboxSpec& spec);
   Status AttachNetwork(Sandbox& sandbox, runtime::SandboxSpec& spec,
                        std::optional<CgroupSpare>& spare, const net::NetworkConfig& config,
                        std::optional<PreparedNetns>& prepared);

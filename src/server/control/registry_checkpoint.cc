@@ -231,6 +231,12 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
                      "checkpointed yet; pause it with Isobox-Pause-Mode: freeze",
                      id);
   }
+  if (!sandbox.info.volume_mounts.empty()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "sandbox '{}' has volumes mounted, which a checkpoint cannot give back "
+                     "yet; pause it with Isobox-Pause-Mode: freeze",
+                     id);
+  }
   if (!sandbox.netns) return MakeError(ErrorCode::kInternal, "sandbox '{}' has no netns", id);
   fs::path dir = CheckpointDir(sandbox);
   std::error_code ec;

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "net/network_config.h"
 
@@ -15,6 +16,20 @@ namespace isobox::server {
 using SystemTime = std::chrono::system_clock::time_point;
 
 enum class SandboxState { kRunning, kPaused };
+
+// A volume mounted into a sandbox (control/volumes.h): which, as its create named it, where.
+struct VolumeMount {
+  std::string volume_id;
+  std::string name;
+  std::string path;  // absolute and clean
+  bool operator==(const VolumeMount&) const = default;
+};
+
+// A mount a create asks for, before it is resolved: a volume's name (or id) and a path.
+struct VolumeMountRequest {
+  std::string volume;
+  std::string path;
+};
 
 std::string_view SandboxStateName(SandboxState state);
 
@@ -43,6 +58,7 @@ struct SandboxInfo {
   std::string owner;
   net::NetworkConfig network;  // what its create (or the last network update) asked for
   uint32_t address = 0;        // its IPv4 address; 0: loopback only
+  std::vector<VolumeMount> volume_mounts;
 };
 
 // How and why a sandbox ended (kept after the end: GET /isobox/sandboxes/{id}).

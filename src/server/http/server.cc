@@ -9,10 +9,12 @@
 #include "base/secret_equals.h"
 #include "server/http/proxy.h"
 #include "server/http/upload.h"
+#include "server/http/volume_content.h"
 #include "server/routes/isobox.h"
 #include "server/routes/sandboxes.h"
 #include "server/routes/secrets.h"
 #include "server/routes/templates.h"
+#include "server/routes/volumes.h"
 
 namespace isobox::server {
 namespace {
@@ -267,6 +269,14 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
     count_only(status);
     co_return false;
   }
+  if (config_.volumes != nullptr && path.starts_with(kVolumeContentPrefix)) {
+    // Authorized by the volume's token, not an API key (routes/volume_content.h).
+    int status = 0;
+    bool keep_alive =
+        co_await ServeVolumeContent(stream, buffer, header, *config_.volumes, workers_, status);
+    if (status != 0) count_only(status);
+    co_return keep_alive;
+  }
   std::optional<Tenant> tenant = Authenticate(header.get(), isobox);
   if (!tenant && !public_route) {
     auto response = JsonResponse(http::status::unauthorized,
@@ -307,6 +317,11 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
     SecretsAnswer answer = co_await HandleSecrets(parser.get(), context);
     response = std::move(answer.response);
     audit_details = std::move(answer.audit);
+  } else if (config_.volumes != nullptr && IsVolumesPath(path)) {
+    VolumesContext context{*config_.volumes, workers_, *tenant};
+    VolumesAnswer answer = co_await HandleVolumes(parser.get(), context);
+    response = std::move(answer.response);
+    audit_details = std::move(answer.audit);
   } else if (config_.templates != nullptr && IsTemplatesPath(path)) {
     std::string_view host = parser.get()[http::field::host];
     TemplatesContext context{*config_.templates, workers_, *tenant,
@@ -314,7 +329,8 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
     response = co_await HandleTemplates(parser.get(), context);
   } else {
     ControlContext context{registry_, workers_, *tenant,
-                           config_.templates ? &config_.templates->catalog : nullptr};
+                           config_.templates ? &config_.templates->catalog : nullptr,
+                           config_.volumes};
     response = co_await HandleControl(parser.get(), context);
   }
   --control_in_flight_;

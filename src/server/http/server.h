@@ -13,6 +13,7 @@
 #include "server/control/registry.h"
 #include "server/control/secrets.h"
 #include "server/control/tenancy.h"
+#include "server/control/volumes.h"
 #include "server/http/connection_limits.h"
 #include "server/http/proxy.h"
 #include "server/http/types.h"
@@ -27,6 +28,9 @@ struct HttpConfig {
   SecretStore* secrets = nullptr;     // serves /secrets (routes/secrets.h) when set
   // Serves the template routes (routes/templates.h) and template uploads when set.
   TemplateService* templates = nullptr;
+  // Serves /volumes (routes/volumes.h), the volume content API (http/volume_content.h)
+  // and create's volumeMounts when set.
+  VolumeService* volumes = nullptr;
   size_t max_control_body = 1 << 20;
   bool metrics_public = false;  // serve /isobox/metrics without an API key
   // Open connections from one client address at most, over both listeners (0: no cap),

@@ -118,6 +118,17 @@ ControlRoute ClassifyControl(std::string_view method, std::string_view target) {
     if (parts.size() == 2 && method == "DELETE") out.action = "secret.destroy";
     return out;
   }
+  if (!parts.empty() && parts[0] == "volumes" && parts.size() <= 2) {
+    out.route = parts.size() == 1 ? "/volumes" : "/volumes/{id}";
+    if (parts.size() == 1 && method == "POST") out.action = "volume.create";
+    if (parts.size() == 2 && method == "DELETE") out.action = "volume.destroy";
+    return out;
+  }
+  if (parts.size() == 3 && parts[0] == "volumecontent" &&
+      (parts[2] == "path" || parts[2] == "dir" || parts[2] == "file")) {
+    out.route = fmt::format("/volumecontent/{{id}}/{}", parts[2]);
+    return out;
+  }
   std::string prefix;
   if (!parts.empty() && parts[0] == "v2") {
     prefix = "/v2";
@@ -245,8 +256,8 @@ void Ops::OnControl(const ControlEvent& event) {
   }
   if (route.action == "sandbox.kill" && event.status == 204) ended_.Add({"killed"});
   bool secret = route.action.starts_with("secret.");
-  // An unknown secret names nothing either (the caller made the name up).
-  if (secret && event.status == 404) return;
+  // An unknown secret or volume names nothing either (the caller made the name up).
+  if ((secret || route.action.starts_with("volume.")) && event.status == 404) return;
   // SECURITY: a secret's request body holds its value: it is never read here. The
   // record has what the route adds (id, name, version) and the status.
   json::object details = secret ? json::object{} : ControlDetails(route.action, event.request_body);

@@ -11,6 +11,7 @@
 #include "protocol/status.h"
 #include "server/control/listing.h"
 #include "server/http/on_worker.h"
+#include "server/routes/volumes.h"
 
 namespace isobox::server {
 namespace {
@@ -136,6 +137,7 @@ Result<SandboxOptions> ParseNewSandbox(std::string_view text, bool network) {
   ASSIGN_OR_RETURN(options.env_vars, ParseStringMap(body, "envVars"));
   ASSIGN_OR_RETURN(options.auto_pause, ParseBool(body, "autoPause"));
   ASSIGN_OR_RETURN(options.network, net::ParseNetworkConfig(body, /*default_internet=*/network));
+  ASSIGN_OR_RETURN(options.volume_requests, ParseVolumeMounts(body));
   // Egress asked of a daemon without networking; the ingress options need none.
   if (!network && !options.network.IsLoopbackOnly()) {
     return MakeError(ErrorCode::kInvalidArgument,
@@ -174,7 +176,7 @@ json::object ListedJson(const SandboxInfo& info) {
                       {"diskSizeMB", info.disk_mb},
                       {"envdVersion", kEnvdVersion},
                       {"metadata", StringMap(info.metadata)},
-                      {"volumeMounts", json::array{}}};
+                      {"volumeMounts", VolumeMountsJson(info.volume_mounts)}};
 }
 
 json::object DetailJson(const SandboxInfo& info) {
@@ -212,7 +214,16 @@ Task<Reply> CreateSandbox(const StringRequest& request, ControlContext& context)
   auto options = ParseNewSandbox(request.body(), context.registry.NetworkEnabled());
   if (!options) co_return BadRequest(options.error().message);
   options->owner = context.tenant.key_id;
+  if (!options->volume_requests.empty() && context.volumes == nullptr) {
+    co_return BadRequest("this isoboxd serves no volumes: 'volumeMounts' cannot be honoured");
+  }
   auto info = co_await OnWorker(context.workers, [&]() -> Result<SandboxInfo> {
+    // SECURITY: the key's own volumes (or, for an admin key, any by id); an unknown one is
+    // 404 and nothing is started.
+    if (!options->volume_requests.empty()) {
+      ASSIGN_OR_RETURN(options->volume_mounts,
+                       context.volumes->Resolve(context.tenant, options->volume_requests));
+    }
     if (context.catalog != nullptr) {
       // A user-built template (name, name:tag or id) the key may use, or a built-in.
       ASSIGN_OR_RETURN(options->resolved,

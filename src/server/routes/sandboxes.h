@@ -6,6 +6,7 @@
 #include "server/control/registry.h"
 #include "server/control/template_catalog.h"
 #include "server/control/tenancy.h"
+#include "server/control/volumes.h"
 #include "server/http/types.h"
 
 namespace isobox::server {
@@ -18,6 +19,8 @@ struct ControlContext {
   Tenant tenant;  // the authenticated key: what it sees (control/tenancy.h)
   // Resolves a create's templateID among user-built templates; null: built-ins only.
   TemplateCatalog* catalog = nullptr;
+  // Resolves a create's volumeMounts (control/volumes.h); null: none can be mounted.
+  VolumeService* volumes = nullptr;
 };
 
 // The body of POST /sandboxes and /v2/sandboxes (untrusted; fuzzed): kInvalidArgument

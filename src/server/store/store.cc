@@ -140,7 +140,30 @@ ALTER TABLE sandboxes ADD COLUMN template_build TEXT;
 PRAGMA user_version = 6;
 )sql";
 
-constexpr int64_t kSchemaVersion = 6;
+// Version 7: volumes (store_volumes.cc). A volume, and which volumes each sandbox has
+// mounted (a row per mount, from its start until it ends).
+constexpr const char* kMigrateV7 = R"sql(
+CREATE TABLE IF NOT EXISTS volumes(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  token TEXT NOT NULL,
+  size_mb INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  UNIQUE(owner, name)
+);
+CREATE TABLE IF NOT EXISTS volume_leases(
+  sandbox_id TEXT NOT NULL,
+  volume_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  path TEXT NOT NULL,
+  PRIMARY KEY(sandbox_id, path)
+);
+CREATE INDEX IF NOT EXISTS volume_leases_volume ON volume_leases(volume_id);
+PRAGMA user_version = 7;
+)sql";
+
+constexpr int64_t kSchemaVersion = 7;
 
 constexpr const char* kSandboxColumns =
     "id, template_id, access_token, metadata, state, started_at, end_at, cpu_count, "
@@ -259,6 +282,7 @@ Status Store::Migrate() {
     if (current < 4) RETURN_IF_ERROR(db_.Exec(kMigrateV4));
     if (current < 5) RETURN_IF_ERROR(db_.Exec(kMigrateV5));
     if (current < 6) RETURN_IF_ERROR(db_.Exec(kMigrateV6));
+    if (current < 7) RETURN_IF_ERROR(db_.Exec(kMigrateV7));
     return Ok();
   };
   Status migrated = migrate();

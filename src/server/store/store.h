@@ -54,6 +54,17 @@ struct SecretRecord {
   SystemTime updated_at{};
 };
 
+// A volume (control/volumes.h). Its token is the content API's credential (E2B's volume
+// token), kept like a sandbox's access token.
+struct VolumeRecord {
+  std::string id;     // a UUID, as E2B's
+  std::string name;   // unique per owner
+  std::string owner;  // the id of the API key that created it
+  std::string token;
+  uint64_t size_mb = 0;
+  SystemTime created_at{};
+};
+
 class Store {
  public:
   static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& path);
@@ -101,6 +112,22 @@ class Store {
   // created it.
   Result<std::optional<std::string>> SecretValue(std::string_view name,
                                                  std::optional<std::string_view> owner);
+
+  // Volumes (store_volumes.cc). kAlreadyExists when the owner has a volume of this name.
+  Status InsertVolume(const VolumeRecord& record);
+  Result<std::optional<VolumeRecord>> FindVolume(std::string_view id);
+  // The owner's volume named `name`.
+  Result<std::optional<VolumeRecord>> FindVolumeByName(std::string_view owner,
+                                                       std::string_view name);
+  // Oldest first; only `owner`'s when given.
+  Result<std::vector<VolumeRecord>> ListVolumes(std::optional<std::string_view> owner);
+  // False when there was no volume with this id.
+  Result<bool> DeleteVolume(std::string_view id);
+  // Which volumes a sandbox has mounted, from its start until it ends (its leases).
+  Status PutVolumeLeases(const std::string& sandbox_id, const std::vector<VolumeMount>& mounts);
+  Status DeleteVolumeLeases(const std::string& sandbox_id);
+  // The leases of sandboxes that have not ended, by sandbox id; the others are forgotten.
+  Result<std::map<std::string, std::vector<VolumeMount>>> LiveVolumeLeases();
 
   // User-built templates (store_templates.cc). A template and its first build are
   // inserted together; kAlreadyExists when one of its names is taken.

@@ -102,6 +102,8 @@ export async function startDaemon(options = {}) {
   const url = `http://127.0.0.1:${port}`
   process.env.E2B_API_URL = url
   process.env.E2B_SANDBOX_URL = url
+  // The volume content API is served on the same port (README "Volumes").
+  process.env.E2B_VOLUME_API_URL = url
   if (apiKey) process.env.E2B_API_KEY = apiKey
   return {
     url,

@@ -34,6 +34,7 @@
 #include "runtime/zygote.h"
 #include "runtime/rootfs.h"
 #include "runtime/usr_mask.h"
+#include "runtime/volume_disk.h"
 
 namespace isobox::runtime {
 namespace {
@@ -393,6 +394,68 @@ TEST_F(SandboxProcessTest, EveryRlimitIsSetNoneInherited) {
   ExpectRlimits(report, [&](int resource) { return odd.Hard(resource); });
 }
 
+// A volume (runtime/volume_disk.h): a filesystem of its own with its root and files owned
+// by on-disk 1000, mounted for this sandbox's range and attached at its path by the
+// containment step "attach volumes", which makes the missing directories.
+class TestVolume {
+ public:
+  explicit TestVolume(const fs::path& image) {
+    auto made = CreateVolumeImage(image, 16ull << 20, 0);
+    EXPECT_TRUE(made) << made.error().message;
+    auto disk = VolumeDisk::Open(image);
+    EXPECT_TRUE(disk) << disk.error().message;
+    if (!disk) return;
+    int fd = ::openat(disk->root(), "from-host", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(::fchown(fd, 1000, 1000), 0);
+    ::close(fd);
+    disk_ = std::make_unique<VolumeDisk>(std::move(*disk));
+  }
+  UniqueFd For(int userns) {
+    if (!disk_) return UniqueFd();
+    auto mount = disk_->MountFor(userns);
+    EXPECT_TRUE(mount) << mount.error().message;
+    return mount ? std::move(*mount) : UniqueFd();
+  }
+
+ private:
+  std::unique_ptr<VolumeDisk> disk_;
+};
+
+void ExpectVolumeAsUserSees(std::map<std::string, std::string>& report) {
+  EXPECT_EQ(report["owner_volume"], "1000:1000");
+  EXPECT_EQ(report["owner_volume_file"], "1000:1000");
+  EXPECT_EQ(report["volume_nosuid"], "1");
+  EXPECT_EQ(report["volume_nodev"], "1");
+  EXPECT_EQ(report["volume_rdonly"], "0");
+  EXPECT_EQ(report["umount_volume"], "Operation not permitted");
+}
+
+TEST_F(SandboxProcessTest, AVolumeIsAttachedAtItsPathAsItsOwnersSeeIt) {
+  TestVolume volume(dir_ / "volume.img");
+  UniqueFd mount = volume.For(userns_.Get());
+  SandboxSpec spec = Spec("vol1");
+  spec.volumes = {{.mount_fd = mount.Get(), .path = "/srv/vol"}};
+  auto report = Probe(spec);
+  ExpectVolumeAsUserSees(report);
+  // Without one, nothing is there.
+  auto plain = Probe(Spec("vol2"));
+  EXPECT_EQ(plain["owner_volume"], "error:No such file or directory");
+}
+
+TEST_F(SandboxProcessTest, AVolumePathThroughALinkOfTheTemplateIsRefused) {
+  // SECURITY: a template's link never leads a volume's mount elsewhere (here: over /etc).
+  fs::create_symlink("/etc", dir_ / "layer/linked");
+  TestVolume volume(dir_ / "volume.img");
+  UniqueFd mount = volume.For(userns_.Get());
+  SandboxSpec spec = Spec("vol3");
+  spec.volumes = {{.mount_fd = mount.Get(), .path = "/linked/vol"}};
+  auto sandbox = SpawnSandbox(spec);
+  ASSERT_FALSE(sandbox);
+  EXPECT_EQ(sandbox.error().message,
+            "containment step 'attach volumes': Too many levels of symbolic links");
+}
+
 TEST_F(SandboxProcessTest, AFailedStepIsNamedFromTheTable) {
   // sethostname refuses more than 64 bytes: the step in the middle of the table fails,
   // after the mounts and before the cgroup wait.
@@ -535,6 +598,17 @@ TEST_F(ZygoteTest, RlimitsNeverExceedTheHardLimitsOfTheParent) {
     auto it = lowered.find(resource);
     return it != lowered.end() ? std::min(it->second, own.rlim_max) : own.rlim_max;
   });
+}
+
+TEST_F(ZygoteTest, AVolumeIsAttachedByTheZygotesInitToo) {
+  TestVolume volume(dir_ / "volume.img");
+  UniqueFd mount = volume.For(userns_.Get());
+  Zygote zygote = ZygoteInGroup("volume", 8);
+  SandboxSpec spec = Spec("vol4");
+  spec.zygote = &zygote;
+  spec.volumes = {{.mount_fd = mount.Get(), .path = "/srv/vol"}};
+  auto report = Probe(spec);
+  ExpectVolumeAsUserSees(report);
 }
 
 TEST_F(ZygoteTest, ADeadZygoteIsNotRunning) {

@@ -38,9 +38,10 @@ TEST(ContainmentTableTest, StepsAreInTheDocumentedOrder) {
                   "new session", "wait for parent", "make mounts private", "open mountpoint",
                   "open limits view", "become sandbox root", "attach root", "attach /usr",
                   "attach agent", "mount /proc", "mount /dev", "mask /proc", "mount /tmp",
-                  "show limits", "pin cpus", "pivot_root", "detach old root", "set hostname",
-                  "wait for cgroup", "unshare cgroup ns", "set rlimits", "become agent",
-                  "no_new_privs", "set up fds", "seccomp", "keep seccomp listener", "exec agent"));
+                  "show limits", "pin cpus", "pivot_root", "detach old root", "attach volumes",
+                  "set hostname", "wait for cgroup", "unshare cgroup ns", "set rlimits",
+                  "become agent", "no_new_privs", "set up fds", "seccomp", "keep seccomp listener",
+                  "exec agent"));
 }
 
 // The orderings the sequence depends on, each for its reason.
@@ -64,6 +65,10 @@ TEST(ContainmentTableTest, OrderingsThatMatter) {
   }
   EXPECT_EQ(IndexOf("detach old root"), IndexOf("pivot_root") + 1);
   EXPECT_LT(IndexOf("pivot_root"), IndexOf("set hostname"));
+  // Volumes land in the sandbox's own tree: after the host's root is gone (a template's
+  // path cannot lead out), with sandbox root's capabilities (before they are dropped).
+  EXPECT_EQ(IndexOf("attach volumes"), IndexOf("detach old root") + 1);
+  EXPECT_LT(IndexOf("attach volumes"), IndexOf("become agent"));
   // The cgroup namespace is rooted where the init sits: after the parent placed it.
   EXPECT_EQ(IndexOf("unshare cgroup ns"), IndexOf("wait for cgroup") + 1);
   // Needs sandbox root's capabilities: before they are dropped.

@@ -210,7 +210,7 @@ PRAGMA user_version = 1;
   auto db = sqlite::Database::Open(dir_ / "isobox.db");
   auto version = db->Prepare("PRAGMA user_version");
   ASSERT_TRUE(version && *version->Step());
-  EXPECT_EQ(version->Int(0), 6);
+  EXPECT_EQ(version->Int(0), 7);
 }
 
 TEST_F(StoreTest, KeepsASandboxsAddressAndNetworkConfig) {
@@ -296,7 +296,7 @@ TEST_F(StoreTest, UpgradesAVersion3DatabaseWithPublicSandboxes) {
   auto db = sqlite::Database::Open(dir_ / "isobox.db");
   auto version = db->Prepare("PRAGMA user_version");
   ASSERT_TRUE(version && *version->Step());
-  EXPECT_EQ(version->Int(0), 6);
+  EXPECT_EQ(version->Int(0), 7);
 }
 
 TEST_F(StoreTest, RefusesADatabaseFromANewerSchema) {

@@ -1,7 +1,12 @@
 #include "envd/park.h"
 
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -23,6 +28,67 @@ bool IsSeccompListener(int fd) {
   std::string path = "/proc/self/fd/" + std::to_string(fd);
   ssize_t n = ::readlink(path.c_str(), link.data(), link.size());
   return n > 0 && std::string_view(link.data(), n) == "anon_inode:seccomp notify";
+}
+
+#if defined(__x86_64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
+#endif
+
+// Where the init keeps its sysinfo listener (runtime/sysinfo.h kSysinfoListenerFd, which
+// envd does not link): a restarted isoboxd takes it from there.
+constexpr int kSysinfoListenerFd = 63;
+
+// A filter on envd's own thread that hands sysinfo(2) to a new listener, inherited by
+// every process envd starts from now on. A restored sandbox needs it: the listener of the
+// agent filter (containment step "seccomp") cannot be checkpointed, and its filter, which
+// CRIU restores, then answers ENOSYS. The newest filter is asked first, and of two equal
+// answers the first one counts, so the calls reach this filter's listener.
+Result<UniqueFd> InstallSysinfoFilter() {
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),  // the agent filter decides the rest
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sysinfo, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{.len = sizeof(code) / sizeof(code[0]), .filter = code};
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
+  long fd = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                      SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+                      &program);
+  if (fd < 0 && errno == EINVAL) {  // kernels before 5.19
+    fd = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                   &program);
+  }
+  if (fd < 0) return SysError("install the sysinfo filter");
+  UniqueFd listener(static_cast<int>(fd));
+  if (::dup3(listener.Get(), kSysinfoListenerFd, O_CLOEXEC) < 0) return SysError("dup3 listener");
+  return listener;
+}
+
+// Sends `fd` (or nothing, when invalid) with one byte over the park socketpair.
+void SendBack(int socket, char byte, int fd) {
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+  }
+  if (::sendmsg(socket, &msg, MSG_NOSIGNAL) != 1) LOG_WARN("unpark: answer: {}", errno);
 }
 
 }  // namespace
@@ -84,6 +150,12 @@ asio::awaitable<Result<bool>> AwaitListener(asio::io_context& io, int listen_fd)
       continue;
     }
     if (::dup3(listener.Get(), listen_fd, O_CLOEXEC) < 0) co_return SysError("unpark: dup3");
+    if (byte == protocol::kUnparkRestored) {
+      auto sysinfo = InstallSysinfoFilter();
+      if (!sysinfo) LOG_ERROR("{}", sysinfo.error().message);
+      SendBack(end.native_handle(), sysinfo ? protocol::kUnparkSysinfo : protocol::kUnparkNoSysinfo,
+               sysinfo ? sysinfo->Get() : -1);
+    }
     ::close(protocol::kParkPeerFd);
     co_return true;
   }

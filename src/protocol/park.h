@@ -8,7 +8,11 @@
 //   end of a socketpair at fd 3 (where the listener was) and the other at kParkPeerFd.
 // To unpark (after the checkpoint, or in the restored sandbox) isoboxd takes kParkPeerFd
 // with pidfd_getfd and sends a listening socket over it (SCM_RIGHTS, one byte of data);
-// envd installs it at fd 3 and accepts again.
+// envd installs it at fd 3 and accepts again. The byte says why: kUnparkRunning after a
+// checkpoint that failed (the processes ran on), kUnparkRestored in a restored sandbox,
+// where envd also installs a new sysinfo filter on itself (its old listener was not
+// saved) and answers over the socketpair with kUnparkSysinfo and that filter's listener,
+// or kUnparkNoSysinfo when it could not.
 #pragma once
 
 #include <string_view>
@@ -17,5 +21,9 @@ namespace isobox::protocol {
 
 inline constexpr std::string_view kParkPath = "/isobox/park";
 inline constexpr int kParkPeerFd = 62;
+inline constexpr char kUnparkRunning = 'L';
+inline constexpr char kUnparkRestored = 'R';
+inline constexpr char kUnparkSysinfo = 'S';
+inline constexpr char kUnparkNoSysinfo = 'N';
 
 }  // namespace isobox::protocol

@@ -4,6 +4,7 @@
 // namespace and address. Resume makes the root and /usr overlays again on the same disk,
 // restores the processes with CRIU, and hands envd a new listening socket.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -66,12 +67,14 @@ Status ParkAgent(pid_t pid, const fs::path& socket_path, const std::string& toke
   return MakeError(ErrorCode::kDeadlineExceeded, "its agent did not park in time");
 }
 
-// Gives envd (parked, at `init_pidfd`) a new listening socket at `socket_path`.
-Status UnparkAgent(int init_pidfd, const fs::path& socket_path) {
+// Gives envd (parked, at `init_pidfd`) a new listening socket at `socket_path`. In a
+// restored sandbox (`restored`), returns the listener of the sysinfo filter envd installs
+// then (protocol/park.h); else an invalid fd.
+Result<UniqueFd> UnparkAgent(int init_pidfd, const fs::path& socket_path, bool restored) {
   ASSIGN_OR_RETURN(UniqueFd listener, runtime::ListenUnix(socket_path));
   UniqueFd peer(sys::PidfdGetfd(init_pidfd, protocol::kParkPeerFd, 0));
   if (!peer) return SysError("take the agent's park socket");
-  char byte = 'L';
+  char byte = restored ? protocol::kUnparkRestored : protocol::kUnparkRunning;
   iovec iov{&byte, 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
@@ -86,7 +89,27 @@ Status UnparkAgent(int init_pidfd, const fs::path& socket_path) {
   int fd = listener.Get();
   std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
   if (::sendmsg(peer.Get(), &msg, MSG_NOSIGNAL) != 1) return SysError("send the agent its socket");
-  return Ok();
+  if (!restored) return UniqueFd();
+  pollfd ready{.fd = peer.Get(), .events = POLLIN, .revents = 0};
+  if (::poll(&ready, 1, static_cast<int>(kParkTimeout / std::chrono::milliseconds(1))) != 1) {
+    return MakeError(ErrorCode::kDeadlineExceeded, "the agent did not answer its unpark");
+  }
+  char answer = 0;
+  iovec answer_iov{&answer, 1};
+  alignas(cmsghdr) char answer_control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr reply{};
+  reply.msg_iov = &answer_iov;
+  reply.msg_iovlen = 1;
+  reply.msg_control = answer_control;
+  reply.msg_controllen = sizeof(answer_control);
+  if (::recvmsg(peer.Get(), &reply, MSG_CMSG_CLOEXEC) != 1) return SysError("unpark: answer");
+  cmsghdr* got = CMSG_FIRSTHDR(&reply);
+  if (answer != protocol::kUnparkSysinfo || got == nullptr || got->cmsg_type != SCM_RIGHTS) {
+    return MakeError(ErrorCode::kInternal, "the agent could not install its sysinfo filter");
+  }
+  int listener_fd;
+  std::memcpy(&listener_fd, CMSG_DATA(got), sizeof(int));
+  return UniqueFd(listener_fd);
 }
 
 Status SaveExternals(const fs::path& dir, const std::vector<runtime::ExternalFile>& files,
@@ -261,7 +284,8 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
       fmt::format("checkpoint sandbox {}", id)));
   times.Mark("park");
   auto unpark = [&] {
-    if (auto back = UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path);
+    if (auto back =
+            UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, false);
         !back) {
       LOG_ERROR("sandbox {}: unpark after a failed checkpoint: {}", id, back.error().message);
     }
@@ -374,7 +398,10 @@ Status Registry::RestoreCheckpoint(Sandbox& sandbox) {
   DetachFrom(root);
   ASSIGN_OR_RETURN(sandbox.init_start_ticks, StartTicks(pid));
   RETURN_IF_ERROR(runtime::ReturnToGroups(pid, externals.groups));
-  RETURN_IF_ERROR(UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path));
+  ASSIGN_OR_RETURN(UniqueFd sysinfo,
+                   UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, true));
+  // SECURITY-neutral: without it, sysinfo(2) in the restored sandbox fails (ENOSYS).
+  if (sysinfo_) RETURN_IF_ERROR(AnswerSysinfo(sandbox, std::move(sysinfo)));
   RETURN_IF_ERROR(WaitAgentHealthy(sandbox.process.socket_path,
                                    std::chrono::duration_cast<std::chrono::milliseconds>(
                                        kHealthyTimeout)));

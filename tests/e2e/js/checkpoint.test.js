@@ -44,6 +44,9 @@ test('pause checkpoints: memory is released, resume brings back processes, memor
     const before = (await sandbox.commands.run('cat /tmp/counter; cat /tmp/held')).stdout
     const [counterBefore, holderPid] = before.trim().split('\n').map(Number)
     assert.ok(counterBefore > 0 && holderPid > 0, before)
+    const physPages = (await sandbox.commands.run(
+      'python3 -c "import os; print(os.sysconf(\'SC_PHYS_PAGES\'))"')).stdout
+    assert.ok(Number(physPages) > 0, physPages)
     const runningBytes = memoryCharged(sandbox.sandboxId)
     assert.ok(runningBytes > 64 << 20, `running: ${runningBytes}`)
 
@@ -74,6 +77,10 @@ test('pause checkpoints: memory is released, resume brings back processes, memor
     assert.equal(after[3], 'kept on disk')
     assert.equal(after[4], '0')
     assert.equal(existsSync(dir), false)  // the checkpoint goes once restored
+    // sysinfo(2) is answered again (glibc's physical pages come from it): the sandbox's
+    // memory, as before the pause.
+    const pages = 'python3 -c "import os; print(os.sysconf(\'SC_PHYS_PAGES\'))"'
+    assert.equal((await resumed.commands.run(pages)).stdout, physPages)
     // Commands, files and a second pause + resume work as before.
     assert.equal((await resumed.commands.run('echo again')).stdout, 'again\n')
     assert.equal((await pause(sandbox.sandboxId)).status, 204)

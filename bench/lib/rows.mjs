@@ -2,6 +2,7 @@
 // (a peer that is not installed); bench_quick_smoke checks that the JSON has each of them.
 import { DOWNLOAD_ROWS } from './net.mjs'
 import { TEMPLATE_ROWS } from './templates.mjs'
+import { PAUSE_ROWS } from './pause.mjs'
 
 export const CONCURRENCY = [1, 10, 50]
 
@@ -34,6 +35,7 @@ export function rowIds() {
     'roundtrip.command.sdk', 'roundtrip.command.forkexec')
   ids.push(...DOWNLOAD_ROWS)
   ids.push(...TEMPLATE_ROWS)
+  ids.push(...PAUSE_ROWS)
   ids.push('files')
   return ids
 }

@@ -14,6 +14,7 @@ import { BWRAP, UNSHARE, ociBundle } from './peers.mjs'
 import { busyCpuMs, clientCpuMs, costPer, costSnapshot } from './proc.mjs'
 import { CONCURRENCY, CREATE_PEERS, rowIds } from './rows.mjs'
 import { templateRows } from './templates.mjs'
+import { pauseRows } from './pause.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = resolve(here, '../..')
@@ -670,6 +671,7 @@ const phases = {
     mib: counts.downloadMiB, runs: counts.downloads, warmup: counts.warmup > 0 }),
   templates: () => templateRows({ repo, quick: options.quick, warmup: counts.warmup,
     daemonArgs: DAEMON_ARGS, record, summary }),
+  pause: () => pauseRows({ repo, quick: options.quick, daemonArgs: DAEMON_ARGS, record, summary }),
   files: filesRow,
 }
 let failed = null

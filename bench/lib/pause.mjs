@@ -1,0 +1,85 @@
+// bench/run's pause rows (issue 21), through the unmodified `e2b` SDK on one daemon:
+//   - pause (a CRIU checkpoint) and resume (Sandbox.connect, a restore) of an idle `base`
+//     sandbox, beside Isobox's freezer pause and its thaw, interleaved;
+//   - the memory a checkpointed sandbox still holds, in % of what it held running (its
+//     memory cgroup's charge, with a process holding 64 MiB);
+//   - what this isoboxd cannot do yet (a code interpreter's checkpoint, snapshots, fork)
+//     as "n/a (reason)" rows, so the table shows the gap.
+import { existsSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+
+export const PAUSE_ROWS = ['pause.base.checkpoint', 'pause.base.restore', 'pause.base.freeze',
+  'pause.base.thaw', 'pause.base.paused_memory_pct', 'pause.ci.checkpoint', 'pause.ci.restore',
+  'pause.snapshot', 'pause.fork10']
+export const PAUSE_NA_ROWS = ['pause.ci.checkpoint', 'pause.ci.restore', 'pause.snapshot',
+  'pause.fork10']
+
+const now = () => Number(process.hrtime.bigint()) / 1e6
+
+function charged(privateName, id) {
+  const v1 = `/sys/fs/cgroup/memory/isobox/${privateName(id)}/memory.usage_in_bytes`
+  const v2 = `/sys/fs/cgroup/isobox/${privateName(id)}/memory.current`
+  return Number(readFileSync(existsSync(v1) ? v1 : v2, 'utf8'))
+}
+
+// ctx: { repo, quick, daemonArgs, record, summary }.
+export async function pauseRows(ctx) {
+  const rounds = ctx.quick ? 3 : 20
+  const e2eDir = join(ctx.repo, 'tests/e2e/js')
+  const { startDaemon, privateName } = await import(pathToFileURL(join(e2eDir, 'harness.js')).href)
+  const { Sandbox } = createRequire(join(e2eDir, 'package.json'))('e2b')
+  const daemon = await startDaemon({ pools: ['base=0', 'code-interpreter-v1=0'],
+    args: ctx.daemonArgs })
+  const pause = (id, mode) => fetch(`${daemon.url}/sandboxes/${id}/pause`, {
+    method: 'POST',
+    headers: { 'X-API-KEY': daemon.apiKey, ...(mode ? { 'Isobox-Pause-Mode': mode } : {}) },
+  })
+  try {
+    console.error(`pause: ${rounds} checkpoints and freezes of an idle base sandbox`)
+    const sandbox = await Sandbox.create({ timeoutMs: 3600000 })
+    await sandbox.commands.run('true')
+    const samples = { checkpoint: [], restore: [], freeze: [], thaw: [] }
+    for (let i = 0; i < rounds; i++) {
+      for (const mode of ['checkpoint', 'freeze']) {
+        let t = now()
+        const paused = await pause(sandbox.sandboxId, mode)
+        if (paused.status !== 204) throw new Error(`pause (${mode}): ${paused.status}`)
+        samples[mode].push(now() - t)
+        t = now()
+        await Sandbox.connect(sandbox.sandboxId)
+        samples[mode === 'checkpoint' ? 'restore' : 'thaw'].push(now() - t)
+      }
+    }
+    const rows = {
+      checkpoint: 'pause of an idle base sandbox: CRIU checkpoint, memory freed (E2B: ~1 s)',
+      restore: 'resume (Sandbox.connect) of a checkpointed base sandbox (target <= 150 ms)',
+      freeze: 'pause with Isobox-Pause-Mode: freeze (cgroup freezer, memory kept)',
+      thaw: 'resume (Sandbox.connect) of a frozen base sandbox',
+    }
+    for (const [key, what] of Object.entries(rows)) {
+      ctx.record(`pause.base.${key}`, { what, unit: 'ms', ...ctx.summary(samples[key]) })
+    }
+    // Memory: a process holding 64 MiB, running then checkpointed.
+    await sandbox.commands.run('nohup python3 -c "import time; b=bytearray(64<<20); ' +
+      'b[::4096]=b\'x\'*(len(b)//4096); time.sleep(10**6)" >/dev/null 2>&1 & sleep 1')
+    const running = charged(privateName, sandbox.sandboxId)
+    await pause(sandbox.sandboxId)
+    const paused = charged(privateName, sandbox.sandboxId)
+    ctx.record('pause.base.paused_memory_pct', {
+      what: `memory a checkpointed sandbox holds, % of running (${(running / 2 ** 20).toFixed(1)}` +
+        ' MiB running; target <= 5 %)',
+      unit: '%', value: +(100 * paused / running).toFixed(2) })
+    await Sandbox.kill(sandbox.sandboxId)
+  } finally {
+    await daemon.stop()
+  }
+  const na = (id, what, reason) => ctx.record(id, { what, unit: '', value: `n/a (${reason})`,
+    na: reason })
+  const ci = 'code interpreter sandboxes are not checkpointed yet'
+  na('pause.ci.checkpoint', 'pause of a code-interpreter-v1 sandbox with pandas loaded', ci)
+  na('pause.ci.restore', 'resume of it (target <= 300 ms)', ci)
+  na('pause.snapshot', 'snapshot pause of a running sandbox (target <= 300 ms)', 'not built yet')
+  na('pause.fork10', 'fork of 10 (target <= 2 s)', 'not built yet')
+}

@@ -47,7 +47,7 @@ std::string FirstError(const fs::path& log) {
 // Runs criu with `args`; `fds` are given to it at 3, 4, ... in order. Its output goes to
 // the log file (-o), stdio to /dev/null.
 Status RunCriu(const fs::path& criu, std::vector<std::string> args, const std::vector<int>& fds,
-               std::chrono::steady_clock::time_point deadline) {
+               std::chrono::steady_clock::time_point deadline, const fs::path& cache_dir) {
   // Sources that sit where targets go would be overwritten before they are duplicated.
   std::vector<UniqueFd> moved;
   std::vector<int> sources;
@@ -87,7 +87,9 @@ Status RunCriu(const fs::path& criu, std::vector<std::string> args, const std::v
   // is this fault-injection code (FI_NO_BREAKPOINTS); it costs a few syscall stops.
   std::string no_breakpoints = "CRIU_FAULT=130";
   std::string path = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
-  char* env[] = {no_breakpoints.data(), path.data(), nullptr};
+  std::string cache = "XDG_RUNTIME_DIR=" + cache_dir.string();
+  char* env[] = {no_breakpoints.data(), path.data(), cache_dir.empty() ? nullptr : cache.data(),
+                 nullptr};
   pid_t pid = -1;
   int spawned = ::posix_spawn(&pid, criu.c_str(), &actions, &attr, argv.data(), env);
   posix_spawn_file_actions_destroy(&actions);
@@ -207,7 +209,7 @@ Status Dump(const CriuDump& dump) {
   for (const auto& file : dump.files) args.insert(args.end(), {"--external", file.key});
   if (!dump.freezer.empty()) args.insert(args.end(), {"--freeze-cgroup", dump.freezer.string()});
   if (dump.leave_running) args.push_back("--leave-running");
-  if (auto ran = RunCriu(dump.criu, std::move(args), {}, dump.deadline); !ran) {
+  if (auto ran = RunCriu(dump.criu, std::move(args), {}, dump.deadline, dump.cache_dir); !ran) {
     std::string cause = FirstError(dump.images_dir / kDumpLog);
     return MakeError(ran.error().code, "checkpoint: {}{}", ran.error().message,
                      cause.empty() ? "" : ": " + cause);
@@ -242,7 +244,8 @@ Result<pid_t> Restore(const CriuRestore& restore) {
     fds.push_back(mount.fd);
   }
   fs::remove(restore.images_dir / kPidFile);
-  if (auto ran = RunCriu(restore.criu, std::move(args), fds, restore.deadline); !ran) {
+  if (auto ran = RunCriu(restore.criu, std::move(args), fds, restore.deadline, restore.cache_dir);
+      !ran) {
     std::string cause = FirstError(restore.images_dir / kRestoreLog);
     return MakeError(ran.error().code, "restore: {}{}", ran.error().message,
                      cause.empty() ? "" : ": " + cause);

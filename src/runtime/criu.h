@@ -54,6 +54,9 @@ struct ExternalMount {
 
 struct CriuDump {
   std::filesystem::path criu = kDefaultCriu;
+  // A root-only tmpfs directory where CRIU keeps what it learned about the kernel between
+  // runs (~100 ms each otherwise; scripts/criu-patches/0005); empty: none.
+  std::filesystem::path cache_dir;
   pid_t init_pid = -1;
   std::filesystem::path images_dir;  // exists, empty, only root's
   uint64_t netns_inode = 0;          // the sandbox's network namespace (external)
@@ -71,6 +74,7 @@ Status Dump(const CriuDump& dump);
 
 struct CriuRestore {
   std::filesystem::path criu = kDefaultCriu;
+  std::filesystem::path cache_dir;  // as CriuDump::cache_dir
   std::filesystem::path images_dir;
   std::filesystem::path root;  // a mount point holding the sandbox's root overlay
   // What to bind where the images name an external mount (ExternalMount::name): an open

@@ -306,6 +306,7 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
     }
   };
   runtime::CriuDump dump{.criu = config_.criu,
+                         .cache_dir = config_.state_dir / "sandboxes",
                          .init_pid = pid,
                          .images_dir = dir,
                          .netns_inode = netns.st_ino,
@@ -371,6 +372,7 @@ Status Registry::RestoreCheckpoint(Sandbox& sandbox) {
   RETURN_IF_ERROR(BindAt(config_.agent_dir, staging / "agent"));
   RETURN_IF_ERROR(BindAt(sandbox.state_dir / "view", staging / "view"));
   runtime::CriuRestore restore{.criu = config_.criu,
+                               .cache_dir = config_.state_dir / "sandboxes",
                                .images_dir = dir,
                                .root = root,
                                .mounts = {},

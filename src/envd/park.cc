@@ -63,8 +63,8 @@ Result<UniqueFd> InstallSysinfoFilter() {
                       SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
                       &program);
   if (fd < 0 && errno == EINVAL) {  // kernels before 5.19
-    fd = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                   &program);
+    fd =
+        ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &program);
   }
   if (fd < 0) return SysError("install the sysinfo filter");
   UniqueFd listener(static_cast<int>(fd));

@@ -194,17 +194,22 @@ Result<std::vector<ExternalFile>> FindExternalFiles(pid_t init_pid) {
 
 Status Dump(const CriuDump& dump) {
   std::vector<std::string> args = {"dump",
-                                   "--tree", std::to_string(dump.init_pid),
-                                   "--images-dir", dump.images_dir.string(),
-                                   "--log-file", kDumpLog,
+                                   "--tree",
+                                   std::to_string(dump.init_pid),
+                                   "--images-dir",
+                                   dump.images_dir.string(),
+                                   "--log-file",
+                                   kDumpLog,
                                    "-v2",
                                    "--link-remap",
                                    "--manage-cgroups=ignore",
-                                   "--external", fmt::format("net[{}]:net", dump.netns_inode)};
+                                   "--external",
+                                   fmt::format("net[{}]:net", dump.netns_inode)};
   // Binds of host files (/dev nodes, the limits view) are found again where they are.
   args.insert(args.end(), {"--external", "mnt[]"});
   for (const auto& mount : dump.mounts) {
-    args.insert(args.end(), {"--external", fmt::format("mnt[{}]:{}", mount.mount_point, mount.name)});
+    args.insert(args.end(),
+                {"--external", fmt::format("mnt[{}]:{}", mount.mount_point, mount.name)});
   }
   for (const auto& file : dump.files) args.insert(args.end(), {"--external", file.key});
   if (!dump.freezer.empty()) args.insert(args.end(), {"--freeze-cgroup", dump.freezer.string()});
@@ -219,16 +224,21 @@ Status Dump(const CriuDump& dump) {
 
 Result<pid_t> Restore(const CriuRestore& restore) {
   std::vector<std::string> args = {"restore",
-                                   "--images-dir", restore.images_dir.string(),
-                                   "--log-file", kRestoreLog,
+                                   "--images-dir",
+                                   restore.images_dir.string(),
+                                   "--log-file",
+                                   kRestoreLog,
                                    "-v2",
                                    "--link-remap",
                                    "--manage-cgroups=none",
                                    "--restore-detached",
                                    "--restore-sibling",
-                                   "--pidfile", (restore.images_dir / kPidFile).string(),
-                                   "--root", restore.root.string(),
-                                   "--external", "mnt[]"};
+                                   "--pidfile",
+                                   (restore.images_dir / kPidFile).string(),
+                                   "--root",
+                                   restore.root.string(),
+                                   "--external",
+                                   "mnt[]"};
   std::vector<int> fds;
   for (const auto& [fd, key] : restore.fds) {
     args.insert(args.end(), {"--inherit-fd", fmt::format("fd[{}]:{}", 3 + fds.size(), key)});

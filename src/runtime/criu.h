@@ -29,14 +29,17 @@
 
 namespace isobox::runtime {
 
+// The file CRIU keeps its cache of kernel features in, in CriuDump::cache_dir.
+inline constexpr const char* kCriuCacheFile = "criu.kdat";
+
 // The default CRIU binary (scripts/install-criu).
 inline constexpr const char* kDefaultCriu = "/opt/isobox/criu/sbin/criu";
 
 // An open file of a sandbox process that lives outside the sandbox's mount namespace.
 struct ExternalFile {
-  std::string key;        // CRIU's "file[<mnt_id hex>:<inode hex>]"
-  std::string path;       // its path on the host, to open again at restore
-  int flags = 0;          // its open flags (O_ACCMODE | O_APPEND)
+  std::string key;   // CRIU's "file[<mnt_id hex>:<inode hex>]"
+  std::string path;  // its path on the host, to open again at restore
+  int flags = 0;     // its open flags (O_ACCMODE | O_APPEND)
 };
 
 // The files of every process of the sandbox whose init is `init_pid` that are not on a

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "runtime/criu.h"
 
 namespace isobox::runtime {
 namespace {
@@ -65,6 +66,8 @@ Result<StateTmpfs> StateTmpfs::Mount(const fs::path& dir) {
 
 StateTmpfs::~StateTmpfs() {
   if (dir_.empty()) return;
+  // CRIU's cache of kernel features (runtime/criu.h CriuDump::cache_dir) is no sandbox.
+  ::unlink((dir_ / kCriuCacheFile).c_str());
   if (!IsEmptyDir(dir_)) return;  // sandboxes kept: their sockets stay where they are
   if (::umount2(dir_.c_str(), UMOUNT_NOFOLLOW) < 0) {
     LOG_WARN("unmount {}: {}", dir_.string(), std::strerror(errno));

@@ -228,7 +228,17 @@ void Registry::Recover() {
   if (!records) LOG_ERROR("read sandbox records: {}", records.error().message);
   for (const SandboxRecord& record : records ? *records : std::vector<SandboxRecord>{}) {
     const std::string& id = record.info.id;
-    auto sandbox = Readopt(record);
+    // A checkpointed sandbox's processes are in its images, its disk was an unnamed file
+    // that only the daemon before held: it cannot come back yet (docs/architecture.md).
+    const fs::path checkpoint =
+        config_.state_dir / "checkpoints" / HostName(config_.state_dir / "sandboxes", id);
+    std::error_code checkpoint_ec;
+    auto sandbox = fs::exists(checkpoint, checkpoint_ec)
+                       ? Result<std::unique_ptr<Sandbox>>(tl::unexpected(Error{
+                             ErrorCode::kNotFound, 0,
+                             "it was paused with a checkpoint, which does not survive an "
+                             "isoboxd restart yet"}))
+                       : Readopt(record);
     if (!sandbox) {
       LOG_WARN("sandbox {} ended while isoboxd was not running: {}", id, sandbox.error().message);
       // Whatever is left of it goes: processes in its cgroup, the cgroup, its directory.
@@ -273,9 +283,16 @@ void Registry::Recover() {
       live.insert(sandbox->state_dir.filename().string());
   }
   std::error_code ec;
+  // SECURITY: a checkpoint holds a sandbox's memory: none outlives its sandbox (one left
+  // by a crash during a pause goes here).
+  for (const auto& entry : fs::directory_iterator(config_.state_dir / "checkpoints", ec)) {
+    if (live.contains(entry.path().filename().string())) continue;
+    LOG_INFO("removing leftover checkpoint {}", entry.path().filename().string());
+    fs::remove_all(entry.path(), ec);
+  }
   for (const auto& entry : fs::directory_iterator(config_.state_dir / "sandboxes", ec)) {
     std::string name = entry.path().filename().string();
-    if (live.contains(name)) continue;
+    if (live.contains(name) || name == runtime::kCriuCacheFile) continue;
     LOG_INFO("removing leftover sandbox directory {}", name);
     if (auto cgroup = cgroups_->Open(name)) (void)(*cgroup)->Destroy(kCgroupTeardownTimeout);
     fs::remove_all(entry.path(), ec);

@@ -49,8 +49,7 @@ std::string FdTarget(pid_t pid, int fd) {
 Status ParkAgent(pid_t pid, const fs::path& socket_path, const std::string& token) {
   std::string listener = FdTarget(pid, 3);
   std::string headers = fmt::format("X-Access-Token: {}\r\n", token);
-  ASSIGN_OR_RETURN(int status, SocketRequest(socket_path, "POST",
-                                             protocol::kParkPath, headers, "",
+  ASSIGN_OR_RETURN(int status, SocketRequest(socket_path, "POST", protocol::kParkPath, headers, "",
                                              std::chrono::milliseconds(kParkTimeout)));
   if (status != 204) {
     return MakeError(ErrorCode::kInternal, "its agent refused to park (HTTP {})", status);
@@ -119,9 +118,8 @@ Status SaveExternals(const fs::path& dir, const std::vector<runtime::ExternalFil
     list.push_back(json::object{{"key", file.key}, {"path", file.path}, {"flags", file.flags}});
   }
   for (const auto& group : groups) {
-    cgroups.push_back(json::object{{"pid", group.inner_pid},
-                                   {"controllers", group.controllers},
-                                   {"path", group.path}});
+    cgroups.push_back(json::object{
+        {"pid", group.inner_pid}, {"controllers", group.controllers}, {"path", group.path}});
   }
   std::ofstream out(dir / kExternalsFile);
   out << json::serialize(json::object{{"files", list}, {"cgroups", cgroups}});
@@ -168,7 +166,8 @@ Result<Externals> LoadExternals(const fs::path& dir) {
 // Attaches a detached mount at `path` (a new directory) in isoboxd's own mount namespace,
 // where CRIU finds it; only root can reach the state directory.
 Status AttachAt(int mount, const fs::path& path) {
-  if (::mkdir(path.c_str(), 0700) < 0 && errno != EEXIST) return SysError("mkdir {}", path.string());
+  if (::mkdir(path.c_str(), 0700) < 0 && errno != EEXIST)
+    return SysError("mkdir {}", path.string());
   if (::move_mount(mount, "", AT_FDCWD, path.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0) {
     return SysError("attach {}", path.string());
   }
@@ -200,7 +199,8 @@ Status ChownTree(const fs::path& dir, uid_t owner) {
 // A new directory /run/isobox-restore/<128 random bits>, 0711.
 Result<fs::path> MakeStaging() {
   fs::path parent = "/run/isobox-restore";
-  if (::mkdir(parent.c_str(), 0711) < 0 && errno != EEXIST) return SysError("mkdir {}", parent.string());
+  if (::mkdir(parent.c_str(), 0711) < 0 && errno != EEXIST)
+    return SysError("mkdir {}", parent.string());
   if (::chmod(parent.c_str(), 0711) < 0) return SysError("chmod {}", parent.string());
   unsigned char bytes[16];
   if (::getrandom(bytes, sizeof(bytes), 0) != sizeof(bytes)) return SysError("getrandom");
@@ -279,13 +279,12 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
     int pidfd = ::fcntl(sandbox.process.init.Pidfd(), F_DUPFD_CLOEXEC, 0);
     asio::post(io_, [this, id, pidfd] { Watch(id, pidfd); });
   });
-  RETURN_IF_ERROR(WithContext(
-      ParkAgent(pid, sandbox.process.socket_path, sandbox.info.access_token),
-      fmt::format("checkpoint sandbox {}", id)));
+  RETURN_IF_ERROR(
+      WithContext(ParkAgent(pid, sandbox.process.socket_path, sandbox.info.access_token),
+                  fmt::format("checkpoint sandbox {}", id)));
   times.Mark("park");
   auto unpark = [&] {
-    if (auto back =
-            UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, false);
+    if (auto back = UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, false);
         !back) {
       LOG_ERROR("sandbox {}: unpark after a failed checkpoint: {}", id, back.error().message);
     }
@@ -392,8 +391,8 @@ Status Registry::RestoreCheckpoint(Sandbox& sandbox) {
     restore.fds.emplace_back(opened.back().Get(), file.key);
   }
   times.Mark("prepare");
-  ASSIGN_OR_RETURN(pid_t pid, WithContext(runtime::Restore(restore),
-                                          fmt::format("resume sandbox {}", id)));
+  ASSIGN_OR_RETURN(pid_t pid,
+                   WithContext(runtime::Restore(restore), fmt::format("resume sandbox {}", id)));
   times.Mark("restore");
   ASSIGN_OR_RETURN(sandbox.process.init, ChildProcess::Adopt(pid));
   detach.Cancel();
@@ -404,9 +403,9 @@ Status Registry::RestoreCheckpoint(Sandbox& sandbox) {
                    UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, true));
   // SECURITY-neutral: without it, sysinfo(2) in the restored sandbox fails (ENOSYS).
   if (sysinfo_) RETURN_IF_ERROR(AnswerSysinfo(sandbox, std::move(sysinfo)));
-  RETURN_IF_ERROR(WaitAgentHealthy(sandbox.process.socket_path,
-                                   std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       kHealthyTimeout)));
+  RETURN_IF_ERROR(
+      WaitAgentHealthy(sandbox.process.socket_path,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(kHealthyTimeout)));
   times.Mark("healthy");
   sandbox.checkpointed = false;
   fs::remove_all(dir);

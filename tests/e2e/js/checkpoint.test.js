@@ -135,3 +135,26 @@ test('a code interpreter sandbox cannot be checkpointed yet: 409 naming it, and 
     await sandbox.kill()
   }
 })
+
+test('a checkpointed sandbox does not survive an isoboxd restart yet: recorded lost, checkpoint removed', async () => {
+  const first = await startDaemon({ onExit: 'keep' })
+  let second
+  try {
+    const env = { apiUrl: first.url, apiKey: first.apiKey }
+    const sandbox = await Sandbox.create(env)
+    const res = await fetch(`${first.url}/sandboxes/${sandbox.sandboxId}/pause`, {
+      method: 'POST', headers: { 'X-API-KEY': first.apiKey } })
+    assert.equal(res.status, 204)
+    const dir = join(first.stateDir, 'checkpoints', privateName(sandbox.sandboxId))
+    assert.equal(existsSync(dir), true)
+    await first.stop({ keepDir: true })
+    second = await startDaemon({ dir: first.dir })
+    const record = await (await fetch(`${second.url}/isobox/sandboxes/${sandbox.sandboxId}`, {
+      headers: { 'X-API-KEY': second.apiKey } })).json()
+    assert.equal(record.isobox.endReason, 'lost')
+    assert.match(record.isobox.endMessage, /checkpoint, which does not survive an isoboxd restart/)
+    assert.equal(existsSync(dir), false)  // its memory image is gone with it
+  } finally {
+    await (second ?? first).stop()
+  }
+})

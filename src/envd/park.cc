@@ -15,6 +15,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/fd_passing.h"
 #include "base/log.h"
 #include "protocol/park.h"
 
@@ -72,25 +73,6 @@ Result<UniqueFd> InstallSysinfoFilter() {
   return listener;
 }
 
-// Sends `fd` (or nothing, when invalid) with one byte over the park socketpair.
-void SendBack(int socket, char byte, int fd) {
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-  }
-  if (::sendmsg(socket, &msg, MSG_NOSIGNAL) != 1) LOG_WARN("unpark: answer: {}", errno);
-}
-
 }  // namespace
 
 Status ParkListener(int listen_fd) {
@@ -122,26 +104,17 @@ asio::awaitable<Result<bool>> AwaitListener(asio::io_context& io, int listen_fd)
                             asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted) co_return false;
     if (ec) co_return MakeError(ErrorCode::kInternal, "unpark: wait: {}", ec.message());
-    char byte = 0;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n = ::recvmsg(end.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n <= 0) co_return SysError("unpark: recvmsg");
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS ||
-        cmsg->cmsg_len != CMSG_LEN(sizeof(int))) {
+    std::string message(1, '\0');
+    std::vector<UniqueFd> fds;
+    auto got = ReceiveWithFds(end.native_handle(), message, fds);
+    if (!got && got.error().sys_errno == EAGAIN) continue;
+    if (!got) co_return tl::unexpected(got.error().WithContext("unpark"));
+    if (message.size() != 1 || fds.size() != 1) {
       LOG_WARN("unpark: a message without a socket");
       continue;
     }
-    int received;
-    std::memcpy(&received, CMSG_DATA(cmsg), sizeof(int));
-    UniqueFd listener(received);
+    const char byte = message[0];
+    UniqueFd listener = std::move(fds[0]);
     int accepting = 0;
     socklen_t len = sizeof(accepting);
     if (::getsockopt(listener.Get(), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) < 0 ||
@@ -153,8 +126,13 @@ asio::awaitable<Result<bool>> AwaitListener(asio::io_context& io, int listen_fd)
     if (byte == protocol::kUnparkRestored) {
       auto sysinfo = InstallSysinfoFilter();
       if (!sysinfo) LOG_ERROR("{}", sysinfo.error().message);
-      SendBack(end.native_handle(), sysinfo ? protocol::kUnparkSysinfo : protocol::kUnparkNoSysinfo,
-               sysinfo ? sysinfo->Get() : -1);
+      const char answer = sysinfo ? protocol::kUnparkSysinfo : protocol::kUnparkNoSysinfo;
+      std::vector<int> passed;
+      if (sysinfo) passed.push_back(sysinfo->Get());
+      if (auto sent = SendWithFds(end.native_handle(), std::string_view(&answer, 1), passed);
+          !sent) {
+        LOG_WARN("unpark: answer: {}", sent.error().message);
+      }
     }
     ::close(protocol::kParkPeerFd);
     co_return true;

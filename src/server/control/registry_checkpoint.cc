@@ -17,6 +17,7 @@
 #include <future>
 #include <thread>
 
+#include "base/fd_passing.h"
 #include "base/log.h"
 #include "base/scope_guard.h"
 #include "base/step_times.h"
@@ -73,42 +74,22 @@ Result<UniqueFd> UnparkAgent(int init_pidfd, const fs::path& socket_path, bool r
   ASSIGN_OR_RETURN(UniqueFd listener, runtime::ListenUnix(socket_path));
   UniqueFd peer(sys::PidfdGetfd(init_pidfd, protocol::kParkPeerFd, 0));
   if (!peer) return SysError("take the agent's park socket");
-  char byte = restored ? protocol::kUnparkRestored : protocol::kUnparkRunning;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  int fd = listener.Get();
-  std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-  if (::sendmsg(peer.Get(), &msg, MSG_NOSIGNAL) != 1) return SysError("send the agent its socket");
+  const char byte = restored ? protocol::kUnparkRestored : protocol::kUnparkRunning;
+  const int passed[] = {listener.Get()};
+  RETURN_IF_ERROR(WithContext(SendWithFds(peer.Get(), std::string_view(&byte, 1), passed),
+                              "send the agent its socket"));
   if (!restored) return UniqueFd();
   pollfd ready{.fd = peer.Get(), .events = POLLIN, .revents = 0};
   if (::poll(&ready, 1, static_cast<int>(kParkTimeout / std::chrono::milliseconds(1))) != 1) {
     return MakeError(ErrorCode::kDeadlineExceeded, "the agent did not answer its unpark");
   }
-  char answer = 0;
-  iovec answer_iov{&answer, 1};
-  alignas(cmsghdr) char answer_control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr reply{};
-  reply.msg_iov = &answer_iov;
-  reply.msg_iovlen = 1;
-  reply.msg_control = answer_control;
-  reply.msg_controllen = sizeof(answer_control);
-  if (::recvmsg(peer.Get(), &reply, MSG_CMSG_CLOEXEC) != 1) return SysError("unpark: answer");
-  cmsghdr* got = CMSG_FIRSTHDR(&reply);
-  if (answer != protocol::kUnparkSysinfo || got == nullptr || got->cmsg_type != SCM_RIGHTS) {
+  std::string answer(1, '\0');
+  std::vector<UniqueFd> fds;
+  RETURN_IF_ERROR(WithContext(ReceiveWithFds(peer.Get(), answer, fds), "unpark: answer"));
+  if (answer != std::string(1, protocol::kUnparkSysinfo) || fds.size() != 1) {
     return MakeError(ErrorCode::kInternal, "the agent could not install its sysinfo filter");
   }
-  int listener_fd;
-  std::memcpy(&listener_fd, CMSG_DATA(got), sizeof(int));
-  return UniqueFd(listener_fd);
+  return std::move(fds[0]);
 }
 
 Status SaveExternals(const fs::path& dir, const std::vector<runtime::ExternalFile>& files,

@@ -170,12 +170,12 @@ Result<UniqueFd> MountExt4(const std::string& device) {
 
 }  // namespace
 
-Result<UniqueFd> CreateSandboxDisk(const fs::path& images_dir, uint64_t size_bytes) {
-  if (size_bytes < kMinDiskBytes) {
-    return MakeError(ErrorCode::kInvalidArgument, "disk of {} bytes: at least {} MiB", size_bytes,
-                     kMinDiskBytes >> 20);
-  }
-  ASSIGN_OR_RETURN(fs::path image, PristineImage(images_dir, size_bytes));
+namespace {
+
+// A disk made from `image` (a formatted or a kept one) of `size_bytes`: a sparse copy in
+// a new unnamed file in `images_dir`, on a loop device, mounted.
+Result<SandboxDisk> DiskFrom(const fs::path& images_dir, const fs::path& image,
+                             uint64_t size_bytes) {
   // The loop device is attached to the file while it is still empty: LOOP_CONFIGURE
   // fsyncs its backing file, and with the image copied first that wrote the image's
   // ~1 MB of metadata to the host's disk for every sandbox (the copy is thrown away with
@@ -187,11 +187,65 @@ Result<UniqueFd> CreateSandboxDisk(const fs::path& images_dir, uint64_t size_byt
   // The copy went into the backing file, past the device's page cache: whatever read the
   // device meanwhile (a udev probe on the host) cached holes; drop it before ext4 reads.
   if (::ioctl(loop.fd.Get(), BLKFLSBUF, 0) < 0) return SysError("flush {}", loop.path);
-  auto mounted = MountExt4(loop.path);
-  if (!mounted) return mounted;
+  ASSIGN_OR_RETURN(UniqueFd mounted, MountExt4(loop.path));
   detach.Cancel();
   WarmUp(loop.fd.Get(), copy.Get(), ranges);
-  return mounted;  // the loop device and the image live as long as the mount
+  // The loop device and the image live as long as the mount; the image's fd is kept for
+  // KeepDisk.
+  return SandboxDisk{.mount = std::move(mounted), .image = std::move(copy)};
+}
+
+}  // namespace
+
+Result<SandboxDisk> CreateSandboxDisk(const fs::path& images_dir, uint64_t size_bytes) {
+  if (size_bytes < kMinDiskBytes) {
+    return MakeError(ErrorCode::kInvalidArgument, "disk of {} bytes: at least {} MiB", size_bytes,
+                     kMinDiskBytes >> 20);
+  }
+  ASSIGN_OR_RETURN(fs::path image, PristineImage(images_dir, size_bytes));
+  return DiskFrom(images_dir, image, size_bytes);
+}
+
+Status KeepDisk(const SandboxDisk& disk, const fs::path& path) {
+  if (!disk.mount || !disk.image) return MakeError(ErrorCode::kInternal, "keep disk: no disk");
+  // nobarrier (MountExt4): syncfs writes the filesystem into its image's page cache, from
+  // where the copy reads it.
+  UniqueFd root(::openat(disk.mount.Get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return SysError("keep disk: open");
+  if (::syncfs(root.Get()) < 0) return SysError("keep disk: sync its filesystem");
+  struct stat image {};
+  if (::fstat(disk.image.Get(), &image) < 0) return SysError("keep disk: stat");
+  const auto size = static_cast<uint64_t>(image.st_size);
+  fs::path partial = path.string() + ".partial";
+  UniqueFd out(::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!out) return SysError("keep disk: create {}", partial.string());
+  ScopeGuard remove([&] { ::unlink(partial.c_str()); });
+  if (::ftruncate(out.Get(), static_cast<off_t>(size)) < 0) return SysError("keep disk: truncate");
+  ASSIGN_OR_RETURN(auto ranges, DataRanges(disk.image.Get(), static_cast<off_t>(size)));
+  for (auto [in_off, end] : ranges) {
+    off_t out_off = in_off;
+    while (in_off < end) {
+      ssize_t n = ::copy_file_range(disk.image.Get(), &in_off, out.Get(), &out_off,
+                                    static_cast<size_t>(end - in_off), 0);
+      if (n < 0) return SysError("keep disk: copy to {}", partial.string());
+      if (n == 0) break;
+    }
+  }
+  if (::fsync(out.Get()) < 0) return SysError("keep disk: sync {}", partial.string());
+  if (::rename(partial.c_str(), path.c_str()) < 0) return SysError("keep disk: name {}", path.string());
+  remove.Cancel();
+  UniqueFd dir(::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir || ::fsync(dir.Get()) < 0) {
+    return SysError("keep disk: sync {}", path.parent_path().string());
+  }
+  return Ok();
+}
+
+Result<SandboxDisk> OpenKeptDisk(const fs::path& images_dir, const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) < 0) return SysError("kept disk {}", path.string());
+  return WithContext(DiskFrom(images_dir, path, static_cast<uint64_t>(st.st_size)),
+                     fmt::format("kept disk {}", path.string()));
 }
 
 Result<DiskFree> FreeSpaceOf(int disk) {
@@ -250,12 +304,12 @@ DiskReserve::~DiskReserve() {
   wake_.notify_all();
 }
 
-Result<UniqueFd> DiskReserve::Take(uint64_t size_bytes) {
+Result<SandboxDisk> DiskReserve::Take(uint64_t size_bytes) {
   {
     std::lock_guard lock(mutex_);
-    std::deque<UniqueFd>& ready = spares_[size_bytes];
+    std::deque<SandboxDisk>& ready = spares_[size_bytes];
     if (!ready.empty()) {
-      UniqueFd disk = std::move(ready.front());
+      SandboxDisk disk = std::move(ready.front());
       ready.pop_front();
       wake_.notify_all();
       return disk;
@@ -274,8 +328,8 @@ void DiskReserve::Want(uint64_t size_bytes) {
   wake_.notify_all();
 }
 
-void DiskReserve::Return(uint64_t size_bytes, UniqueFd disk) {
-  if (!disk) return;
+void DiskReserve::Return(uint64_t size_bytes, SandboxDisk disk) {
+  if (!disk.mount) return;
   {
     std::lock_guard lock(mutex_);
     returned_.push_back({size_bytes, std::move(disk)});
@@ -305,9 +359,9 @@ SpareTarget& DiskReserve::TargetOf(uint64_t size_bytes) {
   return targets_.try_emplace(size_bytes, spare_count_).first->second;
 }
 
-Result<UniqueFd> DiskReserve::Make(uint64_t size_bytes) {
-  ASSIGN_OR_RETURN(UniqueFd disk, CreateSandboxDisk(images_dir_, size_bytes));
-  auto free = FreeSpaceOf(disk.Get());
+Result<SandboxDisk> DiskReserve::Make(uint64_t size_bytes) {
+  ASSIGN_OR_RETURN(SandboxDisk disk, CreateSandboxDisk(images_dir_, size_bytes));
+  auto free = FreeSpaceOf(disk.mount.Get());
   std::lock_guard lock(mutex_);
   ++counts_.made;
   if (free) fresh_.try_emplace(size_bytes, *free);
@@ -321,15 +375,15 @@ uint64_t DiskReserve::ShortSize(SpareTarget::TimePoint now) {
   return 0;
 }
 
-UniqueFd DiskReserve::TakeSurplus(SpareTarget::TimePoint now) {
+SandboxDisk DiskReserve::TakeSurplus(SpareTarget::TimePoint now) {
   for (auto& [size, ready] : spares_) {
     if (ready.size() > 2 * TargetOf(size).Get(now)) {
-      UniqueFd disk = std::move(ready.back());  // the one that waited least
+      SandboxDisk disk = std::move(ready.back());  // the one that waited least
       ready.pop_back();
       return disk;
     }
   }
-  return UniqueFd();
+  return SandboxDisk();
 }
 
 void DiskReserve::Recycle(Returned returned, std::unique_lock<std::mutex>& lock) {
@@ -343,7 +397,7 @@ void DiskReserve::Recycle(Returned returned, std::unique_lock<std::mutex>& lock)
           2 * TargetOf(returned.size_bytes).Get(std::chrono::steady_clock::now())) {
     DiskFree fresh_free = fresh->second;
     lock.unlock();
-    emptied = EmptyDisk(returned.disk.Get(), fresh_free, kMaxRecycledInodes);
+    emptied = EmptyDisk(returned.disk.mount.Get(), fresh_free, kMaxRecycledInodes);
     lock.lock();
     ready = spares_.find(returned.size_bytes);  // the map may have changed meanwhile
     if (emptied && ready != spares_.end()) {
@@ -356,7 +410,7 @@ void DiskReserve::Recycle(Returned returned, std::unique_lock<std::mutex>& lock)
   LOG_DEBUG("returned disk of {} bytes dropped: {}", returned.size_bytes,
             emptied ? "its size is no longer wanted" : emptied.error().message);
   lock.unlock();
-  returned.disk.Reset();  // the unmount, off the lock
+  returned.disk = SandboxDisk();  // the unmount, off the lock
   lock.lock();
 }
 
@@ -365,17 +419,18 @@ void DiskReserve::Run(std::stop_token stop) {
   std::unique_lock lock(mutex_);
   while (!stop.stop_requested()) {
     uint64_t size = 0;
-    UniqueFd surplus;
+    SandboxDisk surplus;
     // Woken by a take or a return; the timeout notices targets that fell in the quiet.
     bool work = wake_.wait_for(lock, stop, spare_count_.shrink_after, [&] {
       auto now = std::chrono::steady_clock::now();
-      return !returned_.empty() || (size = ShortSize(now)) != 0 || (surplus = TakeSurplus(now));
+      return !returned_.empty() || (size = ShortSize(now)) != 0 ||
+             (surplus = TakeSurplus(now)).mount;
     });
     if (stop.stop_requested()) return;
     if (!work) continue;
-    if (surplus) {
+    if (surplus.mount) {
       lock.unlock();
-      surplus.Reset();  // the unmount, off the lock
+      surplus = SandboxDisk();  // the unmount, off the lock
       lock.lock();
       continue;
     }

@@ -52,11 +52,32 @@ inline constexpr std::array<LayerDir, 6> kLayerDirs = {{{"upper", 0700, false},
                                                         {"work/root", 0700, false},
                                                         {"work/usr", 0700, false}}};
 
+// A sandbox's disk: the detached mount of its filesystem, and the image file it lives in
+// (unnamed until KeepDisk names it; the loop device holds it too).
+struct SandboxDisk {
+  UniqueFd mount;
+  UniqueFd image;
+};
+
 // A detached, nosuid/nodev mount of a fresh ext4 filesystem of `size_bytes` (root
 // directory owned by host root, mode 0700) holding kLayerDirs, all owned by host root.
 // `images_dir` (the disk pool's, DiskPool::dir) caches the formatted images and holds the
 // temporary copies; it must be a directory only root can reach.
-Result<UniqueFd> CreateSandboxDisk(const std::filesystem::path& images_dir, uint64_t size_bytes);
+Result<SandboxDisk> CreateSandboxDisk(const std::filesystem::path& images_dir,
+                                      uint64_t size_bytes);
+
+// Makes a disk outlive this process (a paused sandbox's, across restarts and reboots):
+// its filesystem's writes are synced, and its image is copied (sparsely: only its data)
+// to `path`, a new file on the host's own filesystem, synced. The disk pool is no place
+// for it: the pool is a cache, formatted anew when nothing holds it (disk_pool.h). The
+// disk stays mounted and in use; the copy is the caller's to remove.
+Status KeepDisk(const SandboxDisk& disk, const std::filesystem::path& path);
+
+// A disk made from a kept image (KeepDisk) as CreateSandboxDisk makes one from a
+// formatted image: a sparse copy in `images_dir` (the pool), mounted. The kept image
+// stays: the caller removes it once the disk is in use.
+Result<SandboxDisk> OpenKeptDisk(const std::filesystem::path& images_dir,
+                                 const std::filesystem::path& path);
 
 // Free blocks and inodes of a disk, as statfs reports them.
 struct DiskFree {
@@ -100,12 +121,12 @@ class DiskReserve {
   DiskReserve& operator=(const DiskReserve&) = delete;
 
   // A disk of `size_bytes` (as CreateSandboxDisk): a spare, or a new one made now.
-  Result<UniqueFd> Take(uint64_t size_bytes);
+  Result<SandboxDisk> Take(uint64_t size_bytes);
   // Starts keeping spares of `size_bytes` before the first Take of that size.
   void Want(uint64_t size_bytes);
   // Gives back a disk of `size_bytes` that Take handed out. The caller guarantees that
   // no process of the sandbox that used it is left (all were killed and reaped).
-  void Return(uint64_t size_bytes, UniqueFd disk);
+  void Return(uint64_t size_bytes, SandboxDisk disk);
   Counts counts() const;
   // How many disks of `size_bytes` are ready now, and how many the reserve aims to keep.
   size_t Ready(uint64_t size_bytes) const;
@@ -116,26 +137,26 @@ class DiskReserve {
  private:
   struct Returned {
     uint64_t size_bytes;
-    UniqueFd disk;
+    SandboxDisk disk;
   };
 
   void Run(std::stop_token stop);
   // A new disk, with the free space of a new disk of its size noted for EmptyDisk.
-  Result<UniqueFd> Make(uint64_t size_bytes);
+  Result<SandboxDisk> Make(uint64_t size_bytes);
   // Empties `returned` and keeps it as a spare, or drops it; called with `lock` held,
   // which it releases while it works.
   void Recycle(Returned returned, std::unique_lock<std::mutex>& lock);
   // A size whose spares are short (0 if none); called with mutex_ held.
   uint64_t ShortSize(SpareTarget::TimePoint now);
   // A disk beyond twice its size's target, taken out to be dropped; called with mutex_ held.
-  UniqueFd TakeSurplus(SpareTarget::TimePoint now);
+  SandboxDisk TakeSurplus(SpareTarget::TimePoint now);
   SpareTarget& TargetOf(uint64_t size_bytes);  // called with mutex_ held
 
   const std::filesystem::path images_dir_;
   const SpareCount spare_count_;
   mutable std::mutex mutex_;
   std::condition_variable_any wake_;
-  std::map<uint64_t, std::deque<UniqueFd>> spares_;  // by size; every wanted size has a key
+  std::map<uint64_t, std::deque<SandboxDisk>> spares_;  // by size; every wanted size has a key
   std::map<uint64_t, SpareTarget> targets_;          // by size: how many to keep ready
   std::map<uint64_t, DiskFree> fresh_;               // by size: a new disk's free space
   std::deque<Returned> returned_;                    // waiting to be emptied

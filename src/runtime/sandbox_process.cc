@@ -88,9 +88,14 @@ Status WriteEtcFiles(int layers, const SandboxSpec& spec) {
   return Ok();
 }
 
-// Where the upper and work directories live: an fd of the sandbox's disk, or state_dir.
-Result<UniqueFd> OpenLayers(const SandboxSpec& spec) {
-  UniqueFd layers;
+// Where the upper and work directories live: the sandbox's disk, or state_dir (its fd as
+// the `mount`, no image).
+Result<SandboxDisk> OpenLayers(const SandboxSpec& spec) {
+  SandboxDisk layers;
+  if (spec.kept_disk != nullptr) {
+    // A files-only resume: the layers and /etc are the sandbox's own already.
+    return std::move(*spec.kept_disk);
+  }
   if (spec.disk_bytes != 0) {
     // SECURITY: the writable layer has a filesystem of its own, as big as the disk limit:
     // filling it is ENOSPC inside this sandbox, never a full host disk.
@@ -98,16 +103,16 @@ Result<UniqueFd> OpenLayers(const SandboxSpec& spec) {
     ASSIGN_OR_RETURN(layers, spec.disks->Take(spec.disk_bytes));
   } else {
     const fs::path& dir = spec.layers_dir.empty() ? spec.state_dir : spec.layers_dir;
-    layers.Reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!layers) return SysError("open {}", dir.string());
+    layers.mount.Reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!layers.mount) return SysError("open {}", dir.string());
   }
-  RETURN_IF_ERROR(PrepareLayers(layers.Get(), spec.ids.host_base));
-  RETURN_IF_ERROR(WriteEtcFiles(layers.Get(), spec));
+  RETURN_IF_ERROR(PrepareLayers(layers.mount.Get(), spec.ids.host_base));
+  RETURN_IF_ERROR(WriteEtcFiles(layers.mount.Get(), spec));
   return layers;
 }
 
 struct Mounts {
-  UniqueFd layers;  // the disk, or state_dir
+  SandboxDisk layers;  // the disk, or state_dir
   UniqueFd root;
   UniqueFd usr;
   UniqueFd agent;
@@ -124,13 +129,13 @@ Result<int> LayerMount(int given, const fs::path& layer, int idmap_userns_fd, Un
 Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times, int disk = -1) {
   Mounts mounts;
   if (disk >= 0) {
-    mounts.layers.Reset(::fcntl(disk, F_DUPFD_CLOEXEC, 3));
-    if (!mounts.layers) return SysError("dup disk");
+    mounts.layers.mount.Reset(::fcntl(disk, F_DUPFD_CLOEXEC, 3));
+    if (!mounts.layers.mount) return SysError("dup disk");
   } else {
     ASSIGN_OR_RETURN(mounts.layers, OpenLayers(spec));
   }
   times.Mark("disk");
-  fs::path layers_path = fmt::format("/proc/self/fd/{}", mounts.layers.Get());
+  fs::path layers_path = fmt::format("/proc/self/fd/{}", mounts.layers.mount.Get());
   UniqueFd owned_root, owned_usr, owned_mask;
   ASSIGN_OR_RETURN(int root_layer, LayerMount(spec.root_layer_mount_fd, spec.root_layer,
                                               spec.idmap_userns_fd, owned_root));
@@ -369,7 +374,8 @@ Result<SandboxProcess> SpawnSandbox(const SandboxSpec& spec) {
   }
   LOG_DEBUG("spawn {} (ms): {}", spec.id, times.Text());
   // Only a disk is kept; state_dir's fd is not a mount of its own.
-  UniqueFd disk = spec.disk_bytes != 0 ? std::move(mounts.layers) : UniqueFd();
+  SandboxDisk disk = spec.disk_bytes != 0 || spec.kept_disk != nullptr ? std::move(mounts.layers)
+                                                                       : SandboxDisk();
   return SandboxProcess{std::move(init), std::move(socket_path), std::move(disk),
                         std::move(sysinfo_listener)};
 }

@@ -65,6 +65,9 @@ struct SandboxSpec {
   // state_dir.
   std::filesystem::path layers_dir;
   DiskReserve* disks = nullptr;  // where the disk comes from; required with disk_bytes
+  // A files-only resume (a sandbox paused without its memory): the disk its writable
+  // layers are on already, instead of a new one; etc_files are not written. Used up.
+  SandboxDisk* kept_disk = nullptr;
   uint64_t tmp_size_bytes = 256ull << 20;
   uint64_t max_file_size_bytes = 0;  // RLIMIT_FSIZE; 0 = unlimited
   // A network namespace made ahead for this sandbox (netns.h MakeSandboxNetns), which the
@@ -108,7 +111,7 @@ struct SandboxProcess {
   // The writable layer's own filesystem (a detached mount; the overlays hold their own
   // references). Kept until the sandbox is gone so that its release, an expedited RCU
   // grace period, happens at teardown instead of on the create's path.
-  UniqueFd disk;
+  SandboxDisk disk;
   // With SandboxSpec::sysinfo_listener: isoboxd's copy of the listener (the init keeps
   // its own at kSysinfoListenerFd, recorded in state_dir).
   UniqueFd sysinfo_listener;

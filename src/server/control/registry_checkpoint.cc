@@ -330,7 +330,7 @@ Status Registry::RestoreCheckpoint(Sandbox& sandbox) {
   // its fd of it before the processes run); the parent stays root's and 0700.
   RETURN_IF_ERROR(ChownTree(dir, sandbox.layers_spec.ids.host_base));
   ASSIGN_OR_RETURN(runtime::LayerMounts layers,
-                   runtime::MountLayers(sandbox.layers_spec, sandbox.process.disk.Get()));
+                   runtime::MountLayers(sandbox.layers_spec, sandbox.process.disk.mount.Get()));
   times.Mark("overlays");
   fs::path root = sandbox.state_dir / "restore-root";
   ScopeGuard detach([&] { DetachFrom(root); });

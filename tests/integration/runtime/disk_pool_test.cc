@@ -131,7 +131,7 @@ TEST_F(DiskPoolTest, DisksThatFillThePoolFillItOnlyAndAdmissionIsRefused) {
   ASSERT_TRUE(pool) << pool.error().message;
   uint64_t allocated = Allocated(image());
   // Three disks of 64 MiB in a pool of 160: together they can write more than it holds.
-  std::vector<UniqueFd> disks;
+  std::vector<SandboxDisk> disks;
   for (int i = 0; i < 3; ++i) {
     auto disk = CreateSandboxDisk(pool->dir(), kDiskSize);
     ASSERT_TRUE(disk) << disk.error().message;
@@ -139,7 +139,7 @@ TEST_F(DiskPoolTest, DisksThatFillThePoolFillItOnlyAndAdmissionIsRefused) {
   }
   int failures = 0;
   for (size_t i = 0; i < disks.size(); ++i) {
-    int err = WriteAndSync(disks[i].Get(), "fill", kDiskSize - 8 * kMiB);
+    int err = WriteAndSync(disks[i].mount.Get(), "fill", kDiskSize - 8 * kMiB);
     if (err != 0) {
       // The writer whose writes find the pool full learns it from its own disk.
       EXPECT_EQ(err, ENOSPC) << "disk " << i << ": " << std::strerror(err);
@@ -172,7 +172,7 @@ TEST_F(DiskPoolTest, DisksThatFillThePoolFillItOnlyAndAdmissionIsRefused) {
   EXPECT_TRUE(PollUntil([&] { return static_cast<bool>(pool->Admit()); }));
   auto disk = CreateSandboxDisk(pool->dir(), kDiskSize);
   ASSERT_TRUE(disk) << disk.error().message;
-  EXPECT_EQ(WriteAndSync(disk->Get(), "after", 8 * kMiB), 0);
+  EXPECT_EQ(WriteAndSync(disk->mount.Get(), "after", 8 * kMiB), 0);
 }
 
 // A disk whose writes were lost while the pool was full is never emptied for another
@@ -180,22 +180,22 @@ TEST_F(DiskPoolTest, DisksThatFillThePoolFillItOnlyAndAdmissionIsRefused) {
 TEST_F(DiskPoolTest, ADiskThatLostWritesIsNotEmptiedForReuse) {
   auto pool = DiskPool::Open(state_, kPoolSize);
   ASSERT_TRUE(pool) << pool.error().message;
-  std::vector<UniqueFd> disks;
+  std::vector<SandboxDisk> disks;
   std::vector<int> errors;
   std::optional<DiskFree> fresh;
   for (int i = 0; i < 3; ++i) {
     auto disk = CreateSandboxDisk(pool->dir(), kDiskSize);
     ASSERT_TRUE(disk) << disk.error().message;
-    if (!fresh) fresh = *FreeSpaceOf(disk->Get());
-    errors.push_back(WriteAndSync(disk->Get(), "fill", kDiskSize - 8 * kMiB));
+    if (!fresh) fresh = *FreeSpaceOf(disk->mount.Get());
+    errors.push_back(WriteAndSync(disk->mount.Get(), "fill", kDiskSize - 8 * kMiB));
     disks.push_back(std::move(*disk));
   }
   ASSERT_EQ(errors[0], 0) << "the first disk fits in the pool";
   ASSERT_NE(errors[2], 0) << "the third disk does not";
-  Status lost = EmptyDisk(disks[2].Get(), *fresh, 4096);
+  Status lost = EmptyDisk(disks[2].mount.Get(), *fresh, 4096);
   ASSERT_FALSE(lost);
   EXPECT_NE(lost.error().message.find("it lost writes"), std::string::npos) << lost.error().message;
-  EXPECT_TRUE(EmptyDisk(disks[0].Get(), *fresh, 4096)) << "a disk that lost nothing";
+  EXPECT_TRUE(EmptyDisk(disks[0].mount.Get(), *fresh, 4096)) << "a disk that lost nothing";
 }
 
 TEST_F(DiskPoolTest, WhatADiskDeletesGoesBackToThePool) {
@@ -204,16 +204,16 @@ TEST_F(DiskPoolTest, WhatADiskDeletesGoesBackToThePool) {
   auto disk = CreateSandboxDisk(pool->dir(), kDiskSize);
   ASSERT_TRUE(disk) << disk.error().message;
   uint64_t before = pool->Space()->free;
-  ASSERT_EQ(WriteAndSync(disk->Get(), "big", 32 * kMiB), 0);
+  ASSERT_EQ(WriteAndSync(disk->mount.Get(), "big", 32 * kMiB), 0);
   EXPECT_LT(pool->Space()->free, before - 30 * kMiB);
-  std::string path = "/proc/self/fd/" + std::to_string(disk->Get()) + "/upper/root/big";
+  std::string path = "/proc/self/fd/" + std::to_string(disk->mount.Get()) + "/upper/root/big";
   ASSERT_EQ(::unlink(path.c_str()), 0);
   EXPECT_TRUE(PollUntil([&] { return pool->Space()->free + 2 * kMiB >= before; }))
       << pool->Space()->free << " free, " << before << " before";
 }
 
 TEST_F(DiskPoolTest, ARestartFindsThePoolWhileDisksHoldItAndFormatsItWhenNoneDo) {
-  UniqueFd disk;
+  SandboxDisk disk;
   std::string device;
   {
     auto pool = DiskPool::Open(state_, kPoolSize);
@@ -238,11 +238,11 @@ TEST_F(DiskPoolTest, ARestartFindsThePoolWhileDisksHoldItAndFormatsItWhenNoneDo)
     auto again = FindLoop(image());
     ASSERT_TRUE(again && *again);
     EXPECT_EQ((*again)->path, device);
-    EXPECT_EQ(WriteAndSync(disk.Get(), "still", kMiB), 0) << "the held disk still works";
+    EXPECT_EQ(WriteAndSync(disk.mount.Get(), "still", kMiB), 0) << "the held disk still works";
   }
   // Nothing holds it any more: the loop device goes, and the next start formats the pool
   // anew, at the size asked for.
-  disk.Reset();
+  disk = SandboxDisk();
   ASSERT_TRUE(PollUntil([&] {
     auto left = FindLoop(image());
     return left && !*left;

@@ -36,7 +36,7 @@ class DiskTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   // Gives `disk` back and waits until the reserve has dealt with it (its first return).
-  static DiskReserve::Counts GiveBack(DiskReserve& disks, UniqueFd disk) {
+  static DiskReserve::Counts GiveBack(DiskReserve& disks, SandboxDisk disk) {
     disks.Return(kSize, std::move(disk));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     DiskReserve::Counts counts = disks.counts();
@@ -79,13 +79,13 @@ TEST_F(DiskTest, AReturnedDiskIsHandedOutAgainEmptied) {
   DiskReserve disks(dir_ / "disks", {.base = 1, .max = 1});
   auto fresh = CreateSandboxDisk(dir_ / "disks", kSize);
   ASSERT_TRUE(fresh) << fresh.error().message;
-  auto fresh_free = FreeSpaceOf(fresh->Get());
+  auto fresh_free = FreeSpaceOf(fresh->mount.Get());
   ASSERT_TRUE(fresh_free);
 
   auto used = disks.Take(kSize);
   ASSERT_TRUE(used) << used.error().message;
-  dev_t device = DeviceOf(used->Get());
-  LeaveThingsBehind(used->Get());
+  dev_t device = DeviceOf(used->mount.Get());
+  LeaveThingsBehind(used->mount.Get());
   if (HasFatalFailure()) return;
   DiskReserve::Counts counts = GiveBack(disks, std::move(*used));
   EXPECT_EQ(counts.reused, 1u);
@@ -94,8 +94,8 @@ TEST_F(DiskTest, AReturnedDiskIsHandedOutAgainEmptied) {
   // Emptied disks are handed out before new ones.
   auto again = disks.Take(kSize);
   ASSERT_TRUE(again) << again.error().message;
-  ASSERT_EQ(DeviceOf(again->Get()), device) << "not the returned disk";
-  std::string root = "/proc/self/fd/" + std::to_string(again->Get());
+  ASSERT_EQ(DeviceOf(again->mount.Get()), device) << "not the returned disk";
+  std::string root = "/proc/self/fd/" + std::to_string(again->mount.Get());
   for (const LayerDir& layer : kLayerDirs) {
     struct stat st {};
     ASSERT_EQ(::stat((root + "/" + layer.path).c_str(), &st), 0) << layer.path;
@@ -105,7 +105,7 @@ TEST_F(DiskTest, AReturnedDiskIsHandedOutAgainEmptied) {
   EXPECT_TRUE(fs::is_empty(root + "/upper/root"));
   EXPECT_TRUE(fs::is_empty(root + "/work/root"));
   EXPECT_LT(::getxattr((root + "/upper/root").c_str(), "user.left", nullptr, 0), 0);
-  auto free = FreeSpaceOf(again->Get());
+  auto free = FreeSpaceOf(again->mount.Get());
   ASSERT_TRUE(free);
   EXPECT_EQ(free->blocks, fresh_free->blocks);
   EXPECT_EQ(free->inodes, fresh_free->inodes);
@@ -120,10 +120,10 @@ TEST_F(DiskTest, AReturnedDiskSomethingStillHoldsIsDropped) {
   DiskReserve disks(dir_ / "disks", {.base = 1, .max = 1});
   auto used = disks.Take(kSize);
   ASSERT_TRUE(used) << used.error().message;
-  dev_t device = DeviceOf(used->Get());
+  dev_t device = DeviceOf(used->mount.Get());
   // An open file outlives the sandbox (as an fd in flight in a unix socket would): emptying
   // removes its name, but its inode and blocks stay in use, so the disk is not fresh.
-  std::string path = "/proc/self/fd/" + std::to_string(used->Get()) + "/upper/root/held";
+  std::string path = "/proc/self/fd/" + std::to_string(used->mount.Get()) + "/upper/root/held";
   UniqueFd held(::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600));
   ASSERT_TRUE(held);
   ASSERT_EQ(::write(held.Get(), "data", 4), 4);
@@ -132,7 +132,7 @@ TEST_F(DiskTest, AReturnedDiskSomethingStillHoldsIsDropped) {
   EXPECT_EQ(counts.dropped, 1u);
   auto next = disks.Take(kSize);
   ASSERT_TRUE(next) << next.error().message;
-  EXPECT_NE(DeviceOf(next->Get()), device);
+  EXPECT_NE(DeviceOf(next->mount.Get()), device);
   // The holder still has its file, on its own disk, which nobody else is given.
   char buffer[4];
   EXPECT_EQ(::pread(held.Get(), buffer, 4, 0), 4);
@@ -142,7 +142,7 @@ TEST_F(DiskTest, AReturnedDiskWithManyFilesIsDroppedNotEmptied) {
   DiskReserve disks(dir_ / "disks", {.base = 1, .max = 1});
   auto used = disks.Take(kSize);
   ASSERT_TRUE(used) << used.error().message;
-  std::string dir = "/proc/self/fd/" + std::to_string(used->Get()) + "/upper/root";
+  std::string dir = "/proc/self/fd/" + std::to_string(used->mount.Get()) + "/upper/root";
   for (int i = 0; i < 5000; ++i) {
     UniqueFd file(
         ::open((dir + "/f" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
@@ -167,7 +167,7 @@ TEST_F(DiskTest, TakesThatFindNoneRaiseTheSparesAndQuietLowersThem) {
 
   // Four at once: the spare, then at least one made on the spot (a disk takes
   // milliseconds to make; the next take comes microseconds after the last).
-  std::vector<UniqueFd> taken;
+  std::vector<SandboxDisk> taken;
   for (int i = 0; i < 4; ++i) {
     auto disk = disks.Take(kSize);
     ASSERT_TRUE(disk) << disk.error().message;
@@ -190,17 +190,66 @@ TEST_F(DiskTest, TakesThatFindNoneRaiseTheSparesAndQuietLowersThem) {
 TEST_F(DiskTest, EmptyDiskRefusesADiskThatIsNotFresh) {
   auto disk = CreateSandboxDisk(dir_ / "disks", kSize);
   ASSERT_TRUE(disk) << disk.error().message;
-  auto free = FreeSpaceOf(disk->Get());
+  auto free = FreeSpaceOf(disk->mount.Get());
   ASSERT_TRUE(free);
-  EXPECT_TRUE(EmptyDisk(disk->Get(), *free, 16));
+  EXPECT_TRUE(EmptyDisk(disk->mount.Get(), *free, 16));
   // A disk whose emptied state is not what a new one has (here: told a new one has one
   // inode more) is refused, with the counts in the message.
   DiskFree other = *free;
   ++other.inodes;
-  Status refused = EmptyDisk(disk->Get(), other, 16);
+  Status refused = EmptyDisk(disk->mount.Get(), other, 16);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("a new disk has"), std::string::npos)
       << refused.error().message;
+}
+
+// A paused sandbox's disk outlives the process that held it: kept as a sparse copy on the
+// host's filesystem, then mounted again from it with the same files, owners and modes.
+TEST_F(DiskTest, AKeptDiskComesBackWithItsFiles) {
+  fs::path kept = dir_ / "kept.img";
+  {
+    auto disk = CreateSandboxDisk(dir_ / "disks", kSize);
+    ASSERT_TRUE(disk) << disk.error().message;
+    std::string root = "/proc/self/fd/" + std::to_string(disk->mount.Get()) + "/upper/root";
+    std::ofstream(root + "/notes.txt") << "kept across a restart\n";
+    ASSERT_EQ(::chown((root + "/notes.txt").c_str(), 1000, 1000), 0);
+    ASSERT_EQ(::chmod((root + "/notes.txt").c_str(), 0640), 0);
+    Status keep = KeepDisk(*disk, kept);
+    ASSERT_TRUE(keep) << keep.error().message;
+    // A second keep of the same disk replaces the copy.
+    std::ofstream(root + "/later.txt") << "after the first keep\n";
+    keep = KeepDisk(*disk, kept);
+    ASSERT_TRUE(keep) << keep.error().message;
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat(kept.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), kSize);
+  EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, kSize / 2) << "the copy is sparse";
+  EXPECT_FALSE(fs::exists(dir_ / "kept.img.partial"));
+
+  auto again = OpenKeptDisk(dir_ / "disks", kept);
+  ASSERT_TRUE(again) << again.error().message;
+  std::string root = "/proc/self/fd/" + std::to_string(again->mount.Get()) + "/upper/root";
+  std::ifstream notes(root + "/notes.txt");
+  std::string line;
+  std::getline(notes, line);
+  EXPECT_EQ(line, "kept across a restart");
+  ASSERT_EQ(::stat((root + "/notes.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  EXPECT_TRUE(fs::exists(root + "/later.txt"));
+  // The disk in use is a copy in the images directory, not the kept file.
+  struct stat kept_st {}, image_st {};
+  ASSERT_EQ(::stat(kept.c_str(), &kept_st), 0);
+  ASSERT_EQ(::fstat(again->image.Get(), &image_st), 0);
+  EXPECT_NE(kept_st.st_ino, image_st.st_ino);
+  std::ofstream(root + "/after-resume.txt") << "x";
+  EXPECT_FALSE(fs::exists(dir_ / "after-resume.txt"));
+
+  auto missing = OpenKeptDisk(dir_ / "disks", dir_ / "nothing.img");
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("nothing.img"), std::string::npos);
 }
 
 }  // namespace

@@ -280,7 +280,7 @@ TEST_F(SandboxProcessTest, SpareDisksAreFreshAndNeverShared) {
   for (int i = 0; i < 3; ++i) {
     auto disk = disks.Take(kSize);
     ASSERT_TRUE(disk) << disk.error().message;
-    UniqueFd root(::openat(disk->Get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd root(::openat(disk->mount.Get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     ASSERT_TRUE(root);
     EXPECT_LT(::faccessat(root.Get(), "written", F_OK, 0), 0) << "disk " << i << " was used";
     UniqueFd file(::openat(root.Get(), "written", O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
@@ -314,7 +314,7 @@ TEST_F(SandboxProcessTest, SpareDisksDoNoBackgroundWorkNorHostWrites) {
   ASSERT_TRUE(disk) << disk.error().message;
   // No ext4lazyinit work per disk: zeroing the inode tables would write ~16 MiB per GiB
   // of disk into the host's filesystem for nothing; the bitmaps are read ahead anyway.
-  std::string options = Ext4Options(disk->Get());
+  std::string options = Ext4Options(disk->mount.Get());
   ASSERT_FALSE(options.empty()) << "no /proc/fs/ext4 entry for the disk";
   EXPECT_NE(options.find("noinit_itable "), std::string::npos) << options;
   EXPECT_NE(options.find("no_prefetch_block_bitmaps "), std::string::npos) << options;

@@ -142,7 +142,7 @@ TEST_F(UdevRuleTest, TheHostsUdevLeavesThePoolAndSandboxDisksAlone) {
   ExpectNotProbed(UdevadmTest(fs::path((*pool_loop)->path).filename()), "the pool");
   auto disk = CreateSandboxDisk(pool->dir(), 32ull << 20);
   ASSERT_TRUE(disk) << disk.error().message;
-  std::string disk_loop = LoopOf(disk->Get());
+  std::string disk_loop = LoopOf(disk->mount.Get());
   ASSERT_TRUE(disk_loop.starts_with("loop")) << disk_loop;
   EXPECT_TRUE(ReadFile("/sys/block/" + disk_loop + "/loop/backing_file")
                   .starts_with("/" + PoolImagesDirName(state) + "/#"));

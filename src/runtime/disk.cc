@@ -93,6 +93,32 @@ Result<UniqueFd> EmptyBackingFile(const fs::path& dir, uint64_t size_bytes) {
   return out;
 }
 
+// Copies [offset, end) of `in` into `out` at the same offsets: in the kernel within one
+// filesystem, through a buffer across two (copy_file_range refuses that, EXDEV).
+Status CopyRange(int in, int out, off_t offset, off_t end) {
+  off_t in_off = offset, out_off = offset;
+  while (in_off < end) {
+    ssize_t n = ::copy_file_range(in, &in_off, out, &out_off, static_cast<size_t>(end - in_off), 0);
+    if (n > 0) continue;
+    if (n == 0) return Ok();
+    if (errno != EXDEV && errno != EOPNOTSUPP && errno != EINVAL) return SysError("copy_file_range");
+    break;
+  }
+  std::vector<char> buffer(1 << 20);
+  while (in_off < end) {
+    ssize_t n = ::pread(in, buffer.data(), std::min<size_t>(buffer.size(), end - in_off), in_off);
+    if (n < 0) return SysError("read");
+    if (n == 0) return Ok();
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = ::pwrite(out, buffer.data() + done, static_cast<size_t>(n - done), in_off + done);
+      if (w < 0) return SysError("write");
+      done += w;
+    }
+    in_off += n;
+  }
+  return Ok();
+}
+
 // Copies the data ranges of `image` into `out` at the same offsets (a sparse copy) and
 // returns them.
 Result<std::vector<std::pair<off_t, off_t>>> CopyData(const fs::path& image, int out,
@@ -101,14 +127,9 @@ Result<std::vector<std::pair<off_t, off_t>>> CopyData(const fs::path& image, int
   if (!in) return SysError("open {}", image.string());
   ASSIGN_OR_RETURN(auto ranges, WithContext(DataRanges(in.Get(), static_cast<off_t>(size_bytes)),
                                             fmt::format("copy {}", image.string())));
-  for (auto [in_off, end] : ranges) {
-    off_t out_off = in_off;
-    while (in_off < end) {
-      ssize_t n =
-          ::copy_file_range(in.Get(), &in_off, out, &out_off, static_cast<size_t>(end - in_off), 0);
-      if (n < 0) return SysError("copy {}", image.string());
-      if (n == 0) break;
-    }
+  for (auto [offset, end] : ranges) {
+    RETURN_IF_ERROR(WithContext(CopyRange(in.Get(), out, offset, end),
+                                fmt::format("copy {}", image.string())));
   }
   return ranges;
 }
@@ -222,14 +243,9 @@ Status KeepDisk(const SandboxDisk& disk, const fs::path& path) {
   ScopeGuard remove([&] { ::unlink(partial.c_str()); });
   if (::ftruncate(out.Get(), static_cast<off_t>(size)) < 0) return SysError("keep disk: truncate");
   ASSIGN_OR_RETURN(auto ranges, DataRanges(disk.image.Get(), static_cast<off_t>(size)));
-  for (auto [in_off, end] : ranges) {
-    off_t out_off = in_off;
-    while (in_off < end) {
-      ssize_t n = ::copy_file_range(disk.image.Get(), &in_off, out.Get(), &out_off,
-                                    static_cast<size_t>(end - in_off), 0);
-      if (n < 0) return SysError("keep disk: copy to {}", partial.string());
-      if (n == 0) break;
-    }
+  for (auto [offset, end] : ranges) {
+    RETURN_IF_ERROR(WithContext(CopyRange(disk.image.Get(), out.Get(), offset, end),
+                                fmt::format("keep disk: copy to {}", partial.string())));
   }
   if (::fsync(out.Get()) < 0) return SysError("keep disk: sync {}", partial.string());
   if (::rename(partial.c_str(), path.c_str()) < 0) return SysError("keep disk: name {}", path.string());

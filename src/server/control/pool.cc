@@ -324,6 +324,8 @@ Status Registry::Personalize(Sandbox& sandbox, const SandboxOptions& options) {
   SandboxInfo& info = sandbox.info;
   info.metadata = options.metadata;
   info.auto_pause = options.auto_pause;
+  info.auto_pause_memory = options.auto_pause_memory;
+  info.auto_resume = options.auto_resume;
   // SECURITY: a pooled sandbox belongs to nobody until taken; from here on, to the key
   // whose create took it (control/tenancy.h).
   info.owner = options.owner;
@@ -349,6 +351,14 @@ Status Registry::Personalize(Sandbox& sandbox, const SandboxOptions& options) {
   // The sandbox-wide env vars, for every later process, /envs and the code interpreter.
   json::object env;
   for (const auto& [key, value] : options.env_vars) env[key] = value;
+  // Also in what a files-only resume starts its agent with (registry_park.cc).
+  boost::system::error_code json_ec;
+  json::value config = json::parse(sandbox.agent_config, json_ec);
+  if (!json_ec && config.is_object() && config.as_object()["envVars"].is_object()) {
+    json::object& kept = config.as_object()["envVars"].as_object();
+    for (const auto& [key, value] : options.env_vars) kept[key] = value;
+    sandbox.agent_config = json::serialize(config);
+  }
   // envd's /init checks the token in its body (and keeps it as the token).
   std::string body = json::serialize(
       json::object{{"envVars", std::move(env)}, {"accessToken", info.access_token}});

@@ -35,7 +35,6 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr uint32_t kIdsPerSandbox = 65536;
 constexpr auto kAgentStartTimeout = std::chrono::seconds(10);
 constexpr auto kCgroupTeardownTimeout = std::chrono::seconds(10);
 // Made ahead per disk size and per template (runtime/disk.h, control/spares.h): four, so
@@ -44,24 +43,6 @@ constexpr auto kCgroupTeardownTimeout = std::chrono::seconds(10);
 // fewer per 10 s without such a create (base/spare_target.h). A spare zygote costs ~0.8
 // MiB PSS, a spare disk a loop device and a mounted, empty ext4.
 constexpr SpareCount kSpares{.base = 4, .max = 32, .shrink_after = std::chrono::seconds(10)};
-
-json::object AgentConfig(const std::string& id, const std::string& token, const Template& tmpl,
-                         const std::map<std::string, std::string>& env_vars, bool network) {
-  json::object env;
-  // With networking, every process trusts isoboxd's egress CA (control/trusted_ca.h);
-  // a template's ENV comes next, and the create's own variables win.
-  if (network) {
-    for (const auto& [key, value] : TrustEnv()) env[key] = value;
-  }
-  for (const auto& [key, value] : tmpl.env) env[key] = value;
-  for (const auto& [key, value] : env_vars) env[key] = value;
-  json::object config{{"sandboxId", id},
-                      {"accessToken", token},
-                      {"defaultUser", tmpl.user.empty() ? "user" : tmpl.user},
-                      {"envVars", std::move(env)}};
-  if (!tmpl.workdir.empty()) config["defaultWorkdir"] = tmpl.workdir;
-  return config;
-}
 
 // The name of a sandbox's state directory and cgroups (ids.h: PrivateName); a sandbox
 // that an earlier version started, whose directory has its id, keeps that name.
@@ -79,13 +60,6 @@ tl::unexpected<Error> NotFound(const std::string& id) {
 const EndCause kAgentExited{"agent_exited", "its agent ended"};
 const EndCause kTimedOut{"timeout", "its timeout passed"};
 const EndCause kDaemonShutdown{"daemon_shutdown", "isoboxd stopped with --on-exit=kill"};
-
-// A template's limits for its sandbox's groups (runtime/sandbox_cgroups.h).
-runtime::SandboxResources Resources(const Template& tmpl) {
-  return {.memory_bytes = uint64_t{tmpl.memory_mb} << 20,
-          .pids_max = tmpl.pids_max,
-          .cpu_millicores = tmpl.cpu_count * 1000};
-}
 
 // Spares are kept per set of limits, not per template: a user-built template with the
 // built-ins' limits takes their spares, and a new set gets its own from its first create.
@@ -228,23 +202,16 @@ void Registry::Recover() {
   if (!records) LOG_ERROR("read sandbox records: {}", records.error().message);
   for (const SandboxRecord& record : records ? *records : std::vector<SandboxRecord>{}) {
     const std::string& id = record.info.id;
-    // A checkpointed sandbox's processes are in its images, its disk was an unnamed file
-    // that only the daemon before held: it cannot come back yet (docs/architecture.md).
-    const fs::path checkpoint =
-        config_.state_dir / "checkpoints" / HostName(config_.state_dir / "sandboxes", id);
-    std::error_code checkpoint_ec;
-    auto sandbox = fs::exists(checkpoint, checkpoint_ec)
-                       ? Result<std::unique_ptr<Sandbox>>(tl::unexpected(Error{
-                             ErrorCode::kNotFound, 0,
-                             "it was paused with a checkpoint, which does not survive an "
-                             "isoboxd restart yet"}))
-                       : Readopt(record);
+    // A parked sandbox (registry_park.cc) has no process to re-adopt: its park record
+    // and kept disk say what to rebuild at its resume.
+    const std::string name = HostName(config_.state_dir / "sandboxes", id);
+    const bool parked = HasPark(config_.state_dir / "checkpoints" / name);
+    auto sandbox = parked ? ReadoptParked(record, name) : Readopt(record);
     if (!sandbox) {
       LOG_WARN("sandbox {} ended while isoboxd was not running: {}", id, sandbox.error().message);
       // Whatever is left of it goes: processes in its cgroup, the cgroup, its directory.
       auto rest = std::make_unique<Sandbox>();
       rest->info = record.info;
-      const std::string name = HostName(config_.state_dir / "sandboxes", id);
       rest->state_dir = config_.state_dir / "sandboxes" / name;
       rest->slot = config_.max_sandboxes;  // not allocated
       if (record.info.address != 0) {
@@ -264,14 +231,15 @@ void Registry::Recover() {
     }
     // A copy owned by the watcher: the sandbox's own pidfd may be closed (a fast kill)
     // and its number reused before the I/O thread arms the watch.
-    int pidfd = ::fcntl((*sandbox)->process.init.Pidfd(), F_DUPFD_CLOEXEC, 0);
+    int pidfd = parked ? -1 : ::fcntl((*sandbox)->process.init.Pidfd(), F_DUPFD_CLOEXEC, 0);
     {
       std::lock_guard lock(mutex_);
       used_slots_.insert(record.slot);
       sandboxes_.emplace(id, std::move(*sandbox));
     }
-    asio::post(io_, [this, id, pidfd] { Watch(id, pidfd); });
-    LOG_INFO("sandbox {} re-adopted ({})", id, SandboxStateName(record.info.state));
+    if (!parked) asio::post(io_, [this, id, pidfd] { Watch(id, pidfd); });
+    LOG_INFO("sandbox {} re-adopted ({})", id,
+             parked ? "paused, its processes ended" : SandboxStateName(record.info.state));
   }
   // Anything else in this state directory is a leftover of a crash during create or
   // kill. Only this state directory: other daemons (tests run several) keep theirs.
@@ -283,10 +251,17 @@ void Registry::Recover() {
       live.insert(sandbox->state_dir.filename().string());
   }
   std::error_code ec;
-  // SECURITY: a checkpoint holds a sandbox's memory: none outlives its sandbox (one left
-  // by a crash during a pause goes here).
+  // SECURITY: a checkpoint holds a sandbox's memory: none outlives its sandbox, and only
+  // a parked sandbox has one (one left by a crash during a pause goes here).
+  std::set<std::string> parked_names;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, sandbox] : sandboxes_) {
+      if (sandbox->parked != Parked::kNo) parked_names.insert(sandbox->state_dir.filename().string());
+    }
+  }
   for (const auto& entry : fs::directory_iterator(config_.state_dir / "checkpoints", ec)) {
-    if (live.contains(entry.path().filename().string())) continue;
+    if (parked_names.contains(entry.path().filename().string())) continue;
     LOG_INFO("removing leftover checkpoint {}", entry.path().filename().string());
     fs::remove_all(entry.path(), ec);
   }
@@ -405,6 +380,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   // SECURITY: named by a digest of the id (ids.h: PrivateName), like its cgroups: the
   // id appears in no host path that other host users can read.
   sandbox->state_dir = config_.state_dir / "sandboxes" / PrivateName(id);
+  sandbox->tmpl = tmpl;
   SandboxInfo& info = sandbox->info;
   info.id = id;
   info.template_id = tmpl.id;
@@ -420,6 +396,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   info.memory_mb = tmpl.memory_mb;
   info.disk_mb = tmpl.disk_mb;
   info.auto_pause = options.auto_pause;
+  info.auto_pause_memory = options.auto_pause_memory;
+  info.auto_resume = options.auto_resume;
   info.owner = options.owner;
 
   // SECURITY: limits are in place before the first process of the sandbox exists.
@@ -435,57 +413,26 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   }
   sandbox->cgroup = std::move(groups.sandbox);
   times.Mark("cgroups");
-  // The user seccomp program and the user cgroup's files, for envd (fds 5, 6, ...).
-  ASSIGN_OR_RETURN(runtime::AgentIsolation isolation,
-                   runtime::PrepareAgentIsolation(*groups.user, /*first_fd=*/5));
-  ASSIGN_OR_RETURN(int userns, UsernsForSlot(slot));
-  times.Mark("isolation+userns");
+  // The mask current at this create (a rescan may replace it for later ones). The layer
+  // fields are kept to make the overlays again at a resume (runtime::MountLayers).
+  ASSIGN_OR_RETURN(sandbox->layers_spec,
+                   LayersForSlot(slot, tmpl, tmpl.usr_mask ? tmpl.usr_mask->Current() : fs::path()));
+  runtime::SandboxSpec spec = sandbox->layers_spec;
+  const int userns = spec.idmap_userns_fd;
+  times.Mark("userns+layers");
   // Volumes (registry_volumes.cc): leased and mounted for this slot, kept until spawned.
   std::vector<UniqueFd> volume_fds;
   ScopeGuard release_volumes([&] {
     if (!options.volume_mounts.empty()) config_.volumes->Release(id);
   });
-
-  runtime::SandboxSpec spec;
   spec.id = id;
-  spec.ids = {config_.uid_base + slot * kIdsPerSandbox, kIdsPerSandbox};
-  spec.idmap_userns_fd = userns;
-  spec.root_layer = tmpl.root_layer;
-  spec.usr_layer = tmpl.usr_layer;
-  ASSIGN_OR_RETURN(spec.root_layer_mount_fd, LayerMountForSlot(slot, userns, tmpl.root_layer));
-  if (!tmpl.usr_layer.empty()) {
-    ASSIGN_OR_RETURN(spec.usr_layer_mount_fd, LayerMountForSlot(slot, userns, tmpl.usr_layer));
-    // The mask current at this create (a rescan may replace it for later ones).
-    spec.usr_mask_layer = tmpl.usr_mask ? tmpl.usr_mask->Current() : fs::path();
-    if (!spec.usr_mask_layer.empty()) {
-      ASSIGN_OR_RETURN(spec.usr_mask_mount_fd,
-                       LayerMountForSlot(slot, userns, spec.usr_mask_layer));
-    }
-  }
-  if (!tmpl.store_layers.empty()) {
-    if (config_.store_base == 0) {
-      return MakeError(ErrorCode::kFailedPrecondition, "this isoboxd has no layer store");
-    }
-    ASSIGN_OR_RETURN(int store_userns, StoreUsernsForSlot(slot));
-    for (const fs::path& layer : tmpl.store_layers) {
-      ASSIGN_OR_RETURN(int root, LayerMountForSlot(slot, store_userns, layer / "root"));
-      spec.root_store_fds.push_back(root);
-      if (!tmpl.usr_layer.empty()) {
-        ASSIGN_OR_RETURN(int usr, LayerMountForSlot(slot, store_userns, layer / "usr"));
-        spec.usr_store_fds.push_back(usr);
-      }
-    }
-  }
   if (!options.volume_mounts.empty()) {
     ASSIGN_OR_RETURN(volume_fds, MountVolumes(id, options.volume_mounts, userns, spec));
     info.volume_mounts = options.volume_mounts;
   }
   spec.agent_dir = config_.agent_dir;
   spec.state_dir = sandbox->state_dir;
-  spec.limits_view = {.cpu_count = tmpl.cpu_count,
-                      .memory_bytes = uint64_t{tmpl.memory_mb} << 20,
-                      .pids_max = tmpl.pids_max,
-                      .slot = slot};
+  spec.limits_view = LimitsViewFor(tmpl, slot);
   // The writable layer's own filesystem, as big as the template's disk (runtime/disk.h).
   spec.disk_bytes = options.layers_dir.empty() ? uint64_t{tmpl.disk_mb} << 20 : 0;
   spec.layers_dir = options.layers_dir;
@@ -494,26 +441,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
   // The agent's config is built as one JSON object and serialized once, below.
   json::object agent_config =
       AgentConfig(id, info.access_token, tmpl, options.env_vars, config_.network != nullptr);
-  boost::system::error_code json_ec;
-  json::value isolation_json = json::parse(isolation.json, json_ec);
-  if (json_ec || !isolation_json.is_object()) {
-    return MakeError(ErrorCode::kInternal, "agent isolation config is not a JSON object");
-  }
-  agent_config["isolation"] = std::move(isolation_json);
-  for (const UniqueFd& fd : isolation.fds) spec.extra_fds.push_back(fd.Get());
-  UniqueFd interpreter_listener;
-  if (tmpl.interpreter) {
-    // The code interpreter's socket: envd hands it to isobox-interpreter, which it runs
-    // and restarts as the sandbox user; the proxy sends port 49999 here.
-    std::error_code ec;
-    fs::create_directories(sandbox->state_dir, ec);
-    fs::permissions(sandbox->state_dir, fs::perms::owner_all, ec);
-    sandbox->interpreter_socket = sandbox->state_dir / "interpreter.sock";
-    ASSIGN_OR_RETURN(interpreter_listener, runtime::ListenUnix(sandbox->interpreter_socket));
-    int fd_number = 5 + static_cast<int>(spec.extra_fds.size());
-    spec.extra_fds.push_back(interpreter_listener.Get());
-    agent_config["interpreter"] = json::object{{"fd", fd_number}};
-  }
+  sandbox->agent_config = json::serialize(agent_config);
+  ASSIGN_OR_RETURN(AgentFds agent_fds, AddAgentFds(*sandbox, *groups.user, agent_config, spec));
   UniqueFd cgroup_dir;
   if (cgroups_->Version() == 2) {
     ASSIGN_OR_RETURN(cgroup_dir, groups.agent->OpenDirFd());
@@ -540,18 +469,6 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Start(const SandboxOptions&
     info.network.internet = false;  // loopback only (--no-network)
   }
   sandbox->etc_files = spec.etc_files;
-  runtime::SandboxSpec& layers = sandbox->layers_spec;
-  layers.root_layer = spec.root_layer;
-  layers.usr_layer = spec.usr_layer;
-  layers.usr_mask_layer = spec.usr_mask_layer;
-  layers.root_layer_mount_fd = spec.root_layer_mount_fd;
-  layers.usr_layer_mount_fd = spec.usr_layer_mount_fd;
-  layers.usr_mask_mount_fd = spec.usr_mask_mount_fd;
-  layers.root_store_fds = spec.root_store_fds;
-  layers.usr_store_fds = spec.usr_store_fds;
-  layers.idmap_userns_fd = spec.idmap_userns_fd;
-  layers.agent_dir = spec.agent_dir;
-  layers.ids = spec.ids;
   ASSIGN_OR_RETURN(sandbox->process, runtime::SpawnSandbox(spec));
   times.Mark("spawn");
   ASSIGN_OR_RETURN(sandbox->init_start_ticks, StartTicks(sandbox->process.init.Pid()));
@@ -699,16 +616,18 @@ void Registry::ArmTimer(const std::string& id) {
 
 void Registry::OnEndOfLife(const std::string& id) {
   bool pause = false;
+  PauseMode mode = PauseMode::kCheckpoint;
   {
     std::lock_guard lock(mutex_);
     auto it = sandboxes_.find(id);
     if (it == sandboxes_.end() || it->second->info.state != SandboxState::kRunning) return;
     pause = it->second->info.auto_pause;
+    if (!it->second->info.auto_pause_memory) mode = PauseMode::kFiles;
   }
   if (!pause) return KillInBackground(id, kTimedOut);
   LOG_INFO("sandbox {} pauses: its timeout passed", id);
-  asio::post(workers_, [this, id] {
-    auto paused = Pause(id);
+  asio::post(workers_, [this, id, mode] {
+    auto paused = Pause(id, mode);
     if (!paused && paused.error().code == ErrorCode::kFailedPrecondition && Get(id) &&
         Get(id)->state == SandboxState::kRunning) {
       // A sandbox that cannot be checkpointed (a code interpreter's) is frozen rather than
@@ -749,7 +668,9 @@ Status Registry::Kill(const std::string& id, const EndCause& cause) {
   asio::post(io_, [this, id] { Unwatch(id); });
   uint64_t oom_kills = 0;
   times.Mark("lock");
-  if (auto counted = sandbox->cgroup->OomKills()) oom_kills = *counted;
+  if (sandbox->cgroup) {
+    if (auto counted = sandbox->cgroup->OomKills()) oom_kills = *counted;
+  }
   times.Mark("oom kills");
   bool persisted = sandbox->persisted;
   ExitStatus status = Destroy(std::move(sandbox));
@@ -862,14 +783,17 @@ Result<PauseMode> Registry::Pause(const std::string& id, PauseMode mode) {
     std::lock_guard lock(mutex_);
     sandbox->info.state = SandboxState::kRunning;
   };
-  if (mode == PauseMode::kCheckpoint) {
-    if (auto saved = Checkpoint(*sandbox); !saved) {
+  if (mode == PauseMode::kFreeze) {
+    if (auto frozen = sandbox->cgroup->Freeze(); !frozen) {
       back_to_running();
-      return tl::unexpected(saved.error());
+      return tl::unexpected(frozen.error().WithContext(fmt::format("pause sandbox {}", id)));
     }
-  } else if (auto frozen = sandbox->cgroup->Freeze(); !frozen) {
-    back_to_running();
-    return tl::unexpected(frozen.error().WithContext(fmt::format("pause sandbox {}", id)));
+  } else if (auto parked = ParkSandbox(
+                 *sandbox, mode == PauseMode::kCheckpoint ? Parked::kMemory : Parked::kFiles);
+             !parked) {
+    // Running again, unless it could not be brought back (registry_park.cc).
+    if (sandbox->parked == Parked::kNo) back_to_running();
+    return tl::unexpected(parked.error());
   }
   {
     std::lock_guard lock(mutex_);
@@ -879,7 +803,10 @@ Result<PauseMode> Registry::Pause(const std::string& id, PauseMode mode) {
     }
   }
   asio::post(io_, [this, id] { ArmTimer(id); });
-  LOG_INFO("sandbox {} paused ({})", id, mode == PauseMode::kCheckpoint ? "checkpoint" : "freezer");
+  LOG_INFO("sandbox {} paused ({})", id,
+           mode == PauseMode::kCheckpoint ? "checkpoint"
+           : mode == PauseMode::kFiles    ? "files only"
+                                          : "freezer");
   return mode;
 }
 
@@ -897,8 +824,8 @@ Result<std::pair<SandboxInfo, ConnectOutcome>> Registry::Connect(const std::stri
     paused = it->second->info.state == SandboxState::kPaused;
     sandbox = it->second.get();  // stays: a kill waits for op_mutex
   }
-  if (paused && sandbox->checkpointed) {
-    RETURN_IF_ERROR(RestoreCheckpoint(*sandbox));
+  if (paused && sandbox->parked != Parked::kNo) {
+    RETURN_IF_ERROR(Unpark(*sandbox));
   } else if (paused) {
     RETURN_IF_ERROR(WithContext(sandbox->cgroup->Thaw(), fmt::format("resume sandbox {}", id)));
   }
@@ -1055,6 +982,7 @@ void Registry::SampleAll() {
   {
     std::lock_guard lock(mutex_);
     for (const auto& [id, sandbox] : sandboxes_) {
+      if (!sandbox->process.init.Valid() || !sandbox->cgroup) continue;  // parked
       targets.push_back({id, sandbox->cgroup,
                          fmt::format("/proc/{}/root", sandbox->process.init.Pid()),
                          sandbox->state_dir});

@@ -10,6 +10,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/json/object.hpp>
 #include <chrono>
 #include <deque>
 #include <filesystem>
@@ -28,6 +29,7 @@
 #include "runtime/criu.h"
 #include "runtime/disk.h"
 #include "runtime/disk_pool.h"
+#include "runtime/sandbox_cgroups.h"
 #include "runtime/sandbox_process.h"
 #include "runtime/sysinfo_notifier.h"
 #include "server/control/sandbox_info.h"
@@ -45,6 +47,8 @@ struct SandboxOptions {
   std::map<std::string, std::string> metadata;
   std::map<std::string, std::string> env_vars;
   bool auto_pause = false;  // at the end of its timeout: pause instead of kill
+  bool auto_pause_memory = true;  // that pause keeps memory (else files only)
+  bool auto_resume = false;       // the first request while paused resumes it
   std::string owner;        // the creating API key's id (SandboxInfo::owner)
   net::NetworkConfig network;
   // The template, when the caller resolved it (a user-built one: control/template_catalog.h);
@@ -106,6 +110,8 @@ enum class ConnectOutcome { kWasRunning, kResumed };
 enum class PauseMode {
   kCheckpoint,  // processes and memory saved to disk by CRIU, then released (E2B's pause)
   kFreeze,      // cgroup freezer: everything stays resident (fast, for short pauses)
+  kFiles,       // processes end, the files stay; a resume starts envd and the template's
+                // start command again (E2B's keepMemory: false)
 };
 
 // Why the daemon ends a sandbox (SandboxEnd::reason and message).
@@ -117,6 +123,8 @@ inline const EndCause kKilledByUser{"killed_by_user", "killed through the API"};
 
 // What the daemon does with running sandboxes when it stops.
 enum class OnExit { kKeep, kKill };
+
+enum class Parked;
 
 class Registry {
  public:
@@ -234,6 +242,19 @@ class Registry {
   // The slot's idmapped clone of a template layer (runtime::CloneLayer), made once: a
   // clone made and closed per create would cost an RCU grace period on the create's path.
   Result<int> LayerMountForSlot(uint32_t slot, int userns, const std::filesystem::path& layer);
+  // The layer fields of a spawn's spec for `slot` (registry_spawn.cc): the template's
+  // layers with `usr_mask_layer` as the /usr mask, and their mounts for the slot's ids.
+  Result<runtime::SandboxSpec> LayersForSlot(uint32_t slot, const Template& tmpl,
+                                             const std::filesystem::path& usr_mask_layer);
+  // What envd gets at a spawn besides its config: the isolation of its user group and,
+  // with a code interpreter, that socket's listener; added to `agent_config` and
+  // `spec.extra_fds`, kept open by the caller until the spawn.
+  struct AgentFds {
+    runtime::AgentIsolation isolation;
+    UniqueFd interpreter_listener;
+  };
+  Result<AgentFds> AddAgentFds(Sandbox& sandbox, runtime::Cgroup& user,
+                               boost::json::object& agent_config, runtime::SandboxSpec& spec);
   // A new sandbox (slot, id, Start; cleaned up on failure), not yet registered.
   Result<std::unique_ptr<Sandbox>> CreateNew(const SandboxOptions& options, const Template& tmpl);
   Result<std::unique_ptr<Sandbox>> Start(const SandboxOptions& options, const Template& tmpl,
@@ -269,6 +290,22 @@ class Registry {
   std::filesystem::path CheckpointDir(const Sandbox& sandbox) const;
   Status Checkpoint(Sandbox& sandbox);
   Status RestoreCheckpoint(Sandbox& sandbox);
+  // Pauses that end the processes (registry_park.cc). ParkSandbox: checkpoint (kMemory)
+  // or end them (kFiles), then keep the disk and the park record; on an error after the
+  // processes ended, the sandbox is brought back (parked stays set if that failed too).
+  Status ParkSandbox(Sandbox& sandbox, Parked mode);
+  Status CheckRoomToPark(const Sandbox& sandbox, Parked mode);
+  Status StopForFiles(Sandbox& sandbox);
+  Status KeepParked(Sandbox& sandbox, Parked mode);
+  // Brings a parked sandbox back: rebuilds what it lacks (EnsureShell; the groups it made
+  // are returned), restores or starts it again (Respawn), removes the park directory.
+  Status Unpark(Sandbox& sandbox);
+  Result<runtime::SandboxCgroups> EnsureShell(Sandbox& sandbox);
+  Status Respawn(Sandbox& sandbox, runtime::SandboxCgroups& groups);
+  // A parked sandbox of an earlier isoboxd, from its record and park directory.
+  Result<std::unique_ptr<Sandbox>> ReadoptParked(const SandboxRecord& record,
+                                                 const std::string& name);
+  static bool HasPark(const std::filesystem::path& dir);
   // Runs `work` on the I/O thread and waits for it (watchers live there).
   void OnIoThread(std::function<void()> work);
   // The sandbox's op_mutex (registry_sandbox.h), null when there is no such sandbox.

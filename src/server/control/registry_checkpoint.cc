@@ -15,6 +15,7 @@
 #include <boost/json.hpp>
 #include <fstream>
 #include <future>
+#include <set>
 #include <thread>
 
 #include "base/fd_passing.h"
@@ -162,13 +163,17 @@ void DetachFrom(const fs::path& path) {
   ::rmdir(path.c_str());
 }
 
-Status ChownTree(const fs::path& dir, uid_t owner) {
+// `skip`: names directly in `dir` left as they are (registry_park.cc's files).
+Status ChownTree(const fs::path& dir, uid_t owner, const std::set<std::string>& skip) {
   if (::chown(dir.c_str(), owner, owner) < 0) return SysError("chown {}", dir.string());
   // Searchable by the restored task before it has its ids in its user namespace; only
   // root reaches it (its parent is root's, 0700).
   if (::chmod(dir.c_str(), 0711) < 0) return SysError("chmod {}", dir.string());
   std::error_code ec;
   for (const auto& entry : fs::recursive_directory_iterator(dir, ec)) {
+    if (entry.path().parent_path() == dir && skip.contains(entry.path().filename().string())) {
+      continue;
+    }
     if (::lchown(entry.path().c_str(), owner, owner) < 0) {
       return SysError("chown {}", entry.path().string());
     }
@@ -312,7 +317,6 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
   if (sysinfo_) sysinfo_->Remove(id);
   rewatch.Cancel();
   remove_dir.Cancel();
-  sandbox.checkpointed = true;
   LOG_INFO("sandbox {} checkpointed ({} MiB of images)", id, DirBytes(dir) >> 20);
   LOG_DEBUG("checkpoint {} (ms): {}", id, times.Text());
   return Ok();
@@ -328,7 +332,8 @@ Status Registry::RestoreCheckpoint(Sandbox& sandbox) {
   // as the sandbox's root: they become its (host id of the slot's root). Nothing in the
   // sandbox can reach the directory (it is in no mount of the sandbox, and CRIU closes
   // its fd of it before the processes run); the parent stays root's and 0700.
-  RETURN_IF_ERROR(ChownTree(dir, sandbox.layers_spec.ids.host_base));
+  RETURN_IF_ERROR(ChownTree(dir, sandbox.layers_spec.ids.host_base,
+                            {"sandbox.json", "disk.img", "disk.img.partial"}));
   ASSIGN_OR_RETURN(runtime::LayerMounts layers,
                    runtime::MountLayers(sandbox.layers_spec, sandbox.process.disk.mount.Get()));
   times.Mark("overlays");
@@ -388,8 +393,6 @@ Status Registry::RestoreCheckpoint(Sandbox& sandbox) {
       WaitAgentHealthy(sandbox.process.socket_path,
                        std::chrono::duration_cast<std::chrono::milliseconds>(kHealthyTimeout)));
   times.Mark("healthy");
-  sandbox.checkpointed = false;
-  fs::remove_all(dir);
   int pidfd = ::fcntl(sandbox.process.init.Pidfd(), F_DUPFD_CLOEXEC, 0);
   asio::post(io_, [this, id, pidfd] { Watch(id, pidfd); });
   LOG_DEBUG("restore {} (ms): {}", id, times.Text());

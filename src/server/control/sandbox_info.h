@@ -53,6 +53,11 @@ struct SandboxInfo {
   uint32_t memory_mb = 0;
   uint32_t disk_mb = 0;
   bool auto_pause = false;
+  // With auto_pause: whether that pause keeps the processes and memory (a checkpoint) or
+  // the files only (E2B's onTimeout keepMemory).
+  bool auto_pause_memory = true;
+  // The first request to its agent or ports while paused resumes it (E2B's autoResume).
+  bool auto_resume = false;
   // The id of the API key that created it (store/store.h ApiKeyId); empty for sandboxes
   // made before isoboxd recorded owners, which only admin keys see.
   std::string owner;

@@ -355,6 +355,15 @@ Result<PreparedNetns> SandboxNetwork::MakeNamespace() {
   return PreparedNetns{std::move(netns), std::move(lease)};
 }
 
+Result<UniqueFd> SandboxNetwork::Relink(const NetLease& lease) {
+  if (!lease.Valid()) return MakeError(ErrorCode::kInternal, "relink: the sandbox has no lease");
+  ASSIGN_OR_RETURN(UniqueFd netns, runtime::MakeSandboxNetns());
+  RETURN_IF_ERROR(WithContext(net::DeleteHostLink(lease.link), "relink"));
+  RETURN_IF_ERROR(net::CreateSandboxLink(
+      netns.Get(), {.sandbox_address = lease.address, .gateway = pool_.gateway()}));
+  return netns;
+}
+
 Result<PreparedNetns> SandboxNetwork::TakeNamespace() {
   {
     std::lock_guard lock(mutex_);

@@ -128,6 +128,10 @@ class SandboxNetwork {
   Result<NetLease> Connect(int netns_fd);
   // A prepared namespace (made now when none is ready).
   Result<PreparedNetns> TakeNamespace();
+  // A new namespace linked at `lease`, which keeps its address and rules: for a paused
+  // sandbox whose namespace ended with its processes or with an earlier isoboxd. A host
+  // link left of the old one is replaced.
+  Result<UniqueFd> Relink(const NetLease& lease);
   // The sandbox's policy from `config` (after Check), replacing what it had, in one
   // transaction.
   Status Apply(const NetLease& lease, const net::NetworkConfig& config);

@@ -2,6 +2,8 @@
 
 #include <fmt/chrono.h>
 
+#include <algorithm>
+#include <array>
 #include <boost/json.hpp>
 #include <charconv>
 #include <optional>
@@ -123,8 +125,83 @@ Result<bool> ParseBool(const json::object& body, std::string_view field) {
 
 }  // namespace
 
+namespace {
+
+// E2B's lifecycle fields of a create: autoPause, autoPauseMemory (its onTimeout
+// keepMemory) and autoResume ({enabled}), checked together as E2B's API checks them.
+Status ParseLifecycle(const json::object& body, SandboxOptions& options) {
+  ASSIGN_OR_RETURN(options.auto_pause, ParseBool(body, "autoPause"));
+  options.auto_pause_memory = true;
+  if (const json::value* memory = body.if_contains("autoPauseMemory");
+      memory != nullptr && !memory->is_null()) {
+    if (!memory->is_bool()) {
+      return MakeError(ErrorCode::kInvalidArgument, "'autoPauseMemory' must be a boolean");
+    }
+    if (!options.auto_pause) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "'autoPauseMemory' is only allowed with 'autoPause': true");
+    }
+    options.auto_pause_memory = memory->as_bool();
+  }
+  options.auto_resume = false;
+  if (const json::value* resume = body.if_contains("autoResume");
+      resume != nullptr && !resume->is_null()) {
+    if (!resume->is_object()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "'autoResume' must be an object: {\"enabled\": true|false}");
+    }
+    for (const auto& [key, value] : resume->as_object()) {
+      if (key != "enabled") {
+        return MakeError(ErrorCode::kInvalidArgument, "unknown field '{}' in 'autoResume'",
+                         Printable(std::string_view(key).substr(0, 64)));
+      }
+      if (!value.is_bool()) {
+        return MakeError(ErrorCode::kInvalidArgument, "'autoResume.enabled' must be a boolean");
+      }
+      options.auto_resume = value.as_bool();
+    }
+  }
+  if (options.auto_resume && !options.auto_pause) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "'autoResume' can only be enabled with 'autoPause': true");
+  }
+  if (options.auto_resume && !options.auto_pause_memory) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "'autoResume' cannot be enabled with 'autoPauseMemory': false (a "
+                     "files-only pause is resumed explicitly, with connect)");
+  }
+  return Ok();
+}
+
+// What a create may hold; anything else is refused rather than ignored.
+constexpr std::array<std::string_view, 13> kCreateFields = {
+    "templateID", "metadata", "envVars",       "timeout",    "allow_internet_access",
+    "network",    "autoPause", "autoPauseMemory", "autoResume", "volumeMounts",
+    "secure",     "mcp",       "iam"};
+
+}  // namespace
+
 Result<SandboxOptions> ParseNewSandbox(std::string_view text, bool network) {
   ASSIGN_OR_RETURN(json::object body, ParseJsonObject(text, true));
+  for (const auto& [key, value] : body) {
+    if (std::find(kCreateFields.begin(), kCreateFields.end(), std::string_view(key)) ==
+        kCreateFields.end()) {
+      return MakeError(ErrorCode::kInvalidArgument, "unknown field '{}' in a sandbox create",
+                       Printable(std::string_view(key).substr(0, 64)));
+    }
+  }
+  // `secure` asks for what every sandbox has: its agent answers its access token only.
+  if (const json::value* secure = body.if_contains("secure");
+      secure != nullptr && !secure->is_null() && !secure->is_bool()) {
+    return MakeError(ErrorCode::kInvalidArgument, "'secure' must be a boolean");
+  }
+  for (std::string_view field : {"mcp", "iam"}) {
+    if (const json::value* value = body.if_contains(field); value != nullptr && !value->is_null()) {
+      return MakeError(ErrorCode::kUnimplemented,
+                       "'{}' is not supported by Isobox yet: create the sandbox without it",
+                       field);
+    }
+  }
   SandboxOptions options;
   const json::value* tmpl = body.if_contains("templateID");
   if (tmpl == nullptr || !tmpl->is_string() || tmpl->as_string().empty()) {
@@ -135,7 +212,7 @@ Result<SandboxOptions> ParseNewSandbox(std::string_view text, bool network) {
   if (timeout) options.timeout = *timeout;
   ASSIGN_OR_RETURN(options.metadata, ParseStringMap(body, "metadata"));
   ASSIGN_OR_RETURN(options.env_vars, ParseStringMap(body, "envVars"));
-  ASSIGN_OR_RETURN(options.auto_pause, ParseBool(body, "autoPause"));
+  RETURN_IF_ERROR(ParseLifecycle(body, options));
   ASSIGN_OR_RETURN(options.network, net::ParseNetworkConfig(body, /*default_internet=*/network));
   ASSIGN_OR_RETURN(options.volume_requests, ParseVolumeMounts(body));
   // Egress asked of a daemon without networking; the ingress options need none.
@@ -186,7 +263,7 @@ json::object DetailJson(const SandboxInfo& info) {
   out["network"] = net::NetworkJson(info.network);
   out["domain"] = nullptr;
   out["lifecycle"] =
-      json::object{{"onTimeout", info.auto_pause ? "pause" : "kill"}, {"autoResume", false}};
+      json::object{{"onTimeout", info.auto_pause ? "pause" : "kill"}, {"autoResume", info.auto_resume}};
   return out;
 }
 
@@ -212,7 +289,7 @@ json::object MetricJson(const MetricSample& sample) {
 
 Task<Reply> CreateSandbox(const StringRequest& request, ControlContext& context) {
   auto options = ParseNewSandbox(request.body(), context.registry.NetworkEnabled());
-  if (!options) co_return BadRequest(options.error().message);
+  if (!options) co_return ErrorReply(options.error());
   options->owner = context.tenant.key_id;
   if (!options->volume_requests.empty() && context.volumes == nullptr) {
     co_return BadRequest("this isoboxd serves no volumes: 'volumeMounts' cannot be honoured");
@@ -267,13 +344,12 @@ Result<PauseMode> ParsePauseMode(const StringRequest& request) {
                      "Isobox-Pause-Mode must be 'freeze' or 'checkpoint', not '{}'",
                      Printable(asked.substr(0, 64)));
   }
-  if (!keep_memory) {
-    // SECURITY-neutral but honest: a pause that keeps only the files (processes end,
-    // resume starts them anew) is not built yet; refusing beats pausing otherwise.
-    return MakeError(ErrorCode::kUnimplemented,
-                     "a pause with keepMemory: false (files only) is not supported by Isobox "
-                     "yet; omit it to checkpoint memory, or send Isobox-Pause-Mode: freeze");
+  if (!keep_memory && asked == "freeze") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "'memory': false ends the processes, Isobox-Pause-Mode: freeze keeps "
+                     "them: ask for one of the two");
   }
+  if (!keep_memory) return PauseMode::kFiles;
   return asked == "freeze" ? PauseMode::kFreeze : PauseMode::kCheckpoint;
 }
 
@@ -289,8 +365,9 @@ Task<Reply> PauseSandbox(const std::string& id, const StringRequest& request,
   }
   if (!paused) co_return ErrorReply(paused.error());
   Reply reply{http::status::no_content, ""};
-  reply.pause_mode =
-      *paused == PauseMode::kCheckpoint ? "checkpoint; memory freed" : "freezer; memory kept";
+  reply.pause_mode = *paused == PauseMode::kCheckpoint ? "checkpoint; memory freed"
+                     : *paused == PauseMode::kFiles    ? "files; processes ended"
+                                                       : "freezer; memory kept";
   co_return reply;
 }
 

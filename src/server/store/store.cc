@@ -163,13 +163,20 @@ CREATE INDEX IF NOT EXISTS volume_leases_volume ON volume_leases(volume_id);
 PRAGMA user_version = 7;
 )sql";
 
-constexpr int64_t kSchemaVersion = 7;
+// Version 8: the rest of a sandbox's lifecycle (E2B's onTimeout keepMemory, autoResume).
+constexpr const char* kMigrateV8 = R"sql(
+ALTER TABLE sandboxes ADD COLUMN auto_pause_memory INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE sandboxes ADD COLUMN auto_resume INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 8;
+)sql";
+
+constexpr int64_t kSchemaVersion = 8;
 
 constexpr const char* kSandboxColumns =
     "id, template_id, access_token, metadata, state, started_at, end_at, cpu_count, "
     "memory_mb, disk_mb, auto_pause, slot, init_pid, init_start_ticks, interpreter, "
     "ended_at, end_reason, end_message, exit_code, exit_signal, owner, address, network, "
-    "traffic_access_token, template_build";
+    "traffic_access_token, template_build, auto_pause_memory, auto_resume";
 
 SandboxRecord ReadSandbox(const sqlite::Statement& row) {
   SandboxRecord record;
@@ -206,6 +213,8 @@ SandboxRecord ReadSandbox(const sqlite::Statement& row) {
   }
   info.traffic_access_token = row.Text(23);
   info.build_id = row.Text(24);
+  info.auto_pause_memory = row.Int(25) != 0;
+  info.auto_resume = row.Int(26) != 0;
   // SECURITY: the token decides, not the stored configuration: a sandbox with a token
   // keeps asking for it even if its configuration could not be read back.
   if (!info.traffic_access_token.empty()) info.network.allow_public_traffic = false;
@@ -283,6 +292,7 @@ Status Store::Migrate() {
     if (current < 5) RETURN_IF_ERROR(db_.Exec(kMigrateV5));
     if (current < 6) RETURN_IF_ERROR(db_.Exec(kMigrateV6));
     if (current < 7) RETURN_IF_ERROR(db_.Exec(kMigrateV7));
+    if (current < 8) RETURN_IF_ERROR(db_.Exec(kMigrateV8));
     return Ok();
   };
   Status migrated = migrate();
@@ -298,7 +308,7 @@ Status Store::PutSandbox(const SandboxRecord& record) {
   const SandboxInfo& info = record.info;
   ASSIGN_OR_RETURN(sqlite::Statement insert,
                    db_.Prepare(fmt::format("INSERT OR REPLACE INTO sandboxes({}) VALUES "
-                                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                            kSandboxColumns)));
   std::string state = record.end ? "ended" : std::string(SandboxStateName(info.state));
   insert.Bind(1, info.id)
@@ -320,6 +330,7 @@ Status Store::PutSandbox(const SandboxRecord& record) {
   insert.Bind(22, int64_t{info.address}).Bind(23, net::SerializeNetworkConfig(info.network));
   if (!info.traffic_access_token.empty()) insert.Bind(24, info.traffic_access_token);
   if (!info.build_id.empty()) insert.Bind(25, info.build_id);  // else NULL: a built-in
+  insert.Bind(26, int64_t{info.auto_pause_memory}).Bind(27, int64_t{info.auto_resume});
   if (record.end) {
     insert.Bind(16, columns::Millis(record.end->at))
         .Bind(17, record.end->reason)

@@ -339,7 +339,7 @@ TEST_F(SecretsTest, UpgradesAVersion4Database) {
   ASSERT_TRUE(db);
   auto version = db->Prepare("PRAGMA user_version");
   ASSERT_TRUE(version && *version->Step());
-  EXPECT_EQ(version->Int(0), 7);
+  EXPECT_EQ(version->Int(0), 8);
 }
 
 TEST(SecretBodiesTest, ParseTheShapeAndNameTheField) {

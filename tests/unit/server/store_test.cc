@@ -210,7 +210,7 @@ PRAGMA user_version = 1;
   auto db = sqlite::Database::Open(dir_ / "isobox.db");
   auto version = db->Prepare("PRAGMA user_version");
   ASSERT_TRUE(version && *version->Step());
-  EXPECT_EQ(version->Int(0), 7);
+  EXPECT_EQ(version->Int(0), 8);
 }
 
 TEST_F(StoreTest, KeepsASandboxsAddressAndNetworkConfig) {
@@ -271,6 +271,26 @@ TEST_F(StoreTest, ATrafficTokenKeepsTheSandboxClosedWhateverItsStoredConfig) {
   EXPECT_FALSE((*back)->info.network.allow_public_traffic);
 }
 
+// A sandbox's lifecycle (E2B's onTimeout keepMemory and autoResume) is kept.
+TEST_F(StoreTest, KeepsASandboxsLifecycle) {
+  auto store = Open();
+  SandboxRecord record = Record("lifecycle");
+  record.info.auto_pause = true;
+  record.info.auto_pause_memory = false;
+  record.info.auto_resume = true;
+  ASSERT_TRUE(store->PutSandbox(record));
+  auto back = store->GetSandbox("lifecycle");
+  ASSERT_TRUE(back && back->has_value());
+  EXPECT_TRUE((*back)->info.auto_pause);
+  EXPECT_FALSE((*back)->info.auto_pause_memory);
+  EXPECT_TRUE((*back)->info.auto_resume);
+  ASSERT_TRUE(store->PutSandbox(Record("plain")));
+  auto plain = store->GetSandbox("plain");
+  ASSERT_TRUE(plain && plain->has_value());
+  EXPECT_TRUE((*plain)->info.auto_pause_memory);
+  EXPECT_FALSE((*plain)->info.auto_resume);
+}
+
 // A database from before public traffic (schema version 3): its sandboxes have no token.
 TEST_F(StoreTest, UpgradesAVersion3DatabaseWithPublicSandboxes) {
   {
@@ -283,6 +303,8 @@ TEST_F(StoreTest, UpgradesAVersion3DatabaseWithPublicSandboxes) {
     ASSERT_TRUE(
         db->Exec("ALTER TABLE sandboxes DROP COLUMN traffic_access_token; "
                  "ALTER TABLE sandboxes DROP COLUMN template_build; "
+                 "ALTER TABLE sandboxes DROP COLUMN auto_pause_memory; "
+                 "ALTER TABLE sandboxes DROP COLUMN auto_resume; "
                  "DROP TABLE user_templates; DROP TABLE template_names; "
                  "DROP TABLE template_builds; DROP TABLE template_tags; "
                  "PRAGMA user_version = 3;"));
@@ -296,7 +318,7 @@ TEST_F(StoreTest, UpgradesAVersion3DatabaseWithPublicSandboxes) {
   auto db = sqlite::Database::Open(dir_ / "isobox.db");
   auto version = db->Prepare("PRAGMA user_version");
   ASSERT_TRUE(version && *version->Step());
-  EXPECT_EQ(version->Int(0), 7);
+  EXPECT_EQ(version->Int(0), 8);
 }
 
 TEST_F(StoreTest, RefusesADatabaseFromANewerSchema) {

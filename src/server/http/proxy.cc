@@ -18,6 +18,7 @@
 #include "protocol/body_framing.h"
 #include "server/control/ids.h"
 #include "server/http/body_relay.h"
+#include "server/http/on_worker.h"
 #include "server/http/upstream_tls.h"
 
 namespace isobox::server {
@@ -36,6 +37,8 @@ constexpr uint64_t kEnvdDefaultKeepalive = 90;
 // Ports the agent itself serves: envd and the code interpreter.
 constexpr unsigned kEnvdPort = 49983;
 constexpr unsigned kInterpreterPort = 49999;
+// How long an auto-resumed sandbox runs from its resume: E2B's default timeout.
+constexpr int64_t kAutoResumeSeconds = 300;
 // Asked of requests to a sandbox whose create said `network.allowPublicTraffic: false`.
 constexpr std::string_view kTrafficTokenHeader = "e2b-traffic-access-token";
 // envd's answer to a missing or wrong access token (E2B's envd, api/auth.go).
@@ -568,10 +571,40 @@ bool IsSandboxTraffic(const HeaderParser::value_type& request) {
   return ParseTarget(request).has_value();
 }
 
+namespace {
+
+// E2B's autoResume: a paused sandbox created with it resumes at the first request that
+// may reach it: one with its access token (envd, the code interpreter) or, on its other
+// ports, with its traffic token when it has one (anyone's, as in E2B, when it has none).
+// It then runs for E2B's default timeout from now. A failed resume is logged; the request
+// is answered as for any paused sandbox.
+Task<void> AutoResume(const HeaderParser::value_type& request, const std::string& id,
+                      unsigned port, Registry& registry, asio::thread_pool& workers) {
+  std::optional<SandboxInfo> info = registry.Get(id);
+  if (!info || info->state != SandboxState::kPaused || !info->auto_resume) co_return;
+  bool may = false;
+  if (port == kEnvdPort || port == kInterpreterPort) {
+    auto it = request.find("X-Access-Token");
+    may = it != request.end() && SecretEquals(it->value(), info->access_token);
+  } else {
+    may = TrafficTokenProblem(request, info->traffic_access_token).empty();
+  }
+  if (!may) co_return;
+  auto resumed = co_await OnWorker(
+      workers, [&] { return registry.Connect(id, std::chrono::seconds(kAutoResumeSeconds)); });
+  if (!resumed) {
+    LOG_WARN("sandbox {}: auto-resume: {}", id, resumed.error().message);
+  } else {
+    LOG_INFO("sandbox {} resumed by a request to port {}", id, port);
+  }
+}
+
+}  // namespace
+
 template <typename ClientStream>
 Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, HeaderParser& header,
-                            const Registry& registry, ops::Ops& ops, const std::string& remote,
-                            const RelayLimits& limits) {
+                            Registry& registry, asio::thread_pool& workers, ops::Ops& ops,
+                            const std::string& remote, const RelayLimits& limits) {
   const unsigned version = header.get().version();
   Target target = ParseTarget(header.get()).value_or(Target{});
   RelayReport report{.ops = ops, .caller = {"", remote}, .id = target.id, .port = target.port};
@@ -582,6 +615,9 @@ Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, He
     co_return co_await RefusePlain(client, version, target.problem);
   }
   const std::string& id = target.id;
+  if (!(target.port == kEnvdPort && header.get().target().starts_with("/isobox/"))) {
+    co_await AutoResume(header.get(), id, target.port, registry, workers);
+  }
   std::optional<std::filesystem::path> socket_path = registry.AgentSocket(id);
   if (!socket_path) {
     report.live = false;
@@ -644,10 +680,11 @@ Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, He
   co_return co_await Exchange(client, buffer, header, upstream, report, limits);
 }
 
-template Task<bool> ForwardToSandbox(Stream&, beast::flat_buffer&, HeaderParser&, const Registry&,
-                                     ops::Ops&, const std::string&, const RelayLimits&);
-template Task<bool> ForwardToSandbox(TlsStream&, beast::flat_buffer&, HeaderParser&,
-                                     const Registry&, ops::Ops&, const std::string&,
+template Task<bool> ForwardToSandbox(Stream&, beast::flat_buffer&, HeaderParser&, Registry&,
+                                     asio::thread_pool&, ops::Ops&, const std::string&,
+                                     const RelayLimits&);
+template Task<bool> ForwardToSandbox(TlsStream&, beast::flat_buffer&, HeaderParser&, Registry&,
+                                     asio::thread_pool&, ops::Ops&, const std::string&,
                                      const RelayLimits&);
 
 }  // namespace isobox::server

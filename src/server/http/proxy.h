@@ -24,10 +24,11 @@ bool IsSandboxTraffic(const HeaderParser::value_type& request);
 // over plain TCP (Stream) or TLS (TlsStream). Reports the request to `ops` as soon as the
 // status of its answer is known. Returns whether the client connection can carry another
 // request. A malformed or over-long sandbox id is answered 400 as E2B does, and never
-// logged, audited or looked up.
+// logged, audited or looked up. A paused sandbox created with E2B's autoResume is resumed
+// first (on `workers`) when the request may reach it.
 template <typename ClientStream>
 Task<bool> ForwardToSandbox(ClientStream& client, beast::flat_buffer& buffer, HeaderParser& parser,
-                            const Registry& registry, ops::Ops& ops, const std::string& remote,
-                            const RelayLimits& limits);
+                            Registry& registry, asio::thread_pool& workers, ops::Ops& ops,
+                            const std::string& remote, const RelayLimits& limits);
 
 }  // namespace isobox::server

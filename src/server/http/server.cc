@@ -390,8 +390,8 @@ Task<> HttpServer::Serve(S& stream, const std::string& remote) {
       }
       lowest.expires_never();
       bool keep_alive = IsSandboxTraffic(header.get())
-                            ? co_await ForwardToSandbox(stream, buffer, header, registry_, ops_,
-                                                        remote, config_.relay)
+                            ? co_await ForwardToSandbox(stream, buffer, header, registry_, workers_,
+                                                        ops_, remote, config_.relay)
                             : co_await HandleControlRequest(stream, buffer, header, remote);
       if (!keep_alive) break;
     }

@@ -193,6 +193,48 @@ test('lifecycle options are honoured or refused, never dropped', async () => {
   }
 })
 
+test('autoResume: the first request that may reach a paused sandbox resumes it', async () => {
+  const sandbox = await Sandbox.create({
+    timeoutMs: 600000, lifecycle: { onTimeout: 'pause', autoResume: true } })
+  const plain = await Sandbox.create({ timeoutMs: 600000 })
+  try {
+    await sandbox.commands.run(
+      'nohup python3 -m http.server 8123 --directory /home/user >/dev/null 2>&1 &')
+    await sandbox.files.write('/home/user/page.txt', 'served')
+    const url = `${daemon.url}/page.txt`
+    const viaPort = (headers = {}) =>
+      fetch(url, { headers: { 'E2b-Sandbox-Id': sandbox.sandboxId, 'E2b-Sandbox-Port': '8123', ...headers } })
+    for (let i = 0; i < 50 && (await viaPort()).status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    assert.equal(await (await viaPort()).text(), 'served')
+
+    // A request to its envd without the access token does not resume it.
+    assert.equal((await pause(daemon, sandbox.sandboxId)).status, 204)
+    const anonymous = await fetch(`${daemon.url}/health`, {
+      headers: { 'E2b-Sandbox-Id': sandbox.sandboxId, 'E2b-Sandbox-Port': '49983' } })
+    assert.equal(anonymous.status, 502)
+    assert.equal((await sandbox.getInfo()).state, 'paused')
+    // The SDK's next call (envd, with its token) resumes it, with its processes.
+    assert.equal((await sandbox.commands.run('echo back')).stdout, 'back\n')
+    assert.equal((await sandbox.getInfo()).state, 'running')
+    assert.equal(await (await viaPort()).text(), 'served')
+
+    // A request to one of its ports resumes it too (it has no traffic token).
+    assert.equal((await pause(daemon, sandbox.sandboxId)).status, 204)
+    assert.equal(await (await viaPort()).text(), 'served')
+    assert.equal((await sandbox.getInfo()).state, 'running')
+
+    // A sandbox without autoResume stays paused.
+    assert.equal((await pause(daemon, plain.sandboxId)).status, 204)
+    await assert.rejects(plain.commands.run('echo no'))
+    assert.equal((await plain.getInfo()).state, 'paused')
+  } finally {
+    await sandbox.kill()
+    await plain.kill()
+  }
+})
+
 test('a pause that does not fit on the host is refused: 507, the sandbox keeps running', async () => {
   const sandbox = await Sandbox.create({ timeoutMs: 600000 })
   const checkpoints = join(daemon.stateDir, 'checkpoints')

@@ -237,13 +237,8 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
   if (!sandbox.interpreter_socket.empty()) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "sandbox '{}' runs a code interpreter, whose processes cannot be "
-                     "checkpointed yet; pause it with Isobox-Pause-Mode: freeze",
-                     id);
-  }
-  if (!sandbox.info.volume_mounts.empty()) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "sandbox '{}' has volumes mounted, which a checkpoint cannot give back "
-                     "yet; pause it with Isobox-Pause-Mode: freeze",
+                     "checkpointed yet; pause it with its files only (keepMemory: false) or "
+                     "with Isobox-Pause-Mode: freeze",
                      id);
   }
   if (!sandbox.netns) return MakeError(ErrorCode::kInternal, "sandbox '{}' has no netns", id);
@@ -304,6 +299,10 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
                          .freezer = {},
                          .leave_running = false,
                          .deadline = std::chrono::steady_clock::now() + kCriuTimeout};
+  // Volumes are mounted again at the restore, from the volume service (its lease stays).
+  for (size_t i = 0; i < sandbox.info.volume_mounts.size(); ++i) {
+    dump.mounts.push_back({sandbox.info.volume_mounts[i].path, fmt::format("volume-{}", i)});
+  }
   if (auto dumped = runtime::Dump(dump); !dumped) {
     regroup();
     unpark();
@@ -369,6 +368,15 @@ Status Registry::RestoreCheckpoint(Sandbox& sandbox) {
                    {"view-cpuinfo", staging / "view/cpuinfo"},
                    {"view-sys", staging / "view/sys"}};
   if (layers.usr) restore.mounts.push_back({"usr", layers.usr.Get(), "."});
+  std::vector<UniqueFd> volume_fds;
+  if (!sandbox.info.volume_mounts.empty()) {
+    runtime::SandboxSpec volumes;
+    ASSIGN_OR_RETURN(volume_fds, MountVolumes(id, sandbox.info.volume_mounts,
+                                              sandbox.layers_spec.idmap_userns_fd, volumes));
+    for (size_t i = 0; i < volumes.volumes.size(); ++i) {
+      restore.mounts.push_back({fmt::format("volume-{}", i), volumes.volumes[i].mount_fd, "."});
+    }
+  }
   restore.fds.emplace_back(sandbox.netns.Get(), "net");
   std::vector<UniqueFd> opened;
   for (const auto& file : files) {

@@ -322,6 +322,11 @@ Status Registry::Respawn(Sandbox& sandbox, runtime::SandboxCgroups& groups) {
     runtime::Cgroup* cgroup = groups.agent.get();
     spec.join_cgroup = [cgroup](pid_t pid) { return cgroup->AddProcess(pid); };
   }
+  std::vector<UniqueFd> volume_fds;
+  if (!sandbox.info.volume_mounts.empty()) {
+    ASSIGN_OR_RETURN(volume_fds, MountVolumes(id, sandbox.info.volume_mounts,
+                                              spec.idmap_userns_fd, spec));
+  }
   spec.agent_config = json::serialize(config);
   ASSIGN_OR_RETURN(sandbox.process, runtime::SpawnSandbox(spec));
   ASSIGN_OR_RETURN(sandbox.init_start_ticks, StartTicks(sandbox.process.init.Pid()));
@@ -373,6 +378,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::ReadoptParked(const Sandbox
   sandbox->tmpl = std::move(park.tmpl);
   sandbox->agent_config = std::move(park.agent_config);
   sandbox->layers_spec.usr_mask_layer = park.usr_mask_layer;
+  if (config_.volumes != nullptr) sandbox->info.volume_mounts = config_.volumes->MountsOf(record.info.id);
   if (park.disk && !fs::exists(CheckpointDir(*sandbox) / kDiskFile)) {
     return MakeError(ErrorCode::kNotFound, "its kept disk is gone");
   }

@@ -123,14 +123,21 @@ test('a sandbox killed while paused leaves no checkpoint behind', async () => {
   assert.equal(existsSync(dir), false)
 })
 
-test('a code interpreter sandbox cannot be checkpointed yet: 409 naming it, and it runs on', async () => {
+test('a code interpreter sandbox cannot be checkpointed yet: 409 naming it; a files-only pause works', async () => {
   const sandbox = await CodeSandbox.create()
   try {
     const raw = await pause(sandbox.sandboxId)
     assert.equal(raw.status, 409)
-    assert.match((await raw.json()).message, /code interpreter.*Isobox-Pause-Mode: freeze/)
+    assert.match((await raw.json()).message, /code interpreter.*keepMemory: false.*Isobox-Pause-Mode: freeze/)
     assert.equal((await sandbox.getInfo()).state, 'running')
-    assert.equal((await sandbox.runCode('1 + 1')).text, '2')
+    assert.equal((await sandbox.runCode('x = 41; x + 1')).text, '42')
+    await sandbox.files.write('/home/user/kept.py', 'VALUE = 7\n')
+    // Files only: the kernels start again, empty; the files are there.
+    assert.equal(await sandbox.pause({ keepMemory: false }), true)
+    const resumed = await CodeSandbox.connect(sandbox.sandboxId)
+    const gone = await resumed.runCode('x')
+    assert.equal(gone.error?.name, 'NameError')
+    assert.equal((await resumed.runCode('import sys; sys.path.insert(0, "/home/user"); import kept; kept.VALUE')).text, '7')
   } finally {
     await sandbox.kill()
   }

@@ -201,15 +201,24 @@ test('one volume in two sandboxes at once: shared writes, owned by user, kept af
   await assert.rejects(Volume.destroy(volume.volumeId), (err) => err instanceof VolumeError &&
     err.message.startsWith('409: ') && err.message.includes(a.sandboxId))
   await a.kill()
-  // A sandbox with volumes cannot be checkpointed yet (409, it runs on); the freezer
-  // pause holds its volume like any paused sandbox.
-  assert.equal(await b.pause(), false)
-  const frozen = await fetch(`${daemon.url}/sandboxes/${b.sandboxId}/pause`, {
-    method: 'POST', headers: { 'X-API-KEY': daemon.apiKey, 'Isobox-Pause-Mode': 'freeze' } })
-  assert.equal(frozen.status, 204)
+  // Paused with its memory (a checkpoint), a sandbox keeps its volume leased (409) and
+  // gets it back mounted at the resume, with a process that holds a file in it open.
+  await run(b, 'nohup sh -c "exec 3>>/home/user/data/held.log; while true; do echo tick >&3; sleep 0.2; done" >/dev/null 2>&1 &')
+  assert.equal(await b.pause(), true)
   assert.equal((await b.getInfo()).state, 'paused')
   await assert.rejects(Volume.destroy(volume.volumeId), (err) => err.message.startsWith('409: '),
     'a paused sandbox holds it too')
+  const resumed = await Sandbox.connect(b.sandboxId)
+  const ticks = Number(await run(resumed, 'wc -l < /home/user/data/held.log'))
+  await new Promise((r) => setTimeout(r, 600))
+  assert.ok(Number(await run(resumed, 'wc -l < /home/user/data/held.log')) > ticks,
+    'the writer runs on into the volume')
+  assert.equal(await run(resumed, 'cat /home/user/data/a.txt'), 'from-a\n')
+  // Paused with its files only: the volume is mounted again for the new agent.
+  assert.equal(await b.pause({ keepMemory: false }), true)
+  const restarted = await Sandbox.connect(b.sandboxId)
+  assert.equal(await run(restarted, 'cat /home/user/data/a.txt'), 'from-a\n')
+  assert.equal(await run(restarted, 'touch /home/user/data/after && echo ok'), 'ok\n')
   await b.kill()
 
   // Kept: a third sandbox (after both ended) reads what they wrote.

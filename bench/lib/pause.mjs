@@ -1,6 +1,7 @@
 // bench/run's pause rows (issue 21), through the unmodified `e2b` SDK on one daemon:
 //   - pause (a CRIU checkpoint) and resume (Sandbox.connect, a restore) of an idle `base`
-//     sandbox, beside Isobox's freezer pause and its thaw, interleaved;
+//     sandbox, beside Isobox's freezer pause and its thaw and E2B's files-only pause
+//     (keepMemory: false) and its resume (envd started again on the kept disk), interleaved;
 //   - the memory a checkpointed sandbox still holds, in % of what it held running (its
 //     memory cgroup's charge, with a process holding 64 MiB);
 //   - what this isoboxd cannot do yet (a code interpreter's checkpoint, snapshots, fork)
@@ -11,7 +12,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 
 export const PAUSE_ROWS = ['pause.base.checkpoint', 'pause.base.restore', 'pause.base.freeze',
-  'pause.base.thaw', 'pause.base.paused_memory_pct', 'pause.ci.checkpoint', 'pause.ci.restore',
+  'pause.base.thaw', 'pause.base.files', 'pause.base.respawn', 'pause.base.paused_memory_pct', 'pause.ci.checkpoint', 'pause.ci.restore',
   'pause.snapshot', 'pause.fork10']
 export const PAUSE_NA_ROWS = ['pause.ci.checkpoint', 'pause.ci.restore', 'pause.snapshot',
   'pause.fork10']
@@ -34,22 +35,25 @@ export async function pauseRows(ctx) {
     args: ctx.daemonArgs })
   const pause = (id, mode) => fetch(`${daemon.url}/sandboxes/${id}/pause`, {
     method: 'POST',
-    headers: { 'X-API-KEY': daemon.apiKey, ...(mode ? { 'Isobox-Pause-Mode': mode } : {}) },
+    headers: { 'X-API-KEY': daemon.apiKey, 'Content-Type': 'application/json',
+      ...(mode && mode !== 'files' ? { 'Isobox-Pause-Mode': mode } : {}) },
+    body: mode === 'files' ? JSON.stringify({ memory: false }) : undefined,
   })
+  const resumedBy = { checkpoint: 'restore', freeze: 'thaw', files: 'respawn' }
   try {
-    console.error(`pause: ${rounds} checkpoints and freezes of an idle base sandbox`)
+    console.error(`pause: ${rounds} checkpoints, freezes and files-only pauses of an idle base sandbox`)
     const sandbox = await Sandbox.create({ timeoutMs: 3600000 })
     await sandbox.commands.run('true')
-    const samples = { checkpoint: [], restore: [], freeze: [], thaw: [] }
+    const samples = { checkpoint: [], restore: [], freeze: [], thaw: [], files: [], respawn: [] }
     for (let i = 0; i < rounds; i++) {
-      for (const mode of ['checkpoint', 'freeze']) {
+      for (const mode of ['checkpoint', 'freeze', 'files']) {
         let t = now()
         const paused = await pause(sandbox.sandboxId, mode)
         if (paused.status !== 204) throw new Error(`pause (${mode}): ${paused.status}`)
         samples[mode].push(now() - t)
         t = now()
         await Sandbox.connect(sandbox.sandboxId)
-        samples[mode === 'checkpoint' ? 'restore' : 'thaw'].push(now() - t)
+        samples[resumedBy[mode]].push(now() - t)
       }
     }
     const rows = {
@@ -57,6 +61,8 @@ export async function pauseRows(ctx) {
       restore: 'resume (Sandbox.connect) of a checkpointed base sandbox (target <= 150 ms)',
       freeze: 'pause with Isobox-Pause-Mode: freeze (cgroup freezer, memory kept)',
       thaw: 'resume (Sandbox.connect) of a frozen base sandbox',
+      files: 'pause with keepMemory: false (processes end, disk kept)',
+      respawn: 'resume of it (envd started again on its disk)',
     }
     for (const [key, what] of Object.entries(rows)) {
       ctx.record(`pause.base.${key}`, { what, unit: 'ms', ...ctx.summary(samples[key]) })
@@ -77,7 +83,7 @@ export async function pauseRows(ctx) {
   }
   const na = (id, what, reason) => ctx.record(id, { what, unit: '', value: `n/a (${reason})`,
     na: reason })
-  const ci = 'code interpreter sandboxes are not checkpointed yet'
+  const ci = 'code interpreter sandboxes are not checkpointed yet (keepMemory: false works)'
   na('pause.ci.checkpoint', 'pause of a code-interpreter-v1 sandbox with pandas loaded', ci)
   na('pause.ci.restore', 'resume of it (target <= 300 ms)', ci)
   na('pause.snapshot', 'snapshot pause of a running sandbox (target <= 300 ms)', 'not built yet')

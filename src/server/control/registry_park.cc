@@ -204,6 +204,11 @@ Status Registry::KeepParked(Sandbox& sandbox, Parked mode) {
   if (disk) {
     RETURN_IF_ERROR(runtime::KeepDisk(sandbox.process.disk, dir / kDiskFile));
   }
+  if (mode == Parked::kMemory) {
+    // CRIU writes its images without syncing them: they must survive a power loss too.
+    UniqueFd images(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!images || ::syncfs(images.Get()) < 0) return SysError("sync {}", dir.string());
+  }
   RETURN_IF_ERROR(WriteAtomically(dir / kParkFile,
                                   json::serialize(ParkRecord(sandbox.tmpl, sandbox.agent_config,
                                                              sandbox.layers_spec.usr_mask_layer,

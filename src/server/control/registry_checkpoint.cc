@@ -26,6 +26,7 @@
 #include "protocol/park.h"
 #include "runtime/criu.h"
 #include "server/control/agent_client.h"
+#include "server/control/json_file.h"
 #include "server/control/registry.h"
 #include "server/control/registry_sandbox.h"
 
@@ -116,13 +117,7 @@ struct Externals {
 
 // Written by isoboxd itself (SaveExternals), in a directory only root reaches.
 Result<Externals> LoadExternals(const fs::path& dir) {
-  std::ifstream in(dir / kExternalsFile);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  boost::system::error_code ec;
-  json::value value = json::parse(text, ec);
-  if (ec || !value.is_object()) {
-    return MakeError(ErrorCode::kInternal, "{} is unreadable", (dir / kExternalsFile).string());
-  }
+  ASSIGN_OR_RETURN(json::object value, ReadJsonObjectFile(dir / kExternalsFile));
   Externals externals;
   try {
     for (const json::value& item : value.at("files").as_array()) {

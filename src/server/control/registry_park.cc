@@ -22,7 +22,6 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
-#include <fstream>
 
 #include "base/log.h"
 #include "base/scope_guard.h"
@@ -30,6 +29,7 @@
 #include "net/links.h"
 #include "runtime/netns.h"
 #include "server/control/agent_client.h"
+#include "server/control/json_file.h"
 #include "server/control/registry.h"
 #include "server/control/registry_sandbox.h"
 
@@ -90,21 +90,6 @@ json::object ParkRecord(const Template& tmpl, const std::string& agent_config,
                     {"shell", tmpl.shell}}}};
 }
 
-Status WriteAtomically(const fs::path& path, const std::string& text) {
-  fs::path partial = path.string() + ".partial";
-  {
-    std::ofstream out(partial, std::ios::trunc);
-    out << text;
-    if (!out.flush()) return SysError("write {}", partial.string());
-  }
-  UniqueFd file(::open(partial.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!file || ::fsync(file.Get()) < 0) return SysError("sync {}", partial.string());
-  if (::rename(partial.c_str(), path.c_str()) < 0) return SysError("rename {}", path.string());
-  UniqueFd dir(::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir || ::fsync(dir.Get()) < 0) return SysError("sync {}", path.parent_path().string());
-  return Ok();
-}
-
 // What a park record holds (ParkRecord).
 struct ParkRead {
   Parked mode = Parked::kNo;
@@ -116,16 +101,9 @@ struct ParkRead {
 
 // Written by isoboxd itself, in a directory only root reaches.
 Result<ParkRead> ReadPark(const fs::path& dir) {
-  std::ifstream in(dir / kParkFile);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  boost::system::error_code ec;
-  json::value value = json::parse(text, ec);
-  if (ec || !value.is_object()) {
-    return MakeError(ErrorCode::kInternal, "{} is unreadable", (dir / kParkFile).string());
-  }
+  ASSIGN_OR_RETURN(json::object record, ReadJsonObjectFile(dir / kParkFile));
   ParkRead park;
   try {
-    const json::object& record = value.as_object();
     if (record.at("version").to_number<int64_t>() != kParkVersion) {
       return MakeError(ErrorCode::kInternal, "{}: unknown version", (dir / kParkFile).string());
     }
@@ -209,10 +187,9 @@ Status Registry::KeepParked(Sandbox& sandbox, Parked mode) {
     UniqueFd images(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!images || ::syncfs(images.Get()) < 0) return SysError("sync {}", dir.string());
   }
-  RETURN_IF_ERROR(WriteAtomically(dir / kParkFile,
-                                  json::serialize(ParkRecord(sandbox.tmpl, sandbox.agent_config,
-                                                             sandbox.layers_spec.usr_mask_layer,
-                                                             mode, disk))));
+  json::object record = ParkRecord(sandbox.tmpl, sandbox.agent_config,
+                                  sandbox.layers_spec.usr_mask_layer, mode, disk);
+  RETURN_IF_ERROR(WriteFileDurably(dir / kParkFile, json::serialize(record)));
   sandbox.parked = mode;
   return Ok();
 }

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <array>
+#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <charconv>
 #include <optional>
 #include <vector>
 
+#include "base/log.h"
 #include "base/printable.h"
 #include "protocol/status.h"
 #include "server/control/listing.h"
@@ -308,7 +310,14 @@ Task<Reply> CreateSandbox(const StringRequest& request, ControlContext& context)
     }
     ASSIGN_OR_RETURN(SandboxInfo created, context.registry.Create(*options));
     if (!created.build_id.empty()) {
-      (void)context.catalog->store().CountSpawn(created.template_id, created.started_at);
+      // The template's spawn count and last spawn (E2B's spawnCount, lastSpawnedAt): a
+      // write to the store, off the create's path.
+      asio::post(context.workers, [&catalog = *context.catalog, id = created.template_id,
+                                   at = created.started_at] {
+        if (auto counted = catalog.store().CountSpawn(id, at); !counted) {
+          LOG_WARN("count a spawn of template {}: {}", id, counted.error().message);
+        }
+      });
     }
     return created;
   });

@@ -20,6 +20,9 @@ tl::unexpected<Error> NoSuchTemplate(std::string_view name) {
 
 // SECURITY: the one ownership check of templates: without it any key could rebuild,
 // retag or delete another key's template. Public templates are readable by every key.
+// Names whose lookups Resolve keeps (a bound on what unknown names could make it hold).
+constexpr size_t kMaxResolved = 1024;
+
 bool Sees(const Tenant& tenant, const TemplateRecord& record) {
   return tenant.admin || record.owner == tenant.key_id || record.is_public;
 }
@@ -246,6 +249,18 @@ Result<std::shared_ptr<const Template>> TemplateCatalog::Resolve(const Tenant& t
   if (const Template* builtin = builtins_.Find(ref.name); builtin && ref.tag.empty()) {
     return std::make_shared<const Template>(*builtin);
   }
+  // A create's path: the store's lookups (a template, its tags, a build, its result)
+  // are kept per name until a template, build or tag changes; the key's right to see
+  // the template is checked every time.
+  const uint64_t generation = store_.TemplateGeneration();
+  {
+    std::lock_guard lock(resolved_mutex_);
+    auto it = resolved_.find(text);
+    if (it != resolved_.end() && it->second.generation == generation) {
+      if (!Sees(tenant, it->second.record)) return NoSuchTemplate(ref.name);
+      return it->second.tmpl;
+    }
+  }
   ASSIGN_OR_RETURN(BuildRecord build, ResolveBuild(tenant, ref));
   ASSIGN_OR_RETURN(TemplateRecord record, Find(tenant, ref.name));
   ASSIGN_OR_RETURN(BuildResult result, ParseBuildResult(build.result));
@@ -256,7 +271,11 @@ Result<std::shared_ptr<const Template>> TemplateCatalog::Resolve(const Tenant& t
   tmpl->cpu_count = build.cpu_count;
   tmpl->memory_mb = build.memory_mb;
   if (record.disk_mb != 0) tmpl->disk_mb = record.disk_mb;
-  return std::shared_ptr<const Template>(std::move(tmpl));
+  std::shared_ptr<const Template> resolved(std::move(tmpl));
+  std::lock_guard lock(resolved_mutex_);
+  if (resolved_.size() >= kMaxResolved) resolved_.clear();
+  resolved_.insert_or_assign(std::string(text), Resolved{generation, record, resolved});
+  return resolved;
 }
 
 Result<std::shared_ptr<Template>> TemplateCatalog::TemplateFor(const BuildResult& result) const {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -111,10 +112,20 @@ class TemplateCatalog {
   }
 
  private:
+  // What Resolve found for a name, independent of the key that asked (whose visibility
+  // is checked at every lookup), while the store's template generation stays the same.
+  struct Resolved {
+    uint64_t generation = 0;
+    TemplateRecord record;
+    std::shared_ptr<const Template> tmpl;
+  };
+
   Store& store_;
   const TemplateStore& builtins_;
   std::filesystem::path layers_dir_{};
   ChangeObserver observer_{};
+  std::mutex resolved_mutex_;
+  std::map<std::string, Resolved, std::less<>> resolved_;
 };
 
 // A build id: a random (version 4) UUID, lower case.

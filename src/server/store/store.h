@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -161,6 +162,9 @@ class Store {
   // template, one a sandbox that has not ended runs. Forgets builds of deleted templates
   // that no such sandbox runs any more.
   Result<std::vector<std::string>> LiveBuildResults();
+  // Changes whenever a template, a build or a tag changes (every write above but a spawn
+  // count): what a cache of template lookups compares against.
+  uint64_t TemplateGeneration() const { return template_generation_.load(); }
 
  private:
   explicit Store(sqlite::Database db) : db_(std::move(db)) {}
@@ -174,6 +178,7 @@ class Store {
 
   std::mutex mutex_;
   sqlite::Database db_;
+  std::atomic<uint64_t> template_generation_{0};
 };
 
 // SHA-256 of an API key, lower-case hex: what the store keeps instead of the key.

@@ -6,6 +6,23 @@
 #include "server/store/store.h"
 
 namespace isobox::server {
+
+namespace {
+
+// Bumps a generation counter when the write that made it leaves, after the write: a
+// lookup that read the counter before then cached what it found under the old value.
+class BumpOnExit {
+ public:
+  explicit BumpOnExit(std::atomic<uint64_t>& generation) : generation_(generation) {}
+  ~BumpOnExit() { ++generation_; }
+  BumpOnExit(const BumpOnExit&) = delete;
+  BumpOnExit& operator=(const BumpOnExit&) = delete;
+
+ private:
+  std::atomic<uint64_t>& generation_;
+};
+
+}  // namespace
 namespace {
 
 namespace json = boost::json;
@@ -120,6 +137,7 @@ Result<std::vector<std::string>> Store::NamesOf(std::string_view template_id) {
 }
 
 Status Store::InsertTemplate(const TemplateRecord& record, const BuildRecord& build) {
+  BumpOnExit bump(template_generation_);
   std::lock_guard lock(mutex_);
   return InTransaction([&]() -> Status {
     for (const std::string& name : record.names) {
@@ -155,6 +173,7 @@ Status Store::InsertTemplate(const TemplateRecord& record, const BuildRecord& bu
 }
 
 Status Store::UpdateTemplate(const TemplateRecord& record) {
+  BumpOnExit bump(template_generation_);
   std::lock_guard lock(mutex_);
   ASSIGN_OR_RETURN(sqlite::Statement update,
                    db_.Prepare("UPDATE user_templates SET public = ?, cpu_count = ?, "
@@ -211,6 +230,7 @@ Result<std::vector<TemplateRecord>> Store::ListTemplates(std::optional<std::stri
 }
 
 Result<std::vector<std::string>> Store::DeleteTemplate(std::string_view id) {
+  BumpOnExit bump(template_generation_);
   std::lock_guard lock(mutex_);
   std::vector<std::string> builds;
   RETURN_IF_ERROR(InTransaction([&]() -> Status {
@@ -267,6 +287,7 @@ Status Store::InsertBuildLocked(const BuildRecord& build) {
 }
 
 Status Store::InsertBuild(const BuildRecord& build) {
+  BumpOnExit bump(template_generation_);
   std::lock_guard lock(mutex_);
   return InsertBuildLocked(build);
 }
@@ -299,6 +320,7 @@ Result<std::vector<BuildRecord>> Store::BuildsOf(std::string_view template_id) {
 }
 
 Status Store::StartBuild(std::string_view id, const std::string& spec, SystemTime at) {
+  BumpOnExit bump(template_generation_);
   std::lock_guard lock(mutex_);
   ASSIGN_OR_RETURN(sqlite::Statement update,
                    db_.Prepare("UPDATE template_builds SET status = 'building', spec = ?, "
@@ -312,6 +334,7 @@ Status Store::StartBuild(std::string_view id, const std::string& spec, SystemTim
 }
 
 Status Store::FinishBuild(const BuildRecord& build) {
+  BumpOnExit bump(template_generation_);
   std::lock_guard lock(mutex_);
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(sqlite::Statement update,
@@ -338,6 +361,7 @@ Status Store::FinishBuild(const BuildRecord& build) {
 }
 
 Result<int64_t> Store::InterruptBuilds(const std::string& reason_json, SystemTime at) {
+  BumpOnExit bump(template_generation_);
   std::lock_guard lock(mutex_);
   ASSIGN_OR_RETURN(sqlite::Statement update,
                    db_.Prepare("UPDATE template_builds SET status = 'error', reason = ?, "
@@ -361,11 +385,13 @@ Status Store::AssignTagsLocked(std::string_view template_id, std::string_view bu
 
 Status Store::AssignTags(std::string_view template_id, std::string_view build_id,
                          const std::vector<std::string>& tags, SystemTime at) {
+  BumpOnExit bump(template_generation_);
   std::lock_guard lock(mutex_);
   return InTransaction([&] { return AssignTagsLocked(template_id, build_id, tags, at); });
 }
 
 Status Store::RemoveTags(std::string_view template_id, const std::vector<std::string>& tags) {
+  BumpOnExit bump(template_generation_);
   std::lock_guard lock(mutex_);
   return InTransaction([&]() -> Status {
     for (const std::string& tag : tags) {

@@ -77,6 +77,39 @@ TEST_F(TemplateCatalogTest, ABuildMovesItsTagsOnlyWhenReady) {
   EXPECT_EQ(resolved->id, third.id);
 }
 
+// Resolve keeps its store lookups per name until a template, build or tag changes; a
+// key's right to see the template is checked at every lookup.
+TEST_F(TemplateCatalogTest, ResolveFollowsEveryChangeAndEveryKey) {
+  BuildResult result{.base = std::string(kImageBase), .env = {{"V", "1"}}};
+  BuildRecord first = Build(kAlice, "cached", BuildStatus::kReady, result);
+  auto resolved = catalog_->Resolve(kAlice, "cached");
+  ASSERT_TRUE(resolved) << resolved.error().message;
+  EXPECT_EQ((*resolved)->build_id, first.id);
+  EXPECT_EQ((*resolved)->env.at("V"), "1");
+  auto again = catalog_->Resolve(kAlice, "cached");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->get(), resolved->get()) << "the second lookup is the kept one";
+  // Another key: hidden, though the lookup is kept.
+  auto hidden = catalog_->Resolve(kBob, "cached");
+  ASSERT_FALSE(hidden);
+  EXPECT_EQ(hidden.error().code, ErrorCode::kNotFound);
+  // A new ready build: the next lookup finds it.
+  result.env["V"] = "2";
+  BuildRecord second = Build(kAlice, "cached", BuildStatus::kReady, result);
+  resolved = catalog_->Resolve(kAlice, "cached");
+  ASSERT_TRUE(resolved);
+  EXPECT_EQ((*resolved)->build_id, second.id);
+  EXPECT_EQ((*resolved)->env.at("V"), "2");
+  // Made public: another key may use it now.
+  ASSERT_TRUE(catalog_->SetPublic(kAlice, "cached", true));
+  EXPECT_TRUE(catalog_->Resolve(kBob, "cached"));
+  // Deleted: gone for every key.
+  ASSERT_TRUE(catalog_->Delete(kAlice, "cached"));
+  auto gone = catalog_->Resolve(kAlice, "cached");
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, ErrorCode::kNotFound);
+}
+
 TEST_F(TemplateCatalogTest, AFirstBuildThatFailedLeavesNoUsableTemplate) {
   Build(kAlice, "broken", BuildStatus::kError);
   auto ref = protocol::ParseTemplateRef("broken");

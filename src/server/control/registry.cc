@@ -862,6 +862,15 @@ Status Registry::SetTimeout(const std::string& id, std::chrono::seconds timeout)
   return Ok();
 }
 
+std::optional<Registry::ResumeTokens> Registry::AutoResumeTokens(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) return std::nullopt;
+  const SandboxInfo& info = it->second->info;
+  if (info.state != SandboxState::kPaused || !info.auto_resume) return std::nullopt;
+  return ResumeTokens{info.access_token, info.traffic_access_token};
+}
+
 std::optional<SandboxInfo> Registry::Get(const std::string& id) const {
   std::lock_guard lock(mutex_);
   auto it = sandboxes_.find(id);

@@ -199,6 +199,13 @@ class Registry {
   const SandboxNetwork* network() const { return config_.network; }
 
   std::optional<SandboxInfo> Get(const std::string& id) const;
+  // For a paused sandbox created with autoResume, its access and traffic tokens (what a
+  // request must hold to resume it); nullopt for any other. Cheap: asked per proxied request.
+  struct ResumeTokens {
+    std::string access;
+    std::string traffic;
+  };
+  std::optional<ResumeTokens> AutoResumeTokens(const std::string& id) const;
   // A live or ended sandbox with how it ended (from the store); nullopt if unknown or
   // forgotten.
   Result<std::optional<SandboxRecord>> Record(const std::string& id) const;
@@ -294,6 +301,7 @@ class Registry {
   // or end them (kFiles), then keep the disk and the park record; on an error after the
   // processes ended, the sandbox is brought back (parked stays set if that failed too).
   Status ParkSandbox(Sandbox& sandbox, Parked mode);
+  Status PrepareCheckpointsDir();
   Status CheckRoomToPark(const Sandbox& sandbox, Parked mode);
   Status StopForFiles(Sandbox& sandbox);
   Status KeepParked(Sandbox& sandbox, Parked mode);

@@ -240,10 +240,7 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
   fs::path dir = CheckpointDir(sandbox);
   std::error_code ec;
   fs::remove_all(dir, ec);
-  fs::create_directories(dir.parent_path(), ec);
-  // SECURITY: a checkpoint holds the sandbox's memory (its secrets, keys, tokens): only
-  // root may read it (docs/security.md, "Checkpoints").
-  ::chmod(dir.parent_path().c_str(), 0700);
+  // Its parent is root's, 0700 (Registry::PrepareCheckpointsDir, before any park).
   if (::mkdir(dir.c_str(), 0700) < 0) return SysError("mkdir {}", dir.string());
   ScopeGuard remove_dir([&] { fs::remove_all(dir, ec); });
   pid_t pid = sandbox.process.init.Pid();

@@ -152,13 +152,18 @@ bool Registry::HasPark(const fs::path& dir) {
   return fs::exists(dir / kParkFile, ec);
 }
 
+Status Registry::PrepareCheckpointsDir() {
+  fs::path dir = config_.state_dir / "checkpoints";
+  if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) return SysError("mkdir {}", dir.string());
+  // SECURITY: a checkpoint holds the sandbox's memory (its secrets, keys, tokens), a
+  // kept disk its files: only root may read them (docs/security.md, "Checkpoints"). No
+  // park without it.
+  if (::chmod(dir.c_str(), 0700) < 0) return SysError("chmod {}", dir.string());
+  return Ok();
+}
+
 Status Registry::CheckRoomToPark(const Sandbox& sandbox, Parked mode) {
   fs::path dir = config_.state_dir / "checkpoints";
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  // SECURITY: a checkpoint holds the sandbox's memory (its secrets, keys, tokens), a
-  // kept disk its files: only root may read them (docs/security.md, "Checkpoints").
-  ::chmod(dir.c_str(), 0700);
   uint64_t need = kParkMargin;
   if (sandbox.process.disk.image) need += AllocatedBytes(sandbox.process.disk.image.Get());
   if (mode == Parked::kMemory && sandbox.cgroup) {
@@ -217,6 +222,7 @@ Status Registry::StopForFiles(Sandbox& sandbox) {
 
 Status Registry::ParkSandbox(Sandbox& sandbox, Parked mode) {
   const std::string& id = sandbox.info.id;
+  RETURN_IF_ERROR(PrepareCheckpointsDir());
   RETURN_IF_ERROR(CheckRoomToPark(sandbox, mode));
   if (mode == Parked::kMemory) {
     RETURN_IF_ERROR(Checkpoint(sandbox));

@@ -580,14 +580,14 @@ namespace {
 // is answered as for any paused sandbox.
 Task<void> AutoResume(const HeaderParser::value_type& request, const std::string& id,
                       unsigned port, Registry& registry, asio::thread_pool& workers) {
-  std::optional<SandboxInfo> info = registry.Get(id);
-  if (!info || info->state != SandboxState::kPaused || !info->auto_resume) co_return;
+  std::optional<Registry::ResumeTokens> tokens = registry.AutoResumeTokens(id);
+  if (!tokens) co_return;
   bool may = false;
   if (port == kEnvdPort || port == kInterpreterPort) {
     auto it = request.find("X-Access-Token");
-    may = it != request.end() && SecretEquals(it->value(), info->access_token);
+    may = it != request.end() && SecretEquals(it->value(), tokens->access);
   } else {
-    may = TrafficTokenProblem(request, info->traffic_access_token).empty();
+    may = TrafficTokenProblem(request, tokens->traffic).empty();
   }
   if (!may) co_return;
   auto resumed = co_await OnWorker(

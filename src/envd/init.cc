@@ -155,4 +155,46 @@ Status ApplyInit(Envd& envd, const InitRequest& request) {
   return Ok();
 }
 
+Status AdoptIdentity(Envd& envd, std::string_view text) {
+  boost::system::error_code ec;
+  json::value root = json::parse(text, ec);
+  if (ec || !root.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "identity must be a JSON object");
+  }
+  const json::object& object = root.get_object();
+  const json::value* id = object.if_contains("sandboxId");
+  const json::value* token = object.if_contains("accessToken");
+  if (id == nullptr || !id->is_string() || token == nullptr || !token->is_string() ||
+      token->get_string().empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "identity needs sandboxId and accessToken");
+  }
+  std::vector<std::pair<std::string, std::string>> env;
+  if (const json::value* envs = object.if_contains("envVars"); envs && !envs->is_null()) {
+    if (!envs->is_object()) {
+      return MakeError(ErrorCode::kInvalidArgument, "'envVars' must be an object");
+    }
+    for (const auto& [key, value] : envs->get_object()) {
+      if (!value.is_string()) {
+        return MakeError(ErrorCode::kInvalidArgument, "'envVars' values must be strings");
+      }
+      env.emplace_back(std::string(key), std::string(value.get_string()));
+    }
+  }
+  Config& config = envd.config;
+  config.sandbox_id = std::string(id->get_string());
+  for (auto& [key, value] : env) {
+    bool replaced = false;
+    for (auto& entry : config.env_vars) {
+      if (entry.first == key) {
+        entry.second = value;
+        replaced = true;
+      }
+    }
+    if (!replaced) config.env_vars.emplace_back(key, value);
+  }
+  config.access_token = std::string(token->get_string());
+  if (envd.access_token_changed) envd.access_token_changed();
+  return Ok();
+}
+
 }  // namespace isobox::envd

@@ -37,4 +37,11 @@ std::optional<int64_t> ParseRfc3339(std::string_view text);
 // older than the last applied one (by timestamp) changes nothing.
 Status ApplyInit(Envd& envd, const InitRequest& request);
 
+// A clone's identity, from isoboxd over the park socketpair only (protocol/park.h
+// kUnparkCloned): {"sandboxId", "accessToken", "envVars": {..}}. The id and the token
+// replace envd's (the code interpreter learns the token), the variables are added or
+// replace those of the same name. kInvalidArgument for anything malformed (nothing
+// changes then).
+Status AdoptIdentity(Envd& envd, std::string_view json);
+
 }  // namespace isobox::envd

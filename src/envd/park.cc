@@ -92,7 +92,8 @@ Status ParkListener(int listen_fd) {
   return Ok();
 }
 
-asio::awaitable<Result<bool>> AwaitListener(asio::io_context& io, int listen_fd) {
+asio::awaitable<Result<bool>> AwaitListener(asio::io_context& io, int listen_fd,
+                                            const std::function<Status(std::string_view)>& adopt) {
   // A descriptor on a duplicate: the wait is on the socketpair's end, not on fd
   // `listen_fd`, which the received socket replaces.
   UniqueFd dup(::fcntl(listen_fd, F_DUPFD_CLOEXEC, 3));
@@ -104,12 +105,13 @@ asio::awaitable<Result<bool>> AwaitListener(asio::io_context& io, int listen_fd)
                             asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted) co_return false;
     if (ec) co_return MakeError(ErrorCode::kInternal, "unpark: wait: {}", ec.message());
-    std::string message(1, '\0');
+    std::string message(64 << 10, '\0');
     std::vector<UniqueFd> fds;
     auto got = ReceiveWithFds(end.native_handle(), message, fds);
     if (!got && got.error().sys_errno == EAGAIN) continue;
     if (!got) co_return tl::unexpected(got.error().WithContext("unpark"));
-    if (message.size() != 1 || fds.size() != 1) {
+    if (message.empty() || fds.size() != 1 ||
+        (message.size() != 1 && message[0] != protocol::kUnparkCloned)) {
       LOG_WARN("unpark: a message without a socket");
       continue;
     }
@@ -122,8 +124,15 @@ asio::awaitable<Result<bool>> AwaitListener(asio::io_context& io, int listen_fd)
       LOG_WARN("unpark: the socket received does not listen");
       continue;
     }
+    if (byte == protocol::kUnparkCloned) {
+      // SECURITY: the clone's own token replaces the original's before any connection
+      // is accepted: the original's token never opens the clone.
+      if (auto adopted = adopt(std::string_view(message).substr(1)); !adopted) {
+        co_return tl::unexpected(adopted.error().WithContext("unpark: identity"));
+      }
+    }
     if (::dup3(listener.Get(), listen_fd, O_CLOEXEC) < 0) co_return SysError("unpark: dup3");
-    if (byte == protocol::kUnparkRestored) {
+    if (byte == protocol::kUnparkRestored || byte == protocol::kUnparkCloned) {
       auto sysinfo = InstallSysinfoFilter();
       if (!sysinfo) LOG_ERROR("{}", sysinfo.error().message);
       const char answer = sysinfo ? protocol::kUnparkSysinfo : protocol::kUnparkNoSysinfo;

@@ -17,7 +17,11 @@ namespace isobox::envd {
 Status ParkListener(int listen_fd);
 
 // Waits until isoboxd sends a listening socket over the socketpair at `listen_fd`, puts it
-// at `listen_fd` and closes kParkPeerFd. Returns false on the loop's shutdown.
-boost::asio::awaitable<Result<bool>> AwaitListener(boost::asio::io_context& io, int listen_fd);
+// at `listen_fd` and closes kParkPeerFd. Returns false on the loop's shutdown. A clone's
+// unpark (protocol::kUnparkCloned) calls `adopt` with its identity (JSON) first; the
+// listener is not installed when `adopt` fails.
+boost::asio::awaitable<Result<bool>> AwaitListener(
+    boost::asio::io_context& io, int listen_fd,
+    const std::function<Status(std::string_view identity)>& adopt);
 
 }  // namespace isobox::envd

@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "envd/control_http.h"
 #include "envd/files_http.h"
+#include "envd/init.h"
 #include "envd/park.h"
 #include "envd/filesystem_service.h"
 #include "envd/process_service.h"
@@ -98,18 +99,24 @@ asio::awaitable<void> Server::Park(Exchange& exchange) {
   boost::system::error_code ec;
   (void)acceptor_.release(ec);  // fd listen_fd_ stays open until ParkListener replaces it
   if (ec) LOG_WARN("park: release the listener: {}", ec.message());
+  // Every connection came through the host's listener: none can be checkpointed. They
+  // are closed before fd 3 changes, which isoboxd takes for "parked".
+  const size_t closed = sessions_.size();
+  for (Socket* socket : sessions_) socket->close(ec);
   if (auto parked = ParkListener(listen_fd_); !parked) {
     LOG_ERROR("{}", parked.error().message);
     co_return;
   }
-  // Every connection came through the host's listener: none can be checkpointed.
-  for (Socket* socket : sessions_) socket->close(ec);
-  LOG_INFO("parked for a checkpoint ({} connections closed)", sessions_.size());
+  LOG_INFO("parked for a checkpoint ({} connections closed)", closed);
   asio::co_spawn(envd_.io, Unpark(), LogException);
 }
 
 asio::awaitable<void> Server::Unpark() {
-  auto got = co_await AwaitListener(envd_.io, listen_fd_);
+  auto got = co_await AwaitListener(envd_.io, listen_fd_, [this](std::string_view identity) -> Status {
+    RETURN_IF_ERROR(AdoptIdentity(envd_, identity));
+    LOG_INFO("restored as sandbox {}", envd_.config.sandbox_id);
+    return Ok();
+  });
   if (!got) {
     LOG_ERROR("{}", got.error().message);
     co_return;

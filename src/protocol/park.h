@@ -12,7 +12,10 @@
 // checkpoint that failed (the processes ran on), kUnparkRestored in a restored sandbox,
 // where envd also installs a new sysinfo filter on itself (its old listener was not
 // saved) and answers over the socketpair with kUnparkSysinfo and that filter's listener,
-// or kUnparkNoSysinfo when it could not.
+// or kUnparkNoSysinfo when it could not. kUnparkCloned is kUnparkRestored in a sandbox
+// restored from another one's checkpoint (a snapshot or a fork): the byte is followed by
+// a JSON object {"sandboxId", "accessToken", "envVars": {..}} that becomes envd's identity
+// (its token replaced, the variables added) before it accepts its first connection.
 #pragma once
 
 #include <string_view>
@@ -23,6 +26,7 @@ inline constexpr std::string_view kParkPath = "/isobox/park";
 inline constexpr int kParkPeerFd = 62;
 inline constexpr char kUnparkRunning = 'L';
 inline constexpr char kUnparkRestored = 'R';
+inline constexpr char kUnparkCloned = 'C';
 inline constexpr char kUnparkSysinfo = 'S';
 inline constexpr char kUnparkNoSysinfo = 'N';
 

@@ -105,6 +105,9 @@ class Cgroup {
   // Blocks until every process in the group and below is frozen (or a deadline passes).
   virtual Status Freeze() = 0;
   virtual Status Thaw() = 0;
+  // The directory of its freezer (v1: its group in the freezer hierarchy, empty when it
+  // has none of its own; v2: its group), for CRIU's --freeze-cgroup.
+  virtual std::filesystem::path FreezerDir() const = 0;
   // SIGKILLs every process in the group and below. Returns once the signals are sent;
   // Destroy() waits for the processes to be gone.
   virtual Status KillAll() = 0;

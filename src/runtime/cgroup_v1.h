@@ -32,6 +32,7 @@ class CgroupV1 final : public Cgroup {
   Result<std::unique_ptr<Cgroup>> CreateChild(std::string_view name,
                                               const CgroupChildControllers& own) override;
   Status Freeze() override;
+  std::filesystem::path FreezerDir() const override { return Dir("freezer"); }
   Status Thaw() override;
   Status KillAll() override;
   Status Destroy(std::chrono::milliseconds timeout) override;

@@ -26,6 +26,7 @@ class CgroupV2 final : public Cgroup {
   Result<std::unique_ptr<Cgroup>> CreateChild(std::string_view name,
                                               const CgroupChildControllers& own) override;
   Status Freeze() override;
+  std::filesystem::path FreezerDir() const override { return dir_; }
   Status Thaw() override;
   Status KillAll() override;
   Status Destroy(std::chrono::milliseconds timeout) override;

@@ -47,7 +47,8 @@ std::string FirstError(const fs::path& log) {
 // Runs criu with `args`; `fds` are given to it at 3, 4, ... in order. Its output goes to
 // the log file (-o), stdio to /dev/null.
 Status RunCriu(const fs::path& criu, std::vector<std::string> args, const std::vector<int>& fds,
-               std::chrono::steady_clock::time_point deadline, const fs::path& cache_dir) {
+               std::chrono::steady_clock::time_point deadline, const fs::path& cache_dir,
+               const std::vector<fs::path>& join = {}) {
   // Sources that sit where targets go would be overwritten before they are duplicated.
   std::vector<UniqueFd> moved;
   std::vector<int> sources;
@@ -78,6 +79,23 @@ Status RunCriu(const fs::path& criu, std::vector<std::string> args, const std::v
   posix_spawnattr_setflags(&attr,
                            POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   args.insert(args.begin(), criu.string());
+  fs::path program = criu;
+  if (!join.empty()) {
+    // SECURITY: criu starts in the sandbox's groups (a shell writes its own pid into
+    // each cgroup.procs, then execs criu), so that every restored process is born there
+    // and what it restores is charged to the sandbox and bound by its limits. The paths
+    // are isoboxd's own, passed as arguments, never parsed by the shell.
+    std::vector<std::string> wrapped = {
+        "/bin/sh", "-c",
+        "p=$$; while [ \"$1\" != -- ]; do echo $p > \"$1\" || exit 125; shift; done; "
+        "shift; exec \"$@\"",
+        "isobox-criu-join"};
+    for (const fs::path& procs : join) wrapped.push_back(procs.string());
+    wrapped.push_back("--");
+    wrapped.insert(wrapped.end(), args.begin(), args.end());
+    args = std::move(wrapped);
+    program = "/bin/sh";
+  }
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
@@ -91,7 +109,7 @@ Status RunCriu(const fs::path& criu, std::vector<std::string> args, const std::v
   char* env[] = {no_breakpoints.data(), path.data(), cache_dir.empty() ? nullptr : cache.data(),
                  nullptr};
   pid_t pid = -1;
-  int spawned = ::posix_spawn(&pid, criu.c_str(), &actions, &attr, argv.data(), env);
+  int spawned = ::posix_spawn(&pid, program.c_str(), &actions, &attr, argv.data(), env);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (spawned != 0) {
@@ -233,6 +251,7 @@ Result<pid_t> Restore(const CriuRestore& restore) {
                                    "--manage-cgroups=none",
                                    "--restore-detached",
                                    "--restore-sibling",
+                                   "--leave-stopped",
                                    "--pidfile",
                                    (restore.images_dir / kPidFile).string(),
                                    "--root",
@@ -254,7 +273,8 @@ Result<pid_t> Restore(const CriuRestore& restore) {
     fds.push_back(mount.fd);
   }
   fs::remove(restore.images_dir / kPidFile);
-  if (auto ran = RunCriu(restore.criu, std::move(args), fds, restore.deadline, restore.cache_dir);
+  if (auto ran = RunCriu(restore.criu, std::move(args), fds, restore.deadline, restore.cache_dir,
+                         restore.join_procs);
       !ran) {
     std::string cause = FirstError(restore.images_dir / kRestoreLog);
     return MakeError(ran.error().code, "restore: {}{}", ran.error().message,

@@ -95,6 +95,9 @@ struct CriuRestore {
   // Open fds to hand to the restored processes: (fd, CRIU key). The netns is given with
   // the key "net"; files with ExternalFile::key. Borrowed.
   std::vector<std::pair<int, std::string>> fds;
+  // The cgroup.procs files of the groups the restored processes are born in (the init's
+  // groups, TaskGroup inner_pid 1); empty: criu's own (isoboxd's).
+  std::vector<std::filesystem::path> join_procs;
   std::chrono::steady_clock::time_point deadline;
 };
 
@@ -109,7 +112,11 @@ std::vector<pid_t> ProcessTree(pid_t init);
 // under the init's; a sandbox's user processes sit in "user" groups beside envd's
 // "agent" (sandbox_cgroups.h), outside that root. So before a dump they are moved into
 // the init's groups (where a process is elsewhere), and after the restore back to where
-// they were, by their pids inside the sandbox (which a restore keeps).
+// they were, by their pids inside the sandbox (which a restore keeps). The list starts
+// with the init's own groups (inner_pid 1), where the sandbox has groups of its own: a
+// restore runs CRIU in them (CriuRestore::join_procs), puts every process there (ones
+// from checkpoints made without), the others back, then lets them run (CRIU leaves them
+// stopped: ContinueTree).
 struct TaskGroup {
   pid_t inner_pid = 0;
   std::string controllers;  // as /proc/<pid>/cgroup names the hierarchy ("" on v2)
@@ -117,6 +124,10 @@ struct TaskGroup {
 };
 Result<std::vector<TaskGroup>> GatherIntoInitGroups(pid_t init_pid);
 Status ReturnToGroups(pid_t init_pid, const std::vector<TaskGroup>& groups);
+// The cgroup.procs files of the init's own groups in `groups` (CriuRestore::join_procs).
+std::vector<std::filesystem::path> InitGroupProcs(const std::vector<TaskGroup>& groups);
+// SIGCONT to `init` and every descendant: a restored tree CRIU left stopped.
+Status ContinueTree(pid_t init);
 
 // kFailedPrecondition naming the binary when `criu` is not an executable file.
 Status CheckCriu(const std::filesystem::path& criu);

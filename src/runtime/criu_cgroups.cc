@@ -1,5 +1,6 @@
 // Cgroup placement around a checkpoint (criu.h, GatherIntoInitGroups).
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -41,7 +42,8 @@ Status MoveTo(pid_t pid, const fs::path& procs) {
   UniqueFd fd(::open(procs.c_str(), O_WRONLY | O_CLOEXEC));
   if (!fd) return SysError("open {}", procs.string());
   std::string text = std::to_string(pid);
-  if (::write(fd.Get(), text.data(), text.size()) < 0) {
+  // ESRCH: it ended meanwhile, and has no group to be in.
+  if (::write(fd.Get(), text.data(), text.size()) < 0 && errno != ESRCH) {
     return SysError("move {} into {}", pid, procs.string());
   }
   return Ok();
@@ -65,6 +67,14 @@ Result<std::vector<TaskGroup>> GatherIntoInitGroups(pid_t init_pid) {
   auto init_groups = GroupsOf(init_pid);
   if (init_groups.empty()) return MakeError(ErrorCode::kNotFound, "no cgroups of pid {}", init_pid);
   std::vector<TaskGroup> moved;
+  // The init's own groups, where the sandbox has groups of its own (not isoboxd's): a
+  // restore puts every restored process there first.
+  const auto ours = GroupsOf(::getpid());
+  for (const auto& [controllers, path] : init_groups) {
+    auto mine = ours.find(controllers);
+    if (mine != ours.end() && mine->second == path) continue;
+    moved.push_back({.inner_pid = 1, .controllers = controllers, .path = path});
+  }
   std::vector<pid_t> tree = ProcessTree(init_pid);
   for (size_t i = 1; i < tree.size(); ++i) {
     pid_t pid = tree[i];
@@ -85,11 +95,33 @@ Result<std::vector<TaskGroup>> GatherIntoInitGroups(pid_t init_pid) {
 
 Status ReturnToGroups(pid_t init_pid, const std::vector<TaskGroup>& groups) {
   std::map<pid_t, pid_t> host_pid;  // inner -> host
-  for (pid_t pid : ProcessTree(init_pid)) host_pid[InnerPid(pid)] = pid;
+  const std::vector<pid_t> tree = ProcessTree(init_pid);
+  for (pid_t pid : tree) host_pid[InnerPid(pid)] = pid;
+  // SECURITY: stopped (--leave-stopped) until every one is in the sandbox's groups.
   for (const TaskGroup& group : groups) {
+    if (group.inner_pid != 1) continue;
+    for (pid_t pid : tree) RETURN_IF_ERROR(MoveTo(pid, ProcsFile(group.controllers, group.path)));
+  }
+  for (const TaskGroup& group : groups) {
+    if (group.inner_pid == 1) continue;
     auto found = host_pid.find(group.inner_pid);
     if (found == host_pid.end()) continue;  // it ended since
     RETURN_IF_ERROR(MoveTo(found->second, ProcsFile(group.controllers, group.path)));
+  }
+  return Ok();
+}
+
+std::vector<fs::path> InitGroupProcs(const std::vector<TaskGroup>& groups) {
+  std::vector<fs::path> procs;
+  for (const TaskGroup& group : groups) {
+    if (group.inner_pid == 1) procs.push_back(ProcsFile(group.controllers, group.path));
+  }
+  return procs;
+}
+
+Status ContinueTree(pid_t init) {
+  for (pid_t pid : ProcessTree(init)) {
+    if (::kill(pid, SIGCONT) < 0 && errno != ESRCH) return SysError("continue pid {}", pid);
   }
   return Ok();
 }

@@ -167,6 +167,8 @@ Result<Mounts> PrepareMounts(const SandboxSpec& spec, StepTimes& times, int disk
 
 }  // namespace
 
+Result<SandboxDisk> PrepareWritableLayers(const SandboxSpec& spec) { return OpenLayers(spec); }
+
 Result<LayerMounts> MountLayers(const SandboxSpec& spec, int disk) {
   StepTimes times;
   ASSIGN_OR_RETURN(Mounts mounts, PrepareMounts(spec, times, disk));

@@ -127,6 +127,11 @@ struct LayerMounts {
 };
 Result<LayerMounts> MountLayers(const SandboxSpec& spec, int disk);
 
+// The writable layers a spawn of `spec` would make (its disk from spec.disks, or its
+// layers directory), with spec.etc_files written, for a sandbox that is restored instead
+// of spawned (a clone of a snapshot): what MountLayers then stacks its overlays on.
+Result<SandboxDisk> PrepareWritableLayers(const SandboxSpec& spec);
+
 // A detached, read-only, nosuid, nodev clone of `layer`, idmapped through
 // `idmap_userns_fd` (SandboxSpec::root_layer_mount_fd).
 Result<UniqueFd> CloneLayer(const std::filesystem::path& layer, int idmap_userns_fd);

@@ -125,7 +125,8 @@ Registry::Registry(asio::io_context& io, asio::thread_pool& workers, RegistryCon
       cgroups_(std::move(cgroups)),
       disks_(config_.disk_pool != nullptr ? config_.disk_pool->dir() : config_.state_dir / "disks",
              kSpares),
-      store_(store) {
+      store_(store),
+      snapshots_(config_.state_dir / "snapshots") {
   if (cgroups_->Version() == 1 && !config_.zygote_program.empty()) {
     spares_ =
         std::make_unique<CgroupSpares>(*cgroups_, config_.zygote_program,
@@ -198,6 +199,9 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Readopt(const SandboxRecord
 }
 
 void Registry::Recover() {
+  if (auto loaded = snapshots_.Load(); !loaded) {
+    LOG_ERROR("read snapshots: {}", loaded.error().message);
+  }
   auto records = store_.LiveSandboxes();
   if (!records) LOG_ERROR("read sandbox records: {}", records.error().message);
   for (const SandboxRecord& record : records ? *records : std::vector<SandboxRecord>{}) {
@@ -276,6 +280,7 @@ void Registry::Recover() {
       !pruned) {
     LOG_ERROR("prune ended sandboxes: {}", pruned.error().message);
   }
+  CollectSnapshots();  // deleted ones whose last sandbox ended meanwhile
 }
 
 void Registry::Shutdown(OnExit mode) {
@@ -742,6 +747,11 @@ ExitStatus Registry::Destroy(std::unique_ptr<Sandbox> sandbox) {
   } else {
     LOG_ERROR("sandbox {}: its uid slot {} stays reserved (processes may be left)",
               sandbox->info.id, sandbox->slot);
+  }
+  // A snapshot's clone: the snapshot's layer may have been its last use.
+  if (!sandbox->tmpl.store_layers.empty() &&
+      sandbox->tmpl.store_layers.front().parent_path().parent_path() == snapshots_.dir()) {
+    CollectSnapshots();
   }
   LOG_DEBUG("destroy {} (ms): {}", sandbox->info.id, times.Text());
   return status;

@@ -34,6 +34,7 @@
 #include "runtime/sysinfo_notifier.h"
 #include "server/control/sandbox_info.h"
 #include "server/control/sandbox_network.h"
+#include "server/control/snapshots.h"
 #include "server/control/spares.h"
 #include "server/control/templates.h"
 #include "server/control/volumes.h"
@@ -198,6 +199,22 @@ class Registry {
   // The sandboxes' network; null with --no-network.
   const SandboxNetwork* network() const { return config_.network; }
 
+  // Snapshots and forks (registry_snapshot.cc). Blocking. A snapshot of the running
+  // sandbox `id`, listed as its owner's; kFailedPrecondition (409) when the sandbox is
+  // paused or cannot be checkpointed (it runs on unchanged).
+  Result<SnapshotRecord> TakeSnapshot(const std::string& id, const std::string& name);
+  // A new sandbox from a listed snapshot, with the create's options (its timeout, env
+  // vars, metadata, network, lifecycle; the template is the snapshot's).
+  Result<SandboxInfo> CreateFromSnapshot(const SnapshotRecord& snapshot,
+                                         const SandboxOptions& options);
+  // One unlisted snapshot of the running sandbox `id`, then `count` sandboxes from it
+  // with the original's settings and `timeout`: each one's sandbox or its error.
+  Result<std::vector<Result<SandboxInfo>>> Fork(const std::string& id, uint32_t count,
+                                                std::chrono::seconds timeout);
+  // Unlists the snapshot; its layer goes with the last sandbox made from it.
+  Status DeleteSnapshot(const std::string& id);
+  const SnapshotCatalog& snapshots() const { return snapshots_; }
+
   std::optional<SandboxInfo> Get(const std::string& id) const;
   // For a paused sandbox created with autoResume, its access and traffic tokens (what a
   // request must hold to resume it); nullopt for any other. Cheap: asked per proxied request.
@@ -296,7 +313,30 @@ class Registry {
   // processes, and the resume that restores them.
   std::filesystem::path CheckpointDir(const Sandbox& sandbox) const;
   Status Checkpoint(Sandbox& sandbox);
-  Status RestoreCheckpoint(Sandbox& sandbox);
+  // A clone's restore (registry_snapshot.cc): its images (a copy edited for its slot), the
+  // private name of the sandbox they were taken of, and its identity for envd.
+  struct CloneOf {
+    std::filesystem::path images;
+    std::string from_name;
+    std::string identity;
+  };
+  Status RestoreCheckpoint(Sandbox& sandbox, const CloneOf* clone = nullptr);
+  // Snapshots (registry_snapshot.cc): the dump of a running sandbox into `images` with a
+  // copy of its writable layers in `upper`; a snapshot into its directory (made ready,
+  // not listed); a clone of it started in `slot`, then registered.
+  Status DumpRunning(Sandbox& sandbox, const std::filesystem::path& images,
+                     const std::filesystem::path& upper);
+  Result<SnapshotRecord> Snap(const std::string& id, const std::string& snapshot_id);
+  struct CloneOptions {
+    SandboxOptions options;
+    std::string template_id, alias, build_id;  // what the clone's info shows
+  };
+  Result<std::unique_ptr<Sandbox>> StartClone(const SnapshotRecord& snapshot,
+                                              const CloneOptions& clone, const std::string& id,
+                                              uint32_t slot);
+  Result<SandboxInfo> CreateClone(const SnapshotRecord& snapshot, const CloneOptions& clone);
+  // Removes what is left of unlisted snapshots no sandbox uses.
+  void CollectSnapshots();
   // Pauses that end the processes (registry_park.cc). ParkSandbox: checkpoint (kMemory)
   // or end them (kFiles), then keep the disk and the park record; on an error after the
   // processes ended, the sandbox is brought back (parked stays set if that failed too).
@@ -355,6 +395,7 @@ class Registry {
   runtime::DiskReserve disks_;            // a spare disk of each template's size (runtime/disk.h)
   std::unique_ptr<CgroupSpares> spares_;  // cgroup v1 with a zygote program only
   Store& store_;
+  SnapshotCatalog snapshots_;
   EventObserver observer_;
   // Answers every sandbox's sysinfo calls (runtime/sysinfo.h); null if it could not
   // start, and then sandboxes see the host's sysinfo.

@@ -32,6 +32,7 @@
 #include "server/control/json_file.h"
 #include "server/control/registry.h"
 #include "server/control/registry_sandbox.h"
+#include "server/control/template_json.h"
 
 namespace isobox::server {
 namespace fs = std::filesystem;
@@ -48,46 +49,17 @@ constexpr auto kTeardownTimeout = std::chrono::seconds(10);
 // Room kept free on the host's filesystem beyond what a park writes.
 constexpr uint64_t kParkMargin = 64ull << 20;
 
-json::array PathList(const std::vector<fs::path>& paths) {
-  json::array list;
-  for (const fs::path& path : paths) list.push_back(json::string(path.string()));
-  return list;
-}
-
-json::object StringMapJson(const std::map<std::string, std::string>& map) {
-  json::object out;
-  for (const auto& [key, value] : map) out[key] = value;
-  return out;
-}
-
 // The park record (see the top of the file) of a sandbox started from `tmpl` with
 // `agent_config` and `usr_mask_layer`.
 json::object ParkRecord(const Template& tmpl, const std::string& agent_config,
                         const fs::path& usr_mask_layer, Parked mode, bool disk) {
-  return json::object{
-      {"version", kParkVersion},
-      {"mode", mode == Parked::kMemory ? "memory" : "files"},
-      {"disk", disk},
-      {"agentConfig", agent_config},
-      {"template",
-       json::object{{"id", tmpl.id},
-                    {"rootLayer", tmpl.root_layer.string()},
-                    {"usrLayer", tmpl.usr_layer.string()},
-                    {"usrMaskLayer", usr_mask_layer.string()},
-                    {"storeLayers", PathList(tmpl.store_layers)},
-                    {"cpuCount", tmpl.cpu_count},
-                    {"memoryMB", tmpl.memory_mb},
-                    {"diskMB", tmpl.disk_mb},
-                    {"pidsMax", tmpl.pids_max},
-                    {"interpreter", tmpl.interpreter},
-                    {"buildID", tmpl.build_id},
-                    {"alias", tmpl.alias},
-                    {"env", StringMapJson(tmpl.env)},
-                    {"user", tmpl.user},
-                    {"workdir", tmpl.workdir},
-                    {"startCmd", tmpl.start_cmd},
-                    {"readyCmd", tmpl.ready_cmd},
-                    {"shell", tmpl.shell}}}};
+  json::object t = TemplateJson(tmpl);
+  t["usrMaskLayer"] = usr_mask_layer.string();
+  return json::object{{"version", kParkVersion},
+                      {"mode", mode == Parked::kMemory ? "memory" : "files"},
+                      {"disk", disk},
+                      {"agentConfig", agent_config},
+                      {"template", std::move(t)}};
 }
 
 // What a park record holds (ParkRecord).
@@ -111,29 +83,8 @@ Result<ParkRead> ReadPark(const fs::path& dir) {
     park.disk = record.at("disk").as_bool();
     park.agent_config = json::value_to<std::string>(record.at("agentConfig"));
     const json::object& t = record.at("template").as_object();
-    Template& tmpl = park.tmpl;
-    tmpl.id = json::value_to<std::string>(t.at("id"));
-    tmpl.root_layer = json::value_to<std::string>(t.at("rootLayer"));
-    tmpl.usr_layer = json::value_to<std::string>(t.at("usrLayer"));
     park.usr_mask_layer = json::value_to<std::string>(t.at("usrMaskLayer"));
-    for (const json::value& layer : t.at("storeLayers").as_array()) {
-      tmpl.store_layers.emplace_back(json::value_to<std::string>(layer));
-    }
-    tmpl.cpu_count = static_cast<uint32_t>(t.at("cpuCount").to_number<int64_t>());
-    tmpl.memory_mb = static_cast<uint32_t>(t.at("memoryMB").to_number<int64_t>());
-    tmpl.disk_mb = static_cast<uint32_t>(t.at("diskMB").to_number<int64_t>());
-    tmpl.pids_max = static_cast<uint64_t>(t.at("pidsMax").to_number<int64_t>());
-    tmpl.interpreter = t.at("interpreter").as_bool();
-    tmpl.build_id = json::value_to<std::string>(t.at("buildID"));
-    tmpl.alias = json::value_to<std::string>(t.at("alias"));
-    for (const auto& [key, val] : t.at("env").as_object()) {
-      tmpl.env[std::string(key)] = json::value_to<std::string>(val);
-    }
-    tmpl.user = json::value_to<std::string>(t.at("user"));
-    tmpl.workdir = json::value_to<std::string>(t.at("workdir"));
-    tmpl.start_cmd = json::value_to<std::string>(t.at("startCmd"));
-    tmpl.ready_cmd = json::value_to<std::string>(t.at("readyCmd"));
-    tmpl.shell = json::value_to<std::string>(t.at("shell"));
+    ASSIGN_OR_RETURN(park.tmpl, TemplateFromJson(t));
   } catch (const std::exception& e) {
     return MakeError(ErrorCode::kInternal, "{}: {}", (dir / kParkFile).string(), e.what());
   }

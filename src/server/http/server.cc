@@ -13,6 +13,7 @@
 #include "server/routes/isobox.h"
 #include "server/routes/sandboxes.h"
 #include "server/routes/secrets.h"
+#include "server/routes/snapshots.h"
 #include "server/routes/templates.h"
 #include "server/routes/volumes.h"
 
@@ -322,7 +323,8 @@ Task<bool> HttpServer::HandleControlRequest(S& stream, beast::flat_buffer& buffe
     VolumesAnswer answer = co_await HandleVolumes(parser.get(), context);
     response = std::move(answer.response);
     audit_details = std::move(answer.audit);
-  } else if (config_.templates != nullptr && IsTemplatesPath(path)) {
+  } else if (config_.templates != nullptr && IsTemplatesPath(path) &&
+             !NamesSnapshot(parser.get(), registry_, *tenant)) {
     std::string_view host = parser.get()[http::field::host];
     TemplatesContext context{*config_.templates, workers_, *tenant,
                              fmt::format("{}://{}", kIsTls<S> ? "https" : "http", host)};

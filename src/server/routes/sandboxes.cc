@@ -15,6 +15,8 @@
 #include "protocol/status.h"
 #include "server/control/listing.h"
 #include "server/http/on_worker.h"
+#include "server/routes/control_reply.h"
+#include "server/routes/snapshots.h"
 #include "server/routes/volumes.h"
 
 namespace isobox::server {
@@ -22,56 +24,8 @@ namespace {
 
 namespace json = boost::json;
 
-constexpr const char* kEnvdVersion = "0.6.4";
-constexpr const char* kClientId = "isobox";
-constexpr int64_t kMaxTimeoutSeconds = 86400;
 
 constexpr int64_t kDefaultTimeoutSeconds = 300;
-
-struct Reply {
-  Reply(http::status s, std::string b) : status(s), body(std::move(b)) {}
-  http::status status;
-  std::string body;
-  std::optional<std::string> next_token;  // X-Next-Token of list pages
-  std::optional<std::string> pause_mode;  // Isobox-Pause-Mode of a pause
-};
-
-std::vector<std::string_view> SplitQuery(std::string_view query) {
-  std::vector<std::string_view> out;
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    out.push_back(query.substr(0, amp));
-    query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
-  }
-  return out;
-}
-
-Reply ErrorReply(const Error& error) {
-  int status = protocol::HttpStatus(error);  // 507 for a full disk pool
-  return {static_cast<http::status>(status), JsonError(status, error.message)};
-}
-
-Reply BadRequest(std::string_view message) {
-  return {http::status::bad_request, JsonError(400, message)};
-}
-
-// What the registry answers for an id it does not know.
-Reply SandboxNotFound(const std::string& id) {
-  return ErrorReply(Error{ErrorCode::kNotFound, 0, "sandbox '" + id + "' not found"});
-}
-
-// SECURITY: a live sandbox of another key (control/tenancy.h). Every route that names a
-// sandbox asks this where it would first look the sandbox up, and answers
-// SandboxNotFound, so that a foreign id gets exactly the answers an unknown id gets.
-bool Hidden(const std::string& id, const ControlContext& context) {
-  if (context.tenant.admin) return false;
-  std::optional<SandboxInfo> info = context.registry.Get(id);
-  return info && !context.tenant.Sees(*info);
-}
-
-Reply Forbidden(std::string_view what) {
-  return {http::status::forbidden, JsonError(403, fmt::format("{} needs an admin API key", what))};
-}
 
 json::object StringMap(const std::map<std::string, std::string>& map) {
   json::object out;
@@ -96,25 +50,6 @@ Result<std::map<std::string, std::string>> ParseStringMap(const json::object& bo
     out[std::string(key)] = std::string(item.as_string());
   }
   return out;
-}
-
-// An optional timeout in seconds, 1..kMaxTimeoutSeconds.
-Result<std::optional<std::chrono::seconds>> ParseTimeout(const json::object& body) {
-  const json::value* timeout = body.if_contains("timeout");
-  if (timeout == nullptr || timeout->is_null()) return std::optional<std::chrono::seconds>();
-  int64_t seconds = 0;
-  if (timeout->is_int64()) {
-    seconds = timeout->as_int64();
-  } else if (timeout->is_uint64()) {
-    seconds = kMaxTimeoutSeconds + 1;
-  } else {
-    return MakeError(ErrorCode::kInvalidArgument, "'timeout' must be an integer (seconds)");
-  }
-  if (seconds < 0 || seconds > kMaxTimeoutSeconds) {
-    return MakeError(ErrorCode::kInvalidArgument, "'timeout' must be between 0 and {} seconds",
-                     kMaxTimeoutSeconds);
-  }
-  return std::optional(std::chrono::seconds(seconds));
 }
 
 Result<bool> ParseBool(const json::object& body, std::string_view field) {
@@ -228,20 +163,6 @@ Result<SandboxOptions> ParseNewSandbox(std::string_view text, bool network) {
 
 namespace {
 
-// The answer of create and connect: the only ones that carry the traffic access token.
-json::object SandboxJson(const SandboxInfo& info) {
-  json::value traffic = nullptr;
-  if (!info.traffic_access_token.empty()) traffic = info.traffic_access_token;
-  return json::object{{"sandboxID", info.id},
-                      {"templateID", info.template_id},
-                      {"alias", info.alias.empty() ? info.template_id : info.alias},
-                      {"clientID", kClientId},
-                      {"envdVersion", kEnvdVersion},
-                      {"envdAccessToken", info.access_token},
-                      {"trafficAccessToken", std::move(traffic)},
-                      {"domain", nullptr}};
-}
-
 json::object ListedJson(const SandboxInfo& info) {
   return json::object{{"sandboxID", info.id},
                       {"templateID", info.template_id},
@@ -302,6 +223,14 @@ Task<Reply> CreateSandbox(const StringRequest& request, ControlContext& context)
     if (!options->volume_requests.empty()) {
       ASSIGN_OR_RETURN(options->volume_mounts,
                        context.volumes->Resolve(context.tenant, options->volume_requests));
+    }
+    // A snapshot of this key (routes/snapshots.h): a clone of it.
+    if (auto snapshot = FindSnapshot(options->template_id, context)) {
+      if (!options->volume_mounts.empty()) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "'volumeMounts' cannot be honoured for a sandbox from a snapshot yet");
+      }
+      return context.registry.CreateFromSnapshot(*snapshot, *options);
     }
     if (context.catalog != nullptr) {
       // A user-built template (name, name:tag or id) the key may use, or a built-in.
@@ -518,11 +447,6 @@ Reply NotAllowed(const StringRequest& request, std::string_view path) {
                                      std::string_view(request.method_string()), path))};
 }
 
-Reply Unsupported(std::string_view what) {
-  return {http::status::not_implemented,
-          JsonError(501, fmt::format("{} is not supported by Isobox yet", what))};
-}
-
 // /sandboxes/{id}/<action>
 Task<Reply> RouteAction(const StringRequest& request, ControlContext& context,
                         const std::string& id, std::string_view action, std::string_view query,
@@ -542,11 +466,14 @@ Task<Reply> RouteAction(const StringRequest& request, ControlContext& context,
   if (action == "network" && method == http::verb::put) {
     co_return co_await UpdateNetwork(id, request, context);
   }
-  if (action == "fork" || action == "snapshots") {
-    co_return Unsupported(fmt::format("/sandboxes/{{id}}/{}", action));
+  if (action == "snapshots" && method == http::verb::post) {
+    co_return co_await CreateSnapshot(id, request, context);
+  }
+  if (action == "fork" && method == http::verb::post) {
+    co_return co_await ForkSandbox(id, request, context);
   }
   if (action == "timeout" || action == "connect" || action == "resume" || action == "pause" ||
-      action == "metrics" || action == "network") {
+      action == "metrics" || action == "network" || action == "snapshots" || action == "fork") {
     co_return NotAllowed(request, path);
   }
   co_return NoRoute(request, path);
@@ -581,6 +508,14 @@ Task<Reply> Route(const StringRequest& request, ControlContext& context) {
       co_return GetSandboxRecord(std::string(parts[2]), context);
     }
     co_return NotAllowed(request, path);
+  }
+  if (parts.size() == 1 && parts[0] == "snapshots") {
+    if (request.method() == http::verb::get) co_return ListSnapshots(query, context);
+    co_return NotAllowed(request, path);
+  }
+  // The SDK deletes a snapshot as a template (server.cc sends it here when it names one).
+  if (parts.size() == 2 && parts[0] == "templates" && request.method() == http::verb::delete_) {
+    co_return co_await DeleteSnapshot(parts[1], context);
   }
   bool v2 = !parts.empty() && parts[0] == "v2";
   if (v2) parts.erase(parts.begin());

@@ -1,0 +1,445 @@
+// Snapshots and forks (docs/architecture.md, "Snapshots and forks"): a checkpoint of a
+// running sandbox that it runs on from, and new sandboxes restored from it.
+//
+// Taking one: envd parks, the sandbox's freezer stops every process, CRIU dumps them and
+// leaves them stopped (--leave-running with a cgroup frozen before), the writable layers
+// of its disk are copied while nothing runs, then the sandbox thaws and envd unparks; the
+// copy becomes a read-only layer (owners moved to the layer store's range) after that.
+// A clone: a new slot, cgroups, network namespace and address, an empty disk, the
+// template's layers with the snapshot's layer on top; a copy of the images edited for the
+// slot's ids and the clone's hostname (runtime/criu_images.h) is restored, and envd takes
+// the clone's id and token before it accepts (protocol/park.h kUnparkCloned).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+#include <atomic>
+#include <thread>
+
+#include "base/log.h"
+#include "base/scope_guard.h"
+#include "base/step_times.h"
+#include "runtime/criu_images.h"
+#include "runtime/layer_commit.h"
+#include "runtime/limits_view.h"
+#include "runtime/netns.h"
+#include "server/control/checkpoint_steps.h"
+#include "server/control/host_tool.h"
+#include "server/control/ids.h"
+#include "server/control/registry.h"
+#include "server/control/registry_sandbox.h"
+
+namespace isobox::server {
+namespace fs = std::filesystem;
+namespace json = boost::json;
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr auto kCriuTimeout = std::chrono::seconds(120);
+constexpr auto kCopyTimeout = std::chrono::minutes(10);
+
+tl::unexpected<Error> Conflict(const std::string& id, std::string_view why) {
+  return tl::unexpected(Error{ErrorCode::kFailedPrecondition, 0,
+                              fmt::format("sandbox '{}' {}", id, why)});
+}
+
+// Copies the tree at `from` to `to` (which must not exist) as it is: owners, modes, times,
+// extended attributes (overlayfs' opaque marks), hard links, sparse files, whiteouts.
+Status CopyTree(const fs::path& from, const fs::path& to) {
+  ASSIGN_OR_RETURN(HostToolOutput out,
+                   RunHostTool({.program = "cp",
+                                .args = {"-a", "--sparse=always", "--no-target-directory",
+                                         from.string(), to.string()},
+                                .env = {"LC_ALL=C"},
+                                .deadline = std::chrono::steady_clock::now() + kCopyTimeout}));
+  if (!out.status.exited || out.status.code != 0) {
+    return MakeError(ErrorCode::kInternal, "copy the sandbox's files: {}",
+                     LastErrorLine(out.output));
+  }
+  return Ok();
+}
+
+// Copies every file of `from` (CRIU's images) into `to`, a new directory.
+Status CopyImages(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::remove_all(to, ec);
+  if (::mkdir(to.c_str(), 0700) < 0) return SysError("mkdir {}", to.string());
+  fs::copy(from, to, fs::copy_options::recursive, ec);
+  if (ec) return MakeError(ErrorCode::kInternal, "copy {}: {}", from.string(), ec.message());
+  return Ok();
+}
+
+// A clone's agent config: the original's, with the clone's id and token and `env` added.
+std::string CloneAgentConfig(const std::string& original, const std::string& id,
+                             const std::string& token,
+                             const std::map<std::string, std::string>& env) {
+  boost::system::error_code ec;
+  json::value config = json::parse(original, ec);
+  if (ec || !config.is_object()) config = json::object();
+  json::object& object = config.as_object();
+  object["sandboxId"] = id;
+  object["accessToken"] = token;
+  if (!object["envVars"].is_object()) object["envVars"] = json::object();
+  for (const auto& [key, value] : env) object["envVars"].as_object()[key] = value;
+  return json::serialize(object);
+}
+
+}  // namespace
+
+Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs::path& upper) {
+  const std::string& id = sandbox.info.id;
+  StepTimes times;
+  RETURN_IF_ERROR(runtime::CheckCriu(config_.criu));
+  pid_t pid = sandbox.process.init.Pid();
+  struct stat netns {};
+  if (::fstat(sandbox.netns.Get(), &netns) < 0) return SysError("stat netns");
+  const fs::path freezer = sandbox.cgroup->FreezerDir();
+  if (freezer.empty()) return MakeError(ErrorCode::kInternal, "sandbox '{}' has no freezer", id);
+  RETURN_IF_ERROR(ParkAgent(pid, sandbox.process.socket_path, sandbox.info.access_token));
+  times.Mark("park");
+  ScopeGuard unpark([&] {
+    if (auto back = UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, false, {});
+        !back) {
+      LOG_ERROR("sandbox {}: unpark after a snapshot: {}", id, back.error().message);
+    }
+  });
+  ASSIGN_OR_RETURN(std::vector<runtime::ExternalFile> files, runtime::FindExternalFiles(pid));
+  ASSIGN_OR_RETURN(std::vector<runtime::TaskGroup> groups, runtime::GatherIntoInitGroups(pid));
+  ScopeGuard regroup([&] {
+    if (auto back = runtime::ReturnToGroups(pid, groups); !back) {
+      LOG_ERROR("sandbox {}: cgroups after a snapshot: {}", id, back.error().message);
+    }
+  });
+  // Stopped together, and kept stopped through the dump (CRIU leaves a group frozen
+  // before it frozen) until the files are copied: the files match the memory.
+  RETURN_IF_ERROR(sandbox.cgroup->Freeze());
+  ScopeGuard thaw([&] {
+    if (auto back = sandbox.cgroup->Thaw(); !back) {
+      LOG_ERROR("sandbox {}: thaw after a snapshot: {}", id, back.error().message);
+    }
+  });
+  times.Mark("freeze");
+  runtime::CriuDump dump{.criu = config_.criu,
+                         .cache_dir = config_.state_dir / "sandboxes",
+                         .init_pid = pid,
+                         .images_dir = images,
+                         .netns_inode = netns.st_ino,
+                         .mounts = ExternalMounts(sandbox.info.volume_mounts),
+                         .files = files,
+                         .freezer = freezer,
+                         .leave_running = true,
+                         .deadline = std::chrono::steady_clock::now() + kCriuTimeout};
+  RETURN_IF_ERROR(runtime::Dump(dump));
+  times.Mark("dump");
+  RETURN_IF_ERROR(sandbox.cgroup->Freeze());  // in case CRIU thawed it
+  const fs::path disk = fmt::format("/proc/{}/fd/{}", ::getpid(), sandbox.process.disk.mount.Get());
+  RETURN_IF_ERROR(::mkdir(upper.c_str(), 0700) == 0 ? Ok() : SysError("mkdir {}", upper.string()));
+  for (const char* part : {"root", "usr"}) {
+    std::error_code ec;
+    if (!fs::exists(disk / "upper" / part, ec)) continue;
+    RETURN_IF_ERROR(CopyTree(disk / "upper" / part, upper / part));
+  }
+  times.Mark("copy");
+  thaw.Cancel();
+  RETURN_IF_ERROR(WithContext(sandbox.cgroup->Thaw(), fmt::format("snapshot of sandbox {}", id)));
+  times.Mark("thaw");
+  RETURN_IF_ERROR(SaveExternals(images, files, groups));
+  regroup.Cancel();
+  RETURN_IF_ERROR(runtime::ReturnToGroups(pid, groups));
+  unpark.Cancel();
+  ASSIGN_OR_RETURN(UniqueFd none,
+                   UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, false, {}));
+  times.Mark("unpark");
+  LOG_DEBUG("snapshot of {} (ms): {}", id, times.Text());
+  return Ok();
+}
+
+Result<SnapshotRecord> Registry::Snap(const std::string& id, const std::string& snapshot_id) {
+  std::shared_ptr<std::mutex> op = OpMutex(id);
+  if (!op) return MakeError(ErrorCode::kNotFound, "sandbox '{}' not found", id);
+  std::lock_guard op_lock(*op);
+  Sandbox* sandbox = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) return MakeError(ErrorCode::kNotFound, "sandbox '{}' not found", id);
+    sandbox = it->second.get();  // stays: a kill waits for op_mutex
+    if (sandbox->info.state != SandboxState::kRunning) {
+      return Conflict(id, "is paused: resume it (connect) before a snapshot or a fork");
+    }
+  }
+  if (!sandbox->interpreter_socket.empty()) {
+    return Conflict(id, "runs a code interpreter, whose processes cannot be checkpointed yet");
+  }
+  if (!sandbox->info.volume_mounts.empty()) {
+    return Conflict(id, "has volumes mounted: snapshots and forks of such sandboxes are not "
+                        "supported yet");
+  }
+  if (!sandbox->process.disk.mount || sandbox->tmpl.root_layer.empty()) {
+    return Conflict(id, "has no disk of its own to take files from");
+  }
+  if (config_.store_base == 0) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "this isoboxd has no layer store, which snapshots need");
+  }
+  RETURN_IF_ERROR(PrepareCheckpointsDir());
+  RETURN_IF_ERROR(CheckRoomToPark(*sandbox, Parked::kMemory));
+  RETURN_IF_ERROR(snapshots_.Prepare(snapshot_id));
+  const fs::path dir = snapshots_.DirOf(snapshot_id);
+  ScopeGuard abandon([&] {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    snapshots_.Done(snapshot_id);
+  });
+  const fs::path upper = dir / "upper";
+  RETURN_IF_ERROR(WithContext(DumpRunning(*sandbox, snapshots_.ImagesOf(snapshot_id), upper),
+                              fmt::format("snapshot of sandbox {}", id)));
+  // The copy becomes a layer: owners from the slot's range to the store's, nothing a
+  // layer may not hold (runtime/layer_commit.h).
+  const fs::path layer = snapshots_.LayerOf(snapshot_id);
+  if (::mkdir(layer.c_str(), 0700) < 0) return SysError("mkdir {}", layer.string());
+  for (const char* part : {"root", "usr"}) {
+    std::error_code ec;
+    if (!fs::exists(upper / part, ec)) fs::create_directories(upper / part, ec);
+    ASSIGN_OR_RETURN(runtime::LayerCommitStats stats,
+                     runtime::CommitLayer(upper / part, {.from_base = sandbox->layers_spec.ids.host_base,
+                                                         .to_base = config_.store_base}));
+    (void)stats;
+    fs::rename(upper / part, layer / part, ec);
+    if (ec) return MakeError(ErrorCode::kInternal, "rename {}: {}", layer.string(), ec.message());
+  }
+  fs::remove_all(upper);
+  UniqueFd synced(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!synced || ::syncfs(synced.Get()) < 0) return SysError("sync {}", dir.string());
+  SnapshotRecord record{.id = snapshot_id,
+                        .name = "",
+                        .sandbox_id = id,
+                        .owner = sandbox->info.owner,
+                        .created_at = std::chrono::system_clock::now(),
+                        .bytes = DirBytes(dir),
+                        .ids_base = sandbox->layers_spec.ids.host_base,
+                        .private_name = sandbox->state_dir.filename().string(),
+                        .tmpl = sandbox->tmpl,
+                        .usr_mask_layer = sandbox->layers_spec.usr_mask_layer,
+                        .agent_config = sandbox->agent_config};
+  record.tmpl.store_layers.insert(record.tmpl.store_layers.begin(), layer);
+  abandon.Cancel();
+  return record;
+}
+
+Result<SnapshotRecord> Registry::TakeSnapshot(const std::string& id, const std::string& name) {
+  const std::string snapshot_id = NewSandboxId();
+  ASSIGN_OR_RETURN(SnapshotRecord record, Snap(id, snapshot_id));
+  record.name = name;
+  ScopeGuard done([&] { snapshots_.Done(snapshot_id); });
+  if (auto added = snapshots_.Add(record); !added) {
+    std::error_code ec;
+    fs::remove_all(snapshots_.DirOf(snapshot_id), ec);
+    return tl::unexpected(added.error());
+  }
+  LOG_INFO("snapshot {} of sandbox {} taken ({} MiB)", snapshot_id, id, record.bytes >> 20);
+  return record;
+}
+
+Result<std::unique_ptr<Registry::Sandbox>> Registry::StartClone(const SnapshotRecord& snapshot,
+                                                                const CloneOptions& clone,
+                                                                const std::string& id,
+                                                                uint32_t slot) {
+  StepTimes times;
+  const SandboxOptions& options = clone.options;
+  auto sandbox = std::make_unique<Sandbox>();
+  sandbox->slot = slot;
+  sandbox->state_dir = config_.state_dir / "sandboxes" / PrivateName(id);
+  // Whatever exists of it goes on a failure: processes, groups, files, address, slot.
+  ScopeGuard destroy([&] { Destroy(std::move(sandbox)); });
+  sandbox->tmpl = snapshot.tmpl;
+  SandboxInfo& info = sandbox->info;
+  info.id = id;
+  info.template_id = clone.template_id;
+  info.alias = clone.alias;
+  info.build_id = clone.build_id;
+  info.access_token = NewToken();
+  if (!options.network.allow_public_traffic) info.traffic_access_token = NewToken();
+  info.metadata = options.metadata;
+  info.started_at = std::chrono::system_clock::now();
+  info.end_at = info.started_at + options.timeout;
+  info.cpu_count = snapshot.tmpl.cpu_count;
+  info.memory_mb = snapshot.tmpl.memory_mb;
+  info.disk_mb = snapshot.tmpl.disk_mb;
+  info.auto_pause = options.auto_pause;
+  info.auto_pause_memory = options.auto_pause_memory;
+  info.auto_resume = options.auto_resume;
+  info.owner = options.owner;
+  sandbox->agent_config =
+      CloneAgentConfig(snapshot.agent_config, id, info.access_token, options.env_vars);
+  // SECURITY: its limits are in place before its first process is restored.
+  ASSIGN_OR_RETURN(runtime::SandboxCgroups groups,
+                   runtime::CreateSandboxCgroups(*cgroups_, PrivateName(id),
+                                                 Resources(snapshot.tmpl)));
+  sandbox->cgroup = std::move(groups.sandbox);
+  ASSIGN_OR_RETURN(sandbox->layers_spec,
+                   LayersForSlot(slot, snapshot.tmpl, snapshot.usr_mask_layer));
+  times.Mark("cgroups+layers");
+  ASSIGN_OR_RETURN(runtime::StateFiles state, runtime::PrepareStateFiles(sandbox->state_dir));
+  state = {};
+  sandbox->process.socket_path = runtime::AgentSocketPath(sandbox->state_dir);
+  RETURN_IF_ERROR(runtime::WriteLimitsView(sandbox->state_dir / "view",
+                                           LimitsViewFor(snapshot.tmpl, slot)));
+  runtime::SandboxSpec spec = sandbox->layers_spec;
+  spec.id = id;
+  spec.state_dir = sandbox->state_dir;
+  spec.disk_bytes = uint64_t{snapshot.tmpl.disk_mb} << 20;
+  spec.disks = &disks_;
+  std::optional<PreparedNetns> prepared;
+  if (config_.network != nullptr) {
+    std::optional<CgroupSpare> no_spare;
+    RETURN_IF_ERROR(AttachNetwork(*sandbox, spec, no_spare, options.network, prepared));
+    sandbox->netns = std::move(prepared->netns);
+  } else {
+    info.network = options.network;
+    info.network.internet = false;
+    ASSIGN_OR_RETURN(sandbox->netns, runtime::MakeSandboxNetns());
+  }
+  sandbox->etc_files = spec.etc_files;
+  // Its own empty writable layers, with its /etc/hosts and resolv.conf, above the
+  // snapshot's layer.
+  ASSIGN_OR_RETURN(sandbox->process.disk, runtime::PrepareWritableLayers(spec));
+  times.Mark("disk+network");
+  // The images, edited for this slot's ids and this clone's hostname, where a resume of
+  // the clone would find its own.
+  CloneOf of{.images = CheckpointDir(*sandbox),
+             .from_name = snapshot.private_name,
+             .identity = json::serialize(json::object{
+                 {"sandboxId", id},
+                 {"accessToken", info.access_token},
+                 {"envVars", [&] {
+                    json::object env;
+                    for (const auto& [key, value] : options.env_vars) env[key] = value;
+                    return env;
+                  }()}})};
+  RETURN_IF_ERROR(PrepareCheckpointsDir());
+  RETURN_IF_ERROR(CopyImages(snapshots_.ImagesOf(snapshot.id), of.images));
+  ScopeGuard remove_images([&] {
+    std::error_code ec;
+    fs::remove_all(of.images, ec);
+  });
+  RETURN_IF_ERROR(runtime::MoveIdMaps(of.images, snapshot.ids_base,
+                                      sandbox->layers_spec.ids.host_base, kIdsPerSandbox));
+  RETURN_IF_ERROR(runtime::SetHostname(of.images, id));
+  times.Mark("images");
+  RETURN_IF_ERROR(snapshots_.AddUser(snapshot.id, id));
+  RETURN_IF_ERROR(RestoreCheckpoint(*sandbox, &of));
+  times.Mark("restore");
+  destroy.Cancel();
+  LOG_DEBUG("clone {} of snapshot {} (ms): {}", id, snapshot.id, times.Text());
+  return sandbox;
+}
+
+Result<SandboxInfo> Registry::CreateClone(const SnapshotRecord& snapshot, const CloneOptions& clone) {
+  if (config_.disk_pool != nullptr) RETURN_IF_ERROR(config_.disk_pool->Admit());
+  ASSIGN_OR_RETURN(uint32_t slot, AllocateSlot());
+  const std::string id = NewSandboxId();
+  auto started = StartClone(snapshot, clone, id, slot);
+  if (!started) {
+    LOG_WARN("sandbox {} from snapshot {}: {}", id, snapshot.id, started.error().message);
+    return tl::unexpected(started.error());
+  }
+  std::unique_ptr<Sandbox> sandbox = std::move(*started);
+  if (auto persisted = Persist(*sandbox); !persisted) {
+    Destroy(std::move(sandbox));
+    return tl::unexpected(persisted.error());
+  }
+  sandbox->persisted = true;
+  SandboxInfo info = sandbox->info;
+  int pidfd = ::fcntl(sandbox->process.init.Pidfd(), F_DUPFD_CLOEXEC, 0);
+  {
+    std::lock_guard lock(mutex_);
+    sandboxes_.emplace(id, std::move(sandbox));
+  }
+  asio::post(io_, [this, id, pidfd] { Watch(id, pidfd); });
+  LOG_INFO("sandbox {} created from snapshot {}", id, snapshot.id);
+  return info;
+}
+
+Result<SandboxInfo> Registry::CreateFromSnapshot(const SnapshotRecord& snapshot,
+                                                 const SandboxOptions& options) {
+  if (config_.network != nullptr) RETURN_IF_ERROR(config_.network->Check(options.network));
+  CloneOptions clone{.options = options,
+                     .template_id = snapshot.id,
+                     .alias = snapshot.PublicId(),
+                     .build_id = ""};
+  return CreateClone(snapshot, clone);
+}
+
+Result<std::vector<Result<SandboxInfo>>> Registry::Fork(const std::string& id, uint32_t count,
+                                                        std::chrono::seconds timeout) {
+  std::optional<SandboxInfo> original = Get(id);
+  if (!original) return MakeError(ErrorCode::kNotFound, "sandbox '{}' not found", id);
+  const std::string snapshot_id = NewSandboxId();
+  StepTimes times;
+  ASSIGN_OR_RETURN(SnapshotRecord snapshot, Snap(id, snapshot_id));
+  times.Mark("snapshot");
+  // A fork's snapshot is never listed: its directory goes with its last clone.
+  ScopeGuard done([&] {
+    std::error_code ec;
+    fs::remove_all(snapshots_.ImagesOf(snapshot_id), ec);  // SECURITY: its memory
+    snapshots_.Done(snapshot_id);
+    CollectSnapshots();
+  });
+  SandboxOptions options;
+  options.timeout = timeout;
+  options.metadata = original->metadata;
+  options.owner = original->owner;
+  options.network = original->network;
+  options.auto_pause = original->auto_pause;
+  options.auto_pause_memory = original->auto_pause_memory;
+  options.auto_resume = original->auto_resume;
+  CloneOptions clone{.options = options,
+                     .template_id = original->template_id,
+                     .alias = original->alias,
+                     .build_id = original->build_id};
+  // Two at a time: a restore is mostly one core's work (CRIU, then envd's first answer).
+  std::vector<std::optional<Result<SandboxInfo>>> made(count);
+  std::atomic<uint32_t> next{0};
+  auto work = [&] {
+    for (uint32_t i = next++; i < count; i = next++) made[i] = CreateClone(snapshot, clone);
+  };
+  std::vector<std::thread> threads;
+  for (uint32_t i = 0; i < std::min<uint32_t>(count, 2); ++i) threads.emplace_back(work);
+  for (std::thread& thread : threads) thread.join();
+  std::vector<Result<SandboxInfo>> results;
+  for (auto& result : made) results.push_back(std::move(*result));
+  times.Mark("clones");
+  LOG_INFO("sandbox {} forked {} times", id, count);
+  LOG_DEBUG("fork of {} (ms): {}", id, times.Text());
+  return results;
+}
+
+Status Registry::DeleteSnapshot(const std::string& id) {
+  RETURN_IF_ERROR(snapshots_.Remove(id));
+  CollectSnapshots();
+  LOG_INFO("snapshot {} deleted", id);
+  return Ok();
+}
+
+void Registry::CollectSnapshots() {
+  std::set<std::string> live;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, sandbox] : sandboxes_) live.insert(id);
+  }
+  std::vector<fs::path> removed = snapshots_.Collect(live);
+  if (removed.empty()) return;
+  // The slots' clones of a removed layer go too (LayerMountForSlot keeps one per slot).
+  std::lock_guard lock(mutex_);
+  std::erase_if(layer_mounts_, [&](const auto& entry) {
+    for (const fs::path& layer : removed) {
+      if (entry.first.second.starts_with(layer.string() + "/")) return true;
+    }
+    return false;
+  });
+}
+
+}  // namespace isobox::server

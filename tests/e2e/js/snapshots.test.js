@@ -1,0 +1,193 @@
+// Snapshots and forks (issue 21): createSnapshot takes a running sandbox's processes,
+// memory and files while it runs on; every sandbox created from the snapshot id starts
+// with them, independent of the others; fork makes `count` such sandboxes at once, each
+// with its own id, token and address. Listing, deleting and bad input as E2B answers.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { Sandbox } from 'e2b'
+import { agentPids, privateName, startDaemon, until } from './harness.js'
+
+let daemon
+before(async () => { daemon = await startDaemon() })
+after(async () => { await daemon?.stop() })
+
+function api(path, init = {}) {
+  return fetch(`${daemon.url}${path}`, {
+    ...init,
+    headers: { 'X-API-KEY': daemon.apiKey, 'Content-Type': 'application/json', ...(init.headers ?? {}) },
+  })
+}
+
+// A counter that ticks every 50 ms into /tmp/counter, started by root in the background:
+// a process whose memory (the count) only a checkpoint can keep.
+const COUNTER = `nohup bash -c 'n=0; while true; do n=$((n+1)); echo $n > /tmp/counter; sleep 0.05; done' >/dev/null 2>&1 &`
+
+async function count(sandbox) {
+  return Number((await sandbox.commands.run('cat /tmp/counter')).stdout.trim())
+}
+
+test('a snapshot starts independent sandboxes with its processes, memory and files', async () => {
+  const original = await Sandbox.create({ timeoutMs: 600000, envs: { FROM: 'original' } })
+  try {
+    await original.commands.run(COUNTER)
+    await original.files.write('/home/user/state.txt', 'before the snapshot')
+    await until('the counter runs', async () => (await count(original)) > 5)
+
+    const snapshot = await original.createSnapshot({ name: 'counter-snap' })
+    assert.equal(snapshot.snapshotId, 'counter-snap:default')
+    assert.deepEqual(snapshot.names, ['counter-snap:default'])
+    // The original runs on, unchanged.
+    assert.equal((await original.getInfo()).state, 'running')
+    const before = await count(original)
+    await until('the original counts on', async () => (await count(original)) > before)
+    await original.files.write('/home/user/state.txt', 'after the snapshot')
+
+    const a = await Sandbox.create(snapshot.snapshotId, { timeoutMs: 120000, envs: { CLONE: 'a' } })
+    const b = await Sandbox.create(snapshot.snapshotId, { timeoutMs: 120000 })
+    try {
+      for (const clone of [a, b]) {
+        assert.notEqual(clone.sandboxId, original.sandboxId)
+        assert.equal(await clone.files.read('/home/user/state.txt'), 'before the snapshot')
+        // The counter process came back with its count and goes on from it.
+        const first = await count(clone)
+        assert.ok(first > 5, `count ${first}`)
+        await until('the clone counts on', async () => (await count(clone)) > first)
+        assert.equal((await clone.commands.run('hostname')).stdout.trim(), clone.sandboxId)
+        assert.equal((await clone.commands.run('echo $FROM')).stdout, 'original\n')
+        assert.notEqual(clone.envdAccessToken, original.envdAccessToken)
+        // In its own groups, under its own limits: its envd in its agent group, and its
+        // memory charged to it.
+        assert.equal(agentPids(clone.sandboxId).length, 1)
+        const charged = Number(readFileSync(
+          `/sys/fs/cgroup/memory/isobox/${privateName(clone.sandboxId)}/memory.usage_in_bytes`, 'utf8'))
+        assert.ok(charged > 1 << 20, `charged ${charged}`)
+      }
+      assert.equal((await a.commands.run('echo $CLONE')).stdout, 'a\n')
+      // Each diverges on its own.
+      await a.files.write('/home/user/state.txt', 'written in a')
+      assert.equal(await b.files.read('/home/user/state.txt'), 'before the snapshot')
+      assert.equal(await original.files.read('/home/user/state.txt'), 'after the snapshot')
+      await a.commands.run('pkill -f "n=\\$((n+1))" || true')
+      const bCount = await count(b)
+      await until('b counts on after a stopped', async () => (await count(b)) > bCount)
+      // Another sandbox's token does not open a clone.
+      const foreign = await fetch(`${process.env.E2B_SANDBOX_URL}/files?path=/home/user/state.txt`, {
+        headers: { 'E2b-Sandbox-Id': b.sandboxId, 'E2b-Sandbox-Port': '49983',
+                   'X-Access-Token': original.envdAccessToken },
+      })
+      assert.equal(foreign.status, 401)
+
+      // Listed as E2B lists them, by sandbox and by name.
+      const listed = await Sandbox.listSnapshots({ sandboxId: original.sandboxId }).nextItems()
+      assert.deepEqual(listed.map((s) => s.snapshotId), ['counter-snap:default'])
+      const byName = await Sandbox.listSnapshots({ name: 'counter-snap' }).nextItems()
+      assert.equal(byName.length, 1)
+      // One name, one snapshot.
+      const again = await api(`/sandboxes/${original.sandboxId}/snapshots`, {
+        method: 'POST', body: JSON.stringify({ name: 'counter-snap' }),
+      })
+      assert.equal(again.status, 409, await again.text())
+
+      // Deleted: unlisted and no new sandbox from it, while its sandboxes keep running.
+      const layerDir = join(daemon.stateDir, 'snapshots')
+      const [dirName] = readdirSync(layerDir)
+      assert.equal(statSync(join(layerDir, dirName)).mode & 0o777, 0o700)
+      assert.equal(await Sandbox.deleteSnapshot(snapshot.snapshotId), true)
+      assert.equal(await Sandbox.deleteSnapshot(snapshot.snapshotId), false)
+      assert.deepEqual(await Sandbox.listSnapshots({ sandboxId: original.sandboxId }).nextItems(), [])
+      await assert.rejects(Sandbox.create(snapshot.snapshotId), /not found/i)
+      assert.equal(existsSync(join(layerDir, dirName, 'images')), false)
+      assert.equal(await b.files.read('/home/user/state.txt'), 'before the snapshot')
+      await a.kill()
+      await b.kill()
+      // Its layer went with its last sandbox.
+      await until('the snapshot directory is gone', async () => !existsSync(join(layerDir, dirName)))
+    } finally {
+      await a.kill().catch(() => {})
+      await b.kill().catch(() => {})
+    }
+  } finally {
+    await original.kill()
+  }
+})
+
+test('fork makes count sandboxes from one checkpoint; the original keeps its id and end', async () => {
+  const original = await Sandbox.create({ timeoutMs: 600000 })
+  try {
+    await original.commands.run(COUNTER)
+    await original.files.write('/home/user/fork.txt', 'shared start')
+    await until('the counter runs', async () => (await count(original)) > 3)
+    const endBefore = (await original.getInfo()).endAt
+    const forks = await original.fork({ count: 3, timeoutMs: 120000 })
+    assert.equal(forks.length, 3)
+    const ids = new Set()
+    const addresses = new Set()
+    try {
+      for (const fork of forks) {
+        assert.ok(!(fork instanceof Error), String(fork))
+        ids.add(fork.sandboxId)
+        assert.equal(await fork.files.read('/home/user/fork.txt'), 'shared start')
+        const first = await count(fork)
+        await until('the fork counts on', async () => (await count(fork)) > first)
+        addresses.add((await fork.commands.run("hostname -I | awk '{print $1}'")).stdout.trim())
+        const info = await fork.getInfo()
+        assert.equal(info.templateId, (await original.getInfo()).templateId)
+      }
+      assert.equal(ids.size, 3)
+      assert.ok(!ids.has(original.sandboxId))
+      assert.equal(addresses.size, 3)
+      const after = await original.getInfo()
+      assert.equal(after.state, 'running')
+      assert.equal(after.endAt.getTime(), endBefore.getTime())
+      // A fork's snapshot is not listed.
+      assert.deepEqual(await Sandbox.listSnapshots({ sandboxId: original.sandboxId }).nextItems(), [])
+    } finally {
+      for (const fork of forks) if (!(fork instanceof Error)) await fork.kill()
+    }
+    await until('the fork snapshot is gone', async () =>
+      readdirSync(join(daemon.stateDir, 'snapshots')).length === 0)
+  } finally {
+    await original.kill()
+  }
+})
+
+test('bad input: counts, names, unknown and paused sandboxes', async () => {
+  const sandbox = await Sandbox.create({ timeoutMs: 120000 })
+  try {
+    for (const count of [0, 101, 'two', 1.5]) {
+      const res = await api(`/sandboxes/${sandbox.sandboxId}/fork`, {
+        method: 'POST', body: JSON.stringify({ count }),
+      })
+      assert.equal(res.status, 400)
+      assert.match((await res.json()).message, /'count' must be an integer from 1 to 100/)
+    }
+    const unknownField = await api(`/sandboxes/${sandbox.sandboxId}/fork`, {
+      method: 'POST', body: JSON.stringify({ count: 1, region: 'eu' }),
+    })
+    assert.equal(unknownField.status, 400)
+    assert.match((await unknownField.json()).message, /unknown field 'region'/)
+    for (const name of ['', 'Has Caps', '-dash', 'x'.repeat(64)]) {
+      const res = await api(`/sandboxes/${sandbox.sandboxId}/snapshots`, {
+        method: 'POST', body: JSON.stringify({ name }),
+      })
+      assert.equal(res.status, 400, name)
+      assert.match((await res.json()).message, /'name' must be 1-63 characters/)
+    }
+    await assert.rejects(Sandbox.createSnapshot('nosuchsandbox0000000'), /not found/i)
+    await assert.rejects(Sandbox.fork('nosuchsandbox0000000', { count: 2 }), /not found/i)
+    const list = await api('/snapshots?limit=0')
+    assert.equal(list.status, 400)
+    assert.equal((await api('/snapshots?color=red')).status, 400)
+    // A paused sandbox: resume it first.
+    await sandbox.pause()
+    const paused = await api(`/sandboxes/${sandbox.sandboxId}/snapshots`, { method: 'POST', body: '{}' })
+    assert.equal(paused.status, 409)
+    assert.match((await paused.json()).message, /is paused/)
+    const pausedFork = await api(`/sandboxes/${sandbox.sandboxId}/fork`, { method: 'POST', body: '{}' })
+    assert.equal(pausedFork.status, 409)
+  } finally {
+    await sandbox.kill()
+  }
+})

@@ -156,7 +156,73 @@ std::vector<fs::path> ImagesNamed(const fs::path& dir, std::string_view prefix) 
   return found;
 }
 
+// `path` with every component equal to `from` replaced by `to`.
+std::string Rename(std::string_view path, std::string_view from, std::string_view to) {
+  std::string out;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view part = path.substr(start, end - start);
+    out += part == from ? to : part;
+    if (end == path.size()) break;
+    out += '/';
+    start = end + 1;
+  }
+  return out;
+}
+
+// cgroup_dir_entry {dir_name = 1, children = 2, ...}: names renamed, recursively.
+Result<std::string> RenameDirs(const std::string& bytes, std::string_view from,
+                               std::string_view to, const fs::path& file) {
+  ASSIGN_OR_RETURN(std::vector<Field> fields, Decode(bytes, file));
+  for (Field& field : fields) {
+    if (field.number == 1 && field.wire == 2) field.bytes = Rename(field.bytes, from, to);
+    if (field.number == 2 && field.wire == 2) {
+      ASSIGN_OR_RETURN(field.bytes, RenameDirs(field.bytes, from, to, file));
+    }
+  }
+  return Encode(fields);
+}
+
 }  // namespace
+
+Status RenameCgroups(const fs::path& images_dir, std::string_view from, std::string_view to) {
+  if (from.size() != to.size()) {
+    return MakeError(ErrorCode::kInvalidArgument, "cgroup names of different lengths");
+  }
+  const fs::path file = images_dir / "cgroup.img";
+  std::error_code ec;
+  if (!fs::exists(file, ec)) {
+    return MakeError(ErrorCode::kNotFound, "{}: no cgroup image", images_dir.string());
+  }
+  ASSIGN_OR_RETURN(Image image, ReadImage(file));
+  for (std::string& entry : image.entries) {
+    // cgroup_entry {sets = 1 (cg_set_entry {id = 1, ctls = 2 (cg_member_entry {name = 1,
+    // path = 2, cgns_prefix = 3})}), controllers = 2 (cg_controller_entry {cnames = 1,
+    // dirs = 2 (cgroup_dir_entry)})}
+    ASSIGN_OR_RETURN(std::vector<Field> top, Decode(entry, file));
+    for (Field& part : top) {
+      if (part.wire != 2 || (part.number != 1 && part.number != 2)) continue;
+      ASSIGN_OR_RETURN(std::vector<Field> inner, Decode(part.bytes, file));
+      for (Field& child : inner) {
+        if (child.number != 2 || child.wire != 2) continue;
+        if (part.number == 2) {
+          ASSIGN_OR_RETURN(child.bytes, RenameDirs(child.bytes, from, to, file));
+          continue;
+        }
+        ASSIGN_OR_RETURN(std::vector<Field> member, Decode(child.bytes, file));
+        for (Field& field : member) {
+          if (field.number == 2 && field.wire == 2) field.bytes = Rename(field.bytes, from, to);
+        }
+        child.bytes = Encode(member);
+      }
+      part.bytes = Encode(inner);
+    }
+    entry = Encode(top);
+  }
+  return WriteImage(file, image);
+}
 
 Status MoveIdMaps(const fs::path& images_dir, uint32_t from_base, uint32_t to_base,
                   uint32_t count) {
@@ -250,6 +316,27 @@ Result<std::string> SavedHostname(const fs::path& images_dir) {
     }
   }
   return MakeError(ErrorCode::kNotFound, "no hostname");
+}
+
+Result<std::vector<std::string>> SavedCgroupPaths(const fs::path& images_dir) {
+  const fs::path file = images_dir / "cgroup.img";
+  ASSIGN_OR_RETURN(Image image, ReadImage(file));
+  std::vector<std::string> paths;
+  for (const std::string& entry : image.entries) {
+    ASSIGN_OR_RETURN(std::vector<Field> top, Decode(entry, file));
+    for (const Field& set : top) {
+      if (set.number != 1 || set.wire != 2) continue;
+      ASSIGN_OR_RETURN(std::vector<Field> members, Decode(set.bytes, file));
+      for (const Field& member : members) {
+        if (member.number != 2 || member.wire != 2) continue;
+        ASSIGN_OR_RETURN(std::vector<Field> fields, Decode(member.bytes, file));
+        for (const Field& field : fields) {
+          if (field.number == 2 && field.wire == 2) paths.push_back(field.bytes);
+        }
+      }
+    }
+  }
+  return paths;
 }
 
 }  // namespace isobox::runtime

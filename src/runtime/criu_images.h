@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 
@@ -30,6 +31,14 @@ Status MoveIdMaps(const std::filesystem::path& images_dir, uint32_t from_base, u
 // stays). kNotFound when there is no UTS namespace image.
 Status SetHostname(const std::filesystem::path& images_dir, std::string_view hostname);
 
+// In cgroup.img of `images_dir`, every path component `from` of a process's groups and of
+// the saved group tree becomes `to` (a sandbox's private name, the same length: the saved
+// cgroup namespace root is a prefix length into those paths). CRIU puts the restored
+// processes in those groups and roots their cgroup namespace there; a clone's must be its
+// own. kNotFound without a cgroup image; kInvalidArgument when the lengths differ.
+Status RenameCgroups(const std::filesystem::path& images_dir, std::string_view from,
+                     std::string_view to);
+
 // For tests: the first uid extent of the first userns image, and the hostname of the
 // first utsns image.
 struct IdExtent {
@@ -37,5 +46,7 @@ struct IdExtent {
 };
 Result<IdExtent> FirstUidExtent(const std::filesystem::path& images_dir);
 Result<std::string> SavedHostname(const std::filesystem::path& images_dir);
+// Every process group path saved in cgroup.img (sets[].ctls[].path).
+Result<std::vector<std::string>> SavedCgroupPaths(const std::filesystem::path& images_dir);
 
 }  // namespace isobox::runtime

@@ -324,8 +324,9 @@ class Registry {
   // Snapshots (registry_snapshot.cc): the dump of a running sandbox into `images` with a
   // copy of its writable layers in `upper`; a snapshot into its directory (made ready,
   // not listed); a clone of it started in `slot`, then registered.
+  // `paused_ms`: how long its processes were stopped (envd parked to unparked).
   Status DumpRunning(Sandbox& sandbox, const std::filesystem::path& images,
-                     const std::filesystem::path& upper);
+                     const std::filesystem::path& upper, double& paused_ms);
   Result<SnapshotRecord> Snap(const std::string& id, const std::string& snapshot_id);
   struct CloneOptions {
     SandboxOptions options;
@@ -342,7 +343,9 @@ class Registry {
   // processes ended, the sandbox is brought back (parked stays set if that failed too).
   Status ParkSandbox(Sandbox& sandbox, Parked mode);
   Status PrepareCheckpointsDir();
-  Status CheckRoomToPark(const Sandbox& sandbox, Parked mode);
+  // 507 when `dir`'s filesystem (empty: the checkpoints directory) lacks room for the
+  // sandbox's disk and (kMemory) its memory; the sandbox keeps running.
+  Status CheckRoomToPark(const Sandbox& sandbox, Parked mode, std::filesystem::path dir = {});
   Status StopForFiles(Sandbox& sandbox);
   Status KeepParked(Sandbox& sandbox, Parked mode);
   // Brings a parked sandbox back: rebuilds what it lacks (EnsureShell; the groups it made

@@ -113,8 +113,8 @@ Status Registry::PrepareCheckpointsDir() {
   return Ok();
 }
 
-Status Registry::CheckRoomToPark(const Sandbox& sandbox, Parked mode) {
-  fs::path dir = config_.state_dir / "checkpoints";
+Status Registry::CheckRoomToPark(const Sandbox& sandbox, Parked mode, fs::path dir) {
+  if (dir.empty()) dir = config_.state_dir / "checkpoints";
   uint64_t need = kParkMargin;
   if (sandbox.process.disk.image) need += AllocatedBytes(sandbox.process.disk.image.Get());
   if (mode == Parked::kMemory && sandbox.cgroup) {
@@ -126,7 +126,7 @@ Status Registry::CheckRoomToPark(const Sandbox& sandbox, Parked mode) {
   if (free >= need) return Ok();
   return tl::unexpected(Error{
       ErrorCode::kResourceExhausted, ENOSPC,
-      fmt::format("not enough room on the host for the pause of sandbox '{}': it needs about "
+      fmt::format("not enough room on the host to checkpoint sandbox '{}': it needs about "
                   "{} MiB in {}, which has {} MiB free; the sandbox keeps running",
                   sandbox.info.id, need >> 20, dir.string(), free >> 20)});
 }

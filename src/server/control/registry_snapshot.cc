@@ -88,7 +88,8 @@ std::string CloneAgentConfig(const std::string& original, const std::string& id,
 
 }  // namespace
 
-Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs::path& upper) {
+Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs::path& upper,
+                             double& paused_ms) {
   const std::string& id = sandbox.info.id;
   StepTimes times;
   RETURN_IF_ERROR(runtime::CheckCriu(config_.criu));
@@ -97,6 +98,7 @@ Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs:
   if (::fstat(sandbox.netns.Get(), &netns) < 0) return SysError("stat netns");
   const fs::path freezer = sandbox.cgroup->FreezerDir();
   if (freezer.empty()) return MakeError(ErrorCode::kInternal, "sandbox '{}' has no freezer", id);
+  const auto parked_at = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(ParkAgent(pid, sandbox.process.socket_path, sandbox.info.access_token));
   times.Mark("park");
   ScopeGuard unpark([&] {
@@ -152,6 +154,8 @@ Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs:
   ASSIGN_OR_RETURN(UniqueFd none,
                    UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, false, {}));
   times.Mark("unpark");
+  paused_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                        parked_at).count();
   LOG_DEBUG("snapshot of {} (ms): {}", id, times.Text());
   return Ok();
 }
@@ -185,7 +189,7 @@ Result<SnapshotRecord> Registry::Snap(const std::string& id, const std::string& 
                      "this isoboxd has no layer store, which snapshots need");
   }
   RETURN_IF_ERROR(PrepareCheckpointsDir());
-  RETURN_IF_ERROR(CheckRoomToPark(*sandbox, Parked::kMemory));
+  RETURN_IF_ERROR(CheckRoomToPark(*sandbox, Parked::kMemory, snapshots_.dir()));
   RETURN_IF_ERROR(snapshots_.Prepare(snapshot_id));
   const fs::path dir = snapshots_.DirOf(snapshot_id);
   ScopeGuard abandon([&] {
@@ -194,8 +198,10 @@ Result<SnapshotRecord> Registry::Snap(const std::string& id, const std::string& 
     snapshots_.Done(snapshot_id);
   });
   const fs::path upper = dir / "upper";
-  RETURN_IF_ERROR(WithContext(DumpRunning(*sandbox, snapshots_.ImagesOf(snapshot_id), upper),
-                              fmt::format("snapshot of sandbox {}", id)));
+  double paused_ms = 0;
+  RETURN_IF_ERROR(
+      WithContext(DumpRunning(*sandbox, snapshots_.ImagesOf(snapshot_id), upper, paused_ms),
+                  fmt::format("snapshot of sandbox {}", id)));
   // The copy becomes a layer: owners from the slot's range to the store's, nothing a
   // layer may not hold (runtime/layer_commit.h).
   const fs::path layer = snapshots_.LayerOf(snapshot_id);
@@ -223,7 +229,8 @@ Result<SnapshotRecord> Registry::Snap(const std::string& id, const std::string& 
                         .private_name = sandbox->state_dir.filename().string(),
                         .tmpl = sandbox->tmpl,
                         .usr_mask_layer = sandbox->layers_spec.usr_mask_layer,
-                        .agent_config = sandbox->agent_config};
+                        .agent_config = sandbox->agent_config,
+                        .paused_ms = paused_ms};
   record.tmpl.store_layers.insert(record.tmpl.store_layers.begin(), layer);
   abandon.Cancel();
   return record;
@@ -328,6 +335,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::StartClone(const SnapshotRe
   RETURN_IF_ERROR(runtime::MoveIdMaps(of.images, snapshot.ids_base,
                                       sandbox->layers_spec.ids.host_base, kIdsPerSandbox));
   RETURN_IF_ERROR(runtime::SetHostname(of.images, id));
+  RETURN_IF_ERROR(runtime::RenameCgroups(of.images, snapshot.private_name, PrivateName(id)));
   times.Mark("images");
   RETURN_IF_ERROR(snapshots_.AddUser(snapshot.id, id));
   RETURN_IF_ERROR(RestoreCheckpoint(*sandbox, &of));

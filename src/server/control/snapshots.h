@@ -45,6 +45,8 @@ struct SnapshotRecord {
   Template tmpl;
   std::filesystem::path usr_mask_layer;
   std::string agent_config;
+  // How long the sandbox was stopped while it was taken (not recorded).
+  double paused_ms = 0;
 
   // E2B's snapshotID and names: "<name>:default" when named, else "<id>:default".
   std::string PublicId() const;

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 
 #include "base/printable.h"
 #include "server/control/listing.h"
@@ -98,6 +99,7 @@ Task<Reply> CreateSnapshot(const std::string& id, const StringRequest& request,
                                  [&] { return context.registry.TakeSnapshot(id, name); });
   if (!taken) co_return SnapshotError(taken.error());
   json::object out = SnapshotJson(*taken);
+  out["pausedMs"] = std::round(taken->paused_ms * 10) / 10;  // how long the sandbox stopped
   co_return Reply{http::status::created, json::serialize(out)};
 }
 

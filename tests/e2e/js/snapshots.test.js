@@ -4,13 +4,14 @@
 // with its own id, token and address. Listing, deleting and bad input as E2B answers.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox } from 'e2b'
 import { agentPids, privateName, startDaemon, until } from './harness.js'
 
 let daemon
-before(async () => { daemon = await startDaemon() })
+before(async () => { daemon = await startDaemon({ onExit: 'keep' }) })
 after(async () => { await daemon?.stop() })
 
 function api(path, init = {}) {
@@ -63,6 +64,11 @@ test('a snapshot starts independent sandboxes with its processes, memory and fil
         const charged = Number(readFileSync(
           `/sys/fs/cgroup/memory/isobox/${privateName(clone.sandboxId)}/memory.usage_in_bytes`, 'utf8'))
         assert.ok(charged > 1 << 20, `charged ${charged}`)
+        // Its cgroup namespace is rooted at its own groups: it sees them as the original
+        // sees its own (rooted at the original's, it would see "/../../<name>/user").
+        const groups = (await clone.commands.run('cat /proc/self/cgroup')).stdout
+        assert.equal(groups, (await original.commands.run('cat /proc/self/cgroup')).stdout)
+        assert.ok(!groups.includes('isobox'), groups)
       }
       assert.equal((await a.commands.run('echo $CLONE')).stdout, 'a\n')
       // Each diverges on its own.
@@ -189,5 +195,56 @@ test('bad input: counts, names, unknown and paused sandboxes', async () => {
     assert.equal(pausedFork.status, 409)
   } finally {
     await sandbox.kill()
+  }
+})
+
+test('a snapshot that does not fit on the host is refused: 507, the sandbox runs on', async () => {
+  const sandbox = await Sandbox.create({ timeoutMs: 120000 })
+  const snapshots = join(daemon.stateDir, 'snapshots')
+  mkdirSync(snapshots, { recursive: true })
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', snapshots])
+  try {
+    await sandbox.commands.run('nohup sleep 100003 >/dev/null 2>&1 &')
+    const res = await api(`/sandboxes/${sandbox.sandboxId}/snapshots`, { method: 'POST', body: '{}' })
+    assert.equal(res.status, 507)
+    assert.match((await res.json()).message, /not enough room on the host.*keeps running/)
+    const fork = await api(`/sandboxes/${sandbox.sandboxId}/fork`, { method: 'POST', body: '{"count":2}' })
+    assert.equal(fork.status, 507)
+    assert.equal((await sandbox.getInfo()).state, 'running')
+    assert.match((await sandbox.commands.run('pgrep -f "sleep 100003"')).stdout, /\d+/)
+  } finally {
+    execFileSync('umount', [snapshots])
+    await sandbox.kill()
+  }
+})
+
+// Last: it replaces the daemon.
+test('a snapshot survives an isoboxd restart; sandboxes from it too', async () => {
+  const original = await Sandbox.create({ timeoutMs: 600000 })
+  await original.commands.run(COUNTER)
+  await original.files.write('/home/user/kept.txt', 'in the snapshot')
+  await until('the counter runs', async () => (await count(original)) > 3)
+  const snapshot = await original.createSnapshot()
+  assert.match(snapshot.snapshotId, /^[a-z0-9]{20}:default$/)
+  assert.deepEqual(snapshot.names, [])
+  const clone = await Sandbox.create(snapshot.snapshotId, { timeoutMs: 600000 })
+  await original.kill()
+  await daemon.stop({ keepDir: true })
+  daemon = await startDaemon({ dir: daemon.dir, onExit: 'kill' })
+  try {
+    // The clone was re-adopted (reached through the new daemon's address); the snapshot
+    // is listed and still makes sandboxes.
+    const readopted = await Sandbox.connect(clone.sandboxId)
+    assert.equal(await readopted.files.read('/home/user/kept.txt'), 'in the snapshot')
+    const listed = await Sandbox.listSnapshots().nextItems()
+    assert.deepEqual(listed.map((s) => s.snapshotId), [snapshot.snapshotId])
+    const after = await Sandbox.create(snapshot.snapshotId, { timeoutMs: 120000 })
+    assert.equal(await after.files.read('/home/user/kept.txt'), 'in the snapshot')
+    const first = await count(after)
+    await until('the restored counter counts on', async () => (await count(after)) > first)
+    await after.kill()
+    assert.equal(await Sandbox.deleteSnapshot(snapshot.snapshotId), true)
+  } finally {
+    await Sandbox.kill(clone.sandboxId).catch(() => {})
   }
 })

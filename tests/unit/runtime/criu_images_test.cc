@@ -108,5 +108,31 @@ TEST_F(CriuImagesTest, NamesWhatIsMissingOrBroken) {
   EXPECT_FALSE(SetHostname(dir_, "x"));
 }
 
+TEST_F(CriuImagesTest, RenamesTheSandboxInEveryGroupPathAndKeepsTheRest) {
+  const std::string from(32, 'a'), to(32, 'b');
+  auto member = [](const std::string& name, const std::string& path) {
+    return BytesField(1, name) + BytesField(2, path) + VarintField(3, path.size());
+  };
+  auto set = VarintField(1, 7) + BytesField(2, member("cpu,cpuacct", "/isobox/" + from + "/agent")) +
+             BytesField(2, member("memory", "/isobox/" + from + "/agent"));
+  auto dir = BytesField(1, from) + BytesField(2, BytesField(1, "agent"));
+  auto controller = BytesField(1, "memory") + BytesField(2, dir);
+  Write("cgroup.img", Image(BytesField(1, set) + BytesField(2, controller)));
+  ASSERT_TRUE(RenameCgroups(dir_, from, to));
+  auto paths = SavedCgroupPaths(dir_);
+  ASSERT_TRUE(paths);
+  EXPECT_EQ(*paths, (std::vector<std::string>{"/isobox/" + to + "/agent", "/isobox/" + to + "/agent"}));
+  // The prefix lengths (the namespace root) stay right: the names have one length.
+  auto renamed_set = VarintField(1, 7) +
+                     BytesField(2, member("cpu,cpuacct", "/isobox/" + to + "/agent")) +
+                     BytesField(2, member("memory", "/isobox/" + to + "/agent"));
+  auto renamed_dir = BytesField(1, to) + BytesField(2, BytesField(1, "agent"));
+  EXPECT_EQ(Read("cgroup.img"), Image(BytesField(1, renamed_set) +
+                                      BytesField(2, BytesField(1, "memory") + BytesField(2, renamed_dir))));
+  EXPECT_FALSE(RenameCgroups(dir_, from, "short"));
+  fs::remove(dir_ / "cgroup.img");
+  EXPECT_EQ(RenameCgroups(dir_, from, to).error().code, ErrorCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace isobox::runtime

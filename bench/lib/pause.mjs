@@ -79,9 +79,10 @@ export async function pauseRows(ctx) {
         ' MiB running; target <= 5 %)',
       unit: '%', value: +(100 * paused / running).toFixed(2) })
     await Sandbox.connect(sandbox.sandboxId)
-    // Snapshots: the sandbox runs a counter meanwhile (a process that is stopped, dumped
+    // Snapshots of an idle base sandbox again (the 64 MiB holder ends); it runs a loop
+    // meanwhile (a process that is stopped, dumped
     // and let go on).
-    await sandbox.commands.run("nohup sh -c 'while true; do sleep 0.05; done' >/dev/null 2>&1 &")
+    await sandbox.commands.run("pkill -x python3; nohup sh -c 'while true; do sleep 0.05; done' >/dev/null 2>&1 &")
     const snapshotSamples = { stopped: [], call: [] }
     for (let i = 0; i < rounds; i++) {
       const t = now()

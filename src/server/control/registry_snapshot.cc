@@ -116,7 +116,17 @@ Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs:
   });
   // Stopped together, and kept stopped through the dump (CRIU leaves a group frozen
   // before it frozen) until the files are copied: the files match the memory.
-  RETURN_IF_ERROR(sandbox.cgroup->Freeze());
+  if (auto frozen = sandbox.cgroup->Freeze(); !frozen) {
+    // A v1 freezer can stay FREEZING on a task caught mid-way (an exit, a vfork): let go
+    // and try once more before the snapshot is refused.
+    LOG_WARN("sandbox {}: {}; freezing again", id, frozen.error().message);
+    (void)sandbox.cgroup->Thaw();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (auto again = sandbox.cgroup->Freeze(); !again) {
+      (void)sandbox.cgroup->Thaw();
+      return again;
+    }
+  }
   ScopeGuard thaw([&] {
     if (auto back = sandbox.cgroup->Thaw(); !back) {
       LOG_ERROR("sandbox {}: thaw after a snapshot: {}", id, back.error().message);

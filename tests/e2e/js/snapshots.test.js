@@ -147,6 +147,17 @@ test('fork makes count sandboxes from one checkpoint; the original keeps its id 
       const after = await original.getInfo()
       assert.equal(after.state, 'running')
       assert.equal(after.endAt.getTime(), endBefore.getTime())
+      // A fork pauses and resumes as any sandbox: with its memory, and with its files only.
+      const [first] = forks
+      await first.pause()
+      const resumed = await Sandbox.connect(first.sandboxId)
+      const counted = await count(resumed)
+      await until('the resumed fork counts on', async () => (await count(resumed)) > counted)
+      const files = await api(`/sandboxes/${first.sandboxId}/pause`, {
+        method: 'POST', body: JSON.stringify({ memory: false }) })
+      assert.equal(files.status, 204, await files.text())
+      const respawned = await Sandbox.connect(first.sandboxId)
+      assert.equal(await respawned.files.read('/home/user/fork.txt'), 'shared start')
       // A fork's snapshot is not listed.
       assert.deepEqual(await Sandbox.listSnapshots({ sandboxId: original.sandboxId }).nextItems(), [])
     } finally {

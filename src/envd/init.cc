@@ -76,6 +76,39 @@ std::optional<int64_t> ParseRfc3339(std::string_view text) {
   return seconds * 1000000000 + nanos;
 }
 
+namespace {
+
+// "envVars": an optional object of strings, in order.
+Result<std::vector<std::pair<std::string, std::string>>> ParseEnvVars(const json::object& object) {
+  std::vector<std::pair<std::string, std::string>> env;
+  const json::value* envs = object.if_contains("envVars");
+  if (envs == nullptr || envs->is_null()) return env;
+  if (!envs->is_object()) return MakeError(ErrorCode::kInvalidArgument, "'envVars' must be an object");
+  for (const auto& [key, value] : envs->get_object()) {
+    if (!value.is_string()) {
+      return MakeError(ErrorCode::kInvalidArgument, "'envVars' values must be strings");
+    }
+    env.emplace_back(std::string(key), std::string(value.get_string()));
+  }
+  return env;
+}
+
+// Adds `env` to the config's variables; one of the same name is replaced in place.
+void MergeEnvVars(Config& config, const std::vector<std::pair<std::string, std::string>>& env) {
+  for (const auto& [key, value] : env) {
+    bool replaced = false;
+    for (auto& entry : config.env_vars) {
+      if (entry.first == key) {
+        entry.second = value;
+        replaced = true;
+      }
+    }
+    if (!replaced) config.env_vars.emplace_back(key, value);
+  }
+}
+
+}  // namespace
+
 Result<InitRequest> ParseInitRequest(std::string_view text) {
   InitRequest request;
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return request;
@@ -95,17 +128,7 @@ Result<InitRequest> ParseInitRequest(std::string_view text) {
       return MakeError(ErrorCode::kInvalidArgument, "'timestamp' must be an RFC 3339 time");
     }
   }
-  if (const json::value* envs = object.if_contains("envVars"); envs && !envs->is_null()) {
-    if (!envs->is_object()) {
-      return MakeError(ErrorCode::kInvalidArgument, "'envVars' must be an object");
-    }
-    for (const auto& [key, value] : envs->get_object()) {
-      if (!value.is_string()) {
-        return MakeError(ErrorCode::kInvalidArgument, "'envVars' values must be strings");
-      }
-      request.env_vars.emplace_back(std::string(key), std::string(value.get_string()));
-    }
-  }
+  ASSIGN_OR_RETURN(request.env_vars, ParseEnvVars(object));
   if (request.default_workdir && !request.default_workdir->empty() &&
       request.default_workdir->front() != '/') {
     return MakeError(ErrorCode::kInvalidArgument, "'defaultWorkdir' must be an absolute path");
@@ -136,16 +159,7 @@ Status ApplyInit(Envd& envd, const InitRequest& request) {
   if (request.default_workdir && !request.default_workdir->empty()) {
     config.default_workdir = *request.default_workdir;
   }
-  for (const auto& [key, value] : request.env_vars) {
-    bool replaced = false;
-    for (auto& entry : config.env_vars) {
-      if (entry.first == key) {
-        entry.second = value;
-        replaced = true;
-      }
-    }
-    if (!replaced) config.env_vars.emplace_back(key, value);
-  }
+  MergeEnvVars(config, request.env_vars);
   std::string token = request.access_token.value_or("");
   const bool token_changed = token != config.access_token;
   config.access_token = std::move(token);
@@ -168,30 +182,10 @@ Status AdoptIdentity(Envd& envd, std::string_view text) {
       token->get_string().empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "identity needs sandboxId and accessToken");
   }
-  std::vector<std::pair<std::string, std::string>> env;
-  if (const json::value* envs = object.if_contains("envVars"); envs && !envs->is_null()) {
-    if (!envs->is_object()) {
-      return MakeError(ErrorCode::kInvalidArgument, "'envVars' must be an object");
-    }
-    for (const auto& [key, value] : envs->get_object()) {
-      if (!value.is_string()) {
-        return MakeError(ErrorCode::kInvalidArgument, "'envVars' values must be strings");
-      }
-      env.emplace_back(std::string(key), std::string(value.get_string()));
-    }
-  }
+  ASSIGN_OR_RETURN(auto env, ParseEnvVars(object));
   Config& config = envd.config;
   config.sandbox_id = std::string(id->get_string());
-  for (auto& [key, value] : env) {
-    bool replaced = false;
-    for (auto& entry : config.env_vars) {
-      if (entry.first == key) {
-        entry.second = value;
-        replaced = true;
-      }
-    }
-    if (!replaced) config.env_vars.emplace_back(key, value);
-  }
+  MergeEnvVars(config, env);
   config.access_token = std::string(token->get_string());
   if (envd.access_token_changed) envd.access_token_changed();
   return Ok();

@@ -198,6 +198,41 @@ test('a pooled sandbox belongs to the key whose create took it', async () => {
   }
 })
 
+test('snapshots belong to their key: another key cannot list, use, fork, snapshot or delete them', async () => {
+  const sandbox = await Sandbox.create({ apiKey: a.key, timeoutMs: 120000 })
+  try {
+    const snapshot = await Sandbox.createSnapshot(sandbox.sandboxId, { apiKey: a.key, name: 'a-only' })
+    const listed = async (key) => (await Sandbox.listSnapshots({ apiKey: key }).nextItems())
+      .map((s) => s.snapshotId)
+    assert.deepEqual(await listed(a.key), ['a-only:default'])
+    assert.deepEqual(await listed(b.key), [])
+    assert.ok((await listed(admin)).includes('a-only:default'))
+    // Another key's snapshot is an unknown template to b: nothing starts from it.
+    await assert.rejects(Sandbox.create(snapshot.snapshotId, { apiKey: b.key }), /not found/i)
+    assert.equal(await Sandbox.deleteSnapshot(snapshot.snapshotId, { apiKey: b.key }), false)
+    // b may not snapshot or fork a's sandbox either.
+    await assert.rejects(Sandbox.createSnapshot(sandbox.sandboxId, { apiKey: b.key }), NotFoundError)
+    await assert.rejects(Sandbox.fork(sandbox.sandboxId, { apiKey: b.key, count: 1 }), NotFoundError)
+    // b's own snapshot may take the same name: names are per key.
+    const other = await Sandbox.create({ apiKey: b.key, timeoutMs: 120000 })
+    try {
+      const own = await Sandbox.createSnapshot(other.sandboxId, { apiKey: b.key, name: 'a-only' })
+      assert.equal(own.snapshotId, 'a-only:default')
+      const clone = await Sandbox.create(own.snapshotId, { apiKey: b.key, timeoutMs: 60000 })
+      assert.equal((await Sandbox.getInfo(clone.sandboxId, { apiKey: b.key })).state, 'running')
+      await assert.rejects(Sandbox.getInfo(clone.sandboxId, { apiKey: a.key }), NotFoundError)
+      await Sandbox.kill(clone.sandboxId, { apiKey: b.key })
+      assert.equal(await Sandbox.deleteSnapshot(own.snapshotId, { apiKey: b.key }), true)
+    } finally {
+      await Sandbox.kill(other.sandboxId, { apiKey: b.key })
+    }
+    assert.deepEqual(await listed(a.key), ['a-only:default'])
+    assert.equal(await Sandbox.deleteSnapshot(snapshot.snapshotId, { apiKey: a.key }), true)
+  } finally {
+    await Sandbox.kill(sandbox.sandboxId, { apiKey: a.key })
+  }
+})
+
 // Last: it replaces the daemon.
 test('ownership survives a restart, and stays with the record once the sandbox ended', async () => {
   const sandbox = await Sandbox.create({ apiKey: a.key, timeoutMs: 120000 })

@@ -239,6 +239,9 @@ Status CgroupV1::Freeze() {
   bool frozen = cgroupfs::PollUntil(deadline, [&] {
     auto text = cgroupfs::ReadFile(state);
     last = text ? text->substr(0, text->find('\n')) : text.error().message;
+    // The v1 freezer tries each task once per write: one caught mid-way (exiting, in a
+    // vfork) keeps the group FREEZING until FROZEN is written again.
+    if (last == "FREEZING") (void)cgroupfs::WriteFile(state, "FROZEN");
     return last == "FROZEN";
   });
   if (!frozen) {

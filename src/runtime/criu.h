@@ -114,8 +114,8 @@ std::vector<pid_t> ProcessTree(pid_t init);
 // the init's groups (where a process is elsewhere), and after the restore back to where
 // they were, by their pids inside the sandbox (which a restore keeps). The list starts
 // with the init's own groups (inner_pid 1), where the sandbox has groups of its own: a
-// restore runs CRIU in them (CriuRestore::join_procs), puts every process there (ones
-// from checkpoints made without), the others back, then lets them run (CRIU leaves them
+// restore runs CRIU in them (CriuRestore::join_procs), so every restored process is born
+// there; ReturnToGroups moves the others back, then they may run (CRIU leaves them
 // stopped: ContinueTree).
 struct TaskGroup {
   pid_t inner_pid = 0;

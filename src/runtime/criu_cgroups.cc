@@ -95,13 +95,8 @@ Result<std::vector<TaskGroup>> GatherIntoInitGroups(pid_t init_pid) {
 
 Status ReturnToGroups(pid_t init_pid, const std::vector<TaskGroup>& groups) {
   std::map<pid_t, pid_t> host_pid;  // inner -> host
-  const std::vector<pid_t> tree = ProcessTree(init_pid);
-  for (pid_t pid : tree) host_pid[InnerPid(pid)] = pid;
-  // SECURITY: stopped (--leave-stopped) until every one is in the sandbox's groups.
-  for (const TaskGroup& group : groups) {
-    if (group.inner_pid != 1) continue;
-    for (pid_t pid : tree) RETURN_IF_ERROR(MoveTo(pid, ProcsFile(group.controllers, group.path)));
-  }
+  for (pid_t pid : ProcessTree(init_pid)) host_pid[InnerPid(pid)] = pid;
+  // The init's own groups (inner_pid 1) are where a restore is born (join_procs).
   for (const TaskGroup& group : groups) {
     if (group.inner_pid == 1) continue;
     auto found = host_pid.find(group.inner_pid);

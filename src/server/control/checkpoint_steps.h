@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -18,6 +19,9 @@
 #include "server/control/sandbox_info.h"
 
 namespace isobox::server {
+
+// How long one CRIU dump or restore may take.
+inline constexpr auto kCriuTimeout = std::chrono::seconds(120);
 
 // Asks envd (init `pid`, HTTP at `socket_path`) to park and waits until it has: fd 3 is
 // no longer the host's listener and the socketpair's other end is at kParkPeerFd.

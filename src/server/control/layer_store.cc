@@ -153,24 +153,31 @@ void LayerStore::Discard(const fs::path& staged) {
   if (ec) LOG_WARN("remove {}: {}", staged.string(), ec.message());
 }
 
-Result<LayerInfo> LayerStore::Commit(const fs::path& staged, std::string_view key,
-                                     uint32_t slot_base, const StepContext& context) {
-  if (!IsKey(key)) return MakeError(ErrorCode::kInternal, "bad layer key '{}'", key);
-  LayerInfo info{.context = context};
+Result<LayerInfo> CommitUppers(const fs::path& staged, const fs::path& into, uint32_t slot_base,
+                               uint32_t store_base) {
+  LayerInfo info;
   for (const char* part : {"root", "usr"}) {
     fs::path upper = staged / "upper" / part;
     std::error_code ec;
     if (!fs::exists(upper, ec)) fs::create_directories(upper, ec);
-    // SECURITY: what the step's sandbox wrote becomes owned by the store's range, loses
-    // devices and overlay metadata other than whiteouts and opaque marks (layer_commit.h).
+    // SECURITY: what the sandbox wrote becomes owned by the store's range, loses devices
+    // and overlay metadata other than whiteouts and opaque marks (layer_commit.h).
     ASSIGN_OR_RETURN(runtime::LayerCommitStats stats,
-                     runtime::CommitLayer(upper, {.from_base = slot_base, .to_base = store_base_}));
+                     runtime::CommitLayer(upper, {.from_base = slot_base, .to_base = store_base}));
     info.files += stats.files;
     info.bytes += stats.bytes;
-    fs::rename(upper, staged / part, ec);
+    fs::rename(upper, into / part, ec);
     if (ec) return MakeError(ErrorCode::kInternal, "rename {}: {}", upper.string(), ec.message());
   }
   info.empty = info.files == 0;
+  return info;
+}
+
+Result<LayerInfo> LayerStore::Commit(const fs::path& staged, std::string_view key,
+                                     uint32_t slot_base, const StepContext& context) {
+  if (!IsKey(key)) return MakeError(ErrorCode::kInternal, "bad layer key '{}'", key);
+  ASSIGN_OR_RETURN(LayerInfo info, CommitUppers(staged, staged, slot_base, store_base_));
+  info.context = context;
   std::error_code ec;
   fs::remove_all(staged / "upper", ec);
   fs::remove_all(staged / "work", ec);

@@ -51,6 +51,14 @@ struct LayerInfo {
   uint64_t bytes = 0;
 };
 
+// Turns a sandbox's writable layers in `staged`/upper/{root,usr} (owned by the slot whose
+// first host id is `slot_base`) into the layer trees `into`/root and `into`/usr owned by
+// the store's range at `store_base` (runtime/layer_commit.h), counting files and bytes.
+// `into` exists; the uppers are moved there.
+Result<LayerInfo> CommitUppers(const std::filesystem::path& staged,
+                               const std::filesystem::path& into, uint32_t slot_base,
+                               uint32_t store_base);
+
 class LayerStore {
  public:
   // `store_base`: the first host id of the store's range (65536 ids).

@@ -29,7 +29,6 @@ namespace asio = boost::asio;
 namespace {
 
 
-constexpr auto kCriuTimeout = std::chrono::seconds(120);
 constexpr auto kHealthyTimeout = std::chrono::seconds(10);
 
 }  // namespace

@@ -21,12 +21,12 @@
 #include "base/scope_guard.h"
 #include "base/step_times.h"
 #include "runtime/criu_images.h"
-#include "runtime/layer_commit.h"
 #include "runtime/limits_view.h"
 #include "runtime/netns.h"
 #include "server/control/checkpoint_steps.h"
 #include "server/control/host_tool.h"
 #include "server/control/ids.h"
+#include "server/control/layer_store.h"
 #include "server/control/registry.h"
 #include "server/control/registry_sandbox.h"
 
@@ -37,7 +37,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr auto kCriuTimeout = std::chrono::seconds(120);
 constexpr auto kCopyTimeout = std::chrono::minutes(10);
 
 tl::unexpected<Error> Conflict(const std::string& id, std::string_view why) {
@@ -117,15 +116,8 @@ Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs:
   // Stopped together, and kept stopped through the dump (CRIU leaves a group frozen
   // before it frozen) until the files are copied: the files match the memory.
   if (auto frozen = sandbox.cgroup->Freeze(); !frozen) {
-    // A v1 freezer can stay FREEZING on a task caught mid-way (an exit, a vfork): let go
-    // and try once more before the snapshot is refused.
-    LOG_WARN("sandbox {}: {}; freezing again", id, frozen.error().message);
     (void)sandbox.cgroup->Thaw();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (auto again = sandbox.cgroup->Freeze(); !again) {
-      (void)sandbox.cgroup->Thaw();
-      return again;
-    }
+    return frozen;
   }
   ScopeGuard thaw([&] {
     if (auto back = sandbox.cgroup->Thaw(); !back) {
@@ -147,7 +139,7 @@ Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs:
   times.Mark("dump");
   RETURN_IF_ERROR(sandbox.cgroup->Freeze());  // in case CRIU thawed it
   const fs::path disk = fmt::format("/proc/{}/fd/{}", ::getpid(), sandbox.process.disk.mount.Get());
-  RETURN_IF_ERROR(::mkdir(upper.c_str(), 0700) == 0 ? Ok() : SysError("mkdir {}", upper.string()));
+  if (::mkdir(upper.c_str(), 0700) < 0) return SysError("mkdir {}", upper.string());
   for (const char* part : {"root", "usr"}) {
     std::error_code ec;
     if (!fs::exists(disk / "upper" / part, ec)) continue;
@@ -207,26 +199,18 @@ Result<SnapshotRecord> Registry::Snap(const std::string& id, const std::string& 
     fs::remove_all(dir, ec);
     snapshots_.Done(snapshot_id);
   });
-  const fs::path upper = dir / "upper";
   double paused_ms = 0;
-  RETURN_IF_ERROR(
-      WithContext(DumpRunning(*sandbox, snapshots_.ImagesOf(snapshot_id), upper, paused_ms),
-                  fmt::format("snapshot of sandbox {}", id)));
-  // The copy becomes a layer: owners from the slot's range to the store's, nothing a
-  // layer may not hold (runtime/layer_commit.h).
+  RETURN_IF_ERROR(WithContext(
+      DumpRunning(*sandbox, snapshots_.ImagesOf(snapshot_id), dir / "upper", paused_ms),
+      fmt::format("snapshot of sandbox {}", id)));
+  // The copy becomes a layer, as a template build step's does.
   const fs::path layer = snapshots_.LayerOf(snapshot_id);
   if (::mkdir(layer.c_str(), 0700) < 0) return SysError("mkdir {}", layer.string());
-  for (const char* part : {"root", "usr"}) {
-    std::error_code ec;
-    if (!fs::exists(upper / part, ec)) fs::create_directories(upper / part, ec);
-    ASSIGN_OR_RETURN(runtime::LayerCommitStats stats,
-                     runtime::CommitLayer(upper / part, {.from_base = sandbox->layers_spec.ids.host_base,
-                                                         .to_base = config_.store_base}));
-    (void)stats;
-    fs::rename(upper / part, layer / part, ec);
-    if (ec) return MakeError(ErrorCode::kInternal, "rename {}: {}", layer.string(), ec.message());
-  }
-  fs::remove_all(upper);
+  ASSIGN_OR_RETURN(LayerInfo stats, CommitUppers(dir, layer, sandbox->layers_spec.ids.host_base,
+                                                 config_.store_base));
+  (void)stats;
+  std::error_code removed;
+  fs::remove_all(dir / "upper", removed);
   UniqueFd synced(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!synced || ::syncfs(synced.Get()) < 0) return SysError("sync {}", dir.string());
   SnapshotRecord record{.id = snapshot_id,

@@ -99,6 +99,7 @@ Status SnapshotCatalog::Load() {
       LOG_WARN("snapshot {}: {}", entry.path().filename().string(), record.error().message);
       continue;
     }
+    if (!record->name.empty()) by_name_.emplace(record->name, record->id);
     records_[record->id] = std::move(*record);
   }
   return Ok();
@@ -133,6 +134,7 @@ Status SnapshotCatalog::Add(const SnapshotRecord& record) {
       WriteFileDurably(DirOf(record.id) / kRecordFile, json::serialize(RecordJson(record))));
   std::lock_guard lock(mutex_);
   records_[record.id] = record;
+  if (!record.name.empty()) by_name_.emplace(record.name, record.id);
   return Ok();
 }
 
@@ -141,11 +143,15 @@ std::optional<SnapshotRecord> SnapshotCatalog::Find(std::string_view ref, const 
   if (ref.ends_with(kDefaultTag)) ref.remove_suffix(kDefaultTag.size());
   if (ref.empty()) return std::nullopt;
   std::lock_guard lock(mutex_);
-  for (const auto& [id, record] : records_) {
-    if (id != ref && record.name != ref) continue;
-    // SECURITY: a key sees its own snapshots only (an admin key: all).
-    if (!admin && record.owner != owner) continue;
-    return record;
+  // SECURITY: a key sees its own snapshots only (an admin key: all).
+  auto visible = [&](const SnapshotRecord& record) { return admin || record.owner == owner; };
+  if (auto found = records_.find(std::string(ref)); found != records_.end() && visible(found->second)) {
+    return found->second;
+  }
+  auto [first, last] = by_name_.equal_range(std::string(ref));
+  for (auto it = first; it != last; ++it) {
+    const SnapshotRecord& record = records_.at(it->second);
+    if (visible(record)) return record;
   }
   return std::nullopt;
 }
@@ -172,9 +178,18 @@ std::vector<SnapshotRecord> SnapshotCatalog::List() const {
 Status SnapshotCatalog::Remove(const std::string& id) {
   {
     std::lock_guard lock(mutex_);
-    if (records_.erase(id) == 0) {
+    auto found = records_.find(id);
+    if (found == records_.end()) {
       return MakeError(ErrorCode::kNotFound, "snapshot '{}' not found", id);
     }
+    auto [first, last] = by_name_.equal_range(found->second.name);
+    for (auto it = first; it != last; ++it) {
+      if (it->second == id) {
+        by_name_.erase(it);
+        break;
+      }
+    }
+    records_.erase(found);
   }
   std::error_code ec;
   fs::remove(DirOf(id) / kRecordFile, ec);

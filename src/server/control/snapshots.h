@@ -94,6 +94,7 @@ class SnapshotCatalog {
   std::filesystem::path dir_;
   mutable std::mutex mutex_;
   std::map<std::string, SnapshotRecord> records_;
+  std::multimap<std::string, std::string> by_name_;  // name -> ids (every create asks)
   std::set<std::string> pending_;  // being made (Prepare .. Done)
 };
 

@@ -12,9 +12,11 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include "base/child_process.h"
 #include "base/log.h"
+#include "base/scope_guard.h"
 #include "base/unique_fd.h"
 
 namespace isobox::runtime {
@@ -44,11 +46,51 @@ std::string FirstError(const fs::path& log) {
   return "";
 }
 
+// The last line of `file` that says something ("" without one).
+std::string LastLine(const fs::path& file) {
+  std::ifstream in(file);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    if (!line.empty()) last = line;
+  }
+  if (last.size() > 512) last.resize(512);
+  return last;
+}
+
+// CRIU's action script for a dump with copies (CriuDump::copies): it runs at every action
+// (CRTOOLS_SCRIPT_ACTION) and copies at post-dump, when the images are written and the
+// processes still held. The paths come as environment variables, never as shell text; a
+// failed copy fails the dump (CRIU resumes the processes).
+constexpr const char* kPostDumpScript = "isobox-post-dump";
+constexpr std::string_view kPostDumpText =
+    "#!/bin/sh\n"
+    "[ \"$CRTOOLS_SCRIPT_ACTION\" = post-dump ] || exit 0\n"
+    "i=0\n"
+    "while [ \"$i\" -lt \"$ISOBOX_COPIES\" ]; do\n"
+    "  eval \"from=\\$ISOBOX_COPY_FROM_$i to=\\$ISOBOX_COPY_TO_$i\"\n"
+    "  LC_ALL=C cp -a --sparse=always --no-target-directory \"$from\" \"$to\" \\\n"
+    "    2>>\"$CRTOOLS_IMAGE_DIR/isobox-copy.err\" || exit 1\n"
+    "  i=$((i + 1))\n"
+    "done\n";
+
+constexpr const char* kCopyErrors = "isobox-copy.err";
+
+Status WritePostDumpScript(const fs::path& path) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700));
+  if (!fd) return SysError("create {}", path.string());
+  if (::write(fd.Get(), kPostDumpText.data(), kPostDumpText.size()) !=
+      static_cast<ssize_t>(kPostDumpText.size())) {
+    return SysError("write {}", path.string());
+  }
+  return Ok();
+}
+
 // Runs criu with `args`; `fds` are given to it at 3, 4, ... in order. Its output goes to
 // the log file (-o), stdio to /dev/null.
 Status RunCriu(const fs::path& criu, std::vector<std::string> args, const std::vector<int>& fds,
                std::chrono::steady_clock::time_point deadline, const fs::path& cache_dir,
-               const std::vector<fs::path>& join = {}) {
+               const std::vector<fs::path>& join = {},
+               const std::vector<std::string>& extra_env = {}) {
   // Sources that sit where targets go would be overwritten before they are duplicated.
   std::vector<UniqueFd> moved;
   std::vector<int> sources;
@@ -106,10 +148,14 @@ Status RunCriu(const fs::path& criu, std::vector<std::string> args, const std::v
   std::string no_breakpoints = "CRIU_FAULT=130";
   std::string path = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
   std::string cache = "XDG_RUNTIME_DIR=" + cache_dir.string();
-  char* env[] = {no_breakpoints.data(), path.data(), cache_dir.empty() ? nullptr : cache.data(),
-                 nullptr};
+  std::vector<std::string> env_text = {no_breakpoints, path};
+  if (!cache_dir.empty()) env_text.push_back(cache);
+  env_text.insert(env_text.end(), extra_env.begin(), extra_env.end());
+  std::vector<char*> env;
+  for (auto& entry : env_text) env.push_back(entry.data());
+  env.push_back(nullptr);
   pid_t pid = -1;
-  int spawned = ::posix_spawn(&pid, program.c_str(), &actions, &attr, argv.data(), env);
+  int spawned = ::posix_spawn(&pid, program.c_str(), &actions, &attr, argv.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (spawned != 0) {
@@ -230,10 +276,27 @@ Status Dump(const CriuDump& dump) {
                 {"--external", fmt::format("mnt[{}]:{}", mount.mount_point, mount.name)});
   }
   for (const auto& file : dump.files) args.insert(args.end(), {"--external", file.key});
-  if (!dump.freezer.empty()) args.insert(args.end(), {"--freeze-cgroup", dump.freezer.string()});
   if (dump.leave_running) args.push_back("--leave-running");
-  if (auto ran = RunCriu(dump.criu, std::move(args), {}, dump.deadline, dump.cache_dir); !ran) {
-    std::string cause = FirstError(dump.images_dir / kDumpLog);
+  // No --freeze-cgroup: CRIU seizes a frozen group's processes all at once, then thaws them
+  // into their traps, and a vfork parent (a shell's loop) waits uninterruptibly for its
+  // stopped child; seized one by one along the tree, a vfork child runs on to its exec.
+  std::vector<std::string> env;
+  const fs::path script = dump.images_dir / kPostDumpScript;
+  ScopeGuard remove_script([&] { ::unlink(script.c_str()); });
+  if (!dump.copies.empty()) {
+    RETURN_IF_ERROR(WritePostDumpScript(script));
+    args.insert(args.end(), {"--action-script", script.string()});
+    env.push_back(fmt::format("ISOBOX_COPIES={}", dump.copies.size()));
+    for (size_t i = 0; i < dump.copies.size(); ++i) {
+      env.push_back(fmt::format("ISOBOX_COPY_FROM_{}={}", i, dump.copies[i].first.string()));
+      env.push_back(fmt::format("ISOBOX_COPY_TO_{}={}", i, dump.copies[i].second.string()));
+    }
+  }
+  if (auto ran = RunCriu(dump.criu, std::move(args), {}, dump.deadline, dump.cache_dir, {}, env);
+      !ran) {
+    std::string cause = LastLine(dump.images_dir / kCopyErrors);
+    if (!cause.empty()) cause = "copy the sandbox's files: " + cause;
+    if (cause.empty()) cause = FirstError(dump.images_dir / kDumpLog);
     return MakeError(ran.error().code, "checkpoint: {}{}", ran.error().message,
                      cause.empty() ? "" : ": " + cause);
   }

@@ -65,10 +65,10 @@ struct CriuDump {
   uint64_t netns_inode = 0;          // the sandbox's network namespace (external)
   std::vector<ExternalMount> mounts;
   std::vector<ExternalFile> files;
-  // The sandbox's freezer (v1 directory or v2 group): CRIU freezes it to stop every process
-  // at once instead of seizing them one by one. Empty: seize.
-  std::filesystem::path freezer;
   bool leave_running = false;  // true: a snapshot; false: the processes end after the dump
+  // Trees copied (cp -a, {from, to}: `to` must not exist) by CRIU's post-dump action, while
+  // it still holds every process stopped: files that match the dumped memory.
+  std::vector<std::pair<std::filesystem::path, std::filesystem::path>> copies;
   std::chrono::steady_clock::time_point deadline;
 };
 

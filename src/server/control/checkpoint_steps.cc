@@ -81,6 +81,26 @@ Result<UniqueFd> UnparkAgent(int init_pidfd, const fs::path& socket_path, bool r
   return std::move(fds[0]);
 }
 
+Result<Externals> GatherFrozen(runtime::Cgroup& cgroup, pid_t pid) {
+  if (auto frozen = cgroup.Freeze(); !frozen) {
+    (void)cgroup.Thaw();
+    return tl::unexpected(frozen.error());
+  }
+  Externals externals;
+  Status gathered = [&]() -> Status {
+    ASSIGN_OR_RETURN(externals.files, runtime::FindExternalFiles(pid));
+    ASSIGN_OR_RETURN(externals.groups, runtime::GatherIntoInitGroups(pid));
+    return Ok();
+  }();
+  Status thawed = cgroup.Thaw();
+  RETURN_IF_ERROR(gathered);
+  if (!thawed) {
+    (void)runtime::ReturnToGroups(pid, externals.groups);
+    return tl::unexpected(thawed.error());
+  }
+  return externals;
+}
+
 Status SaveExternals(const fs::path& dir, const std::vector<runtime::ExternalFile>& files,
                      const std::vector<runtime::TaskGroup>& groups) {
   json::array list, cgroups;

@@ -15,6 +15,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "runtime/cgroup.h"
 #include "runtime/criu.h"
 #include "server/control/sandbox_info.h"
 
@@ -43,6 +44,12 @@ struct Externals {
   // cgroups) becomes `to`: the same files and groups of another sandbox (a clone).
   void Rename(const std::string& from, const std::string& to);
 };
+// The files the processes of the sandbox (init `pid`, in `cgroup`) hold from outside, and
+// their groups, every process moved into the init's (runtime::GatherIntoInitGroups), read
+// while the cgroup is frozen: none is born meanwhile in a group outside the init's (a
+// user's shell loop forks all the time), which CRIU could not save. They run again when it
+// returns.
+Result<Externals> GatherFrozen(runtime::Cgroup& cgroup, pid_t pid);
 Status SaveExternals(const std::filesystem::path& dir, const std::vector<runtime::ExternalFile>& files,
                      const std::vector<runtime::TaskGroup>& groups);
 // Written by isoboxd itself (SaveExternals), in a directory only root reaches.

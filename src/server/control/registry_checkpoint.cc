@@ -84,18 +84,14 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
       LOG_ERROR("sandbox {}: unpark after a failed checkpoint: {}", id, back.error().message);
     }
   };
-  auto files = runtime::FindExternalFiles(pid);
-  if (!files) {
+  auto gathered = GatherFrozen(*sandbox.cgroup, pid);
+  if (!gathered) {
     unpark();
-    return tl::unexpected(files.error().WithContext(fmt::format("checkpoint sandbox {}", id)));
+    return tl::unexpected(gathered.error().WithContext(fmt::format("checkpoint sandbox {}", id)));
   }
-  auto groups = runtime::GatherIntoInitGroups(pid);
-  if (!groups) {
-    unpark();
-    return tl::unexpected(groups.error().WithContext(fmt::format("checkpoint sandbox {}", id)));
-  }
+  const Externals& externals = *gathered;
   auto regroup = [&] {
-    if (auto back = runtime::ReturnToGroups(pid, *groups); !back) {
+    if (auto back = runtime::ReturnToGroups(pid, externals.groups); !back) {
       LOG_ERROR("sandbox {}: cgroups after a failed checkpoint: {}", id, back.error().message);
     }
   };
@@ -105,9 +101,9 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
                          .images_dir = dir,
                          .netns_inode = netns.st_ino,
                          .mounts = ExternalMounts(sandbox.info.volume_mounts),
-                         .files = *files,
-                         .freezer = {},
+                         .files = externals.files,
                          .leave_running = false,
+                         .copies = {},
                          .deadline = std::chrono::steady_clock::now() + kCriuTimeout};
   if (auto dumped = runtime::Dump(dump); !dumped) {
     regroup();
@@ -115,7 +111,7 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
     return tl::unexpected(dumped.error().WithContext(fmt::format("sandbox {}", id)));
   }
   times.Mark("dump");
-  RETURN_IF_ERROR(SaveExternals(dir, *files, *groups));
+  RETURN_IF_ERROR(SaveExternals(dir, externals.files, externals.groups));
   // CRIU killed the processes; the init is our child.
   (void)sandbox.process.init.Wait();
   sandbox.process.init = ChildProcess();

@@ -1,10 +1,10 @@
 // Snapshots and forks (docs/architecture.md, "Snapshots and forks"): a checkpoint of a
 // running sandbox that it runs on from, and new sandboxes restored from it.
 //
-// Taking one: envd parks, the sandbox's freezer stops every process, CRIU dumps them and
-// leaves them stopped (--leave-running with a cgroup frozen before), the writable layers
-// of its disk are copied while nothing runs, then the sandbox thaws and envd unparks; the
-// copy becomes a read-only layer (owners moved to the layer store's range) after that.
+// Taking one: envd parks, every process is gathered into the init's groups (the cgroup
+// frozen meanwhile), CRIU dumps them and, still holding them stopped, copies the writable
+// layers of the disk (its post-dump action), lets them run on, and envd unparks; the copy
+// becomes a read-only layer (owners moved to the layer store's range) after that.
 // A clone: a new slot, cgroups, network namespace and address, an empty disk, the
 // template's layers with the snapshot's layer on top; a copy of the images edited for the
 // slot's ids and the clone's hostname (runtime/criu_images.h) is restored, and envd takes
@@ -24,7 +24,6 @@
 #include "runtime/limits_view.h"
 #include "runtime/netns.h"
 #include "server/control/checkpoint_steps.h"
-#include "server/control/host_tool.h"
 #include "server/control/ids.h"
 #include "server/control/layer_store.h"
 #include "server/control/registry.h"
@@ -37,27 +36,12 @@ namespace asio = boost::asio;
 
 namespace {
 
+// How long copying a sandbox's writable layers may take (beside CRIU's own time).
 constexpr auto kCopyTimeout = std::chrono::minutes(10);
 
 tl::unexpected<Error> Conflict(const std::string& id, std::string_view why) {
   return tl::unexpected(Error{ErrorCode::kFailedPrecondition, 0,
                               fmt::format("sandbox '{}' {}", id, why)});
-}
-
-// Copies the tree at `from` to `to` (which must not exist) as it is: owners, modes, times,
-// extended attributes (overlayfs' opaque marks), hard links, sparse files, whiteouts.
-Status CopyTree(const fs::path& from, const fs::path& to) {
-  ASSIGN_OR_RETURN(HostToolOutput out,
-                   RunHostTool({.program = "cp",
-                                .args = {"-a", "--sparse=always", "--no-target-directory",
-                                         from.string(), to.string()},
-                                .env = {"LC_ALL=C"},
-                                .deadline = std::chrono::steady_clock::now() + kCopyTimeout}));
-  if (!out.status.exited || out.status.code != 0) {
-    return MakeError(ErrorCode::kInternal, "copy the sandbox's files: {}",
-                     LastErrorLine(out.output));
-  }
-  return Ok();
 }
 
 // Copies every file of `from` (CRIU's images) into `to`, a new directory.
@@ -95,8 +79,6 @@ Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs:
   pid_t pid = sandbox.process.init.Pid();
   struct stat netns {};
   if (::fstat(sandbox.netns.Get(), &netns) < 0) return SysError("stat netns");
-  const fs::path freezer = sandbox.cgroup->FreezerDir();
-  if (freezer.empty()) return MakeError(ErrorCode::kInternal, "sandbox '{}' has no freezer", id);
   const auto parked_at = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(ParkAgent(pid, sandbox.process.socket_path, sandbox.info.access_token));
   times.Mark("park");
@@ -106,52 +88,37 @@ Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs:
       LOG_ERROR("sandbox {}: unpark after a snapshot: {}", id, back.error().message);
     }
   });
-  ASSIGN_OR_RETURN(std::vector<runtime::ExternalFile> files, runtime::FindExternalFiles(pid));
-  ASSIGN_OR_RETURN(std::vector<runtime::TaskGroup> groups, runtime::GatherIntoInitGroups(pid));
+  ASSIGN_OR_RETURN(Externals externals, GatherFrozen(*sandbox.cgroup, pid));
+  times.Mark("gather");
   ScopeGuard regroup([&] {
-    if (auto back = runtime::ReturnToGroups(pid, groups); !back) {
+    if (auto back = runtime::ReturnToGroups(pid, externals.groups); !back) {
       LOG_ERROR("sandbox {}: cgroups after a snapshot: {}", id, back.error().message);
     }
   });
-  // Stopped together, and kept stopped through the dump (CRIU leaves a group frozen
-  // before it frozen) until the files are copied: the files match the memory.
-  if (auto frozen = sandbox.cgroup->Freeze(); !frozen) {
-    (void)sandbox.cgroup->Thaw();
-    return frozen;
+  // The disk's writable layers are copied by CRIU's post-dump action, while it still holds
+  // every process stopped: the files match the memory.
+  const fs::path disk = fmt::format("/proc/{}/fd/{}", ::getpid(), sandbox.process.disk.mount.Get());
+  if (::mkdir(upper.c_str(), 0700) < 0) return SysError("mkdir {}", upper.string());
+  std::vector<std::pair<fs::path, fs::path>> copies;
+  for (const char* part : {"root", "usr"}) {
+    std::error_code ec;
+    if (fs::exists(disk / "upper" / part, ec)) copies.emplace_back(disk / "upper" / part, upper / part);
   }
-  ScopeGuard thaw([&] {
-    if (auto back = sandbox.cgroup->Thaw(); !back) {
-      LOG_ERROR("sandbox {}: thaw after a snapshot: {}", id, back.error().message);
-    }
-  });
-  times.Mark("freeze");
   runtime::CriuDump dump{.criu = config_.criu,
                          .cache_dir = config_.state_dir / "sandboxes",
                          .init_pid = pid,
                          .images_dir = images,
                          .netns_inode = netns.st_ino,
                          .mounts = ExternalMounts(sandbox.info.volume_mounts),
-                         .files = files,
-                         .freezer = freezer,
+                         .files = externals.files,
                          .leave_running = true,
-                         .deadline = std::chrono::steady_clock::now() + kCriuTimeout};
+                         .copies = copies,
+                         .deadline = std::chrono::steady_clock::now() + kCriuTimeout + kCopyTimeout};
   RETURN_IF_ERROR(runtime::Dump(dump));
-  times.Mark("dump");
-  RETURN_IF_ERROR(sandbox.cgroup->Freeze());  // in case CRIU thawed it
-  const fs::path disk = fmt::format("/proc/{}/fd/{}", ::getpid(), sandbox.process.disk.mount.Get());
-  if (::mkdir(upper.c_str(), 0700) < 0) return SysError("mkdir {}", upper.string());
-  for (const char* part : {"root", "usr"}) {
-    std::error_code ec;
-    if (!fs::exists(disk / "upper" / part, ec)) continue;
-    RETURN_IF_ERROR(CopyTree(disk / "upper" / part, upper / part));
-  }
-  times.Mark("copy");
-  thaw.Cancel();
-  RETURN_IF_ERROR(WithContext(sandbox.cgroup->Thaw(), fmt::format("snapshot of sandbox {}", id)));
-  times.Mark("thaw");
-  RETURN_IF_ERROR(SaveExternals(images, files, groups));
+  times.Mark("dump+copy");
+  RETURN_IF_ERROR(SaveExternals(images, externals.files, externals.groups));
   regroup.Cancel();
-  RETURN_IF_ERROR(runtime::ReturnToGroups(pid, groups));
+  RETURN_IF_ERROR(runtime::ReturnToGroups(pid, externals.groups));
   unpark.Cancel();
   ASSIGN_OR_RETURN(UniqueFd none,
                    UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, false, {}));

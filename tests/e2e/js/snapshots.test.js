@@ -25,8 +25,9 @@ function api(path, init = {}) {
 // a process whose memory (the count) only a checkpoint can keep.
 const COUNTER = `nohup bash -c 'n=0; while true; do n=$((n+1)); echo $n > /tmp/counter; sleep 0.05; done' >/dev/null 2>&1 &`
 
+// 0 until the counter has written its first count.
 async function count(sandbox) {
-  return Number((await sandbox.commands.run('cat /tmp/counter')).stdout.trim())
+  return Number((await sandbox.commands.run('cat /tmp/counter 2>/dev/null || echo 0')).stdout.trim())
 }
 
 test('a snapshot starts independent sandboxes with its processes, memory and files', async () => {
@@ -165,6 +166,61 @@ test('fork makes count sandboxes from one checkpoint; the original keeps its id 
     }
     await until('the fork snapshot is gone', async () =>
       readdirSync(join(daemon.stateDir, 'snapshots')).length === 0)
+  } finally {
+    await original.kill()
+  }
+})
+
+// A shell loop that appends its count to a file on the disk and runs /bin/true (a vfork
+// each time): processes born all the time, and a file that says whether the copy of the
+// disk matches the memory (a copy later than the dump would hold counts the restored shell
+// writes again).
+const TICKS = `cat > /home/user/tick.sh <<'EOF'
+n=0
+while :; do n=$((n+1)); echo $n >> /home/user/ticks; /bin/true; done
+EOF
+nohup sh /home/user/tick.sh >/dev/null 2>&1 &`
+
+async function ticks(sandbox) {
+  return Number((await sandbox.commands.run('wc -l < /home/user/ticks')).stdout.trim())
+}
+
+// Stops the loop ([t]: not the pattern's own shell) and checks the file counts 1, 2, ...
+async function assertTicksInOrder(sandbox) {
+  await sandbox.commands.run("pkill -f '[t]ick.sh'; sleep 0.1")
+  const check = await sandbox.commands.run(
+    'awk \'NR != $1 { print NR ": " $0; bad = 1; exit } END { exit bad }\' /home/user/ticks')
+  assert.equal(check.exitCode, 0)
+}
+
+test('a shell forking all the time: snapshots, forks and pauses keep its files as its memory', async () => {
+  const original = await Sandbox.create({ timeoutMs: 600000 })
+  try {
+    await original.commands.run(TICKS)
+    await until('it ticks', async () => (await ticks(original)) > 100)
+    const taken = []
+    for (let i = 0; i < 3; i++) taken.push(await original.createSnapshot())
+    const clone = await Sandbox.create(taken[2].snapshotId, { timeoutMs: 120000 })
+    const forks = await original.fork({ count: 2, timeoutMs: 120000 })
+    try {
+      for (const sandbox of [clone, ...forks]) {
+        assert.ok(!(sandbox instanceof Error), String(sandbox))
+        const first = await ticks(sandbox)
+        await until('the restored loop ticks on', async () => (await ticks(sandbox)) > first)
+        await assertTicksInOrder(sandbox)
+      }
+      for (let i = 0; i < 2; i++) {
+        await original.pause()
+        await Sandbox.connect(original.sandboxId)
+        const first = await ticks(original)
+        await until('the resumed loop ticks on', async () => (await ticks(original)) > first)
+      }
+      await assertTicksInOrder(original)
+    } finally {
+      await clone.kill()
+      for (const fork of forks) if (!(fork instanceof Error)) await fork.kill()
+      for (const snapshot of taken) await Sandbox.deleteSnapshot(snapshot.snapshotId)
+    }
   } finally {
     await original.kill()
   }

@@ -1,8 +1,6 @@
 #include "interpreter/kernel.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -36,35 +34,23 @@ constexpr size_t kLogTailBytes = 2048;
 // (zmq_channel.h).
 constexpr auto kSweepInterval = std::chrono::milliseconds(50);
 
-// Five free loopback ports: all bound at once (so they differ), then released for the
-// kernel to bind. The same approach as jupyter_client; the sandbox's network namespace
-// keeps other sandboxes out of the race.
-Result<std::vector<int>> FreePorts(size_t count) {
-  std::vector<UniqueFd> sockets;
-  std::vector<int> ports;
-  for (size_t i = 0; i < count; ++i) {
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd) return SysError("socket");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t size = sizeof addr;
-    if (::bind(fd.Get(), reinterpret_cast<sockaddr*>(&addr), size) < 0 ||
-        ::getsockname(fd.Get(), reinterpret_cast<sockaddr*>(&addr), &size) < 0) {
-      return SysError("bind a free port");
-    }
-    ports.push_back(ntohs(addr.sin_port));
-    sockets.push_back(std::move(fd));
-  }
-  return ports;
+// The kernel's five sockets are ZeroMQ ipc endpoints (unix sockets) "<ip>-<port>" in the
+// interpreter's private runtime directory, never loopback TCP: a checkpoint saves and
+// restores unix sockets, while established TCP needs TCP_REPAIR, which the sandbox's
+// processes cannot have in a network namespace the host owns. Every kernel here binds ipc
+// endpoints as "<ip>-<port>" (ipykernel, IRkernel, and tslab through isobox_tslab.js).
+constexpr std::array<int, 5> kIpcPorts = {1, 2, 3, 4, 5};
+
+std::string IpcEndpoint(const fs::path& prefix, int port) {
+  return fmt::format("ipc://{}-{}", prefix.string(), port);
 }
 
-Status WriteConnectionFile(const fs::path& path, const std::vector<int>& ports,
+Status WriteConnectionFile(const fs::path& path, const fs::path& ipc_prefix,
                            const std::string& key) {
-  json::object info{{"shell_port", ports[0]},   {"iopub_port", ports[1]},
-                    {"stdin_port", ports[2]},   {"control_port", ports[3]},
-                    {"hb_port", ports[4]},      {"ip", "127.0.0.1"},
-                    {"key", key},               {"transport", "tcp"},
+  json::object info{{"shell_port", kIpcPorts[0]},   {"iopub_port", kIpcPorts[1]},
+                    {"stdin_port", kIpcPorts[2]},   {"control_port", kIpcPorts[3]},
+                    {"hb_port", kIpcPorts[4]},      {"ip", ipc_prefix.string()},
+                    {"key", key},                   {"transport", "ipc"},
                     {"signature_scheme", "hmac-sha256"}, {"kernel_name", ""}};
   std::string text = json::serialize(info);
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
@@ -185,6 +171,9 @@ Kernel::~Kernel() {
   std::error_code ignored;
   fs::remove(connection_file_, ignored);
   fs::remove(log_file_, ignored);
+  if (!ipc_prefix_.empty()) {
+    for (int port : kIpcPorts) fs::remove(fmt::format("{}-{}", ipc_prefix_.string(), port), ignored);
+  }
 }
 
 Result<std::shared_ptr<Kernel>> Kernel::Launch(asio::io_context& io, zmq::context_t& zmq_context,
@@ -195,8 +184,9 @@ Result<std::shared_ptr<Kernel>> Kernel::Launch(asio::io_context& io, zmq::contex
   kernel->log_file_ = options.runtime_dir / ("kernel-" + id + ".log");
   kernel->session_ = RandomHex();
   kernel->signer_ = Signer(RandomHex(32));
-  ASSIGN_OR_RETURN(std::vector<int> ports, FreePorts(5));
-  RETURN_IF_ERROR(WriteConnectionFile(kernel->connection_file_, ports, kernel->signer_.Key()));
+  kernel->ipc_prefix_ = options.runtime_dir / ("kernel-" + id);
+  RETURN_IF_ERROR(
+      WriteConnectionFile(kernel->connection_file_, kernel->ipc_prefix_, kernel->signer_.Key()));
   std::vector<std::string> argv = options.spec.argv;
   for (std::string& arg : argv) {
     if (arg == "{connection_file}") arg = kernel->connection_file_.string();
@@ -213,15 +203,15 @@ Result<std::shared_ptr<Kernel>> Kernel::Launch(asio::io_context& io, zmq::contex
   for (const auto& [key, value] : options.spec.env) env.push_back(key + "=" + value);
   ASSIGN_OR_RETURN(kernel->process_, SpawnKernel(argv, env, options.cwd, kernel->log_file_));
   LOG_INFO("started {} kernel, pid {}", options.spec.language, kernel->process_.Pid());
-  RETURN_IF_ERROR(kernel->Connect(zmq_context, "127.0.0.1", ports));
+  RETURN_IF_ERROR(kernel->Connect(zmq_context));
   kernel->WatchExit();
   asio::co_spawn(io, kernel->Handshake(), asio::detached);
   return kernel;
 }
 
-Status Kernel::Connect(zmq::context_t& zmq_context, const std::string& ip,
-                       const std::vector<int>& ports) {
-  auto endpoint = [&](int port) { return fmt::format("tcp://{}:{}", ip, port); };
+Status Kernel::Connect(zmq::context_t& zmq_context) {
+  const auto& ports = kIpcPorts;
+  auto endpoint = [&](int port) { return IpcEndpoint(ipc_prefix_, port); };
   ASSIGN_OR_RETURN(shell_, ZmqChannel::Create(io_, zmq_context, zmq::socket_type::dealer, "shell"));
   ASSIGN_OR_RETURN(iopub_, ZmqChannel::Create(io_, zmq_context, zmq::socket_type::sub, "iopub"));
   ASSIGN_OR_RETURN(stdin_, ZmqChannel::Create(io_, zmq_context, zmq::socket_type::dealer, "stdin"));

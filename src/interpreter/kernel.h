@@ -1,6 +1,6 @@
 // One Jupyter kernel process and the client side of its five ZeroMQ channels.
 //
-// Launch writes a connection file (five free loopback ports and a fresh HMAC key) into a
+// Launch writes a connection file (five ZeroMQ ipc endpoints and a fresh HMAC key) into a
 // private runtime directory, starts the kernel in its own session (so a signal reaches the
 // kernel and everything it started), connects shell, control, iopub, stdin and heartbeat,
 // and watches the process through a pidfd. Ready() resolves once the kernel has answered
@@ -80,7 +80,7 @@ class Kernel : public std::enable_shared_from_this<Kernel> {
 
  private:
   Kernel(boost::asio::io_context& io, KernelOptions options);
-  Status Connect(zmq::context_t& zmq_context, const std::string& ip, const std::vector<int>& ports);
+  Status Connect(zmq::context_t& zmq_context);
   Result<std::string> Send(ZmqChannel& channel, std::string_view msg_type,
                            boost::json::object content, Listener listener);
   void Route(std::vector<std::string>& frames, ChannelKind channel);
@@ -92,6 +92,7 @@ class Kernel : public std::enable_shared_from_this<Kernel> {
   boost::asio::io_context& io_;
   KernelOptions options_;
   std::filesystem::path connection_file_;
+  std::filesystem::path ipc_prefix_;  // the kernel's endpoints: ipc://<prefix>-<port>
   std::filesystem::path log_file_;
   std::string session_;
   Signer signer_{""};

@@ -181,6 +181,15 @@ ZmqServer.prototype.handleExecute = async function (sock, msg) {
   reply.signAndSend(key, sock)
 }
 
+// ZeroMQ ipc endpoints are "<ip>-<port>", as ipykernel and IRkernel bind them (the
+// interpreter's kernels talk over unix sockets, which a checkpoint keeps); tslab's own
+// bindSocket would make "<ip>:<port>".
+ZmqServer.prototype.bindSocket = async function (sock, port) {
+  const conn = this.connInfo
+  const separator = conn.transport === 'ipc' ? '-' : ':'
+  await sock.bind(`${conn.transport}://${conn.ip}${separator}${port}`)
+}
+
 process.on('SIGINT', () => executor.interrupt())
 process.on('uncaughtException', (err) => console.error('UncaughtException:', err))
 process.on('unhandledRejection', (reason) => console.error('UnhandledPromiseRejection:', reason))

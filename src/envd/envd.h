@@ -5,6 +5,8 @@
 #include <boost/asio/io_context.hpp>
 #include <functional>
 
+#include "base/result.h"
+#include "base/unique_fd.h"
 #include "envd/config.h"
 #include "envd/fs_root.h"
 #include "envd/isolation.h"
@@ -33,6 +35,10 @@ struct Envd {
   // Called when POST /init changed config.access_token, before it is answered (the code
   // interpreter's supervisor: the interpreter checks the same token). May be empty.
   std::function<void()> access_token_changed;
+  // The code interpreter's part of a park and an unpark (protocol/park.h; its supervisor:
+  // InterpreterSupervisor::Park/Unpark). Empty without an interpreter.
+  std::function<Status()> park_interpreter;
+  std::function<void(UniqueFd)> unpark_interpreter;
 };
 
 }  // namespace isobox::envd

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,17 +12,19 @@
 #include <cstring>
 
 #include "base/child_error.h"
+#include "base/fd_passing.h"
 #include "base/log.h"
 #include "envd/isolation.h"
+#include "protocol/interpreter_channel.h"
 
 namespace isobox::envd {
 namespace {
 
 constexpr int kInterpreterFd = 3;
 constexpr int kTokenFd = 4;
-// The first byte of every token message (interpreter/access_token.h: kTokenMessageTag).
-constexpr char kTokenMessageTag = 't';
 constexpr auto kMaxBackoff = std::chrono::seconds(5);
+// How long a park waits for the interpreter to let go of its sockets.
+constexpr auto kParkTimeout = std::chrono::milliseconds(5000);
 
 std::vector<char*> CStrings(const std::vector<std::string>& strings) {
   std::vector<char*> out;
@@ -60,7 +63,7 @@ std::string StepName(uint32_t step) {
 // One token message: the tag, then the whole token (none: the tag alone). Never blocks:
 // the interpreter reads its socket as messages arrive.
 Status SendToken(int fd, const std::string& token) {
-  std::string message = kTokenMessageTag + token;
+  std::string message = protocol::kTokenMessageTag + token;
   ssize_t n = ::send(fd, message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   if (n < 0) return SysError("send the access token to the interpreter");
   if (static_cast<size_t>(n) != message.size()) {
@@ -112,14 +115,22 @@ InterpreterSupervisor::InterpreterSupervisor(Envd& envd, UniqueFd listen_fd,
       options_(std::move(options)),
       backoff_(envd.io) {
   envd_.access_token_changed = [this] { TokenChanged(); };
+  envd_.park_interpreter = [this] { return Park(); };
+  envd_.unpark_interpreter = [this](UniqueFd listener) { Unpark(std::move(listener)); };
 }
 
 InterpreterSupervisor::~InterpreterSupervisor() {
   envd_.access_token_changed = nullptr;
+  envd_.park_interpreter = nullptr;
+  envd_.unpark_interpreter = nullptr;
   Stop();
 }
 
 void InterpreterSupervisor::Start() {
+  if (parked_) {  // no listening socket until the unpark
+    start_when_unparked_ = true;
+    return;
+  }
   if (auto started = Spawn(); !started) {
     LOG_ERROR("interpreter: {}", started.error().message);
     OnExit(++failures_);
@@ -202,6 +213,53 @@ void InterpreterSupervisor::TokenChanged() {
     // its restart reads the current one.
     LOG_WARN("interpreter {}: {}; restarting it", pid_, sent.error().message);
     ::kill(pid_, SIGKILL);
+  }
+}
+
+Status InterpreterSupervisor::Park() {
+  if (pid_ > 0 && token_channel_) {
+    // An answer left over from an earlier park that timed out is not this one's.
+    char stale = 0;
+    while (::recv(token_channel_.Get(), &stale, 1, MSG_DONTWAIT) > 0) {
+    }
+    const char park = protocol::kParkTag;
+    if (::send(token_channel_.Get(), &park, 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
+      return SysError("park the interpreter");
+    }
+    pollfd answer{.fd = token_channel_.Get(), .events = POLLIN, .revents = 0};
+    const int ready = ::poll(&answer, 1, static_cast<int>(kParkTimeout.count()));
+    char parked = 0;
+    if (ready <= 0 || ::recv(token_channel_.Get(), &parked, 1, MSG_DONTWAIT) != 1 ||
+        parked != protocol::kParkedTag) {
+      return MakeError(ErrorCode::kDeadlineExceeded,
+                       "the code interpreter (pid {}) did not park within {} ms", pid_,
+                       kParkTimeout.count());
+    }
+  }
+  parked_ = true;
+  backoff_.cancel();  // a pending restart waits for the unpark
+  if (pid_ <= 0) start_when_unparked_ = true;
+  listen_fd_.Reset();
+  return Ok();
+}
+
+void InterpreterSupervisor::Unpark(UniqueFd listener) {
+  // The interpreter's fd 3 after a dup2: it must survive the execve (no close-on-exec).
+  if (::fcntl(listener.Get(), F_SETFD, 0) < 0) LOG_WARN("unpark: fcntl: {}", std::strerror(errno));
+  listen_fd_ = std::move(listener);
+  parked_ = false;
+  if (pid_ > 0 && token_channel_) {
+    const char tag = protocol::kListenTag;
+    const int fds[] = {listen_fd_.Get()};
+    if (auto sent = SendWithFds(token_channel_.Get(), std::string_view(&tag, 1), fds); !sent) {
+      LOG_WARN("interpreter {}: {}; restarting it", pid_, sent.error().message);
+      ::kill(pid_, SIGKILL);  // its restart takes the new socket
+    }
+    return;
+  }
+  if (start_when_unparked_ && !stopped_) {
+    start_when_unparked_ = false;
+    Start();
   }
 }
 

@@ -41,6 +41,14 @@ class InterpreterSupervisor {
   // cannot, the interpreter is killed: its restart reads the current token.
   void TokenChanged();
   pid_t Pid() const { return pid_; }
+  // Before a checkpoint (protocol/interpreter_channel.h): the running interpreter closes
+  // its listening socket and connections and says so; envd closes its own copy of the
+  // socket. An interpreter that does not answer in time fails the park (nothing changes
+  // for envd's copy). No start until Unpark.
+  Status Park();
+  // After the checkpoint (or in a restored sandbox): `listener` is the interpreter's
+  // socket from now on; the running interpreter gets it, else one is started.
+  void Unpark(UniqueFd listener);
 
  private:
   Status Spawn();
@@ -54,6 +62,8 @@ class InterpreterSupervisor {
   pid_t pid_ = -1;
   int failures_ = 0;
   bool stopped_ = false;
+  bool parked_ = false;
+  bool start_when_unparked_ = false;
 };
 
 }  // namespace isobox::envd

@@ -93,7 +93,8 @@ Status ParkListener(int listen_fd) {
 }
 
 asio::awaitable<Result<bool>> AwaitListener(asio::io_context& io, int listen_fd,
-                                            const std::function<Status(std::string_view)>& adopt) {
+                                            const std::function<Status(std::string_view)>& adopt,
+                                            const std::function<void(UniqueFd)>& interpreter) {
   // A descriptor on a duplicate: the wait is on the socketpair's end, not on fd
   // `listen_fd`, which the received socket replaces.
   UniqueFd dup(::fcntl(listen_fd, F_DUPFD_CLOEXEC, 3));
@@ -110,18 +111,21 @@ asio::awaitable<Result<bool>> AwaitListener(asio::io_context& io, int listen_fd,
     auto got = ReceiveWithFds(end.native_handle(), message, fds);
     if (!got && got.error().sys_errno == EAGAIN) continue;
     if (!got) co_return tl::unexpected(got.error().WithContext("unpark"));
-    if (message.empty() || fds.size() != 1 ||
+    if (message.empty() || fds.empty() || fds.size() > 2 ||
         (message.size() != 1 && message[0] != protocol::kUnparkCloned)) {
       LOG_WARN("unpark: a message without a socket");
       continue;
     }
     const char byte = message[0];
     UniqueFd listener = std::move(fds[0]);
-    int accepting = 0;
-    socklen_t len = sizeof(accepting);
-    if (::getsockopt(listener.Get(), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) < 0 ||
-        !accepting) {
-      LOG_WARN("unpark: the socket received does not listen");
+    auto listening = [](const UniqueFd& fd) {
+      int accepting = 0;
+      socklen_t len = sizeof(accepting);
+      return ::getsockopt(fd.Get(), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0 &&
+             accepting != 0;
+    };
+    if (!listening(listener) || (fds.size() == 2 && !listening(fds[1]))) {
+      LOG_WARN("unpark: a socket received does not listen");
       continue;
     }
     if (byte == protocol::kUnparkCloned) {
@@ -132,6 +136,7 @@ asio::awaitable<Result<bool>> AwaitListener(asio::io_context& io, int listen_fd,
       }
     }
     if (::dup3(listener.Get(), listen_fd, O_CLOEXEC) < 0) co_return SysError("unpark: dup3");
+    if (fds.size() == 2) interpreter(std::move(fds[1]));
     if (byte == protocol::kUnparkRestored || byte == protocol::kUnparkCloned) {
       auto sysinfo = InstallSysinfoFilter();
       if (!sysinfo) LOG_ERROR("{}", sysinfo.error().message);

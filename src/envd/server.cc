@@ -94,6 +94,15 @@ asio::awaitable<void> Server::Park(Exchange& exchange) {
     (void)co_await exchange.SendError(http::status::conflict, "already parked");
     co_return;
   }
+  // The interpreter first: if it cannot let go of its sockets, nothing is parked.
+  if (envd_.park_interpreter) {
+    if (auto parked = envd_.park_interpreter(); !parked) {
+      LOG_ERROR("park: {}", parked.error().message);
+      (void)co_await exchange.SendError(http::status::internal_server_error,
+                                        parked.error().message);
+      co_return;
+    }
+  }
   (void)co_await exchange.SendEmpty(http::status::no_content);
   exchange.MarkBroken();  // this connection ends too
   boost::system::error_code ec;
@@ -112,11 +121,16 @@ asio::awaitable<void> Server::Park(Exchange& exchange) {
 }
 
 asio::awaitable<void> Server::Unpark() {
-  auto got = co_await AwaitListener(envd_.io, listen_fd_, [this](std::string_view identity) -> Status {
-    RETURN_IF_ERROR(AdoptIdentity(envd_, identity));
-    LOG_INFO("restored as sandbox {}", envd_.config.sandbox_id);
-    return Ok();
-  });
+  auto got = co_await AwaitListener(
+      envd_.io, listen_fd_,
+      [this](std::string_view identity) -> Status {
+        RETURN_IF_ERROR(AdoptIdentity(envd_, identity));
+        LOG_INFO("restored as sandbox {}", envd_.config.sandbox_id);
+        return Ok();
+      },
+      [this](UniqueFd interpreter) {
+        if (envd_.unpark_interpreter) envd_.unpark_interpreter(std::move(interpreter));
+      });
   if (!got) {
     LOG_ERROR("{}", got.error().message);
     co_return;

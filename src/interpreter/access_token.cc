@@ -4,8 +4,11 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <boost/asio/post.hpp>
+#include <memory>
 #include <cstring>
 
+#include "base/fd_passing.h"
 #include "base/log.h"
 #include "base/secret_equals.h"
 
@@ -50,13 +53,34 @@ void AccessToken::Refresh() {
     }
     // A longer message is taken truncated (the rest of it is dropped) and refused below.
     std::string message(std::min(static_cast<size_t>(size), kMaxTokenMessageBytes), '\0');
-    ssize_t n = ::recv(fd_.Get(), message.data(), message.size(), MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      LOG_ERROR("token channel: {}", std::strerror(errno));
-      broken_ = true;
-      ended_ = true;
-      return;
+    std::vector<UniqueFd> fds;
+    ssize_t n = 0;
+    if (static_cast<size_t>(size) <= kMaxTokenMessageBytes) {
+      if (auto got = ReceiveWithFds(fd_.Get(), message, fds); !got) {
+        if (got.error().sys_errno == EINTR) continue;
+        LOG_ERROR("token channel: {}", got.error().message);
+        broken_ = true;
+        ended_ = true;
+        return;
+      }
+      n = static_cast<ssize_t>(message.size());
+    } else {
+      n = ::recv(fd_.Get(), message.data(), message.size(), MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        LOG_ERROR("token channel: {}", std::strerror(errno));
+        broken_ = true;
+        ended_ = true;
+        return;
+      }
+    }
+    if (n == 1 && message[0] == kParkTag && fds.empty()) {
+      Park();
+      continue;
+    }
+    if (n == 1 && message[0] == kListenTag && fds.size() == 1) {
+      Listen(std::move(fds[0]));
+      continue;
     }
     ++received_;
     // SECURITY: a message that is not a whole token leaves the token unknown: refuse
@@ -72,7 +96,36 @@ void AccessToken::Refresh() {
   }
 }
 
+void AccessToken::OnPark(std::function<void()> park, std::function<void(UniqueFd)> listen) {
+  park_ = std::move(park);
+  listen_ = std::move(listen);
+}
+
+void AccessToken::Park() {
+  if (io_ == nullptr || !park_) {
+    LOG_WARN("token channel: a park message, and nothing to park");
+    return;
+  }
+  boost::asio::post(*io_, [this] {
+    park_();
+    const char parked = kParkedTag;
+    if (::send(fd_.Get(), &parked, 1, MSG_NOSIGNAL) != 1) {
+      LOG_ERROR("token channel: answer the park: {}", std::strerror(errno));
+    }
+  });
+}
+
+void AccessToken::Listen(UniqueFd listener) {
+  if (io_ == nullptr || !listen_) {
+    LOG_WARN("token channel: a listening socket, and nothing to listen with");
+    return;
+  }
+  auto shared = std::make_shared<UniqueFd>(std::move(listener));
+  boost::asio::post(*io_, [this, shared] { listen_(std::move(*shared)); });
+}
+
 void AccessToken::Watch(boost::asio::io_context& io) {
+  io_ = &io;
   if (!fd_ || watcher_) return;
   int copy = ::fcntl(fd_.Get(), F_DUPFD_CLOEXEC, 0);
   if (copy < 0) {

@@ -2,8 +2,9 @@
 //
 // envd hands the interpreter one end of an AF_UNIX SOCK_SEQPACKET socket pair (never the
 // token itself in argv or the environment, which user code of the same uid could read in
-// /proc). Each message on it is kTokenMessageTag followed by the whole current token (the
-// tag alone: no token; a bare empty message would read as the end of the stream). envd
+// /proc; protocol/interpreter_channel.h). A token message is kTokenMessageTag followed by
+// the whole current token (the tag alone: no token; a bare empty message would read as
+// the end of the stream). envd
 // writes the current token before it starts the interpreter and again
 // whenever POST /init changes it, before it answers that /init: Refresh() at each check
 // therefore sees every change made before the request being checked was sent.
@@ -16,16 +17,21 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "protocol/interpreter_channel.h"
 
 namespace isobox::interpreter {
 
-inline constexpr char kTokenMessageTag = 't';
+using protocol::kListenTag;
+using protocol::kParkedTag;
+using protocol::kParkTag;
+using protocol::kTokenMessageTag;
 // A longer message is not taken: the interpreter then refuses every request until a
 // valid one arrives.
 inline constexpr size_t kMaxTokenMessageBytes = 64 << 10;
@@ -45,6 +51,10 @@ class AccessToken {
   // envd's writes never fill it.
   void Watch(boost::asio::io_context& io);
 
+  // What envd's park and listen messages do, run on the loop given to Watch (never inside
+  // a check). kParkedTag is answered once `park` has returned.
+  void OnPark(std::function<void()> park, std::function<void(UniqueFd)> listen);
+
   // Whether a request may go on. `presented` is the X-Access-Token value (empty when
   // absent); `needs_token`: the route needs the token (POST /execute, ...).
   bool Allows(std::string_view presented, bool needs_token);
@@ -52,6 +62,8 @@ class AccessToken {
  private:
   explicit AccessToken(UniqueFd fd) : fd_(std::move(fd)) {}
   void WaitReadable();
+  void Park();
+  void Listen(UniqueFd listener);
 
   UniqueFd fd_;
   std::string token_;
@@ -59,6 +71,9 @@ class AccessToken {
   bool ended_ = false;   // envd closed its end: no more changes
   uint64_t received_ = 0;
   std::unique_ptr<boost::asio::posix::stream_descriptor> watcher_;
+  boost::asio::io_context* io_ = nullptr;  // Watch's
+  std::function<void()> park_;
+  std::function<void(UniqueFd)> listen_;
 };
 
 }  // namespace isobox::interpreter

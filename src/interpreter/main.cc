@@ -147,6 +147,8 @@ int Run(const Flags& flags) {
     Contexts& contexts = *contexts_ptr;
     token->Watch(io);
     Server server(io, contexts, *token);
+    token->OnPark([&server] { server.Park(); },
+                  [&server](UniqueFd listener) { server.Listen(std::move(listener)); });
     if (auto started = server.Start(std::move(listener)); !started) {
       LOG_ERROR("{}", started.error().message);
       return 1;

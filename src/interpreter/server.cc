@@ -98,6 +98,26 @@ void Server::Stop() {
   acceptor_.close(ignored);
 }
 
+void Server::Park() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  const size_t closed = sessions_.size();
+  for (envd::Socket* socket : sessions_) socket->close(ignored);
+  LOG_INFO("parked for a checkpoint ({} connections closed)", closed);
+}
+
+void Server::Listen(UniqueFd listen_fd) {
+  if (acceptor_.is_open()) {
+    LOG_WARN("a listening socket while listening: not taken");
+    return;
+  }
+  if (auto started = Start(std::move(listen_fd)); !started) {
+    LOG_ERROR("listen again: {}", started.error().message);
+    return;
+  }
+  LOG_INFO("unparked: accepting again");
+}
+
 asio::awaitable<void> Server::AcceptLoop() {
   while (acceptor_.is_open()) {
     auto [ec, socket] = co_await acceptor_.async_accept(kNoThrow);
@@ -114,6 +134,7 @@ asio::awaitable<void> Server::AcceptLoop() {
 }
 
 asio::awaitable<void> Server::Session(envd::Socket socket) {
+  sessions_.insert(&socket);
   boost::beast::flat_buffer buffer;
   while (true) {
     envd::RequestParser parser;
@@ -125,6 +146,7 @@ asio::awaitable<void> Server::Session(envd::Socket socket) {
     co_await Dispatch(exchange);
     if (!exchange.KeepAlive()) break;
   }
+  sessions_.erase(&socket);
   boost::system::error_code ignored;
   socket.shutdown(envd::Socket::shutdown_send, ignored);
   socket.close(ignored);

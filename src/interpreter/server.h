@@ -14,6 +14,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <set>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -30,6 +31,11 @@ class Server {
 
   Status Start(UniqueFd listen_fd);
   void Stop();
+  // Before a checkpoint (access_token.h kParkTag): closes the listening socket and every
+  // connection, which came from the host and cannot be checkpointed. Kernels and contexts
+  // stay. Listen() accepts again on the socket envd hands over after it.
+  void Park();
+  void Listen(UniqueFd listen_fd);
 
  private:
   boost::asio::awaitable<void> AcceptLoop();
@@ -41,6 +47,7 @@ class Server {
   Contexts& contexts_;
   AccessToken& token_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
+  std::set<envd::Socket*> sessions_;  // open connections (Park closes them)
 };
 
 }  // namespace isobox::interpreter

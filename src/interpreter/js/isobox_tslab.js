@@ -21,7 +21,15 @@ if (!distDir || !configPath) {
   process.exit(2)
 }
 const jsKernel = flags.includes('--js')
+// TypeScript's watchers poll (stat on a timer) instead of using inotify: a checkpoint
+// cannot save inotify watches on the sandbox's overlay /usr (no file handles there), and
+// the kernel's memory must be checkpointable. TypeScript reads these once, when it loads;
+// user code does not see them.
+process.env.TSC_WATCHFILE = 'DynamicPriorityPolling'
+process.env.TSC_WATCHDIRECTORY = 'RecursiveDirectoryUsingDynamicPriorityPolling'
 const { createConverter } = require(path.join(distDir, 'converter.js'))
+delete process.env.TSC_WATCHFILE
+delete process.env.TSC_WATCHDIRECTORY
 const { createExecutor } = require(path.join(distDir, 'executor.js'))
 const { ZmqServer, JupyterHandlerImpl } = require(path.join(distDir, 'jupyter.js'))
 

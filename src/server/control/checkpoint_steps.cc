@@ -57,14 +57,20 @@ Status ParkAgent(pid_t pid, const fs::path& socket_path, const std::string& toke
   return MakeError(ErrorCode::kDeadlineExceeded, "its agent did not park in time");
 }
 
-Result<UniqueFd> UnparkAgent(int init_pidfd, const fs::path& socket_path, bool restored,
+Result<UniqueFd> UnparkAgent(int init_pidfd, const fs::path& socket_path,
+                             const fs::path& interpreter_socket, bool restored,
                              std::string_view identity) {
   ASSIGN_OR_RETURN(UniqueFd listener, runtime::ListenUnix(socket_path));
+  UniqueFd interpreter;
+  if (!interpreter_socket.empty()) {
+    ASSIGN_OR_RETURN(interpreter, runtime::ListenUnix(interpreter_socket));
+  }
   UniqueFd peer(sys::PidfdGetfd(init_pidfd, protocol::kParkPeerFd, 0));
   if (!peer) return SysError("take the agent's park socket");
   std::string message(1, restored ? protocol::kUnparkRestored : protocol::kUnparkRunning);
   if (restored && !identity.empty()) message = protocol::kUnparkCloned + std::string(identity);
-  const int passed[] = {listener.Get()};
+  std::vector<int> passed = {listener.Get()};
+  if (interpreter) passed.push_back(interpreter.Get());
   RETURN_IF_ERROR(WithContext(SendWithFds(peer.Get(), message, passed),
                               "send the agent its socket"));
   if (!restored) return UniqueFd();

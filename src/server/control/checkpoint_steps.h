@@ -28,12 +28,14 @@ inline constexpr auto kCriuTimeout = std::chrono::seconds(120);
 // no longer the host's listener and the socketpair's other end is at kParkPeerFd.
 Status ParkAgent(pid_t pid, const std::filesystem::path& socket_path, const std::string& token);
 
-// Gives envd (parked, at `init_pidfd`) a new listening socket at `socket_path`. In a
+// Gives envd (parked, at `init_pidfd`) a new listening socket at `socket_path`, and one at
+// `interpreter_socket` for its code interpreter (empty: the sandbox has none). In a
 // restored sandbox (`restored`), returns the listener of the sysinfo filter envd installs
 // then (protocol/park.h); else an invalid fd. `identity` (restored only; JSON): a clone's
 // new identity (kUnparkCloned); empty: the sandbox's own.
 Result<UniqueFd> UnparkAgent(int init_pidfd, const std::filesystem::path& socket_path,
-                             bool restored, std::string_view identity);
+                             const std::filesystem::path& interpreter_socket, bool restored,
+                             std::string_view identity);
 
 // What a checkpoint keeps beside CRIU's images (externals.json): the files its processes
 // held from outside the sandbox and the groups its processes were in.

@@ -51,13 +51,6 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
   const std::string& id = sandbox.info.id;
   StepTimes times;
   RETURN_IF_ERROR(runtime::CheckCriu(config_.criu));
-  if (!sandbox.interpreter_socket.empty()) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "sandbox '{}' runs a code interpreter, whose processes cannot be "
-                     "checkpointed yet; pause it with its files only (keepMemory: false) or "
-                     "with Isobox-Pause-Mode: freeze",
-                     id);
-  }
   if (!sandbox.netns) return MakeError(ErrorCode::kInternal, "sandbox '{}' has no netns", id);
   fs::path dir = CheckpointDir(sandbox);
   std::error_code ec;
@@ -79,7 +72,8 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
                   fmt::format("checkpoint sandbox {}", id)));
   times.Mark("park");
   auto unpark = [&] {
-    if (auto back = UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, false, {});
+    if (auto back = UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path,
+                                sandbox.interpreter_socket, false, {});
         !back) {
       LOG_ERROR("sandbox {}: unpark after a failed checkpoint: {}", id, back.error().message);
     }
@@ -201,7 +195,8 @@ Status Registry::RestoreCheckpoint(Sandbox& sandbox, const CloneOf* clone) {
   RETURN_IF_ERROR(runtime::ReturnToGroups(pid, externals.groups));
   RETURN_IF_ERROR(runtime::ContinueTree(pid));
   ASSIGN_OR_RETURN(UniqueFd sysinfo,
-                   UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, true,
+                   UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path,
+                               sandbox.interpreter_socket, true,
                                clone != nullptr ? std::string_view(clone->identity) : ""));
   // SECURITY-neutral: without it, sysinfo(2) in the restored sandbox fails (ENOSYS).
   if (sysinfo_) RETURN_IF_ERROR(AnswerSysinfo(sandbox, std::move(sysinfo)));

@@ -83,7 +83,8 @@ Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs:
   RETURN_IF_ERROR(ParkAgent(pid, sandbox.process.socket_path, sandbox.info.access_token));
   times.Mark("park");
   ScopeGuard unpark([&] {
-    if (auto back = UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, false, {});
+    if (auto back = UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path,
+                                sandbox.interpreter_socket, false, {});
         !back) {
       LOG_ERROR("sandbox {}: unpark after a snapshot: {}", id, back.error().message);
     }
@@ -121,7 +122,8 @@ Status Registry::DumpRunning(Sandbox& sandbox, const fs::path& images, const fs:
   RETURN_IF_ERROR(runtime::ReturnToGroups(pid, externals.groups));
   unpark.Cancel();
   ASSIGN_OR_RETURN(UniqueFd none,
-                   UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path, false, {}));
+                   UnparkAgent(sandbox.process.init.Pidfd(), sandbox.process.socket_path,
+                                sandbox.interpreter_socket, false, {}));
   times.Mark("unpark");
   paused_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
                                                         parked_at).count();
@@ -142,9 +144,6 @@ Result<SnapshotRecord> Registry::Snap(const std::string& id, const std::string& 
     if (sandbox->info.state != SandboxState::kRunning) {
       return Conflict(id, "is paused: resume it (connect) before a snapshot or a fork");
     }
-  }
-  if (!sandbox->interpreter_socket.empty()) {
-    return Conflict(id, "runs a code interpreter, whose processes cannot be checkpointed yet");
   }
   if (!sandbox->info.volume_mounts.empty()) {
     return Conflict(id, "has volumes mounted: snapshots and forks of such sandboxes are not "
@@ -253,6 +252,8 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::StartClone(const SnapshotRe
   ASSIGN_OR_RETURN(runtime::StateFiles state, runtime::PrepareStateFiles(sandbox->state_dir));
   state = {};
   sandbox->process.socket_path = runtime::AgentSocketPath(sandbox->state_dir);
+  // The restored interpreter takes its socket at the unpark (UnparkAgent).
+  if (snapshot.tmpl.interpreter) sandbox->interpreter_socket = sandbox->state_dir / "interpreter.sock";
   RETURN_IF_ERROR(runtime::WriteLimitsView(sandbox->state_dir / "view",
                                            LimitsViewFor(snapshot.tmpl, slot)));
   runtime::SandboxSpec spec = sandbox->layers_spec;

@@ -135,21 +135,45 @@ test('a sandbox killed while paused leaves no checkpoint behind', async () => {
   assert.equal(existsSync(dir), false)
 })
 
-test('a code interpreter sandbox cannot be checkpointed yet: 409 naming it; a files-only pause works', async () => {
-  const sandbox = await CodeSandbox.create()
+test('a code interpreter sandbox pauses with its kernels: variables, DataFrames and contexts come back', async () => {
+  const sandbox = await CodeSandbox.create({ timeoutMs: 600000 })
   try {
+    await sandbox.runCode('import pandas as pd\ndf = pd.DataFrame({"a": [1, 2, 3]})\nx = 41')
+    assert.equal((await sandbox.runCode('let k = 7; k', { language: 'js' })).text, '7')
+    const context = await sandbox.createCodeContext({ language: 'python' })
+    await sandbox.runCode('y = "own context"', { context })
+    const charged = memoryCharged(sandbox.sandboxId)
+
     const raw = await pause(sandbox.sandboxId)
-    assert.equal(raw.status, 409)
-    assert.match((await raw.json()).message, /code interpreter.*keepMemory: false.*Isobox-Pause-Mode: freeze/)
-    assert.equal((await sandbox.getInfo()).state, 'running')
-    assert.equal((await sandbox.runCode('x = 41; x + 1')).text, '42')
-    await sandbox.files.write('/home/user/kept.py', 'VALUE = 7\n')
-    // Files only: the kernels start again, empty; the files are there.
-    assert.equal(await sandbox.pause({ keepMemory: false }), true)
+    assert.equal(raw.status, 204, await raw.text())
+    assert.equal(raw.headers.get('isobox-pause-mode'), 'checkpoint; memory freed')
+    // The kernels' memory is released with every other process's.
+    let paused = memoryCharged(sandbox.sandboxId)
+    const settle = Date.now() + 5000
+    while (paused > charged * 0.05 && Date.now() < settle) {
+      await new Promise((r) => setTimeout(r, 100))
+      paused = memoryCharged(sandbox.sandboxId)
+    }
+    assert.ok(paused <= charged * 0.05, `paused ${paused} of ${charged}`)
+
     const resumed = await CodeSandbox.connect(sandbox.sandboxId)
-    const gone = await resumed.runCode('x')
-    assert.equal(gone.error?.name, 'NameError')
-    assert.equal((await resumed.runCode('import sys; sys.path.insert(0, "/home/user"); import kept; kept.VALUE')).text, '7')
+    const python = await resumed.runCode('x += 1\nprint(df.a.sum())\nx')
+    assert.equal(python.error, undefined)
+    assert.equal(python.text, '42')
+    assert.deepEqual(python.logs.stdout, ['6\n'])
+    assert.equal((await resumed.runCode('k + 1', { language: 'js' })).text, '8')
+    assert.equal((await resumed.runCode('y', { context })).text, 'own context')
+    assert.ok((await resumed.listCodeContexts()).some((c) => c.id === context.id))
+    // A new context starts a kernel in the restored interpreter.
+    const fresh = await resumed.createCodeContext({ language: 'python' })
+    assert.equal((await resumed.runCode('1 + 1', { context: fresh })).text, '2')
+
+    // Files only: the kernels start again, empty; the files are there.
+    await resumed.files.write('/home/user/kept.py', 'VALUE = 7\n')
+    assert.equal(await resumed.pause({ keepMemory: false }), true)
+    const respawned = await CodeSandbox.connect(sandbox.sandboxId)
+    assert.equal((await respawned.runCode('x')).error?.name, 'NameError')
+    assert.equal((await respawned.runCode('import sys; sys.path.insert(0, "/home/user"); import kept; kept.VALUE')).text, '7')
   } finally {
     await sandbox.kill()
   }

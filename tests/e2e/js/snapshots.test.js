@@ -8,7 +8,8 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox } from 'e2b'
-import { agentPids, privateName, startDaemon, until } from './harness.js'
+import { Sandbox as CodeSandbox } from '@e2b/code-interpreter'
+import { agentPids, interpreterFetch, privateName, startDaemon, until } from './harness.js'
 
 let daemon
 before(async () => { daemon = await startDaemon({ onExit: 'keep' }) })
@@ -220,6 +221,38 @@ test('a shell forking all the time: snapshots, forks and pauses keep its files a
       await clone.kill()
       for (const fork of forks) if (!(fork instanceof Error)) await fork.kill()
       for (const snapshot of taken) await Sandbox.deleteSnapshot(snapshot.snapshotId)
+    }
+  } finally {
+    await original.kill()
+  }
+})
+
+test('a code interpreter sandbox snapshots and forks with its kernels; each clone has its own token', async () => {
+  const original = await CodeSandbox.create({ timeoutMs: 600000 })
+  try {
+    await original.runCode('import pandas as pd\ndf = pd.DataFrame({"a": [1, 2, 3]})\nn = 10')
+    await original.runCode('let k = 7', { language: 'js' })
+    const snapshot = await original.createSnapshot()
+    const clone = await CodeSandbox.create(snapshot.snapshotId, { timeoutMs: 120000 })
+    const [fork] = await original.fork({ count: 1, timeoutMs: 120000 })
+    try {
+      assert.ok(!(fork instanceof Error), String(fork))
+      const forked = await CodeSandbox.connect(fork.sandboxId)
+      for (const sandbox of [clone, forked]) {
+        assert.equal((await sandbox.runCode('n += 1\nint(df.a.sum()) + n')).text, '17')
+        assert.equal((await sandbox.runCode('k * 6', { language: 'js' })).text, '42')
+        // The clone's interpreter takes the clone's token, and never the original's.
+        const foreign = await interpreterFetch(sandbox, '/execute', {
+          method: 'POST', body: JSON.stringify({ code: '1' }),
+          headers: { 'X-Access-Token': original.envdAccessToken } })
+        assert.equal(foreign.status, 401)
+      }
+      // Each went on alone: the original's n is still 10.
+      assert.equal((await original.runCode('n')).text, '10')
+    } finally {
+      await clone.kill()
+      if (!(fork instanceof Error)) await Sandbox.kill(fork.sandboxId)
+      await Sandbox.deleteSnapshot(snapshot.snapshotId)
     }
   } finally {
     await original.kill()

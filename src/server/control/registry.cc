@@ -635,7 +635,7 @@ void Registry::OnEndOfLife(const std::string& id) {
     auto paused = Pause(id, mode);
     if (!paused && paused.error().code == ErrorCode::kFailedPrecondition && Get(id) &&
         Get(id)->state == SandboxState::kRunning) {
-      // A sandbox that cannot be checkpointed (a code interpreter's) is frozen rather than
+      // A sandbox that cannot be checkpointed (an established TCP connection) is frozen rather than
       // left running past its end or killed with its work; said in the log.
       LOG_WARN("sandbox {}: {}; frozen instead", id, paused.error().message);
       paused = Pause(id, PauseMode::kFreeze);

@@ -99,33 +99,42 @@ void AccessToken::Refresh() {
 void AccessToken::OnPark(std::function<void()> park, std::function<void(UniqueFd)> listen) {
   park_ = std::move(park);
   listen_ = std::move(listen);
+  RunPending();
 }
 
 void AccessToken::Park() {
-  if (io_ == nullptr || !park_) {
-    LOG_WARN("token channel: a park message, and nothing to park");
-    return;
-  }
-  boost::asio::post(*io_, [this] {
-    park_();
-    const char parked = kParkedTag;
-    if (::send(fd_.Get(), &parked, 1, MSG_NOSIGNAL) != 1) {
-      LOG_ERROR("token channel: answer the park: {}", std::strerror(errno));
-    }
-  });
+  park_pending_ = true;
+  RunPending();
 }
 
 void AccessToken::Listen(UniqueFd listener) {
-  if (io_ == nullptr || !listen_) {
-    LOG_WARN("token channel: a listening socket, and nothing to listen with");
-    return;
+  listen_pending_ = std::move(listener);
+  RunPending();
+}
+
+// A park or a listening socket that came before the loop and the handlers were there
+// (read with the first token, while the interpreter starts) waits for them.
+void AccessToken::RunPending() {
+  if (io_ == nullptr || !park_ || !listen_) return;
+  if (park_pending_) {
+    park_pending_ = false;
+    boost::asio::post(*io_, [this] {
+      park_();
+      const char parked = kParkedTag;
+      if (::send(fd_.Get(), &parked, 1, MSG_NOSIGNAL) != 1) {
+        LOG_ERROR("token channel: answer the park: {}", std::strerror(errno));
+      }
+    });
   }
-  auto shared = std::make_shared<UniqueFd>(std::move(listener));
-  boost::asio::post(*io_, [this, shared] { listen_(std::move(*shared)); });
+  if (listen_pending_) {
+    auto shared = std::make_shared<UniqueFd>(std::move(listen_pending_));
+    boost::asio::post(*io_, [this, shared] { listen_(std::move(*shared)); });
+  }
 }
 
 void AccessToken::Watch(boost::asio::io_context& io) {
   io_ = &io;
+  RunPending();
   if (!fd_ || watcher_) return;
   int copy = ::fcntl(fd_.Get(), F_DUPFD_CLOEXEC, 0);
   if (copy < 0) {

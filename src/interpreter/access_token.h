@@ -64,6 +64,7 @@ class AccessToken {
   void WaitReadable();
   void Park();
   void Listen(UniqueFd listener);
+  void RunPending();
 
   UniqueFd fd_;
   std::string token_;
@@ -74,6 +75,8 @@ class AccessToken {
   boost::asio::io_context* io_ = nullptr;  // Watch's
   std::function<void()> park_;
   std::function<void(UniqueFd)> listen_;
+  bool park_pending_ = false;
+  UniqueFd listen_pending_;
 };
 
 }  // namespace isobox::interpreter

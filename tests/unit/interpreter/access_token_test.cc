@@ -16,7 +16,9 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "base/fd_passing.h"
 #include "interpreter/contexts.h"
 #include "interpreter/server.h"
 
@@ -148,6 +150,75 @@ TEST(AccessTokenTest, WatchKeepsTheChannelDrained) {
   EXPECT_EQ(::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT), -1);
   EXPECT_EQ(errno, EAGAIN);
   EXPECT_TRUE(token->Allows("4999", true));
+}
+
+// envd's park (protocol/interpreter_channel.h): handled on the loop, answered once the
+// handler returned, and the token stays as it was.
+TEST(AccessTokenTest, AParkRunsOnTheLoopAndIsAnsweredAfterIt) {
+  Channel channel;
+  channel.Send("tA");
+  auto token = TokenFrom(channel);
+  ASSERT_NE(token, nullptr);
+  boost::asio::io_context io;
+  int parks = 0;
+  token->OnPark([&] { ++parks; }, [](UniqueFd) {});
+  token->Watch(io);
+  channel.Send("p");
+  EXPECT_TRUE(token->Allows("A", true));  // a check reads the park, never runs it
+  EXPECT_EQ(parks, 0);
+  io.poll();
+  EXPECT_EQ(parks, 1);
+  char answer = 0;
+  ASSERT_EQ(::recv(channel.envd.Get(), &answer, 1, MSG_DONTWAIT), 1);
+  EXPECT_EQ(answer, kParkedTag);
+  EXPECT_TRUE(token->Allows("A", true));
+  EXPECT_FALSE(token->Allows("B", true));
+}
+
+// A park that waits in the channel with the first token (the interpreter was still
+// starting) is run once the loop and the handlers are there.
+TEST(AccessTokenTest, AParkBeforeTheLoopRunsWhenItStarts) {
+  Channel channel;
+  channel.Send("tA");
+  channel.Send("p");
+  auto token = TokenFrom(channel);
+  ASSERT_NE(token, nullptr);
+  boost::asio::io_context io;
+  token->Watch(io);
+  int parks = 0;
+  token->OnPark([&] { ++parks; }, [](UniqueFd) {});
+  io.poll();
+  EXPECT_EQ(parks, 1);
+  char answer = 0;
+  ASSERT_EQ(::recv(channel.envd.Get(), &answer, 1, MSG_DONTWAIT), 1);
+  EXPECT_EQ(answer, kParkedTag);
+}
+
+// kListenTag hands over a socket; without one attached the message is ignored.
+TEST(AccessTokenTest, AListenMessageHandsOverItsSocket) {
+  Channel channel;
+  channel.Send("tA");
+  auto token = TokenFrom(channel);
+  ASSERT_NE(token, nullptr);
+  boost::asio::io_context io;
+  std::vector<int> received;
+  token->OnPark([] {}, [&](UniqueFd fd) { received.push_back(fd.Get()); });
+  token->Watch(io);
+  channel.Send("l");  // no socket: not a listen message, and not a token either
+  io.poll();
+  EXPECT_TRUE(received.empty());
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  const char tag = kListenTag;
+  const int passed[] = {read_end.Get()};
+  ASSERT_TRUE(SendWithFds(channel.envd.Get(), std::string_view(&tag, 1), passed));
+  channel.Send("tB");
+  io.poll();
+  io.poll();
+  ASSERT_EQ(received.size(), 1u);
+  EXPECT_GE(received[0], 0);
+  EXPECT_TRUE(token->Allows("B", true));
 }
 
 // The server over a unix socket, its loop on a thread of its own.

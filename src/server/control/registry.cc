@@ -171,6 +171,7 @@ Result<std::unique_ptr<Registry::Sandbox>> Registry::Readopt(const SandboxRecord
   sandbox->state_dir = config_.state_dir / "sandboxes" / name;
   sandbox->init_start_ticks = record.init_start_ticks;
   sandbox->persisted = true;
+  sandbox->readopted = true;
   sandbox->process.init = std::move(init);
   sandbox->process.socket_path = runtime::AgentSocketPath(sandbox->state_dir);
   if (record.info.address != 0) {
@@ -633,10 +634,10 @@ void Registry::OnEndOfLife(const std::string& id) {
   LOG_INFO("sandbox {} pauses: its timeout passed", id);
   asio::post(workers_, [this, id, mode] {
     auto paused = Pause(id, mode);
-    if (!paused && paused.error().code == ErrorCode::kFailedPrecondition && Get(id) &&
-        Get(id)->state == SandboxState::kRunning) {
-      // A sandbox that cannot be checkpointed (an established TCP connection) is frozen rather than
-      // left running past its end or killed with its work; said in the log.
+    if (!paused && Get(id) && Get(id)->state == SandboxState::kRunning) {
+      // A sandbox that cannot be checkpointed (an established TCP connection, or a failed
+      // checkpoint) is frozen rather than left running past its end or killed with its
+      // work; said in the log.
       LOG_WARN("sandbox {}: {}; frozen instead", id, paused.error().message);
       paused = Pause(id, PauseMode::kFreeze);
     }

@@ -52,6 +52,12 @@ Status Registry::Checkpoint(Sandbox& sandbox) {
   StepTimes times;
   RETURN_IF_ERROR(runtime::CheckCriu(config_.criu));
   if (!sandbox.netns) return MakeError(ErrorCode::kInternal, "sandbox '{}' has no netns", id);
+  if (sandbox.readopted) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "sandbox '{}' was running when isoboxd restarted: it cannot be "
+                     "checkpointed (pause it with Isobox-Pause-Mode: freeze)",
+                     id);
+  }
   fs::path dir = CheckpointDir(sandbox);
   std::error_code ec;
   fs::remove_all(dir, ec);

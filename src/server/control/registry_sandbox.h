@@ -48,6 +48,10 @@ struct Registry::Sandbox {
   std::string agent_config;
   // Paused with its processes ended (registry_park.cc): none runs.
   Parked parked = Parked::kNo;
+  // Running when this isoboxd started and re-adopted (Registry::Readopt): its disk mount
+  // and template are not known here, so a restore could not be made; it is not
+  // checkpointed (a freeze pause works).
+  bool readopted = false;
   // Serializes pause, resume and kill of this sandbox (a kill waits for a checkpoint).
   std::shared_ptr<std::mutex> op_mutex = std::make_shared<std::mutex>();
 };

@@ -145,6 +145,10 @@ Result<SnapshotRecord> Registry::Snap(const std::string& id, const std::string& 
       return Conflict(id, "is paused: resume it (connect) before a snapshot or a fork");
     }
   }
+  if (sandbox->readopted) {
+    return Conflict(id, "was running when isoboxd restarted: its disk is not known to this "
+                        "isoboxd, so no snapshot or fork can be taken of it");
+  }
   if (!sandbox->info.volume_mounts.empty()) {
     return Conflict(id, "has volumes mounted: snapshots and forks of such sandboxes are not "
                         "supported yet");

@@ -81,6 +81,22 @@ test('a graceful stop with --on-exit keep hands sandboxes over; a kill is record
     daemon = await startDaemon({ dir: daemon.dir })
     const again = await Sandbox.connect(sandbox.sandboxId)
     assert.equal(await again.files.read('/tmp/x'), 'x')
+    // A re-adopted sandbox is not checkpointed (this isoboxd does not know its disk): a
+    // pause with memory, a files-only pause and a snapshot answer 409 naming why; the
+    // freezer pause works.
+    const post = (path, init = {}) => fetch(`${daemon.url}${path}`, { method: 'POST', ...init,
+      headers: { 'X-API-KEY': daemon.apiKey, 'Content-Type': 'application/json', ...(init.headers ?? {}) } })
+    const checkpoint = await post(`/sandboxes/${sandbox.sandboxId}/pause`)
+    assert.equal(checkpoint.status, 409)
+    assert.match((await checkpoint.json()).message, /running when isoboxd restarted.*Isobox-Pause-Mode: freeze/)
+    assert.equal((await post(`/sandboxes/${sandbox.sandboxId}/pause`, { body: '{"memory":false}' })).status, 409)
+    const snapshot = await post(`/sandboxes/${sandbox.sandboxId}/snapshots`, { body: '{}' })
+    assert.equal(snapshot.status, 409)
+    assert.match((await snapshot.json()).message, /running when isoboxd restarted/)
+    assert.equal((await post(`/sandboxes/${sandbox.sandboxId}/pause`,
+      { headers: { 'Isobox-Pause-Mode': 'freeze' } })).status, 204)
+    const thawed = await Sandbox.connect(sandbox.sandboxId)
+    assert.equal(await thawed.files.read('/tmp/x'), 'x')
     assert.equal(await again.kill(), true)
     const killed = await record(daemon, sandbox.sandboxId)
     assert.equal(killed.body.state, 'ended')

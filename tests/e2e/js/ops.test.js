@@ -115,8 +115,8 @@ test('the audit log records every act, never the code, command or output', async
   const code = `print("${codeSecret}")`
   const execution = await sandbox.runCode(code)
   assert.equal(execution.logs.stdout.join('').trim(), codeSecret)
-  // A code interpreter's sandbox is not checkpointed yet (checkpoint.test.js): the
-  // freezer pause, which Isobox names in its own header.
+  // The freezer pause, which Isobox names in its own header (the checkpoint of a code
+  // interpreter's sandbox is checkpoint.test.js's).
   const paused = await fetch(`${daemon.url}/sandboxes/${id}/pause`, {
     method: 'POST', headers: { 'X-API-KEY': daemon.apiKey, 'Isobox-Pause-Mode': 'freeze' } })
   assert.equal(paused.status, 204)

@@ -21,6 +21,19 @@ function memoryCharged(id) {
   return Number(readFileSync(existsSync(v1) ? v1 : v2, 'utf8'))
 }
 
+// The sandbox's memory charge once it is at most `bound`, or after 5 s: the kernel
+// uncharges what ended processes held a moment later (freed slab, page cache of their
+// files).
+async function settledCharge(id, bound) {
+  let charged = memoryCharged(id)
+  const settle = Date.now() + 5000
+  while (charged > bound && Date.now() < settle) {
+    await new Promise((r) => setTimeout(r, 100))
+    charged = memoryCharged(id)
+  }
+  return charged
+}
+
 function pause(id, headers = {}, body = undefined) {
   return fetch(`${daemon.url}/sandboxes/${id}/pause`, {
     method: 'POST',
@@ -60,14 +73,7 @@ test('pause checkpoints: memory is released, resume brings back processes, memor
     assert.equal(raw.headers.get('isobox-pause-mode'), 'checkpoint; memory freed')
     assert.equal((await sandbox.getInfo()).state, 'paused')
     assert.equal(await sandbox.isRunning(), false)
-    // The kernel uncharges what ended processes held a moment later (freed slab, page
-    // cache of their files): measured once it settles.
-    let pausedBytes = memoryCharged(sandbox.sandboxId)
-    const settle = Date.now() + 5000
-    while (pausedBytes > runningBytes * 0.05 && Date.now() < settle) {
-      await new Promise((r) => setTimeout(r, 100))
-      pausedBytes = memoryCharged(sandbox.sandboxId)
-    }
+    const pausedBytes = await settledCharge(sandbox.sandboxId, runningBytes * 0.05)
     assert.ok(pausedBytes <= runningBytes * 0.05, `paused ${pausedBytes} of ${runningBytes}`)
     // The checkpoint is on disk, only root's.
     const dir = join(daemon.stateDir, 'checkpoints', privateName(sandbox.sandboxId))
@@ -148,12 +154,7 @@ test('a code interpreter sandbox pauses with its kernels: variables, DataFrames 
     assert.equal(raw.status, 204, await raw.text())
     assert.equal(raw.headers.get('isobox-pause-mode'), 'checkpoint; memory freed')
     // The kernels' memory is released with every other process's.
-    let paused = memoryCharged(sandbox.sandboxId)
-    const settle = Date.now() + 5000
-    while (paused > charged * 0.05 && Date.now() < settle) {
-      await new Promise((r) => setTimeout(r, 100))
-      paused = memoryCharged(sandbox.sandboxId)
-    }
+    const paused = await settledCharge(sandbox.sandboxId, charged * 0.05)
     assert.ok(paused <= charged * 0.05, `paused ${paused} of ${charged}`)
 
     const resumed = await CodeSandbox.connect(sandbox.sandboxId)

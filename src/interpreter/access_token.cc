@@ -78,6 +78,8 @@ void AccessToken::Refresh() {
       Park();
       continue;
     }
+    // SECURITY: only envd holds the channel's other end (kernels never inherit this one,
+    // and this process is not dumpable): a socket that comes on it is isoboxd's listener.
     if (n == 1 && message[0] == kListenTag && fds.size() == 1) {
       Listen(std::move(fds[0]));
       continue;

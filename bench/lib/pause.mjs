@@ -3,7 +3,8 @@
 //     sandbox, beside Isobox's freezer pause and its thaw and E2B's files-only pause
 //     (keepMemory: false) and its resume (envd started again on the kept disk), interleaved;
 //   - the memory a checkpointed sandbox still holds, in % of what it held running (its
-//     memory cgroup's charge, with a process holding 64 MiB);
+//     memory cgroup's anonymous and shared memory, page cache left out, with a process
+//     holding 64 MiB);
 //   - a snapshot of a running base sandbox: how long it stops (the daemon's pausedMs) and
 //     the whole call; a fork of 10 (one checkpoint, ten restores), whole call to answer;
 //   - pause (checkpoint) and resume of an idle `code-interpreter-v1` sandbox with pandas
@@ -21,10 +22,16 @@ export const PAUSE_NA_ROWS = []
 
 const now = () => Number(process.hrtime.bigint()) / 1e6
 
+// Memory the sandbox's processes hold: anonymous and tmpfs/shared memory from its memory
+// cgroup's stat (v1: total_rss + total_shmem; v2: anon + shmem). The page cache of files
+// it read stays charged to the group after the processes end, is reclaimable, and depends
+// on what the host had cached: left out.
 function charged(privateName, id) {
-  const v1 = `/sys/fs/cgroup/memory/isobox/${privateName(id)}/memory.usage_in_bytes`
-  const v2 = `/sys/fs/cgroup/isobox/${privateName(id)}/memory.current`
-  return Number(readFileSync(existsSync(v1) ? v1 : v2, 'utf8'))
+  const v1 = `/sys/fs/cgroup/memory/isobox/${privateName(id)}/memory.stat`
+  const v2 = `/sys/fs/cgroup/isobox/${privateName(id)}/memory.stat`
+  const stat = Object.fromEntries(readFileSync(existsSync(v1) ? v1 : v2, 'utf8').trim().split('\n')
+    .map((line) => line.split(' ')).map(([key, value]) => [key, Number(value)]))
+  return existsSync(v1) ? stat.total_rss + stat.total_shmem : stat.anon + stat.shmem
 }
 
 // ctx: { repo, quick, daemonArgs, record, summary }.
